@@ -1,0 +1,240 @@
+"""napari reader: images, annotation files and dataset folders to image + box layers.
+
+``get_reader`` returns ``None`` for anything that is not ours, so napari's own
+readers take over.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from . import _layers as L
+from .core.annotations import ANNOTATION_SUFFIXES, Annotation, AnnotationError, find_annotation_file, load_annotation
+from .core.dataset import DatasetError, discover_dataset, find_image_folder
+from .core.images import ImageReadError, image_info, is_image_file, lazy_image_stack, read_image
+
+logger = logging.getLogger(__name__)
+
+
+def get_reader(path):
+    """npe2 reader hook: a reader function for our files, or ``None``."""
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    path = Path(path)
+    if path.is_dir():
+        return read_dataset_folder if _looks_like_dataset(path) else None
+    if is_image_file(path):
+        return read_image_file
+    if path.suffix.lower() in ANNOTATION_SUFFIXES and _looks_like_annotation(path):
+        return read_annotation_file
+    return None
+
+
+def _looks_like_dataset(folder: Path) -> bool:
+    try:
+        discover_dataset(folder)
+    except (DatasetError, OSError):
+        return False
+    return True
+
+
+def _looks_like_annotation(path: Path) -> bool:
+    """Cheap check that a file is meant as an annotation, without unpickling it.
+
+    A ``.json`` must be an object with ``boxes``; a ``.pt`` must name ``boxes``
+    in its pickle. A file too damaged to tell is claimed, so that the user gets
+    our error naming the problem rather than "no reader".
+    """
+    if path.suffix.lower() == ".json":
+        try:
+            with open(path, encoding="utf-8") as file:
+                content = json.load(file)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return False
+        return isinstance(content, dict) and "boxes" in content
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [name for name in archive.namelist() if name.endswith("data.pkl")]
+            return bool(pickles) and b"boxes" in archive.read(pickles[0])
+    except zipfile.BadZipFile:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+# --- single files -------------------------------------------------------------
+
+
+def read_image_file(path) -> list[tuple]:
+    """An image and its boxes (from ``STEM.pt``/``.json`` beside it or in ``../target``)."""
+    path = Path(path[0] if isinstance(path, (list, tuple)) else path)
+    image = read_image(path)
+    annotation_path = find_annotation_file(path)
+    annotation = load_annotation(annotation_path) if annotation_path else Annotation()
+    target = annotation_path or _default_annotation_path(path)
+    return _single_image_layers(path, image, annotation, target)
+
+
+def read_annotation_file(path) -> list[tuple]:
+    """An annotation's boxes, with its image when one of the same stem is found."""
+    path = Path(path[0] if isinstance(path, (list, tuple)) else path)
+    annotation = load_annotation(path)
+    image_path = _find_image_for(path)
+    if image_path is None:
+        layer = L.shapes_layer_data(
+            [annotation],
+            stacked=False,
+            name=_layer_name(path.stem, annotation),
+            metadata={L.ANNOTATION_FILES: [str(path)], L.SOURCE_IMAGES: [None]},
+        )
+        return [layer]
+    return _single_image_layers(image_path, read_image(image_path), annotation, path)
+
+
+def _default_annotation_path(image_path: Path) -> Path:
+    from .core.annotations import default_annotation_path
+
+    return default_annotation_path(image_path)
+
+
+def _find_image_for(annotation_path: Path) -> Path | None:
+    folder = annotation_path.parent
+    candidates = [folder]
+    if folder.name == "target":
+        candidates.append(folder.parent / "input")
+    for candidate in candidates:
+        if candidate.is_dir():
+            for image in sorted(candidate.iterdir()):
+                if image.stem == annotation_path.stem and is_image_file(image):
+                    return image
+    sibling = find_image_folder(folder, {annotation_path.stem}) if folder.parent.is_dir() else None
+    if sibling is not None:
+        for image in sorted(sibling.iterdir()):
+            if image.stem == annotation_path.stem and is_image_file(image):
+                return image
+    return None
+
+
+def _layer_name(stem: str, annotation: Annotation) -> str:
+    return f"{stem} {'predictions' if annotation.scores is not None else 'boxes'}"
+
+
+def _single_image_layers(image_path: Path, image: np.ndarray, annotation: Annotation, target: Path) -> list[tuple]:
+    size = image.shape[:2]
+    image_meta = {L.SOURCE_IMAGES: [str(image_path)], L.IMAGE_SIZES: [list(size)]}
+    image_layer = (image, {"name": image_path.stem, "rgb": True, "metadata": image_meta}, "image")
+    shapes = L.shapes_layer_data(
+        [annotation],
+        stacked=False,
+        name=_layer_name(image_path.stem, annotation),
+        image_sizes=[size],
+        metadata={L.SOURCE_IMAGES: [str(image_path)], L.ANNOTATION_FILES: [str(target)]},
+    )
+    return [image_layer, shapes]
+
+
+# --- folders ------------------------------------------------------------------
+
+
+def read_dataset_folder(path) -> list[tuple]:
+    """A dataset folder as one lazy image stack and one Shapes layer of every box.
+
+    Files that cannot be read are skipped and listed in a warning; an image
+    whose annotation file is unreadable is skipped with it, so that a later
+    save cannot overwrite that file.
+    """
+    path = Path(path[0] if isinstance(path, (list, tuple)) else path)
+    dataset = discover_dataset(path)
+    skipped = list(dataset.skipped)
+    images, sizes, dtypes, annotations, targets = [], [], [], [], []
+    for sample in dataset.samples:
+        size = None
+        dtype = None
+        if sample.image is not None:
+            try:
+                *size, dtype = image_info(sample.image)
+            except ImageReadError as error:
+                skipped.append((sample.image, error.reason))
+                continue
+        try:
+            annotation = load_annotation(sample.annotation) if sample.annotation else Annotation()
+        except AnnotationError as error:
+            skipped.append((sample.annotation, error.reason))
+            if sample.image is not None:
+                skipped.append((sample.image, "skipped with its unreadable annotation"))
+            continue
+        if dtype is not None:
+            dtypes.append(dtype)
+        images.append(sample.image)
+        sizes.append(size)
+        annotations.append(annotation)
+        targets.append(dataset.annotation_path(sample))
+
+    if skipped:
+        _report_skipped(path, skipped)
+    if not annotations:
+        raise DatasetError(path, "nothing could be read: " + "; ".join(f"{p.name}: {r}" for p, r in skipped[:5]))
+
+    has_images = all(image is not None for image in images)
+    if not has_images:
+        sizes = [size or _extent(annotation) for size, annotation in zip(sizes, annotations)]
+    name = path.name or str(path)
+    metadata = {
+        L.SOURCE_IMAGES: [str(image) if image else None for image in images],
+        L.ANNOTATION_FILES: [str(target) for target in targets],
+        L.DATASET_ROOT: str(path),
+    }
+    predictions = any(a.scores is not None for a in annotations)
+    shapes = L.shapes_layer_data(
+        annotations,
+        stacked=True,
+        name=f"{name} {'predictions' if predictions else 'boxes'}",
+        image_sizes=sizes,
+        metadata=metadata,
+    )
+    layers = []
+    if has_images:
+        dtype = np.result_type(*dtypes)
+        stack = lazy_image_stack(images, sizes, dtype=dtype, on_error=_warn_unreadable)
+        image_meta = {
+            L.SOURCE_IMAGES: metadata[L.SOURCE_IMAGES],
+            L.IMAGE_SIZES: [list(s) for s in sizes],
+            L.DATASET_ROOT: str(path),
+        }
+        image_kwargs = {"name": name, "rgb": True, "metadata": image_meta}
+        if dtype == np.uint8:
+            image_kwargs["contrast_limits"] = [0, 255]  # no scan of the lazy stack
+        layers.append((stack, image_kwargs, "image"))
+    layers.append(shapes)
+    return layers
+
+
+def _extent(annotation: Annotation) -> tuple[int, int]:
+    if len(annotation) == 0:
+        return (1, 1)
+    return (int(np.ceil(annotation.boxes[:, 3].max())), int(np.ceil(annotation.boxes[:, 2].max())))
+
+
+def _report_skipped(folder: Path, skipped: list) -> None:
+    lines = [f"{p.name}: {reason}" for p, reason in skipped]
+    message = f"Opened {folder.name} without {len(skipped)} file(s): " + "; ".join(lines[:10])
+    if len(lines) > 10:
+        message += f"; and {len(lines) - 10} more"
+    logger.warning(message)
+    try:
+        from napari.utils.notifications import show_warning
+
+        show_warning(message)
+    except ImportError:  # pragma: no cover - napari is a dependency
+        pass
+
+
+def _warn_unreadable(error: ImageReadError) -> None:
+    logger.warning(str(error))

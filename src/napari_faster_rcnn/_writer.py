@@ -1,0 +1,70 @@
+"""napari writer: a Shapes layer to ``.pt`` or ``.json`` annotation files.
+
+- A single image's layer is written to ``path``.
+- A stack is written one file per image, named after each source image. With
+  ``path`` ending in ``.pt``/``.json`` the files go where the layer's metadata
+  says each image's annotation lives (the dataset's annotation folder, as read),
+  in that format; a layer without that metadata writes into ``path``'s folder.
+  With ``path`` a folder (existing, or without a suffix) they go into it.
+
+Every image of a stack gets a file, an empty one where all boxes were
+deleted, so no stale annotation survives a save. Boxes are clipped to the
+image, and every write is atomic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import _layers as L
+from .core.annotations import ANNOTATION_SUFFIXES, save_annotation
+
+
+def write_boxes(path: str, data, attributes: dict) -> list[str]:
+    """npe2 single-layer writer for Shapes layers."""
+    metadata = dict(attributes.get("metadata") or {})
+    features = attributes.get("features")
+    stacked = metadata.get(L.STACKED, attributes.get("ndim", 2) >= 3)
+    metadata[L.STACKED] = stacked
+    annotations = L.annotations_from_shapes(data, features, metadata)
+    target = Path(path)
+    if not stacked:
+        if target.suffix.lower() not in ANNOTATION_SUFFIXES:
+            target = target.with_suffix(".pt")
+        return [str(save_annotation(target, annotations[0]))]
+    destinations = stack_destinations(target, metadata, len(annotations))
+    return [str(save_annotation(dest, annotation)) for dest, annotation in zip(destinations, annotations)]
+
+
+def stack_destinations(path: Path, metadata: dict, count: int) -> list[Path]:
+    """The file each slice of a stack is written to (see the module docstring)."""
+    suffix = path.suffix.lower()
+    is_folder = path.is_dir() or suffix not in ANNOTATION_SUFFIXES
+    known = L.annotation_paths(metadata)
+    names = _slice_names(metadata, count)
+    if is_folder:
+        fmt = _common_suffix(known) or ".pt"
+        return [path / f"{name}{fmt}" for name in names]
+    if len(known) == count and all(known):
+        return [p.with_suffix(suffix) for p in known]
+    return [path.parent / f"{name}{suffix}" for name in names]
+
+
+def _slice_names(metadata: dict, count: int) -> list[str]:
+    sources = metadata.get(L.SOURCE_IMAGES) or []
+    known = L.annotation_paths(metadata)
+    digits = max(3, len(str(count - 1)))
+    names = []
+    for index in range(count):
+        if index < len(sources) and sources[index]:
+            names.append(Path(sources[index]).stem)
+        elif index < len(known) and known[index]:
+            names.append(known[index].stem)
+        else:
+            names.append(f"{index:0{digits}d}")
+    return names
+
+
+def _common_suffix(paths) -> str | None:
+    suffixes = {p.suffix.lower() for p in paths if p}
+    return suffixes.pop() if len(suffixes) == 1 else None

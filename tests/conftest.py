@@ -1,0 +1,60 @@
+"""Shared fixtures: small generated datasets, so the tests never need ../shared."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_faster_rcnn.core.annotations import Annotation, save_annotation
+from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
+
+
+def write_image(path, height=40, width=60, mode="RGB", seed=0):
+    """Write a random image of ``mode`` (RGB, RGBA, L, I;16) and return its pixels as read back."""
+    rng = np.random.default_rng(seed)
+    if mode == "RGB":
+        array = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    elif mode == "RGBA":
+        array = rng.integers(0, 256, (height, width, 4), dtype=np.uint8)
+    elif mode == "L":
+        array = rng.integers(0, 256, (height, width), dtype=np.uint8)
+    elif mode == "I;16":
+        array = rng.integers(0, 65536, (height, width), dtype=np.uint16)
+    else:
+        raise ValueError(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return array
+
+
+@pytest.fixture
+def tutorial_dataset(tmp_path):
+    """Six synthetic images in input/ with their .pt annotations in target/."""
+    return write_synthetic_dataset(tmp_path / "shapes", n_images=6, seed=3, height=64, width=80)
+
+
+@pytest.fixture
+def side_by_side_dataset(tmp_path):
+    """Three images of different sizes with .json annotations beside them; one unlabeled."""
+    folder = tmp_path / "beside"
+    write_image(folder / "a.png", 40, 60, seed=1)
+    write_image(folder / "b.jpg", 50, 30, seed=2)
+    write_image(folder / "c.png", 20, 20, seed=3)
+    save_annotation(folder / "a.json", Annotation([[1, 2, 30, 20], [10, 10, 59, 39]], ["cat", "dog"]))
+    save_annotation(folder / "b.json", Annotation([[0, 0, 29.5, 49.5]], ["dog"]))
+    return folder
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """Fail early, with the fix, when no display can be had for the GUI tests."""
+    import os
+    import shutil
+    import sys
+
+    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY") and shutil.which("Xvfb") is None:
+        raise pytest.UsageError(
+            "the GUI tests need a display: install Xvfb and Mesa OpenGL "
+            "(apt-get install xvfb libgl1-mesa-dri), or set DISPLAY"
+        )
