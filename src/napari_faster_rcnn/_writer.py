@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import _layers as L
+from ._slice_view import model_annotations
 from .core.annotations import ANNOTATION_SUFFIXES, save_annotation
 
 
@@ -26,7 +27,8 @@ def write_boxes(path: str, data, attributes: dict) -> list[str]:
     features = attributes.get("features")
     stacked = metadata.get(L.STACKED, attributes.get("ndim", 2) >= 3)
     metadata[L.STACKED] = stacked
-    annotations = L.annotations_from_shapes(data, features, metadata)
+    # A layer paged by a widget shows one image; its model holds them all.
+    annotations = model_annotations(metadata) or L.annotations_from_shapes(data, features, metadata)
     target = Path(path)
     if not stacked:
         if target.suffix.lower() not in ANNOTATION_SUFFIXES:
