@@ -98,3 +98,17 @@ def test_a_paged_layer_without_its_model_refuses_to_save(make_napari_viewer, tut
     with pytest.raises(ValueError, match="not saving"):
         write_boxes(str(tutorial_dataset / "target" / "x.pt"), data, meta)
     assert (tutorial_dataset / "target" / "000.pt").read_bytes() == before
+
+
+def test_paging_model_finds_the_model_of_a_layer(make_napari_viewer, tutorial_dataset):
+    from napari_faster_rcnn._slice_view import paging_model
+
+    viewer = make_napari_viewer()
+    image, shapes, annotations, paged = open_paged(viewer, tutorial_dataset)
+    assert paging_model(shapes) is paged
+    viewer.dims.set_current_step(0, 1)
+    paged.annotations[1] = Annotation([[1, 1, 9, 9]], ["square"])
+    paged.refresh()
+    assert len(shapes.data) == 1 and list(shapes.features["label"]) == ["square"]
+    paged.disconnect()
+    assert paging_model(shapes) is None

@@ -225,6 +225,17 @@ def register(layer, model) -> str:
     return key
 
 
+def paging_model(layer) -> SliceBoxes | None:
+    """The :class:`SliceBoxes` that pages ``layer``, or None when the layer holds all its boxes.
+
+    Code that changes boxes of images other than the one on screen (accepting
+    predictions as labels, say) edits ``model.annotations[i]`` and calls
+    ``model.refresh()``; on an ordinary layer it edits the layer itself.
+    """
+    key = layer.metadata.get(SLICE_MODEL)
+    return _MODELS.get(key) if key else None
+
+
 def model_annotations(metadata: dict) -> list[Annotation] | None:
     """The annotations of every image of a paged layer, or None for an ordinary layer.
 
