@@ -175,3 +175,30 @@ def test_corrupt_annotation_dropped_on_its_own_raises_a_clear_error(tmp_path):
     assert reader is not None  # ours, even if damaged: the user sees why it fails
     with pytest.raises(ValueError, match="broken.pt: not a readable PyTorch file"):
         reader(str(path))
+
+
+def test_numpy_1x_and_malicious_files_in_a_folder(make_napari_viewer, tmp_path):
+    """Old numpy pickles open; a pickle that would run code is skipped and runs nothing."""
+    from tests.core.test_annotations import RunsCode, torch_save_as_numpy1
+
+    folder = tmp_path / "mixed"
+    for name in ["a", "b", "c"]:
+        write_image(folder / "input" / f"{name}.png", 30, 40)
+    (folder / "target").mkdir()
+    torch_save_as_numpy1(
+        folder / "target" / "a.pt", {"labels": np.array(["head"]), "boxes": [np.array([1.0, 2.0, 11.0, 12.0])]}
+    )
+    torch_save_as_numpy1(folder / "target" / "b.pt", {"labels": np.array([], dtype=float), "boxes": []})
+    marker = tmp_path / "pwned"
+    torch.save({"boxes": [], "labels": RunsCode(marker)}, folder / "target" / "c.pt")
+    viewer = make_napari_viewer()
+    viewer.open(folder, plugin=PLUGIN)
+    image, shapes = viewer.layers
+    assert not marker.exists()
+    assert image.data.shape[0] == 2  # c.png is skipped with its refused annotation
+    boxes, index = layer_boxes(shapes)
+    np.testing.assert_allclose(boxes, [[1, 2, 11, 12]], atol=1e-4)
+    assert list(shapes.features["label"]) == ["head"]
+    with pytest.raises(ValueError, match="c.pt: refused to load"):
+        viewer.open(folder / "target" / "c.pt", plugin=PLUGIN)
+    assert not marker.exists()
