@@ -34,6 +34,7 @@ CLASSES = "classes"  # list of str: the class list, in class-id order (id = posi
 CLASS_COLORS = "class_colors"  # dict: class name -> "#rrggbb"
 LAYER_ROLE = "napari_faster_rcnn"  # "boxes" or "predictions"
 STACKED = "stacked"  # bool: vertices carry the image index first
+THRESHOLDS = "thresholds"  # dict: the score/NMS/class thresholds a predictions layer shows (core.inference.Thresholds)
 
 BOXES = "boxes"
 PREDICTIONS = "predictions"
