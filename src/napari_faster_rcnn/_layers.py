@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import _triton_guard  # noqa: F401 - torchvision in the viewer process must not load Triton
 from .core.annotations import Annotation
 from .core.boxes import boxes_to_rectangles, clip_boxes, rectangles_to_boxes
 

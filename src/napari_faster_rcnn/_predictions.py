@@ -51,6 +51,7 @@ class PredictionPages(SliceBoxes):
         self.thresholds = thresholds
         layer.metadata[L.THRESHOLDS] = thresholds.to_dict()
         super().__init__(viewer, layer, self.detections.filtered(thresholds), editable=False)
+        keep_with_layer(layer, self)
 
     @property
     def raw(self) -> list[Annotation]:
@@ -72,13 +73,23 @@ class PredictionPages(SliceBoxes):
 
     def counts(self) -> dict[str, int]:
         """Boxes kept and raw, in the current image and in all images."""
-        index = self.current if self.current is not None else 0
+        index = self.viewer_index()  # also right while the dims slider's other listeners run first
         return {
             "kept": len(self.annotations[index]) if self.annotations else 0,
             "raw": len(self.raw[index]) if self.raw else 0,
             "kept_total": sum(len(a) for a in self.annotations),
             "raw_total": self.detections.size,
         }
+
+
+def keep_with_layer(layer, model) -> None:
+    """Let ``layer`` hold its paging model, which lives as long as the layer then.
+
+    The viewer's events and :func:`~._slice_view.paging_model` refer to models
+    weakly; a model nobody else holds would vanish and leave its layer showing
+    one image, unsaveable.
+    """
+    layer._napari_faster_rcnn_model = model
 
 
 def prediction_pages(layer) -> PredictionPages | None:
@@ -305,5 +316,5 @@ def show_marks(viewer, kind: str, annotations: list[Annotation], source_layer, n
     kwargs["edge_color"] = MARKS[kind]
     kwargs["opacity"] = 0.9
     layer = viewer.add_layer(Layer.create(data, kwargs, shape_type))
-    SliceBoxes(viewer, layer, annotations, editable=False)
+    keep_with_layer(layer, SliceBoxes(viewer, layer, annotations, editable=False))
     return layer

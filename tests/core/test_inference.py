@@ -67,6 +67,7 @@ def test_hand_worked_image():
     # without box 0, box 1 is no longer suppressed
     assert filter_detections(annotation, 0.0, 0.5, classes=["a"]).tolist() == [0, 3]
     assert filter_detections(Annotation(), 0.5, 0.5).tolist() == []
+    assert len(annotation.select([])) == 0
     kept = apply_thresholds(annotation, Thresholds(0.5, 0.5))
     assert kept.labels == ["a", "b"] and kept.scores.tolist() == [0.9, 0.7]
 

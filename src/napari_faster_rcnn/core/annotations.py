@@ -98,6 +98,7 @@ class Annotation:
         keep = np.asarray(keep)
         if keep.dtype == bool:
             keep = np.flatnonzero(keep)
+        keep = keep.astype(np.int64, copy=False)  # an empty list is float to numpy
         return Annotation(
             boxes=self.boxes[keep],
             labels=[self.labels[i] for i in keep],
