@@ -167,9 +167,10 @@ def add_prediction_layer(
         empty, stacked=len(raw) != 1, name=name, classes=list(dict.fromkeys(known)), predictions=True,
         image_sizes=image_sizes, metadata=metadata,
     )
-    layer = viewer.add_layer(Layer.create(data, kwargs, kind))
+    layer = Layer.create(data, kwargs, kind)
+    # paged before it joins the viewer, so widgets that see it arrive find its raw detections
     PredictionPages(viewer, layer, raw, thresholds)
-    return layer
+    return viewer.add_layer(layer)
 
 
 # --- pairing images of two layers ----------------------------------------------------
@@ -315,6 +316,7 @@ def show_marks(viewer, kind: str, annotations: list[Annotation], source_layer, n
     kwargs["edge_width"] = source_layer.edge_width[0] * 1.5 if len(source_layer.edge_width) else kwargs["edge_width"]
     kwargs["edge_color"] = MARKS[kind]
     kwargs["opacity"] = 0.9
-    layer = viewer.add_layer(Layer.create(data, kwargs, shape_type))
+    layer = Layer.create(data, kwargs, shape_type)
+    layer.text.visible = False  # the colour says what a mark is; the predictions layer shows labels and scores
     keep_with_layer(layer, SliceBoxes(viewer, layer, annotations, editable=False))
-    return layer
+    return viewer.add_layer(layer)

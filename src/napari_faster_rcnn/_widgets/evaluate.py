@@ -64,7 +64,7 @@ class EvaluateWidget(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.setMaximumHeight(140)
+        self.table.setFixedHeight(self.table.horizontalHeader().sizeHint().height() + 4)
 
         self.figure = Figure(figsize=(3.6, 2.8), dpi=90, facecolor="#262930", layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
@@ -122,6 +122,8 @@ class EvaluateWidget(QWidget):
             f"{_number(coco.map)} (@0.5 {_number(coco.map50)}, @0.75 {_number(coco.map75)})"
         )
         self.table.setRowCount(len(voc.classes))
+        rows = self.table.verticalHeader().defaultSectionSize() * min(len(voc.classes), 6)
+        self.table.setFixedHeight(self.table.horizontalHeader().height() + rows + 4)
         for row, name in enumerate(voc.classes):
             cells = (name, voc.ground_truth_counts[name], voc.prediction_counts[name], _number(voc.ap[name]),
                      _number(coco.per_class.get(name, math.nan)))
@@ -143,9 +145,8 @@ class EvaluateWidget(QWidget):
             curve = voc.curves[name]
             if voc.ground_truth_counts[name] == 0:
                 continue
-            recall = [0.0, *curve.recall.tolist()]
-            precision = [1.0 if len(curve.precision) else 0.0, *curve.precision.tolist()]
-            axes.plot(recall, precision, drawstyle="steps-post", color=colors.get(name),
+            # precision and recall after each ranked detection, as AP integrates them
+            axes.plot(curve.recall, curve.precision, color=colors.get(name), linewidth=1.5,
                       label=f"{name} AP {_number(voc.ap[name], 3)}")
         axes.set_xlim(0, 1.02)
         axes.set_ylim(0, 1.05)

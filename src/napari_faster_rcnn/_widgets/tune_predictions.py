@@ -49,7 +49,6 @@ class TunePredictionsWidget(QWidget):
         self.nms = _slider("per-class NMS: drop a box overlapping a better one of its class by more than this IoU "
                            "(1 keeps all)")
         self.classes = QListWidget()
-        self.classes.setMaximumHeight(86)
         self.classes.setToolTip("classes to keep")
         self.counts = QLabel("no predictions layer")
         self.counts.setWordWrap(True)
@@ -139,6 +138,9 @@ class TunePredictionsWidget(QWidget):
             keep = thresholds.classes is None or name in thresholds.classes
             item.setCheckState(Qt.CheckState.Checked if keep else Qt.CheckState.Unchecked)
             self.classes.addItem(item)
+        rows = min(max(self.classes.count(), 1), 4)
+        row = max(self.classes.sizeHintForRow(0), 18)
+        self.classes.setFixedHeight(row * rows + 2 * self.classes.frameWidth() + 2)
         for control in (self.score, self.nms, self.classes):
             control.blockSignals(False)
         self._show_counts()
