@@ -66,7 +66,9 @@ def test_saving_tuned_predictions_writes_their_thresholds(make_napari_viewer, tu
     assert json.loads((out / THRESHOLDS_FILE).read_text()) == {"score_threshold": 0.3, "nms_threshold": 0.5,
                                                                "classes": None}
     for index, annotation in enumerate(raw):
-        assert load_annotation(out / f"{index:03d}.pt").boxes.shape == apply_thresholds(annotation, thresholds).boxes.shape
+        saved, expected = load_annotation(out / f"{index:03d}.pt"), apply_thresholds(annotation, thresholds)
+        np.testing.assert_allclose(saved.boxes, expected.boxes, atol=1e-4)
+        assert saved.labels == expected.labels and np.allclose(saved.scores, expected.scores)
     # opened again, the thresholds come back with the predictions
     viewer.layers.clear()
     viewer.open(out, plugin=PLUGIN)
@@ -115,7 +117,8 @@ def test_accept_as_labels_round_trip(make_napari_viewer, tutorial_dataset):
         kept = apply_thresholds(raw[index], thresholds)
         # every kept prediction is in the labels exactly once, unless a label already covered it
         for box, label in zip(kept.boxes, kept.labels):
-            same = [np.allclose(box, b, atol=1e-3) and label == lab for b, lab in zip(annotation.boxes, annotation.labels)]
+            same = [np.allclose(box, b, atol=1e-3) and label == other
+                    for b, other in zip(annotation.boxes, annotation.labels)]
             assert sum(same) <= 1
         new = len(annotation) - len(before[index])
         assert 0 <= new <= len(kept)

@@ -292,7 +292,8 @@ def mark_annotations(result, pairs, predicted, ground, n_predicted: int, n_groun
         marks["true positives"][p] = Annotation(predicted[p].boxes[hit], [labels[i] for i in np.flatnonzero(hit)])
         marks["false positives"][p] = Annotation(predicted[p].boxes[~hit], [labels[i] for i in np.flatnonzero(~hit)])
         missed = ~result.matched[k]
-        marks["missed"][g] = Annotation(ground[g].boxes[missed], [result.ground_truth_labels[k][i] for i in np.flatnonzero(missed)])
+        missed_labels = [result.ground_truth_labels[k][i] for i in np.flatnonzero(missed)]
+        marks["missed"][g] = Annotation(ground[g].boxes[missed], missed_labels)
     return marks
 
 

@@ -54,7 +54,8 @@ def test_table_output_and_iou(tutorial_dataset, predictions, capsys):
 
 def test_integer_labels_with_a_class_list(tmp_path, capsys):
     save_annotation(tmp_path / "gt" / "a.json", Annotation([[0, 0, 10, 10], [20, 20, 30, 30]], ["cat", "dog"]))
-    save_annotation(tmp_path / "pred" / "a.json", Annotation([[0, 0, 10, 10], [20, 20, 30, 30]], ["1", "2"], [0.9, 0.8]))
+    predicted = Annotation([[0, 0, 10, 10], [20, 20, 30, 30]], ["1", "2"], [0.9, 0.8])
+    save_annotation(tmp_path / "pred" / "a.json", predicted)
     args = ["evaluate", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"), "--json"]
     assert main(args + ["--classes", "cat,dog"]) == 0
     assert json.loads(capsys.readouterr().out)["per_class"] == {"cat": 1.0, "dog": 1.0}

@@ -166,8 +166,9 @@ def test_coco_agrees_with_pycocotools():
     for image, (g, p) in enumerate(zip(ground, predicted)):
         for box, label in zip(g.boxes, g.labels):
             x1, y1, x2, y2 = box.tolist()
-            annotations.append({"id": len(annotations) + 1, "image_id": image + 1, "category_id": classes.index(label) + 1,
-                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+            annotations.append({"id": len(annotations) + 1, "image_id": image + 1,
+                                "category_id": classes.index(label) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
+                                "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
         for box, label, score in zip(p.boxes, p.labels, p.scores):
             x1, y1, x2, y2 = box.tolist()
             results.append({"image_id": image + 1, "category_id": classes.index(label) + 1,
@@ -246,7 +247,9 @@ def plain_voc(ground, predicted, threshold):
         envelope = [0.0] + precision + [0.0]
         for i in range(len(envelope) - 2, -1, -1):
             envelope[i] = max(envelope[i], envelope[i + 1])
-        ap[name] = sum((points[i] - points[i - 1]) * envelope[i] for i in range(1, len(points)) if points[i] != points[i - 1])
+        ap[name] = sum(
+            (points[i] - points[i - 1]) * envelope[i] for i in range(1, len(points)) if points[i] != points[i - 1]
+        )
     with_ground_truth = [value for value in ap.values() if not math.isnan(value)]
     mean = sum(with_ground_truth) / len(with_ground_truth) if with_ground_truth else math.nan
     return ap, mean, flags, found

@@ -28,7 +28,8 @@ def run(args) -> int:
     import json
     import sys
 
-    from ..core.metrics import evaluate, load_evaluation_folders
+    from ..core.metrics import evaluate
+    from ..core.prediction_folders import load_evaluation_folders
 
     if not 0.0 < args.iou <= 1.0:
         raise ValueError(f"--iou must be in (0, 1], got {args.iou}")
@@ -59,7 +60,9 @@ def format_table(result) -> str:
             f"{_number(voc.ap[name]):>8}  {_number(coco.per_class.get(name, float('nan'))):>8}"
         )
     lines.append(f"{'mean':<{width}}  {'':>12}  {'':>11}  {_number(voc.map):>8}  {_number(coco.map):>8}")
-    lines.append(f"COCO mAP@[.5:.95] {_number(coco.map)}   mAP@0.5 {_number(coco.map50)}   mAP@0.75 {_number(coco.map75)}")
+    lines.append(
+        f"COCO mAP@[.5:.95] {_number(coco.map)}   mAP@0.5 {_number(coco.map50)}   mAP@0.75 {_number(coco.map75)}"
+    )
     return "\n".join(lines)
 
 

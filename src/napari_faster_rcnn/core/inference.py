@@ -105,7 +105,9 @@ class Thresholds:
         Raises ``ValueError`` naming the bad key.
         """
         if not isinstance(mapping, dict):
-            raise ValueError(f"expected an object with score_threshold, nms_threshold, classes; got {type(mapping).__name__}")
+            raise ValueError(
+                f"expected an object with score_threshold, nms_threshold, classes; got {type(mapping).__name__}"
+            )
         unknown = set(mapping) - {"score_threshold", "nms_threshold", "classes"}
         if unknown:
             raise ValueError(f"unknown keys {sorted(unknown)} (expected score_threshold, nms_threshold, classes)")
