@@ -141,3 +141,45 @@ def test_accept_selected_boxes_into_a_paged_label_layer(make_napari_viewer, tuto
     assert [len(a) for a in paged.annotations] == [n + (i == 2) for i, n in enumerate(before)]
     np.testing.assert_allclose(paged.annotations[2].boxes[-1], raw[2].boxes[-1])
     assert len(labels.data) == before[2] + 1  # the layer shows the new box on this image
+
+
+def test_accept_into_the_empty_box_layer_of_unlabeled_images(make_napari_viewer, tutorial_dataset, tmp_path):
+    import shutil
+
+    unlabeled = tmp_path / "unlabeled"
+    shutil.copytree(tutorial_dataset / "input", unlabeled)  # images only, like a test/ folder
+    viewer = make_napari_viewer()
+    viewer.open(unlabeled, plugin=PLUGIN)
+    labels = viewer.layers[-1]
+    assert len(labels.data) == 0 and labels.ndim == 3
+    raw = write_predictions(tutorial_dataset)
+    viewer.open(tutorial_dataset / "predictions", plugin=PLUGIN)
+    thresholds = Thresholds(0.5, 0.5)
+    tune(viewer, viewer.layers[-1]).apply(thresholds)
+    added = accept_as_labels(viewer.layers[-1], labels)
+    assert added == sum(len(apply_thresholds(a, thresholds)) for a in raw)
+    viewer.layers.selection = {labels}
+    viewer.layers.save(str(unlabeled / "x.pt"), selected=True, plugin=PLUGIN)
+    for index, annotation in enumerate(raw):
+        saved = load_annotation(unlabeled / f"{index:03d}.pt")
+        assert saved.labels == apply_thresholds(annotation, thresholds).labels and saved.scores is None
+
+
+def test_a_single_image_predictions_layer_can_be_tuned(make_napari_viewer, tutorial_dataset, tmp_path):
+    import shutil
+
+    from napari_faster_rcnn.core.annotations import save_annotation
+
+    raw = write_predictions(tutorial_dataset)
+    shutil.copy(tutorial_dataset / "input" / "001.png", tmp_path / "one.png")
+    save_annotation(tmp_path / "one.pt", raw[1])
+    viewer = make_napari_viewer()
+    viewer.open(tmp_path / "one.png", plugin=PLUGIN)
+    layer = viewer.layers[-1]
+    assert layer.ndim == 2 and len(layer.data) == len(raw[1])
+    thresholds = Thresholds(0.5, 0.3)
+    tune(viewer, layer).apply(thresholds)
+    expected = apply_thresholds(raw[1], thresholds)
+    boxes, labels, scores = shown(layer)
+    np.testing.assert_allclose(boxes, expected.boxes, atol=1e-4)
+    assert labels == expected.labels and np.allclose(scores, expected.scores)

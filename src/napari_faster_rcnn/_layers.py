@@ -217,7 +217,7 @@ def annotations_from_shapes(
     """
     boxes, index = rectangles_to_boxes(data)
     stacked = metadata.get(STACKED, index is not None)
-    if not stacked:
+    if not stacked or index is None:  # index is None for a layer without shapes
         index = np.zeros(len(boxes), dtype=np.int64)
     sizes = metadata.get(IMAGE_SIZES)
     if n_images is None:
