@@ -5,9 +5,12 @@
 
 from __future__ import annotations
 
+import tempfile
+import time
 from pathlib import Path
 
 import napari
+import numpy as np
 
 HERE = Path(__file__).parent / "images"
 
@@ -22,7 +25,70 @@ def main() -> None:
     viewer.open_sample("napari-faster-rcnn", "synthetic-shapes")
     viewer.dims.set_current_step(0, 3)
     viewer.screenshot(str(HERE / "synthetic.png"), canvas_only=False, flash=False)
+    viewer.layers.clear()
+    with tempfile.TemporaryDirectory() as folder:
+        predictions_screenshots(viewer, Path(folder))
     viewer.close()
+
+
+def fake_raw_detections(dataset: Path, seed: int = 0) -> None:
+    """Write what a detector with NMS off might say about each image: several scored boxes
+    around each object, some with the wrong class, and a few false ones."""
+    from napari_faster_rcnn.core.annotations import Annotation, load_annotation, save_annotation
+
+    rng = np.random.default_rng(seed)
+    for path in sorted((dataset / "target").glob("*.pt")):
+        truth = load_annotation(path)
+        boxes, labels, scores = [], [], []
+        for box, label in zip(truth.boxes, truth.labels):
+            size = np.array([box[2] - box[0], box[3] - box[1]] * 2)
+            best = rng.uniform(0.4, 1.0)
+            for k in range(8):
+                boxes.append(box + rng.normal(0, 0.1 if k else 0.03, 4) * size)
+                labels.append(label if rng.random() < 0.85 else str(rng.choice(["circle", "square", "triangle"])))
+                scores.append(best * rng.uniform(0.3, 1.0) if k else best)
+        for _ in range(3):
+            x, y = rng.uniform(0, 200, 2)
+            boxes.append([x, y, x + rng.uniform(10, 40), y + rng.uniform(10, 40)])
+            labels.append("square")
+            scores.append(rng.uniform(0.05, 0.6))
+        boxes = np.clip(np.array(boxes), 0, 255)
+        boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 2)
+        save_annotation(dataset / "predictions" / path.name, Annotation(boxes, labels, np.array(scores)))
+
+
+def predictions_screenshots(viewer, folder: Path) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
+
+    dataset = write_synthetic_dataset(folder / "shapes", n_images=8, seed=5, height=256, width=256,
+                                      objects=(3, 6), sizes=(30, 70))
+    fake_raw_detections(dataset)
+    viewer.open(dataset, plugin="napari-faster-rcnn")
+    viewer.open(dataset / "predictions", plugin="napari-faster-rcnn")
+    viewer.layers[2].visible = False  # the same images again
+    viewer.layers[1].visible = False  # the labels, for the first picture
+    viewer.dims.set_current_step(0, 2)
+    _, tune = viewer.window.add_plugin_dock_widget("napari-faster-rcnn", "Tune predictions")
+    tune.score.setValue(0.45)
+    tune.nms.setValue(0.4)
+    viewer.reset_view()
+    QApplication.processEvents()
+    viewer.screenshot(str(HERE / "tune_predictions.png"), canvas_only=False, flash=False)
+
+    viewer.window.remove_dock_widget("all")
+    viewer.layers[1].visible = True
+    viewer.layers[3].visible = False  # the marks tell the story
+    _, evaluate = viewer.window.add_plugin_dock_widget("napari-faster-rcnn", "Evaluate")
+    evaluate.run()
+    deadline = time.time() + 120
+    while evaluate.result is None and time.time() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.05)
+    viewer.layers[1].visible = False
+    QApplication.processEvents()
+    viewer.screenshot(str(HERE / "evaluate.png"), canvas_only=False, flash=False)
 
 
 if __name__ == "__main__":

@@ -112,3 +112,18 @@ def test_paging_model_finds_the_model_of_a_layer(make_napari_viewer, tutorial_da
     assert len(shapes.data) == 1 and list(shapes.features["label"]) == ["square"]
     paged.disconnect()
     assert paging_model(shapes) is None
+
+
+def test_showing_an_empty_image_keeps_the_feature_defaults(make_napari_viewer):
+    from napari_faster_rcnn._slice_view import show_boxes
+
+    viewer = make_napari_viewer()
+    data, kwargs, _ = L.shapes_layer_data([Annotation(), Annotation()], stacked=True, name="b", classes=["cat"])
+    layer = viewer.add_shapes(data, **{k: v for k, v in kwargs.items() if k != "ndim"}, ndim=3)
+    colors = layer.metadata[L.CLASS_COLORS]
+    show_boxes(layer, Annotation(), 0, colors)
+    # several boxes after an empty image: new rows must not get a None label (the text colour failed)
+    show_boxes(layer, Annotation([[0, 0, 5, 5], [1, 1, 6, 6], [2, 2, 7, 7]], ["cat"] * 3), 1, colors)
+    assert list(layer.features["label"]) == ["cat"] * 3
+    show_boxes(layer, Annotation(), 0, colors)
+    assert layer.feature_defaults["label"][0] == "cat"  # a rectangle drawn now is a cat

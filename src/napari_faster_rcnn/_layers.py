@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import _triton_guard  # noqa: F401 - torchvision in the viewer process must not load Triton
 from .core.annotations import Annotation
 from .core.boxes import boxes_to_rectangles, clip_boxes, rectangles_to_boxes
 
@@ -34,6 +35,7 @@ CLASSES = "classes"  # list of str: the class list, in class-id order (id = posi
 CLASS_COLORS = "class_colors"  # dict: class name -> "#rrggbb"
 LAYER_ROLE = "napari_faster_rcnn"  # "boxes" or "predictions"
 STACKED = "stacked"  # bool: vertices carry the image index first
+THRESHOLDS = "thresholds"  # dict: the score/NMS/class thresholds a predictions layer shows (core.inference.Thresholds)
 
 BOXES = "boxes"
 PREDICTIONS = "predictions"
@@ -215,7 +217,7 @@ def annotations_from_shapes(
     """
     boxes, index = rectangles_to_boxes(data)
     stacked = metadata.get(STACKED, index is not None)
-    if not stacked:
+    if not stacked or index is None:  # index is None for a layer without shapes
         index = np.zeros(len(boxes), dtype=np.int64)
     sizes = metadata.get(IMAGE_SIZES)
     if n_images is None:

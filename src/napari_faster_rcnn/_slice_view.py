@@ -44,12 +44,16 @@ def show_boxes(layer, annotation: Annotation, index: int | None, colors: dict[st
     vertices = boxes_to_rectangles(annotation.boxes, index) if index is not None else boxes_to_rectangles(annotation.boxes)
     labels = list(annotation.labels)
     scores = annotation.scores if layer.metadata.get(L.LAYER_ROLE) == L.PREDICTIONS else None
+    # An empty features table resets the defaults to None: new shapes would get no label, and
+    # the label-coloured text fails on several None values. Keep the defaults across the replace.
+    defaults = layer.feature_defaults.copy()
     with layer.events.blocker_all():
         layer.selected_data = set()
         layer.data = []
         if labels:
             layer.add(list(vertices), shape_type="rectangle", edge_color=L.edge_colors(labels, colors))
         layer.features = L.features_frame(labels, scores)
+        layer.feature_defaults = defaults
     layer.refresh()
 
 

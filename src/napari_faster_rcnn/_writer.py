@@ -9,7 +9,8 @@
 
 Every image of a stack gets a file, an empty one where all boxes were
 deleted, so no stale annotation survives a save. Boxes are clipped to the
-image, and every write is atomic.
+image, and every write is atomic. A predictions layer tuned in the viewer
+(``metadata["thresholds"]``) also writes ``thresholds.json`` beside its files.
 """
 
 from __future__ import annotations
@@ -33,9 +34,20 @@ def write_boxes(path: str, data, attributes: dict) -> list[str]:
     if not stacked:
         if target.suffix.lower() not in ANNOTATION_SUFFIXES:
             target = target.with_suffix(".pt")
-        return [str(save_annotation(target, annotations[0]))]
+        return [str(save_annotation(target, annotations[0]))] + _save_thresholds(metadata, [target])
     destinations = stack_destinations(target, metadata, len(annotations))
-    return [str(save_annotation(dest, annotation)) for dest, annotation in zip(destinations, annotations)]
+    written = [str(save_annotation(dest, annotation)) for dest, annotation in zip(destinations, annotations)]
+    return written + _save_thresholds(metadata, destinations)
+
+
+def _save_thresholds(metadata: dict, destinations: list[Path]) -> list[str]:
+    """Predictions tuned in the viewer keep their thresholds beside them (``thresholds.json``)."""
+    folders = {path.parent for path in destinations}
+    if not metadata.get(L.THRESHOLDS) or len(folders) != 1:
+        return []
+    from .core.inference import Thresholds, save_thresholds
+
+    return [str(save_thresholds(folders.pop(), Thresholds.from_dict(dict(metadata[L.THRESHOLDS]))))]
 
 
 def stack_destinations(path: Path, metadata: dict, count: int) -> list[Path]:

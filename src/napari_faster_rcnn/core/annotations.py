@@ -29,6 +29,10 @@ from .boxes import as_boxes, check_boxes
 
 ANNOTATION_SUFFIXES = (".pt", ".json")
 
+#: Saved beside prediction files: the score and NMS thresholds they passed
+#: (see :mod:`.inference`). It is not an annotation, though it ends in ``.json``.
+THRESHOLDS_FILE = "thresholds.json"
+
 
 class AnnotationError(ValueError):
     """A file that is not a readable annotation; ``str()`` names the file and the reason."""
@@ -94,6 +98,7 @@ class Annotation:
         keep = np.asarray(keep)
         if keep.dtype == bool:
             keep = np.flatnonzero(keep)
+        keep = keep.astype(np.int64, copy=False)  # an empty list is float to numpy
         return Annotation(
             boxes=self.boxes[keep],
             labels=[self.labels[i] for i in keep],

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .annotations import ANNOTATION_SUFFIXES
+from .annotations import ANNOTATION_SUFFIXES, THRESHOLDS_FILE
 from .images import is_image_file
 
 INPUT_TARGET = "input/target"
@@ -87,7 +87,7 @@ def _by_stem(paths, kind: str, skipped: list) -> dict[str, Path]:
 
 
 def _annotation_files(folder: Path) -> list[Path]:
-    return [p for p in _files(folder) if p.suffix.lower() in ANNOTATION_SUFFIXES]
+    return [p for p in _files(folder) if p.suffix.lower() in ANNOTATION_SUFFIXES and p.name != THRESHOLDS_FILE]
 
 
 def discover_dataset(folder: str | Path) -> DatasetFolder:

@@ -1,0 +1,4 @@
+"""Dock widgets: the only modules that import Qt. Each reads its controls, calls core, and puts
+the result into layers."""
+
+from .. import _triton_guard  # noqa: F401 - before anything imports torchvision in the viewer

@@ -1,0 +1,49 @@
+"""Small pieces shared by the widgets: a combo box of layers that keeps itself current."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from qtpy.QtWidgets import QComboBox
+
+
+class LayerCombo(QComboBox):
+    """The viewer's layers that ``accept`` allows, kept current as layers come, go and are renamed."""
+
+    def __init__(self, viewer, accept: Callable, parent=None):
+        super().__init__(parent)
+        self.viewer = viewer
+        self.accept = accept
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(12)
+        for emitter in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.moved):
+            emitter.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self, event=None) -> None:
+        current = self.layer()
+        layers = [layer for layer in self.viewer.layers if self.accept(layer)]
+        self.blockSignals(True)
+        self.clear()
+        for layer in layers:
+            self.addItem(layer.name, layer)
+        if current in layers:
+            self.setCurrentIndex(layers.index(current))
+        self.blockSignals(False)
+        if self.layer() is not current:
+            self.currentIndexChanged.emit(self.currentIndex())
+
+    def layer(self):
+        """The chosen layer, or None."""
+        index = self.currentIndex()
+        return self.itemData(index) if index >= 0 else None
+
+    def set_layer(self, layer) -> None:
+        index = self.findData(layer)
+        if index >= 0:
+            self.setCurrentIndex(index)
+
+    def disconnect_viewer(self) -> None:
+        for emitter in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
+                        self.viewer.layers.events.moved):
+            emitter.disconnect(self.refresh)

@@ -1,0 +1,170 @@
+"""The "Evaluate" dock widget: ground truth against predictions, both open in the viewer.
+
+Pascal VOC AP per class at a chosen IoU and COCO mAP in a table, the
+precision-recall curve of each class, and three display-only layers marking
+the true positives, the false positives and the missed ground-truth boxes.
+The computation runs in a napari ``thread_worker``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from napari.qt.threading import create_worker
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import _layers as L
+from .. import _predictions as P
+from ..core.metrics import evaluate
+from ._common import LayerCombo
+
+COLUMNS = ("class", "truth", "predicted", "AP", "COCO AP")
+
+
+class EvaluateWidget(QWidget):
+    """Evaluate a predictions layer against a box layer of the same images."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker = None
+        self.result = None
+        self.marks: dict[str, object] = {}
+
+        self.ground_truth = LayerCombo(napari_viewer, P.is_boxes)
+        self.ground_truth.setToolTip("the labeled boxes (ground truth)")
+        self.predictions = LayerCombo(napari_viewer, P.is_predictions)
+        self.predictions.setToolTip("the predictions, as the Tune predictions thresholds leave them")
+        self.iou = QDoubleSpinBox()
+        self.iou.setRange(0.05, 1.0)
+        self.iou.setSingleStep(0.05)
+        self.iou.setValue(0.5)
+        self.iou.setToolTip("a prediction is a true positive when it overlaps a box of its class by at least this IoU")
+        self.mark = QCheckBox("mark true / false positives and missed boxes")
+        self.mark.setChecked(True)
+        self.run_button = QPushButton("Evaluate")
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setFixedHeight(self.table.horizontalHeader().sizeHint().height() + 4)
+
+        self.figure = Figure(figsize=(3.6, 2.8), dpi=90, facecolor="#262930", layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(230)
+
+        form = QFormLayout()
+        form.addRow("ground truth", self.ground_truth)
+        form.addRow("predictions", self.predictions)
+        form.addRow("IoU ≥", self.iou)
+        form.addRow(self.mark)
+        form.addRow(self.run_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.table)
+        layout.addWidget(self.canvas)
+        layout.addStretch(1)
+        self.run_button.clicked.connect(self.run)
+
+    def run(self):
+        """Start the evaluation in a worker; returns the worker (None when nothing can be evaluated)."""
+        ground_layer, predicted_layer = self.ground_truth.layer(), self.predictions.layer()
+        if ground_layer is None or predicted_layer is None:
+            self.summary.setText("open a box layer (ground truth) and a predictions layer first")
+            return None
+        pairs = P.pair_images(ground_layer, predicted_layer)
+        if not pairs:
+            self.summary.setText(f"{ground_layer.name!r} and {predicted_layer.name!r} share no image (by file name)")
+            return None
+        ground = P.layer_annotations(ground_layer)
+        predicted = P.layer_annotations(predicted_layer)
+        classes = ground_layer.metadata.get(L.CLASSES) or None
+        self.run_button.setEnabled(False)
+        self.summary.setText(f"evaluating {len(pairs)} images ...")
+        self.worker = create_worker(
+            evaluate,
+            [ground[g] for _, g, _ in pairs],
+            [predicted[p] for _, _, p in pairs],
+            float(self.iou.value()),
+            classes,
+            _progress={"desc": "Evaluating"},
+        )
+        self.worker.returned.connect(lambda result: self._show(result, pairs, ground, predicted, ground_layer,
+                                                               predicted_layer))
+        self.worker.errored.connect(lambda error: self.summary.setText(f"evaluation failed: {error}"))
+        self.worker.finished.connect(lambda: self.run_button.setEnabled(True))
+        self.worker.start()
+        return self.worker
+
+    def _show(self, result, pairs, ground, predicted, ground_layer, predicted_layer) -> None:
+        self.result = result
+        voc, coco = result.voc, result.coco
+        self.summary.setText(
+            f"{result.images} images · VOC mAP@{voc.iou_threshold:g} {_number(voc.map)} · COCO mAP "
+            f"{_number(coco.map)} (@0.5 {_number(coco.map50)}, @0.75 {_number(coco.map75)})"
+        )
+        self.table.setRowCount(len(voc.classes))
+        rows = self.table.verticalHeader().defaultSectionSize() * min(len(voc.classes), 6)
+        self.table.setFixedHeight(self.table.horizontalHeader().height() + rows + 4)
+        for row, name in enumerate(voc.classes):
+            cells = (name, voc.ground_truth_counts[name], voc.prediction_counts[name], _number(voc.ap[name]),
+                     _number(coco.per_class.get(name, math.nan)))
+            for column, value in enumerate(cells):
+                self.table.setItem(row, column, QTableWidgetItem(str(value)))
+        self._plot(voc, ground_layer.metadata.get(L.CLASS_COLORS, {}))
+        if self.mark.isChecked():
+            marks = P.mark_annotations(voc, pairs, predicted, ground, len(predicted), len(ground))
+            for kind, annotations in marks.items():
+                source = ground_layer if kind == "missed" else predicted_layer
+                name = f"{source.name} {kind}"
+                self.marks[kind] = P.show_marks(self.viewer, kind, annotations, source, name, self.marks.get(kind))
+
+    def _plot(self, voc, colors: dict) -> None:
+        self.figure.clear()
+        axes = self.figure.add_subplot()
+        axes.set_facecolor("#262930")
+        for name in voc.classes:
+            curve = voc.curves[name]
+            if voc.ground_truth_counts[name] == 0:
+                continue
+            # precision and recall after each ranked detection, as AP integrates them
+            axes.plot(curve.recall, curve.precision, color=colors.get(name), linewidth=1.5,
+                      label=f"{name} AP {_number(voc.ap[name], 3)}")
+        axes.set_xlim(0, 1.02)
+        axes.set_ylim(0, 1.05)
+        axes.set_xlabel("recall", color="white")
+        axes.set_ylabel("precision", color="white")
+        axes.set_title(f"precision-recall at IoU {voc.iou_threshold:g}", color="white", fontsize=10)
+        axes.tick_params(colors="white", labelsize=8)
+        for spine in axes.spines.values():
+            spine.set_color("#8c8c8c")
+        if axes.lines:
+            axes.legend(fontsize=8, loc="lower left", facecolor="#31343b", labelcolor="white", edgecolor="#8c8c8c")
+        self.canvas.draw_idle()
+
+    def closeEvent(self, event) -> None:
+        self.ground_truth.disconnect_viewer()
+        self.predictions.disconnect_viewer()
+        super().closeEvent(event)
+
+
+def _number(value: float, digits: int = 3) -> str:
+    return "-" if value != value else f"{value:.{digits}f}"

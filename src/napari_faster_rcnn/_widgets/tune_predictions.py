@@ -1,0 +1,180 @@
+"""The "Tune predictions" dock widget: score and NMS sliders and a class filter over raw
+detections, updating the predictions layer live, and "Accept as labels".
+
+While a slider is dragged only the image on screen is filtered again; on
+release every image is (see :class:`~.._predictions.PredictionPages`).
+"""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QFormLayout,
+    QGroupBox,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QLabeledDoubleSlider
+
+from .. import _predictions as P
+from ..core.inference import Thresholds
+from ._common import LayerCombo
+
+
+def _slider(tooltip: str) -> QLabeledDoubleSlider:
+    slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+    slider.setRange(0.0, 1.0)
+    slider.setSingleStep(0.01)
+    slider.setDecimals(2)
+    slider.setToolTip(tooltip)
+    return slider
+
+
+class TunePredictionsWidget(QWidget):
+    """Score threshold, NMS IoU and classes of a predictions layer; accept boxes as labels."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.pages: P.PredictionPages | None = None
+
+        self.predictions = LayerCombo(napari_viewer, P.is_predictions)
+        self.predictions.setToolTip("the predictions layer to tune")
+        self.score = _slider("keep boxes scoring at least this")
+        self.nms = _slider("per-class NMS: drop a box overlapping a better one of its class by more than this IoU "
+                           "(1 keeps all)")
+        self.classes = QListWidget()
+        self.classes.setToolTip("classes to keep")
+        self.counts = QLabel("no predictions layer")
+        self.counts.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("predictions", self.predictions)
+        form.addRow("score ≥", self.score)
+        form.addRow("NMS IoU", self.nms)
+        form.addRow("classes", self.classes)
+        form.addRow(self.counts)
+
+        self.labels = LayerCombo(napari_viewer, P.is_boxes)
+        self.labels.setToolTip("the box layer to copy the kept predictions into (same images, by file name)")
+        self.selected_only = QCheckBox("only the selected boxes")
+        self.accept = QPushButton("Accept as labels")
+        self.accept.setToolTip("copy the boxes that pass the thresholds into the labels; boxes already labeled "
+                               "(same class, IoU ≥ 0.7) are skipped, so accepting twice adds nothing")
+        self.accept_status = QLabel("")
+        self.accept_status.setWordWrap(True)
+        accept_form = QFormLayout()
+        accept_form.addRow("into", self.labels)
+        accept_form.addRow(self.selected_only)
+        accept_form.addRow(self.accept)
+        accept_form.addRow(self.accept_status)
+        accept_box = QGroupBox("Labeling from predictions")
+        accept_box.setLayout(accept_form)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(accept_box)
+        layout.addStretch(1)
+
+        self.predictions.currentIndexChanged.connect(self._on_layer)
+        for slider in (self.score, self.nms):
+            slider.valueChanged.connect(self._on_value)
+            slider.sliderReleased.connect(self.apply)
+        self.classes.itemChanged.connect(self.apply)
+        self.accept.clicked.connect(self.accept_as_labels)
+        napari_viewer.dims.events.current_step.connect(self._show_counts)
+        self._on_layer()
+
+    # --- controls -> layer ---------------------------------------------------------
+
+    def thresholds(self) -> Thresholds:
+        """The thresholds the controls show."""
+        items = [self.classes.item(i) for i in range(self.classes.count())]
+        chosen = tuple(item.text() for item in items if item.checkState() == Qt.CheckState.Checked)
+        return Thresholds(
+            score_threshold=min(max(self.score.value(), 0.0), 1.0),
+            nms_threshold=min(max(self.nms.value(), 0.0), 1.0),
+            classes=None if len(chosen) == len(items) else chosen,
+        )
+
+    def _on_value(self, value=None) -> None:
+        if self.pages is None:
+            return
+        if self.score.isSliderDown() or self.nms.isSliderDown():
+            self.pages.preview(self.thresholds())  # dragging: this image only
+            self._show_counts(whole=False)
+        else:
+            self.apply()
+
+    def apply(self, *args) -> None:
+        """Filter every image with the thresholds the controls show."""
+        if self.pages is None:
+            return
+        self.pages.apply(self.thresholds())
+        self._show_counts()
+
+    def _on_layer(self, index=None) -> None:
+        layer = self.predictions.layer()
+        self.pages = P.tune(self.viewer, layer) if layer is not None else None
+        for control in (self.score, self.nms, self.classes, self.accept):
+            control.setEnabled(self.pages is not None)
+        if self.pages is None:
+            self.counts.setText("no predictions layer: open a folder of predictions, or predict")
+            return
+        thresholds = self.pages.thresholds
+        for control in (self.score, self.nms, self.classes):
+            control.blockSignals(True)
+        self.score.setValue(thresholds.score_threshold)
+        self.nms.setValue(thresholds.nms_threshold)
+        self.classes.clear()
+        for name in self.pages.detections.labels:
+            item = QListWidgetItem(name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            keep = thresholds.classes is None or name in thresholds.classes
+            item.setCheckState(Qt.CheckState.Checked if keep else Qt.CheckState.Unchecked)
+            self.classes.addItem(item)
+        rows = min(max(self.classes.count(), 1), 4)
+        row = max(self.classes.sizeHintForRow(0), 18)
+        self.classes.setFixedHeight(row * rows + 2 * self.classes.frameWidth() + 2)
+        for control in (self.score, self.nms, self.classes):
+            control.blockSignals(False)
+        self._show_counts()
+
+    def _show_counts(self, event=None, whole: bool = True) -> None:
+        if self.pages is None:
+            return
+        counts = self.pages.counts()
+        text = f"{counts['kept']} of {counts['raw']} boxes kept in this image"
+        if whole:
+            text += f"; {counts['kept_total']:,} of {counts['raw_total']:,} in all {len(self.pages.raw)} images"
+        self.counts.setText(text)
+
+    # --- accept ----------------------------------------------------------------------
+
+    def accept_as_labels(self) -> int:
+        """Copy the kept (or selected) predictions into the chosen box layer."""
+        predictions, labels = self.predictions.layer(), self.labels.layer()
+        if predictions is None or labels is None:
+            self.accept_status.setText("choose a predictions layer and a box layer to label")
+            return 0
+        try:
+            added = P.accept_as_labels(predictions, labels, self.selected_only.isChecked())
+        except ValueError as error:
+            self.accept_status.setText(str(error))
+            return 0
+        self.accept_status.setText(
+            f"added {added} box{'es' if added != 1 else ''} to {labels.name!r}; save that layer to keep them"
+            if added else f"nothing added: every kept box is already labeled in {labels.name!r}"
+        )
+        return added
+
+    def closeEvent(self, event) -> None:
+        self.viewer.dims.events.current_step.disconnect(self._show_counts)
+        self.predictions.disconnect_viewer()
+        self.labels.disconnect_viewer()
+        super().closeEvent(event)

@@ -1,0 +1,96 @@
+"""The "Evaluate" widget, driven in a real viewer: its table, curves and marks match the core result."""
+
+import math
+
+import numpy as np
+
+from napari_faster_rcnn._predictions import layer_annotations, tune
+from napari_faster_rcnn._widgets.evaluate import EvaluateWidget
+from napari_faster_rcnn.core.boxes import rectangles_to_boxes
+from napari_faster_rcnn.core.inference import Thresholds
+from napari_faster_rcnn.core.metrics import coco_evaluation, voc_evaluation
+from tests.predictions_data import write_predictions
+
+PLUGIN = "napari-faster-rcnn"
+
+
+def run(qtbot, widget):
+    worker = widget.run()
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    assert widget.result is not None
+
+
+def test_evaluation_table_curves_and_marks_match_the_core_result(make_napari_viewer, qtbot, tutorial_dataset):
+    viewer = make_napari_viewer()
+    write_predictions(tutorial_dataset)
+    viewer.open(tutorial_dataset, plugin=PLUGIN)
+    viewer.open(tutorial_dataset / "predictions", plugin=PLUGIN)
+    ground_layer, predicted_layer = viewer.layers[1], viewer.layers[3]
+    tune(viewer, predicted_layer).apply(Thresholds(0.3, 0.5))  # evaluate what the thresholds keep
+    widget = EvaluateWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.ground_truth.layer() is ground_layer and widget.predictions.layer() is predicted_layer
+    widget.iou.setValue(0.6)
+    run(qtbot, widget)
+
+    ground, predicted = layer_annotations(ground_layer), layer_annotations(predicted_layer)
+    voc = voc_evaluation(ground, predicted, 0.6)
+    coco = coco_evaluation(ground, predicted)
+    assert 0 < voc.map < 1
+    assert widget.result.voc.map == voc.map
+    rows = {widget.table.item(r, 0).text(): [widget.table.item(r, c).text() for c in range(1, 5)]
+            for r in range(widget.table.rowCount())}
+    assert set(rows) == set(voc.classes)
+    for name in voc.classes:
+        assert rows[name][0] == str(voc.ground_truth_counts[name])
+        assert rows[name][1] == str(voc.prediction_counts[name])
+        assert rows[name][2] == ("-" if math.isnan(voc.ap[name]) else f"{voc.ap[name]:.3f}")
+        assert rows[name][3] == ("-" if math.isnan(coco.per_class[name]) else f"{coco.per_class[name]:.3f}")
+    assert f"VOC mAP@0.6 {voc.map:.3f}" in widget.summary.text()
+    # one precision-recall curve per class with ground truth, ending at the class's recall
+    lines = widget.figure.axes[0].get_lines()
+    assert len(lines) == sum(n > 0 for n in voc.ground_truth_counts.values())
+    for line in lines:
+        name = line.get_label().split(" AP ")[0]
+        assert line.get_xdata()[-1] == voc.curves[name].recall[-1]
+
+    # the marks: true and false positives of each image, and the missed ground-truth boxes
+    names = [layer.name for layer in viewer.layers]
+    assert {f"{predicted_layer.name} true positives", f"{predicted_layer.name} false positives",
+            f"{ground_layer.name} missed"} <= set(names)
+    true_layer, false_layer, missed_layer = (widget.marks[k] for k in ("true positives", "false positives", "missed"))
+    for index in range(6):
+        viewer.dims.set_current_step(0, index)
+        hit = voc.true_positive[index]
+        for layer, expected in ((true_layer, predicted[index].boxes[hit]), (false_layer, predicted[index].boxes[~hit]),
+                                (missed_layer, ground[index].boxes[~voc.matched[index]])):
+            boxes, at = rectangles_to_boxes(layer.data)
+            np.testing.assert_allclose(boxes, expected, atol=1e-4)
+            assert at is None or set(at.tolist()) <= {index}
+
+    # evaluating again re-uses the mark layers
+    widget.iou.setValue(0.3)
+    run(qtbot, widget)
+    assert [layer.name for layer in viewer.layers] == names
+    assert widget.result.voc.map >= voc.map
+
+
+def test_nothing_to_evaluate_says_why(make_napari_viewer, tutorial_dataset, tmp_path):
+    viewer = make_napari_viewer()
+    widget = EvaluateWidget(viewer)
+    assert widget.run() is None and "open a box layer" in widget.summary.text()
+    other = tmp_path / "other"
+    (other / "input").mkdir(parents=True)
+    from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
+
+    write_synthetic_dataset(other, 2, seed=1, height=32, width=32)
+    for path in (other / "input").iterdir():
+        path.rename(path.with_name("x" + path.name))
+    for path in (other / "target").iterdir():
+        path.rename(path.with_name("x" + path.name))
+    write_predictions(other)
+    viewer.open(tutorial_dataset, plugin=PLUGIN)
+    viewer.open(other / "predictions", plugin=PLUGIN)
+    assert widget.run() is None and "share no image" in widget.summary.text()
