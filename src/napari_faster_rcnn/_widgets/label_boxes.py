@@ -219,6 +219,8 @@ class LabelBoxesWidget(QWidget):
         self.previous_button.setEnabled(index > 0)
         self.next_button.setEnabled(index < count - 1)
         self._show_classes(session)
+        unsaved = len(session.store.dirty)  # images left with edits (the one on screen counts once left)
+        self.save_button.setText(f"Save ({unsaved} unsaved)" if unsaved else "Save")
         empty = session.unlabeled()
         self.unlabeled_button.setEnabled(bool([i for i in empty if i != index]))
         if not empty:
@@ -353,9 +355,6 @@ class LabelBoxesWidget(QWidget):
         if report.without_file:
             parts.append(f"{len(report.without_file)} image(s) have no annotation file: use File > Save "
                          "Selected Layers")
-        unsaved = len(self.session.store.dirty) if self.session is not None else 0
-        if unsaved:
-            parts.append(f"{unsaved} image{'s' if unsaved != 1 else ''} unsaved")
         self.status.setText("; ".join(parts))
 
     # --- questions ----------------------------------------------------------------------------------
