@@ -28,6 +28,10 @@ def main() -> None:
     viewer.layers.clear()
     with tempfile.TemporaryDirectory() as folder:
         predictions_screenshots(viewer, Path(folder))
+    viewer.layers.clear()
+    viewer.window.remove_dock_widget("all")
+    with tempfile.TemporaryDirectory() as folder:
+        labeling_screenshot(viewer, Path(folder))
     viewer.close()
 
 
@@ -89,6 +93,33 @@ def predictions_screenshots(viewer, folder: Path) -> None:
     viewer.layers[1].visible = False
     QApplication.processEvents()
     viewer.screenshot(str(HERE / "evaluate.png"), canvas_only=False, flash=False)
+
+
+def labeling_screenshot(viewer, folder: Path) -> None:
+    """The "Label boxes" widget on a small dataset folder, two of its images not labeled yet."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_faster_rcnn.core.boxes import boxes_to_rectangles
+    from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
+
+    dataset = write_synthetic_dataset(folder / "shapes", n_images=8, seed=5, height=256, width=256,
+                                      objects=(3, 6), sizes=(30, 70))
+    for index in (5, 6):
+        (dataset / "target" / f"{index:03d}.pt").unlink()
+    viewer.open(dataset, plugin="napari-faster-rcnn")
+    viewer.dims.set_current_step(0, 2)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-faster-rcnn", "Label boxes")
+    widget.class_name.setText("star")
+    widget.add_class()
+    session = widget.session
+    session.set_current_class("square")
+    session.layer.add_rectangles(boxes_to_rectangles([[176.0, 190.0, 226.0, 240.0]], image_index=2))
+    session.layer.mode = "add_rectangle"
+    QApplication.processEvents()  # the dock takes its room first, then the image fits the canvas
+    viewer.reset_view()
+    QApplication.processEvents()
+    viewer.screenshot(str(HERE / "label_boxes.png"), canvas_only=False, flash=False)
+    session.save()
 
 
 if __name__ == "__main__":

@@ -221,7 +221,7 @@ def shapes_layer_data(
         "face_color": "transparent",
         "features": features_frame(labels, scores),
         "feature_defaults": _feature_defaults(classes, predictions),
-        "text": text_properties(colors, predictions, size=max(10, min(14, int(longest / 60)))),
+        "text": text_properties(colors, predictions, size=max(12, min(16, round(longest / 50)))),
         "metadata": meta,
     }
     return (list(vertices) if len(vertices) else [], kwargs, "shapes")

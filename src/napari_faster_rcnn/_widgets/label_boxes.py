@@ -253,10 +253,19 @@ class LabelBoxesWidget(QWidget):
             self.classes.selectRow(session.classes.index(session.current_class))
         else:
             self.classes.clearSelection()
-        rows = min(max(len(session.classes), 2), 8)
-        self.classes.setFixedHeight(self.classes.horizontalHeader().height()
-                                    + self.classes.verticalHeader().defaultSectionSize() * rows + 4)
+        self._fit_classes()
         self.classes.blockSignals(False)
+
+    def _fit_classes(self) -> None:
+        """As tall as its rows (two to eight; then it scrolls)."""
+        shown = min(max(self.classes.rowCount(), 2), 8)
+        row = self.classes.rowHeight(0) if self.classes.rowCount() else self.classes.verticalHeader().defaultSectionSize()
+        self.classes.setFixedHeight(self.classes.horizontalHeader().sizeHint().height() + row * shown
+                                    + 2 * self.classes.frameWidth() + 4)
+
+    def showEvent(self, event) -> None:
+        self._fit_classes()  # the header has its real height once the style is applied
+        super().showEvent(event)
 
     def selected_class(self) -> str | None:
         rows = self.classes.selectionModel().selectedRows()
@@ -446,7 +455,9 @@ class CloseGuard(QObject):
 def _swatch(color: str) -> QIcon:
     pixmap = QPixmap(12, 12)
     pixmap.fill(QColor(color))
-    return QIcon(pixmap)
+    icon = QIcon(pixmap)
+    icon.addPixmap(pixmap, QIcon.Mode.Selected)  # the true colour on the highlighted row too, not tinted
+    return icon
 
 
 def _file_note(session) -> str:
