@@ -23,6 +23,9 @@ without boxes come. It
 No Qt here: the questions to the person are callbacks the widget sets (tests set
 their own). Their defaults never lose anything: unsaved edits are saved, files
 changed by another program are not overwritten, classes with boxes are kept.
+
+The class editing lives in :mod:`._label_classes` (mixed in), the making of box
+layers in :mod:`._box_layers`; the files, stamps and counts in :mod:`.core.labeling`.
 """
 
 from __future__ import annotations
@@ -35,11 +38,15 @@ from pathlib import Path
 import numpy as np
 
 from . import _layers as L
+from ._box_layers import find_image_layer, layer_annotations, new_box_layer
+from ._label_classes import ClassEditing
 from ._predictions import keep_with_layer
 from ._slice_view import SliceBoxes, _same_boxes, paging_model
-from .core.annotations import Annotation, default_annotation_path, find_annotation_file, load_annotation
-from .core.images import is_image_file
-from .core.labeling import LabelStore, SaveReport, file_stamp
+from .core.annotations import Annotation
+from .core.labeling import LabelStore, SaveReport
+
+__all__ = ["LabelingSession", "labeling_session", "sessions", "new_box_layer", "find_image_layer",
+           "SAVE", "DISCARD", "CANCEL", "NEXT_KEY", "PREVIOUS_KEY", "CLASS_KEYS"]
 
 SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
 NEXT_KEY, PREVIOUS_KEY = "n", "b"
@@ -56,7 +63,7 @@ def _refuse_overwrite(paths: list[Path]) -> bool:
     return False
 
 
-class LabelingSession(SliceBoxes):
+class LabelingSession(ClassEditing, SliceBoxes):
     """Label a box layer (one image or a stack): classes, navigation, saving.
 
     Parameters
@@ -224,137 +231,6 @@ class LabelingSession(SliceBoxes):
         self.go_to(target)
         return target
 
-    # --- classes -------------------------------------------------------------------------
-
-    @property
-    def current_class(self) -> str | None:
-        return self._current_class
-
-    def set_current_class(self, name: str) -> None:
-        """The class a new rectangle gets."""
-        if name not in self.store.classes:
-            raise ValueError(f"there is no class {name!r}")
-        self._current_class = name
-        self._apply_current_class()
-        self.events.changed()
-
-    def class_for_key(self, key: int) -> str | None:
-        """Make the ``key``-th class (1-based) current; returns it, None if there is no such class."""
-        if not 1 <= key <= len(self.store.classes):
-            return None
-        self.set_current_class(self.store.classes[key - 1])
-        return self._current_class
-
-    def add_class(self, name: str, color: str | None = None) -> str:
-        """Add a class (and make it current); returns its name as kept."""
-        self.commit()
-        name = self.store.add_class(name)
-        self._mirror_classes()
-        if color is not None:
-            self.layer.metadata[L.CLASS_COLORS][name] = _hex(color)
-        self._current_class = name
-        self._classes_changed()
-        return name
-
-    def rename_class(self, old: str, new: str) -> str:
-        """Rename a class and every box of it, in every image."""
-        self.commit()
-        new = self.store.rename_class(old, new)
-        colors = self.layer.metadata[L.CLASS_COLORS]
-        colors[new] = colors.pop(old, L.class_color(self.store.classes.index(new)))
-        if self._current_class == old:
-            self._current_class = new
-        self._classes_changed()
-        return new
-
-    def recolor_class(self, name: str, color: str) -> None:
-        """Give a class another colour (its boxes and labels follow)."""
-        if name not in self.store.classes:
-            raise ValueError(f"there is no class {name!r}")
-        self.layer.metadata[L.CLASS_COLORS][name] = _hex(color)
-        self._update_text_colors()
-        super().refresh()
-        self._apply_current_class()
-        self.events.changed()
-
-    def remove_class(self, name: str) -> bool:
-        """Remove a class, deleting its boxes from every image; a class with boxes is removed
-        only if :attr:`confirm_remove_class` agrees. Returns whether it was removed."""
-        if name not in self.store.classes:
-            raise ValueError(f"there is no class {name!r}")
-        count = self.total_counts().get(name, 0)
-        if count and not self.confirm_remove_class(name, count):
-            return False
-        self.commit()
-        self.store.remove_class(name)
-        self.layer.metadata[L.CLASS_COLORS].pop(name, None)
-        if self._current_class == name:
-            self._current_class = self.store.classes[0] if self.store.classes else None
-        self._classes_changed()
-        return True
-
-    def move_selected_to_class(self, name: str) -> int:
-        """Give the boxes selected on screen class ``name``; returns how many."""
-        if name not in self.store.classes:
-            raise ValueError(f"there is no class {name!r}")
-        selected = sorted(self.layer.selected_data)
-        if not selected:
-            return 0
-        features = self.layer.features.copy()
-        features.iloc[selected, features.columns.get_loc("label")] = name
-        colors = np.array(self.layer.edge_color, copy=True)
-        colors[selected] = L.hex_to_rgba(self.layer.metadata[L.CLASS_COLORS][name])
-        defaults = self.layer.feature_defaults.copy()
-        self.layer.features = features
-        self.layer.feature_defaults = defaults
-        self.layer.edge_color = colors
-        self._apply_current_class()
-        self.events.changed()
-        return len(selected)
-
-    def _classes_changed(self) -> None:
-        self._mirror_classes()
-        self._update_text_colors()
-        super().refresh()  # the image on screen, renamed or without the removed class
-        self._apply_current_class()
-        if self.autosave:
-            self._save(sorted(self.store.dirty))
-        self.events.changed()
-
-    def _mirror_classes(self) -> None:
-        """The store's class list into the layer metadata, with a colour for every class."""
-        metadata = self.layer.metadata
-        old = dict(metadata.get(L.CLASS_COLORS) or {})
-        colors = {name: old[name] for name in self.store.classes if name in old}
-        for name in self.store.classes:
-            if name not in colors:
-                colors[name] = _unused_color(colors.values())
-        metadata[L.CLASSES] = list(self.store.classes)
-        metadata[L.CLASS_COLORS] = colors
-
-    def _update_text_colors(self) -> None:
-        self.layer.text.color = L.text_properties(self.layer.metadata[L.CLASS_COLORS], predictions=False)["color"]
-
-    def _apply_current_class(self) -> None:
-        name = self._current_class
-        if name is None:
-            return
-        defaults = self.layer.feature_defaults
-        if "label" not in defaults or defaults["label"].iloc[0] != name:
-            self.layer.feature_defaults = {"label": name}
-        self._keep_class_color()
-
-    def _keep_class_color(self, event=None) -> None:
-        """New rectangles take the current class's colour, also after napari set the colour of
-        a box the person selected."""
-        name = self._current_class
-        if name is None or self.closed:
-            return
-        wanted = L.hex_to_rgba(self.layer.metadata[L.CLASS_COLORS][name])
-        if not np.allclose(self.layer._current_edge_color, wanted, atol=1e-3):
-            with self.layer.block_update_properties():  # not onto the selected boxes
-                self.layer.current_edge_color = wanted
-
     def _on_edit(self, event=None) -> None:
         self.events.changed()
 
@@ -460,13 +336,6 @@ class LabelingSession(SliceBoxes):
 # --- finding and making sessions --------------------------------------------------------------
 
 
-def layer_annotations(layer) -> list[Annotation]:
-    """Every image's boxes of a box layer that holds them all (as the reader makes it)."""
-    metadata = layer.metadata
-    count = None if layer.ndim >= 3 else 1
-    return L.annotations_from_shapes(layer.data, layer.features, metadata, n_images=count)
-
-
 def sessions(viewer) -> list[LabelingSession]:
     """The open labeling sessions of ``viewer``."""
     return [session for session in list(_SESSIONS) if session.viewer is viewer and not session.closed]
@@ -486,82 +355,3 @@ def labeling_session(viewer, layer, **options) -> LabelingSession:
     return LabelingSession(viewer, layer, annotations, **options)
 
 
-def find_image_layer(viewer, box_layer):
-    """The image layer under ``box_layer``: the one showing the same source images, else one of
-    as many slices."""
-    from napari.layers import Image
-
-    sources = box_layer.metadata.get(L.SOURCE_IMAGES)
-    images = [layer for layer in viewer.layers if isinstance(layer, Image)]
-    if sources and any(sources):
-        for layer in images:
-            if layer.metadata.get(L.SOURCE_IMAGES) == sources:
-                return layer
-    count = len(sources) if sources else None
-    for layer in images:
-        spatial = _spatial_shape(layer)
-        if (len(spatial) == 3 and spatial[0] == count and box_layer.ndim == 3) or (
-            len(spatial) == 2 and box_layer.ndim == 2
-        ):
-            return layer
-    return None
-
-
-def new_box_layer(viewer, image_layer):
-    """Add a box layer for any image layer (one image or a stack) and return it.
-
-    Its boxes are saved beside each source image (``target/`` for images in
-    ``input/``) when the image came from a file; an annotation already there is
-    loaded, so it is never overwritten with nothing.
-    """
-    from napari.layers import Layer
-
-    spatial = _spatial_shape(image_layer)
-    if len(spatial) not in (2, 3):
-        raise ValueError(f"{image_layer.name!r} has {len(spatial)} dimensions besides colour; boxes are drawn "
-                         "on a 2-D image or a stack of them")
-    count = spatial[0] if len(spatial) == 3 else 1
-    metadata = image_layer.metadata
-    sizes = metadata.get(L.IMAGE_SIZES) or [list(spatial[-2:])] * count
-    sources = list(metadata.get(L.SOURCE_IMAGES) or [])
-    if not sources and count == 1 and image_layer.source.path and is_image_file(image_layer.source.path):
-        sources = [str(image_layer.source.path)]
-    sources = (sources + [None] * count)[:count]
-    files = [(find_annotation_file(s) or default_annotation_path(s)) if s else None for s in sources]
-    stamps = [file_stamp(path) for path in files]
-    annotations = [load_annotation(path) if stamp is not None else Annotation() for path, stamp in zip(files, stamps)]
-    data, kwargs, kind = L.shapes_layer_data(
-        annotations,
-        stacked=len(spatial) == 3,
-        name=f"{image_layer.name} boxes",
-        image_sizes=sizes,
-        metadata={
-            L.SOURCE_IMAGES: sources,
-            L.ANNOTATION_FILES: [str(path) if path else None for path in files],
-            L.ANNOTATION_STAMPS: stamps,
-        },
-    )
-    if len(image_layer.scale) == kwargs["ndim"]:  # sit on the image however it is scaled
-        kwargs["scale"], kwargs["translate"] = list(image_layer.scale), list(image_layer.translate)
-    return viewer.add_layer(Layer.create(data, kwargs, kind))
-
-
-def _spatial_shape(image_layer) -> tuple:
-    data = image_layer.data[0] if image_layer.multiscale else image_layer.data
-    shape = tuple(int(s) for s in data.shape)
-    return shape[:-1] if image_layer.rgb else shape
-
-
-def _hex(color) -> str:
-    from napari.utils.colormaps.standardize_color import transform_color
-
-    red, green, blue = (np.clip(transform_color(color)[0][:3], 0, 1) * 255).round().astype(int)
-    return f"#{red:02x}{green:02x}{blue:02x}"
-
-
-def _unused_color(used) -> str:
-    used = set(used)
-    position = 0
-    while L.class_color(position) in used:
-        position += 1
-    return L.class_color(position)

@@ -3,7 +3,8 @@
 A thin view of a :class:`~.._labeling.LabelingSession`: the controls call the
 session, and the session's ``changed``/``saved`` events redraw the labels. The
 questions the session asks (overwrite a file another program changed, remove a
-class that has boxes, unsaved edits on closing) are message boxes here; tests
+class that has boxes, unsaved edits on closing) are message boxes
+(:mod:`._label_dialogs`); tests
 replace :meth:`LabelBoxesWidget.confirm_overwrite`, :meth:`~LabelBoxesWidget.confirm_remove_class`
 and :meth:`~LabelBoxesWidget.ask_unsaved`.
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from napari.layers import Image
-from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -29,7 +30,6 @@ from qtpy.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
-    QMessageBox,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -40,6 +40,7 @@ from qtpy.QtWidgets import (
 from .. import _labeling as labeling
 from .. import _layers as L
 from .._predictions import is_boxes
+from . import _label_dialogs as dialogs
 from ._common import LayerCombo
 
 COLUMNS = ("key", "class", "here", "all")
@@ -164,7 +165,7 @@ class LabelBoxesWidget(QWidget):
         self.save_button.clicked.connect(self.save)
         self.autosave.toggled.connect(self._on_autosave)
         self._bind_viewer_keys()
-        CloseGuard.install(napari_viewer)
+        dialogs.CloseGuard.install(napari_viewer)
         self._on_layer()
 
     # --- the session --------------------------------------------------------------------------
@@ -366,35 +367,16 @@ class LabelBoxesWidget(QWidget):
                          "Selected Layers")
         self.status.setText("; ".join(parts))
 
-    # --- questions ----------------------------------------------------------------------------------
+    # --- questions (tests replace these) ----------------------------------------------------------
 
     def confirm_overwrite(self, paths: list[Path]) -> bool:
-        names = "\n".join(str(p) for p in paths[:8]) + (f"\n… and {len(paths) - 8} more" if len(paths) > 8 else "")
-        answer = QMessageBox.question(
-            self, "Annotation changed on disk",
-            f"{len(paths)} annotation file(s) changed on disk since they were opened, by another program:\n\n"
-            f"{names}\n\nOverwrite them with the boxes in the viewer?",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
-        )
-        return answer == QMessageBox.StandardButton.Yes
+        return dialogs.confirm_overwrite(self, paths)
 
     def confirm_remove_class(self, name: str, count: int) -> bool:
-        answer = QMessageBox.question(
-            self, "Remove class", f"Remove the class {name!r} and delete its {count:,} box(es) in every image?",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
-        )
-        return answer == QMessageBox.StandardButton.Yes
+        return dialogs.confirm_remove_class(self, name, count)
 
     def ask_unsaved(self, count: int, can_cancel: bool) -> str:
-        buttons = QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
-        if can_cancel:
-            buttons |= QMessageBox.StandardButton.Cancel
-        answer = QMessageBox.question(
-            self.viewer.window._qt_window, "Unsaved boxes",
-            f"{count} image(s) have boxes that are not saved. Save them?", buttons, QMessageBox.StandardButton.Save,
-        )
-        return {QMessageBox.StandardButton.Save: labeling.SAVE,
-                QMessageBox.StandardButton.Discard: labeling.DISCARD}.get(answer, labeling.CANCEL)
+        return dialogs.ask_unsaved(self.viewer.window._qt_window, count, can_cancel)
 
     # --- keys and closing ----------------------------------------------------------------------------
 
@@ -421,35 +403,6 @@ class LabelBoxesWidget(QWidget):
         self.boxes.disconnect_viewer()
         self.image.disconnect_viewer()
         super().closeEvent(event)
-
-
-class CloseGuard(QObject):
-    """Saves (autosave) or asks before the viewer's window closes with unsaved boxes.
-
-    ``viewer.close()`` closes the canvas first and cannot be stopped; closing the
-    window (its close button, Ctrl+W, Ctrl+Q) can: there the question offers Cancel.
-    """
-
-    def __init__(self, viewer):
-        super().__init__(viewer.window._qt_window)
-        self.viewer = viewer
-
-    @classmethod
-    def install(cls, viewer) -> None:
-        window = viewer.window._qt_window
-        if window.findChild(cls) is None:
-            guard = cls(viewer)
-            window.installEventFilter(guard)
-            viewer.window._qt_viewer.installEventFilter(guard)
-
-    def eventFilter(self, watched, event) -> bool:
-        if event.type() == QEvent.Type.Close:
-            can_cancel = watched is self.parent()
-            for session in labeling.sessions(self.viewer):
-                if not session.resolve_unsaved(can_cancel):
-                    event.ignore()
-                    return True
-        return False
 
 
 def _swatch(color: str) -> QIcon:
