@@ -265,3 +265,37 @@ def test_class_colours_read_on_light_and_dark_images():
         color = L.class_color(position)
         assert L.contrast_ratio(color, "#ffffff") >= 3 and L.contrast_ratio(color, "#000000") >= 3, color
     assert len({L.class_color(p) for p in range(60)}) == 60
+
+
+def test_one_image_opened_with_the_reader(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    write_image(tmp_path / "photo.png", 40, 50)
+    viewer.open(tmp_path / "photo.png", plugin=PLUGIN)
+    session = labeling_session(viewer, viewer.layers[1])
+    assert len(session) == 1 and session.layer.ndim == 2 and session.image_layer is viewer.layers[0]
+    session.add_class("face")
+    draw(session, [5, 5, 20, 30])
+    press(viewer, "n")  # a single image: nowhere to go, nothing lost
+    assert session.current == 0 and session.layer.nshapes == 1
+    viewer.layers.selection = {session.layer}
+    assert viewer.layers.save(str(tmp_path / "photo.pt"), selected=True, plugin=PLUGIN) == [str(tmp_path / "photo.pt")]
+    assert load_annotation(tmp_path / "photo.pt") == Annotation([[5, 5, 20, 30]], ["face"], classes=["face"])
+    assert session.unsaved() == []
+
+
+def test_accepted_predictions_count_and_are_saved(make_napari_viewer, tutorial_dataset):
+    from napari_faster_rcnn._predictions import accept_as_labels
+    from tests.predictions_data import write_predictions
+
+    viewer = make_napari_viewer()
+    write_predictions(tutorial_dataset)
+    viewer.open(tutorial_dataset, plugin=PLUGIN)
+    session = labeling_session(viewer, viewer.layers[1])
+    viewer.open(tutorial_dataset / "predictions", plugin=PLUGIN)
+    before = sum(session.total_counts().values())
+    added = accept_as_labels(viewer.layers[-1], session.layer)  # every image, through the session's model
+    assert added > 0 and sum(session.total_counts().values()) == before + added
+    assert len(session.unsaved()) > 1
+    session.save()
+    total = sum(len(load_annotation(tutorial_dataset / "target" / f"{i:03d}.pt")) for i in range(6))
+    assert total == before + added

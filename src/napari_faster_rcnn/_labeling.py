@@ -105,6 +105,7 @@ class LabelingSession(ClassEditing, SliceBoxes):
             stamps=metadata.get(L.ANNOTATION_STAMPS),
             sizes=metadata.get(L.IMAGE_SIZES),
         )
+        metadata[L.ANNOTATION_STAMPS] = self.store.stamps  # kept current, for a later session on this layer
         self.autosave = autosave
         self.image_layer = image_layer
         self.confirm_overwrite: Callable[[list[Path]], bool] = _refuse_overwrite

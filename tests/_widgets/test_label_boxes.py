@@ -159,3 +159,17 @@ def test_a_new_box_layer_on_an_image_layer(make_napari_viewer):
     widget.ask_unsaved = lambda count, can_cancel: asked.append(count) or "discard"
     viewer.close()  # autosave cannot save boxes that have no file: it asks rather than lose them
     assert asked == [1]
+
+
+def test_the_session_outlives_the_widget(docked):
+    viewer, widget, target, questions = docked
+    session, layer = widget.session, viewer.layers[1]
+    viewer.window.remove_dock_widget(widget)
+    widget.deleteLater()
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.processEvents()
+    before = len(load_annotation(target / "000.pt"))
+    draw(layer, 0, [3, 4, 13, 14])
+    viewer.window._qt_viewer._key_map_handler.press_key("n")  # the layer's own binding, autosave
+    assert session.current == 1 and len(load_annotation(target / "000.pt")) == before + 1

@@ -259,8 +259,9 @@ class LabelBoxesWidget(QWidget):
 
     def _fit_classes(self) -> None:
         """As tall as its rows (two to eight; then it scrolls)."""
-        shown = min(max(self.classes.rowCount(), 2), 8)
-        row = self.classes.rowHeight(0) if self.classes.rowCount() else self.classes.verticalHeader().defaultSectionSize()
+        count = self.classes.rowCount()
+        shown = min(max(count, 2), 8)
+        row = self.classes.rowHeight(0) if count else self.classes.verticalHeader().defaultSectionSize()
         self.classes.setFixedHeight(self.classes.horizontalHeader().sizeHint().height() + row * shown
                                     + 2 * self.classes.frameWidth() + 4)
 
