@@ -52,13 +52,17 @@ ANNOTATION_FILE = "annotations/instances_default.json"
 #: YOLO needs each image's size to write boxes; COCO does not.
 NEEDS_SIZE = False
 
-_COCO_HEAD = re.compile(rb'"(images|annotations|categories)"\s*:\s*[\[{]')
+# A COCO file has an "images" list and annotations with an "image_id"; Label Studio's
+# notes.json beside YOLO labels has "categories" alone. Huge category lists (LVIS)
+# can come first, hence a generous look.
+_COCO_HEAD = re.compile(rb'"images"\s*:\s*\[|"image_id"\s*:')
+_HEAD_BYTES = 1 << 20
 
 
 def _looks_like_coco(path: Path) -> bool:
     try:
         with open(path, "rb") as file:
-            head = file.read(1 << 16)
+            head = file.read(_HEAD_BYTES)
     except OSError:
         return False
     return bool(_COCO_HEAD.search(head))
