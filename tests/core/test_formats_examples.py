@@ -331,3 +331,13 @@ def test_malformed_data_yaml_names_the_file(tmp_path):
     (tmp_path / "data.yaml").write_text("names: !!python/object/apply:os.system ['echo hacked']\n")
     with pytest.raises(FormatError, match=r"data\.yaml: not valid YAML"):  # safe_load runs nothing
         read_dataset(tmp_path)
+
+
+def test_coco_images_are_found_from_a_relative_folder(tmp_path, monkeypatch):
+    blank_image(tmp_path / "data" / "images" / "a.jpg", 10, 10)
+    write_json(tmp_path / "data" / "annotations" / "instances_val.json",
+               {"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [], "categories": []})
+    monkeypatch.chdir(tmp_path / "data")
+    item = read_dataset(".").items[0]
+    assert item.image is not None and item.image.resolve() == tmp_path / "data" / "images" / "a.jpg"
+    assert item.size == (10, 10)  # from the image header, as the JSON has none

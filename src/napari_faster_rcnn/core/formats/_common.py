@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..annotations import Annotation
-from ..images import ImageReadError, image_size, is_image_file
+from ..images import IMAGE_SUFFIXES, ImageReadError, image_size, is_image_file
 
 #: Format names, as ``--to`` and ``--from`` spell them.
 FORMATS = ("coco", "voc", "yolo", "pt")
@@ -96,8 +96,14 @@ def image_files(folder: Path, recursive: bool = False) -> list[Path]:
     found = []
     for directory, subfolders, files in os.walk(folder):
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-        found.extend(Path(directory) / name for name in sorted(files) if is_image_file(name))
+        base = Path(directory)
+        found.extend(base / name for name in sorted(files) if _is_image_name(name))
     return found
+
+
+def _is_image_name(name: str) -> bool:
+    # is_image_file on a plain string, without building a Path for every file of a large folder
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
 def header_size(path: Path | None, skipped: list) -> tuple[int, int] | None:

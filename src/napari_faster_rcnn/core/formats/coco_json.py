@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import posixpath
 import re
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
@@ -207,8 +208,10 @@ class _ImageIndex:
     def __init__(self, root: Path):
         self.root = root
         self.all = image_files(root, recursive=True)
-        self.by_path = {p.relative_to(root).as_posix().casefold(): p for p in self.all}
+        start = 0 if str(root) == "." else len(str(root)) + 1  # the path below root, as text
+        self.by_path = {str(p)[start:].replace("\\", "/").casefold(): p for p in self.all}
         self.by_name = defaultdict(list)
+        self._prefix_cache: dict[Path, list[str]] = {}
         for p in self.all:
             self.by_name[p.name.casefold()].append(p)
 
@@ -216,23 +219,32 @@ class _ImageIndex:
         if not self.all:
             return None
         file_name = file_name.replace("\\", "/")
-        json_folder = json_path.parent
-        bases = [json_folder, json_folder.parent, self.root]
-        for base in bases:
-            for candidate in (PurePosixPath(file_name), PurePosixPath("images") / file_name):
-                try:
-                    relative = (base / candidate).relative_to(self.root).as_posix()
-                except ValueError:
-                    continue
-                found = self.by_path.get(relative.casefold())
+        for prefix in self._prefixes(json_path):
+            for candidate in (file_name, "images/" + file_name):
+                found = self.by_path.get(posixpath.normpath(prefix + candidate).casefold())
                 if found is not None:
                     return found
         matches = self.by_name.get(PurePosixPath(file_name).name.casefold(), [])
         if len(matches) > 1:  # the same name in two splits: the one near the JSON file
             split = json_path.stem.removeprefix("instances_")
-            near = [p for p in matches if json_folder in p.parents or split in p.relative_to(self.root).parts]
+            near = [p for p in matches if json_path.parent in p.parents or split in p.relative_to(self.root).parts]
             matches = near or matches
         return matches[0] if matches else None
+
+    def _prefixes(self, json_path: Path) -> list[str]:
+        """Where file names may be relative to: the JSON's folder, the one above it, the root."""
+        if json_path not in self._prefix_cache:
+            prefixes = []
+            for base in (json_path.parent, json_path.parent.parent, self.root):
+                try:
+                    relative = base.relative_to(self.root).as_posix()
+                except ValueError:
+                    continue
+                prefix = "" if relative == "." else relative + "/"
+                if prefix not in prefixes:
+                    prefixes.append(prefix)
+            self._prefix_cache[json_path] = prefixes
+        return self._prefix_cache[json_path]
 
 
 def write(folder: Path, classes: list[str], outputs: list[OutputItem], notes: list[str]) -> None:
