@@ -341,3 +341,16 @@ def test_coco_images_are_found_from_a_relative_folder(tmp_path, monkeypatch):
     item = read_dataset(".").items[0]
     assert item.image is not None and item.image.resolve() == tmp_path / "data" / "images" / "a.jpg"
     assert item.size == (10, 10)  # from the image header, as the JSON has none
+
+
+def test_yolo_as_ultralytics_lays_it_out(tmp_path):
+    """images/train + labels/train; data.yaml with a path and a names list."""
+    (tmp_path / "data.yaml").write_text(f"path: {tmp_path}\ntrain: images/train\nval: images/val\nnames: [a, b]\n")
+    blank_image(tmp_path / "images" / "train" / "images.png", 20, 20)  # "images" as a file name too
+    (tmp_path / "labels" / "train").mkdir(parents=True)
+    (tmp_path / "labels" / "train" / "images.txt").write_text("1 0.5 0.5 0.5 0.5\n")
+    blank_image(tmp_path / "images" / "val" / "v.png", 20, 20)
+    dataset = read_dataset(tmp_path)
+    items = items_by_name(dataset)
+    assert items["images.png"].annotation.labels == ["b"] and len(items["v.png"].annotation) == 0
+    np.testing.assert_allclose(items["images.png"].annotation.boxes, [[5, 5, 15, 15]])
