@@ -9,8 +9,9 @@ our continuous convention and ``xmin = c1 + 1, xmax = c2 + 1`` in VOC, so
 
 Fractional values are read and written as they are (the shortest text that
 reads back exactly; integers without a decimal point). Tools differ here:
-CVAT (Datumaro) and some scripts write ``x1`` itself as ``xmin``; such files
-read one pixel wider on the left and top than they were drawn.
+CVAT (Datumaro) and some scripts take ``xmin`` as ``x1`` itself, both ways; their
+files read one pixel wider on the left and top than they were drawn, and ours
+one pixel narrower there in them. COCO has no such ambiguity.
 
 Where the files lie: ``Annotations/*.xml`` with the images in ``JPEGImages/``
 (the devkit's and CVAT's layout), or XML files beside the images (LabelImg,
