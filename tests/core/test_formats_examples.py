@@ -212,6 +212,7 @@ def test_malformed_voc_files_are_skipped_with_the_file_named(tmp_path):
     (folder / "nobox.xml").write_text("<annotation><object><name>a</name></object></annotation>")
     (folder / "words.xml").write_text("<annotation><object><name>a</name><bndbox><xmin>one</xmin></bndbox>"
                                       "</object></annotation>")
+    (folder / "size.xml").write_text("<annotation><size><width>1e999</width><height>5</height></size></annotation>")
     (folder / "inverted.xml").write_text("<annotation><object><name>a</name><bndbox><xmin>9</xmin><ymin>1</ymin>"
                                          "<xmax>4</xmax><ymax>4</ymax></bndbox></object></annotation>")
     dataset = read_dataset(tmp_path, "voc")
@@ -221,6 +222,7 @@ def test_malformed_voc_files_are_skipped_with_the_file_named(tmp_path):
     assert reasons["nobox.xml"] == "object 1 needs a <name> and a <bndbox>"
     assert reasons["words.xml"] == "object 1: <bndbox> needs numbers xmin, ymin, xmax, ymax"
     assert "not xyxy" in reasons["inverted.xml"]
+    assert reasons["size.xml"] == "<size> is not a number of pixels: width '1e999', height '5'"
 
 
 def test_voc_refuses_entity_tricks(tmp_path):
@@ -354,3 +356,21 @@ def test_yolo_as_ultralytics_lays_it_out(tmp_path):
     items = items_by_name(dataset)
     assert items["images.png"].annotation.labels == ["b"] and len(items["v.png"].annotation) == 0
     np.testing.assert_allclose(items["images.png"].annotation.boxes, [[5, 5, 15, 15]])
+
+
+def test_coco_odd_values_are_refused_not_crashed_on(tmp_path):
+    path = tmp_path / "annotations.json"
+    path.write_text('{"images": [{"id": 1, "file_name": "a.jpg", "width": 1e999, "height": 5}],'
+                    ' "categories": [{"id": 1, "name": "x"}],'
+                    ' "annotations": [{"id": 1, "image_id": [1], "category_id": 1, "bbox": [0, 0, 1, 1]},'
+                    ' {"id": 2, "image_id": 1, "category_id": {"a": 1}, "bbox": [0, 0, 1, 1]},'
+                    ' {"id": 3, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": NaN}]}')
+    dataset = read_dataset(tmp_path)
+    assert dataset.items == []  # its only box has a NaN score
+    reasons = [reason for _, reason in dataset.skipped]
+    assert reasons == ["annotation 1: image_id [1] is not in 'images'",
+                       "annotation 2: category_id {'a': 1} is not in 'categories'",
+                       "image a.jpg: scores contain NaN or infinite values"]
+    path.write_text('{"images": [{"id": [1], "file_name": "a.jpg"}]}')
+    with pytest.raises(FormatError, match="image 0: needs an 'id'"):
+        read_dataset(tmp_path)

@@ -125,8 +125,8 @@ def _read_file(path: Path, root: Path, index: _ImageIndex, dataset: LabeledDatas
 
     images = {}  # image id -> (file name, size)
     for number, image in enumerate(data["images"]):
-        if not isinstance(image, dict) or "id" not in image or not isinstance(image.get("file_name"), str):
-            raise FormatError(path, f"image {number}: needs an 'id' and a 'file_name'")
+        if not isinstance(image, dict) or not _is_id(image.get("id")) or not isinstance(image.get("file_name"), str):
+            raise FormatError(path, f"image {number}: needs an 'id' (a number or text) and a 'file_name'")
         if image["id"] in images:
             raise FormatError(path, f"image id {image['id']} is used twice")
         width, height = image.get("width"), image.get("height")
@@ -144,9 +144,9 @@ def _read_file(path: Path, root: Path, index: _ImageIndex, dataset: LabeledDatas
             dataset.skipped.append((path, f"annotation {which}: needs 'image_id', 'category_id' and a 4-number 'bbox'"))
             continue
         reason = None
-        if image_id not in images:
+        if not _is_id(image_id) or image_id not in images:
             reason = f"image_id {image_id!r} is not in 'images'"
-        elif category not in names:
+        elif not _is_id(category) or category not in names:
             reason = f"category_id {category!r} is not in 'categories'"
         elif not (math.isfinite(x) and math.isfinite(y) and width >= 0 and height >= 0 and math.isfinite(width + height)):
             reason = f"bbox {bbox} is not [x, y, width, height] with width, height >= 0"
@@ -170,14 +170,22 @@ def _read_file(path: Path, root: Path, index: _ImageIndex, dataset: LabeledDatas
             score_values = np.asarray(score_list, dtype=np.float64)
         elif any(s is not None for s in score_list):
             dataset.notes.append(f"{path.name}: {file_name}: only some boxes have a score; its scores were dropped")
-        annotation = Annotation(np.asarray(boxes.get(image_id, []), dtype=np.float64).reshape(-1, 4),
-                                labels.get(image_id, []), score_values)
+        try:
+            annotation = Annotation(np.asarray(boxes.get(image_id, []), dtype=np.float64).reshape(-1, 4),
+                                    labels.get(image_id, []), score_values)
+        except ValueError as error:  # NaN scores, say
+            dataset.skipped.append((path, f"image {file_name}: {error}"))
+            continue
         dataset.items.append(LabeledItem(image, size, annotation, PurePosixPath(file_name.replace("\\", "/")).name))
     return crowd
 
 
 def _positive(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
 
 
 def _category_names(path: Path, categories: list, annotations: list) -> dict:
@@ -185,7 +193,7 @@ def _category_names(path: Path, categories: list, annotations: list) -> dict:
     names = {}
     supercategories = set()
     for number, category in enumerate(categories):
-        if not isinstance(category, dict) or "id" not in category or not isinstance(category.get("name"), str):
+        if not isinstance(category, dict) or not _is_id(category.get("id")) or not isinstance(category.get("name"), str):
             raise FormatError(path, f"category {number}: needs an 'id' and a 'name'")
         if category["id"] in names:
             raise FormatError(path, f"category id {category['id']} is used twice")

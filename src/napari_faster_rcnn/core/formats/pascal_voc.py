@@ -151,8 +151,8 @@ def _read_annotation(path: Path, root: ElementTree.Element):
     try:
         if width and height and float(width) > 0 and float(height) > 0:
             size = (int(float(height)), int(float(width)))
-    except ValueError:
-        raise FormatError(path, f"<size> is not a number: width {width!r}, height {height!r}") from None
+    except (ValueError, OverflowError):
+        raise FormatError(path, f"<size> is not a number of pixels: width {width!r}, height {height!r}") from None
     boxes, labels, difficult = [], [], 0
     for number, element in enumerate(root.findall("object"), start=1):
         name = (element.findtext("name") or "").strip()
