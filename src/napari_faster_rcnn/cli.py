@@ -19,6 +19,7 @@ from . import __version__
 COMMANDS = {
     "synthetic": "napari_faster_rcnn._cli.synthetic",
     "evaluate": "napari_faster_rcnn._cli.evaluate",
+    "stats": "napari_faster_rcnn._cli.stats",
 }
 
 
