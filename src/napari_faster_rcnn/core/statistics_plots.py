@@ -73,6 +73,7 @@ def plot_statistics(
     matplotlib.figure.Figure
     """
     from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
     if transformed not in (False, True, "both"):
         raise ValueError(f"transformed must be False, True or 'both', got {transformed!r}")
@@ -97,7 +98,12 @@ def plot_statistics(
         if len(stages) == 2 and position < 2:
             axes.set_title(_stage_title(stats, stage) + "\n" + axes.get_title(), color=palette["text"], fontsize=9)
     if len(stages) == 1:
-        figure.suptitle(_stage_title(stats, stages[0]), color=palette["text"], fontsize=10)
+        figure.suptitle(_stage_title(stats, stages[0]), color=palette["text"], fontsize=9)
+    stacked = per_class and len(shown) > 1 and stats.class_mask(shown).any()
+    if stacked:  # one legend for the stacked box histograms, below them, covering no bars
+        handles = [Patch(color=class_colors[name]) for name in shown]
+        figure.legend(handles, shown, loc="outside lower center", ncols=min(len(shown), 4), fontsize=8,
+                      frameon=False, labelcolor=palette["text"])
     return figure
 
 
@@ -109,8 +115,8 @@ def _panels(stages):
 
 def _stage_title(stats: DatasetStatistics, transformed: bool) -> str:
     if transformed:
-        return f"after the model's transform (min_size {stats.min_size}, max_size {stats.max_size})"
-    return f"as stored: {stats.images} images, {stats.boxes} boxes"
+        return f"after the model's transform\nmin_size {stats.min_size}, max_size {stats.max_size}"
+    return f"as stored\n{stats.images} images, {stats.boxes} boxes"
 
 
 def _histogram(axes, stats, quantity, transformed, shown, selection, per_class, class_colors, palette) -> None:
@@ -122,8 +128,6 @@ def _histogram(axes, stats, quantity, transformed, shown, selection, per_class, 
         edges = histogram_edges(np.concatenate(groups) if groups else np.zeros(0), integer)
         if sum(len(g) for g in groups):
             axes.hist(groups, bins=edges, stacked=True, color=colors, label=shown)
-            axes.legend(fontsize=7, facecolor=palette["background"], labelcolor=palette["text"],
-                        edgecolor=palette["frame"], framealpha=0.8)
     else:
         values = stats.values(quantity, transformed, selection)
         color = class_colors[shown[0]] if len(shown) == 1 and quantity in BOX_QUANTITIES else palette["bars"]
@@ -131,6 +135,8 @@ def _histogram(axes, stats, quantity, transformed, shown, selection, per_class, 
             edges = histogram_edges(values, integer)
             unit_bins = integer and len(edges) > 2 and edges[1] - edges[0] == 1
             axes.hist(values, bins=edges, color=color, rwidth=0.85 if unit_bins else None)
+            if values.min() == values.max():  # one value (all images alike): say it, not 255.5 ... 256.5
+                axes.set_xticks([float(values.min())])
     axes.set_title(LABELS[quantity], color=palette["text"], fontsize=9)
     axes.set_ylabel("boxes" if quantity in BOX_QUANTITIES else "images", color=palette["text"], fontsize=8)
     if not axes.patches:
