@@ -142,19 +142,31 @@ def _histogram(axes, stats, quantity, transformed, shown, selection, per_class, 
     if not axes.patches:
         axes.text(0.5, 0.5, "no boxes" if quantity in BOX_QUANTITIES else "no images", transform=axes.transAxes,
                   ha="center", va="center", color=palette["text"], fontsize=9)
-    _style(axes, palette)
+    _style(axes, palette, integer)
 
 
-def _style(axes, palette) -> None:
-    from matplotlib.ticker import MaxNLocator
+def _style(axes, palette, integer: bool) -> None:
+    from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
 
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of images or boxes
+    if not isinstance(axes.xaxis.get_major_locator(), FixedLocator):  # one value keeps its single tick
+        # few ticks leave room for areas' long numbers in a narrow dock
+        axes.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=integer))
+    if max(abs(limit) for limit in axes.get_xlim()) >= 1e4:
+        axes.xaxis.set_major_formatter(FuncFormatter(_short_number))
     axes.set_facecolor(palette["background"])
     axes.tick_params(colors=palette["text"], labelsize=7)
     for spine in axes.spines.values():
         spine.set_color(palette["frame"])
     axes.xaxis.get_offset_text().set_color(palette["text"])
     axes.yaxis.get_offset_text().set_color(palette["text"])
+
+
+def _short_number(value: float, position=None) -> str:
+    """Tick labels of an axis reaching 10,000 or more: 0, 8k, 16k, 1.5M."""
+    if abs(value) >= 1e6:
+        return f"{value / 1e6:g}M"
+    return f"{value / 1e3:g}k" if value else "0"
 
 
 def _class_colors(classes: Sequence[str], colors: Mapping[str, str]) -> dict[str, str]:
