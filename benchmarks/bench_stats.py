@@ -101,7 +101,8 @@ def main(argv=None) -> int:
         },
     )
     if args.check and header_time >= TARGET_SECONDS:
-        print(f"FAILED: {header_time:.2f} s for {args.images} images is not under {TARGET_SECONDS:g} s", file=sys.stderr)
+        print(f"FAILED: {header_time:.2f} s for {args.images} images is not under {TARGET_SECONDS:g} s",
+              file=sys.stderr)
         return 1
     return 0
 

@@ -98,7 +98,8 @@ def test_skipped_files_are_listed_on_stderr(tutorial_dataset, capsys):
 )
 def test_errors_are_one_clear_line(tutorial_dataset, tmp_path, capsys, arguments, message):
     (tmp_path / "empty").mkdir()
-    values = {"missing": tmp_path / "missing", "empty": tmp_path / "empty", "dataset": tutorial_dataset, "tmp": tmp_path}
+    values = {"missing": tmp_path / "missing", "empty": tmp_path / "empty", "dataset": tutorial_dataset,
+              "tmp": tmp_path}
     assert main(["stats", *(a.format(**values) for a in arguments)]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.startswith("error: ")

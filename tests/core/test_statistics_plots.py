@@ -48,8 +48,8 @@ def test_six_histograms_count_every_image_and_box(transformed):
     assert [text.get_text() for text in figure.legends[0].get_texts()] == stats.classes
     # the bins span the values drawn: as stored or after the transform
     widths = stats.values("image_width", transformed)
-    edges = [p.get_x() for p in axes["image_width"].patches]
-    assert min(edges) <= widths.min() and max(p.get_x() + p.get_width() for p in axes["image_width"].patches) >= widths.max()
+    bars = axes["image_width"].patches
+    assert min(p.get_x() for p in bars) <= widths.min() and max(p.get_x() + p.get_width() for p in bars) >= widths.max()
     assert ("after the model's transform" in figure._suptitle.get_text()) == transformed
 
 

@@ -22,7 +22,8 @@ def configure(parser) -> None:
     parser.add_argument("--max-size", type=int, default=1333,
                         help="the model's max_size: the long side's limit after resizing (default 1333)")
     parser.add_argument("--plots", metavar="DIR or FILE.png",
-                        help=f"save the histograms (as stored and after the transform) as PNG; a folder gets {PLOT_FILE}")
+                        help="save the histograms (as stored and after the transform) as PNG; "
+                        f"a folder gets {PLOT_FILE}")
     parser.add_argument("--json", action="store_true",
                         help="print a JSON object (images, boxes, classes, summary, per_class, skipped, ...)")
 

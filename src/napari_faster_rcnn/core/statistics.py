@@ -210,7 +210,8 @@ class DatasetStatistics:
         """A JSON-ready summary: counts, settings, per-quantity and per-class figures, skipped files."""
 
         def figures(row: SummaryRow) -> dict:
-            return {"count": row.count, **{k: _json_number(getattr(row, k)) for k in ("minimum", "median", "mean", "maximum")}}
+            names = ("minimum", "median", "mean", "maximum")
+            return {"count": row.count, **{name: _json_number(getattr(row, name)) for name in names}}
 
         summary: dict = {}
         per_class: dict = {name: {} for name in self.classes}
