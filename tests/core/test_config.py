@@ -86,6 +86,8 @@ def test_unknown_key_names_it_and_suggests():
         ({"returned_layers": [5]}, "returned_layers", "stages 1, 2, 3, 4"),
         ({"returned_layers": [3, 2]}, "returned_layers", "increasing"),
         ({"fpn": False, "returned_layers": [3, 4]}, "returned_layers", "one stage"),
+        ({"out_channels": 0}, "out_channels", "positive"),
+        ({"out_channels": 128, "weights": "coco"}, "weights", "out_channels 256"),
         ({"image_mean": [0.5, 0.5]}, "image_mean", "three numbers"),
         ({"image_std": [0.2, 0.0, 0.2]}, "image_std", "positive"),
         ({"anchor_sizes": [[32], [64]]}, "anchor_sizes", "5 feature maps .* needs 5 tuples .* got 2"),

@@ -180,7 +180,7 @@ _COERCE = {
     "bool": _as_bool,
     "int": _as_int,
     "float": _as_float,
-    "int | None": _optional(lambda value: _as_int(value, positive=False)),
+    "int | None": _optional(lambda value: _as_int(value, positive=False)),  # out_channels: see _validate
     "bool | None": _optional(_as_bool),
     "tuple[int, ...] | None": _optional(_int_tuple),
     "tuple[float, float, float]": _three_floats,
@@ -205,8 +205,10 @@ class ModelConfig:
     #: whose output the detector uses without FPN (default the last, 4). Stages past the
     #: last one named are not built.
     returned_layers: tuple[int, ...] | None = None
-    #: Channels of the FPN's maps.
-    fpn_channels: int = 256
+    #: Channels of the maps the RPN and the box head see: the FPN's width (None: 256); without
+    #: FPN, a 1x1 convolution brings the stage to this many (None: to 256 when it has more,
+    #: as torchvision's MobileNet backbone does; a ResNet-50's last stage has 2048).
+    out_channels: int | None = None
     heads: str = "v1"
     #: Anchor sizes (pixels of the resized image) and aspect ratios (height / width), one
     #: tuple per feature map; None for the backbone's default (see :meth:`anchors`).
@@ -403,6 +405,8 @@ def _validate(config: ModelConfig) -> None:
            f"without FPN the detector uses one stage, got {list(layers)}")
     _check(len(layers) > 0, "returned_layers", "needs at least one stage")
 
+    _check(config.out_channels is None or config.out_channels > 0, "out_channels",
+           f"must be positive, got {config.out_channels}")
     _check(config.min_size <= config.max_size, "min_size",
            f"min_size ({config.min_size}) must not exceed max_size ({config.max_size})")
     _check(all(value > 0 for value in config.image_std), "image_std", "must be positive")
@@ -463,14 +467,14 @@ def check_weights_choice(config: ModelConfig, weights: str) -> None:
     if weights == "coco":
         key = (config.backbone, config.heads)
         if key not in COCO_ARCHITECTURES or not config.fpn or config.layers != default_layers(config.backbone, True) \
-                or config.fpn_channels != 256:
+                or config.out_channels not in (None, 256):
             available = "; ".join(
                 f"backbone={backbone!r}, heads={heads!r}, fpn=True (torchvision's {name})"
                 for (backbone, heads), name in COCO_ARCHITECTURES.items()
             )
             raise ConfigError(
                 f"torchvision has COCO weights only for these detectors (with the default returned_layers "
-                f"and fpn_channels=256): {available}; use 'imagenet' or 'none' for "
+                f"and out_channels 256): {available}; use 'imagenet' or 'none' for "
                 f"{config.backbone}{' with FPN' if config.fpn else ' without FPN'}, heads={config.heads!r}",
                 "weights")
 
