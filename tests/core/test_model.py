@@ -166,7 +166,7 @@ def test_feature_maps_are_what_the_model_produces(config):
         maps = feature_maps(config, image_size)
         assert [m.name for m in maps] == list(seen["features"])
         offset = 0
-        for feature_map, per_level_sizes, per_level_ratios in zip(maps, sizes, ratios):
+        for feature_map, per_level_sizes, per_level_ratios in zip(maps, sizes, ratios, strict=True):
             tensor = seen["features"][feature_map.name]
             assert (feature_map.channels, feature_map.height, feature_map.width) == tuple(tensor.shape[1:])
             per_location = len(per_level_sizes) * len(per_level_ratios)

@@ -135,7 +135,7 @@ def test_local_detector_file(tmp_path):
     # Given to build_model, the file only changes what is loaded: the modules are the config's.
     loaded = build_model(config, weights=str(path))
     assert loaded.state_dict().keys() == trained.state_dict().keys()
-    for (name, ours), (_, theirs) in zip(loaded.state_dict().items(), trained.state_dict().items()):
+    for (name, ours), (_, theirs) in zip(loaded.state_dict().items(), trained.state_dict().items(), strict=True):
         assert torch.equal(ours, theirs), name
     assert all(p.requires_grad for p in loaded.parameters())
     # In the config, the file is a pretrained start: BatchNorm statistics are kept (frozen) and
@@ -183,8 +183,9 @@ def test_local_file_that_fits_neither(tmp_path):
     path = tmp_path / "resnet34.pth"
     torch.save(torchvision.models.resnet34().state_dict(), path)
     config = ModelConfig(classes=CLASSES, backbone="resnet18", weights=str(path), **SMALL)
-    with pytest.raises(WeightsError, match=r"resnet34\.pth: neither a detector nor a backbone state dict for "
-                                           r"resnet18 with FPN .* 100 of 100 tensors fit \(the model has no layer1\.2\.conv1\.weight"):
+    expected = (r"resnet34\.pth: neither a detector nor a backbone state dict for resnet18 with FPN .* "
+                r"100 of 100 tensors fit \(the model has no layer1\.2\.conv1\.weight")
+    with pytest.raises(WeightsError, match=expected):
         build_model(config)
     wrong_width = tmp_path / "slim.pt"
     torch.save(build_model(preset("cpu", CLASSES)).state_dict(), wrong_width)

@@ -32,7 +32,14 @@ from torchvision.ops import misc as misc_ops
 
 from .backbones import build_backbone, classification_network
 from .config import COCO_ARCHITECTURES, ConfigError, ModelConfig, check_weights_choice
-from .weights import DOWNLOAD_TIMEOUT_SECONDS, REPLACEABLE, WeightsError, fetch_weights, load_local_weights, load_matching
+from .weights import (
+    DOWNLOAD_TIMEOUT_SECONDS,
+    REPLACEABLE,
+    WeightsError,
+    fetch_weights,
+    load_local_weights,
+    load_matching,
+)
 
 __all__ = [
     "FeatureMap",

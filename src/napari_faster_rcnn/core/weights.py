@@ -86,7 +86,7 @@ def download_file(url: str, destination: Path, timeout: float = DOWNLOAD_TIMEOUT
                 file.write(chunk)
         expected = torch.hub.HASH_REGEX.search(destination.name)
         if expected and not digest.hexdigest().startswith(expected.group(1)):
-            raise ValueError(f"the downloaded file's SHA-256 does not start with {expected.group(1)} (corrupt download)")
+            raise ValueError(f"its SHA-256 does not start with {expected.group(1)} (a corrupt download)")
         os.replace(temporary, destination)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
