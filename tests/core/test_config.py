@@ -35,6 +35,7 @@ def test_sequences_are_normalized_to_tuples_and_dict_gives_lists():
     values = config.to_dict()
     assert values["classes"] == ["a", "b"] and values["anchor_sizes"] == [[16, 32]]
     assert hash(config) == hash(ModelConfig.from_dict(values))
+    assert ModelConfig(classes=["a"], weights=None).weights == "none"  # YAML's null
 
 
 def test_yaml_round_trip(tmp_path):

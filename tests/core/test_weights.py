@@ -84,6 +84,51 @@ def test_a_server_that_never_answers_times_out(hub_dir, monkeypatch):
     assert str(hub_dir / "checkpoints" / "weights-0123abcd.pth") in str(error.value)
 
 
+@pytest.fixture
+def http_folder(tmp_path):
+    """A local HTTP server over a folder: ``(folder, base_url)``."""
+    import functools
+    import http.server
+
+    folder = tmp_path / "served"
+    folder.mkdir()
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_checks_the_hash_and_lands_in_torch_cache(hub_dir, http_folder, tmp_path):
+    import hashlib
+
+    folder, base = http_folder
+    state = {"weight": torch.arange(6.0).reshape(2, 3)}
+    torch.save(state, tmp_path / "plain.pth")
+    digest = hashlib.sha256((tmp_path / "plain.pth").read_bytes()).hexdigest()
+    (folder / f"good-{digest[:8]}.pth").write_bytes((tmp_path / "plain.pth").read_bytes())
+    (folder / "bad-00000000.pth").write_bytes((tmp_path / "plain.pth").read_bytes())
+
+    class Entry:
+        def __init__(self, name):
+            self.url, self.name = f"{base}/{name}", "TEST"
+
+    loaded = fetch_weights(Entry(f"good-{digest[:8]}.pth"), "test weights", timeout=5)
+    assert torch.equal(loaded["weight"], state["weight"])
+    assert (hub_dir / "checkpoints" / f"good-{digest[:8]}.pth").is_file()
+    with pytest.raises(WeightsError, match=r"SHA-256 does not start with 00000000 \(a corrupt download\)"):
+        fetch_weights(Entry("bad-00000000.pth"), "test weights", timeout=5)
+    assert sorted(p.name for p in (hub_dir / "checkpoints").iterdir()) == [f"good-{digest[:8]}.pth"]
+    with pytest.raises(WeightsError, match="HTTP 404 File not found"):
+        fetch_weights(Entry("missing-12345678.pth"), "test weights", timeout=5)
+
+
 def test_imagenet_weights_from_torch_cache(hub_dir, no_network):
     """A file placed by hand in torch's cache is used; the backbone is frozen as torchvision does."""
     reference = torchvision.models.resnet18()

@@ -155,14 +155,19 @@ _COERCE = {
     "bool | None": _optional(_as_bool),
     "tuple[int, ...] | None": _optional(_int_tuple),
     "tuple[float, float, float]": _three_floats,
-    "tuple[tuple[float, ...], ...] | None": None,  # anchors: sizes and ratios differ, see below
+    "tuple[tuple[float, ...], ...] | None": None,  # anchors: sizes and ratios differ, see _BY_NAME
 }
-_ANCHOR_COERCE = {"anchor_sizes": _optional(_nested(_as_size)), "aspect_ratios": _optional(_nested(_as_ratio))}
+# Fields checked by name rather than by annotation.
+_BY_NAME = {
+    "anchor_sizes": _optional(_nested(_as_size)),
+    "aspect_ratios": _optional(_nested(_as_ratio)),
+    "weights": lambda value: "none" if value is None else _as_str(value),  # YAML's null reads as None
+}
 
 
 def coerce_field(name: str, annotation: str, value):
     """``value`` checked and normalized (tuples for lists) for the field ``name`` of that annotation."""
-    coerce = _ANCHOR_COERCE.get(name) or _COERCE[annotation]
+    coerce = _BY_NAME.get(name) or _COERCE[annotation]
     try:
         return coerce(value)
     except (ValueError, TypeError) as error:

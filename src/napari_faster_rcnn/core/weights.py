@@ -117,12 +117,15 @@ def fetch_weights(weights, what: str, timeout: float = DOWNLOAD_TIMEOUT_SECONDS)
             download_file(url, path, timeout)
         except (OSError, ValueError, socket.timeout) as error:
             reason = getattr(error, "reason", None) or error
-            if isinstance(reason, (socket.timeout, TimeoutError)):
+            if isinstance(error, urllib.error.HTTPError):
+                reason = f"HTTP {error.code} {error.reason}"
+            elif isinstance(reason, (socket.timeout, TimeoutError)):
                 reason = f"no answer within {timeout:g} s"
             raise WeightsError(
                 f"could not download the {what} ({type(weights).__name__}.{weights.name}): {reason}. "
-                f"Without network, download {url} on another machine and place the file, under the same "
-                f"name, at {path} (torch.hub.get_dir()/checkpoints), or give the file's path as the weights."
+                f"If this machine has no network, download {url} on one that has and place the file, under "
+                f"the same name, at {path} (torch.hub.get_dir()/checkpoints), or give the file's path as "
+                "the weights."
             ) from error
     return read_state_dict(path)
 
