@@ -1,6 +1,10 @@
 """Make the README's screenshots in a real viewer (run under a virtual display).
 
-    xvfb-run -a -s "-screen 0 1400x900x24" python docs/screenshots.py
+    xvfb-run -a -s "-screen 0 1400x900x24" python docs/screenshots.py [NAME ...]
+
+NAME is one of ``samples``, ``predictions``, ``dataset_statistics``, ``label_boxes``; all by default
+(rendering noise changes the bytes of pictures that did not change, so make only
+the ones you changed).
 """
 
 from __future__ import annotations
@@ -15,23 +19,31 @@ import numpy as np
 HERE = Path(__file__).parent / "images"
 
 
-def main() -> None:
+def main(names=()) -> None:
+    names = set(names or ("samples", "predictions", "dataset_statistics", "label_boxes"))
     HERE.mkdir(exist_ok=True)
     viewer = napari.Viewer()
     viewer.window._qt_window.resize(1200, 760)
-    viewer.open_sample("napari-faster-rcnn", "astronaut")
-    viewer.screenshot(str(HERE / "astronaut.png"), canvas_only=False, flash=False)
-    viewer.layers.clear()
-    viewer.open_sample("napari-faster-rcnn", "synthetic-shapes")
-    viewer.dims.set_current_step(0, 3)
-    viewer.screenshot(str(HERE / "synthetic.png"), canvas_only=False, flash=False)
-    viewer.layers.clear()
+    if "samples" in names:
+        viewer.open_sample("napari-faster-rcnn", "astronaut")
+        viewer.screenshot(str(HERE / "astronaut.png"), canvas_only=False, flash=False)
+        viewer.layers.clear()
+        viewer.open_sample("napari-faster-rcnn", "synthetic-shapes")
+        viewer.dims.set_current_step(0, 3)
+        viewer.screenshot(str(HERE / "synthetic.png"), canvas_only=False, flash=False)
+        viewer.layers.clear()
     with tempfile.TemporaryDirectory() as folder:
-        predictions_screenshots(viewer, Path(folder))
-    viewer.layers.clear()
-    viewer.window.remove_dock_widget("all")
-    with tempfile.TemporaryDirectory() as folder:
-        labeling_screenshot(viewer, Path(folder))
+        if "predictions" in names:
+            predictions_screenshots(viewer, Path(folder))
+            viewer.window.remove_dock_widget("all")
+            viewer.layers.clear()
+        if "dataset_statistics" in names:
+            statistics_screenshot(viewer, Path(folder))
+            viewer.window.remove_dock_widget("all")
+            viewer.layers.clear()
+        if "label_boxes" in names:
+            viewer.window._qt_window.resize(1200, 760)
+            labeling_screenshot(viewer, Path(folder))
     viewer.close()
 
 
@@ -95,6 +107,35 @@ def predictions_screenshots(viewer, folder: Path) -> None:
     viewer.screenshot(str(HERE / "evaluate.png"), canvas_only=False, flash=False)
 
 
+def statistics_screenshot(viewer, folder: Path) -> None:
+    """Synthetic shapes in three image sizes, as one dataset folder, and their statistics."""
+    import shutil
+
+    from qtpy.QtWidgets import QApplication
+
+    from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
+
+    dataset = folder / "sizes"
+    for part, (height, width, count) in enumerate([(480, 640, 14), (600, 400, 6), (360, 480, 10)]):
+        source = write_synthetic_dataset(folder / f"part{part}", n_images=count, seed=7 + part, height=height,
+                                         width=width, objects=(2, 9), sizes=(24, 150))
+        for kind in ("input", "target"):
+            (dataset / kind).mkdir(parents=True, exist_ok=True)
+            for path in (source / kind).iterdir():
+                shutil.move(path, dataset / kind / f"{part}-{path.name}")
+    viewer.open(dataset, plugin="napari-faster-rcnn")
+    viewer.dims.set_current_step(0, 4)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-faster-rcnn", "Dataset statistics")
+    viewer.window._qt_window.resize(1200, 860)
+    widget.run()
+    for _ in range(2):  # the canvas takes its size from the resized window first
+        for _ in range(5):
+            QApplication.processEvents()
+            time.sleep(0.05)
+        viewer.reset_view()
+    viewer.screenshot(str(HERE / "dataset_statistics.png"), canvas_only=False, flash=False)
+
+
 def labeling_screenshot(viewer, folder: Path) -> None:
     """The "Label boxes" widget on a small dataset folder, two of its images not labeled yet."""
     from qtpy.QtWidgets import QApplication
@@ -123,4 +164,6 @@ def labeling_screenshot(viewer, folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])

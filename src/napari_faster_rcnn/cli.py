@@ -19,6 +19,8 @@ from . import __version__
 COMMANDS = {
     "synthetic": "napari_faster_rcnn._cli.synthetic",
     "evaluate": "napari_faster_rcnn._cli.evaluate",
+    "convert": "napari_faster_rcnn._cli.convert",
+    "stats": "napari_faster_rcnn._cli.stats",
 }
 
 

@@ -94,3 +94,25 @@ def test_nothing_to_evaluate_says_why(make_napari_viewer, tutorial_dataset, tmp_
     viewer.open(tutorial_dataset, plugin=PLUGIN)
     viewer.open(other / "predictions", plugin=PLUGIN)
     assert widget.run() is None and "share no image" in widget.summary.text()
+
+
+def test_an_evaluation_error_is_shown_and_the_widget_stays_usable(make_napari_viewer, qtbot, tutorial_dataset,
+                                                                 monkeypatch):
+    import napari_faster_rcnn._widgets.evaluate as module
+
+    viewer = make_napari_viewer()
+    write_predictions(tutorial_dataset)
+    viewer.open(tutorial_dataset, plugin=PLUGIN)
+    viewer.open(tutorial_dataset / "predictions", plugin=PLUGIN)
+    widget = EvaluateWidget(viewer)
+
+    def broken(*args, **kwargs):
+        raise ValueError("the ground truth names no class")
+
+    monkeypatch.setattr(module, "evaluate", broken)
+    assert widget.run() is not None
+    # the widget's own handlers were connected before the worker started; a failing worker
+    # can finish before a signal connected here would see it
+    qtbot.waitUntil(widget.run_button.isEnabled, timeout=60_000)
+    assert widget.summary.text() == "evaluation failed: the ground truth names no class"
+    assert widget.result is None

@@ -2,6 +2,7 @@ import io
 import json
 import os
 import pickle
+import sys
 import zipfile
 
 import numpy as np
@@ -163,12 +164,17 @@ def test_object_arrays_are_refused(tmp_path):
         load_annotation(path)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+# Random bytes are read by torch's legacy (non-zip) loader as a pickle, which fails in
+# many different ways; seeds 17, 54 and 62 fail there with IndexError, UnicodeDecodeError and KeyError.
+@pytest.mark.parametrize("damage", ["truncated", "empty", *(f"garbage-{seed}" for seed in (0, 17, 54, 62, 76, 111))])
 def test_corrupt_files(tmp_path, damage):
     path = tmp_path / "broken.pt"
     save_annotation(path, Annotation([[0, 0, 1, 1]], ["a"]))
     payload = path.read_bytes()
-    path.write_bytes({"truncated": payload[: len(payload) // 2], "garbage": os.urandom(300), "empty": b""}[damage])
+    if damage.startswith("garbage"):
+        path.write_bytes(np.random.default_rng(int(damage.split("-")[1])).bytes(300))
+    else:
+        path.write_bytes({"truncated": payload[: len(payload) // 2], "empty": b""}[damage])
     with pytest.raises(AnnotationError, match="broken.pt: not a readable PyTorch file"):
         load_annotation(path)
 
@@ -251,3 +257,24 @@ def test_select_keeps_labels_and_scores_aligned():
     kept = annotation.select(annotation.scores > 0.15)
     assert kept.labels == ["b", "c"] and kept.scores.tolist() == [0.2, 0.3]
     assert kept.boxes[:, 2].tolist() == [2, 3]
+
+
+def test_numpy_pickles_load_from_many_threads_at_once(tmp_path):
+    # torch's safe_globals is one process-wide list: without taking turns, a thread leaving it
+    # took the allowlist away from another thread's load, and plain files read as refused.
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = []
+    for index in range(40):
+        path = tmp_path / f"{index}.pt"
+        torch_save_as_numpy1(path, {"labels": np.array(["head"] * 3), "boxes": [np.array([0.0, 0, 5, 5 + index])] * 3})
+        paths.append(path)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, as a busy machine does
+    try:
+        for _ in range(3):
+            with ThreadPoolExecutor(8) as pool:
+                annotations = list(pool.map(load_annotation, paths))
+            assert [a.boxes[0, 3] for a in annotations] == [5 + i for i in range(40)]
+    finally:
+        sys.setswitchinterval(interval)

@@ -106,13 +106,21 @@ class EvaluateWidget(QWidget):
             float(self.iou.value()),
             classes,
             _progress={"desc": "Evaluating"},
+            # errored given here, so the worker does not also re-raise the error in the main thread
+            _connect={"errored": self._failed},
+            _start_thread=False,  # started below, once every signal is connected
         )
         self.worker.returned.connect(lambda result: self._show(result, pairs, ground, predicted, ground_layer,
                                                                predicted_layer))
-        self.worker.errored.connect(lambda error: self.summary.setText(f"evaluation failed: {error}"))
         self.worker.finished.connect(lambda: self.run_button.setEnabled(True))
         self.worker.start()
         return self.worker
+
+    def _failed(self, error: Exception) -> None:
+        from napari.utils.notifications import show_error
+
+        self.summary.setText(f"evaluation failed: {error}")
+        show_error(f"Evaluate: {error}")
 
     def _show(self, result, pairs, ground, predicted, ground_layer, predicted_layer) -> None:
         self.result = result

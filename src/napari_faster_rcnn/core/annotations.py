@@ -19,6 +19,7 @@ import json
 import math
 import os
 import tempfile
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,7 +229,12 @@ def _read_pt(path: Path):
     try:
         return safe_torch_load(path)
     except Exception as error:  # torch raises many types for bad files; all mean "not readable"
-        raise AnnotationError(path, explain_load_error(error)) from None
+        reason = explain_load_error(error)
+        if reason.startswith("could not be read") and not zipfile.is_zipfile(path):
+            # Not torch's zip format: torch read it as a legacy pickle, and random bytes fail
+            # there in arbitrary ways (IndexError, UnicodeDecodeError, ...). It is damaged.
+            reason = "not a readable PyTorch file (truncated or corrupt)"
+        raise AnnotationError(path, reason) from None
 
 
 def _read_json(path: Path):

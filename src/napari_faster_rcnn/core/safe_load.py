@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
+
+# ``torch.serialization.safe_globals`` swaps one process-wide list in and out: a thread leaving
+# it while another loads would take that load's allowlist away (plain .pt files then read as
+# refused). Loads therefore take turns; torch.load of an annotation holds the GIL most of the time anyway.
+_LOAD_LOCK = threading.Lock()
 
 # dtype codes of plain arrays: booleans, integers, floats, unicode and byte strings.
 _PLAIN_DTYPE_CODES = "?bBhHiIlLqQefdgUS"
@@ -95,5 +101,5 @@ def safe_torch_load(path: str | Path, extra_globals=()):
     import torch
 
     allowed = [*_numpy_safe_globals(), *extra_globals]
-    with torch.serialization.safe_globals(allowed):
+    with _LOAD_LOCK, torch.serialization.safe_globals(allowed):
         return torch.load(Path(path), map_location="cpu", weights_only=True)

@@ -1,0 +1,266 @@
+"""Detecting, reading, writing and converting dataset folders in any of the formats.
+
+Writing builds the whole new folder under a hidden temporary name beside it
+and renames it into place at the end, so an interrupted export leaves no
+half-written dataset, and it refuses a destination that holds anything, so
+nothing is ever overwritten. Images are hard-linked where the file system
+allows (no space, no time; deleting either folder leaves the other whole),
+else copied; ``link_images=False`` always copies, for when the new folder's
+images will be edited in place. The user's files are never moved or changed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..annotations import class_list
+from . import coco_json, native, pascal_voc, yolo_txt
+from ._common import FORMATS, FormatError, LabeledDataset, OutputItem, folder_is_free, header_size, place_image, unique_names
+
+_MODULES = {"coco": coco_json, "voc": pascal_voc, "yolo": yolo_txt, "pt": native}
+
+FORMAT_TITLES = {
+    "coco": "COCO JSON",
+    "voc": "Pascal VOC XML",
+    "yolo": "YOLO txt",
+    "pt": "input/ + target/*.pt",
+}
+
+
+def _module(fmt: str):
+    if fmt not in _MODULES:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return _MODULES[fmt]
+
+
+def _folder(folder) -> Path:
+    root = Path(folder)
+    if not root.is_dir():
+        raise FormatError(root, "not a folder" if not root.exists() else "is a file, not a dataset folder")
+    return root
+
+
+def detect_format(folder: str | Path) -> str:
+    """The format of a dataset folder: ``"pt"``, ``"coco"``, ``"voc"`` or ``"yolo"``.
+
+    Our own layouts (``input/``, ``target/``, ``.pt`` files) come first, then a
+    COCO JSON, VOC XML files, YOLO's ``data.yaml``/``classes.txt``/``labels/``,
+    and last images with ``.json`` annotations beside them (or images alone).
+
+    Raises
+    ------
+    FormatError
+        If the folder does not exist or nothing in it fits a format; the
+        message names the folder.
+    """
+    root = _folder(folder)
+    if native.detect(root):
+        return "pt"
+    for fmt in ("coco", "voc", "yolo"):
+        if _MODULES[fmt].detect(root):
+            return fmt
+    if native.detect_loosely(root):
+        return "pt"
+    raise FormatError(
+        root,
+        "no dataset in a known format: no COCO JSON, no Pascal VOC XML files, no YOLO data.yaml, "
+        "classes.txt or labels/ folder, and no images or .pt/.json annotations",
+    )
+
+
+def read_dataset(folder: str | Path, fmt: str | None = None) -> LabeledDataset:
+    """Read a dataset folder in ``fmt`` (detected when None) into a :class:`LabeledDataset`.
+
+    Files that cannot be read are listed in ``skipped`` with the reason (with
+    their images, so nothing is written over them later); a folder that is no
+    dataset at all raises :class:`FormatError` naming it. Nothing in any file
+    is executed (JSON, YAML with ``safe_load``, XML without DTDs, ``.pt`` with
+    ``weights_only``).
+    """
+    root = _folder(folder)
+    fmt = fmt or detect_format(root)
+    return _module(fmt).read(root)
+
+
+@dataclass
+class ConversionReport:
+    """What a write or a conversion did.
+
+    Attributes
+    ----------
+    destination : Path
+        The new dataset folder.
+    format : str
+        The format written.
+    images : int
+        Images written (with their annotations, empty ones included).
+    image_files, linked : int
+        Image files placed in the new folder, and how many of them are hard links.
+    boxes : int
+    classes : list of str
+        The class list written, in its order (COCO ids from 1, YOLO indices from 0).
+    skipped : list of (Path, str)
+        Files (or images) left out, with the reason, from reading and writing.
+    notes : list of str
+    source, source_format
+        The folder read and its format, for a conversion.
+    """
+
+    destination: Path
+    format: str
+    images: int = 0
+    image_files: int = 0
+    linked: int = 0
+    boxes: int = 0
+    classes: list[str] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    source: Path | None = None
+    source_format: str | None = None
+
+    def summary(self) -> str:
+        """A few lines for a person: what was read and written, and what was left out why."""
+        lines = []
+        if self.source is not None:
+            lines.append(f"read {self.source} as {FORMAT_TITLES.get(self.source_format, self.source_format)}")
+        copied = self.image_files - self.linked
+        how = f"{self.linked} hard-linked, {copied} copied" if self.image_files else "no image files"
+        lines.append(
+            f"wrote {self.images} images ({how}), {self.boxes} boxes, {len(self.classes)} classes "
+            f"as {FORMAT_TITLES.get(self.format, self.format)} to {self.destination}"
+        )
+        if self.classes:
+            lines.append("classes: " + ", ".join(self.classes))
+        lines.extend(f"note: {note}" for note in self.notes)
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)}:")
+            lines.extend(f"  {path}: {reason}" for path, reason in self.skipped)
+        return "\n".join(lines)
+
+
+def iter_write_dataset(
+    dataset: LabeledDataset, folder: str | Path, fmt: str, link_images: bool = True
+) -> Generator[tuple[int, int], None, ConversionReport]:
+    """Write ``dataset`` as a new folder in ``fmt``, yielding ``(done, total)`` images as it goes.
+
+    The generator's return value is the :class:`ConversionReport` (a napari
+    ``thread_worker`` hands it to ``returned``). Closing the generator early
+    removes what it had written.
+
+    Raises
+    ------
+    FileExistsError
+        If ``folder`` exists and is not an empty folder (checked before anything is written).
+    ValueError
+        For an unknown ``fmt``.
+    """
+    module = _module(fmt)
+    folder = Path(folder)
+    folder_is_free(folder)
+    report = ConversionReport(destination=folder, format=fmt, notes=[])
+    classes = class_list([item.annotation for item in dataset.items], dataset.classes)
+    items, sizes = [], []
+    for item in dataset.items:
+        size = item.size
+        if size is None and item.image is not None and item.image.is_file():
+            size = header_size(item.image, report.skipped)
+        if size is None and module.NEEDS_SIZE:
+            report.skipped.append((item.image or Path(item.name), f"the image size is unknown, which {fmt} needs"))
+            continue
+        items.append(item)
+        sizes.append(size)
+    names = unique_names(items)
+    renamed = sum(1 for item, name in zip(items, names) if Path(item.name).name != name)
+    if renamed:
+        report.notes.append(f"{renamed} images were renamed (STEM_2, ...) as another image had the same name")
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))
+    try:
+        total = len(items)
+        missing = 0
+        for done, (item, name) in enumerate(zip(items, names), start=1):
+            if item.image is not None and item.image.is_file():
+                report.linked += place_image(item.image, staging / module.IMAGE_FOLDER / name, link_images)
+                report.image_files += 1
+            else:
+                missing += 1
+            yield done, total
+        if missing:
+            report.notes.append(f"{missing} images are not on disk; only their annotations were written")
+        outputs = [OutputItem(name, size, item.annotation) for item, name, size in zip(items, names, sizes)]
+        module.write(staging, classes, outputs, report.notes)
+        if folder.exists():
+            folder_is_free(folder)  # still empty: something else may have written meanwhile
+            folder.rmdir()
+        os.rename(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    report.images = len(outputs)
+    report.boxes = sum(len(output.annotation) for output in outputs)
+    report.classes = classes
+    yield total, total
+    return report
+
+
+def _drain(generator):
+    while True:
+        try:
+            next(generator)
+        except StopIteration as stop:
+            return stop.value
+
+
+def write_dataset(dataset: LabeledDataset, folder: str | Path, fmt: str, link_images: bool = True) -> ConversionReport:
+    """Write ``dataset`` as a new folder in ``fmt`` (see :func:`iter_write_dataset`)."""
+    return _drain(iter_write_dataset(dataset, folder, fmt, link_images))
+
+
+def iter_convert_dataset(
+    source: str | Path, destination: str | Path, to: str, fmt: str | None = None, link_images: bool = True
+) -> Generator[tuple[int, int], None, ConversionReport]:
+    """Read ``source`` (in ``fmt``, detected when None) and write it to the new folder
+    ``destination`` in ``to``, yielding ``(done, total)``; returns the :class:`ConversionReport`."""
+    _module(to)
+    if fmt is not None:
+        _module(fmt)
+    destination = Path(destination)
+    folder_is_free(destination)  # before reading, so a mistake costs nothing
+    dataset = read_dataset(source, fmt)
+    if not dataset.items:
+        reasons = "; ".join(f"{path.name}: {reason}" for path, reason in dataset.skipped[:3])
+        raise FormatError(Path(source), "no image could be read" + (f" ({reasons})" if reasons else ""))
+    report = yield from iter_write_dataset(dataset, destination, to, link_images)
+    report.source, report.source_format = Path(source), dataset.format
+    report.skipped[:0] = dataset.skipped
+    report.notes[:0] = dataset.notes
+    return report
+
+
+def convert_dataset(
+    source: str | Path, destination: str | Path, to: str, fmt: str | None = None, link_images: bool = True
+) -> ConversionReport:
+    """Convert the dataset folder ``source`` into the new folder ``destination`` in format ``to``.
+
+    Parameters
+    ----------
+    source : folder in any of :data:`FORMATS`
+    destination : a folder that does not exist yet, or an empty one
+    to : ``"coco"``, ``"voc"``, ``"yolo"`` or ``"pt"``
+    fmt : the source's format; detected when None
+    link_images : hard-link images where possible (else copy); False always copies
+
+    Raises
+    ------
+    FileExistsError
+        If ``destination`` holds anything (nothing is read or written then).
+    FormatError
+        If ``source`` is no dataset, or none of its images could be read.
+    """
+    return _drain(iter_convert_dataset(source, destination, to, fmt, link_images))
