@@ -2,7 +2,7 @@
 
     xvfb-run -a -s "-screen 0 1400x900x24" python docs/screenshots.py [NAME ...]
 
-NAME is one of ``samples``, ``predictions``, ``dataset_statistics``; all by default
+NAME is one of ``samples``, ``predictions``, ``dataset_statistics``, ``label_boxes``; all by default
 (rendering noise changes the bytes of pictures that did not change, so make only
 the ones you changed).
 """
@@ -20,7 +20,7 @@ HERE = Path(__file__).parent / "images"
 
 
 def main(names=()) -> None:
-    names = set(names or ("samples", "predictions", "dataset_statistics"))
+    names = set(names or ("samples", "predictions", "dataset_statistics", "label_boxes"))
     HERE.mkdir(exist_ok=True)
     viewer = napari.Viewer()
     viewer.window._qt_window.resize(1200, 760)
@@ -39,6 +39,11 @@ def main(names=()) -> None:
             viewer.layers.clear()
         if "dataset_statistics" in names:
             statistics_screenshot(viewer, Path(folder))
+            viewer.window.remove_dock_widget("all")
+            viewer.layers.clear()
+        if "label_boxes" in names:
+            viewer.window._qt_window.resize(1200, 760)
+            labeling_screenshot(viewer, Path(folder))
     viewer.close()
 
 
@@ -129,6 +134,33 @@ def statistics_screenshot(viewer, folder: Path) -> None:
             time.sleep(0.05)
         viewer.reset_view()
     viewer.screenshot(str(HERE / "dataset_statistics.png"), canvas_only=False, flash=False)
+
+
+def labeling_screenshot(viewer, folder: Path) -> None:
+    """The "Label boxes" widget on a small dataset folder, two of its images not labeled yet."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_faster_rcnn.core.boxes import boxes_to_rectangles
+    from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
+
+    dataset = write_synthetic_dataset(folder / "shapes", n_images=8, seed=5, height=256, width=256,
+                                      objects=(3, 6), sizes=(30, 70))
+    for index in (5, 6):
+        (dataset / "target" / f"{index:03d}.pt").unlink()
+    viewer.open(dataset, plugin="napari-faster-rcnn")
+    viewer.dims.set_current_step(0, 2)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-faster-rcnn", "Label boxes")
+    widget.class_name.setText("star")
+    widget.add_class()
+    session = widget.session
+    session.set_current_class("square")
+    session.layer.add_rectangles(boxes_to_rectangles([[176.0, 190.0, 226.0, 240.0]], image_index=2))
+    session.layer.mode = "add_rectangle"
+    QApplication.processEvents()  # the dock takes its room first, then the image fits the canvas
+    viewer.reset_view()
+    QApplication.processEvents()
+    viewer.screenshot(str(HERE / "label_boxes.png"), canvas_only=False, flash=False)
+    session.save()
 
 
 if __name__ == "__main__":

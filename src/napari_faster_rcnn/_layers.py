@@ -35,24 +35,43 @@ CLASSES = "classes"  # list of str: the class list, in class-id order (id = posi
 CLASS_COLORS = "class_colors"  # dict: class name -> "#rrggbb"
 LAYER_ROLE = "napari_faster_rcnn"  # "boxes" or "predictions"
 STACKED = "stacked"  # bool: vertices carry the image index first
+ANNOTATION_STAMPS = "annotation_stamps"  # list: each annotation file's [mtime_ns, size, inode] when read, or None
 THRESHOLDS = "thresholds"  # dict: the score/NMS/class thresholds a predictions layer shows (core.inference.Thresholds)
 
 BOXES = "boxes"
 PREDICTIONS = "predictions"
 
-# Okabe-Ito and friends: distinguishable, and bright enough on dark and light images.
+# Saturated colours of middle luminance: each contrasts at least 3.3:1 with both white
+# and black (WCAG's ratio), so the labels drawn in them read on light and dark images
+# alike (napari's text has no outline or background to help).
 PALETTE = (
-    "#ff7f0e",
-    "#1f9bff",
-    "#2ca02c",
-    "#e31a1c",
-    "#b15cff",
-    "#ffd92f",
-    "#17becf",
-    "#ff4fb8",
-    "#a6d854",
-    "#c49c94",
+    "#e06a00",  # orange
+    "#2b7fff",  # blue
+    "#1f9a2a",  # green
+    "#e3262b",  # red
+    "#a259f5",  # purple
+    "#b08400",  # ochre
+    "#0a98a6",  # teal
+    "#e23d9f",  # pink
+    "#6a980e",  # olive
+    "#b3703c",  # brown
 )
+
+#: the relative luminance the generated class colours (after the palette) are given
+TEXT_LUMINANCE = 0.2
+
+
+def relative_luminance(color: str) -> float:
+    """WCAG relative luminance of ``"#rrggbb"`` (0 black, 1 white)."""
+    channels = hex_to_rgba(color)[:3]
+    linear = np.where(channels <= 0.04045, channels / 12.92, ((channels + 0.055) / 1.055) ** 2.4)
+    return float(linear @ np.array([0.2126, 0.7152, 0.0722]))
+
+
+def contrast_ratio(first: str, second: str) -> float:
+    """WCAG contrast ratio of two colours (1 to 21)."""
+    high, low = sorted((relative_luminance(first), relative_luminance(second)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
 
 
 def class_color(position: int) -> str:
@@ -60,8 +79,22 @@ def class_color(position: int) -> str:
     if position < len(PALETTE):
         return PALETTE[position]
     hue = (position * 0.618033988749895) % 1.0  # golden-ratio steps keep new hues apart
-    red, green, blue = colorsys.hsv_to_rgb(hue, 0.75, 1.0)
-    return f"#{int(red * 255):02x}{int(green * 255):02x}{int(blue * 255):02x}"
+    saturation = 0.85
+    while relative_luminance(_hsv_hex(hue, saturation, 1.0)) < TEXT_LUMINANCE:
+        saturation -= 0.05  # deep blues are too dark even at full brightness: paler, then
+    low, high = 0.0, 1.0
+    for _ in range(20):  # the brightness that gives the hue the luminance of the palette
+        value = (low + high) / 2
+        if relative_luminance(_hsv_hex(hue, saturation, value)) < TEXT_LUMINANCE:
+            low = value
+        else:
+            high = value
+    return _hsv_hex(hue, saturation, high)
+
+
+def _hsv_hex(hue: float, saturation: float, value: float) -> str:
+    red, green, blue = colorsys.hsv_to_rgb(hue, saturation, value)
+    return f"#{round(red * 255):02x}{round(green * 255):02x}{round(blue * 255):02x}"
 
 
 def class_colors(classes: Sequence[str], existing: dict | None = None) -> dict[str, str]:
@@ -188,7 +221,7 @@ def shapes_layer_data(
         "face_color": "transparent",
         "features": features_frame(labels, scores),
         "feature_defaults": _feature_defaults(classes, predictions),
-        "text": text_properties(colors, predictions, size=max(10, min(14, int(longest / 60)))),
+        "text": text_properties(colors, predictions, size=max(12, min(16, round(longest / 50)))),
         "metadata": meta,
     }
     return (list(vertices) if len(vertices) else [], kwargs, "shapes")

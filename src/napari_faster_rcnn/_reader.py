@@ -17,6 +17,7 @@ from . import _layers as L
 from .core.annotations import ANNOTATION_SUFFIXES, Annotation, AnnotationError, find_annotation_file, load_annotation
 from .core.dataset import DatasetError, discover_dataset, find_image_folder
 from .core.images import ImageReadError, image_info, is_image_file, lazy_image_stack, read_image
+from .core.labeling import file_stamp
 
 logger = logging.getLogger(__name__)
 
@@ -77,14 +78,16 @@ def read_image_file(path) -> list[tuple]:
     path = Path(path[0] if isinstance(path, (list, tuple)) else path)
     image = read_image(path)
     annotation_path = find_annotation_file(path)
-    annotation = load_annotation(annotation_path) if annotation_path else Annotation()
     target = annotation_path or _default_annotation_path(path)
-    return _single_image_layers(path, image, annotation, target)
+    stamp = file_stamp(target)  # before reading: a change while reading is caught, not missed
+    annotation = load_annotation(annotation_path) if annotation_path else Annotation()
+    return _single_image_layers(path, image, annotation, target, stamp)
 
 
 def read_annotation_file(path) -> list[tuple]:
     """An annotation's boxes, with its image when one of the same stem is found."""
     path = Path(path[0] if isinstance(path, (list, tuple)) else path)
+    stamp = file_stamp(path)
     annotation = load_annotation(path)
     image_path = _find_image_for(path)
     if image_path is None:
@@ -92,10 +95,10 @@ def read_annotation_file(path) -> list[tuple]:
             [annotation],
             stacked=False,
             name=_layer_name(path.stem, annotation),
-            metadata={L.ANNOTATION_FILES: [str(path)], L.SOURCE_IMAGES: [None]},
+            metadata={L.ANNOTATION_FILES: [str(path)], L.SOURCE_IMAGES: [None], L.ANNOTATION_STAMPS: [stamp]},
         )
         return [layer]
-    return _single_image_layers(image_path, read_image(image_path), annotation, path)
+    return _single_image_layers(image_path, read_image(image_path), annotation, path, stamp)
 
 
 def _default_annotation_path(image_path: Path) -> Path:
@@ -126,7 +129,9 @@ def _layer_name(stem: str, annotation: Annotation) -> str:
     return f"{stem} {'predictions' if annotation.scores is not None else 'boxes'}"
 
 
-def _single_image_layers(image_path: Path, image: np.ndarray, annotation: Annotation, target: Path) -> list[tuple]:
+def _single_image_layers(
+    image_path: Path, image: np.ndarray, annotation: Annotation, target: Path, stamp
+) -> list[tuple]:
     size = image.shape[:2]
     image_meta = {L.SOURCE_IMAGES: [str(image_path)], L.IMAGE_SIZES: [list(size)]}
     image_layer = (image, {"name": image_path.stem, "rgb": True, "metadata": image_meta}, "image")
@@ -135,7 +140,7 @@ def _single_image_layers(image_path: Path, image: np.ndarray, annotation: Annota
         stacked=False,
         name=_layer_name(image_path.stem, annotation),
         image_sizes=[size],
-        metadata={L.SOURCE_IMAGES: [str(image_path)], L.ANNOTATION_FILES: [str(target)]},
+        metadata={L.SOURCE_IMAGES: [str(image_path)], L.ANNOTATION_FILES: [str(target)], L.ANNOTATION_STAMPS: [stamp]},
     )
     return [image_layer, shapes]
 
@@ -153,7 +158,7 @@ def read_dataset_folder(path) -> list[tuple]:
     path = Path(path[0] if isinstance(path, (list, tuple)) else path)
     dataset = discover_dataset(path)
     skipped = list(dataset.skipped)
-    images, sizes, dtypes, annotations, targets = [], [], [], [], []
+    images, sizes, dtypes, annotations, targets, stamps = [], [], [], [], [], []
     for sample in dataset.samples:
         size = None
         dtype = None
@@ -163,6 +168,7 @@ def read_dataset_folder(path) -> list[tuple]:
             except ImageReadError as error:
                 skipped.append((sample.image, error.reason))
                 continue
+        stamp = file_stamp(dataset.annotation_path(sample))
         try:
             annotation = load_annotation(sample.annotation) if sample.annotation else Annotation()
         except AnnotationError as error:
@@ -176,6 +182,7 @@ def read_dataset_folder(path) -> list[tuple]:
         sizes.append(size)
         annotations.append(annotation)
         targets.append(dataset.annotation_path(sample))
+        stamps.append(stamp)
 
     if skipped:
         _report_skipped(path, skipped)
@@ -189,6 +196,7 @@ def read_dataset_folder(path) -> list[tuple]:
     metadata = {
         L.SOURCE_IMAGES: [str(image) if image else None for image in images],
         L.ANNOTATION_FILES: [str(target) for target in targets],
+        L.ANNOTATION_STAMPS: stamps,  # so a labeling session sees what another program changed since
         L.DATASET_ROOT: str(path),
     }
     predictions = any(a.scores is not None for a in annotations)

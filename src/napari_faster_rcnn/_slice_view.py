@@ -12,6 +12,8 @@ fast replace of a layer's contents that it uses.
 Saving a paged layer through napari's writer must save every image, not only
 the one on screen: :func:`register` ties the layer to its model, and the writer
 asks :func:`model_annotations` before falling back to the layer's own shapes.
+A model with a ``write_files(destinations)`` method (the labeling session) writes
+the files itself, so that it can keep track of what it saved.
 
 No Qt here.
 """
@@ -240,8 +242,8 @@ def paging_model(layer) -> SliceBoxes | None:
     return _MODELS.get(key) if key else None
 
 
-def model_annotations(metadata: dict) -> list[Annotation] | None:
-    """The annotations of every image of a paged layer, or None for an ordinary layer.
+def metadata_model(metadata: dict):
+    """The model that pages the layer with ``metadata``, or None for an ordinary layer.
 
     Raises
     ------
@@ -259,4 +261,13 @@ def model_annotations(metadata: dict) -> list[Annotation] | None:
             "held (the widget that paged it was closed); not saving, so no annotation "
             "file is overwritten. Open the dataset folder again."
         )
-    return model.all_annotations()
+    return model
+
+
+def model_annotations(metadata: dict) -> list[Annotation] | None:
+    """The annotations of every image of a paged layer, or None for an ordinary layer.
+
+    Raises ``ValueError`` as :func:`metadata_model` does.
+    """
+    model = metadata_model(metadata)
+    return None if model is None else model.all_annotations()

@@ -8,7 +8,9 @@
   With ``path`` a folder (existing, or without a suffix) they go into it.
 
 Every image of a stack gets a file, an empty one where all boxes were
-deleted, so no stale annotation survives a save. Boxes are clipped to the
+deleted, so no stale annotation survives a save. A layer that a labeling session
+pages is saved by the session (see :meth:`._labeling.LabelingSession.write_files`),
+which asks before overwriting files another program changed. Boxes are clipped to the
 image, and every write is atomic. A predictions layer tuned in the viewer
 (``metadata["thresholds"]``) also writes ``thresholds.json`` beside its files.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import _layers as L
-from ._slice_view import model_annotations
+from ._slice_view import metadata_model
 from .core.annotations import ANNOTATION_SUFFIXES, save_annotation
 
 
@@ -29,14 +31,20 @@ def write_boxes(path: str, data, attributes: dict) -> list[str]:
     stacked = metadata.get(L.STACKED, attributes.get("ndim", 2) >= 3)
     metadata[L.STACKED] = stacked
     # A layer paged by a widget shows one image; its model holds them all.
-    annotations = model_annotations(metadata) or L.annotations_from_shapes(data, features, metadata)
+    model = metadata_model(metadata)
+    annotations = model.all_annotations() if model is not None else None
+    annotations = annotations or L.annotations_from_shapes(data, features, metadata)
     target = Path(path)
     if not stacked:
         if target.suffix.lower() not in ANNOTATION_SUFFIXES:
             target = target.with_suffix(".pt")
-        return [str(save_annotation(target, annotations[0]))] + _save_thresholds(metadata, [target])
-    destinations = stack_destinations(target, metadata, len(annotations))
-    written = [str(save_annotation(dest, annotation)) for dest, annotation in zip(destinations, annotations)]
+        destinations = [target]
+    else:
+        destinations = stack_destinations(target, metadata, len(annotations))
+    if hasattr(model, "write_files"):  # a labeling session: it knows what is saved where
+        written = [str(p) for p in model.write_files(destinations)]
+    else:
+        written = [str(save_annotation(dest, annotation)) for dest, annotation in zip(destinations, annotations)]
     return written + _save_thresholds(metadata, destinations)
 
 

@@ -23,7 +23,8 @@ THEMES = {
     "light": {"background": "#ffffff", "text": "#222222", "frame": "#888888", "bars": "#1f77b4"},
     "dark": {"background": "#262930", "text": "#f0f1f2", "frame": "#8c8c8c", "bars": "#1f9bff"},
 }
-_FALLBACK_COLORS = ("#ff7f0e", "#1f9bff", "#2ca02c", "#e31a1c", "#b15cff", "#ffd92f", "#17becf", "#ff4fb8")
+# the first class colours of the viewer (_layers.PALETTE), so plots made here match its layers
+_FALLBACK_COLORS = ("#e06a00", "#2b7fff", "#1f9a2a", "#e3262b", "#a259f5", "#b08400", "#0a98a6", "#e23d9f")
 
 
 def histogram_edges(values: np.ndarray, integer: bool, bins: int = 30) -> np.ndarray:

@@ -1,0 +1,421 @@
+"""The "Label boxes" dock widget: classes, navigation through a stack, saving.
+
+A thin view of a :class:`~.._labeling.LabelingSession`: the controls call the
+session, and the session's ``changed``/``saved`` events redraw the labels. The
+questions the session asks (overwrite a file another program changed, remove a
+class that has boxes, unsaved edits on closing) are message boxes
+(:mod:`._label_dialogs`); tests
+replace :meth:`LabelBoxesWidget.confirm_overwrite`, :meth:`~LabelBoxesWidget.confirm_remove_class`
+and :meth:`~LabelBoxesWidget.ask_unsaved`.
+
+The viewer gets ``n``, ``b`` and ``1``..``9`` too (the box and image layers have
+them from the session), and a guard on the main window saves or asks before it
+closes with unsaved edits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from napari.layers import Image
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QColorDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import _labeling as labeling
+from .. import _layers as L
+from .._predictions import is_boxes
+from . import _label_dialogs as dialogs
+from ._common import LayerCombo
+
+COLUMNS = ("key", "class", "here", "all")
+SHOWN_UNLABELED = 6  # names listed before "and N more"
+
+
+class LabelBoxesWidget(QWidget):
+    """Label boxes on one image or a stack: classes and their keys, next / previous image, autosave."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        # napari hands plugin widgets a proxy of the viewer; the close guard needs its real window
+        napari_viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
+        self.viewer = napari_viewer
+        self.session: labeling.LabelingSession | None = None
+        self._viewer_keys: list[tuple] = []
+
+        self.boxes = LayerCombo(napari_viewer, is_boxes)
+        self.boxes.setToolTip("the box layer to label (open an image or a dataset folder with Faster R-CNN)")
+        self.image = LayerCombo(napari_viewer, lambda layer: isinstance(layer, Image))
+        self.new_layer = QPushButton("New box layer")
+        self.new_layer.setToolTip("start an empty box layer on this image layer (existing annotation files beside "
+                                  "its images are loaded)")
+        new_row = QHBoxLayout()
+        new_row.addWidget(self.image, 1)
+        new_row.addWidget(self.new_layer)
+        form = QFormLayout()
+        form.addRow("boxes", self.boxes)
+        form.addRow("image", new_row)
+
+        # classes
+        self.classes = QTableWidget(0, len(COLUMNS))
+        self.classes.setHorizontalHeaderLabels(COLUMNS)
+        self.classes.verticalHeader().setVisible(False)
+        self.classes.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.classes.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.classes.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
+                                     | QAbstractItemView.EditTrigger.EditKeyPressed)
+        header = self.classes.horizontalHeader()
+        for column, mode in enumerate((QHeaderView.ResizeMode.ResizeToContents, QHeaderView.ResizeMode.Stretch,
+                                       QHeaderView.ResizeMode.ResizeToContents,
+                                       QHeaderView.ResizeMode.ResizeToContents)):
+            header.setSectionResizeMode(column, mode)
+        self.classes.setToolTip("click a class (or press its key) for the next rectangles; double-click a name "
+                                "to rename it; 'here' counts boxes on this image, 'all' in every image")
+        self.class_name = QLineEdit()
+        self.class_name.setPlaceholderText("new class name")
+        self.add_button = QPushButton("Add")
+        self.color_button = QPushButton("Colour…")
+        self.remove_button = QPushButton("Remove")
+        self.move_button = QPushButton("Selected boxes → class")
+        self.move_button.setToolTip("give the boxes selected on this image the highlighted class")
+        add_row = QHBoxLayout()
+        add_row.addWidget(self.class_name, 1)
+        add_row.addWidget(self.add_button)
+        edit_row = QHBoxLayout()
+        for button in (self.color_button, self.remove_button, self.move_button):
+            edit_row.addWidget(button)
+        class_layout = QVBoxLayout()
+        class_layout.addWidget(self.classes)
+        class_layout.addLayout(add_row)
+        class_layout.addLayout(edit_row)
+        class_box = QGroupBox("Classes (keys 1-9)")
+        class_box.setLayout(class_layout)
+
+        # navigation
+        self.position = QLabel("no box layer")
+        self.position.setWordWrap(True)
+        self.previous_button = QPushButton("◀ Previous (b)")
+        self.next_button = QPushButton("Next (n) ▶")
+        self.unlabeled_button = QPushButton("Next unlabeled")
+        self.unlabeled_button.setToolTip("go to the next image without boxes")
+        self.unlabeled = QLabel("")
+        self.unlabeled.setWordWrap(True)
+        navigation_row = QHBoxLayout()
+        for button in (self.previous_button, self.next_button, self.unlabeled_button):
+            navigation_row.addWidget(button)
+        navigation_layout = QVBoxLayout()
+        navigation_layout.addWidget(self.position)
+        navigation_layout.addLayout(navigation_row)
+        navigation_layout.addWidget(self.unlabeled)
+        navigation_box = QGroupBox("Images")
+        navigation_box.setLayout(navigation_layout)
+
+        # files: Save and autosave; import and export join this row
+        self.save_button = QPushButton("Save")
+        self.save_button.setToolTip("write every image with unsaved edits to its annotation file")
+        self.autosave = QCheckBox("autosave")
+        self.autosave.setChecked(True)
+        self.autosave.setToolTip("save an image's annotation file when you leave it, and after class changes")
+        self.file_actions = QHBoxLayout()
+        self.file_actions.addWidget(self.save_button)
+        self.file_actions.addWidget(self.autosave)
+        self.file_actions.addStretch(1)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        file_layout = QVBoxLayout()
+        file_layout.addLayout(self.file_actions)
+        file_layout.addWidget(self.status)
+        file_box = QGroupBox("Files")
+        file_box.setLayout(file_layout)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(class_box)
+        layout.addWidget(navigation_box)
+        layout.addWidget(file_box)
+        layout.addStretch(1)
+
+        self.boxes.currentIndexChanged.connect(self._on_layer)
+        self.new_layer.clicked.connect(self.start_new_layer)
+        self.add_button.clicked.connect(self.add_class)
+        self.class_name.returnPressed.connect(self.add_class)
+        self.color_button.clicked.connect(self.recolor_class)
+        self.remove_button.clicked.connect(self.remove_class)
+        self.move_button.clicked.connect(self.move_selected)
+        self.classes.itemSelectionChanged.connect(self._on_class_clicked)
+        self.classes.itemChanged.connect(self._on_class_edited)
+        self.previous_button.clicked.connect(lambda: self.session and self.session.previous_image())
+        self.next_button.clicked.connect(lambda: self.session and self.session.next_image())
+        self.unlabeled_button.clicked.connect(self.next_unlabeled)
+        self.save_button.clicked.connect(self.save)
+        self.autosave.toggled.connect(self._on_autosave)
+        self._bind_viewer_keys()
+        dialogs.CloseGuard.install(napari_viewer)
+        self._on_layer()
+
+    # --- the session --------------------------------------------------------------------------
+
+    def _on_layer(self, index=None) -> None:
+        if self.session is not None:
+            self.session.events.changed.disconnect(self.refresh)
+            self.session.events.saved.disconnect(self._on_saved)
+        layer = self.boxes.layer()
+        self.session = labeling.labeling_session(self.viewer, layer) if layer is not None else None
+        if self.session is not None:
+            self.session.confirm_overwrite = lambda paths: self.confirm_overwrite(paths)
+            self.session.confirm_remove_class = lambda name, count: self.confirm_remove_class(name, count)
+            self.session.ask_unsaved = lambda count, can_cancel: self.ask_unsaved(count, can_cancel)
+            self.session.autosave = self.autosave.isChecked()
+            self.session.events.changed.connect(self.refresh)
+            self.session.events.saved.connect(self._on_saved)
+            self.status.setText(_file_note(self.session))
+        self.refresh()
+
+    def start_new_layer(self):
+        """Add an empty box layer on the chosen image layer and label it."""
+        image = self.image.layer()
+        if image is None:
+            self.status.setText("open an image first")
+            return None
+        try:
+            layer = labeling.new_box_layer(self.viewer, image)
+        except ValueError as error:  # an unreadable annotation beside the image, or too many dimensions
+            self.status.setText(str(error))
+            return None
+        self.boxes.set_layer(layer)
+        return layer
+
+    def refresh(self, event=None) -> None:
+        """Show what the session holds now."""
+        session = self.session
+        enabled = session is not None and not session.closed
+        for control in (self.classes, self.class_name, self.add_button, self.color_button, self.remove_button,
+                        self.move_button, self.previous_button, self.next_button, self.unlabeled_button,
+                        self.save_button):
+            control.setEnabled(enabled)
+        if not enabled:
+            self.position.setText("no box layer: open an image or a dataset folder with Faster R-CNN, or start a "
+                                  "new box layer on an image layer")
+            self.unlabeled.setText("")
+            self.classes.setRowCount(0)
+            return
+        index, count = session.current or 0, len(session)
+        name = session.image_name(index)
+        self.position.setText(f"image {index + 1} of {count}" + (f": {name}" if name else ""))
+        self.previous_button.setEnabled(index > 0)
+        self.next_button.setEnabled(index < count - 1)
+        self._show_classes(session)
+        unsaved = len(session.store.dirty)  # images left with edits (the one on screen counts once left)
+        self.save_button.setText(f"Save ({unsaved} unsaved)" if unsaved else "Save")
+        empty = session.unlabeled()
+        self.unlabeled_button.setEnabled(bool([i for i in empty if i != index]))
+        if not empty:
+            self.unlabeled.setText("every image has boxes")
+        else:
+            names = [session.image_name(i) or f"#{i + 1}" for i in empty[:SHOWN_UNLABELED]]
+            more = f" and {len(empty) - SHOWN_UNLABELED} more" if len(empty) > SHOWN_UNLABELED else ""
+            self.unlabeled.setText(f"{len(empty)} of {count} without boxes: {', '.join(names)}{more}")
+
+    def _show_classes(self, session) -> None:
+        here, everywhere = session.current_counts(), session.total_counts()
+        colors = session.layer.metadata.get(L.CLASS_COLORS, {})
+        self.classes.blockSignals(True)
+        self.classes.setRowCount(len(session.classes))
+        for row, name in enumerate(session.classes):
+            key = str(row + 1) if row < len(labeling.CLASS_KEYS) else ""
+            cells = (key, name, str(here.get(name, 0)), f"{everywhere.get(name, 0):,}")
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                flags = Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled
+                if column == 1:
+                    flags |= Qt.ItemFlag.ItemIsEditable
+                    item.setIcon(_swatch(colors.get(name, "#ffffff")))
+                    item.setData(Qt.ItemDataRole.UserRole, name)
+                else:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                item.setFlags(flags)
+                self.classes.setItem(row, column, item)
+        if session.current_class in session.classes:
+            self.classes.selectRow(session.classes.index(session.current_class))
+        else:
+            self.classes.clearSelection()
+        self._fit_classes()
+        self.classes.blockSignals(False)
+
+    def _fit_classes(self) -> None:
+        """As tall as its rows (two to eight; then it scrolls)."""
+        count = self.classes.rowCount()
+        shown = min(max(count, 2), 8)
+        row = self.classes.rowHeight(0) if count else self.classes.verticalHeader().defaultSectionSize()
+        self.classes.setFixedHeight(self.classes.horizontalHeader().sizeHint().height() + row * shown
+                                    + 2 * self.classes.frameWidth() + 4)
+
+    def showEvent(self, event) -> None:
+        self._fit_classes()  # the header has its real height once the style is applied
+        super().showEvent(event)
+
+    def selected_class(self) -> str | None:
+        rows = self.classes.selectionModel().selectedRows()
+        if not rows or self.session is None:
+            return None
+        item = self.classes.item(rows[0].row(), 1)
+        return item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+
+    # --- controls -> session --------------------------------------------------------------------
+
+    def _on_class_clicked(self) -> None:
+        name = self.selected_class()
+        if name is not None and name != self.session.current_class:
+            self.session.set_current_class(name)
+
+    def _on_class_edited(self, item) -> None:
+        old = item.data(Qt.ItemDataRole.UserRole)
+        if item.column() != 1 or old is None or item.text() == old:
+            return
+        try:
+            self.session.rename_class(old, item.text())
+        except ValueError as error:
+            self.status.setText(str(error))
+            self.refresh()
+
+    def add_class(self) -> str | None:
+        """Add the class named in the text field (it becomes the current class)."""
+        if self.session is None:
+            return None
+        try:
+            name = self.session.add_class(self.class_name.text())
+        except ValueError as error:
+            self.status.setText(str(error))
+            return None
+        self.class_name.clear()
+        return name
+
+    def recolor_class(self, color=None) -> None:
+        """Give the highlighted class a colour (asked for in a colour dialog unless given)."""
+        name = self.selected_class()
+        if name is None:
+            return
+        if not color:
+            current = QColor(self.session.layer.metadata[L.CLASS_COLORS][name])
+            chosen = QColorDialog.getColor(current, self, f"Colour of {name}")
+            if not chosen.isValid():
+                return
+            color = chosen.name()
+        self.session.recolor_class(name, color)
+        color = self.session.layer.metadata[L.CLASS_COLORS][name]
+        hard = [kind for kind, background in (("light", "#ffffff"), ("dark", "#000000"))
+                if L.contrast_ratio(color, background) < 3]
+        self.status.setText(f"{name}'s labels are hard to read on {hard[0]} images; a colour of middle "
+                            "brightness reads on both" if hard else "")
+
+    def remove_class(self) -> bool:
+        name = self.selected_class()
+        return self.session.remove_class(name) if name is not None else False
+
+    def move_selected(self) -> int:
+        name = self.selected_class()
+        if name is None:
+            return 0
+        moved = self.session.move_selected_to_class(name)
+        self.status.setText(f"{moved} box{'es' if moved != 1 else ''} → {name}" if moved else
+                            "select boxes on the image first (select mode: S)")
+        return moved
+
+    def next_unlabeled(self) -> int | None:
+        if self.session is None:
+            return None
+        target = self.session.next_unlabeled()
+        if target is None:
+            self.status.setText("every other image has boxes")
+        return target
+
+    def save(self):
+        return self.session.save() if self.session is not None else None
+
+    def _on_autosave(self, checked: bool) -> None:
+        if self.session is not None:
+            self.session.autosave = checked
+            if checked:
+                self.session.save()
+
+    def _on_saved(self, event) -> None:
+        report = event.report
+        parts = []
+        if report.written:
+            parts.append(f"saved {report.written[0].name}" if len(report.written) == 1
+                         else f"saved {len(report.written)} files")
+        if report.reloaded:
+            parts.append(f"read {len(report.reloaded)} file(s) again that another program changed")
+        if report.refused:
+            parts.append(f"not saved (changed on disk): {', '.join(p.name for p in report.refused[:3])}")
+        if report.without_file:
+            parts.append(f"{len(report.without_file)} image(s) have no annotation file: use File > Save "
+                         "Selected Layers")
+        self.status.setText("; ".join(parts))
+
+    # --- questions (tests replace these) ----------------------------------------------------------
+
+    def confirm_overwrite(self, paths: list[Path]) -> bool:
+        return dialogs.confirm_overwrite(self, paths)
+
+    def confirm_remove_class(self, name: str, count: int) -> bool:
+        return dialogs.confirm_remove_class(self, name, count)
+
+    def ask_unsaved(self, count: int, can_cancel: bool) -> str:
+        return dialogs.ask_unsaved(self.viewer.window._qt_window, count, can_cancel)
+
+    # --- keys and closing ----------------------------------------------------------------------------
+
+    def _bind_viewer_keys(self) -> None:
+        def run(action_name, *arguments):
+            def action(viewer):
+                if self.session is not None and not self.session.closed:
+                    getattr(self.session, action_name)(*arguments)
+            return action
+
+        bindings = {labeling.NEXT_KEY: run("next_image"), labeling.PREVIOUS_KEY: run("previous_image")}
+        for number, key in enumerate(labeling.CLASS_KEYS, start=1):
+            bindings[key] = run("class_for_key", number)
+        for key, action in bindings.items():
+            self._viewer_keys.append((key, self.viewer.bind_key(key, action, overwrite=True)))
+
+    def closeEvent(self, event) -> None:
+        for key, previous in reversed(self._viewer_keys):
+            self.viewer.bind_key(key, previous, overwrite=True)
+        self._viewer_keys = []
+        if self.session is not None:
+            self.session.events.changed.disconnect(self.refresh)
+            self.session.events.saved.disconnect(self._on_saved)
+        self.boxes.disconnect_viewer()
+        self.image.disconnect_viewer()
+        super().closeEvent(event)
+
+
+def _swatch(color: str) -> QIcon:
+    pixmap = QPixmap(12, 12)
+    pixmap.fill(QColor(color))
+    icon = QIcon(pixmap)
+    icon.addPixmap(pixmap, QIcon.Mode.Selected)  # the true colour on the highlighted row too, not tinted
+    return icon
+
+
+def _file_note(session) -> str:
+    missing = sum(path is None for path in session.store.files)
+    if missing == len(session):
+        return "these images have no files: save the boxes with File > Save Selected Layers"
+    return "autosave writes each image's file when you leave it" if session.autosave else ""
