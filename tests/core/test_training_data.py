@@ -11,7 +11,7 @@ from PIL import Image
 from napari_faster_rcnn.core import training_data
 from napari_faster_rcnn.core._training_images import image_to_unit_float
 from napari_faster_rcnn.core.annotations import Annotation, AnnotationError, load_annotation, save_annotation
-from napari_faster_rcnn.core.dataset import DatasetError
+from napari_faster_rcnn.core.dataset import DatasetError, discover_dataset
 from napari_faster_rcnn.core.images import ImageReadError, read_image
 from napari_faster_rcnn.core.synthetic import SHAPE_CLASSES
 from napari_faster_rcnn.core.training_data import (
@@ -72,6 +72,10 @@ def test_side_by_side_folder_leaves_unlabeled_images_out_unless_asked(side_by_si
     assert dataset.classes == ["cat", "dog"]
     check_item(dataset[0], 40, 60)
     assert dataset[1][1]["labels"].tolist() == [2]
+
+    assert dataset.image_sizes == [(40, 60), (50, 30)]
+    found = DetectionDataset(discover_dataset(side_by_side_dataset).samples[:2])  # the foundation's Sample
+    assert found.classes == ["cat", "dog"] and torch.equal(found[0][0], dataset[0][0])
 
     everything = DetectionDataset.from_folder(side_by_side_dataset, include_unlabeled=True)
     image, target = check_item(everything[2], 20, 20)

@@ -47,6 +47,7 @@ from .splits import split_indices, split_samples
 from .training_samples import (
     TrainingDataError,
     TrainingSample,
+    as_training_sample,
     classes_of,
     dataset_classes,
     folder_samples,
@@ -72,7 +73,7 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     Parameters
     ----------
-    samples : sequence of TrainingSample or (image, annotation) pairs
+    samples : sequence of TrainingSample, (image, annotation) pairs or :class:`~.dataset.Sample`
     classes : sequence of str, optional
         Class names; label ids are their positions from 1. Default: the
         classes of all the samples (:func:`dataset_classes`).
@@ -105,16 +106,16 @@ class DetectionDataset(torch.utils.data.Dataset):
         cache_workers: int | None = None,
         cache_limit_bytes: int | None = None,
     ):
-        self.samples = [s if isinstance(s, TrainingSample) else TrainingSample(*s) for s in samples]
+        self.samples = [as_training_sample(sample) for sample in samples]
         annotations = [sample.load() for sample in self.samples]
         self.classes = list(classes) if classes is not None else classes_of(annotations)
         if len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes must be distinct, got {self.classes}")
         self.transform = transform
         self.cache_limit_bytes = cache_limit_bytes
-        self.image_info = [image_info(sample.image) for sample in self.samples]
+        self._image_info = [image_info(sample.image) for sample in self.samples]
         self._boxes, self._labels, dropped, clipped = [], [], [], []
-        for sample, annotation, (height, width, _) in zip(self.samples, annotations, self.image_info):
+        for sample, annotation, (height, width, _) in zip(self.samples, annotations, self._image_info):
             labels = label_ids(annotation.labels, self.classes, sample.source)
             boxes = clip_boxes(annotation.boxes, height, width)
             keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
@@ -151,6 +152,11 @@ class DetectionDataset(torch.utils.data.Dataset):
     def num_classes(self) -> int:
         """Classes including the background, as torchvision's ``num_classes`` counts them."""
         return len(self.classes) + 1
+
+    @property
+    def image_sizes(self) -> list[tuple[int, int]]:
+        """``(height, width)`` of every image, from the file headers."""
+        return [(height, width) for height, width, _ in self._image_info]
 
     @property
     def dropped_boxes(self) -> int:
@@ -224,7 +230,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         image = read_image(path)
         if not image.flags.writeable:  # a view of Pillow's buffer; torch wants its own
             image = image.copy()
-        height, width, _ = self.image_info[index]
+        height, width, _ = self._image_info[index]
         if image.shape[:2] != (height, width):
             raise TrainingDataError(
                 path, f"the image is {image.shape[1]} x {image.shape[0]} pixels but was {width} x {height} "
@@ -268,7 +274,7 @@ class DetectionDataset(torch.utils.data.Dataset):
             limit = available // 2 if available is not None else None
         chosen, budget = [], (limit - self.cache_bytes) if limit is not None else None
         for index in missing:
-            height, width, dtype = self.image_info[index]
+            height, width, dtype = self._image_info[index]
             size = height * width * 3 * np.dtype(dtype).itemsize
             if budget is not None and size > budget:
                 break
@@ -300,7 +306,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         part = object.__new__(type(self))
         part.__dict__.update(self.__dict__)
         indices = [int(i) for i in indices]
-        for name in ("samples", "image_info", "_boxes", "_labels", "_cache"):
+        for name in ("samples", "_image_info", "_boxes", "_labels", "_cache"):
             values = getattr(self, name)
             setattr(part, name, [values[i] for i in indices])
         part.dropped_per_item = tuple(self.dropped_per_item[i] for i in indices)

@@ -65,6 +65,17 @@ class TrainingSample:
         return self.annotation
 
 
+def as_training_sample(value) -> TrainingSample:
+    """A :class:`TrainingSample` from one, an ``(image, annotation)`` pair, or a
+    :class:`~.dataset.Sample` of :func:`~.dataset.discover_dataset`."""
+    if isinstance(value, TrainingSample):
+        return value
+    if hasattr(value, "image") and hasattr(value, "annotation"):
+        return TrainingSample(value.image, value.annotation)
+    image, annotation = value
+    return TrainingSample(image, annotation)
+
+
 def folder_samples(folder: str | Path, include_unlabeled: bool = False) -> list[TrainingSample]:
     """The samples of a dataset folder (``input/`` + ``target/``, or side by side).
 
@@ -91,7 +102,7 @@ def folder_samples(folder: str | Path, include_unlabeled: bool = False) -> list[
         else:
             samples.append(TrainingSample(sample.image, sample.annotation))
     if unlabeled:
-        logger.info(
+        logger.warning(
             "%s: %d image(s) without an annotation file left out of training (first: %s); "
             "include_unlabeled=True trains on them as images without objects",
             found.root, len(unlabeled), unlabeled[0].name,
