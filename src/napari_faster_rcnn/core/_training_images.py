@@ -52,11 +52,12 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     :func:`image_to_unit_float`), as a float32 ``(3, H, W)`` tensor in ``[0, 1]``."""
     if not image.flags.writeable:  # numpy views of Pillow images are read-only; torch warns on them
         image = image.copy()
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    # channels first while still one byte a value, then one pass to float
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
     if image.dtype == np.uint8:
-        return tensor.to(torch.float32).div_(255.0).contiguous()
+        return tensor.to(torch.float32).div_(255.0)
     # augmentation of float images may step a little outside [0, 1]
-    return tensor.to(torch.float32).clamp(0.0, 1.0).contiguous()
+    return tensor.to(torch.float32).clamp_(0.0, 1.0)
 
 
 def available_memory() -> int | None:
