@@ -50,14 +50,14 @@ def _stretch(image: np.ndarray) -> np.ndarray:
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """A uint8 ``(H, W, 3)`` image, or a float one already in ``[0, 1]`` (from
     :func:`image_to_unit_float`), as a float32 ``(3, H, W)`` tensor in ``[0, 1]``."""
-    if not image.flags.writeable:  # numpy views of Pillow images are read-only; torch warns on them
-        image = image.copy()
-    # channels first while still one byte a value, then one pass to float
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+    # Channels first while still one byte a value, then one pass to float, in
+    # numpy: torch would spread this over its intra-op threads, which costs
+    # more than it saves on an image and stalls when the CPUs are busy.
+    channels_first = np.ascontiguousarray(image.transpose(2, 0, 1))
     if image.dtype == np.uint8:
-        return tensor.to(torch.float32).div_(255.0)
+        return torch.from_numpy(np.divide(channels_first, np.float32(255.0), dtype=np.float32))
     # augmentation of float images may step a little outside [0, 1]
-    return tensor.to(torch.float32).clamp_(0.0, 1.0)
+    return torch.from_numpy(np.clip(channels_first, 0.0, 1.0, dtype=np.float32))
 
 
 def available_memory() -> int | None:

@@ -201,7 +201,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         if image.dtype != np.uint8:  # albumentations works on uint8 or float32 in [0, 1]
             image = image_to_unit_float(image)
         if self.transform is not None:
-            self._seed_transform_for_worker()
+            self._prepare_worker()
             result = self.transform(image=image, bboxes=boxes, labels=labels)
             image = result["image"]
             boxes = np.asarray(result["bboxes"], dtype=np.float64).reshape(-1, 4)
@@ -228,8 +228,6 @@ class DetectionDataset(torch.utils.data.Dataset):
     def _read(self, index: int) -> np.ndarray:
         path = self.samples[index].image
         image = read_image(path)
-        if not image.flags.writeable:  # a view of Pillow's buffer; torch wants its own
-            image = image.copy()
         height, width, _ = self._image_info[index]
         if image.shape[:2] != (height, width):
             raise TrainingDataError(
@@ -238,7 +236,10 @@ class DetectionDataset(torch.utils.data.Dataset):
             )
         return image
 
-    def _seed_transform_for_worker(self) -> None:
+    def _prepare_worker(self) -> None:
+        """Once per DataLoader worker (and epoch): reseed the transform from the
+        worker's seed, and keep OpenCV to one thread there, as torch keeps itself:
+        the workers already use the CPUs, one image each."""
         info = torch.utils.data.get_worker_info()
         if info is None or info.seed == self._worker_seed:
             return
@@ -246,6 +247,9 @@ class DetectionDataset(torch.utils.data.Dataset):
         reseed = getattr(self.transform, "set_random_seed", None)
         if reseed is not None:
             reseed(info.seed % 2**32)
+        import cv2
+
+        cv2.setNumThreads(1)
 
     # --- cache ---------------------------------------------------------------
 
