@@ -274,7 +274,9 @@ def test_the_cache_stays_within_its_limit(tutorial_dataset, caplog):
 
 def flips_seen_by_workers(dataset, seed):
     torch.manual_seed(seed)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2, collate_fn=collate_detections)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=1, num_workers=2, collate_fn=collate_detections, timeout=60  # fail, never hang
+    )
     flipped = [float(targets[0]["boxes"][0, 0]) != 2.0 for _, targets in loader]
     return flipped[0::2], flipped[1::2]  # the items of worker 0 and of worker 1
 
@@ -286,6 +288,18 @@ def test_each_dataloader_worker_draws_its_own_augmentations(tmp_path):
     first, second = flips_seen_by_workers(dataset, seed=0)
     assert first != second  # without reseeding, both workers would repeat one sequence
     assert flips_seen_by_workers(dataset, seed=0) == (first, second)
+
+
+def test_workers_zoom_with_opencv_after_the_main_process_did(tutorial_dataset):
+    # OpenCV's thread pool and fork: calling cv2.setNumThreads in a forked worker
+    # once hung here; warpAffine itself must keep working
+    transform = build_transform(AugmentationConfig(scale_probability=1.0), train=True, seed=0)
+    dataset = DetectionDataset.from_folder(tutorial_dataset, transform=transform)
+    check_item(dataset[0], 64, 80)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=3, num_workers=2, collate_fn=collate_detections, timeout=60
+    )
+    assert sum(len(images) for images, _ in loader) == 6
 
 
 def test_a_dataset_survives_pickling(tutorial_dataset):

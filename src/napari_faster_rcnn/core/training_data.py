@@ -237,9 +237,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         return image
 
     def _prepare_worker(self) -> None:
-        """Once per DataLoader worker (and epoch): reseed the transform from the
-        worker's seed, and keep OpenCV to one thread there, as torch keeps itself:
-        the workers already use the CPUs, one image each."""
+        """Once per DataLoader worker (and epoch): reseed the transform from the worker's seed."""
         info = torch.utils.data.get_worker_info()
         if info is None or info.seed == self._worker_seed:
             return
@@ -247,9 +245,6 @@ class DetectionDataset(torch.utils.data.Dataset):
         reseed = getattr(self.transform, "set_random_seed", None)
         if reseed is not None:
             reseed(info.seed % 2**32)
-        import cv2
-
-        cv2.setNumThreads(1)
 
     # --- cache ---------------------------------------------------------------
 
