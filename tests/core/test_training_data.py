@@ -101,6 +101,8 @@ def test_images_without_boxes_and_samples_held_in_memory(tmp_path):
     assert "4 images (2 without boxes), 2 boxes of 2 classes" in dataset.report()
     with pytest.raises(TypeError, match="Annotation"):
         TrainingSample(tmp_path / "x.png", {"boxes": []})
+    with pytest.raises(ValueError, match="single string"):
+        DetectionDataset(samples, classes="nucleus")
 
 
 def test_a_folder_without_labeled_images_is_an_error(tmp_path):

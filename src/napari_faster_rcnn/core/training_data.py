@@ -108,11 +108,14 @@ class DetectionDataset(torch.utils.data.Dataset):
     ):
         self.samples = [as_training_sample(sample) for sample in samples]
         annotations = [sample.load() for sample in self.samples]
+        if isinstance(classes, str):
+            raise ValueError(f"classes must be a list of class names, got the single string {classes!r}")
         self.classes = list(classes) if classes is not None else classes_of(annotations)
         if len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes must be distinct, got {self.classes}")
         self.transform = transform
         self.cache_limit_bytes = cache_limit_bytes
+        self.cache_workers = cache_workers
         self._image_info = [image_info(sample.image) for sample in self.samples]
         self._boxes, self._labels, dropped, clipped = [], [], [], []
         for sample, annotation, (height, width, _) in zip(self.samples, annotations, self._image_info):
@@ -133,7 +136,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         self._cache: list[np.ndarray | None] = [None] * len(self.samples)
         self._worker_seed = None
         if cache:
-            self.fill_cache(cache_workers)
+            self.fill_cache()
 
     @classmethod
     def from_folder(cls, folder: str | Path, classes: Sequence[str] | None = None, include_unlabeled: bool = False,
@@ -258,7 +261,8 @@ class DetectionDataset(torch.utils.data.Dataset):
         return sum(image.nbytes for image in self._cache if image is not None)
 
     def fill_cache(self, workers: int | None = None) -> int:
-        """Decode the images not cached yet, in a pool of threads, and keep them.
+        """Decode the images not cached yet, in a pool of ``workers`` threads
+        (default: ``cache_workers``), and keep them.
 
         Images are kept as decoded (uint8 for 8-bit files), so augmentation
         still runs on every access. When the images would need more than
@@ -285,7 +289,7 @@ class DetectionDataset(torch.utils.data.Dataset):
                 "cache limit of %.0f MiB reached: %d of %d images are read from disk on each access",
                 limit / 2**20, len(missing) - len(chosen), len(self),
             )
-        workers = workers or min(8, os.cpu_count() or 1)
+        workers = workers or self.cache_workers or min(8, os.cpu_count() or 1)
         with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="image-cache") as pool:
             for index, image in zip(chosen, pool.map(self._read, chosen)):
                 self._cache[index] = image
