@@ -253,6 +253,7 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     @property
     def cached_images(self) -> int:
+        """How many images the cache holds."""
         return sum(image is not None for image in self._cache)
 
     @property
