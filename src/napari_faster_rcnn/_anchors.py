@@ -35,7 +35,7 @@ from ._predictions import layer_annotations
 from .core.anchor_inputs import transform_boxes, transform_image
 from .core.anchors import REACHED_IOU, AnchorGrid, Coverage, anchor_grids
 from .core.annotations import Annotation
-from .core.boxes import PIXEL_OFFSET, boxes_to_rectangles
+from .core.boxes import PIXEL_OFFSET, boxes_to_rectangles, rectangles_to_boxes
 from .core.config import ModelConfig
 from .core.model import padded_image_size, resized_image_size
 
