@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     items = list(zip(sizes, annotations))
 
     def core_anchors(step):
-        new = anchor_settings(widget.base, SIZES[step % len(SIZES)], RATIOS[step % len(RATIOS)])
+        new = anchor_settings(widget.settings.base, SIZES[step % len(SIZES)], RATIOS[step % len(RATIOS)])
         anchor_coverage(new, items)
         [grid.at(400, 400) for grid in anchor_grids(new, sizes[0])]
 

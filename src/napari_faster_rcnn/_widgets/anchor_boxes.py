@@ -17,11 +17,9 @@ from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -33,14 +31,14 @@ from qtpy.QtWidgets import (
 
 from .. import _anchors as A
 from .._statistics import is_box_layer
-from ..core.anchor_inputs import anchor_settings, format_anchor_text, iter_folder_items
+from ..core.anchor_inputs import iter_folder_items
 from ..core.anchors import BACKGROUND_IOU, FOREGROUND_IOU, REACHED_IOU, anchor_coverage, suggest_anchors
 from ..core.annotations import Annotation
-from ..core.config import BACKBONES, PRESETS, ConfigError, preset
+from ..core.config import ConfigError
 from ..core.images import read_image
 from ..core.model import padded_image_size, resized_image_size
+from ._anchor_settings import AnchorSettings, row
 from ._common import LayerCombo
-from .dataset_statistics import _size_box
 
 LAYERS, FOLDER = "layers", "folder"
 NO_BOXES = "(no boxes)"
@@ -66,7 +64,6 @@ class AnchorBoxesWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.view = A.AnchorLayers(napari_viewer, on_click=self.move_point)
-        self.base = preset("default", ["object"], weights="none")
         self.config = None
         self.items, self.names, self.colors, self.paths = [], [], {}, None
         self.coverage = self.suggestion = self.worker = None
@@ -84,29 +81,14 @@ class AnchorBoxesWidget(QWidget):
         self.folder.setPlaceholderText("a dataset folder")
         browse, self.read = QPushButton("…"), QPushButton("Read")
         browse.setFixedWidth(30)
-        self.folder_row = _row(self.folder, browse, self.read)
+        self.folder_row = row(self.folder, browse, self.read)
         self.index = QSpinBox()
         self.index.setToolTip("the image shown (follows the dims slider for a stack)")
         self.image_name = QLabel("")
-        self.preset = QComboBox()
-        for name, description in PRESETS.items():
-            self.preset.addItem(name)
-            self.preset.setItemData(self.preset.count() - 1, description, 3)  # 3: the tooltip role
-        self.backbone = QComboBox()
-        self.backbone.addItems(list(BACKBONES))
-        self.fpn = QCheckBox("FPN")
-        self.sizes, self.ratios = QLineEdit(), QLineEdit()
-        self.sizes.setToolTip("anchor sizes in pixels of the resized image, one tuple per feature map: "
-                              "(32,), (64,) ... or one line per map; empty: the backbone's default")
-        self.ratios.setToolTip("aspect ratios (height / width), one tuple per map, or one tuple for all maps")
-        self.min_size = _size_box(800, "the model's min_size: each image's short side after resizing")
-        self.max_size = _size_box(1333, "the model's max_size: no long side passes it after resizing")
-        for box in (self.min_size, self.max_size):
-            box.setSuffix("")  # "min size" says pixels; the dock is narrow
-        self.apply_button = QPushButton("Apply")
-        self.error = QLabel("")
-        self.error.setStyleSheet("color: #ff6b6b")
-        self.error.setVisible(False)
+        self.settings = AnchorSettings(self)
+        for name in ("preset", "backbone", "fpn", "sizes", "ratios", "min_size", "max_size", "apply_button",
+                     "error"):
+            setattr(self, name, getattr(self.settings, name))
         self.maps = QLabel("")
         self.report = QLabel("")
         self.suggest_button = QPushButton("Suggest anchors")
@@ -116,7 +98,7 @@ class AnchorBoxesWidget(QWidget):
         self.unreached.setMaximumHeight(110)
         self.unreached.setVisible(False)
         self.unreached.setToolTip("boxes whose best anchor has IoU below 0.5; choose one to go to it")
-        for label in (self.error, self.maps, self.report, self.suggested, self.image_name):
+        for label in (self.maps, self.report, self.suggested, self.image_name):
             label.setWordWrap(True)
 
         form = QFormLayout()
@@ -126,13 +108,7 @@ class AnchorBoxesWidget(QWidget):
         form.addRow("folder", self.folder_row)
         form.addRow("image", self.index)
         form.addRow(self.image_name)
-        form.addRow("preset", self.preset)
-        form.addRow("backbone", _row(self.backbone, self.fpn))
-        form.addRow("sizes", self.sizes)
-        form.addRow("ratios", self.ratios)
-        form.addRow("min size", _row(self.min_size, QLabel("max"), self.max_size))
-        form.addRow(self.apply_button)
-        form.addRow(self.error)
+        self.settings.add_rows(form)
         form.addRow(self.maps)
         self.form = form
         layout = QVBoxLayout(self)
@@ -149,18 +125,10 @@ class AnchorBoxesWidget(QWidget):
         browse.clicked.connect(self._browse)
         self.read.clicked.connect(self.read_folder)
         self.index.valueChanged.connect(self._index_chosen)
-        self.preset.currentTextChanged.connect(self.use_preset)
-        self.backbone.currentTextChanged.connect(self._backbone_chosen)
-        self.fpn.toggled.connect(self.apply)
-        for field in (self.sizes, self.ratios):
-            field.editingFinished.connect(self.apply)
-        self.min_size.valueChanged.connect(self.apply)
-        self.max_size.valueChanged.connect(self.apply)
-        self.apply_button.clicked.connect(self.apply)
+        self.settings.changed.connect(self.apply)
         self.suggest_button.clicked.connect(self.suggest)
         self.unreached.currentRowChanged.connect(self._go_to_unreached)
         napari_viewer.dims.events.current_step.connect(self._dims_moved)
-        self.use_preset("default", apply=False)
         self._source_changed()
 
     # --- the data -------------------------------------------------------------------------
@@ -250,62 +218,19 @@ class AnchorBoxesWidget(QWidget):
 
     # --- settings -------------------------------------------------------------------------
 
-    def use_preset(self, name: str, apply: bool = True) -> None:
-        """Fill every setting from a preset (its anchors, or empty fields for the backbone's default)."""
-        self.base = preset(name, ["object"], weights="none")
-        widgets = (self.backbone, self.fpn, self.sizes, self.ratios, self.min_size, self.max_size)
-        for widget in widgets:
-            widget.blockSignals(True)
-        self.backbone.setCurrentText(self.base.backbone)
-        self.fpn.setChecked(self.base.fpn)
-        self.sizes.setText(format_anchor_text(self.base.anchor_sizes) if self.base.anchor_sizes else "")
-        self.ratios.setText(format_anchor_text(self.base.aspect_ratios) if self.base.aspect_ratios else "")
-        self.min_size.setValue(self.base.min_size)
-        self.max_size.setValue(self.base.max_size)
-        for widget in widgets:
-            widget.blockSignals(False)
-        self._placeholders()
-        if apply:
-            self.apply()
-
-    def _backbone_chosen(self, name: str) -> None:
-        if name == "mobilenet_v3_large" and not self.fpn.isChecked():
-            self.fpn.blockSignals(True)
-            self.fpn.setChecked(True)  # it comes with FPN only
-            self.fpn.blockSignals(False)
-        self.apply()
-
-    def _placeholders(self, config=None) -> None:
-        sizes, ratios = (config or self.base.replace(anchor_sizes=None, aspect_ratios=None)).anchors()
-        self.sizes.setPlaceholderText(format_anchor_text(sizes))
-        self.ratios.setPlaceholderText(format_anchor_text(ratios[:1]) if len(set(ratios)) == 1 else
-                                       format_anchor_text(ratios))
-
-    def settings(self):
-        """The config the controls describe (raises ConfigError naming the field)."""
-        return anchor_settings(self.base, self.sizes.text(), self.ratios.text(), backbone=self.backbone.currentText(),
-                               fpn=self.fpn.isChecked(), min_size=self.min_size.value(),
-                               max_size=self.max_size.value())
-
     def apply(self, *_) -> bool:
         """Take the settings and update the layers and the coverage; False (layers untouched) when
         they do not fit, with the reason shown."""
         try:
-            config = self.settings()
-        except ConfigError as error:
-            anchors = error.field in ("anchor_sizes", "aspect_ratios")
-            self.error.setText(f"{error}{'; empty the field for the default' if anchors else ''}")
-            self.error.setVisible(True)
-            return False
-        self.error.setText("")
-        self.error.setVisible(False)
+            config = self.settings.config()
+        except ConfigError:
+            return False  # the reason is shown
         if self._stale and self.source.currentText() == LAYERS:
             if not self._read_layers():
                 return False
             self.coverage = None
         changed = self.config is None or config != self.config
         self.config = config
-        self._placeholders(config.replace(anchor_sizes=None, aspect_ratios=None))
         if changed or self.coverage is None:
             self.coverage = anchor_coverage(config, self.items) if self.items else None
             self._fill_report()
@@ -419,9 +344,7 @@ class AnchorBoxesWidget(QWidget):
 
     def _suggested(self, suggestion) -> None:
         self.suggestion = suggestion
-        self.sizes.setText(format_anchor_text(suggestion.sizes))
-        same = len(set(suggestion.ratios)) == 1
-        self.ratios.setText(format_anchor_text(suggestion.ratios[:1] if same else suggestion.ratios))
+        self.settings.fill(suggestion.sizes, suggestion.ratios)
         now = self.coverage
         before = f" (now {now.share(FOREGROUND_IOU):.0%} and {now.share(REACHED_IOU):.0%})" if now and len(now) else ""
         self.suggested.setText(f"suggested: {suggestion.coverage.share(FOREGROUND_IOU):.0%} of the boxes at IoU ≥ "
@@ -441,11 +364,3 @@ class AnchorBoxesWidget(QWidget):
                 layer.visible = True
         super().closeEvent(event)
 
-
-def _row(*widgets, stretch_last: bool = False) -> QWidget:
-    row = QWidget()
-    layout = QHBoxLayout(row)
-    layout.setContentsMargins(0, 0, 0, 0)
-    for position, widget in enumerate(widgets):
-        layout.addWidget(widget, 1 if stretch_last and position == len(widgets) - 1 else 0)
-    return row
