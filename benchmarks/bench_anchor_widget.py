@@ -14,6 +14,9 @@ docked. In one run, times per change (median):
 - image: the dims slider moving to another image (transformed anew);
 
 each until the widget's handler returns, i.e. the layers hold the new data.
+Beside: ``anchor_coverage`` of 1,000 images (1024 x 768 and other sizes) with
+20 boxes each, against torchvision's ``box_iou`` of each image's boxes with
+every anchor ``AnchorGenerator`` makes (on the first 25 images; per image).
 Baselines in the same run: the bare core computation behind each change
 (``anchor_settings``, ``anchor_coverage``, ``anchor_grids``, ``transform_image``,
 no layers), and setting the same data into the same layers again (napari's own
@@ -52,6 +55,35 @@ def make_dataset(images: int, per_image: int, size: int, seed: int = 0):
                                       [("cat", "dog", "bird")[k % 3] for k in range(per_image)]))
     pixels = rng.integers(0, 256, (images, size, size, 3), dtype=np.uint8)
     return pixels, annotations
+
+
+def coverage_speed(config, images: int = 1000, dense_images: int = 25):
+    """Seconds per image: ``anchor_coverage`` over ``images``, and a dense IoU with every anchor."""
+    import torch
+    from torchvision.ops import box_iou
+
+    from napari_faster_rcnn.core.anchor_inputs import transform_boxes
+    from napari_faster_rcnn.core.anchors import anchor_boxes, anchor_coverage
+    from napari_faster_rcnn.core.annotations import Annotation
+
+    rng = np.random.default_rng(1)
+    items = []
+    for k in range(images):
+        height, width = [(768, 1024), (1024, 768), (720, 1280), (480, 640)][k % 4]
+        wh = np.exp(rng.uniform(np.log(10), np.log(300), (20, 2)))
+        centre = rng.uniform(wh / 2, [width, height] - wh / 2)
+        items.append(((height, width), Annotation(np.concatenate([centre - wh / 2, centre + wh / 2], 1),
+                                                  ["object"] * 20)))
+    start = time.perf_counter()
+    coverage = anchor_coverage(config, items)
+    ours = (time.perf_counter() - start) / images
+    anchors = {size: torch.from_numpy(np.concatenate(anchor_boxes(config, size))) for size, _ in items[:4]}
+    start = time.perf_counter()
+    dense = [box_iou(torch.from_numpy(transform_boxes(config, size, a.boxes)), anchors[size]).max(1).values.numpy()
+             for size, a in items[:dense_images]]
+    theirs = (time.perf_counter() - start) / dense_images
+    np.testing.assert_allclose(np.concatenate(dense), coverage.best_iou[:20 * dense_images], atol=1e-6)
+    return ours, theirs
 
 
 class Painter:
@@ -175,6 +207,7 @@ def main(argv=None) -> int:
             A.replace_rectangles(shapes, A.rectangles_to_boxes(shapes.data)[0], shapes.edge_color,
                                  shapes.features.copy(), widget.view.edge_width)
 
+    coverage_per_image, dense_per_image = coverage_speed(widget.settings.base)  # ResNet-50 FPN, 800 px
     baseline_anchors = timed(core_anchors, lambda: None, args.repeat)[0]
     baseline_min_size = timed(core_min_size, lambda: None, args.repeat)[0]
     baseline_layers = timed(same_data, paint, args.repeat)
@@ -188,13 +221,17 @@ def main(argv=None) -> int:
                      f"{core * 1e3:.1f}" if core else "", f"{handler / core:.2f}" if core else ""))
     rows.append(("(same data into every layer again)", f"{baseline_layers[0] * 1e3:.1f}",
                  f"{baseline_layers[1] * 1e3:.1f}", "", ""))
+    rows.append(("anchor_coverage per image (1,000 images)", f"{coverage_per_image * 1e3:.3f}", "",
+                 f"{dense_per_image * 1e3:.1f}", f"{coverage_per_image / dense_per_image:.5f}"))
     summary = {"image_size": args.size, "images": args.images, "boxes": args.images * args.boxes,
                "anchor_positions": points}
     for name, (handler, painted) in changes.items():
         summary[f"{name}_ms"] = round(handler * 1e3, 1)
         summary[f"{name}_painted_ms"] = round(painted * 1e3, 1)
     summary.update(core_anchors_ms=round(baseline_anchors * 1e3, 1), core_min_size_ms=round(baseline_min_size * 1e3, 1),
-                   same_layer_data_ms=round(baseline_layers[0] * 1e3, 1))
+                   same_layer_data_ms=round(baseline_layers[0] * 1e3, 1),
+                   coverage_per_image_ms=round(coverage_per_image * 1e3, 4),
+                   dense_iou_per_image_ms=round(dense_per_image * 1e3, 1))
     report(f"Anchor boxes: {args.images} images of {args.size} x {args.size}, {args.boxes} boxes each, "
            "ResNet-50 FPN at 800 px", rows, summary)
     slow = [f"{name} {handler * 1e3:.0f} ms" for name, (handler, _) in changes.items() if handler >= 0.2]

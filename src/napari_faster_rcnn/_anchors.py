@@ -8,10 +8,10 @@ with the source image; the widget hides the source layers while it shows these.
 - ``anchors · centres NAME (stride S)``: a Points layer per feature map, one point
   per anchor position, in the map's colour (one layer per map, so a dense fine
   map can be hidden while the coarse ones stay);
-- ``anchors · at point``: a Shapes layer of the anchors at the cell nearest the
-  clicked point on every map, in the maps' colours;
 - ``anchors · ground truth``: the image's boxes scaled as training scales them,
   in their class colours, with their best anchor's IoU;
+- ``anchors · at point``: a Shapes layer of the anchors at the cell nearest the
+  clicked point on every map, in the maps' colours;
 - ``anchors · unreached``: the boxes whose best anchor stays below IoU 0.5, in red
   with that IoU, selectable.
 
@@ -96,6 +96,7 @@ class AnchorLayers:
         self._keys: dict[str, object] = {}
         self.point: tuple[float, float] | None = None
         self._made_image = False
+        self._looked_at = None
         self.edge_width = 1.5
 
     # --- layers -----------------------------------------------------------------------
@@ -141,12 +142,31 @@ class AnchorLayers:
         height, width = resized_image_size(config, scene.image_size)
         self.point = scene.point if scene.point is not None else (width / 2, height / 2)
         self._show_truth(scene)
-        self._show_unreached(scene)
         self._show_at_point(grids)
+        self._show_unreached(scene)  # on top: what needs looking at
         if self._made_image:  # clicks reach the active layer: make it the model input
             self.viewer.layers.selection.active = self.layers[IMAGE]
             self._made_image = False
+        shape = self.layers[IMAGE].data.shape[:2]
+        if shape != self._looked_at:  # a new size: the old view shows the wrong place
+            self._look_at(shape)
         return grids
+
+    def look_again(self) -> None:
+        """Fit the model input to the canvas again (after the canvas changed size)."""
+        if IMAGE in self.layers and self.layers[IMAGE] in self.viewer.layers:
+            self._look_at(self.layers[IMAGE].data.shape[:2])
+
+    def _look_at(self, shape: tuple[int, int], margin: float = 0.95) -> None:
+        """Centre the camera on the model input and fit it to the canvas. (``viewer.fit_to_view`` with
+        a 2-D layer among a stack's 3-D ones fails in napari 0.9.)"""
+        self._looked_at = shape
+        height, width = shape
+        self.viewer.camera.center = (height / 2 - PIXEL_OFFSET, width / 2 - PIXEL_OFFSET)
+        canvas = getattr(self.viewer, "canvas", None)
+        size = canvas.viewbox_size(self.viewer.layers) if hasattr(canvas, "viewbox_size") else None
+        if size is not None and min(size) > 0:
+            self.viewer.camera.zoom = margin * min(size[0] / height, size[1] / width)
 
     def _show_image(self, scene: AnchorScene) -> None:
         shown = self.transformed(scene.config, scene.image_key, scene.image)
@@ -174,22 +194,24 @@ class AnchorLayers:
         for position, grid in enumerate(grids):
             points = grid.centres()[:, ::-1] - PIXEL_OFFSET  # (x, y) to napari's (row, col)
             size = float(np.clip(grid.step[1] / 4, 2, 6))
+            dense = len(points) > VISIBLE_CENTRES
             if position < len(self.centre_layers):
                 layer = self.centre_layers[position]
                 layer.data = points
                 layer.size = size
                 layer.face_color = map_color(position)
                 layer.name = centres_name(grid)
+                if layer.metadata.get("dense") != dense:  # else the user's choice stays
+                    layer.visible = not dense
             else:
                 layer = self.viewer.add_points(points, name=centres_name(grid), size=size, border_width=0,
-                                               face_color=map_color(position), opacity=0.85,
-                                               visible=len(points) <= VISIBLE_CENTRES,
+                                               face_color=map_color(position), opacity=0.85, visible=not dense,
                                                metadata={ANCHOR_ROLE: "centres"})
                 self.centre_layers.append(layer)
-            layer.metadata["feature_map"] = grid.name
+            layer.metadata.update(feature_map=grid.name, dense=dense)
         self._keys["centres"] = key
         # keep the shapes above the points, in the order the names above give
-        for name in (TRUTH, UNREACHED, AT_POINT):
+        for name in (TRUTH, AT_POINT, UNREACHED):
             layer = self.layers.get(name)
             if layer is not None and layer in self.viewer.layers:
                 self.viewer.layers.move(self.viewer.layers.index(layer), len(self.viewer.layers))

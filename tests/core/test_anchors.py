@@ -237,6 +237,13 @@ def test_suggestion_finds_the_shapes_the_boxes_were_made_from():
     assert suggestion.coverage.share(0.9) == 1.0  # not 1: torchvision rounds anchors to whole pixels
 
 
+def test_suggestion_gives_a_value_once():
+    """Square boxes only: one ratio, not three equal ones."""
+    items = [((200, 200), Annotation([[10, 10, 10 + side, 10 + side]], ["object"])) for side in (12, 20, 35, 60)]
+    suggestion = suggest_anchors(preset("cpu", CLASSES, min_size=200, max_size=200), items, n_ratios=3)
+    assert suggestion.ratios == ((1.0,),) and len(suggestion.sizes[0]) == 4
+
+
 def test_suggestion_errors():
     with pytest.raises(ValueError, match="no boxes"):
         suggest_anchors(SMALL_FPN, [((40, 50), Annotation())])

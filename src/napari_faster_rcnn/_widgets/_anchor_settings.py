@@ -58,6 +58,7 @@ class AnchorSettings(QObject):
         self.max_size = _size_box(1333, "the model's max_size: no long side passes it after resizing")
         for box in (self.min_size, self.max_size):
             box.setSuffix("")  # "min size" says pixels; the dock is narrow
+            box.setMinimumWidth(96)
         self.apply_button = QPushButton("Apply")
         self.error = QLabel("")
         self.error.setWordWrap(True)

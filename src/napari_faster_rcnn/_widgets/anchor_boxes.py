@@ -16,6 +16,7 @@ import numpy as np
 from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -41,7 +42,6 @@ from ._anchor_settings import AnchorSettings, row
 from ._common import LayerCombo
 
 LAYERS, FOLDER = "layers", "folder"
-NO_BOXES = "(no boxes)"
 
 
 def is_source_image(layer) -> bool:
@@ -71,6 +71,7 @@ class AnchorBoxesWidget(QWidget):
         self.hidden: list = []  # source layers hidden while the anchor layers show
         self.unreached_entries: list = []
         self._stale = True
+        self._shown_once = False
 
         self.source = QComboBox()
         self.source.addItems([LAYERS, FOLDER])
@@ -86,6 +87,7 @@ class AnchorBoxesWidget(QWidget):
         self.index.setToolTip("the image shown (follows the dims slider for a stack)")
         self.image_name = QLabel("")
         self.settings = AnchorSettings(self)
+        # its controls under their own names here too, for scripts and tests
         for name in ("preset", "backbone", "fpn", "sizes", "ratios", "min_size", "max_size", "apply_button",
                      "error"):
             setattr(self, name, getattr(self.settings, name))
@@ -266,8 +268,8 @@ class AnchorBoxesWidget(QWidget):
         grids = self.view.show(scene)
         size = scene.image_size
         resized, padded = resized_image_size(scene.config, size), padded_image_size(scene.config, size)
-        self.image_name.setText(f"{self.names[scene.index]}: {size[1]} × {size[0]} → {resized[1]} × {resized[0]}, "
-                                f"padded {padded[1]} × {padded[0]}")
+        self.image_name.setText(f"{self.names[scene.index]}: {size[1]} × {size[0]} px → {resized[1]} × {resized[0]}, "
+                                f"padded to {padded[1]} × {padded[0]} (width × height)")
         self.maps.setText(" · ".join(f"'{g.name}' stride {g.stride}: {g.columns} × {g.rows}" for g in grids))
 
     def _hide_sources(self) -> None:
@@ -284,7 +286,8 @@ class AnchorBoxesWidget(QWidget):
         self.unreached.clear()
         self.unreached_entries = self.coverage.unreached() if self.coverage is not None else []
         for image, box, iou in self.unreached_entries[:500]:
-            self.unreached.addItem(f"{self.names[image]} box {box}: best IoU {iou:.2f}")
+            name = f"image {image}" + (f" ({self.names[image]})" if self.names[image] != str(image) else "")
+            self.unreached.addItem(f"{name}, box {box}: best IoU {iou:.2f}")
         self.unreached.blockSignals(False)
         self.unreached.setVisible(bool(self.unreached_entries))
 
@@ -321,6 +324,7 @@ class AnchorBoxesWidget(QWidget):
         self.index.setValue(image)
         x1, y1, x2, y2 = self.coverage.boxes[position]
         self.move_point((x1 + x2) / 2, (y1 + y2) / 2)
+        self.viewer.camera.center = ((y1 + y2) / 2 - 0.5, (x1 + x2) / 2 - 0.5)  # napari's (row, col)
         layer = self.view.layers.get(A.UNREACHED)
         if layer is not None:
             selected = np.flatnonzero(np.asarray(layer.features["box"]) == box)
@@ -354,6 +358,12 @@ class AnchorBoxesWidget(QWidget):
     def _failed(self, error) -> None:
         self.report.setText(f"Anchor boxes: {error}")
         show_error(f"Anchor boxes: {error}")
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._shown_once:  # the dock has taken its room from the canvas only now
+            self._shown_once = True
+            QTimer.singleShot(0, self.view.look_again)
 
     def closeEvent(self, event) -> None:
         self.viewer.dims.events.current_step.disconnect(self._dims_moved)

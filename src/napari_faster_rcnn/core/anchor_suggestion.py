@@ -118,15 +118,16 @@ class _Fit:
         self.log_size, self.log_ratio = 0.5 * np.log(self.wh.prod(axis=1)), np.log(self.wh[:, 1] / self.wh[:, 0])
 
     def evaluate(self, sizes: np.ndarray, ratios: np.ndarray):
-        """``(score, suggestion, shape indices)`` of flat sizes (level by level) and ratios, rounded
-        as a person would type them (whole pixels, two decimals)."""
+        """``(score, suggestion, (best map, best cell anchor) per box)`` of flat sizes (level by level)
+        and ratios, rounded as a person would type them (whole pixels, two decimals). Values that
+        rounding makes equal are given once: the same anchor twice only costs time."""
         sizes = [int(value) for value in np.maximum(1, np.rint(sizes))]
-        ratio_tuple = tuple(float(max(0.01, round(float(value), 2))) for value in np.sort(ratios))
+        ratio_tuple = tuple(sorted({float(max(0.01, round(float(value), 2))) for value in ratios}))
         if self.by_level:
             per_level = len(sizes) // self.maps
             size_tuples = tuple(tuple(sizes[k * per_level:(k + 1) * per_level]) for k in range(self.maps))
         else:
-            size_tuples = (tuple(sizes),) * self.maps
+            size_tuples = (tuple(sorted(set(sizes))),) * self.maps
         candidate = self.config.replace(anchor_sizes=size_tuples, aspect_ratios=(ratio_tuple,) * self.maps)
         best_iou, best_anchor, best_map, best_shape = best_anchors(candidate, self.boxes, self.padded)
         coverage = Coverage(best_iou, self.image, self.box, self.boxes, best_anchor, best_map, self.images,
@@ -137,13 +138,16 @@ class _Fit:
     def refine(self, sizes: np.ndarray, ratios: np.ndarray, iterations: int = 10):
         """k-means steps with each box assigned to its best anchor on the grids; the best result."""
         best = self.evaluate(sizes, ratios)
-        sizes, ratios = np.log(np.asarray(sizes, dtype=np.float64)), np.log(np.sort(ratios))
         for _ in range(iterations):
-            best_map, best_shape = best[2]
-            ratio_of, size_in_map = np.divmod(best_shape, len(sizes) // self.maps if self.by_level else len(sizes))
-            size_of = best_map * (len(sizes) // self.maps) + size_in_map if self.by_level else size_in_map
-            sizes, ratios = _update(sizes, self.log_size, size_of), np.sort(_update(ratios, self.log_ratio, ratio_of))
-            result = self.evaluate(np.exp(sizes), np.exp(ratios))
+            suggestion, (best_map, best_shape) = best[1], best[2]
+            levels = suggestion.sizes if self.by_level else suggestion.sizes[:1]
+            sizes = np.log(np.array([size for level in levels for size in level], dtype=np.float64))
+            ratios = np.log(np.array(suggestion.ratios[0], dtype=np.float64))
+            per_map = len(suggestion.sizes[0])
+            ratio_of, size_in_map = np.divmod(best_shape, per_map)  # torchvision's order: ratio-major
+            size_of = best_map * per_map + size_in_map if self.by_level else size_in_map
+            result = self.evaluate(np.exp(_update(sizes, self.log_size, size_of)),
+                                   np.exp(_update(ratios, self.log_ratio, ratio_of)))
             if result[0] <= best[0]:
                 break
             best = result
@@ -170,7 +174,8 @@ def suggest_anchors(config: ModelConfig, items: Iterable[tuple[tuple[int, int], 
     items
         ``((height, width), Annotation)`` per image.
     n_sizes, n_ratios
-        How many sizes and aspect ratios.
+        How many sizes and aspect ratios; values that round to the same (boxes all
+        square: every ratio 1) are given once, on a pyramid within a level only.
     seed, restarts
         The k-means starts: the first at the quantiles of the boxes, the others random from ``seed``.
 
