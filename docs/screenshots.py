@@ -157,7 +157,7 @@ def anchors_screenshot(viewer, folder: Path) -> None:
         time.sleep(0.05)
     widget.view.look_again()
     widget.unreached.setCurrentRow(0)  # the worst box: its image, the anchors at its centre, the camera on it
-    viewer.camera.zoom *= 2.5
+    viewer.scene.camera.zoom *= 2.5
     QApplication.processEvents()
     viewer.screenshot(str(HERE / "anchor_boxes.png"), canvas_only=False, flash=False)
 

@@ -51,6 +51,12 @@ UNREACHED_COLOR = "#e31a1c"
 VISIBLE_CENTRES = 3_000
 
 
+def camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
 def map_color(position: int) -> str:
     return MAP_COLORS[position % len(MAP_COLORS)]
 
@@ -162,11 +168,11 @@ class AnchorLayers:
         a 2-D layer among a stack's 3-D ones fails in napari 0.9.)"""
         self._looked_at = shape
         height, width = shape
-        self.viewer.camera.center = (height / 2 - PIXEL_OFFSET, width / 2 - PIXEL_OFFSET)
+        camera(self.viewer).center = (height / 2 - PIXEL_OFFSET, width / 2 - PIXEL_OFFSET)
         canvas = getattr(self.viewer, "canvas", None)
         size = canvas.viewbox_size(self.viewer.layers) if hasattr(canvas, "viewbox_size") else None
         if size is not None and min(size) > 0:
-            self.viewer.camera.zoom = margin * min(size[0] / height, size[1] / width)
+            camera(self.viewer).zoom = margin * min(size[0] / height, size[1] / width)
 
     def _show_image(self, scene: AnchorScene) -> None:
         shown = self.transformed(scene.config, scene.image_key, scene.image)

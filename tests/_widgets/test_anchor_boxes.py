@@ -178,6 +178,7 @@ def test_the_image_follows_the_dims_slider(make_napari_viewer, tutorial_dataset)
                                np.concatenate(anchors_at(widget.config, (64, 80), ((x1 + x2) / 2, (y1 + y2) / 2))))
     unreached = layer(widget, A.UNREACHED)
     assert [unreached.features["box"][k] for k in unreached.selected_data] == [box]
+    np.testing.assert_allclose(A.camera(viewer).center[-2:], ((y1 + y2) / 2 - 0.5, (x1 + x2) / 2 - 0.5))
 
     # closing the widget shows the source layers again
     widget.close()

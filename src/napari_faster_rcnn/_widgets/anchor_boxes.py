@@ -324,7 +324,7 @@ class AnchorBoxesWidget(QWidget):
         self.index.setValue(image)
         x1, y1, x2, y2 = self.coverage.boxes[position]
         self.move_point((x1 + x2) / 2, (y1 + y2) / 2)
-        self.viewer.camera.center = ((y1 + y2) / 2 - 0.5, (x1 + x2) / 2 - 0.5)  # napari's (row, col)
+        A.camera(self.viewer).center = ((y1 + y2) / 2 - 0.5, (x1 + x2) / 2 - 0.5)  # napari's (row, col)
         layer = self.view.layers.get(A.UNREACHED)
         if layer is not None:
             selected = np.flatnonzero(np.asarray(layer.features["box"]) == box)
