@@ -199,11 +199,12 @@ def test_suggest_fills_the_fields_and_apply_uses_them(make_napari_viewer, qtbot,
     assert widget.ratios.text() == format_anchor_text(suggestion.ratios)
     assert widget.config.anchor_sizes == ((90, 120),)  # not applied yet
     assert f"{suggestion.coverage.share(0.7):.0%} of the boxes at IoU ≥ 0.7" in widget.suggested.text()
-    assert f"now {before.share(0.7):.0%}" in widget.suggested.text()
+    assert f"now {before.share(0.7):.0%} of the boxes" in widget.suggested.text()
     assert suggestion.coverage.share(0.5) > before.share(0.5)
 
     widget.apply_button.click()
     assert widget.config.anchors() == (suggestion.sizes, suggestion.ratios)
+    assert widget.suggested.text().startswith("suggested, in use: ")
     np.testing.assert_allclose(widget.coverage.best_iou, suggestion.coverage.best_iou)
     assert len(layer(widget, A.AT_POINT).data) == len(suggestion.sizes[0]) * len(suggestion.ratios[0])
 

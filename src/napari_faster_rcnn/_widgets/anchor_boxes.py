@@ -57,6 +57,11 @@ def coverage_text(coverage) -> str:
             f"{1 - coverage.share(BACKGROUND_IOU):.0%} below {BACKGROUND_IOU} · {unreached} unreached")
 
 
+def _reach(coverage) -> str:
+    return (f"{coverage.share(FOREGROUND_IOU):.0%} of the boxes at IoU ≥ {FOREGROUND_IOU}, "
+            f"{coverage.share(REACHED_IOU):.0%} ≥ {REACHED_IOU}")
+
+
 class AnchorBoxesWidget(QWidget):
     """Anchors of a backbone on the model's view of an image, and their coverage of a dataset."""
 
@@ -236,6 +241,8 @@ class AnchorBoxesWidget(QWidget):
         if changed or self.coverage is None:
             self.coverage = anchor_coverage(config, self.items) if self.items else None
             self._fill_report()
+        if self.suggestion is not None and config.anchors() == self.suggestion[:2]:
+            self.suggested.setText(f"suggested, in use: {_reach(self.suggestion.coverage)}")
         self.show()
         return True
 
@@ -268,8 +275,8 @@ class AnchorBoxesWidget(QWidget):
         grids = self.view.show(scene)
         size = scene.image_size
         resized, padded = resized_image_size(scene.config, size), padded_image_size(scene.config, size)
-        self.image_name.setText(f"{self.names[scene.index]}: {size[1]} × {size[0]} px → {resized[1]} × {resized[0]}, "
-                                f"padded to {padded[1]} × {padded[0]} (width × height)")
+        self.image_name.setText(f"{self.names[scene.index]}: {size[1]} × {size[0]} px → {resized[1]} × "
+                                f"{resized[0]}, padded to {padded[1]} × {padded[0]} (width × height)")
         self.maps.setText(" · ".join(f"'{g.name}' stride {g.stride}: {g.columns} × {g.rows}" for g in grids))
 
     def _hide_sources(self) -> None:
@@ -349,11 +356,8 @@ class AnchorBoxesWidget(QWidget):
     def _suggested(self, suggestion) -> None:
         self.suggestion = suggestion
         self.settings.fill(suggestion.sizes, suggestion.ratios)
-        now = self.coverage
-        before = f" (now {now.share(FOREGROUND_IOU):.0%} and {now.share(REACHED_IOU):.0%})" if now and len(now) else ""
-        self.suggested.setText(f"suggested: {suggestion.coverage.share(FOREGROUND_IOU):.0%} of the boxes at IoU ≥ "
-                               f"{FOREGROUND_IOU}, {suggestion.coverage.share(REACHED_IOU):.0%} ≥ {REACHED_IOU}"
-                               f"{before}; Apply to use them")
+        now = f" (now {_reach(self.coverage)})" if self.coverage is not None and len(self.coverage) else ""
+        self.suggested.setText(f"suggested: {_reach(suggestion.coverage)}{now}; Apply to use them")
 
     def _failed(self, error) -> None:
         self.report.setText(f"Anchor boxes: {error}")

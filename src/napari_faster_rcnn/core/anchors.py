@@ -330,7 +330,10 @@ def anchor_coverage(config: ModelConfig, items: Iterable[tuple[tuple[int, int], 
     Coverage
         Per box its best IoU over every anchor of its image (as torchvision
         places them on that image, padded alone), with the shares at 0.7, 0.5
-        and 0.3 and the boxes below 0.5.
+        and 0.3 and the boxes below 0.5. A training batch pads its images to the
+        largest one: the maps then have more cells at the bottom and right, at
+        the same places except on the pooled FPN level, whose step follows the
+        padded size.
     """
     boxes, image, box, padded, images, degenerate = dataset_boxes(config, items)
     best_iou, best_anchor, best_map, _ = best_anchors(config, boxes, padded)
