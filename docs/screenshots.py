@@ -2,7 +2,8 @@
 
     xvfb-run -a -s "-screen 0 1400x900x24" python docs/screenshots.py [NAME ...]
 
-NAME is one of ``samples``, ``predictions``, ``dataset_statistics``, ``label_boxes``; all by default
+NAME is one of ``samples``, ``predictions``, ``dataset_statistics``, ``label_boxes``, ``anchor_boxes``;
+all by default
 (rendering noise changes the bytes of pictures that did not change, so make only
 the ones you changed).
 """
@@ -20,7 +21,7 @@ HERE = Path(__file__).parent / "images"
 
 
 def main(names=()) -> None:
-    names = set(names or ("samples", "predictions", "dataset_statistics", "label_boxes"))
+    names = set(names or ("samples", "predictions", "dataset_statistics", "label_boxes", "anchor_boxes"))
     HERE.mkdir(exist_ok=True)
     viewer = napari.Viewer()
     viewer.window._qt_window.resize(1200, 760)
@@ -44,6 +45,10 @@ def main(names=()) -> None:
         if "label_boxes" in names:
             viewer.window._qt_window.resize(1200, 760)
             labeling_screenshot(viewer, Path(folder))
+            viewer.window.remove_dock_widget("all")
+            viewer.layers.clear()
+        if "anchor_boxes" in names:
+            anchors_screenshot(viewer, Path(folder))
     viewer.close()
 
 
@@ -161,6 +166,31 @@ def labeling_screenshot(viewer, folder: Path) -> None:
     QApplication.processEvents()
     viewer.screenshot(str(HERE / "label_boxes.png"), canvas_only=False, flash=False)
     session.save()
+def anchors_screenshot(viewer, folder: Path) -> None:
+    """Small shapes in 640 x 480 photos under ResNet-50 FPN's default anchors: the smallest are
+    unreached; one of them chosen, and the suggestion beside."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
+
+    dataset = write_synthetic_dataset(folder / "small", n_images=12, seed=11, height=480, width=640,
+                                      objects=(3, 8), sizes=(10, 90))
+    viewer.open(dataset, plugin="napari-faster-rcnn")
+    viewer.window._qt_window.resize(1320, 860)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-faster-rcnn", "Anchor boxes")
+    for _ in range(5):
+        QApplication.processEvents()
+        time.sleep(0.05)
+    widget.suggest()
+    deadline = time.time() + 120
+    while not widget.suggest_button.isEnabled() and time.time() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.05)
+    widget.view.look_again()
+    widget.unreached.setCurrentRow(0)  # the worst box: its image, the anchors at its centre, the camera on it
+    viewer.scene.camera.zoom *= 2.5
+    QApplication.processEvents()
+    viewer.screenshot(str(HERE / "anchor_boxes.png"), canvas_only=False, flash=False)
 
 
 if __name__ == "__main__":
