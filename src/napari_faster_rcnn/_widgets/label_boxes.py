@@ -1,11 +1,11 @@
-"""The "Label boxes" dock widget: classes, navigation through a stack, saving.
+"""The "Label boxes" dock widget: classes, navigation through a stack, saving, import and export.
 
 A thin view of a :class:`~.._labeling.LabelingSession`: the controls call the
 session, and the session's ``changed``/``saved`` events redraw the labels. The
-questions the session asks (overwrite a file another program changed, remove a
-class that has boxes, unsaved edits on closing) are message boxes
-(:mod:`._label_dialogs`); tests
-replace :meth:`LabelBoxesWidget.confirm_overwrite`, :meth:`~LabelBoxesWidget.confirm_remove_class`
+class table is :mod:`._class_table`; Import… and Export… (COCO, VOC, YOLO) are
+:mod:`._interchange_actions`. The questions the session asks (overwrite a file
+another program changed, remove a class that has boxes, unsaved edits on
+closing) are message boxes (:mod:`._label_dialogs`); tests replace :meth:`LabelBoxesWidget.confirm_overwrite`, :meth:`~LabelBoxesWidget.confirm_remove_class`
 and :meth:`~LabelBoxesWidget.ask_unsaved`.
 
 The viewer gets ``n``, ``b`` and ``1``..``9`` too (the box and image layers have
@@ -35,10 +35,12 @@ from qtpy.QtWidgets import (
 
 from .. import _labeling as labeling
 from .. import _layers as L
+from .._interchange import read_only_note
 from .._predictions import is_boxes
 from . import _label_dialogs as dialogs
 from ._class_table import ClassTable
 from ._common import LayerCombo
+from ._interchange_actions import InterchangeActions
 
 SHOWN_UNLABELED = 6  # names listed before "and N more"
 
@@ -108,7 +110,7 @@ class LabelBoxesWidget(QWidget):
         navigation_box = QGroupBox("Images")
         navigation_box.setLayout(navigation_layout)
 
-        # files: Save and autosave; import and export join this row
+        # files: Save, autosave, Import… and Export…
         self.save_button = QPushButton("Save")
         self.save_button.setToolTip("write every image with unsaved edits to its annotation file")
         self.autosave = QCheckBox("autosave")
@@ -118,6 +120,7 @@ class LabelBoxesWidget(QWidget):
         self.file_actions.addWidget(self.save_button)
         self.file_actions.addWidget(self.autosave)
         self.file_actions.addStretch(1)
+        self.interchange = InterchangeActions(self)  # Import… and Export…, before the stretch
         self.status = QLabel("")
         self.status.setWordWrap(True)
         file_layout = QVBoxLayout()
@@ -191,6 +194,7 @@ class LabelBoxesWidget(QWidget):
                         self.move_button, self.previous_button, self.next_button, self.unlabeled_button,
                         self.save_button):
             control.setEnabled(enabled)
+        self.interchange.refresh()
         if not enabled:
             self.position.setText("no box layer: open an image or a dataset folder with Faster R-CNN, or start a "
                                   "new box layer on an image layer")
@@ -348,6 +352,9 @@ class LabelBoxesWidget(QWidget):
 
 
 def _file_note(session) -> str:
+    read_only = read_only_note(session.layer)
+    if read_only:
+        return read_only
     missing = sum(path is None for path in session.store.files)
     if missing == len(session):
         return "these images have no files: save the boxes with File > Save Selected Layers"
