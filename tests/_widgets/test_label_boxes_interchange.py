@@ -96,8 +96,8 @@ def test_export_into_a_folder_that_holds_anything_is_refused(docked, qtbot, tmp_
     wait(qtbot, widget)
     status = widget.status.text()
     assert status.startswith("Export refused, nothing was written:") and "not empty" in status
-    assert files_of(target) == {"mine.txt": b"keep me"} and sorted(p.name for p in tmp_path.iterdir()) == ["out",
-                                                                                                          "shapes"]
+    assert files_of(target) == {"mine.txt": b"keep me"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "shapes"]  # no half-written folder beside it
     assert widget.interchange.export_button.isEnabled()  # and the widget can go on
 
 
@@ -124,7 +124,7 @@ def test_images_that_are_no_files_cannot_be_exported_and_it_says_why(make_napari
     assert not (tmp_path / "out").exists()
 
 
-def hand_made(folder: Path) -> tuple[list[str], dict[str, Annotation]]:
+def hand_made(folder: Path) -> tuple[list[str], dict[str, Annotation], dict[str, tuple[int, int]]]:
     """Three images and boxes typed in by hand (fractional, one image without boxes, one class unused)."""
     classes = ["head", "hand", "hat"]
     boxes = {
@@ -140,7 +140,8 @@ def hand_made(folder: Path) -> tuple[list[str], dict[str, Annotation]]:
 
 def foreign_folder(tmp_path: Path, fmt: str) -> tuple[Path, list[str], dict]:
     classes, boxes, sizes = hand_made(tmp_path / "typed")
-    items = [LabeledItem(tmp_path / "typed" / name, sizes[name], annotation, name) for name, annotation in boxes.items()]
+    items = [LabeledItem(tmp_path / "typed" / name, sizes[name], annotation, name)
+             for name, annotation in boxes.items()]
     folder = tmp_path / f"from_{fmt}"
     write_dataset(LabeledDataset(root=None, format="pt", classes=classes, items=items), folder, fmt, link_images=False)
     return folder, classes, boxes

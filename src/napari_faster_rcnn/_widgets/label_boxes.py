@@ -5,7 +5,8 @@ session, and the session's ``changed``/``saved`` events redraw the labels. The
 class table is :mod:`._class_table`; Import… and Export… (COCO, VOC, YOLO) are
 :mod:`._interchange_actions`. The questions the session asks (overwrite a file
 another program changed, remove a class that has boxes, unsaved edits on
-closing) are message boxes (:mod:`._label_dialogs`); tests replace :meth:`LabelBoxesWidget.confirm_overwrite`, :meth:`~LabelBoxesWidget.confirm_remove_class`
+closing) are message boxes (:mod:`._label_dialogs`); tests replace
+:meth:`LabelBoxesWidget.confirm_overwrite`, :meth:`~LabelBoxesWidget.confirm_remove_class`
 and :meth:`~LabelBoxesWidget.ask_unsaved`.
 
 The viewer gets ``n``, ``b`` and ``1``..``9`` too (the box and image layers have
