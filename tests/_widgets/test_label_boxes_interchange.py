@@ -251,8 +251,8 @@ def test_a_folder_of_several_formats_asks_which(make_napari_viewer, qtbot, tmp_p
     assert not (tmp_path / "cancelled").exists()
 
 
-def test_import_never_writes_into_the_folder_it_reads_and_opens_ours_as_they_are(make_napari_viewer, qtbot, tmp_path,
-                                                                                 tutorial_dataset):
+def test_import_writes_only_into_a_new_folder_and_opens_ours_as_they_are(make_napari_viewer, qtbot, tmp_path,
+                                                                         tutorial_dataset):
     source, classes, boxes = foreign_folder(tmp_path, "coco")
     viewer = make_napari_viewer()
     widget = dock(viewer)
@@ -263,7 +263,8 @@ def test_import_never_writes_into_the_folder_it_reads_and_opens_ours_as_they_are
     (taken / "mine.txt").write_text("keep me")
     widget.interchange.import_dataset(source, taken)
     wait(qtbot, widget)
-    assert widget.status.text().startswith("Import refused, nothing was written:") and "not empty" in widget.status.text()
+    status = widget.status.text()
+    assert status.startswith("Import refused, nothing was written:") and "not empty" in status
     assert files_of(taken) == {"mine.txt": b"keep me"} and len(viewer.layers) == 0
     assert widget.interchange.import_dataset(tutorial_dataset) is None  # ours: nothing to convert
     assert "already a napari-faster-rcnn dataset" in widget.status.text()
