@@ -137,7 +137,7 @@ class InterchangeActions(QObject):
         title = FORMAT_TITLES[fmt]
         self._say(f"exporting {len(dataset)} images as {title} to {folder} …")
         return self._start(iter_write_dataset, (dataset, Path(folder), fmt), f"Export {title}",
-                           lambda report: self._exported(report), "Export")
+                           self._exported, "Export")
 
     def _exported(self, report) -> None:
         self._report(report, f"exported {report.images} images, {report.boxes} boxes and "
@@ -204,6 +204,8 @@ class InterchangeActions(QObject):
     # --- running ----------------------------------------------------------------------------------
 
     def _start(self, function, arguments, description, on_returned, verb):
+        if self.worker is not None:
+            return self._say(f"{verb} not started: an import or export is running; wait until it is done")
         # errored given here, so the worker does not also re-raise the error in the main thread
         worker = create_worker(function, *arguments, _progress={"desc": description},
                                _connect={"errored": lambda error: self._failed(verb, error)}, _start_thread=False)
