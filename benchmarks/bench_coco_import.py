@@ -13,6 +13,11 @@ adds empty stand-ins, to time finding them as well). Then times in one run
 
 Target (issue 3): the import under 5 seconds; the ratio to ``json.load`` is
 reported beside it.
+
+``--to-pt`` also times what the "Label boxes" widget's Import… does before it
+opens the result: ``convert_dataset`` into a new folder of ours (images
+hard-linked from stand-ins, one ``.pt`` file per image), reported as a ratio
+to ``read_dataset`` (not checked).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import measure, report  # noqa: E402
 
-from napari_faster_rcnn.core.formats import detect_format, read_dataset  # noqa: E402
+from napari_faster_rcnn.core.formats import convert_dataset, detect_format, read_dataset  # noqa: E402
 
 
 def write_coco(folder: Path, images: int, boxes: int, classes: int, image_files: bool, seed: int = 0) -> Path:
@@ -71,8 +76,11 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--image-files", action="store_true",
                         help="also put (empty) image files in images/, to time finding them")
+    parser.add_argument("--to-pt", action="store_true",
+                        help="also time converting into our input/ + target/*.pt folder (implies --image-files)")
     parser.add_argument("--check", action="store_true", help="exit 1 unless the import takes under 5 s")
     args = parser.parse_args(argv)
+    args.image_files = args.image_files or args.to_pt
 
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary) / "coco"
@@ -88,6 +96,11 @@ def main(argv=None) -> int:
         json_time, json_peak, _ = measure(bare, args.repeat)
         ours_time, ours_peak, dataset = measure(lambda: read_dataset(folder), args.repeat)
         megabytes = path.stat().st_size / 2**20
+        convert_time = converted = None
+        if args.to_pt:
+            runs = iter(range(10**6))
+            convert_time, _, converted = measure(
+                lambda: convert_dataset(folder, Path(temporary) / f"ours_{next(runs)}", "pt"), args.repeat)
 
     found = sum(item.image is not None for item in dataset.items)
     if len(dataset) != args.images or dataset.box_count != args.boxes or dataset.skipped or (
@@ -96,7 +109,16 @@ def main(argv=None) -> int:
         print(f"FAILED: read {len(dataset)} images, {dataset.box_count} boxes, {len(dataset.skipped)} skipped",
               file=sys.stderr)
         return 1
+    if converted is not None and (converted.images, converted.boxes) != (args.images, args.boxes):
+        print(f"FAILED: converted {converted.images} images, {converted.boxes} boxes", file=sys.stderr)
+        return 1
     ratio = ours_time / json_time
+    extra_rows, extra = [], {}
+    if convert_time is not None:
+        extra_rows = [("convert_dataset to pt (Import…)", f"{convert_time:.3f}", ""),
+                      ("ratio convert / read_dataset", f"{convert_time / ours_time:.1f}", "")]
+        extra = {"convert_to_pt_seconds": round(convert_time, 3),
+                 "convert_ratio_to_read_dataset": round(convert_time / ours_time, 2)}
     report(
         f"COCO import of {args.images} images, {args.boxes} boxes, {args.classes} classes ({megabytes:.1f} MiB JSON"
         + (", image files found" if args.image_files else ", no image files") + ")",
@@ -105,6 +127,7 @@ def main(argv=None) -> int:
             ("ours: read_dataset", f"{ours_time:.3f}", f"{ours_peak / 2**20:.0f}"),
             ("baseline: json.load", f"{json_time:.3f}", f"{json_peak / 2**20:.0f}"),
             ("ratio ours / json.load", f"{ratio:.2f}", ""),
+            *extra_rows,
         ],
         {
             "images": args.images,
@@ -117,6 +140,7 @@ def main(argv=None) -> int:
             "ratio_to_json_load": round(ratio, 3),
             "read_dataset_peak_mib": round(ours_peak / 2**20, 1),
             "json_load_peak_mib": round(json_peak / 2**20, 1),
+            **extra,
         },
     )
     if args.check and ours_time >= 5.0:

@@ -36,6 +36,7 @@ CLASS_COLORS = "class_colors"  # dict: class name -> "#rrggbb"
 LAYER_ROLE = "napari_faster_rcnn"  # "boxes" or "predictions"
 STACKED = "stacked"  # bool: vertices carry the image index first
 ANNOTATION_STAMPS = "annotation_stamps"  # list: each annotation file's [mtime_ns, size, inode] when read, or None
+SOURCE_FORMAT = "source_format"  # str: "coco", "voc" or "yolo" for a folder in that format, opened read-only
 THRESHOLDS = "thresholds"  # dict: the score/NMS/class thresholds a predictions layer shows (core.inference.Thresholds)
 
 BOXES = "boxes"

@@ -1,5 +1,8 @@
 """napari reader: images, annotation files and dataset folders to image + box layers.
 
+A folder in COCO, Pascal VOC or YOLO opens read-only through
+:func:`._interchange.read_foreign_folder` (why: see that module).
+
 ``get_reader`` returns ``None`` for anything that is not ours, so napari's own
 readers take over.
 """
@@ -30,6 +33,10 @@ def get_reader(path):
         path = path[0]
     path = Path(path)
     if path.is_dir():
+        from ._interchange import foreign_format, read_foreign_folder
+
+        if foreign_format(path) is not None:  # COCO, VOC, YOLO: shown read-only (see _interchange)
+            return read_foreign_folder
         return read_dataset_folder if _looks_like_dataset(path) else None
     if is_image_file(path):
         return read_image_file
@@ -189,21 +196,34 @@ def read_dataset_folder(path) -> list[tuple]:
     if not annotations:
         raise DatasetError(path, "nothing could be read: " + "; ".join(f"{p.name}: {r}" for p, r in skipped[:5]))
 
-    has_images = all(image is not None for image in images)
-    if not has_images:
-        sizes = [size or _extent(annotation) for size, annotation in zip(sizes, annotations)]
-    name = path.name or str(path)
     metadata = {
         L.SOURCE_IMAGES: [str(image) if image else None for image in images],
         L.ANNOTATION_FILES: [str(target) for target in targets],
         L.ANNOTATION_STAMPS: stamps,  # so a labeling session sees what another program changed since
         L.DATASET_ROOT: str(path),
     }
+    return dataset_layers(path, images, sizes, dtypes, annotations, metadata)
+
+
+def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dict, *, classes=None,
+                   name: str | None = None) -> list[tuple]:
+    """A lazy image stack (when every image is a file) and one box layer of every image's boxes.
+
+    ``images`` are the image files (None where unknown), ``sizes`` their
+    ``(height, width)`` (None where unknown: the boxes' extent then), ``dtypes``
+    those of the image files; ``metadata`` goes to the box layer, and its
+    :data:`~._layers.SOURCE_IMAGES` to the image layer too.
+    """
+    has_images = all(image is not None for image in images)
+    if not has_images:
+        sizes = [size or _extent(annotation) for size, annotation in zip(sizes, annotations)]
+    folder_name = path.name or str(path)
     predictions = any(a.scores is not None for a in annotations)
     shapes = L.shapes_layer_data(
         annotations,
         stacked=True,
-        name=f"{name} {'predictions' if predictions else 'boxes'}",
+        name=name or f"{folder_name} {'predictions' if predictions else 'boxes'}",
+        classes=classes,
         image_sizes=sizes,
         metadata=metadata,
     )
@@ -216,7 +236,7 @@ def read_dataset_folder(path) -> list[tuple]:
             L.IMAGE_SIZES: [list(s) for s in sizes],
             L.DATASET_ROOT: str(path),
         }
-        image_kwargs = {"name": name, "rgb": True, "metadata": image_meta}
+        image_kwargs = {"name": folder_name, "rgb": True, "metadata": image_meta}
         if dtype == np.uint8:
             image_kwargs["contrast_limits"] = [0, 255]  # no scan of the lazy stack
         layers.append((stack, image_kwargs, "image"))

@@ -22,6 +22,7 @@ from napari_faster_rcnn.core.formats import (
     convert_dataset,
     detect_format,
     iter_write_dataset,
+    matching_formats,
     read_dataset,
     write_dataset,
 )
@@ -232,6 +233,22 @@ def test_our_layouts_are_pt(tutorial_dataset, side_by_side_dataset, tmp_path):
         ("a.png", 2, (40, 60)), ("b.jpg", 1, (50, 30)), ("c.png", 0, (20, 20))]
     assert dataset.classes == ["cat", "dog"]
     assert any("1 images have no annotation file" in note for note in dataset.notes)
+
+
+def test_matching_formats_lists_every_format_that_fits(tmp_path, small_dataset, tutorial_dataset):
+    for fmt in ("coco", "voc", "yolo", "pt"):
+        write_dataset(small_dataset, tmp_path / fmt, fmt)
+        assert matching_formats(tmp_path / fmt) == [fmt] == [detect_format(tmp_path / fmt)]
+    assert matching_formats(tutorial_dataset) == ["pt"]
+    # VOC XML files beside the images of a folder that also holds a COCO JSON: both fit, COCO first
+    mixed = tmp_path / "mixed"
+    write_dataset(small_dataset, mixed, "voc")
+    coco = tmp_path / "coco" / "annotations" / "instances_default.json"
+    (mixed / "annotations.json").write_bytes(coco.read_bytes())
+    assert matching_formats(mixed) == ["coco", "voc"] and detect_format(mixed) == "coco"
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("x")
+    assert matching_formats(tmp_path / "notes") == []
 
 
 def test_an_unreadable_annotation_leaves_its_image_out(tmp_path):

@@ -1,11 +1,12 @@
-"""The "Label boxes" dock widget: classes, navigation through a stack, saving.
+"""The "Label boxes" dock widget: classes, navigation through a stack, saving, import and export.
 
 A thin view of a :class:`~.._labeling.LabelingSession`: the controls call the
 session, and the session's ``changed``/``saved`` events redraw the labels. The
-questions the session asks (overwrite a file another program changed, remove a
-class that has boxes, unsaved edits on closing) are message boxes
-(:mod:`._label_dialogs`); tests
-replace :meth:`LabelBoxesWidget.confirm_overwrite`, :meth:`~LabelBoxesWidget.confirm_remove_class`
+class table is :mod:`._class_table`; Import… and Export… (COCO, VOC, YOLO) are
+:mod:`._interchange_actions`. The questions the session asks (overwrite a file
+another program changed, remove a class that has boxes, unsaved edits on
+closing) are message boxes (:mod:`._label_dialogs`); tests replace
+:meth:`LabelBoxesWidget.confirm_overwrite`, :meth:`~LabelBoxesWidget.confirm_remove_class`
 and :meth:`~LabelBoxesWidget.ask_unsaved`.
 
 The viewer gets ``n``, ``b`` and ``1``..``9`` too (the box and image layers have
@@ -19,31 +20,29 @@ from pathlib import Path
 
 from napari.layers import Image
 from qtpy.QtCore import Qt
-from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QColorDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from .. import _labeling as labeling
 from .. import _layers as L
+from .._interchange import read_only_note
 from .._predictions import is_boxes
 from . import _label_dialogs as dialogs
+from ._class_table import ClassTable
 from ._common import LayerCombo
+from ._interchange_actions import InterchangeActions
 
-COLUMNS = ("key", "class", "here", "all")
 SHOWN_UNLABELED = 6  # names listed before "and N more"
 
 
@@ -72,20 +71,7 @@ class LabelBoxesWidget(QWidget):
         form.addRow("image", new_row)
 
         # classes
-        self.classes = QTableWidget(0, len(COLUMNS))
-        self.classes.setHorizontalHeaderLabels(COLUMNS)
-        self.classes.verticalHeader().setVisible(False)
-        self.classes.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.classes.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.classes.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
-                                     | QAbstractItemView.EditTrigger.EditKeyPressed)
-        header = self.classes.horizontalHeader()
-        for column, mode in enumerate((QHeaderView.ResizeMode.ResizeToContents, QHeaderView.ResizeMode.Stretch,
-                                       QHeaderView.ResizeMode.ResizeToContents,
-                                       QHeaderView.ResizeMode.ResizeToContents)):
-            header.setSectionResizeMode(column, mode)
-        self.classes.setToolTip("click a class (or press its key) for the next rectangles; double-click a name "
-                                "to rename it; 'here' counts boxes on this image, 'all' in every image")
+        self.classes = ClassTable()
         self.class_name = QLineEdit()
         self.class_name.setPlaceholderText("new class name")
         self.add_button = QPushButton("Add")
@@ -125,7 +111,7 @@ class LabelBoxesWidget(QWidget):
         navigation_box = QGroupBox("Images")
         navigation_box.setLayout(navigation_layout)
 
-        # files: Save and autosave; import and export join this row
+        # files: Save, autosave, Import… and Export…
         self.save_button = QPushButton("Save")
         self.save_button.setToolTip("write every image with unsaved edits to its annotation file")
         self.autosave = QCheckBox("autosave")
@@ -135,6 +121,7 @@ class LabelBoxesWidget(QWidget):
         self.file_actions.addWidget(self.save_button)
         self.file_actions.addWidget(self.autosave)
         self.file_actions.addStretch(1)
+        self.interchange = InterchangeActions(self)  # Import… and Export…, before the stretch
         self.status = QLabel("")
         self.status.setWordWrap(True)
         file_layout = QVBoxLayout()
@@ -208,6 +195,7 @@ class LabelBoxesWidget(QWidget):
                         self.move_button, self.previous_button, self.next_button, self.unlabeled_button,
                         self.save_button):
             control.setEnabled(enabled)
+        self.interchange.refresh()
         if not enabled:
             self.position.setText("no box layer: open an image or a dataset folder with Faster R-CNN, or start a "
                                   "new box layer on an image layer")
@@ -219,7 +207,7 @@ class LabelBoxesWidget(QWidget):
         self.position.setText(f"image {index + 1} of {count}" + (f": {name}" if name else ""))
         self.previous_button.setEnabled(index > 0)
         self.next_button.setEnabled(index < count - 1)
-        self._show_classes(session)
+        self.classes.show_session(session)
         unsaved = len(session.store.dirty)  # images left with edits (the one on screen counts once left)
         self.save_button.setText(f"Save ({unsaved} unsaved)" if unsaved else "Save")
         empty = session.unlabeled()
@@ -231,50 +219,8 @@ class LabelBoxesWidget(QWidget):
             more = f" and {len(empty) - SHOWN_UNLABELED} more" if len(empty) > SHOWN_UNLABELED else ""
             self.unlabeled.setText(f"{len(empty)} of {count} without boxes: {', '.join(names)}{more}")
 
-    def _show_classes(self, session) -> None:
-        here, everywhere = session.current_counts(), session.total_counts()
-        colors = session.layer.metadata.get(L.CLASS_COLORS, {})
-        self.classes.blockSignals(True)
-        self.classes.setRowCount(len(session.classes))
-        for row, name in enumerate(session.classes):
-            key = str(row + 1) if row < len(labeling.CLASS_KEYS) else ""
-            cells = (key, name, str(here.get(name, 0)), f"{everywhere.get(name, 0):,}")
-            for column, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                flags = Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled
-                if column == 1:
-                    flags |= Qt.ItemFlag.ItemIsEditable
-                    item.setIcon(_swatch(colors.get(name, "#ffffff")))
-                    item.setData(Qt.ItemDataRole.UserRole, name)
-                else:
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-                item.setFlags(flags)
-                self.classes.setItem(row, column, item)
-        if session.current_class in session.classes:
-            self.classes.selectRow(session.classes.index(session.current_class))
-        else:
-            self.classes.clearSelection()
-        self._fit_classes()
-        self.classes.blockSignals(False)
-
-    def _fit_classes(self) -> None:
-        """As tall as its rows (two to eight; then it scrolls)."""
-        count = self.classes.rowCount()
-        shown = min(max(count, 2), 8)
-        row = self.classes.rowHeight(0) if count else self.classes.verticalHeader().defaultSectionSize()
-        self.classes.setFixedHeight(self.classes.horizontalHeader().sizeHint().height() + row * shown
-                                    + 2 * self.classes.frameWidth() + 4)
-
-    def showEvent(self, event) -> None:
-        self._fit_classes()  # the header has its real height once the style is applied
-        super().showEvent(event)
-
     def selected_class(self) -> str | None:
-        rows = self.classes.selectionModel().selectedRows()
-        if not rows or self.session is None:
-            return None
-        item = self.classes.item(rows[0].row(), 1)
-        return item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+        return self.classes.selected_class() if self.session is not None else None
 
     # --- controls -> session --------------------------------------------------------------------
 
@@ -406,15 +352,10 @@ class LabelBoxesWidget(QWidget):
         super().closeEvent(event)
 
 
-def _swatch(color: str) -> QIcon:
-    pixmap = QPixmap(12, 12)
-    pixmap.fill(QColor(color))
-    icon = QIcon(pixmap)
-    icon.addPixmap(pixmap, QIcon.Mode.Selected)  # the true colour on the highlighted row too, not tinted
-    return icon
-
-
 def _file_note(session) -> str:
+    read_only = read_only_note(session.layer)
+    if read_only:
+        return read_only
     missing = sum(path is None for path in session.store.files)
     if missing == len(session):
         return "these images have no files: save the boxes with File > Save Selected Layers"

@@ -16,7 +16,8 @@ format       box on disk                                 from ours
 
 The API, for the command line and the labeling widget:
 
-- :func:`detect_format` (folder) -> ``"coco" | "voc" | "yolo" | "pt"``
+- :func:`detect_format` (folder) -> ``"coco" | "voc" | "yolo" | "pt"``, and
+  :func:`matching_formats` (folder) -> every format that fits, to ask when several do
 - :func:`read_dataset` (folder, fmt=None) -> :class:`LabeledDataset`
 - :func:`write_dataset` (dataset, folder, fmt) -> :class:`ConversionReport`, and
   :func:`iter_write_dataset`, a generator of ``(done, total)`` for a thread worker
@@ -35,6 +36,7 @@ from .conversion import (
     detect_format,
     iter_convert_dataset,
     iter_write_dataset,
+    matching_formats,
     read_dataset,
     write_dataset,
 )
@@ -50,6 +52,7 @@ __all__ = [
     "detect_format",
     "iter_convert_dataset",
     "iter_write_dataset",
+    "matching_formats",
     "read_dataset",
     "write_dataset",
 ]

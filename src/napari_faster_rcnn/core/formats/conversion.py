@@ -73,6 +73,23 @@ def detect_format(folder: str | Path) -> str:
     )
 
 
+def matching_formats(folder: str | Path) -> list[str]:
+    """Every format whose files are in ``folder``, in :func:`detect_format`'s order.
+
+    More than one means the folder is ambiguous (a COCO JSON beside VOC XML
+    files, say) and a person should choose; the first is what
+    :func:`detect_format` returns. Images with nothing of a format beside them
+    count as ``"pt"`` only when no other format fits (any labeled folder has
+    images). An empty list: nothing fits.
+    """
+    root = _folder(folder)
+    found = ["pt"] if native.detect(root) else []
+    found += [fmt for fmt in ("coco", "voc", "yolo") if _MODULES[fmt].detect(root)]
+    if not found and native.detect_loosely(root):
+        found.append("pt")
+    return found
+
+
 def read_dataset(folder: str | Path, fmt: str | None = None) -> LabeledDataset:
     """Read a dataset folder in ``fmt`` (detected when None) into a :class:`LabeledDataset`.
 
