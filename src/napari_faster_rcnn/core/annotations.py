@@ -252,6 +252,17 @@ def save_annotation(path: str | Path, annotation: Annotation) -> Path:
     with PyTorch's safe defaults reads them.
     """
     path = Path(path)
+    atomic_write_bytes(path, annotation_bytes(path, annotation))
+    return path
+
+
+def annotation_bytes(path: str | Path, annotation: Annotation) -> bytes:
+    """The content of the annotation file ``path`` (``.pt`` or ``.json``) for ``annotation``.
+
+    For writers that make the file safe another way (a whole new folder renamed
+    into place) and need not pay :func:`save_annotation`'s fsync per file.
+    """
+    path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".pt":
         import io
@@ -260,13 +271,10 @@ def save_annotation(path: str | Path, annotation: Annotation) -> Path:
 
         buffer = io.BytesIO()
         torch.save(annotation.to_dict(tensors=True), buffer)
-        payload = buffer.getvalue()
-    elif suffix == ".json":
-        payload = json.dumps(annotation.to_dict(), indent=1).encode("utf-8")
-    else:
-        raise ValueError(f"{path}: unknown annotation format {path.suffix!r} (use .pt or .json)")
-    atomic_write_bytes(path, payload)
-    return path
+        return buffer.getvalue()
+    if suffix == ".json":
+        return json.dumps(annotation.to_dict(), indent=1).encode("utf-8")
+    raise ValueError(f"{path}: unknown annotation format {path.suffix!r} (use .pt or .json)")
 
 
 def atomic_write_bytes(path: str | Path, payload: bytes) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..annotations import ANNOTATION_SUFFIXES, Annotation, AnnotationError, class_list, load_annotation, save_annotation
+from ..annotations import ANNOTATION_SUFFIXES, Annotation, AnnotationError, class_list, annotation_bytes, load_annotation
 from ..dataset import DatasetError, discover_dataset
 from ._common import FormatError, LabeledDataset, LabeledItem, OutputItem, header_size
 
@@ -78,6 +78,8 @@ def write(folder: Path, classes: list[str], outputs: list[OutputItem], notes: li
         annotation = output.annotation
         labeled = Annotation(annotation.boxes, annotation.labels, annotation.scores, list(classes))
         path = folder / ANNOTATION_FOLDER / f"{Path(output.name).stem}{ANNOTATION_SUFFIXES[0]}"
-        if path.exists():  # unique names make this impossible; never overwrite all the same
-            raise FormatError(path, "already exists")
-        save_annotation(path, labeled)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The folder is new and renamed into place when whole (see conversion.iter_write_dataset):
+        # "x" never overwrites, and no fsync per file as save_annotation does (5,000 files: 10 s -> 2 s).
+        with open(path, "xb") as file:
+            file.write(annotation_bytes(path, labeled))
