@@ -1,0 +1,399 @@
+"""A whole training run from plain settings, as a generator of progress events.
+
+This is what the "Train detector" widget and the ``demo`` command drive:
+
+- :class:`TrainingSettings`: the data (a folder or samples in memory), the
+  split, the model config, augmentation, epochs, optimizer, device and the
+  output folder, as plain values;
+- :func:`iter_training`: a generator that runs ``Trainer.fit`` in a helper
+  thread and yields :class:`~.callbacks.TrainingEvent` objects (steps with
+  losses, epochs with validation metrics, checkpoints) as they happen, then
+  returns a :class:`TrainingResult`. An exception in training (a bad config,
+  an unreadable image, running out of memory) is raised from the generator
+  itself, so a napari ``thread_worker``'s ``errored`` signal carries the real
+  cause. Pass a :class:`~.callbacks.StopRequest` and call its ``request()``
+  from any thread to stop after the step in progress, with a checkpoint;
+  closing the generator does the same and waits for the thread;
+- :func:`run_training`: the same, to the end, in the calling thread;
+- :func:`export_command`: the YAML and command line that repeat the run
+  headless (``napari-faster-rcnn fit --config run.yaml``), on a GPU server or
+  a cluster.
+
+Why a helper thread: Lightning's loop calls back into our code and cannot
+yield, so the callbacks put events into a queue that the generator empties.
+Only one device is used here (``devices=1``); several GPUs or nodes are the
+command line's job (DDP starts processes, which a viewer must not).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .callbacks import (
+    ProgressReporter,
+    StopOnRequest,
+    StopRequest,
+    TrainingEvent,
+    prepare_run_folder,
+    run_callbacks,
+    run_loggers,
+)
+from .config import ModelConfig
+from .transforms import AugmentationConfig
+
+__all__ = [
+    "StopRequest",
+    "TrainingEvent",
+    "TrainingResult",
+    "TrainingSettings",
+    "build_run",
+    "export_command",
+    "iter_training",
+    "run_training",
+]
+
+
+@dataclass
+class TrainingSettings:
+    """Everything a training run needs, as plain values.
+
+    Attributes
+    ----------
+    data
+        A dataset folder, or samples (:class:`~.training_data.TrainingSample`,
+        ``(image path, annotation)`` pairs) as the layers in napari give them.
+    output
+        The run folder (checkpoints, logs).
+    validation_data
+        A separate validation folder or samples; then ``data`` is not split.
+    split_ratios, split_seed
+        ``(train, validation, test)`` fractions of ``data`` and the seed of the split.
+    classes
+        The class list in class-id order (default: the data's).
+    model
+        A whole :class:`~.config.ModelConfig` (its classes must be the data's),
+        or overrides of the ``preset``'s fields (``{"weights": "none"}``), or None.
+    preset
+        ``"default"``, ``"mobilenet"`` or ``"cpu"`` (see :data:`~.config.PRESETS`).
+    augmentation
+        Random augmentation of the training images.
+    epochs, max_steps
+        The run ends at whichever comes first (``max_steps=-1``: no step limit).
+    batch_size, optimizer, learning_rate, weight_decay, momentum, scheduler, warmup_steps
+        See :class:`~.training.DetectorModule` (learning rate None: the optimizer's default).
+    accelerator, precision
+        Lightning's: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``; ``"32-true"``,
+        ``"16-mixed"``, ``"bf16-mixed"``.
+    num_workers, cache
+        DataLoader workers (None: one per CPU but one, at most 4); keep images in memory.
+    validation, validation_every_epochs, early_stopping_patience
+        Validate every so many epochs (``val/voc_map`` picks ``best.ckpt``);
+        stop after so many validations without improvement (None: never).
+    gradient_clip, seed, resume_from, overwrite
+        Gradient norm clipping; the seed; a checkpoint to resume; start over in
+        an ``output`` that holds a previous run's checkpoints.
+    iou_threshold, validation_score_threshold
+        The IoU of the VOC AP; the box head's score threshold during validation.
+    progress_bar
+        Lightning's progress bar on the terminal (the widget shows its own).
+    """
+
+    data: str | Path | Sequence
+    output: str | Path = "runs/train"
+    validation_data: str | Path | Sequence | None = None
+    split_ratios: tuple[float, ...] = (0.8, 0.1, 0.1)
+    split_seed: int = 0
+    classes: Sequence[str] | None = None
+    model: ModelConfig | Mapping | None = None
+    preset: str = "default"
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    epochs: int = 30
+    max_steps: int = -1
+    batch_size: int = 4
+    optimizer: str = "sgd"
+    learning_rate: float | None = None
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    scheduler: str = "cosine"
+    warmup_steps: int = 100
+    accelerator: str = "auto"
+    precision: str = "32-true"
+    num_workers: int | None = None
+    cache: bool = True
+    validation: bool = True
+    validation_every_epochs: int = 1
+    early_stopping_patience: int | None = None
+    gradient_clip: float | None = None
+    seed: int = 0
+    resume_from: str | Path | None = None
+    overwrite: bool = False
+    iou_threshold: float = 0.5
+    validation_score_threshold: float = 0.01
+    progress_bar: bool = False
+
+
+@dataclass
+class TrainingResult:
+    """What a finished (or stopped) run left.
+
+    ``metrics`` are the last validation's; ``best_score`` is ``val/voc_map``
+    of ``best_checkpoint`` (None without validation).
+    """
+
+    output: Path
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+    metrics: dict[str, float]
+    best_score: float | None
+    steps: int
+    epochs: int
+    stopped: bool
+    seconds: float
+    classes: list[str]
+
+
+def _is_folder(value) -> bool:
+    return isinstance(value, (str, os.PathLike))
+
+
+def build_data_module(settings: TrainingSettings):
+    """The :class:`~.data_module.DetectionDataModule` of ``settings``."""
+    from .data_module import DetectionDataModule
+
+    options = dict(ratios=settings.split_ratios, seed=settings.split_seed,
+                   classes=list(settings.classes) if settings.classes is not None else None,
+                   augmentation=settings.augmentation, batch_size=settings.batch_size,
+                   num_workers=settings.num_workers, cache=settings.cache)
+    data, validation = settings.data, settings.validation_data
+    if _is_folder(data) and (validation is None or _is_folder(validation)):
+        return DetectionDataModule(root=str(data), val_root=None if validation is None else str(validation),
+                                   **options)
+    if _is_folder(data) or _is_folder(validation):
+        raise ValueError("give both the training and the validation data as folders, or both as samples")
+    return DetectionDataModule.from_samples(data, validation, **options)
+
+
+def build_module(settings: TrainingSettings, classes: Sequence[str]):
+    """The :class:`~.training.DetectorModule` of ``settings`` for the data's ``classes``."""
+    from .training import DetectorModule
+
+    model = settings.model
+    options = dict(optimizer=settings.optimizer, learning_rate=settings.learning_rate,
+                   weight_decay=settings.weight_decay, momentum=settings.momentum, scheduler=settings.scheduler,
+                   warmup_steps=settings.warmup_steps, iou_threshold=settings.iou_threshold,
+                   validation_score_threshold=settings.validation_score_threshold)
+    if isinstance(model, ModelConfig):
+        return DetectorModule(config=model.to_dict(), preset=None, classes=list(classes), **options)
+    return DetectorModule(config=dict(model or {}), preset=settings.preset, classes=list(classes), **options)
+
+
+def build_run(settings: TrainingSettings, report=None, stop: StopRequest | None = None):
+    """``(trainer, module, data)`` of a run: the same parts :func:`iter_training` fits."""
+    import lightning.pytorch as pl
+
+    from .checkpoints import SafeCheckpointIO
+
+    output = prepare_run_folder(settings.output, resume=settings.resume_from is not None,
+                                overwrite=settings.overwrite)
+    pl.seed_everything(settings.seed, workers=True, verbose=False)
+    data = build_data_module(settings)
+    classes = data.classes
+    module = build_module(settings, classes)
+    callbacks = run_callbacks(output, validation=settings.validation,
+                              early_stopping_patience=settings.early_stopping_patience,
+                              progress=settings.progress_bar)
+    if report is not None:
+        callbacks.append(ProgressReporter(report))
+    callbacks.append(StopOnRequest(stop or StopRequest()))
+    trainer = pl.Trainer(
+        default_root_dir=str(output),
+        max_epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        accelerator=settings.accelerator,
+        devices=1,
+        precision=settings.precision,
+        callbacks=callbacks,
+        logger=run_loggers(output),
+        plugins=[SafeCheckpointIO()],
+        enable_progress_bar=settings.progress_bar,
+        enable_model_summary=False,
+        limit_val_batches=None if settings.validation else 0,
+        check_val_every_n_epoch=settings.validation_every_epochs,
+        num_sanity_val_steps=0,
+        gradient_clip_val=settings.gradient_clip,
+        log_every_n_steps=max(1, min(10, math.ceil(len(data.train_dataset) / settings.batch_size))),
+    )
+    return trainer, module, data
+
+
+_WORKER_ERROR = re.compile(r"Caught (\w+) in DataLoader worker process \d+")
+
+
+def _clearer(error: BaseException) -> BaseException:
+    """A DataLoader worker's error, which torch wraps in a RuntimeError holding the whole
+    traceback as text, as a short one: the original's last line, naming the file."""
+    text = str(error)
+    match = _WORKER_ERROR.search(text)
+    if not isinstance(error, RuntimeError) or not match:
+        return error
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else text
+    cause = last.split(": ", 1)[1] if last.startswith(f"{match.group(1)}:") else last
+    clear = RuntimeError(f"{cause} (in a DataLoader worker)")
+    clear.__cause__ = error
+    return clear
+
+
+_DONE = object()
+
+
+def iter_training(settings: TrainingSettings, stop: StopRequest | None = None):
+    """Run a training, yielding :class:`~.callbacks.TrainingEvent` objects; returns a :class:`TrainingResult`.
+
+    Raises whatever training raised (in the generator, when it reaches that
+    point), with DataLoader workers' errors shortened to their cause.
+    """
+    stop = stop or StopRequest()
+    events: queue.Queue = queue.Queue()
+    outcome: dict = {}
+    start = time.perf_counter()
+
+    def work():
+        try:
+            events.put(TrainingEvent("log", message="reading the dataset"))
+            trainer, module, data = build_run(settings, events.put, stop)
+            events.put(TrainingEvent("log", message=data.describe()))
+            if settings.resume_from is not None:
+                events.put(TrainingEvent("log", message=f"resuming from {settings.resume_from}"))
+            trainer.fit(module, datamodule=data,
+                        ckpt_path=None if settings.resume_from is None else str(settings.resume_from))
+            outcome["result"] = _result(trainer, module, stop, time.perf_counter() - start)
+        except BaseException as error:  # noqa: BLE001 - handed to the generator's thread
+            outcome["error"] = error
+        finally:
+            events.put(_DONE)
+
+    thread = threading.Thread(target=work, name="napari-faster-rcnn-training", daemon=True)
+    thread.start()
+    try:
+        while True:
+            event = events.get()
+            if event is _DONE:
+                break
+            yield event
+    finally:
+        if thread.is_alive():  # the consumer left early: stop, and wait for the checkpoint
+            stop.request()
+            thread.join()
+    if "error" in outcome:
+        raise _clearer(outcome["error"])
+    return outcome["result"]
+
+
+def _result(trainer, module, stop: StopRequest, seconds: float) -> TrainingResult:
+    callback = trainer.checkpoint_callback
+    best = Path(callback.best_model_path) if callback is not None and callback.best_model_path else None
+    last = Path(callback.last_model_path) if callback is not None and callback.last_model_path else None
+    score = callback.best_model_score if callback is not None else None
+    return TrainingResult(
+        output=Path(trainer.default_root_dir),
+        best_checkpoint=best if best is not None and best.is_file() else None,
+        last_checkpoint=last if last is not None and last.is_file() else None,
+        metrics=dict(module.validation_metrics),
+        best_score=None if score is None else float(score),
+        steps=trainer.global_step,
+        epochs=trainer.current_epoch,
+        stopped=stop.requested,
+        seconds=seconds,
+        classes=list(module.classes),
+    )
+
+
+def run_training(settings: TrainingSettings, report=None, stop: StopRequest | None = None) -> TrainingResult:
+    """:func:`iter_training` to the end in this thread, passing every event to ``report``."""
+    generator = iter_training(settings, stop)
+    while True:
+        try:
+            event = next(generator)
+        except StopIteration as finished:
+            return finished.value
+        if report is not None:
+            report(event)
+
+
+def export_command(settings: TrainingSettings, config_path: str | Path = "run.yaml") -> tuple[str, str]:
+    """``(yaml_text, command_line)`` that repeat ``settings`` headless with ``napari-faster-rcnn fit``.
+
+    The data must be folders (layers held in memory cannot be named in a file:
+    save them first). Paths are made absolute, so the file runs from anywhere.
+
+    Raises
+    ------
+    ValueError
+        When the data are samples in memory.
+    """
+    import yaml
+
+    if not _is_folder(settings.data) or not (settings.validation_data is None or _is_folder(settings.validation_data)):
+        raise ValueError("the training data are images and boxes in memory; save them to a dataset folder first, "
+                         "then export the command for that folder")
+    model = settings.model
+    classes = list(settings.classes) if settings.classes is not None else None
+    if isinstance(model, ModelConfig):
+        overrides, preset_name = model.to_dict(), None
+        classes = classes or list(model.classes)
+    else:
+        overrides, preset_name = dict(model or {}), settings.preset
+    overrides.pop("classes", None)  # the data's; data.classes fixes their order
+    absolute = lambda path: None if path is None else str(Path(path).resolve())  # noqa: E731
+    config = {
+        "seed_everything": settings.seed,
+        "trainer": {
+            "default_root_dir": absolute(settings.output),
+            "max_epochs": settings.epochs,
+            "max_steps": settings.max_steps,
+            "accelerator": settings.accelerator,
+            "devices": 1,
+            "precision": settings.precision,
+            "check_val_every_n_epoch": settings.validation_every_epochs,
+            "limit_val_batches": None if settings.validation else 0,
+            "gradient_clip_val": settings.gradient_clip,
+        },
+        "model": {
+            "config": overrides or None,
+            "preset": preset_name,
+            "optimizer": settings.optimizer,
+            "learning_rate": settings.learning_rate,
+            "weight_decay": settings.weight_decay,
+            "momentum": settings.momentum,
+            "scheduler": settings.scheduler,
+            "warmup_steps": settings.warmup_steps,
+            "iou_threshold": settings.iou_threshold,
+            "validation_score_threshold": settings.validation_score_threshold,
+        },
+        "data": {
+            "root": absolute(settings.data),
+            "val_root": absolute(settings.validation_data),
+            "ratios": list(settings.split_ratios),
+            "seed": settings.split_seed,
+            "classes": classes,
+            "augmentation": settings.augmentation.to_dict(),
+            "batch_size": settings.batch_size,
+            "num_workers": settings.num_workers,
+            "cache": settings.cache,
+        },
+        "early_stopping_patience": settings.early_stopping_patience,
+        "overwrite": settings.overwrite,
+        "ckpt_path": absolute(settings.resume_from),
+    }
+    header = f"# Repeat this training headless: napari-faster-rcnn fit --config {Path(config_path).name}\n"
+    text = header + yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
+    return text, f"napari-faster-rcnn fit --config {config_path}"
