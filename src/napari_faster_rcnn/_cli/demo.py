@@ -18,7 +18,8 @@ def configure(parser) -> None:
     parser.add_argument("--images", type=int, default=256, help="training images (default 256)")
     parser.add_argument("--validation-images", type=int, default=32, help="validation images (default 32)")
     parser.add_argument("--test-images", type=int, default=100, help="held-out test images (default 100)")
-    parser.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
+    parser.add_argument("--steps", type=int, default=320,
+                        help="training steps, rounded up to whole epochs (default 320: 10 epochs of 32)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per step (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and the training (default 0)")
     parser.add_argument("--accelerator", default="cpu", choices=("cpu", "auto", "cuda", "mps"),

@@ -20,6 +20,10 @@ PASSTHROUGH = True
 
 
 def run(argv) -> int:
+    import os
+
+    # Lightning 2.6 calls jsonargparse methods deprecated in its 4.49; nothing a user can act on.
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
     from ..core.weights import WeightsError
     from ._fit_cli import run_fit
 
@@ -30,5 +34,6 @@ def run(argv) -> int:
     except WeightsError as error:
         import sys
 
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error}\n(to train from scratch without downloading: --model.config.weights none, or "
+              "--model.preset cpu for small images on a CPU)", file=sys.stderr)
         return 2

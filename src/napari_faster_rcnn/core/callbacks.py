@@ -212,7 +212,7 @@ class SaveFinalState(Callback):
         if callback.dirpath is None:
             return
         path = Path(callback.dirpath) / f"{LAST_NAME}{callback.FILE_EXTENSION}"
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # the whole state, to resume from
         callback.last_model_path = str(path)
 
 

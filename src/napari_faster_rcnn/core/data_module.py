@@ -53,23 +53,23 @@ class DetectionDataModule(pl.LightningDataModule):
     Parameters
     ----------
     root
-        The dataset folder (``input/`` + ``target/``, or images with their
-        annotation files beside them).
+        The dataset folder (input/ + target/, or images with their annotation
+        files beside them).
     val_root
-        A separate validation folder; then ``ratios`` is not used and all of
-        ``root`` trains.
+        A separate validation folder; then ratios is not used and all of root
+        trains.
     ratios
-        ``(train, validation, test)`` fractions of ``root`` (test held out).
+        Train, validation and test fractions of root (test held out).
     seed
         Seeds the split and the augmentation.
     classes
         The class list in class-id order; default: the data's (the classes the
         files name, then labels as first seen). Every label must be one of them.
     augmentation
-        :class:`~.transforms.AugmentationConfig` fields (default: its defaults);
-        ``{"horizontal_flip_probability": 0, ...}``, or an ``AugmentationConfig``.
+        Random augmentation of the training images (an AugmentationConfig,
+        or a mapping of its fields).
     batch_size, val_batch_size
-        Images per step (validation: default ``batch_size``).
+        Images per step (validation: default batch_size).
     num_workers
         DataLoader worker processes; default: one per CPU but one, at most 4.
     cache
