@@ -167,6 +167,15 @@ def test_an_unreadable_image_is_raised_from_the_generator_naming_it(shapes, tmp_
         collect(generator)
 
 
+def test_an_image_damaged_after_the_dataset_was_built_is_named_from_a_loader_worker(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data", 10, seed=1, height=64, width=64)
+    damaged = data / "input" / "004.png"
+    damaged.write_bytes(damaged.read_bytes()[:120])  # the header (and the size) stays readable
+    settings = tiny(data, tmp_path / "run", split_ratios=(1.0, 0.0), validation=False, num_workers=1, cache=False)
+    with pytest.raises(RuntimeError, match=r"^\S*004.png: image data is damaged .*\(in a DataLoader worker\)$"):
+        run_training(settings)
+
+
 def test_a_model_config_with_other_classes_is_refused(shapes, tmp_path):
     config = preset("cpu", ["cat", "dog"], **SMALL)
     with pytest.raises(ConfigError, match=r"\['cat', 'dog'\].*\['circle', 'square', 'triangle'\]"):

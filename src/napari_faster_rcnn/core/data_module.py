@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+
 import lightning.pytorch as pl
 import torch
 
@@ -209,6 +210,11 @@ class DetectionDataModule(pl.LightningDataModule):
         return self._loader(self.train_dataset, self.batch_size, shuffle=True)
 
     def val_dataloader(self):
+        if not len(self.val_dataset):
+            raise ValueError(
+                f"the validation part has no images (split ratios {', '.join(f'{r:g}' for r in self.ratios)}); "
+                "give it a ratio above 0 or a separate validation folder, or turn validation off"
+            )
         return self._loader(self.val_dataset, self.val_batch_size, shuffle=False)
 
     def test_dataloader(self):

@@ -83,7 +83,7 @@ def draw_predictions(image: np.ndarray, ground_truth: Annotation | None, predict
     axes.set_axis_off()
     colour = {name: _COLOURS[index % len(_COLOURS)] for index, name in enumerate(classes)}
     if ground_truth is not None:
-        for box, label in zip(ground_truth.boxes, ground_truth.labels):
+        for box in ground_truth.boxes:
             x1, y1, x2, y2 = box
             axes.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, linestyle="--", linewidth=1.2,
                                      edgecolor="white"))
