@@ -182,6 +182,13 @@ def test_a_model_config_with_other_classes_is_refused(shapes, tmp_path):
         run_training(tiny(shapes, tmp_path / "run", model=config))
 
 
+def test_resuming_with_other_classes_is_refused_naming_the_checkpoint(shapes, tmp_path):
+    first = run_training(tiny(shapes, tmp_path / "run", epochs=1))
+    reordered = ["square", "circle", "triangle"]  # the same number of classes: the weights alone would fit
+    with pytest.raises(CheckpointError, match=r"last.ckpt: it was trained for the classes \['circle', 'square'"):
+        run_training(tiny(shapes, tmp_path / "resumed", classes=reordered, resume_from=first.last_checkpoint))
+
+
 class RunsCode:
     """Unpickling this would create the marker file."""
 

@@ -127,8 +127,11 @@ def is_folder(value) -> bool:
 def export_command(settings: TrainingSettings, config_path: str | Path = "run.yaml") -> tuple[str, str]:
     """``(yaml_text, command_line)`` that repeat ``settings`` headless with ``napari-faster-rcnn fit``.
 
+    Write ``yaml_text`` to ``config_path``; the command line names that file.
     The data must be folders (layers held in memory cannot be named in a file:
-    save them first). Paths are made absolute, so the file runs from anywhere.
+    save them first). Paths are made absolute, so the file runs from anywhere;
+    on a cluster, add ``--trainer.devices``, ``--trainer.num_nodes`` and
+    ``--trainer.strategy ddp`` (see the README's Train section).
 
     Raises
     ------
