@@ -110,7 +110,8 @@ def test_checkpoint_loads_weights_only_and_predicts_as_the_trained_module(shapes
         torch.testing.assert_close(got[key], expected[key])
 
 
-def test_stop_ends_the_run_after_the_step_with_a_checkpoint(shapes, tmp_path):
+def test_stop_ends_the_run_after_the_step_with_a_checkpoint(shapes, tmp_path, monkeypatch):
+    monkeypatch.setattr("napari_faster_rcnn.core.training_run.BUNDLE_SECONDS", 0.0)  # each step at once
     stop = StopRequest()
     generator = iter_training(tiny(shapes, tmp_path / "run", epochs=50), stop)
     events = []

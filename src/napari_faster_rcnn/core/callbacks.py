@@ -2,7 +2,7 @@
 
 - :class:`ProgressReporter` hands :class:`TrainingEvent` objects (steps with
   their losses, epochs with their validation metrics, checkpoints written) to
-  a plain function: the "Train detector" widget's queue, the demo's terminal.
+  a plain function: the "Train detector" widget's queue, the demo's curves.
 - :class:`StopRequest` / :class:`StopOnRequest`: a thread-safe flag another
   thread sets; training stops after the step in progress
   (``trainer.should_stop``), validating and saving as at an epoch's end;
