@@ -24,16 +24,34 @@ def configure(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and the training (default 0)")
     parser.add_argument("--accelerator", default="cpu", choices=("cpu", "auto", "cuda", "mps"),
                         help="where to train (default cpu, the figures in the README)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: one per CPU)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: one per CPU but one, at most 4)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier demo's files in --output")
     parser.add_argument("--json", action="store_true", help="end with one line of JSON: voc_map, coco_map, "
                         "seconds, per_class, steps, images, checkpoint, ...")
 
 
+def default_threads() -> int:
+    """Torch threads for the demo: one per CPU but one, at most 4.
+
+    A core stays free because torch's threads wait for each other at every
+    operation: when another program takes a core one of them counts on, each
+    step waits for it. On the shared 2-core machine, with another process
+    busy, a step of 2 threads took 1 to 2 s, of 1 thread 0.14 s (0.09 and 0.12 s
+    on an idle machine); beyond 4 threads the demo's small model gains nothing.
+    """
+    import os
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus - 1))
+
+
 def run(args) -> int:
     import json
     import logging
-    import os
     import sys
     import time
     import warnings
@@ -44,22 +62,12 @@ def run(args) -> int:
         print(f"[{time.perf_counter() - start:5.1f} s] {line}", file=sys.stderr if args.json else sys.stdout,
               flush=True)
 
-    # Before torch loads OpenMP: by default its threads spin while they wait for each other, and
-    # when another program takes a core a step then lasts 5 to 15 times longer (measured on a
-    # shared 2-core machine); waiting passively keeps it within 2 times. OMP_WAIT_POLICY=ACTIVE
-    # in the environment restores the default.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     say("loading torch, torchvision and Lightning")
     import torch
 
     from ..core.demo import format_results, run_demo
 
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 1
-    # The loader runs in the main process (images cached), so every CPU goes to the model.
-    torch.set_num_threads(args.threads or cpus)
+    torch.set_num_threads(args.threads or default_threads())
     # Lightning's notes on small datasets and its tips are noise for a fixed demo.
     warnings.filterwarnings("ignore", message=r".*(smaller than the logging interval|LeafSpec|does not have many "
                             r"workers).*")
