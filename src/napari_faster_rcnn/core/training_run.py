@@ -97,8 +97,12 @@ def build_run(settings: TrainingSettings, report=None, stop: StopRequest | None 
 
     from .checkpoints import SafeCheckpointIO
 
+    import torch
+
     output = prepare_run_folder(settings.output, resume=settings.resume_from is not None,
                                 overwrite=settings.overwrite)
+    if settings.cpu_threads is not None:
+        torch.set_num_threads(max(1, int(settings.cpu_threads)))
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     data = build_data_module(settings)
     classes = data.classes

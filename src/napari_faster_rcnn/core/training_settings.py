@@ -63,6 +63,12 @@ class TrainingSettings:
         The IoU of the VOC AP; the box head's score threshold during validation.
     progress_bar
         Lightning's progress bar on the terminal (the widget shows its own).
+    cpu_threads
+        torch's CPU threads for the run (``torch.set_num_threads``, for the
+        whole process); None leaves torch's choice. On a CPU in a viewer, one
+        per core but one keeps a core for the viewer: torch's threads wait for
+        each other at every operation, so a core taken by something else stalls
+        every step.
     """
 
     data: str | Path | Sequence
@@ -97,6 +103,7 @@ class TrainingSettings:
     iou_threshold: float = 0.5
     validation_score_threshold: float = 0.01
     progress_bar: bool = False
+    cpu_threads: int | None = None
 
 
 @dataclass
