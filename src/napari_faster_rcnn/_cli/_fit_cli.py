@@ -74,7 +74,8 @@ class FitCLI(LightningCLI):
         validation = trainer.get("limit_val_batches") not in (0, 0.0)
         callbacks = list(trainer.get("callbacks") or [])
         callbacks += run_callbacks(output, validation=validation,
-                                   early_stopping_patience=config.get("early_stopping_patience"))
+                                   early_stopping_patience=config.get("early_stopping_patience"),
+                                   checkpoints=trainer.get("enable_checkpointing") is not False)
         if trainer.get("enable_progress_bar") in (None, True):
             callbacks.append(progress_bar())
         kwargs["callbacks"] = callbacks

@@ -226,16 +226,19 @@ def progress_bar() -> Callback:
 
 
 def run_callbacks(output: str | Path, validation: bool = True, early_stopping_patience: int | None = None,
-                  progress: bool = False) -> list[Callback]:
-    """The checkpoints (``best.ckpt`` on ``val/voc_map``, ``last.ckpt``), optional early stopping on
-    the same metric, and optionally the terminal's progress bar of a run in ``output``."""
+                  progress: bool = False, checkpoints: bool = True) -> list[Callback]:
+    """The checkpoints (``best.ckpt`` on ``val/voc_map``, ``last.ckpt``; unless ``checkpoints`` is
+    False), optional early stopping on the same metric, and optionally the terminal's progress
+    bar of a run in ``output``."""
     folder = Path(output) / CHECKPOINT_FOLDER
-    if validation:
-        checkpoint = ModelCheckpoint(dirpath=folder, filename=BEST_NAME, monitor=MONITOR, mode="max",
-                                     save_top_k=1, save_last=True, auto_insert_metric_name=False)
-    else:
-        checkpoint = ModelCheckpoint(dirpath=folder, filename=LAST_NAME, save_top_k=0, save_last=True)
-    callbacks: list[Callback] = [checkpoint, SaveFinalState()]
+    callbacks: list[Callback] = []
+    if checkpoints and validation:
+        callbacks.append(ModelCheckpoint(dirpath=folder, filename=BEST_NAME, monitor=MONITOR, mode="max",
+                                         save_top_k=1, save_last=True, auto_insert_metric_name=False))
+    elif checkpoints:
+        callbacks.append(ModelCheckpoint(dirpath=folder, save_top_k=0, save_last=True))
+    if checkpoints:
+        callbacks.append(SaveFinalState())
     if early_stopping_patience is not None:
         if not validation:
             raise ValueError("early stopping watches the validation mAP: it needs validation")
