@@ -21,6 +21,8 @@ COMMANDS = {
     "evaluate": "napari_faster_rcnn._cli.evaluate",
     "convert": "napari_faster_rcnn._cli.convert",
     "stats": "napari_faster_rcnn._cli.stats",
+    "demo": "napari_faster_rcnn._cli.demo",
+    "fit": "napari_faster_rcnn._cli.fit",
 }
 
 
