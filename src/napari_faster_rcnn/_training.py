@@ -1,0 +1,409 @@
+"""What the "Train detector" widget needs besides Qt: training data from the layers in the
+viewer, a run as a job a ``thread_worker`` drives, the progress of a run as plain values,
+the augmentation preview, the exported command, and the last checkpoint trained.
+
+**Which images of a box layer train.** Every image with boxes, and every image
+the person labeled as having no objects: one with an annotation file on disk
+(saved empty) or with unsaved edits in the labeling session (all its boxes
+deleted). An image with neither boxes nor a file was not labeled yet and is
+left out, as :func:`~.core.training_samples.folder_samples` leaves out images
+without an annotation file: training on it would teach the model that its
+objects are background. Unsaved edits of the labeling session train as they
+are on screen. Images come from the files the layer names
+(``metadata["source_images"]``); a layer without files cannot train.
+
+**A run** (:class:`TrainingJob`) wraps :func:`~.core.training_run.iter_training`
+for a napari ``GeneratorWorker`` with two changes: errors that are
+``RuntimeError`` (out of memory, a DataLoader worker's failure) come out as
+:class:`TrainingFailed`, because superqt's worker takes a ``RuntimeError`` from
+a generator for a deleted worker and swallows it (no ``errored``, no
+``finished``); and the job can be waited for from the main thread when the
+viewer closes.
+
+**Progress** (:class:`TrainingProgress`) reduces the run's events to the
+points the plot draws and the text the progress bar shows; nothing in it
+depends on how often the widget redraws.
+
+No Qt here.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import _layers as L
+from ._predictions import layer_annotations
+from ._slice_view import paging_model
+from .core.annotations import Annotation, atomic_write_bytes
+
+__all__ = [
+    "LayerTrainingData",
+    "PreviewImages",
+    "TrainingFailed",
+    "TrainingJob",
+    "TrainingProgress",
+    "augmentation_preview",
+    "available_devices",
+    "error_message",
+    "export_run",
+    "last_checkpoint",
+    "layer_training_data",
+    "remember_checkpoint",
+    "result_summary",
+    "suggest_output_folder",
+]
+
+_LAST_CHECKPOINT: list[Path] = []
+
+
+def remember_checkpoint(path: str | Path) -> None:
+    """Remember the checkpoint a run in this session ended with, for the widgets that predict."""
+    _LAST_CHECKPOINT[:] = [Path(path)]
+
+
+def last_checkpoint() -> Path | None:
+    """The best (else last) checkpoint of the latest run trained in this session, or None."""
+    return _LAST_CHECKPOINT[0] if _LAST_CHECKPOINT else None
+
+
+# --- training data from a box layer ----------------------------------------------------------------
+
+
+@dataclass
+class LayerTrainingData:
+    """The samples of a box layer that train, and what was left out.
+
+    Attributes
+    ----------
+    samples : list of TrainingSample
+        ``(image file, Annotation in memory)`` of each labeled image.
+    classes : list of str
+        The layer's class list, in class-id order.
+    unlabeled : list of str
+        Names of the images left out (no boxes, no file, no edits).
+    unsaved : int
+        Images whose boxes differ from their files (unsaved edits of a labeling session).
+    dataset_root : Path or None
+        The folder the layer was opened from.
+    """
+
+    name: str
+    samples: list
+    classes: list[str]
+    unlabeled: list[str] = field(default_factory=list)
+    unsaved: int = 0
+    dataset_root: Path | None = None
+
+    def describe(self) -> str:
+        text = f"{len(self.samples)} labeled images of {self.name!r}"
+        if self.unlabeled:
+            text += f"; {len(self.unlabeled)} without boxes or an annotation file left out"
+        if self.unsaved:
+            text += f"; {self.unsaved} with unsaved edits (trained as shown)"
+        return text
+
+
+def layer_training_data(layer) -> LayerTrainingData:
+    """The training samples of a box layer (paged by a labeling session or not).
+
+    Raises
+    ------
+    ValueError
+        When the layer's images have no files, or no image is labeled.
+    """
+    from .core.training_data import TrainingSample
+
+    annotations = layer_annotations(layer)  # a session's edits on screen included
+    metadata = layer.metadata
+    sources = list(metadata.get(L.SOURCE_IMAGES) or [])
+    files = L.annotation_paths(metadata)
+    model = paging_model(layer)
+    edited = set(getattr(getattr(model, "store", None), "dirty", ()))
+    samples, unlabeled, missing = [], [], []
+    for index, annotation in enumerate(annotations):
+        source = sources[index] if index < len(sources) else None
+        file = files[index] if index < len(files) else None
+        labeled = len(annotation) > 0 or index in edited or (file is not None and file.is_file())
+        if not labeled:
+            unlabeled.append(Path(source).name if source else f"image {index}")
+        elif not source:
+            missing.append(index)
+        else:
+            samples.append(TrainingSample(Path(source), _plain_annotation(annotation)))
+    if missing:
+        raise ValueError(
+            f"layer {layer.name!r}: {len(missing)} labeled image(s) have no image file (first: image "
+            f"{missing[0]}); training reads images from files: save the images to a folder and open it with "
+            "the Faster R-CNN reader"
+        )
+    if not samples:
+        raise ValueError(f"layer {layer.name!r} has no labeled images: draw boxes, or save an image without "
+                         "objects so that its (empty) annotation file says it was labeled")
+    classes = list(metadata.get(L.CLASSES) or [])
+    for annotation in annotations:
+        classes.extend(label for label in annotation.labels if label not in classes)
+    root = metadata.get(L.DATASET_ROOT)
+    return LayerTrainingData(layer.name, samples, classes, unlabeled, len(edited),
+                             Path(root) if root else None)
+
+
+def _plain_annotation(annotation: Annotation) -> Annotation:
+    """A copy the training thread owns: boxes and labels only (edits in the viewer do not reach it)."""
+    return Annotation(np.array(annotation.boxes, dtype=np.float64), list(annotation.labels),
+                      classes=list(annotation.classes or ()))
+
+
+# --- a run ---------------------------------------------------------------------------------------------
+
+
+class TrainingFailed(Exception):
+    """A training run failed; ``str()`` says why (see :func:`error_message`)."""
+
+
+def error_message(error: BaseException) -> str:
+    """What to tell the person about a run that failed: the cause, and for running out of
+    memory what to change."""
+    text = str(error).strip() or type(error).__name__
+    if "out of memory" in text.lower() or type(error).__name__ == "OutOfMemoryError":
+        first = text.splitlines()[0][:300]
+        return (f"out of memory ({first}); lower the batch size or the image size (min_size / max_size), "
+                "or train on another device")
+    if not isinstance(error, (ValueError, OSError, TrainingFailed)):
+        text = f"{type(error).__name__}: {text}"
+    return text
+
+
+class TrainingJob:
+    """One training run for a ``thread_worker``: :meth:`events` is the generator it drives.
+
+    :meth:`stop` asks the run to end after the step in progress (with a
+    checkpoint); :meth:`wait` blocks until the generator is done, for closing
+    the viewer.
+    """
+
+    def __init__(self, settings):
+        from .core.callbacks import StopRequest
+
+        self.settings = settings
+        self.stop_request = StopRequest()
+        self._done = threading.Event()
+
+    def events(self):
+        """:func:`~.core.training_run.iter_training`'s events; returns its result."""
+        from .core.training_run import iter_training
+
+        try:
+            return (yield from iter_training(self.settings, self.stop_request))
+        except RuntimeError as error:
+            raise TrainingFailed(error_message(error)) from error
+        finally:
+            self._done.set()
+
+    def stop(self) -> None:
+        self.stop_request.request()
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_request.requested
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the run to end; True if it did within ``timeout`` seconds."""
+        return self._done.wait(timeout)
+
+
+class TrainingProgress:
+    """A run's events as what the widget shows: loss per step, mAP per epoch, the progress text.
+
+    Parameters
+    ----------
+    epochs
+        The epochs the run was asked for (the run may end earlier, at ``max_steps``).
+    """
+
+    def __init__(self, epochs: int):
+        self.epochs = int(epochs)
+        self.total_steps: int | None = None
+        self.steps_per_epoch: int | None = None
+        self.step = 0
+        self.epoch = 0
+        self.loss_steps: list[int] = []
+        self.losses: list[float] = []
+        self.map_steps: list[int] = []
+        self.voc_map: list[float] = []
+        self.coco_map: list[float] = []
+        self.checkpoints: dict[str, Path] = {}
+        self.messages: list[str] = []
+        self.learning_rate: float | None = None
+        self.events = 0
+
+    def update(self, event) -> None:
+        """Take in one :class:`~.core.callbacks.TrainingEvent`."""
+        self.events += 1
+        kind = event.kind
+        if kind == "step":
+            self.step, self.epoch = event.step, event.epoch
+            if "loss" in event.losses:
+                self.loss_steps.append(event.step)
+                self.losses.append(float(event.losses["loss"]))
+            self.learning_rate = event.learning_rate
+        elif kind == "epoch":
+            self.map_steps.append(event.step)
+            self.voc_map.append(float(event.metrics.get("val/voc_map", np.nan)))
+            self.coco_map.append(float(event.metrics.get("val/coco_map", np.nan)))
+        elif kind == "start":
+            self.total_steps, self.steps_per_epoch = event.total_steps, event.steps_per_epoch
+            self.step, self.epoch = event.step, event.epoch
+        elif kind == "checkpoint" and event.path is not None:
+            self.checkpoints[event.message or "last"] = Path(event.path)
+        elif kind == "log" and event.message:
+            self.messages.append(event.message)
+
+    @property
+    def total_epochs(self) -> int:
+        """The epochs the run will last: ``epochs``, or fewer when ``max_steps`` ends it first."""
+        if self.total_steps and self.steps_per_epoch:
+            return max(1, min(self.epochs, -(-self.total_steps // self.steps_per_epoch)))
+        return self.epochs
+
+    def description(self) -> str:
+        """``"epoch 2 of 5, step 37 of 200"`` (with the last loss once there is one)."""
+        total = f" of {self.total_steps}" if self.total_steps else ""
+        text = f"epoch {min(self.epoch + 1, self.total_epochs)} of {self.total_epochs}, step {self.step}{total}"
+        if self.losses:
+            text += f", loss {self.losses[-1]:.3f}"
+        return text
+
+
+def result_summary(result, iou_threshold: float = 0.5) -> str:
+    """A finished run's result in a few words: how it ended, its time and its last validation."""
+    how = f"stopped at step {result.steps}" if result.stopped else f"finished after {result.steps} steps"
+    parts = [f"{how} ({result.seconds:.0f} s)"]
+    metrics = result.metrics
+    if "val/voc_map" in metrics:
+        parts.append(f"VOC AP@{iou_threshold:g} {metrics['val/voc_map']:.3f}")
+    if "val/coco_map" in metrics:
+        parts.append(f"COCO mAP {metrics['val/coco_map']:.3f}")
+    return ", ".join(parts)
+
+
+# --- devices and folders ----------------------------------------------------------------------------
+
+
+def available_devices() -> dict[str, str]:
+    """The accelerators this machine has, with a description: ``cpu`` always, ``cuda`` and ``mps`` when present."""
+    import os
+
+    import torch
+
+    devices = {"cpu": f"CPU ({os.cpu_count() or 1} cores)"}
+    if torch.cuda.is_available():
+        devices["cuda"] = torch.cuda.get_device_name(0) + (f" (+{torch.cuda.device_count() - 1})"
+                                                           if torch.cuda.device_count() > 1 else "")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices["mps"] = "Apple GPU (MPS)"
+    return devices
+
+
+def suggest_output_folder(dataset_root: str | Path | None) -> Path:
+    """A new run folder: ``runs/train``, ``train-2``, ... beside the dataset (else in the home folder),
+    the first one without checkpoints."""
+    base = Path(dataset_root).parent / f"{Path(dataset_root).name}-runs" if dataset_root else (
+        Path.home() / "napari-faster-rcnn-runs")
+    for number in range(1, 10000):
+        folder = base / ("train" if number == 1 else f"train-{number}")
+        if not (folder / "checkpoints").is_dir() or not any((folder / "checkpoints").glob("*.ckpt")):
+            return folder
+    return base / "train-new"
+
+
+# --- export -------------------------------------------------------------------------------------------
+
+
+def export_run(settings, path: str | Path, layer_data: LayerTrainingData | None = None) -> tuple[Path, str]:
+    """Write the run's config file (atomically) and return ``(path, command line)``.
+
+    For a box layer (``layer_data``) the command needs the data on disk: the
+    folder the layer was opened from, with every edit saved.
+
+    Raises
+    ------
+    ValueError
+        When the data are only in the viewer, saying what to do.
+    """
+    from dataclasses import replace
+
+    from .core.training_run import export_command
+
+    if layer_data is not None:
+        if layer_data.dataset_root is None:
+            raise ValueError(f"the boxes of {layer_data.name!r} are not a dataset folder on disk; save them "
+                             "(File > Save Selected Layers), open the folder with the Faster R-CNN reader, and "
+                             "export again, or choose the folder as the source")
+        if layer_data.unsaved:
+            raise ValueError(f"{layer_data.unsaved} image(s) of {layer_data.name!r} have unsaved boxes; save them "
+                             "(Label boxes > Save) so that the command trains on what you see, then export again")
+        settings = replace(settings, data=layer_data.dataset_root, classes=settings.classes or layer_data.classes)
+    path = Path(path)
+    text, command = export_command(settings, path.resolve())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, text.encode("utf-8"))
+    return path, command
+
+
+# --- augmentation preview ----------------------------------------------------------------------------
+
+
+@dataclass
+class PreviewImages:
+    """Augmented training images, padded into one stack, and their boxes."""
+
+    images: np.ndarray  # (N, H, W, 3) uint8
+    annotations: list[Annotation]
+    sizes: list[tuple[int, int]]
+    names: list[str]
+    classes: list[str]
+
+
+def augmentation_preview(data, augmentation, ratios=None, split_seed: int = 0, count: int = 8, seed: int = 0,
+                         classes=None) -> PreviewImages:
+    """``count`` training images through the training's augmentation (the same
+    ``build_transform(config, train=True)``), spread over the training part.
+
+    ``data`` is a dataset folder or samples; ``ratios`` (None: all of it trains)
+    and ``split_seed`` split it as the run will.
+    """
+    from .core.training_data import DetectionDataset, folder_samples, split_samples
+    from .core.transforms import build_transform
+
+    samples = folder_samples(data) if isinstance(data, (str, Path)) else list(data)
+    if ratios is not None:
+        samples = split_samples(samples, ratios, split_seed)[0]
+    if not samples:
+        raise ValueError("no training images to preview")
+    picks = np.unique(np.linspace(0, len(samples) - 1, min(count, len(samples))).round().astype(int))
+    dataset = DetectionDataset([samples[i] for i in picks], classes,
+                               transform=build_transform(augmentation, train=True, seed=seed))
+    images, annotations, sizes = [], [], []
+    for index in range(len(dataset)):
+        tensor, target = dataset[index]
+        image = (tensor.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
+        images.append(image)
+        sizes.append(image.shape[:2])
+        labels = [dataset.classes[int(i) - 1] for i in target["labels"]]
+        annotations.append(Annotation(target["boxes"].numpy().astype(np.float64), labels,
+                                      classes=list(dataset.classes)))
+    height, width = max(s[0] for s in sizes), max(s[1] for s in sizes)
+    stack = np.zeros((len(images), height, width, 3), dtype=np.uint8)
+    for index, image in enumerate(images):
+        stack[index, : image.shape[0], : image.shape[1]] = image
+    names = [sample.image.name for sample in dataset.samples]
+    return PreviewImages(stack, annotations, sizes, names, list(dataset.classes))
