@@ -41,6 +41,7 @@ from ._slice_view import paging_model
 from .core.annotations import Annotation, atomic_write_bytes
 
 __all__ = [
+    "preload_training_modules",
     "LayerTrainingData",
     "PreviewImages",
     "TrainingFailed",
@@ -58,6 +59,28 @@ __all__ = [
 ]
 
 _LAST_CHECKPOINT: list[Path] = []
+
+
+def preload_training_modules() -> None:
+    """Import, in the calling (main) thread, what a run would otherwise import in its own thread.
+
+    Loading a compiled extension (OpenCV, faster-coco-eval, torchvision's ops)
+    holds the GIL for the whole ``dlopen``: done in the training thread while
+    the viewer runs, it froze napari's event loop for up to a second (measured).
+    albumentations' check for a newer version on PyPI (a network request at
+    import, whose TLS setup also holds the GIL) is turned off, unless the
+    environment says otherwise.
+    """
+    import os
+
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import albumentations  # noqa: F401
+    import cv2  # noqa: F401
+    import faster_coco_eval  # noqa: F401
+    import torchvision.models.detection  # noqa: F401
+    from lightning.pytorch.loggers import CSVLogger  # noqa: F401
+
+    from .core import checkpoints, coco, data_module, metrics, model, training, training_run, validation  # noqa: F401
 
 
 def remember_checkpoint(path: str | Path) -> None:

@@ -15,6 +15,7 @@ in progress; it then saves ``last.ckpt``, and the widget says where.
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from .. import _triton_guard  # noqa: F401 - before anything imports torchvision
 
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import QApplication, QHBoxLayout, QLabel, QLineEdit, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 from .. import _layers as L
@@ -33,15 +34,17 @@ from .._training import (
     error_message,
     export_run,
     layer_training_data,
+    preload_training_modules,
     remember_checkpoint,
     result_summary,
     suggest_output_folder,
 )
 from ..core.training_data import folder_samples
 from ._train_form import TrainingForm
-from ._training_plot import TrainingPlot
+from ._training_plot import REDRAW_INTERVAL_MS, TrainingPlot
 
 logger = logging.getLogger(__name__)
+preload_training_modules()  # now, not in the training thread while napari runs (see its docstring)
 
 PREVIEW_NAME = "augmentation preview"
 PREVIEW_COUNT = 8
@@ -111,6 +114,7 @@ class TrainDetectorWidget(QWidget):
         self._output_chosen = False
         self._previews = 0
         self._closed = False
+        self.last_preview = None
 
         self.form = TrainingForm(napari_viewer)
         scroll = QScrollArea()
@@ -137,6 +141,10 @@ class TrainDetectorWidget(QWidget):
         self.command = _read_only("napari-faster-rcnn fit --config …")
         self.copy_button = QPushButton("Copy")
         self.plot = TrainingPlot()
+        self._view_timer = QTimer(self)
+        self._view_timer.setSingleShot(True)
+        self._view_timer.setInterval(REDRAW_INTERVAL_MS)
+        self._view_timer.timeout.connect(self.refresh_view)
 
         layout = QVBoxLayout(self)
         layout.addWidget(scroll, 3)
@@ -245,28 +253,47 @@ class TrainDetectorWidget(QWidget):
         return self.train()
 
     def _on_event(self, event) -> None:
-        import time
-
+        """Take in one event of the run (main thread). Steps only add to the progress; the bar, the
+        texts and the plot follow at most every REDRAW_INTERVAL_MS (refresh_view): each update of
+        napari's bar or a label costs milliseconds of the event loop, a step on a GPU less."""
         start = time.perf_counter()
         progress = self.progress
         progress.update(event)
-        bar = getattr(self.worker, "pbar", None)
-        if event.kind in ("start", "step"):
+        if event.kind == "start":
+            bar = getattr(self.worker, "pbar", None)
             if bar is not None:
-                if event.kind == "start":
-                    bar.total = progress.total_steps or 0
-                bar.update(event.step - bar.n)
-                bar.set_description(f"Train detector: {progress.description()}")
-            if not self.job.stopping:
-                self.status.setText(progress.description())
-            self.plot.schedule()
-        elif event.kind == "epoch":
-            self.plot.schedule()
+                bar.total = progress.total_steps or 0
+            self._schedule_view()
+        elif event.kind in ("step", "epoch"):
+            self._schedule_view()
         elif event.kind == "log":
             self.status.setText(event.message.splitlines()[0])
         self.reporting_seconds += time.perf_counter() - start
 
+    def _schedule_view(self) -> None:
+        """Refresh the texts and the plot within REDRAW_INTERVAL_MS, once for all events meanwhile."""
+        if not self._view_timer.isActive():
+            self._view_timer.start()
+
+    def refresh_view(self) -> None:
+        """Show the progress: the bar's and the status's text, and the plot."""
+        start = time.perf_counter()
+        self._view_timer.stop()
+        progress = self.progress
+        if progress is None:
+            return
+        bar = getattr(self.worker, "pbar", None)
+        if bar is not None:
+            if progress.step != bar.n:
+                bar.update(progress.step - bar.n)
+            bar.set_description(f"Train detector: {progress.description()}")
+        if self.running and not self.job.stopping and progress.total_steps is not None:
+            self.status.setText(progress.description())
+        self.plot.refresh()
+        self.reporting_seconds += time.perf_counter() - start
+
     def _on_result(self, result) -> None:
+        self.refresh_view()  # the last step's text on the bar, which closes when the worker finishes
         self.result = result
         checkpoint = result.best_checkpoint or result.last_checkpoint
         self.last_run = Path(result.output)
@@ -289,6 +316,7 @@ class TrainDetectorWidget(QWidget):
 
     def _on_finished(self) -> None:
         self._set_running(False)
+        self._view_timer.stop()
         self.plot.refresh()
 
     def _set_running(self, running: bool) -> None:
@@ -323,6 +351,7 @@ class TrainDetectorWidget(QWidget):
         return worker
 
     def _show_preview(self, preview, colors) -> None:
+        self.last_preview = preview
         for name in (PREVIEW_NAME, f"{PREVIEW_NAME} boxes"):
             if name in self.viewer.layers:
                 self.viewer.layers.remove(name)
@@ -353,6 +382,7 @@ class TrainDetectorWidget(QWidget):
 
     def shutdown(self, timeout: float = SHUTDOWN_SECONDS) -> None:
         """Stop a run in progress and wait (at most ``timeout`` s) for its step and checkpoint."""
+        self.plot.stop()
         if not self.running:
             return
         job, worker = self.job, self.worker
@@ -375,6 +405,7 @@ class TrainDetectorWidget(QWidget):
 
     def closeEvent(self, event) -> None:
         self.shutdown()
+        self.plot.stop()
         if not self._closed:
             self._closed = True
             self.form.layer.disconnect_viewer()
