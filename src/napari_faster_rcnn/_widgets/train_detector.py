@@ -293,10 +293,12 @@ class TrainDetectorWidget(QWidget):
         self.reporting_seconds += time.perf_counter() - start
 
     def _on_result(self, result) -> None:
-        self.refresh_view()  # the last step's text on the bar, which closes when the worker finishes
         self.result = result
-        checkpoint = result.best_checkpoint or result.last_checkpoint
         self.last_run = Path(result.output)
+        # the last step's text on the bar (which closes when the worker finishes); napari may process
+        # events in there, the worker's "finished" among them
+        self.refresh_view()
+        checkpoint = result.best_checkpoint or result.last_checkpoint
         text = result_summary(result, self.job.settings.iou_threshold)
         if checkpoint is not None:
             remember_checkpoint(checkpoint)
@@ -307,6 +309,7 @@ class TrainDetectorWidget(QWidget):
         self.form.resume.clear()
         self._output_chosen = False
         self._suggest_output()  # a new folder, so that Train again does not meet this run's checkpoints
+        self._set_running(self.running)
 
     def _failed(self, error, what: str = "not trained") -> None:
         message = error_message(error)
