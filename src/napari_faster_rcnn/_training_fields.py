@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .core.config import BACKBONES, HEADS, ModelConfig, preset
@@ -215,6 +215,3 @@ def parse_value(spec: FieldSpec, text: str):
         first = str(error).strip().splitlines()[0]
         raise ValueError(f"{spec.name}: {text!r} is not a value ({first}); lists are written [16, 32]") from None
 
-
-def split_ratios_text(ratios: Sequence[float]) -> str:
-    return " / ".join(f"{ratio:g}" for ratio in ratios)

@@ -276,3 +276,43 @@ def test_export_writes_a_config_the_fit_command_accepts(make_napari_viewer, shap
     path.unlink()
     assert widget.export() is None and not path.exists()
     assert "unsaved boxes" in errors[-1] and "save them" in errors[-1]
+
+
+def test_the_form_shows_the_common_fields_and_folds_the_rest(make_napari_viewer, shapes, tmp_path):
+    from superqt import QCollapsible
+
+    from napari_faster_rcnn._training_fields import model_specs
+
+    viewer = make_napari_viewer()
+    widget = make_widget(viewer, tmp_path / "run", folder=shapes)
+    form = widget.form
+    folded = form.findChildren(QCollapsible)
+    assert len(folded) == 3 and not any(section.isExpanded() for section in folded)
+    assert list(form.model_fields.editors) == [spec.name for spec in model_specs(folded=True)]
+    assert form.backbone.currentText() == "resnet18_slim" and not form.fpn.isChecked()  # the cpu preset
+
+    form.model_fields.editors["box_score_thresh"].widget.setText("0.3")
+    form.augment.setChecked(False)
+    settings = form.settings(shapes)
+    assert settings.preset == "cpu" and settings.model == {"min_size": 64, "max_size": 64, "box_score_thresh": 0.3}
+    assert settings.augmentation.is_identity and settings.accelerator == "cpu"
+    assert (settings.epochs, settings.batch_size, settings.optimizer, settings.learning_rate) == (1, 2, "adamw", 0.001)
+    assert settings.split_ratios == (0.67, 0.33, 0.0) and settings.num_workers == 0
+
+    form.preset.setCurrentText("default")  # a preset fills every model field
+    assert form.backbone.currentText() == "resnet50" and form.fpn.isChecked() and form.min_size.value() == 800
+    assert form.weights.currentText() == "coco" and form.model_fields.editors["box_score_thresh"].value() == 0.05
+    assert form.settings(shapes).model == {}
+    form.validation.setText(str(shapes))  # a separate validation folder: the split is not used
+    assert not form.ratios[0].isEnabled()
+
+
+def test_removing_the_dock_during_training_stops_the_run(make_napari_viewer, qtbot, shapes, tmp_path):
+    viewer = make_napari_viewer()
+    widget = make_widget(viewer, tmp_path / "run", folder=shapes, epochs=50)
+    widget.train()
+    qtbot.waitUntil(lambda: widget.progress.step >= 1, timeout=RUN_TIMEOUT_MS)
+    job = widget.job
+    viewer.window.remove_dock_widget(widget)
+    assert job.done and job.stopping
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").global_step < 100

@@ -114,6 +114,7 @@ class TrainDetectorWidget(QWidget):
         self._output_chosen = False
         self._previews = 0
         self._closed = False
+        self._docked = False
         self.last_preview = None
 
         self.form = TrainingForm(napari_viewer)
@@ -406,12 +407,24 @@ class TrainDetectorWidget(QWidget):
                                     + self.scroll.verticalScrollBar().sizeHint().width() + 4)
         super().showEvent(event)
 
-    def closeEvent(self, event) -> None:
+    def _close(self) -> None:
         self.shutdown()
         self.plot.stop()
         if not self._closed:
             self._closed = True
             self.form.layer.disconnect_viewer()
+
+    def event(self, event) -> bool:
+        # napari's dock "x" (remove_dock_widget) takes the widget out of its dock without closing it
+        if event.type() == QEvent.Type.ParentChange and hasattr(self, "_docked"):
+            if self.parent() is not None:
+                self._docked = True
+            elif self._docked:
+                self._close()
+        return super().event(event)
+
+    def closeEvent(self, event) -> None:
+        self._close()
         super().closeEvent(event)
 
 
