@@ -16,32 +16,30 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from pathlib import Path
 
 from .. import _triton_guard  # noqa: F401 - before anything imports torchvision
 
-from napari.qt.threading import GeneratorWorker, create_worker
+from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QEvent, QObject, Qt, QTimer
+from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import QApplication, QHBoxLayout, QLabel, QLineEdit, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 from .. import _layers as L
 from .._training import (
     TrainingJob,
     TrainingProgress,
-    augmentation_preview,
     error_message,
-    export_run,
-    layer_training_data,
     preload_training_modules,
     remember_checkpoint,
     result_summary,
     suggest_output_folder,
 )
+from .._training_data import augmentation_preview, export_run, layer_training_data
 from ..core.training_data import folder_samples
 from ._train_form import TrainingForm
 from ._training_plot import REDRAW_INTERVAL_MS, TrainingPlot
+from ._training_worker import CloseWatcher, TrainingWorker
 
 logger = logging.getLogger(__name__)
 preload_training_modules()  # now, not in the training thread while napari runs (see its docstring)
@@ -51,51 +49,6 @@ PREVIEW_COUNT = 8
 #: How long closing the viewer waits for the step in progress and the checkpoint.
 SHUTDOWN_SECONDS = 60.0
 CONFIG_NAME = "run.yaml"
-
-
-class TrainingWorker(GeneratorWorker):
-    """napari's generator worker for a :class:`~.._training.TrainingJob`.
-
-    ``quit()`` (the activity panel's cancel, napari quitting) asks the run to stop
-    after its step instead of abandoning the generator with the run going on
-    behind it; the generator then ends as after Stop. Errors are the widget's to
-    show, once and with the cause; warnings (Lightning's hints) go to the log,
-    not into notifications.
-    """
-
-    job: TrainingJob | None = None
-
-    def quit(self) -> None:
-        if self.job is not None:
-            self.job.stop()
-        else:
-            super().quit()
-
-    def _relay_error(self, exc) -> None:
-        pass
-
-    def _relay_warning(self, show_warn_args) -> None:
-        message, category, filename, lineno = show_warn_args[:4]
-        logger.warning("%s", warnings.formatwarning(message, category, filename, lineno).strip())
-
-
-class _CloseWatcher(QObject):
-    """Stops the widget's run when the viewer's window (or its canvas, which ``viewer.close()``
-    closes first) closes."""
-
-    def __init__(self, viewer, widget):
-        super().__init__(viewer.window._qt_window)
-        self.widget = widget
-        viewer.window._qt_window.installEventFilter(self)
-        viewer.window._qt_viewer.installEventFilter(self)
-
-    def eventFilter(self, watched, event) -> bool:
-        if event.type() == QEvent.Type.Close:
-            try:
-                self.widget.shutdown()
-            except Exception:  # noqa: BLE001 - an exception here would abort the process
-                logger.exception("Train detector: stopping the run on closing failed")
-        return False
 
 
 class TrainDetectorWidget(QWidget):
@@ -166,7 +119,7 @@ class TrainDetectorWidget(QWidget):
         for signal in (self.form.layer.currentIndexChanged, self.form.folder.textChanged,
                        self.form.source.currentTextChanged):
             signal.connect(self._suggest_output)
-        self._watcher = _CloseWatcher(napari_viewer, self)
+        self._watcher = CloseWatcher(napari_viewer, self)
         self._suggest_output()
         self._set_running(False)
 
