@@ -126,6 +126,7 @@ class PlotView:
         limits = self._limits(shot)
         key = (shot.width, shot.height, shot.run, shot.iou_threshold, limits)
         if key != self._key or self._background is None:
+            logger.debug("plot axes drawn again: %s -> %s", self._key, key)
             self._key = key
             self.figure.set_size_inches(shot.width / DPI, shot.height / DPI)
             self.loss_axes.set_xlim(0, limits[0])

@@ -91,6 +91,8 @@ class TrainDetectorWidget(QWidget):
                                       "napari-faster-rcnn fit command that repeats the run headless")
         self.status = QLabel("choose the data, then Train")
         self.status.setWordWrap(True)
+        # two lines always: a text that wraps otherwise would resize the plot, which then redraws its axes
+        self.status.setMinimumHeight(2 * self.status.fontMetrics().lineSpacing() + 4)
         self.checkpoint = _read_only("the best checkpoint of the last run")
         self.command = _read_only("napari-faster-rcnn fit --config …")
         self.copy_button = QPushButton("Copy")
