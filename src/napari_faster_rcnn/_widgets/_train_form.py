@@ -88,6 +88,8 @@ def _combo(items, tooltip: str = "") -> QComboBox:
 def _folded(title: str, content: QWidget) -> QCollapsible:
     section = QCollapsible(title)
     section.setDuration(0)
+    section.setCollapsedIcon("▸")
+    section.setExpandedIcon("▾")
     section.addWidget(content)
     section.layout().setContentsMargins(0, 0, 0, 0)
     return section

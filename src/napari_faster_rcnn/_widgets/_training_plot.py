@@ -1,4 +1,4 @@
-"""The plot in the "Train detector" dock: training loss per step above (log scale), validation
+"""The plot in the "Train detector" dock: training loss per step above, validation
 mAP (VOC and COCO) per epoch below, in napari's dark theme.
 
 **Drawn in a thread of its own.** napari's event loop must keep serving while a
@@ -14,9 +14,10 @@ the figure.
 Rendering is cheap as well: the widget asks for an update at most every
 :data:`REDRAW_INTERVAL_MS`; updates coalesce (only the newest snapshot is
 drawn); the axes are drawn once per run and kept as a background (the step axis
-spans the whole run, known from its start; the loss axis spans
-:data:`LOSS_RANGE`, widened only for a loss outside it), and an update draws
-only the four lines over it (about 1 ms); the loss line shows at most
+spans the whole run, known from its start; the loss axis goes from 0 to a round
+number above the highest loss, so it changes only while the loss still rises,
+early in a run), and an update
+draws only the four lines over it (about 1 ms); the loss line shows at most
 :data:`MAX_POINTS` points (means of runs of steps).
 """
 
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogLocator, MaxNLocator, NullLocator
+from matplotlib.ticker import MaxNLocator
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtGui import QImage, QPainter, QPixmap
 from qtpy.QtWidgets import QSizePolicy, QWidget
@@ -41,8 +42,6 @@ logger = logging.getLogger(__name__)
 
 REDRAW_INTERVAL_MS = 400
 MAX_POINTS = 600
-#: Faster R-CNN's summed loss lies here from the first step to convergence; outside, the axis widens.
-LOSS_RANGE = (0.02, 10.0)
 LOSS_COLOR, SMOOTH_COLOR, VOC_COLOR, COCO_COLOR = "#6baed6", "#1f9bff", "#ff7f50", "#5fd35f"
 DPI = 90
 
@@ -89,9 +88,7 @@ class PlotView:
                 spine.set_color(palette["frame"])
             axes.grid(alpha=0.25)
             axes.xaxis.set_major_locator(MaxNLocator(5, integer=True))
-        self.loss_axes.set_yscale("log")
-        self.loss_axes.yaxis.set_minor_locator(NullLocator())  # a log axis's minor ticks double the draw time
-        self.loss_axes.yaxis.set_major_locator(LogLocator(numticks=5))
+        self.loss_axes.yaxis.set_major_locator(MaxNLocator(4))
         self.loss_axes.set_ylabel("training loss", color=palette["text"], fontsize=9)
         self.map_axes.set_ylabel("validation mAP", color=palette["text"], fontsize=9)
         self.map_axes.set_xlabel("step", color=palette["text"], fontsize=9)
@@ -147,25 +144,19 @@ class PlotView:
         return bytes(buffer), buffer.shape[1], buffer.shape[0]
 
     def _legends(self) -> None:
-        for axes, place in ((self.loss_axes, "upper right"), (self.map_axes, "lower right")):
+        for axes, place in ((self.loss_axes, "upper right"), (self.map_axes, "upper left")):
             legend = axes.legend(loc=place, fontsize=7, frameon=False)
             for text in legend.get_texts():
                 text.set_color(THEMES["dark"]["text"])
 
     def _limits(self, shot: Snapshot) -> tuple[float, float, float]:
-        """``(last step, lowest loss, highest loss)`` shown: the run's length when known (else
-        doubling), :data:`LOSS_RANGE` widened by factors of 4 for losses outside it."""
+        """``(last step, 0, highest loss shown)``: the run's length when known (else doubling); the
+        first of 1, 2, 2.5, 5 times a power of ten above every loss (1 before the first)."""
         last = max([*shot.steps[-1:], *shot.map_steps[-1:], 1.0])
         total = shot.total_steps
         right = float(total) if total and total >= last else float(2 ** int(np.ceil(np.log2(max(last, 8)))))
-        low, high = LOSS_RANGE
-        finite = shot.losses[np.isfinite(shot.losses) & (shot.losses > 0)]
-        if len(finite):
-            while finite.min() < low:
-                low /= 4
-            while finite.max() > high:
-                high *= 4
-        return right, low, high
+        finite = shot.losses[np.isfinite(shot.losses)]
+        return right, 0.0, round_up(float(finite.max()) * 1.05) if len(finite) and finite.max() > 0 else 1.0
 
 
 class _Bridge(QObject):
@@ -293,6 +284,12 @@ class TrainingPlot(QWidget):
     def closeEvent(self, event) -> None:
         self.stop()
         super().closeEvent(event)
+
+
+def round_up(value: float) -> float:
+    """The first of 1, 2, 2.5, 5 (times a power of ten) at or above ``value`` (> 0)."""
+    power = 10.0 ** np.floor(np.log10(value))
+    return float(next(step * power for step in (1, 2, 2.5, 5, 10) if step * power >= value))
 
 
 def thin(x: np.ndarray, y: np.ndarray, count: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:

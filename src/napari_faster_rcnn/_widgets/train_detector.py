@@ -333,6 +333,7 @@ class TrainDetectorWidget(QWidget):
             self._failed(error, "not exported")
             return None
         self.command.setText(command)
+        self.command.setCursorPosition(0)
         self.status.setText(f"wrote {path}; the command repeats this run headless (add --trainer.devices N "
                             "--trainer.strategy ddp for several GPUs)")
         return path
