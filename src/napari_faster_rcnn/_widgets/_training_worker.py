@@ -22,9 +22,10 @@ logger = logging.getLogger(__name__)
 class TrainingWorker(GeneratorWorker):
     """napari's generator worker for a :class:`~.._training.TrainingJob`.
 
-    ``quit()`` (the activity panel's cancel, napari quitting) asks the run to stop
-    after its step instead of abandoning the generator with the run going on
-    behind it; the generator then ends as after Stop. Errors are the widget's to
+    ``quit()`` (which napari calls on every running worker when its window closes
+    or the application quits) asks the run to stop after its step, instead of
+    abandoning the generator with the run going on behind it; the generator then
+    ends as after Stop. Errors are the widget's to
     show, once and with the cause; warnings (Lightning's hints) go to the log,
     not into notifications.
     """

@@ -5,11 +5,11 @@ augmentation, and export the run as a ``napari-faster-rcnn fit`` command.
 The form (:mod:`._train_form`) becomes a :class:`~..core.training_run.TrainingSettings`;
 the run is :func:`~..core.training_run.iter_training` in a napari generator worker
 (through :class:`~.._training.TrainingJob`). The main thread only takes in events:
-each step moves the progress bar in napari's activity panel and adds a point to
-:class:`~.._training.TrainingProgress`; the plot redraws at most every
-:data:`~._training_plot.REDRAW_INTERVAL_MS`. **Stop** (and the activity panel's
-cancel, and closing the viewer or the dock) asks the run to end after the step
-in progress; it then saves ``last.ckpt``, and the widget says where.
+each adds to a :class:`~.._training.TrainingProgress`; the bar in napari's
+activity panel, the status text and the plot (drawn in a thread of its own)
+follow at most every :data:`~._training_plot.REDRAW_INTERVAL_MS`, so a fast GPU's
+hundreds of steps a second cost the event loop microseconds each. **Stop** (and closing the viewer or removing the dock) asks the run to end
+after the step in progress; it then saves ``last.ckpt``, and the widget says where.
 """
 
 from __future__ import annotations
