@@ -1,7 +1,8 @@
-"""The worker a training run goes in, and the watch on the viewer's window that stops it.
+"""The workers of the "Train detector" widget, and the watch on the viewer's window that stops a run.
 
 :class:`TrainingWorker` is napari's generator worker with the changes a training
-run needs (see its docstring); :class:`CloseWatcher` calls the widget's
+run needs (see its docstring), :class:`QuietFunctionWorker` a function worker
+whose errors the widget shows itself; :class:`CloseWatcher` calls the widget's
 ``shutdown`` when the viewer's window closes, which no dock widget hears
 otherwise.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import warnings
 
-from napari.qt.threading import GeneratorWorker
+from napari.qt.threading import FunctionWorker, GeneratorWorker
 from qtpy.QtCore import QEvent, QObject
 
 from .._training import TrainingJob
@@ -44,6 +45,13 @@ class TrainingWorker(GeneratorWorker):
     def _relay_warning(self, show_warn_args) -> None:
         message, category, filename, lineno = show_warn_args[:4]
         logger.warning("%s", warnings.formatwarning(message, category, filename, lineno).strip())
+
+
+class QuietFunctionWorker(FunctionWorker):
+    """napari's function worker, but errors are the widget's to show (once, with the cause)."""
+
+    def _relay_error(self, exc) -> None:
+        pass
 
 
 class CloseWatcher(QObject):

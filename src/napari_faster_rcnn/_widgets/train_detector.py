@@ -39,7 +39,7 @@ from .._training_data import augmentation_preview, export_run, layer_training_da
 from ..core.training_data import folder_samples
 from ._train_form import TrainingForm
 from ._training_plot import REDRAW_INTERVAL_MS, TrainingPlot
-from ._training_worker import CloseWatcher, TrainingWorker
+from ._training_worker import CloseWatcher, QuietFunctionWorker, TrainingWorker
 
 logger = logging.getLogger(__name__)
 preload_training_modules()  # now, not in the training thread while napari runs (see its docstring)
@@ -300,7 +300,7 @@ class TrainDetectorWidget(QWidget):
         if layer_data is not None:
             colors = self.form.layer.layer().metadata.get(L.CLASS_COLORS)
         worker = create_worker(augmentation_preview, data, augmentation, ratios, self.form.split_seed.value(),
-                               PREVIEW_COUNT, self._previews, classes,
+                               PREVIEW_COUNT, self._previews, classes, _worker_class=QuietFunctionWorker,
                                _connect={"errored": lambda error: self._failed(error, "no preview")},
                                _start_thread=False)
         worker.returned.connect(lambda preview: self._show_preview(preview, colors))
@@ -341,7 +341,8 @@ class TrainDetectorWidget(QWidget):
     # --- closing ----------------------------------------------------------------------------
 
     def shutdown(self, timeout: float = SHUTDOWN_SECONDS) -> None:
-        """Stop a run in progress and wait (at most ``timeout`` s) for its step and checkpoint."""
+        """On closing: stop a run in progress and wait (at most ``timeout`` s) for its step and
+        checkpoint; end the plot's thread."""
         self.plot.stop()
         if not self.running:
             return
@@ -365,7 +366,6 @@ class TrainDetectorWidget(QWidget):
 
     def _close(self) -> None:
         self.shutdown()
-        self.plot.stop()
         if not self._closed:
             self._closed = True
             self.form.layer.disconnect_viewer()
