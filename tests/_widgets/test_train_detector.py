@@ -127,7 +127,8 @@ def test_training_from_a_folder_keeps_the_event_loop_serving(make_napari_viewer,
     # from the click on Train to the end of the run (reading the data, building the model, steps, validations
     # and checkpoints), the event loop served the timer at least every 100 ms
     gaps = np.diff([start, *ticks])
-    assert gaps.max() < 0.1, f"the event loop waited {gaps.max() * 1000:.0f} ms"
+    when = ([start, *ticks][int(gaps.argmax())] - start)
+    assert gaps.max() < 0.1, f"the event loop waited {gaps.max() * 1000:.0f} ms, {when:.2f} s after the click"
     assert load_checkpoint(widget.result.last_checkpoint).global_step == 12
 
 
