@@ -197,6 +197,8 @@ def main(argv=None) -> int:
     replay_main = widget.reporting_seconds + widget.plot.show_seconds
     replay_render = widget.plot.view.seconds
     renders, full_draws = widget.plot.view.renders, widget.plot.view.full_draws
+    full_seconds = widget.plot.view.full_seconds
+    line_ms = (replay_render - full_seconds) / max(renders - full_draws, 1) * 1e3
     assert widget.progress.step == args.steps, "the replay did not reach its last step"
 
     # --- a small real run, through the widget and headless
@@ -237,7 +239,9 @@ def main(argv=None) -> int:
             (f"replay: {args.steps} steps at {args.rate:.0f}/s", f"{replay_seconds:.1f} s",
              f"{renders} plot renders ({full_draws} with the axes)"),
             ("  main thread per step", f"{per_step_main * 1e6:.0f} us", "events, throttled bar/texts/plot, pictures"),
-            ("  render thread per step", f"{per_step_render * 1e6:.0f} us", "the plot, drawn off the main thread"),
+            ("  render thread per step", f"{per_step_render * 1e6:.0f} us",
+             f"the plot, off the main thread: axes {full_seconds / max(full_draws, 1) * 1e3:.0f} ms each, "
+             f"lines over them {line_ms:.1f} ms"),
             ("  click on Train: the widget's handler", f"{click * 1e3:.0f} ms",
              f"until napari's bar is up and the first event shown: {start_gaps.sum() * 1e3:.0f} ms"),
             ("  event loop, longest wait after that", f"{replay_gaps.max() * 1e3:.0f} ms",
@@ -262,6 +266,8 @@ def main(argv=None) -> int:
             "main_us_per_step": round(per_step_main * 1e6, 1),
             "renders": renders,
             "renders_with_axes": full_draws,
+            "axes_draw_ms": round(full_seconds / max(full_draws, 1) * 1e3, 1),
+            "lines_draw_ms": round(line_ms, 2),
             "render_us_per_step": round(per_step_render * 1e6, 1),
             "reporting_share_of_step": round(share, 5),
             "widget_main_share_of_run": round(widget_main / train_seconds, 4),

@@ -107,7 +107,8 @@ class PlotView:
         self._key = None
         self.renders = 0
         self.full_draws = 0
-        self.seconds = 0.0
+        self.seconds = 0.0  # drawing, in the render thread
+        self.full_seconds = 0.0  # of which drawing the axes
 
     def render(self, shot: Snapshot) -> tuple[bytes, int, int]:
         start = time.perf_counter()
@@ -134,6 +135,7 @@ class PlotView:
             self.canvas.draw()
             self._background = self.canvas.copy_from_bbox(self.figure.bbox)
             self.full_draws += 1
+            self.full_seconds += time.perf_counter() - start
         else:
             self.canvas.restore_region(self._background)
         for line in self.lines:
@@ -188,13 +190,21 @@ class TrainingPlot(QWidget):
     # --- what the widget calls ---------------------------------------------------------------
 
     def show_progress(self, progress, iou_threshold: float = 0.5) -> None:
-        """Follow ``progress`` (a new run)."""
+        """Follow ``progress`` (a new run): the plot is empty until its first step."""
         self.progress, self.iou_threshold = progress, iou_threshold
         self._run += 1
         self.refresh()
 
     def refresh(self) -> None:
-        """Ask for a picture of the progress as it is now (drawn in the render thread)."""
+        """Ask for a picture of the progress as it is now (drawn in the render thread).
+
+        Until a run's first step the plot stays empty: by then the step axis's
+        length and the loss's range are known, so the axes are drawn once.
+        """
+        if self.progress is not None and not self.progress.loss_steps:
+            self._pixmap = None
+            self.update()
+            return
         ratio = self.devicePixelRatioF()
         shot = snapshot(self.progress, self.iou_threshold, int(self.width() * ratio), int(self.height() * ratio),
                         self._run)
