@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _openmp  # noqa: F401 - before torch: OpenMP threads that leave the viewer a core
+
 __all__ = [
     "TrainingFailed",
     "TrainingJob",
