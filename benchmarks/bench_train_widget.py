@@ -136,8 +136,10 @@ def main(argv=None) -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    import napari_faster_rcnn.core.training_run as training_run
+    # the widget first, as napari loads it: it settles OpenMP's waiting before torch loads (see _openmp)
     from napari_faster_rcnn._widgets.train_detector import TrainDetectorWidget
+
+    import napari_faster_rcnn.core.training_run as training_run
     from napari_faster_rcnn.core.callbacks import TrainingEvent
     from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
 
