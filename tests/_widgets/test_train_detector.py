@@ -137,11 +137,20 @@ def test_stop_ends_after_the_step_with_a_checkpoint_and_continue_resumes(make_na
     viewer = make_napari_viewer()
     widget = make_widget(viewer, tmp_path / "run", folder=shapes, epochs=50)
     worker = widget.train()
-    worker.yielded.connect(lambda event: event.kind == "step" and widget.stop())
+    asked = []  # the steps done when Stop was pressed
+
+    def press_stop(event):
+        if event.kind == "step" and not asked:
+            asked.append(widget.progress.step)
+            widget.stop()
+
+    worker.yielded.connect(press_stop)
     wait_for_run(qtbot, widget)
 
     result = widget.result
-    assert result.stopped and 1 <= result.steps <= 2  # the step in progress when asked, at most
+    # the run ends after the step in progress when the request reaches the training thread, which may be
+    # a step ahead of what the viewer has been told (events in flight)
+    assert result.stopped and asked[0] <= result.steps <= asked[0] + 2 and result.steps < 100
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     assert load_checkpoint(last).global_step == result.steps
     assert f"stopped at step {result.steps}" in widget.status.text() and str(last) in widget.status.text()
