@@ -2,8 +2,8 @@
 
     xvfb-run -a -s "-screen 0 1400x900x24" python docs/screenshots.py [NAME ...]
 
-NAME is one of ``samples``, ``predictions``, ``dataset_statistics``, ``label_boxes``, ``anchor_boxes``;
-all by default
+NAME is one of ``samples``, ``predictions``, ``dataset_statistics``, ``label_boxes``, ``anchor_boxes``,
+``train_detector``; all by default
 (rendering noise changes the bytes of pictures that did not change, so make only
 the ones you changed).
 """
@@ -21,7 +21,8 @@ HERE = Path(__file__).parent / "images"
 
 
 def main(names=()) -> None:
-    names = set(names or ("samples", "predictions", "dataset_statistics", "label_boxes", "anchor_boxes"))
+    names = set(names or ("samples", "predictions", "dataset_statistics", "label_boxes", "anchor_boxes",
+                          "train_detector"))
     HERE.mkdir(exist_ok=True)
     viewer = napari.Viewer()
     viewer.window._qt_window.resize(1200, 760)
@@ -49,6 +50,10 @@ def main(names=()) -> None:
             viewer.layers.clear()
         if "anchor_boxes" in names:
             anchors_screenshot(viewer, Path(folder))
+            viewer.window.remove_dock_widget("all")
+            viewer.layers.clear()
+        if "train_detector" in names:
+            training_screenshot(viewer, Path(folder))
     viewer.close()
 
 
@@ -166,6 +171,8 @@ def labeling_screenshot(viewer, folder: Path) -> None:
     QApplication.processEvents()
     viewer.screenshot(str(HERE / "label_boxes.png"), canvas_only=False, flash=False)
     session.save()
+
+
 def anchors_screenshot(viewer, folder: Path) -> None:
     """Small shapes in 640 x 480 photos under ResNet-50 FPN's default anchors: the smallest are
     unreached; one of them chosen, and the suggestion beside."""
@@ -191,6 +198,51 @@ def anchors_screenshot(viewer, folder: Path) -> None:
     viewer.scene.camera.zoom *= 2.5
     QApplication.processEvents()
     viewer.screenshot(str(HERE / "anchor_boxes.png"), canvas_only=False, flash=False)
+
+
+def training_screenshot(viewer, folder: Path) -> None:
+    """"Train detector" after a short run of the cpu preset on the synthetic shapes, the augmentation
+    preview in the canvas."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
+
+    dataset = write_synthetic_dataset(folder / "shapes", n_images=40, seed=2, height=128, width=128)
+    viewer.window._qt_window.resize(1250, 900)
+    viewer.open(dataset, plugin="napari-faster-rcnn")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-faster-rcnn", "Train detector")
+    form = widget.form
+    form.preset.setCurrentText("cpu")
+    form.epochs.setValue(10)
+    form.batch_size.setValue(8)
+    form.optimizer.setCurrentText("adamw")
+    form.learning_rate.setText("0.002")
+    form.device.setCurrentIndex(form.device.findData("cpu"))
+    form.training_fields.set_values({"num_workers": 0, "warmup_steps": 10})
+    form.output.setText(str(folder / "run"))
+
+    def wait(condition, seconds=600):
+        deadline = time.time() + seconds
+        while not condition() and time.time() < deadline:
+            QApplication.processEvents()
+            time.sleep(0.05)
+
+    widget.export()
+    widget.preview()
+    wait(lambda: "augmentation preview boxes" in viewer.layers)
+    for name in ("shapes", "shapes boxes"):
+        viewer.layers[name].visible = False
+    widget.train()
+    wait(lambda: widget.job.done and widget.train_button.isEnabled())
+    widget.plot.wait()
+    for _ in range(10):
+        QApplication.processEvents()
+        time.sleep(0.05)
+    boxes = [len(annotation) for annotation in widget.last_preview.annotations]
+    viewer.dims.set_current_step(0, int(np.argmax(boxes)))  # the preview image with the most objects
+    viewer.reset_view()
+    QApplication.processEvents()
+    viewer.screenshot(str(HERE / "train_detector.png"), canvas_only=False, flash=False)
 
 
 if __name__ == "__main__":

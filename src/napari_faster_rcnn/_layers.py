@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from . import _triton_guard  # noqa: F401 - torchvision in the viewer process must not load Triton
+from . import _openmp  # noqa: F401 - OpenMP threads that leave the viewer a core
 from .core.annotations import Annotation
 from .core.boxes import boxes_to_rectangles, clip_boxes, rectangles_to_boxes
 

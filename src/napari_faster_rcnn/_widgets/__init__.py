@@ -2,3 +2,4 @@
 the result into layers."""
 
 from .. import _triton_guard  # noqa: F401 - before anything imports torchvision in the viewer
+from .. import _openmp  # noqa: F401 - before torch: OpenMP threads that leave the viewer a core
