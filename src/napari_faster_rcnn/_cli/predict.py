@@ -78,7 +78,7 @@ def run(args) -> int:
 
     from ..core.checkpoints import load_checkpoint
     from ..core.prediction import resolve_device
-    from ..core.prediction_files import find_images, predict_folder
+    from ..core.prediction_files import predict_folder
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -86,16 +86,26 @@ def run(args) -> int:
     start = time.perf_counter()
     checkpoint = load_checkpoint(args.checkpoint, device=device)
     thresholds = chosen_thresholds(args, checkpoint.config)
-    images, _ = find_images(args.images)
-    with tqdm(total=len(images), desc="predicting", unit="image", disable=args.quiet, file=sys.stderr) as bar:
-        result = predict_folder(checkpoint, images, args.out, thresholds=thresholds, raw=args.raw,
+    bars = []
+
+    def progress(record) -> None:
+        if not bars:  # made at the first image, so a refusal to overwrite prints no bar
+            bars.append(tqdm(total=record.total, desc="predicting", unit="image", disable=args.quiet,
+                             file=sys.stderr))
+        bars[0].update(1)
+
+    try:
+        result = predict_folder(checkpoint, args.images, args.out, thresholds=thresholds, raw=args.raw,
                                 suffix=f".{args.format}", batch_size=args.batch_size, device=None,
-                                overwrite=args.overwrite, progress=lambda record: bar.update(1))
-    seconds = time.perf_counter() - start
+                                overwrite=args.overwrite, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
     for path, reason in result.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     applied = "raw detections (no thresholds applied)" if args.raw else describe(thresholds)
-    print(f"{len(result.written)} images, {result.boxes} boxes, {seconds:.1f} s on {device}, "
+    print(f"{len(result.written)} images, {result.boxes} boxes, {result.summary.seconds:.1f} s on {device} "
+          f"({time.perf_counter() - start:.1f} s with loading), "
           f"{len(result.skipped)} skipped; {applied}; written to {result.out_dir} "
           f"(with {result.thresholds_file.name})")
     return 0
