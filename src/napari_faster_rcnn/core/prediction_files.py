@@ -18,6 +18,8 @@ this run would write are listed, and the run refuses before any work.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +161,7 @@ def predict_folder(
 
     written, boxes = [], 0
     generator = iter_predictions(model, paths, classes, batch_size=batch_size, device=device, read_ahead=read_ahead)
+    writer = _BackgroundWriter()
     try:
         while True:
             try:
@@ -168,12 +171,14 @@ def predict_folder(
                 break
             if record.annotation is not None:
                 annotation = record.annotation if raw else apply_thresholds(record.annotation, thresholds)
-                written.append(save_annotation(destinations[record.index], annotation))
+                writer.save(destinations[record.index], annotation)
+                written.append(destinations[record.index])
                 boxes += len(annotation)
             if progress is not None:
                 progress(record)
     finally:
         generator.close()
+        writer.finish()  # raises what a write raised (a full disk, say)
     if not written:
         raise ValueError("no image could be read: " + "; ".join(f"{reason}" for _, reason in summary.skipped[:5]))
     from .inference import save_thresholds
@@ -213,3 +218,39 @@ def _refuse_overwrite(out_dir: Path, destinations: list[Path], thresholds: Thres
         names = ", ".join(path.name for path in existing[:5]) + (" ..." if len(existing) > 5 else "")
         raise FileExistsError(f"{out_dir} already holds {len(existing)} of the files this would write ({names}); "
                               "choose another folder or pass --overwrite to replace them")
+
+
+class _BackgroundWriter:
+    """Annotation files saved in a helper thread, so that waiting for the disk overlaps the model.
+
+    Each file is still written atomically (:func:`~.annotations.save_annotation`);
+    :meth:`finish` waits for every file and raises the first error a write met.
+    """
+
+    def __init__(self, backlog: int = 64):
+        self._queue: queue.Queue = queue.Queue(maxsize=backlog)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="napari-faster-rcnn-write", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is None:
+                try:
+                    save_annotation(*item)
+                except BaseException as error:  # kept for finish(), the files after it are not written
+                    self._error = error
+
+    def save(self, path: Path, annotation) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((path, annotation))
+
+    def finish(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
