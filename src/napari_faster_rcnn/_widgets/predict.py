@@ -318,6 +318,7 @@ def describe_checkpoint(checkpoint) -> str:
              if key in metrics and metrics[key] == metrics[key]]
     if shown:
         lines[-1] += " · validation " + ", ".join(shown)
-    lines.append(f"{config.backbone}{' FPN' if config.fpn else ''}, heads {config.heads}, images resized to "
-                 f"{config.min_size}-{config.max_size} px")
+    size = (f"images resized to {config.min_size} px" if config.min_size == config.max_size else
+            f"images resized to a short side of {config.min_size} px, a long side of at most {config.max_size}")
+    lines.append(f"{config.backbone}{' FPN' if config.fpn else ''}, heads {config.heads}, {size}")
     return "\n".join(lines)
