@@ -84,9 +84,9 @@ def bare(model, tensors, batch_size: int):
     return run
 
 
-def ours(loaded, folder: Path, out: Path, batch_size: int):
+def ours(loaded, folder: Path, out: Path, batch_size: int, read_ahead: int):
     def run():
-        predict_folder(loaded, folder, out, batch_size=batch_size, device=None, overwrite=True)
+        predict_folder(loaded, folder, out, batch_size=batch_size, device=None, overwrite=True, read_ahead=read_ahead)
     return run
 
 
@@ -171,7 +171,9 @@ def main(argv=None) -> int:
             loaded = load_checkpoint(make_checkpoint(root, name, MODELS[name]))
             tensors = [read_image_tensor(path) for path in paths]
             functions = {"bare": bare(loaded.model, tensors, args.batch_size),
-                         "ours": ours(loaded, folder, root / f"out-{name}", args.batch_size)}
+                         "ours": ours(loaded, folder, root / f"out-{name}", args.batch_size, read_ahead=2),
+                         "ours, reading inline": ours(loaded, folder, root / f"inline-{name}", args.batch_size,
+                                                      read_ahead=0)}
             if name == "cpu":
                 for workers in args.dataloader_workers:
                     (root / f"out-loader{workers}").mkdir()
@@ -183,7 +185,7 @@ def main(argv=None) -> int:
             for label, seconds in times.items():
                 rows.append((f"{name} ({MODELS[name]} px)  {label}", f"{1000 * seconds / count:.1f}",
                              f"{seconds / times['bare']:.2f}"))
-                entry[f"{label.replace(' ', '_')}_ms_per_image"] = round(1000 * seconds / count, 2)
+                entry[f"{label.replace(', ', '_').replace(' ', '_')}_ms_per_image"] = round(1000 * seconds / count, 2)
             summary["models"][name] = entry
             if ratio > TARGET_RATIO:
                 failed.append(f"{name}: {ratio:.2f}")

@@ -85,6 +85,21 @@ def test_batched_output_equals_one_by_one(loaded, images):
     assert summary.images == 5 and summary.boxes == sum(len(r.annotation) for r in batched)
 
 
+def test_reading_in_the_calling_thread_gives_the_same_records(loaded, images, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png at all")
+    inputs = [images[0], broken, *images[1:3]]
+    ahead, _ = predict_images(loaded.model, inputs, loaded.classes, batch_size=2)
+    generator = iter_predictions(loaded.model, inputs, loaded.classes, batch_size=2, read_ahead=0)
+    inline = [next(generator)]
+    assert reader_threads() == []  # no helper thread
+    inline += list(generator)
+    assert [(r.index, r.error) for r in inline] == [(r.index, r.error) for r in ahead]
+    for first, second in zip(ahead, inline):
+        if first.annotation is not None:
+            assert_same_detections(first.annotation, second.annotation)
+
+
 def test_labels_are_class_names_with_scores_and_the_class_list(loaded, images):
     records, _ = predict_images(loaded.model, images[:2], loaded.classes)
     for record, path in zip(records, images):
@@ -166,5 +181,5 @@ def test_devices_and_starting_thresholds(loaded):
         resolve_device("tpu")
     assert starting_thresholds(loaded.config) == Thresholds(0.5, 0.5)  # torchvision's 0.05 is for mAP
     assert starting_thresholds(loaded.config.replace(box_score_thresh=0.3, box_nms_thresh=0.4)) == Thresholds(0.3, 0.4)
-    with pytest.raises(ValueError, match="batch_size and read_ahead must be at least 1"):
+    with pytest.raises(ValueError, match="batch_size must be at least 1 and read_ahead at least 0"):
         next(iter_predictions(loaded.model, [], loaded.classes, batch_size=0))

@@ -264,20 +264,28 @@ def _read_ahead(items: Sequence, buffer: queue.Queue, stop: threading.Event) -> 
 
     try:
         for index, item in enumerate(items):
-            if stop.is_set():
-                return
-            try:
-                entry = (index, read_image_tensor(item), None)
-            except ImageReadError as error:
-                entry = (index, None, error.reason)
-            except ValueError as error:  # an array of the wrong shape
-                entry = (index, None, str(error))
-            if not put(entry):
+            if stop.is_set() or not put(_read_one(index, item)):
                 return
     except BaseException as error:  # anything else ends the run, raised where the caller sees it
         put(error)
         return
     put(_END)
+
+
+def _read_one(index: int, item) -> tuple:
+    try:
+        return (index, read_image_tensor(item), None)
+    except ImageReadError as error:
+        return (index, None, error.reason)
+    except ValueError as error:  # an array of the wrong shape
+        return (index, None, str(error))
+
+
+def _read_inline(items: Sequence):
+    """Read in the caller's thread (``read_ahead=0``): the same entries, no helper thread."""
+    for index, item in enumerate(items):
+        yield _read_one(index, item)
+    yield _END
 
 
 def _to_annotation(output: dict, names: np.ndarray, classes: list[str]) -> Annotation:
@@ -321,7 +329,8 @@ def iter_predictions(
         Where to run (``"auto"``, ``"cpu"``, ``"cuda"``, ...); the model is moved
         there. None: where the model is.
     read_ahead
-        Batches read and converted ahead of the model.
+        Batches read and converted ahead of the model, in a helper thread; 0
+        reads each batch in the calling thread when the model is ready for it.
     raw
         Relax the box head's score threshold, NMS and cap for the run
         (:func:`raw_detection_settings`), restoring them afterwards.
@@ -335,8 +344,8 @@ def iter_predictions(
     """
     import torch
 
-    if batch_size < 1 or read_ahead < 1:
-        raise ValueError(f"batch_size and read_ahead must be at least 1, got {batch_size} and {read_ahead}")
+    if batch_size < 1 or read_ahead < 0:
+        raise ValueError(f"batch_size must be at least 1 and read_ahead at least 0, got {batch_size} and {read_ahead}")
     items = list(images)
     names = np.array(["__background__", *classes], dtype=object)
     if device is not None:
@@ -350,18 +359,23 @@ def iter_predictions(
 
     summary = PredictionSummary()
     start = time.perf_counter()
-    buffer: queue.Queue = queue.Queue(maxsize=max(1, batch_size * read_ahead))
     stop = threading.Event()
-    reader = threading.Thread(target=_read_ahead, args=(items, buffer, stop), name="napari-faster-rcnn-read-ahead",
-                              daemon=True)
-    reader.start()
+    reader = None
+    if read_ahead:
+        buffer: queue.Queue = queue.Queue(maxsize=batch_size * read_ahead)
+        reader = threading.Thread(target=_read_ahead, args=(items, buffer, stop), daemon=True,
+                                  name="napari-faster-rcnn-read-ahead")
+        reader.start()
+        next_entry = buffer.get
+    else:
+        next_entry = _read_inline(items).__next__
     done = 0
     try:
         finished = False
         while not finished:
             pending, tensors = [], []
             while len(tensors) < batch_size:
-                entry = buffer.get()
+                entry = next_entry()
                 if entry is _END:
                     finished = True
                     break
@@ -390,7 +404,8 @@ def iter_predictions(
                 yield PredictionRecord(index, source, annotation, size, None, done, len(items))
     finally:
         stop.set()
-        reader.join()
+        if reader is not None:
+            reader.join()
         if previous is not None:
             previous.apply(model)
         model.train(was_training)
