@@ -247,3 +247,26 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_the_viewer_stays_usable
         pass
     run(qtbot, widget)
     assert viewer.layers[-1].metadata[L.LAYER_ROLE] == L.PREDICTIONS
+
+
+def test_an_error_while_predicting_is_shown_and_the_widget_stays_usable(opened, qtbot):
+    from napari.utils.notifications import notification_manager
+
+    viewer, widget, dataset, raw = opened
+    model = widget.checkpoint.model
+    forward = model.forward
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (a test)")
+
+    model.forward = out_of_memory
+    layers = len(viewer.layers)
+    run(qtbot, widget)
+    assert widget.status.text() == "prediction failed: CUDA out of memory (a test)"
+    assert notification_manager.records[-1].message == "Predict: CUDA out of memory (a test)"
+    assert len(viewer.layers) == layers  # nothing half-made
+    assert not [t for t in threading.enumerate() if t.name == "napari-faster-rcnn-read-ahead"]
+    model.forward = forward
+    assert widget.predict_button.isEnabled()
+    run(qtbot, widget)
+    assert len(viewer.layers) == layers + 1

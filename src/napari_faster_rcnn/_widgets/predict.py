@@ -59,9 +59,17 @@ def _row(*widgets) -> QWidget:
     return row
 
 
+class PredictionFailed(Exception):
+    """A RuntimeError of the model (out of memory, say), passed on as another type: superqt's
+    generator worker takes a RuntimeError for its own deletion and ends without a signal."""
+
+
 def _drain(generator):
     """The worker's generator: the records of ``generator``, then its summary."""
-    return (yield from generator)
+    try:
+        return (yield from generator)
+    except RuntimeError as error:
+        raise PredictionFailed(str(error)) from error
 
 
 class PredictWidget(QWidget):
