@@ -139,6 +139,8 @@ def test_mistakes_are_named(checkpoint, raw_run, tmp_path, capsys):
     assert "none.ckpt: no such checkpoint file" in capsys.readouterr().err
     assert predict(checkpoint, tmp_path / "nowhere", "--out", tmp_path / "x") == 2
     assert "nowhere: no such file or folder" in capsys.readouterr().err
+    assert predict(checkpoint, dataset / "raw", "--out", tmp_path / "x") == 2  # predictions, not images
+    assert "raw: no images (.png, .jpg, .tif, .bmp or .webp) in it or in its input/" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 

@@ -63,7 +63,7 @@ def find_images(inputs: str | Path | Sequence[str | Path]) -> tuple[list[Path], 
         for a path that does not exist; ``ValueError`` when two images have the
         same name (their prediction files would be one file).
     """
-    from .dataset import discover_dataset
+    from .dataset import ANNOTATIONS_ONLY, discover_dataset
     from .images import IMAGE_SUFFIXES, is_image_file
 
     if isinstance(inputs, (str, Path)):
@@ -74,7 +74,7 @@ def find_images(inputs: str | Path | Sequence[str | Path]) -> tuple[list[Path], 
         if given.is_dir():
             dataset = discover_dataset(given)
             found = [sample.image for sample in dataset.samples if sample.image is not None]
-            if not found:
+            if not found or dataset.layout == ANNOTATIONS_ONLY:
                 raise ValueError(f"{given}: no images (.png, .jpg, .tif, .bmp or .webp) in it or in its input/")
             paths.extend(found)
             skipped.extend((str(path), reason) for path, reason in dataset.skipped
