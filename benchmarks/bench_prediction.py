@@ -38,7 +38,7 @@ from _common import report  # noqa: E402
 from napari_faster_rcnn.core.checkpoints import load_checkpoint  # noqa: E402
 from napari_faster_rcnn.core.prediction import read_image_tensor  # noqa: E402
 from napari_faster_rcnn.core.prediction_files import predict_folder  # noqa: E402
-from napari_faster_rcnn.core.synthetic import SHAPE_CLASSES, make_synthetic_sample  # noqa: E402
+from napari_faster_rcnn.core.synthetic import make_synthetic_sample  # noqa: E402
 
 TARGET_RATIO = 1.15
 MODELS = {"cpu": 128, "default": 512}  # preset -> min_size = max_size
