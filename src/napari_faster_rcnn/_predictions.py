@@ -152,20 +152,24 @@ def add_prediction_layer(
     classes: Sequence[str] | None = None,
     image_sizes: Sequence | None = None,
     metadata: dict | None = None,
+    stacked: bool | None = None,
+    colors: dict | None = None,
 ):
     """Add a predictions layer over raw detections (one per image) and return it.
 
     ``metadata`` should name :data:`~._layers.SOURCE_IMAGES` (and
     :data:`~._layers.ANNOTATION_FILES` where they are to be saved). A stack
-    layer is made for several images, a 2-D one for one.
+    layer is made for several images, a 2-D one for one, unless ``stacked``
+    says otherwise. ``colors`` (class name -> colour) are kept for their classes.
     """
     from napari.layers import Layer
 
     empty = [Annotation(np.zeros((0, 4)), [], np.zeros(0)) for _ in raw]
     known = list(classes or []) + [label for a in raw for label in a.labels]
     data, kwargs, kind = L.shapes_layer_data(
-        empty, stacked=len(raw) != 1, name=name, classes=list(dict.fromkeys(known)), predictions=True,
-        image_sizes=image_sizes, metadata=metadata,
+        empty, stacked=len(raw) != 1 if stacked is None else stacked, name=name,
+        classes=list(dict.fromkeys(known)), colors=colors, predictions=True, image_sizes=image_sizes,
+        metadata=metadata,
     )
     layer = Layer.create(data, kwargs, kind)
     # paged before it joins the viewer, so widgets that see it arrive find its raw detections
@@ -317,6 +321,7 @@ def show_marks(viewer, kind: str, annotations: list[Annotation], source_layer, n
     kwargs["edge_width"] = source_layer.edge_width[0] * 1.5 if len(source_layer.edge_width) else kwargs["edge_width"]
     kwargs["edge_color"] = MARKS[kind]
     kwargs["opacity"] = 0.9
+    kwargs["scale"], kwargs["translate"] = source_layer.scale, source_layer.translate  # on the source's image
     layer = Layer.create(data, kwargs, shape_type)
     layer.text.visible = False  # the colour says what a mark is; the predictions layer shows labels and scores
     keep_with_layer(layer, SliceBoxes(viewer, layer, annotations, editable=False))

@@ -18,6 +18,7 @@ from . import __version__
 #: subcommand name -> module; the order is the order of ``--help``.
 COMMANDS = {
     "synthetic": "napari_faster_rcnn._cli.synthetic",
+    "predict": "napari_faster_rcnn._cli.predict",
     "evaluate": "napari_faster_rcnn._cli.evaluate",
     "convert": "napari_faster_rcnn._cli.convert",
     "stats": "napari_faster_rcnn._cli.stats",

@@ -1,0 +1,119 @@
+"""Predict images with a trained checkpoint: one annotation file per image (boxes, labels as
+class names, scores, classes) in --out, named after the image, and thresholds.json.
+
+IMAGES is a dataset folder (input/ + target/, or images with annotations beside
+them; its images are found as the reader finds them) or image files. The boxes
+written pass the score threshold and per-class NMS (--score, --nms, --classes,
+or a thresholds.json saved by "Tune predictions" with --thresholds; flags given
+win over the file). With --raw the raw detections are written instead (the
+model's own score threshold and NMS relaxed) and thresholds.json holds the
+values to start tuning from: open the folder in napari and use "Tune predictions".
+Files already in --out are not replaced unless --overwrite.
+"""
+
+from __future__ import annotations
+
+HELP = "predict images with a trained checkpoint, one annotation file per image"
+
+
+def configure(parser) -> None:
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a training checkpoint (best.ckpt, last.ckpt)")
+    parser.add_argument("images", metavar="IMAGES", nargs="+", help="a dataset folder or image files")
+    parser.add_argument("--out", required=True, metavar="DIR", help="the folder the prediction files go into")
+    parser.add_argument("--score", type=float, metavar="S",
+                        help="keep boxes scoring at least this (default 0.5, or the checkpoint config's "
+                        "box_score_thresh when it sets one other than torchvision's 0.05)")
+    parser.add_argument("--nms", type=float, metavar="IOU",
+                        help="per-class NMS IoU threshold, 1 keeps overlapping boxes (default: the checkpoint "
+                        "config's box_nms_thresh, 0.5)")
+    parser.add_argument("--classes", metavar="A,B,...", help="keep only these classes (default: all)")
+    parser.add_argument("--thresholds", metavar="FILE",
+                        help="a thresholds.json saved with tuned predictions (or the folder holding one)")
+    parser.add_argument("--raw", action="store_true",
+                        help="write the raw detections, no thresholds applied (thresholds.json: where tuning starts)")
+    parser.add_argument("--format", choices=("pt", "json"), default="pt", help="annotation file format (default pt)")
+    parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="images per forward pass (default 4)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                        help="where the model runs (default auto: a CUDA GPU, else MPS, else the CPU)")
+    parser.add_argument("--overwrite", action="store_true", help="replace prediction files already in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def chosen_thresholds(args, config):
+    """The thresholds from --thresholds, --score, --nms and --classes over the checkpoint's defaults."""
+    import json
+    from pathlib import Path
+
+    from ..core.inference import THRESHOLDS_FILE, Thresholds
+    from ..core.prediction import starting_thresholds
+
+    thresholds = starting_thresholds(config)
+    if args.thresholds:
+        path = Path(args.thresholds)
+        if path.is_dir():
+            path = path / THRESHOLDS_FILE
+        try:
+            thresholds = Thresholds.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no such thresholds file") from None
+        except (OSError, UnicodeDecodeError, ValueError, TypeError) as error:
+            raise ValueError(f"{path}: not a thresholds file ({error})") from None
+    changes = {}
+    for flag, key in (("score", "score_threshold"), ("nms", "nms_threshold")):
+        value = getattr(args, flag)
+        if value is not None:
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"--{flag} must be from 0 to 1, got {value}")
+            changes[key] = value
+    if args.classes:
+        changes["classes"] = tuple(name.strip() for name in args.classes.split(",") if name.strip())
+    return thresholds.replace(**changes) if changes else thresholds
+
+
+def run(args) -> int:
+    import sys
+    import time
+
+    from tqdm.auto import tqdm
+
+    from ..core.checkpoints import load_checkpoint
+    from ..core.prediction import resolve_device
+    from ..core.prediction_files import predict_folder
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    device = resolve_device(args.device)
+    start = time.perf_counter()
+    checkpoint = load_checkpoint(args.checkpoint, device=device)
+    thresholds = chosen_thresholds(args, checkpoint.config)
+    bars = []
+
+    def progress(record) -> None:
+        if not bars:  # made at the first image, so a refusal to overwrite prints no bar
+            bars.append(tqdm(total=record.total, desc="predicting", unit="image", disable=args.quiet,
+                             file=sys.stderr))
+        bars[0].update(1)
+
+    try:
+        result = predict_folder(checkpoint, args.images, args.out, thresholds=thresholds, raw=args.raw,
+                                suffix=f".{args.format}", batch_size=args.batch_size, device=None,
+                                overwrite=args.overwrite, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    for path, reason in result.skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    applied = "raw detections (no thresholds applied)" if args.raw else describe(thresholds)
+    print(f"{len(result.written)} images, {result.boxes} boxes, {result.summary.seconds:.1f} s on {device} "
+          f"({time.perf_counter() - start:.1f} s with loading), "
+          f"{len(result.skipped)} skipped; {applied}; written to {result.out_dir} "
+          f"(with {result.thresholds_file.name})")
+    return 0
+
+
+def describe(thresholds) -> str:
+    """The thresholds in words, for the results line."""
+    text = f"score >= {thresholds.score_threshold:g}, NMS IoU {thresholds.nms_threshold:g}"
+    if thresholds.classes is not None:
+        text += f", classes {','.join(thresholds.classes)}"
+    return text

@@ -1,0 +1,332 @@
+"""The "Predict" dock widget: a trained checkpoint over the current image, the whole stack or a folder.
+
+The checkpoint is read weights-only in a worker (a file that would run code is
+refused, and the refusal shown); prediction runs
+:func:`~..core.prediction.iter_predictions` in a napari ``thread_worker`` with
+a progress bar. The result is a predictions layer beside the image
+(:func:`~.._prediction_layers.add_predictions`) holding the raw detections, so
+that "Tune predictions" moves its score and NMS thresholds without running the
+model again. Cancel stops after the batch in progress and keeps the images
+predicted so far (the first ones of the stack, in order): a layer of those.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_warning
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import _prediction_layers as P
+from .._predictions import prediction_pages
+from ..core.inference import Thresholds
+from ..core.prediction import iter_predictions, resolve_device, starting_thresholds
+from ._common import LayerCombo
+
+CURRENT, STACK, FOLDER = "current image", "whole stack", "folder"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _threshold_box(tooltip: str) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(0.0, 1.0)
+    box.setSingleStep(0.05)
+    box.setDecimals(2)
+    box.setValue(0.5)
+    box.setToolTip(tooltip)
+    return box
+
+
+def _row(*widgets) -> QWidget:
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    for widget in widgets:
+        layout.addWidget(widget, 1 if isinstance(widget, (QLineEdit, QComboBox)) else 0)
+    return row
+
+
+class PredictionFailed(Exception):
+    """A RuntimeError of the model (out of memory, say), passed on as another type: superqt's
+    generator worker takes a RuntimeError for its own deletion and ends without a signal."""
+
+
+def _drain(generator):
+    """The worker's generator: the records of ``generator``, then its summary."""
+    try:
+        return (yield from generator)
+    except RuntimeError as error:
+        raise PredictionFailed(str(error)) from error
+
+
+class PredictWidget(QWidget):
+    """Load a checkpoint and predict images into a predictions layer."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.checkpoint = None  # the LoadedCheckpoint
+        self.loader = None
+        self.worker = None
+        self.records: list = []
+        self._generator = None
+        self._target = None
+        self._thresholds = None
+        self.layer = None  # the predictions layer of the last run
+
+        self.path = QLineEdit()
+        self.path.setPlaceholderText("best.ckpt of a training run")
+        self.path.setToolTip("a checkpoint written by training; read weights-only, nothing in it runs")
+        self.browse = QPushButton("…")
+        self.browse.setFixedWidth(30)
+        self.load_button = QPushButton("Load")
+        self.info = QLabel("no checkpoint loaded")
+        self.info.setWordWrap(True)
+
+        self.target = QComboBox()
+        self.target.addItems([CURRENT, STACK, FOLDER])
+        self.target.setToolTip("the image on screen, every image of the layer's stack, or a folder's images")
+        self.image_layer = LayerCombo(napari_viewer, P.is_image_layer)
+        self.image_layer.setToolTip("the image layer to predict")
+        self.folder = QLineEdit()
+        self.folder.setPlaceholderText("a folder of images (any dataset layout)")
+        self.folder_browse = QPushButton("…")
+        self.folder_browse.setFixedWidth(30)
+        self.folder_row = _row(self.folder, self.folder_browse)
+        self.batch_size = QSpinBox()
+        self.batch_size.setRange(1, 64)
+        self.batch_size.setValue(4)
+        self.batch_size.setToolTip("images per forward pass")
+        self.device = QComboBox()
+        self.device.addItems(DEVICES)
+        self.device.setToolTip("auto: a CUDA GPU, else Apple's MPS, else the CPU")
+        self.score = _threshold_box("show boxes scoring at least this (Tune predictions moves it later)")
+        self.nms = _threshold_box("per-class NMS IoU: drop a box overlapping a better one of its class by more "
+                                  "(1 keeps all)")
+        self.predict_button = QPushButton("Predict")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("stop after the batch in progress; the images done so far are kept")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("checkpoint", _row(self.path, self.browse, self.load_button))
+        form.addRow(self.info)
+        form.addRow("predict", self.target)
+        form.addRow("image layer", self.image_layer)
+        form.addRow("folder", self.folder_row)
+        form.addRow("batch size", _row(self.batch_size, QLabel("device"), self.device))
+        form.addRow("score ≥", _row(self.score, QLabel("NMS IoU"), self.nms))
+        form.addRow(_row(self.predict_button, self.cancel_button))
+        form.addRow(self.status)
+        self.form = form
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addStretch(1)
+
+        self.browse.clicked.connect(self._browse_checkpoint)
+        self.load_button.clicked.connect(self.load)
+        self.path.returnPressed.connect(self.load)
+        self.path.textEdited.connect(self._path_edited)
+        self.folder_browse.clicked.connect(self._browse_folder)
+        self.target.currentTextChanged.connect(self._show_target)
+        self.predict_button.clicked.connect(self.predict)
+        self.cancel_button.clicked.connect(self.cancel)
+        self._show_target()
+        self._set_running(False)
+
+    # --- checkpoint --------------------------------------------------------------
+
+    def _browse_checkpoint(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Checkpoint", self.path.text(), "Checkpoints (*.ckpt *.pt *.pth)")
+        if path:
+            self.path.setText(path)
+            self.load()
+
+    def _path_edited(self, *_) -> None:
+        if self.checkpoint is not None and Path(self.path.text().strip()) != self.checkpoint.path:
+            self.info.setText("press Load to read this checkpoint")
+
+    def load(self):
+        """Read the checkpoint in the path field, in a worker; returns the worker (None without a path)."""
+        path = self.path.text().strip()
+        if not path:
+            self.info.setText("choose a checkpoint file first")
+            return None
+        self.load_button.setEnabled(False)
+        self.predict_button.setEnabled(False)
+        self.info.setText(f"reading {Path(path).name} ...")
+        from ..core.checkpoints import load_checkpoint  # Lightning: imported when first needed
+
+        self.loader = create_worker(load_checkpoint, path, _connect={"errored": self._load_failed},
+                                    _start_thread=False)
+        self.loader.returned.connect(self._loaded)
+        self.loader.finished.connect(lambda: self._set_running(False))
+        self.loader.start()
+        return self.loader
+
+    def _load_failed(self, error) -> None:
+        self.checkpoint = None
+        self.info.setText(f"not loaded: {error}")
+        show_error(f"Predict: {error}")
+
+    def _loaded(self, checkpoint) -> None:
+        self.checkpoint = checkpoint
+        self.info.setText(describe_checkpoint(checkpoint))
+        self.info.setToolTip(str(checkpoint.path))
+        start = starting_thresholds(checkpoint.config)
+        self.score.setValue(start.score_threshold)
+        self.nms.setValue(start.nms_threshold)
+
+    # --- target --------------------------------------------------------------------
+
+    def _show_target(self, *_) -> None:
+        from_folder = self.target.currentText() == FOLDER
+        for field, visible in ((self.image_layer, not from_folder), (self.folder_row, from_folder)):
+            field.setVisible(visible)
+            self.form.labelForField(field).setVisible(visible)
+
+    def _browse_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Images", self.folder.text())
+        if folder:
+            self.folder.setText(folder)
+
+    def _prediction_target(self):
+        kind = self.target.currentText()
+        if kind == FOLDER:
+            folder = self.folder.text().strip()
+            if not folder:
+                raise ValueError("choose a folder of images first")
+            layer = P.open_folder_images(self.viewer, folder)
+            self.image_layer.set_layer(layer)
+            return P.layer_target(self.viewer, layer, whole_stack=True)
+        layer = self.image_layer.layer()
+        if layer is None:
+            raise ValueError("open an image (or a dataset folder) first")
+        return P.layer_target(self.viewer, layer, whole_stack=kind == STACK)
+
+    # --- predicting ---------------------------------------------------------------
+
+    def thresholds(self) -> Thresholds:
+        """The starting thresholds the controls show."""
+        return Thresholds(float(self.score.value()), float(self.nms.value()))
+
+    def predict(self):
+        """Start predicting the chosen images; returns the worker (None when nothing can start)."""
+        if self.checkpoint is None:
+            self.status.setText("load a checkpoint first")
+            return None
+        try:
+            device = resolve_device(self.device.currentText())
+            target = self._prediction_target()
+        except (ValueError, OSError) as error:
+            self.status.setText(str(error))
+            return None
+        self._target, self._thresholds, self.records = target, self.thresholds(), []
+        self._generator = iter_predictions(self.checkpoint.model, target.images, self.checkpoint.classes,
+                                           batch_size=self.batch_size.value(), device=device)
+        self.status.setText(f"predicting {len(target)} image{'s' if len(target) != 1 else ''} on {device} ...")
+        self.worker = create_worker(
+            _drain, self._generator,
+            _progress={"total": len(target), "desc": "Predicting"},
+            # errored given here, so the worker does not also re-raise the error in the main thread
+            _connect={"errored": self._failed},
+            _start_thread=False,  # started below, once every signal is connected
+        )
+        self.worker.yielded.connect(self._on_record)
+        self.worker.returned.connect(self._finished)
+        self.worker.aborted.connect(self._cancelled)
+        self.worker.finished.connect(self._cleanup)
+        self._set_running(True)
+        self.worker.start()
+        return self.worker
+
+    def cancel(self) -> None:
+        """Stop after the batch in progress (the images predicted so far are kept)."""
+        if self.worker is not None:
+            self.status.setText("cancelling after this batch ...")
+            self.worker.quit()
+
+    def _on_record(self, record) -> None:
+        self.records.append(record)
+        if record.done % 4 == 0 or record.done == record.total:
+            self.status.setText(f"predicted {record.done} / {record.total} images ...")
+
+    def _finished(self, summary) -> None:
+        self._show_result(len(self._target), cancelled=False)
+
+    def _cancelled(self) -> None:
+        self._show_result(len(self.records), cancelled=True)
+
+    def _show_result(self, count: int, cancelled: bool) -> None:
+        target = self._target
+        unreadable = [record.error for record in self.records if record.error and record.index < count]
+        if count == 0:
+            self.status.setText("cancelled before the first image: no predictions")
+            return
+        self.layer = P.add_predictions(self.viewer, target, self.records, self.checkpoint.classes, self._thresholds,
+                                       count=count, checkpoint=str(self.checkpoint.path))
+        raw = sum(len(r.annotation) for r in self.records if r.annotation is not None and r.index < count)
+        shown = sum(len(a) for a in prediction_pages(self.layer).annotations)
+        text = (f"{count} image{'s' if count != 1 else ''}: {shown:,} boxes pass score ≥ "
+                f"{self._thresholds.score_threshold:g} and NMS {self._thresholds.nms_threshold:g} "
+                f"({raw:,} raw detections kept for Tune predictions)")
+        if cancelled:
+            text = f"cancelled after {count} of {len(target)} images; " + text
+        if unreadable:
+            text += f"; {len(unreadable)} unreadable (no boxes)"
+            show_warning("Predict: could not read " + "; ".join(unreadable[:5])
+                         + (f"; and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""))
+        self.status.setText(text)
+
+    def _failed(self, error) -> None:
+        self.status.setText(f"prediction failed: {error}")
+        show_error(f"Predict: {error}")
+
+    def _cleanup(self) -> None:
+        if self._generator is not None:
+            self._generator.close()  # stops the reader thread, restores the model's settings
+            self._generator = None
+        self.worker = None
+        self._set_running(False)
+
+    def _set_running(self, running: bool) -> None:
+        loading = self.loader is not None and self.loader.is_running
+        self.predict_button.setEnabled(not running and not loading and self.checkpoint is not None)
+        self.cancel_button.setEnabled(running)
+        self.load_button.setEnabled(not running and not loading)
+
+    def closeEvent(self, event) -> None:
+        if self.worker is not None:
+            self.worker.quit()
+        self.image_layer.disconnect_viewer()
+        super().closeEvent(event)
+
+
+def describe_checkpoint(checkpoint) -> str:
+    """Classes, where training was, its validation metrics and the model, in a few lines."""
+    config = checkpoint.config
+    lines = [f"{len(checkpoint.classes)} classes: {', '.join(checkpoint.classes)}",
+             f"epoch {checkpoint.epoch}, step {checkpoint.global_step}"]
+    metrics = checkpoint.metrics
+    shown = [f"{label} {metrics[key]:.3f}" for key, label in (("val/voc_map", "VOC mAP"), ("val/coco_map", "COCO mAP"))
+             if key in metrics and metrics[key] == metrics[key]]
+    if shown:
+        lines[-1] += " · validation " + ", ".join(shown)
+    size = (f"images resized to {config.min_size} px" if config.min_size == config.max_size else
+            f"images resized to a short side of {config.min_size} px, a long side of at most {config.max_size}")
+    lines.append(f"{config.backbone}{' FPN' if config.fpn else ''}, heads {config.heads}, {size}")
+    return "\n".join(lines)

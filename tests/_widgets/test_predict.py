@@ -1,0 +1,277 @@
+"""The "Predict" widget in a real viewer: a tiny trained checkpoint over an image, a stack, a folder."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from napari_faster_rcnn import _layers as L
+from napari_faster_rcnn._predictions import prediction_pages
+from napari_faster_rcnn._widgets.evaluate import EvaluateWidget
+from napari_faster_rcnn._widgets.predict import FOLDER, STACK, PredictWidget
+from napari_faster_rcnn._widgets.tune_predictions import TunePredictionsWidget
+from napari_faster_rcnn.core.annotations import THRESHOLDS_FILE, load_annotation
+from napari_faster_rcnn.core.boxes import rectangles_to_boxes
+from napari_faster_rcnn.core.checkpoints import load_checkpoint
+from napari_faster_rcnn.core.inference import Thresholds, apply_thresholds, load_thresholds
+from napari_faster_rcnn.core.prediction import DetectionSettings, predict_images
+from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
+from tests.checkpoint_data import RunsCode, assert_same_detections, tiny_checkpoint
+
+PLUGIN = "napari-faster-rcnn"
+SCORE = 0.2  # the untrained model's scores lie near 0.25: some boxes pass this
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def expected(checkpoint, tmp_path_factory):
+    """A dataset folder and the raw detections of each of its images, computed without the widget."""
+    dataset = write_synthetic_dataset(tmp_path_factory.mktemp("widget") / "shapes", 6, seed=3, height=64, width=80)
+    loaded = load_checkpoint(checkpoint)
+    records, _ = predict_images(loaded.model, sorted((dataset / "input").glob("*.png")), loaded.classes)
+    return dataset, [record.annotation for record in records]
+
+
+def loaded_widget(viewer, qtbot, path):
+    widget = PredictWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.path.setText(str(path))
+    with qtbot.waitSignal(widget.load().finished, timeout=60_000):
+        pass
+    return widget
+
+
+def run(qtbot, widget):
+    worker = widget.predict()
+    assert worker is not None, widget.status.text()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)  # finished and cleaned up
+    return worker
+
+
+def shown(layer):
+    boxes, _ = rectangles_to_boxes(layer.data)
+    return boxes, list(layer.features["label"]), np.asarray(layer.features["score"])
+
+
+def assert_shows(layer, annotation):
+    boxes, labels, scores = shown(layer)
+    np.testing.assert_allclose(boxes, annotation.boxes, atol=1e-3)
+    assert labels == annotation.labels
+    np.testing.assert_allclose(scores, annotation.scores, atol=1e-5)
+
+
+@pytest.fixture
+def opened(make_napari_viewer, qtbot, checkpoint, expected):
+    viewer = make_napari_viewer()
+    dataset, raw = expected
+    viewer.open(dataset, plugin=PLUGIN)  # the images and their labels
+    widget = loaded_widget(viewer, qtbot, checkpoint)
+    widget.score.setValue(SCORE)
+    return viewer, widget, dataset, raw
+
+
+def test_the_checkpoint_is_described_and_sets_the_starting_thresholds(make_napari_viewer, qtbot, checkpoint):
+    viewer = make_napari_viewer()
+    widget = PredictWidget(viewer)
+    assert not widget.predict_button.isEnabled() and widget.predict() is None
+    assert widget.status.text() == "load a checkpoint first"
+    widget = loaded_widget(viewer, qtbot, checkpoint)
+    text = widget.info.text()
+    assert "3 classes: circle, square, triangle" in text and "epoch 0, step 2" in text
+    assert "validation VOC mAP" in text and "resnet18_slim, heads v1, images resized to 64 px" in text
+    assert (widget.score.value(), widget.nms.value()) == (0.5, 0.5)
+    assert widget.predict_button.isEnabled()
+    assert widget.predict() is None and widget.status.text() == "open an image (or a dataset folder) first"
+
+
+def test_predict_the_whole_stack(opened, qtbot):
+    viewer, widget, dataset, raw = opened
+    images, labels = viewer.layers[0], viewer.layers[1]
+    widget.target.setCurrentText(STACK)
+    run(qtbot, widget)
+    layer = viewer.layers[-1]
+    assert layer is widget.layer and layer.name == "shapes predictions" and layer.ndim == 3
+    assert layer.metadata[L.LAYER_ROLE] == L.PREDICTIONS
+    assert layer.metadata[L.SOURCE_IMAGES] == images.metadata[L.SOURCE_IMAGES]  # saving: one file per image
+    assert layer.metadata[L.THRESHOLDS] == Thresholds(SCORE, 0.5).to_dict()
+    pages = prediction_pages(layer)
+    for index, annotation in enumerate(raw):
+        assert_same_detections(pages.raw[index], annotation)  # the raw detections are behind the layer
+    colors = labels.metadata[L.CLASS_COLORS]
+    assert layer.metadata[L.CLASS_COLORS] == colors  # the labels' colours
+    for index in (0, 4):
+        viewer.dims.set_current_step(0, index)
+        kept = apply_thresholds(pages.raw[index], Thresholds(SCORE, 0.5))
+        assert len(kept) > 0
+        assert_shows(layer, kept)
+        boxes, names, scores = shown(layer)
+        np.testing.assert_allclose(layer.edge_color, L.edge_colors(names, colors))  # colour by class
+        assert list(layer.text.values) == [f"{name} {score:.2f}" for name, score in zip(names, scores)]
+    total = sum(len(apply_thresholds(a, Thresholds(SCORE, 0.5))) for a in pages.raw)
+    assert widget.status.text().startswith(f"6 images: {total:,} boxes pass score ≥ 0.2 and NMS 0.5")
+
+
+def test_predict_the_current_image_of_a_stack(opened, qtbot):
+    viewer, widget, dataset, raw = opened
+    viewer.dims.set_current_step(0, 3)
+    run(qtbot, widget)  # "current image" is the default
+    layer = viewer.layers[-1]
+    assert layer.name == "shapes 003 predictions" and layer.ndim == 3
+    assert layer.metadata[L.SOURCE_IMAGES] == [str(dataset / "input" / "003.png")]
+    assert tuple(layer.translate) == (3.0, 0.0, 0.0)  # on its slice of the stack
+    pages = prediction_pages(layer)
+    assert len(pages.raw) == 1
+    assert_same_detections(pages.raw[0], raw[3])
+    assert_shows(layer, apply_thresholds(pages.raw[0], Thresholds(SCORE, 0.5)))
+    boxes, _ = rectangles_to_boxes(layer.data)
+    assert len(boxes) and np.all(np.asarray(layer.data)[:, :, 0] == 0)  # data index 0, shown at slice 3
+
+
+def test_predict_a_folder_adds_its_image_stack(make_napari_viewer, qtbot, checkpoint, expected, tmp_path):
+    viewer = make_napari_viewer()
+    _, raw = expected
+    folder = write_synthetic_dataset(tmp_path / "other", 3, seed=3, height=64, width=80)  # the first 3 images again
+    widget = loaded_widget(viewer, qtbot, checkpoint)
+    widget.target.setCurrentText(FOLDER)
+    assert widget.predict() is None and widget.status.text() == "choose a folder of images first"
+    widget.folder.setText(str(folder))
+    run(qtbot, widget)
+    assert [layer.name for layer in viewer.layers] == ["other", "other predictions"]
+    images, layer = viewer.layers
+    assert images.data.shape == (3, 64, 80, 3) and images.metadata[L.DATASET_ROOT] == str(folder)
+    assert layer.metadata[L.SOURCE_IMAGES] == [str(folder / "input" / f"{i:03d}.png") for i in range(3)]
+    for index in range(3):
+        assert_same_detections(prediction_pages(layer).raw[index], raw[index])
+    run(qtbot, widget)  # again: the open image stack is used, not opened twice
+    assert [layer.name for layer in viewer.layers] == ["other", "other predictions", "other predictions [1]"]
+
+
+def test_tune_evaluate_and_save_work_on_the_result_without_running_the_model(opened, qtbot, tmp_path):
+    viewer, widget, dataset, raw = opened
+    model = widget.checkpoint.model
+    calls = []
+    forward = model.forward
+    model.forward = lambda *args, **kwargs: calls.append(1) or forward(*args, **kwargs)
+    widget.target.setCurrentText(STACK)
+    widget.batch_size.setValue(4)
+    run(qtbot, widget)
+    assert len(calls) == 2  # 6 images in batches of 4
+    layer = viewer.layers[-1]
+    pages = prediction_pages(layer)
+
+    tune = TunePredictionsWidget(viewer)
+    viewer.window.add_dock_widget(tune)
+    tune.predictions.set_layer(layer)
+    assert tune.thresholds() == Thresholds(SCORE, 0.5)  # the sliders start where Predict left it
+    viewer.dims.set_current_step(0, 2)
+    tune.score.setSliderDown(True)
+    tune.score.setValue(0.25)
+    # the scores crowd near 0.25: compare with the very value the slider gives, not the literal
+    dragged = tune.thresholds()
+    assert abs(dragged.score_threshold - 0.25) < 1e-6 and dragged.nms_threshold == 0.5
+    assert_shows(layer, apply_thresholds(pages.raw[2], dragged))
+    tune.score.setSliderDown(False)
+    tune.nms.setValue(0.3)
+    chosen = tune.thresholds()
+    assert_shows(layer, apply_thresholds(pages.raw[2], chosen))
+    assert len(shown(layer)[0]) < len(apply_thresholds(pages.raw[2], Thresholds(SCORE, 0.5)))
+    assert len(calls) == 2  # the sliders filtered the raw detections; the model did not run again
+
+    evaluate = EvaluateWidget(viewer)
+    evaluate.ground_truth.set_layer(viewer.layers[1])
+    evaluate.predictions.set_layer(layer)
+    with qtbot.waitSignal(evaluate.run().finished, timeout=60_000):
+        pass
+    assert evaluate.result is not None and evaluate.result.images == 6
+
+    out = tmp_path / "saved"
+    out.mkdir()
+    viewer.layers.selection = {layer}
+    viewer.layers.save(str(out / "x.pt"), selected=True, plugin=PLUGIN)
+    assert sorted(path.name for path in out.iterdir()) == [*(f"{i:03d}.pt" for i in range(6)), THRESHOLDS_FILE]
+    assert load_thresholds(out) == chosen
+    for index in range(6):
+        saved = load_annotation(out / f"{index:03d}.pt")
+        assert saved.labels == apply_thresholds(pages.raw[index], chosen).labels
+
+
+def test_cancel_keeps_the_images_predicted_so_far(make_napari_viewer, qtbot, checkpoint):
+    viewer = make_napari_viewer()
+    pictures = np.random.default_rng(0).integers(0, 256, (40, 64, 64, 3), dtype=np.uint8)
+    viewer.add_image(pictures, rgb=True, name="frames")
+    widget = loaded_widget(viewer, qtbot, checkpoint)
+    model = widget.checkpoint.model
+    own = DetectionSettings.of_model(model)
+    forward = model.forward
+    model.forward = lambda *args, **kwargs: time.sleep(0.05) or forward(*args, **kwargs)
+    widget.target.setCurrentText(STACK)
+    widget.batch_size.setValue(2)
+    worker = widget.predict()
+    assert widget.cancel_button.isEnabled() and not widget.predict_button.isEnabled()
+    worker.yielded.connect(lambda record: widget.cancel() if record.done == 2 else None)
+    with qtbot.waitSignal(worker.aborted, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
+    layer = viewer.layers[-1]
+    count = len(prediction_pages(layer).raw)
+    assert 2 <= count < 40
+    assert widget.status.text().startswith(f"cancelled after {count} of 40 images")
+    assert layer.metadata[L.SOURCE_IMAGES] == [None] * count
+    assert not [t for t in threading.enumerate() if t.name == "napari-faster-rcnn-read-ahead"]
+    assert DetectionSettings.of_model(model) == own  # the raw settings were undone
+    assert widget.predict_button.isEnabled() and not widget.cancel_button.isEnabled()
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_the_viewer_stays_usable(make_napari_viewer, qtbot,
+                                                                                 checkpoint, tmp_path):
+    from napari.utils.notifications import notification_manager
+
+    viewer = make_napari_viewer()
+    contents = torch.load(checkpoint, weights_only=True)
+    marker = tmp_path / "pwned"
+    contents["hyper_parameters"]["note"] = RunsCode(marker)
+    tampered = tmp_path / "tampered.ckpt"
+    torch.save(contents, tampered)
+    widget = loaded_widget(viewer, qtbot, tampered)
+    assert not marker.exists()  # nothing in the file ran
+    assert widget.checkpoint is None and not widget.predict_button.isEnabled()
+    assert widget.info.text().startswith(f"not loaded: {tampered}:")
+    message = notification_manager.records[-1].message
+    assert message.startswith(f"Predict: {tampered}:") and "os" in message  # names what it would import
+    viewer.add_image(np.zeros((64, 64, 3), np.uint8), rgb=True)  # still usable: load a good one and predict
+    widget.path.setText(str(checkpoint))
+    with qtbot.waitSignal(widget.load().finished, timeout=60_000):
+        pass
+    run(qtbot, widget)
+    assert viewer.layers[-1].metadata[L.LAYER_ROLE] == L.PREDICTIONS
+
+
+def test_an_error_while_predicting_is_shown_and_the_widget_stays_usable(opened, qtbot):
+    from napari.utils.notifications import notification_manager
+
+    viewer, widget, dataset, raw = opened
+    model = widget.checkpoint.model
+    forward = model.forward
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (a test)")
+
+    model.forward = out_of_memory
+    layers = len(viewer.layers)
+    run(qtbot, widget)
+    assert widget.status.text() == "prediction failed: CUDA out of memory (a test)"
+    assert notification_manager.records[-1].message == "Predict: CUDA out of memory (a test)"
+    assert len(viewer.layers) == layers  # nothing half-made
+    assert not [t for t in threading.enumerate() if t.name == "napari-faster-rcnn-read-ahead"]
+    model.forward = forward
+    assert widget.predict_button.isEnabled()
+    run(qtbot, widget)
+    assert len(viewer.layers) == layers + 1
