@@ -16,7 +16,7 @@ def test_demo_writes_checkpoint_curves_predictions_and_a_json_line(tmp_path, cap
     output = tmp_path / "demo"
     assert main(["demo", "--output", str(output), *TINY, "--json"]) == 0
     captured = capsys.readouterr()
-    results = json.loads(captured.out.strip().splitlines()[-1])
+    results = json.loads(captured.out)  # stdout is the JSON line alone, so `demo --json | jq` works
     for key in ("voc_map", "coco_map", "seconds", "per_class", "steps", "images", "checkpoint"):
         assert key in results, key
     assert 0.0 <= results["voc_map"] <= 1.0 and 0.0 <= results["coco_map"] <= 1.0

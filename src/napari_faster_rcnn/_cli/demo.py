@@ -27,7 +27,7 @@ def configure(parser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: one per CPU but one, at most 4)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier demo's files in --output")
-    parser.add_argument("--json", action="store_true", help="end with one line of JSON: voc_map, coco_map, "
+    parser.add_argument("--json", action="store_true", help="print one line of JSON alone on stdout (progress goes to stderr): voc_map, coco_map, "
                         "seconds, per_class, steps, images, checkpoint, ...")
 
 
@@ -50,6 +50,7 @@ def default_threads() -> int:
 
 
 def run(args) -> int:
+    import contextlib
     import json
     import logging
     import sys
@@ -74,11 +75,13 @@ def run(args) -> int:
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
                  "lightning.fabric.utilities.seed"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    results = run_demo(
-        args.output, train_images=args.images, validation_images=args.validation_images,
-        test_images=args.test_images, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
-        accelerator=args.accelerator, overwrite=args.overwrite, say=say,
-    )
+    # Lightning's progress bar writes to stdout; with --json, stdout holds the JSON line alone.
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        results = run_demo(
+            args.output, train_images=args.images, validation_images=args.validation_images,
+            test_images=args.test_images, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+            accelerator=args.accelerator, overwrite=args.overwrite, say=say,
+        )
     results["seconds"] = round(time.perf_counter() - start, 1)
     results["threads"] = torch.get_num_threads()
     table = format_results(results)
