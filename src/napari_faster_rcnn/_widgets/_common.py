@@ -1,4 +1,4 @@
-"""Small pieces shared by the widgets: a combo box of layers that keeps itself current."""
+"""Small pieces shared by the widgets: a combo box of layers that keeps itself current, a worker's progress bar."""
 
 from __future__ import annotations
 
@@ -47,3 +47,11 @@ class LayerCombo(QComboBox):
         for emitter in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
                         self.viewer.layers.events.moved):
             emitter.disconnect(self.refresh)
+
+
+def set_progress(worker, done: int, total: int) -> None:
+    """Show ``done`` of ``total`` on the napari progress bar of a ``create_worker(..., _progress=...)`` worker."""
+    bar = getattr(worker, "pbar", None)
+    if bar is not None:
+        bar.total, bar.n = total, done
+        bar.refresh()

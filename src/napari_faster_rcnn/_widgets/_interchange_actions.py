@@ -33,6 +33,7 @@ from ..core.formats import (
     iter_write_dataset,
     matching_formats,
 )
+from ._common import set_progress
 
 PLUGIN = "napari-faster-rcnn"
 SHOWN_LINES = 6  # of a report's summary in the status line (all of it in the tooltip and the notification)
@@ -219,11 +220,7 @@ class InterchangeActions(QObject):
 
     def _progress(self, worker, step, verb) -> None:
         done, total = step
-        bar = getattr(worker, "pbar", None)
-        if bar is not None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
+        set_progress(worker, done, total)
         self.widget.status.setText(f"{verb.lower()}ing: {done} / {total} images …")
 
     def _finished(self) -> None:

@@ -39,7 +39,7 @@ from ..core.config import ConfigError
 from ..core.images import read_image
 from ..core.model import padded_image_size, resized_image_size
 from ._anchor_settings import AnchorSettings, row
-from ._common import LayerCombo
+from ._common import LayerCombo, set_progress
 
 LAYERS, FOLDER = "layers", "folder"
 
@@ -209,10 +209,7 @@ class AnchorBoxesWidget(QWidget):
 
     def _progress(self, step) -> None:
         done, total = step
-        bar = getattr(self.worker, "pbar", None)
-        if bar is not None:
-            bar.total, bar.n = total, done
-            bar.refresh()
+        set_progress(self.worker, done, total)
         self.report.setText(f"reading {done} / {total} images ...")
 
     def _folder_read(self, result) -> None:

@@ -37,7 +37,7 @@ from .. import _layers as L
 from .._statistics import is_box_layer, layer_statistics
 from ..core.statistics import DEFAULT_MAX_SIZE, DEFAULT_MIN_SIZE, iter_folder_statistics
 from ..core.statistics_plots import THEMES, plot_statistics
-from ._common import LayerCombo
+from ._common import LayerCombo, set_progress
 
 LAYER, FOLDER = "box layer", "folder"
 ALL_BY_CLASS, ALL_TOGETHER = "all classes, by class", "all classes together"
@@ -193,11 +193,7 @@ class DatasetStatisticsWidget(QWidget):
 
     def _progress(self, step) -> None:
         done, total = step
-        bar = getattr(self.worker, "pbar", None)
-        if bar is not None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
+        set_progress(self.worker, done, total)
         self.summary.setText(f"reading {done} / {total} images ...")
 
     def _failed(self, error) -> None:
