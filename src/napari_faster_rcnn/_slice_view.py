@@ -49,7 +49,7 @@ def show_boxes(layer, annotation: Annotation, index: int | None, colors: dict[st
     # An empty features table resets the defaults to None: new shapes would get no label, and
     # the label-coloured text fails on several None values. Keep the defaults across the replace.
     defaults = layer.feature_defaults.copy()
-    with layer.events.blocker_all():
+    with layer.events.blocker_all(), _refresh_held(layer):
         layer.selected_data = set()
         layer.data = []
         if labels:
@@ -57,6 +57,20 @@ def show_boxes(layer, annotation: Annotation, index: int | None, colors: dict[st
         layer.features = L.features_frame(labels, scores)
         layer.feature_defaults = defaults
     layer.refresh()
+
+
+def _refresh_held(layer):
+    """Hold back the layer's own refreshes while its contents are replaced; the caller refreshes once.
+
+    Setting ``data`` and adding shapes each refresh a Shapes layer (its slice, its
+    thumbnail drawn shape by shape, its text), three times for one replace; napari's
+    ``_block_refresh`` (private; napari 0.5 to 0.9 have it) holds them back. Without
+    it the replace is only slower.
+    """
+    import contextlib
+
+    block = getattr(layer, "_block_refresh", None)
+    return block() if callable(block) else contextlib.nullcontext()
 
 
 def read_boxes(layer, sizes: tuple[int, int] | None, classes: Sequence[str], predictions: bool) -> Annotation:
