@@ -33,3 +33,21 @@ def report(name: str, rows: list[tuple], summary: dict) -> None:
     for row in rows:
         print("  " + str(row[0]).ljust(width) + "  " + "  ".join(str(c) for c in row[1:]))
     print(json.dumps({"benchmark": name, **summary}))
+
+
+class Painter:
+    """Let the viewer react and paint its canvas once; counts the paints to be sure."""
+
+    def __init__(self, app, scene_canvas):
+        self.app, self.scene_canvas, self.draws = app, scene_canvas, 0
+        scene_canvas.events.draw.connect(self._drawn)
+
+    def _drawn(self, event=None) -> None:
+        self.draws += 1
+
+    def __call__(self) -> None:
+        before = self.draws
+        self.app.processEvents()  # napari's update has asked for a paint; Qt paints now
+        if self.draws == before:  # nothing was pending: paint anyway, as the baseline must
+            self.scene_canvas.update()
+            self.app.processEvents()

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import report  # noqa: E402
+from _common import Painter, report  # noqa: E402
 
 SIZES = ["(32,), (64,), (128,), (256,), (512,)", "(24,), (48,), (96,), (192,), (384,)",
          "(40,), (80,), (160,), (320,), (640,)", "(28,), (56,), (112,), (224,), (448,)"]
@@ -84,24 +84,6 @@ def coverage_speed(config, images: int = 1000, dense_images: int = 25):
     theirs = (time.perf_counter() - start) / dense_images
     np.testing.assert_allclose(np.concatenate(dense), coverage.best_iou[:20 * dense_images], atol=1e-6)
     return ours, theirs
-
-
-class Painter:
-    """Let Qt paint the canvas once (napari asked for it, or we do)."""
-
-    def __init__(self, app, scene_canvas):
-        self.app, self.scene_canvas, self.draws = app, scene_canvas, 0
-        scene_canvas.events.draw.connect(self._drawn)
-
-    def _drawn(self, event=None) -> None:
-        self.draws += 1
-
-    def __call__(self) -> None:
-        before = self.draws
-        self.app.processEvents()
-        if self.draws == before:
-            self.scene_canvas.update()
-            self.app.processEvents()
 
 
 def timed(function, paint, repeat: int):

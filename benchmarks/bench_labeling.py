@@ -35,8 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import report  # noqa: E402
-from bench_tune_predictions import Painter  # noqa: E402
+from _common import Painter, report  # noqa: E402
 
 
 def make_dataset(folder: Path, images: int, per_image: int, size: int = 256, seed: int = 0) -> None:

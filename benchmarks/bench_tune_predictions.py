@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import measure, report  # noqa: E402
+from _common import Painter, measure, report  # noqa: E402
 
 
 def make_raw(images: int, per_image: int, classes: int, size: int = 256, seed: int = 0):
@@ -53,24 +53,6 @@ def make_raw(images: int, per_image: int, classes: int, size: int = 256, seed: i
         labels = [names[k] for k in (which + (rng.random(per_image) < 0.2)) % classes]
         raw.append(Annotation(boxes, labels, rng.random(per_image)))
     return raw
-
-
-class Painter:
-    """Let the viewer react and paint its canvas once; counts the paints to be sure."""
-
-    def __init__(self, app, scene_canvas):
-        self.app, self.scene_canvas, self.draws = app, scene_canvas, 0
-        scene_canvas.events.draw.connect(self._drawn)
-
-    def _drawn(self, event=None) -> None:
-        self.draws += 1
-
-    def __call__(self) -> None:
-        before = self.draws
-        self.app.processEvents()  # napari's update has asked for a paint; Qt paints now
-        if self.draws == before:  # nothing was pending: paint anyway, as the baseline must
-            self.scene_canvas.update()
-            self.app.processEvents()
 
 
 def main(argv=None) -> int:
