@@ -1,10 +1,11 @@
-"""Small pieces shared by the widgets: a combo box of layers that keeps itself current, a worker's progress bar."""
+"""Small pieces shared by the widgets: a combo box of layers that keeps itself current, a compact
+table sized to its rows, a worker's progress bar."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from qtpy.QtWidgets import QComboBox
+from qtpy.QtWidgets import QComboBox, QHeaderView, QTableWidget
 
 
 class LayerCombo(QComboBox):
@@ -55,3 +56,21 @@ def set_progress(worker, done: int, total: int) -> None:
     if bar is not None:
         bar.total, bar.n = total, done
         bar.refresh()
+
+
+def compact_table(columns) -> QTableWidget:
+    """A table of ``columns`` without row numbers, its columns fitted to their contents, as high as its header."""
+    table = QTableWidget(0, len(columns))
+    table.setHorizontalHeaderLabels(list(columns))
+    table.verticalHeader().setVisible(False)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.horizontalHeader().setStretchLastSection(True)
+    table.setFixedHeight(table.horizontalHeader().sizeHint().height() + 4)
+    return table
+
+
+def fit_table_rows(table: QTableWidget, rows: int, most: int) -> None:
+    """Give ``table`` ``rows`` rows and the height to show them, at most ``most`` (it scrolls beyond)."""
+    table.setRowCount(rows)
+    visible = table.verticalHeader().defaultSectionSize() * min(rows, most)
+    table.setFixedHeight(table.horizontalHeader().height() + visible + 4)

@@ -21,13 +21,11 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
     QSizePolicy,
     QSpinBox,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -37,7 +35,7 @@ from .. import _layers as L
 from .._statistics import is_box_layer, layer_statistics
 from ..core.statistics import DEFAULT_MAX_SIZE, DEFAULT_MIN_SIZE, iter_folder_statistics
 from ..core.statistics_plots import THEMES, plot_statistics
-from ._common import LayerCombo, set_progress
+from ._common import LayerCombo, compact_table, fit_table_rows, set_progress
 
 LAYER, FOLDER = "box layer", "folder"
 ALL_BY_CLASS, ALL_TOGETHER = "all classes, by class", "all classes together"
@@ -94,12 +92,7 @@ class DatasetStatisticsWidget(QWidget):
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(340)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.setFixedHeight(self.table.horizontalHeader().sizeHint().height() + 4)
+        self.table = compact_table(COLUMNS)
 
         sizes = QHBoxLayout()
         sizes.addWidget(self.min_size)
@@ -235,8 +228,8 @@ class DatasetStatisticsWidget(QWidget):
     def _fill_table(self, transformed: bool) -> None:
         stats = self.stats
         counts, images = stats.class_counts, stats.class_image_counts
-        self.table.setRowCount(len(stats.classes) + 1)
         rows = [*stats.classes, None]
+        fit_table_rows(self.table, len(rows), most=4)
         for row, name in enumerate(rows):
             width, height = (stats.values(q, transformed, name) for q in ("box_width", "box_height"))
             median = f"{_median(width)} × {_median(height)}" if len(width) else "-"
@@ -244,8 +237,6 @@ class DatasetStatisticsWidget(QWidget):
                      images[name] if name else stats.images - stats.images_without_boxes, median)
             for column, value in enumerate(cells):
                 self.table.setItem(row, column, QTableWidgetItem(str(value)))
-        visible = self.table.verticalHeader().defaultSectionSize() * min(len(rows), 4)
-        self.table.setFixedHeight(self.table.horizontalHeader().height() + visible + 4)
 
     def closeEvent(self, event) -> None:
         self.layer.disconnect_viewer()

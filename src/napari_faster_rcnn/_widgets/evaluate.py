@@ -17,10 +17,8 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
     QFormLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -29,7 +27,7 @@ from qtpy.QtWidgets import (
 from .. import _layers as L
 from .. import _predictions as P
 from ..core.metrics import evaluate
-from ._common import LayerCombo
+from ._common import LayerCombo, compact_table, fit_table_rows
 
 COLUMNS = ("class", "truth", "predicted", "AP", "COCO AP")
 
@@ -59,12 +57,7 @@ class EvaluateWidget(QWidget):
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.setFixedHeight(self.table.horizontalHeader().sizeHint().height() + 4)
+        self.table = compact_table(COLUMNS)
 
         self.figure = Figure(figsize=(3.6, 2.8), dpi=90, facecolor="#262930", layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
@@ -129,9 +122,7 @@ class EvaluateWidget(QWidget):
             f"{result.images} images · VOC mAP@{voc.iou_threshold:g} {_number(voc.map)} · COCO mAP "
             f"{_number(coco.map)} (@0.5 {_number(coco.map50)}, @0.75 {_number(coco.map75)})"
         )
-        self.table.setRowCount(len(voc.classes))
-        rows = self.table.verticalHeader().defaultSectionSize() * min(len(voc.classes), 6)
-        self.table.setFixedHeight(self.table.horizontalHeader().height() + rows + 4)
+        fit_table_rows(self.table, len(voc.classes), most=6)
         for row, name in enumerate(voc.classes):
             cells = (name, voc.ground_truth_counts[name], voc.prediction_counts[name], _number(voc.ap[name]),
                      _number(coco.per_class.get(name, math.nan)))
