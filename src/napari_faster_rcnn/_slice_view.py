@@ -20,6 +20,7 @@ No Qt here.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 import weakref
 from collections.abc import Callable, Sequence
@@ -64,11 +65,9 @@ def _refresh_held(layer):
 
     Setting ``data`` and adding shapes each refresh a Shapes layer (its slice, its
     thumbnail drawn shape by shape, its text), three times for one replace; napari's
-    ``_block_refresh`` (private; napari 0.5 to 0.9 have it) holds them back. Without
+    ``_block_refresh`` (private; napari 0.9 has it) holds them back. Without
     it the replace is only slower.
     """
-    import contextlib
-
     block = getattr(layer, "_block_refresh", None)
     return block() if callable(block) else contextlib.nullcontext()
 
