@@ -240,6 +240,18 @@ def test_saving_keeps_the_file_mode(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o640
 
 
+def test_a_new_file_gets_the_mode_open_gives_and_the_process_umask_is_left_alone(tmp_path, monkeypatch):
+    reference = tmp_path / "reference"
+    reference.touch()  # what open() gives a new file under the process umask
+    calls = []
+    real_umask = os.umask
+    monkeypatch.setattr(os, "umask", lambda mask: calls.append(mask) or real_umask(mask))
+    path = save_annotation(tmp_path / "new.pt", Annotation([[1, 2, 3, 4]], ["a"]))
+    # setting the umask to read it would, for a moment, give other threads' new files mode 0o666
+    assert calls == []
+    assert path.stat().st_mode & 0o777 == reference.stat().st_mode & 0o777
+
+
 def test_find_annotation_beside_or_in_target(tmp_path):
     (tmp_path / "input").mkdir()
     (tmp_path / "target").mkdir()

@@ -297,13 +297,24 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
         raise
 
 
+def _read_umask() -> int:
+    # os.umask can only be read by setting it, for the whole process: read it once, at import,
+    # not at every save, where another thread (the prediction writer, a logger) may be creating a
+    # file in the moment the mask is 0 and would make it writable by everyone.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
 def _file_mode(path: Path) -> int:
+    """The mode for ``path``: its own when it exists, else what ``open`` would give a new file."""
     try:
         return path.stat().st_mode & 0o777
     except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        return 0o666 & ~_UMASK
 
 
 def find_annotation_file(image_path: str | Path) -> Path | None:
