@@ -17,8 +17,9 @@ PLUGIN = "napari-faster-rcnn"
 def run(qtbot, widget):
     worker = widget.run()
     assert worker is not None
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
-        pass
+    # the button comes back in the widget's own `finished` handler, connected before the worker started;
+    # a signal connected here could miss a worker that already finished
+    qtbot.waitUntil(widget.run_button.isEnabled, timeout=60_000)
     assert widget.result is not None
 
 

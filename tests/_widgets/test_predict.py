@@ -44,9 +44,15 @@ def loaded_widget(viewer, qtbot, path):
     widget = PredictWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.path.setText(str(path))
-    with qtbot.waitSignal(widget.load().finished, timeout=60_000):
-        pass
+    load(qtbot, widget)
     return widget
+
+
+def load(qtbot, widget):
+    assert widget.load() is not None
+    # Load comes back in the widget's own `finished` handler, connected before the worker started; a signal
+    # connected here could miss a worker that already finished
+    qtbot.waitUntil(widget.load_button.isEnabled, timeout=60_000)
 
 
 def run(qtbot, widget):
@@ -188,8 +194,8 @@ def test_tune_evaluate_and_save_work_on_the_result_without_running_the_model(ope
     evaluate = EvaluateWidget(viewer)
     evaluate.ground_truth.set_layer(viewer.layers[1])
     evaluate.predictions.set_layer(layer)
-    with qtbot.waitSignal(evaluate.run().finished, timeout=60_000):
-        pass
+    assert evaluate.run() is not None
+    qtbot.waitUntil(evaluate.run_button.isEnabled, timeout=60_000)  # finished (see load)
     assert evaluate.result is not None and evaluate.result.images == 6
 
     out = tmp_path / "saved"
@@ -216,13 +222,18 @@ def test_cancel_keeps_the_images_predicted_so_far(make_napari_viewer, qtbot, che
     widget.batch_size.setValue(2)
     worker = widget.predict()
     assert widget.cancel_button.isEnabled() and not widget.predict_button.isEnabled()
-    worker.yielded.connect(lambda record: widget.cancel() if record.done == 2 else None)
-    with qtbot.waitSignal(worker.aborted, timeout=60_000):
-        pass
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
+    cancelled = []
+
+    def cancel(record):  # once, from the second image on (this slot is connected after the worker started)
+        if record.done >= 2 and not cancelled:
+            cancelled.append(record.done)
+            widget.cancel()
+
+    worker.yielded.connect(cancel)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)  # aborted and cleaned up
     layer = viewer.layers[-1]
     count = len(prediction_pages(layer).raw)
-    assert 2 <= count < 40
+    assert 2 <= cancelled[0] <= count < 40
     assert widget.status.text().startswith(f"cancelled after {count} of 40 images")
     assert layer.metadata[L.SOURCE_IMAGES] == [None] * count
     assert not [t for t in threading.enumerate() if t.name == "napari-faster-rcnn-read-ahead"]
@@ -248,8 +259,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_the_viewer_stays_usable
     assert message.startswith(f"Predict: {tampered}:") and "os" in message  # names what it would import
     viewer.add_image(np.zeros((64, 64, 3), np.uint8), rgb=True)  # still usable: load a good one and predict
     widget.path.setText(str(checkpoint))
-    with qtbot.waitSignal(widget.load().finished, timeout=60_000):
-        pass
+    load(qtbot, widget)
     run(qtbot, widget)
     assert viewer.layers[-1].metadata[L.LAYER_ROLE] == L.PREDICTIONS
 
