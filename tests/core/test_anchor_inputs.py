@@ -6,6 +6,7 @@ import pytest
 import torch
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
+from napari_faster_rcnn.core._generators import collect
 from napari_faster_rcnn.core.anchor_inputs import (
     anchor_settings,
     format_anchor_text,
@@ -58,14 +59,7 @@ def test_eight_bit_and_gray_images():
 def test_folder_items_yield_progress_and_list_what_they_skip(tutorial_dataset):
     (tutorial_dataset / "target" / "002.pt").write_bytes(b"not a pickle")
     (tutorial_dataset / "input" / "005.png").unlink()
-    generator = iter_folder_items(tutorial_dataset, report_every=2)
-    steps = []
-    while True:
-        try:
-            steps.append(next(generator))
-        except StopIteration as stop:
-            result = stop.value
-            break
+    steps, result = collect(iter_folder_items(tutorial_dataset, report_every=2))
     assert steps[0] == (0, 5) and steps[-1] == (5, 5)  # 005.pt has no image: not a sample
     assert result.names == ["000", "001", "003", "004"] and len(result.items) == 4
     assert [path.name for path in result.images] == ["000.png", "001.png", "003.png", "004.png"]

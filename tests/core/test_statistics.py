@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_faster_rcnn.core._generators import collect
 from napari_faster_rcnn.core.annotations import Annotation, save_annotation
 from napari_faster_rcnn.core.dataset import DatasetError
 from napari_faster_rcnn.core.statistics import (
@@ -186,14 +187,7 @@ def test_unreadable_files_are_skipped_with_their_reasons(tmp_path):
     write_image(folder / "input" / "005.png", 30, 20)
     save_annotation(folder / "target" / "005.json", Annotation([[-5, 0, 10, 40]], ["square"]))  # reaches outside
 
-    steps = []
-    generator = iter_folder_statistics(folder, report_every=2)
-    while True:
-        try:
-            steps.append(next(generator))
-        except StopIteration as stop:
-            stats = stop.value
-            break
+    steps, stats = collect(iter_folder_statistics(folder, report_every=2))
     assert steps[0] == (0, 6) and steps[-1] == (6, 6)
     assert [done for done, _ in steps] == sorted(done for done, _ in steps)
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_faster_rcnn.core._generators import collect
 from napari_faster_rcnn.core.checkpoints import CheckpointError, load_checkpoint
 from napari_faster_rcnn.core.config import ConfigError, preset
 from napari_faster_rcnn.core.images import ImageReadError
@@ -40,15 +41,6 @@ def tiny(data, output, **changes) -> TrainingSettings:
     values.update(changes)
     return TrainingSettings(**values)
 
-
-def collect(generator):
-    """All events of a run and its result."""
-    events = []
-    while True:
-        try:
-            events.append(next(generator))
-        except StopIteration as finished:
-            return events, finished.value
 
 
 def test_a_run_reports_steps_epochs_and_checkpoints(shapes, tmp_path):

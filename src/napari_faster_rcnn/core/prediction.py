@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._generators import collect
 from .annotations import Annotation
 from .images import ImageReadError
 from .prediction_settings import (
@@ -310,13 +311,7 @@ def iter_predictions(
 def predict_images(model, images: Sequence, classes: Sequence[str], **options) -> tuple[list[PredictionRecord],
                                                                                       PredictionSummary]:
     """:func:`iter_predictions` to the end: every record and the summary."""
-    generator = iter_predictions(model, images, classes, **options)
-    records = []
-    while True:
-        try:
-            records.append(next(generator))
-        except StopIteration as finished:
-            return records, finished.value
+    return collect(iter_predictions(model, images, classes, **options))
 
 
 def __getattr__(name: str):

@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._generators import run_to_end
 from .annotations import Annotation, AnnotationError, class_list, load_annotation
 from .dataset import discover_dataset
 from .images import ImageReadError, image_size
@@ -381,9 +382,4 @@ def folder_statistics(
     folder: str | Path, min_size: int = DEFAULT_MIN_SIZE, max_size: int = DEFAULT_MAX_SIZE, workers: int = 8
 ) -> DatasetStatistics:
     """The statistics of a dataset folder (see :func:`iter_folder_statistics`), without progress."""
-    generator = iter_folder_statistics(folder, min_size, max_size, workers)
-    while True:
-        try:
-            next(generator)
-        except StopIteration as stop:
-            return stop.value
+    return run_to_end(iter_folder_statistics(folder, min_size, max_size, workers))

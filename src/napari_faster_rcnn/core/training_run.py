@@ -36,6 +36,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ._generators import run_to_end
 from .callbacks import (
     ProgressReporter,
     StopOnRequest,
@@ -250,13 +251,6 @@ def _result(trainer, module, stop: StopRequest, seconds: float) -> TrainingResul
 
 def run_training(settings: TrainingSettings, report=None, stop: StopRequest | None = None) -> TrainingResult:
     """:func:`iter_training` to the end in this thread, passing every event to ``report``."""
-    generator = iter_training(settings, stop)
-    while True:
-        try:
-            event = next(generator)
-        except StopIteration as finished:
-            return finished.value
-        if report is not None:
-            report(event)
+    return run_to_end(iter_training(settings, stop), report)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._generators import run_to_end
 from ..annotations import class_list
 from . import coco_json, native, pascal_voc, yolo_txt
 from ._common import FORMATS, FormatError, LabeledDataset, OutputItem, folder_is_free, header_size, place_image, unique_names
@@ -226,17 +227,9 @@ def iter_write_dataset(
     return report
 
 
-def _drain(generator):
-    while True:
-        try:
-            next(generator)
-        except StopIteration as stop:
-            return stop.value
-
-
 def write_dataset(dataset: LabeledDataset, folder: str | Path, fmt: str, link_images: bool = True) -> ConversionReport:
     """Write ``dataset`` as a new folder in ``fmt`` (see :func:`iter_write_dataset`)."""
-    return _drain(iter_write_dataset(dataset, folder, fmt, link_images))
+    return run_to_end(iter_write_dataset(dataset, folder, fmt, link_images))
 
 
 def iter_convert_dataset(
@@ -280,4 +273,4 @@ def convert_dataset(
     FormatError
         If ``source`` is no dataset, or none of its images could be read.
     """
-    return _drain(iter_convert_dataset(source, destination, to, fmt, link_images))
+    return run_to_end(iter_convert_dataset(source, destination, to, fmt, link_images))
