@@ -1,11 +1,46 @@
-"""Small pieces shared by the widgets: a combo box of layers that keeps itself current, a compact
-table sized to its rows, a worker's progress bar."""
+"""Small pieces shared by the widgets: the dock widgets' base class, a combo box of layers that keeps
+itself current, a compact table sized to its rows, a worker's progress bar."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from qtpy.QtWidgets import QComboBox, QHeaderView, QTableWidget
+from qtpy.QtCore import QEvent
+from qtpy.QtWidgets import QComboBox, QHeaderView, QTableWidget, QWidget
+
+
+class DockedWidget(QWidget):
+    """A dock widget that lets go of the viewer once: when it is closed, or when napari takes it out of
+    its dock.
+
+    napari's dock "x" button (``remove_dock_widget``) sets the widget's parent to None and deletes the
+    dock, without a close event. A widget still connected to the viewer after that would go on drawing
+    its layers and answering its keys. Subclasses put what they connected to the viewer in
+    :meth:`teardown`.
+    """
+
+    _docked = False  # class attributes: Qt may send events before __init__ sets anything
+    _torn_down = False
+
+    def teardown(self) -> None:
+        """Disconnect from the viewer, stop workers (called once)."""
+
+    def _tear_down_once(self) -> None:
+        if not self._torn_down:
+            self._torn_down = True
+            self.teardown()
+
+    def event(self, event) -> bool:
+        if event.type() == QEvent.Type.ParentChange:
+            if self.parent() is not None:
+                self._docked = True
+            elif self._docked:
+                self._tear_down_once()
+        return super().event(event)
+
+    def closeEvent(self, event) -> None:
+        self._tear_down_once()
+        super().closeEvent(event)
 
 
 class LayerCombo(QComboBox):

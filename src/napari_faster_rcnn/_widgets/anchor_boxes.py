@@ -27,7 +27,6 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
 from .. import _anchors as A
@@ -39,7 +38,7 @@ from ..core.config import ConfigError
 from ..core.images import read_image
 from ..core.model import padded_image_size, resized_image_size
 from ._anchor_settings import AnchorSettings, row
-from ._common import LayerCombo, set_progress
+from ._common import DockedWidget, LayerCombo, set_progress
 
 LAYERS, FOLDER = "layers", "folder"
 
@@ -62,7 +61,7 @@ def _reach(coverage) -> str:
             f"{coverage.share(REACHED_IOU):.0%} ≥ {REACHED_IOU}")
 
 
-class AnchorBoxesWidget(QWidget):
+class AnchorBoxesWidget(DockedWidget):
     """Anchors of a backbone on the model's view of an image, and their coverage of a dataset."""
 
     def __init__(self, napari_viewer):
@@ -366,12 +365,11 @@ class AnchorBoxesWidget(QWidget):
             self._shown_once = True
             QTimer.singleShot(0, self.view.look_again)
 
-    def closeEvent(self, event) -> None:
+    def teardown(self) -> None:
         self.viewer.dims.events.current_step.disconnect(self._dims_moved)
         for combo in (self.image_layer, self.box_layer):
             combo.disconnect_viewer()
         for layer in self.hidden:
             if layer in self.viewer.layers:
                 layer.visible = True
-        super().closeEvent(event)
 

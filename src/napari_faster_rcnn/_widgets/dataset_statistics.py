@@ -35,7 +35,7 @@ from .. import _layers as L
 from .._statistics import is_box_layer, layer_statistics
 from ..core.statistics import DEFAULT_MAX_SIZE, DEFAULT_MIN_SIZE, iter_folder_statistics
 from ..core.statistics_plots import THEMES, plot_statistics
-from ._common import LayerCombo, compact_table, fit_table_rows, set_progress
+from ._common import DockedWidget, LayerCombo, compact_table, fit_table_rows, set_progress
 
 LAYER, FOLDER = "box layer", "folder"
 ALL_BY_CLASS, ALL_TOGETHER = "all classes, by class", "all classes together"
@@ -53,7 +53,7 @@ def _size_box(value: int, tooltip: str) -> QSpinBox:
     return box
 
 
-class DatasetStatisticsWidget(QWidget):
+class DatasetStatisticsWidget(DockedWidget):
     """Histograms and class counts of a box layer or a dataset folder."""
 
     def __init__(self, napari_viewer):
@@ -238,9 +238,8 @@ class DatasetStatisticsWidget(QWidget):
             for column, value in enumerate(cells):
                 self.table.setItem(row, column, QTableWidgetItem(str(value)))
 
-    def closeEvent(self, event) -> None:
+    def teardown(self) -> None:
         self.layer.disconnect_viewer()
-        super().closeEvent(event)
 
 
 def _median(values) -> str:

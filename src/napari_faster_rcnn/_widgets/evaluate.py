@@ -21,18 +21,17 @@ from qtpy.QtWidgets import (
     QPushButton,
     QTableWidgetItem,
     QVBoxLayout,
-    QWidget,
 )
 
 from .. import _layers as L
 from .. import _predictions as P
 from ..core.metrics import evaluate
-from ._common import LayerCombo, compact_table, fit_table_rows
+from ._common import DockedWidget, LayerCombo, compact_table, fit_table_rows
 
 COLUMNS = ("class", "truth", "predicted", "AP", "COCO AP")
 
 
-class EvaluateWidget(QWidget):
+class EvaluateWidget(DockedWidget):
     """Evaluate a predictions layer against a box layer of the same images."""
 
     def __init__(self, napari_viewer):
@@ -159,10 +158,9 @@ class EvaluateWidget(QWidget):
             axes.legend(fontsize=8, loc="lower left", facecolor="#31343b", labelcolor="white", edgecolor="#8c8c8c")
         self.canvas.draw_idle()
 
-    def closeEvent(self, event) -> None:
+    def teardown(self) -> None:
         self.ground_truth.disconnect_viewer()
         self.predictions.disconnect_viewer()
-        super().closeEvent(event)
 
 
 def _number(value: float, digits: int = 3) -> str:

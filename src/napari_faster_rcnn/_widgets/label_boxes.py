@@ -31,7 +31,6 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 
 from .. import _labeling as labeling
@@ -40,13 +39,13 @@ from .._interchange import read_only_note
 from .._predictions import is_boxes
 from . import _label_dialogs as dialogs
 from ._class_table import ClassTable
-from ._common import LayerCombo
+from ._common import DockedWidget, LayerCombo
 from ._interchange_actions import InterchangeActions
 
 SHOWN_UNLABELED = 6  # names listed before "and N more"
 
 
-class LabelBoxesWidget(QWidget):
+class LabelBoxesWidget(DockedWidget):
     """Label boxes on one image or a stack: classes and their keys, next / previous image, autosave."""
 
     def __init__(self, napari_viewer):
@@ -340,7 +339,7 @@ class LabelBoxesWidget(QWidget):
         for key, action in bindings.items():
             self._viewer_keys.append((key, self.viewer.bind_key(key, action, overwrite=True)))
 
-    def closeEvent(self, event) -> None:
+    def teardown(self) -> None:
         for key, previous in reversed(self._viewer_keys):
             self.viewer.bind_key(key, previous, overwrite=True)
         self._viewer_keys = []
@@ -349,7 +348,6 @@ class LabelBoxesWidget(QWidget):
             self.session.events.saved.disconnect(self._on_saved)
         self.boxes.disconnect_viewer()
         self.image.disconnect_viewer()
-        super().closeEvent(event)
 
 
 def _file_note(session) -> str:

@@ -34,7 +34,7 @@ from .. import _prediction_layers as P
 from .._predictions import prediction_pages
 from ..core.inference import Thresholds
 from ..core.prediction import iter_predictions, resolve_device, starting_thresholds
-from ._common import LayerCombo
+from ._common import DockedWidget, LayerCombo
 
 CURRENT, STACK, FOLDER = "current image", "whole stack", "folder"
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -72,7 +72,7 @@ def _drain(generator):
         raise PredictionFailed(str(error)) from error
 
 
-class PredictWidget(QWidget):
+class PredictWidget(DockedWidget):
     """Load a checkpoint and predict images into a predictions layer."""
 
     def __init__(self, napari_viewer):
@@ -309,11 +309,10 @@ class PredictWidget(QWidget):
         self.cancel_button.setEnabled(running)
         self.load_button.setEnabled(not running and not loading)
 
-    def closeEvent(self, event) -> None:
+    def teardown(self) -> None:
         if self.worker is not None:
             self.worker.quit()
         self.image_layer.disconnect_viewer()
-        super().closeEvent(event)
 
 
 def describe_checkpoint(checkpoint) -> str:

@@ -22,8 +22,8 @@ from .. import _triton_guard  # noqa: F401 - before anything imports torchvision
 
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QEvent, Qt, QTimer
-from qtpy.QtWidgets import QApplication, QHBoxLayout, QLabel, QLineEdit, QPushButton, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import QApplication, QHBoxLayout, QLabel, QLineEdit, QPushButton, QScrollArea, QVBoxLayout
 
 from .. import _layers as L
 from .._training import (
@@ -37,6 +37,7 @@ from .._training import (
 )
 from .._training_data import augmentation_preview, export_run, layer_training_data
 from ..core.training_data import folder_samples
+from ._common import DockedWidget
 from ._train_form import TrainingForm
 from ._training_plot import REDRAW_INTERVAL_MS, TrainingPlot
 from ._training_worker import CloseWatcher, QuietFunctionWorker, TrainingWorker
@@ -51,7 +52,7 @@ SHUTDOWN_SECONDS = 60.0
 CONFIG_NAME = "run.yaml"
 
 
-class TrainDetectorWidget(QWidget):
+class TrainDetectorWidget(DockedWidget):
     """Train a detector on a box layer or a folder, in the background."""
 
     def __init__(self, napari_viewer):
@@ -66,8 +67,6 @@ class TrainDetectorWidget(QWidget):
         self.reporting_seconds = 0.0  # main-thread time spent taking in events (benchmarks report it)
         self._output_chosen = False
         self._previews = 0
-        self._closed = False
-        self._docked = False
         self.last_preview = None
 
         self.form = TrainingForm(napari_viewer)
@@ -364,24 +363,9 @@ class TrainDetectorWidget(QWidget):
                                     + self.scroll.verticalScrollBar().sizeHint().width() + 4)
         super().showEvent(event)
 
-    def _close(self) -> None:
+    def teardown(self) -> None:
         self.shutdown()
-        if not self._closed:
-            self._closed = True
-            self.form.layer.disconnect_viewer()
-
-    def event(self, event) -> bool:
-        # napari's dock "x" (remove_dock_widget) takes the widget out of its dock without closing it
-        if event.type() == QEvent.Type.ParentChange and hasattr(self, "_docked"):
-            if self.parent() is not None:
-                self._docked = True
-            elif self._docked:
-                self._close()
-        return super().event(event)
-
-    def closeEvent(self, event) -> None:
-        self._close()
-        super().closeEvent(event)
+        self.form.layer.disconnect_viewer()
 
 
 def _read_only(placeholder: str) -> QLineEdit:

@@ -17,13 +17,12 @@ from qtpy.QtWidgets import (
     QListWidgetItem,
     QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 from superqt import QLabeledDoubleSlider
 
 from .. import _predictions as P
 from ..core.inference import Thresholds
-from ._common import LayerCombo
+from ._common import DockedWidget, LayerCombo
 
 
 def _slider(tooltip: str) -> QLabeledDoubleSlider:
@@ -35,7 +34,7 @@ def _slider(tooltip: str) -> QLabeledDoubleSlider:
     return slider
 
 
-class TunePredictionsWidget(QWidget):
+class TunePredictionsWidget(DockedWidget):
     """Score threshold, NMS IoU and classes of a predictions layer; accept boxes as labels."""
 
     def __init__(self, napari_viewer):
@@ -173,8 +172,7 @@ class TunePredictionsWidget(QWidget):
         )
         return added
 
-    def closeEvent(self, event) -> None:
+    def teardown(self) -> None:
         self.viewer.dims.events.current_step.disconnect(self._show_counts)
         self.predictions.disconnect_viewer()
         self.labels.disconnect_viewer()
-        super().closeEvent(event)
