@@ -37,30 +37,16 @@ def main(names=()) -> None:
         viewer.screenshot(str(HERE / "synthetic.png"), canvas_only=False, flash=False)
         viewer.layers.clear()
     with tempfile.TemporaryDirectory() as folder:
-        if "predictions" in names:
-            predictions_screenshots(viewer, Path(folder))
+        for name, take in (("predictions", predictions_screenshots), ("dataset_statistics", statistics_screenshot),
+                           ("label_boxes", labeling_screenshot), ("anchor_boxes", anchors_screenshot),
+                           ("train_detector", training_screenshot), ("predict", predict_screenshot)):
+            if name not in names:
+                continue
+            if name in ("label_boxes", "predict"):  # the window as they were laid out for
+                viewer.window._qt_window.resize(1200, 760)
+            take(viewer, Path(folder))
             viewer.window.remove_dock_widget("all")
             viewer.layers.clear()
-        if "dataset_statistics" in names:
-            statistics_screenshot(viewer, Path(folder))
-            viewer.window.remove_dock_widget("all")
-            viewer.layers.clear()
-        if "label_boxes" in names:
-            viewer.window._qt_window.resize(1200, 760)
-            labeling_screenshot(viewer, Path(folder))
-            viewer.window.remove_dock_widget("all")
-            viewer.layers.clear()
-        if "anchor_boxes" in names:
-            anchors_screenshot(viewer, Path(folder))
-            viewer.window.remove_dock_widget("all")
-            viewer.layers.clear()
-        if "train_detector" in names:
-            training_screenshot(viewer, Path(folder))
-            viewer.window.remove_dock_widget("all")
-            viewer.layers.clear()
-        if "predict" in names:
-            viewer.window._qt_window.resize(1200, 760)
-            predict_screenshot(viewer, Path(folder))
     viewer.close()
 
 
@@ -264,7 +250,8 @@ def predict_screenshot(viewer, folder: Path) -> None:
     train = write_images(folder / "train", 256, 0, 128)
     test = write_images(folder / "test", 8, 5, 128)
     result = run_training(TrainingSettings(
-        data=train, validation_data=write_images(folder / "validation", 16, 1, 128), output=folder / "run",
+        data=train, validation_data=write_images(folder / "validation", 16, 1, 128),
+        output=folder / "predict-run",  # not "run": that is the Train detector screenshot's
         preset="cpu", augmentation=AugmentationConfig(horizontal_flip_probability=0.5, scale_probability=0.0,
                                                       brightness_contrast_probability=0.0),
         epochs=7, max_steps=200, batch_size=8, optimizer="adamw", learning_rate=1e-3, warmup_steps=50,
