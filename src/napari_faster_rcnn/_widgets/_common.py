@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from napari.qt.threading import create_worker
 from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import QComboBox, QHeaderView, QTableWidget, QWidget
 
@@ -41,6 +42,28 @@ class DockedWidget(QWidget):
     def closeEvent(self, event) -> None:
         self._tear_down_once()
         super().closeEvent(event)
+
+
+def start_worker(function, *args, errored: Callable, desc: str | None = None, button=None,
+                 yielded: Callable | None = None, returned: Callable | None = None,
+                 finished: Callable | None = None):
+    """Run ``function(*args)`` in a napari worker whose handlers are all connected before it starts
+    (a fast worker could finish before a handler connected afterwards sees it); returns the worker.
+
+    ``errored`` is given to the worker itself, so that it does not also raise the error in the main
+    thread; ``desc`` names its progress bar in napari's activity dock; ``button`` is disabled until the
+    worker has finished.
+    """
+    worker = create_worker(function, *args, _connect={"errored": errored}, _start_thread=False,
+                           **({"_progress": {"desc": desc}} if desc is not None else {}))
+    for signal, handler in (("yielded", yielded), ("returned", returned), ("finished", finished)):
+        if handler is not None:  # a function (not generator) worker has no `yielded`
+            getattr(worker, signal).connect(handler)
+    if button is not None:
+        button.setEnabled(False)
+        worker.finished.connect(lambda: button.setEnabled(True))
+    worker.start()
+    return worker
 
 
 class LayerCombo(QComboBox):

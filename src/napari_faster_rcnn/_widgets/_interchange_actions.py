@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject
 from qtpy.QtWidgets import QFileDialog, QInputDialog, QMenu, QPushButton
@@ -33,7 +32,7 @@ from ..core.formats import (
     iter_write_dataset,
     matching_formats,
 )
-from ._common import set_progress
+from ._common import set_progress, start_worker
 
 PLUGIN = "napari-faster-rcnn"
 SHOWN_LINES = 6  # of a report's summary in the status line (all of it in the tooltip and the notification)
@@ -207,15 +206,11 @@ class InterchangeActions(QObject):
     def _start(self, function, arguments, description, on_returned, verb):
         if self.worker is not None:
             return self._say(f"{verb} not started: an import or export is running; wait until it is done")
-        # errored given here, so the worker does not also re-raise the error in the main thread
-        worker = create_worker(function, *arguments, _progress={"desc": description},
-                               _connect={"errored": lambda error: self._failed(verb, error)}, _start_thread=False)
-        worker.yielded.connect(lambda step: self._progress(worker, step, verb))
-        worker.returned.connect(on_returned)
-        worker.finished.connect(self._finished)
+        worker = start_worker(function, *arguments, desc=description, errored=lambda error: self._failed(verb, error),
+                              yielded=lambda step: self._progress(worker, step, verb), returned=on_returned,
+                              finished=self._finished)
         self.worker = worker
         self.refresh()
-        worker.start()
         return worker
 
     def _progress(self, worker, step, verb) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 from napari.layers import Image
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
@@ -38,7 +37,7 @@ from ..core.config import ConfigError
 from ..core.images import read_image
 from ..core.model import padded_image_size, resized_image_size
 from ._anchor_settings import AnchorSettings, row
-from ._common import DockedWidget, LayerCombo, set_progress
+from ._common import DockedWidget, LayerCombo, set_progress, start_worker
 
 LAYERS, FOLDER = "layers", "folder"
 
@@ -196,14 +195,9 @@ class AnchorBoxesWidget(DockedWidget):
         if not folder:
             self.report.setText("choose a dataset folder first")
             return None
-        self.read.setEnabled(False)
         self.report.setText(f"reading {folder} ...")
-        self.worker = create_worker(iter_folder_items, folder, _progress={"desc": "Anchor boxes"},
-                                    _connect={"errored": self._failed}, _start_thread=False)
-        self.worker.yielded.connect(self._progress)
-        self.worker.returned.connect(self._folder_read)
-        self.worker.finished.connect(lambda: self.read.setEnabled(True))
-        self.worker.start()
+        self.worker = start_worker(iter_folder_items, folder, desc="Anchor boxes", errored=self._failed,
+                                   button=self.read, yielded=self._progress, returned=self._folder_read)
         return self.worker
 
     def _progress(self, step) -> None:
@@ -340,13 +334,9 @@ class AnchorBoxesWidget(DockedWidget):
         if self.config is None or not self.items:
             self.suggested.setText("no dataset to suggest anchors for")
             return None
-        self.suggest_button.setEnabled(False)
         self.suggested.setText("suggesting ...")
-        self.worker = create_worker(suggest_anchors, self.config, list(self.items),
-                                    _connect={"errored": self._failed}, _start_thread=False)
-        self.worker.returned.connect(self._suggested)
-        self.worker.finished.connect(lambda: self.suggest_button.setEnabled(True))
-        self.worker.start()
+        self.worker = start_worker(suggest_anchors, self.config, list(self.items), errored=self._failed,
+                                   button=self.suggest_button, returned=self._suggested)
         return self.worker
 
     def _suggested(self, suggestion) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -35,7 +34,7 @@ from .. import _layers as L
 from .._statistics import is_box_layer, layer_statistics
 from ..core.statistics import DEFAULT_MAX_SIZE, DEFAULT_MIN_SIZE, iter_folder_statistics
 from ..core.statistics_plots import THEMES, plot_statistics
-from ._common import DockedWidget, LayerCombo, compact_table, fit_table_rows, set_progress
+from ._common import DockedWidget, LayerCombo, compact_table, fit_table_rows, set_progress, start_worker
 
 LAYER, FOLDER = "box layer", "folder"
 ALL_BY_CLASS, ALL_TOGETHER = "all classes, by class", "all classes together"
@@ -172,16 +171,10 @@ class DatasetStatisticsWidget(DockedWidget):
         if not folder:
             self.summary.setText("choose a dataset folder first")
             return None
-        self.compute.setEnabled(False)
         self.summary.setText(f"reading {folder} ...")
-        # errored given here, so the worker does not also re-raise the error in the main thread
-        self.worker = create_worker(iter_folder_statistics, folder, min_size, max_size,
-                                    _progress={"desc": "Dataset statistics"}, _connect={"errored": self._failed},
-                                    _start_thread=False)
-        self.worker.yielded.connect(self._progress)
-        self.worker.returned.connect(lambda stats: self._show(stats, L.class_colors(stats.classes)))
-        self.worker.finished.connect(lambda: self.compute.setEnabled(True))
-        self.worker.start()
+        self.worker = start_worker(iter_folder_statistics, folder, min_size, max_size, desc="Dataset statistics",
+                                   errored=self._failed, button=self.compute, yielded=self._progress,
+                                   returned=lambda stats: self._show(stats, L.class_colors(stats.classes)))
         return self.worker
 
     def _progress(self, step) -> None:

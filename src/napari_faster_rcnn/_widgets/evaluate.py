@@ -12,7 +12,6 @@ import math
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from napari.qt.threading import create_worker
 from qtpy.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -26,7 +25,7 @@ from qtpy.QtWidgets import (
 from .. import _layers as L
 from .. import _predictions as P
 from ..core.metrics import evaluate
-from ._common import DockedWidget, LayerCombo, compact_table, fit_table_rows
+from ._common import DockedWidget, LayerCombo, compact_table, fit_table_rows, start_worker
 
 COLUMNS = ("class", "truth", "predicted", "AP", "COCO AP")
 
@@ -89,23 +88,12 @@ class EvaluateWidget(DockedWidget):
         ground = P.layer_annotations(ground_layer)
         predicted = P.layer_annotations(predicted_layer)
         classes = ground_layer.metadata.get(L.CLASSES) or None
-        self.run_button.setEnabled(False)
         self.summary.setText(f"evaluating {len(pairs)} images ...")
-        self.worker = create_worker(
-            evaluate,
-            [ground[g] for _, g, _ in pairs],
-            [predicted[p] for _, _, p in pairs],
-            float(self.iou.value()),
-            classes,
-            _progress={"desc": "Evaluating"},
-            # errored given here, so the worker does not also re-raise the error in the main thread
-            _connect={"errored": self._failed},
-            _start_thread=False,  # started below, once every signal is connected
+        self.worker = start_worker(
+            evaluate, [ground[g] for _, g, _ in pairs], [predicted[p] for _, _, p in pairs], float(self.iou.value()),
+            classes, desc="Evaluating", errored=self._failed, button=self.run_button,
+            returned=lambda result: self._show(result, pairs, ground, predicted, ground_layer, predicted_layer),
         )
-        self.worker.returned.connect(lambda result: self._show(result, pairs, ground, predicted, ground_layer,
-                                                               predicted_layer))
-        self.worker.finished.connect(lambda: self.run_button.setEnabled(True))
-        self.worker.start()
         return self.worker
 
     def _failed(self, error: Exception) -> None:

@@ -34,7 +34,7 @@ from .. import _prediction_layers as P
 from .._predictions import prediction_pages
 from ..core.inference import Thresholds
 from ..core.prediction import iter_predictions, resolve_device, starting_thresholds
-from ._common import DockedWidget, LayerCombo
+from ._common import DockedWidget, LayerCombo, start_worker
 
 CURRENT, STACK, FOLDER = "current image", "whole stack", "folder"
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -171,11 +171,8 @@ class PredictWidget(DockedWidget):
         self.info.setText(f"reading {Path(path).name} ...")
         from ..core.checkpoints import load_checkpoint  # Lightning: imported when first needed
 
-        self.loader = create_worker(load_checkpoint, path, _connect={"errored": self._load_failed},
-                                    _start_thread=False)
-        self.loader.returned.connect(self._loaded)
-        self.loader.finished.connect(lambda: self._set_running(False))
-        self.loader.start()
+        self.loader = start_worker(load_checkpoint, path, errored=self._load_failed, returned=self._loaded,
+                                   finished=lambda: self._set_running(False))
         return self.loader
 
     def _load_failed(self, error) -> None:
