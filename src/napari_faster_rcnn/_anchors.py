@@ -30,14 +30,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import _layers as L
-from ._predictions import layer_annotations
-from .core.anchor_inputs import transform_boxes, transform_image
-from .core.anchors import REACHED_IOU, AnchorGrid, Coverage, anchor_grids
-from .core.annotations import Annotation
-from .core.boxes import PIXEL_OFFSET, boxes_to_rectangles, rectangles_to_boxes
-from .core.config import ModelConfig
-from .core.model import padded_image_size, resized_image_size
+from napari_faster_rcnn import _layers as L
+from napari_faster_rcnn._predictions import layer_annotations
+from napari_faster_rcnn.core.anchor_inputs import transform_boxes, transform_image
+from napari_faster_rcnn.core.anchors import REACHED_IOU, AnchorGrid, Coverage, anchor_grids
+from napari_faster_rcnn.core.annotations import Annotation
+from napari_faster_rcnn.core.boxes import PIXEL_OFFSET, boxes_to_rectangles, rectangles_to_boxes
+from napari_faster_rcnn.core.config import ModelConfig
+from napari_faster_rcnn.core.model import padded_image_size, resized_image_size
 
 #: metadata key naming what an anchor layer shows ("image", "centres", "at point", ...)
 ANCHOR_ROLE = "napari_faster_rcnn_anchors"

@@ -6,10 +6,10 @@ No Qt here.
 
 from __future__ import annotations
 
-from . import _layers as L
-from .core.annotations import Annotation, default_annotation_path, find_annotation_file, load_annotation
-from .core.images import is_image_file
-from .core.labeling import file_stamp
+from napari_faster_rcnn import _layers as L
+from napari_faster_rcnn.core.annotations import Annotation, default_annotation_path, find_annotation_file, load_annotation
+from napari_faster_rcnn.core.images import is_image_file
+from napari_faster_rcnn.core.labeling import file_stamp
 
 
 def layer_annotations(layer) -> list[Annotation]:

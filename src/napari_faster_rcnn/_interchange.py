@@ -29,12 +29,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import _layers as L
-from ._box_layers import layer_annotations
-from ._slice_view import paging_model
-from .core.annotations import class_list
-from .core.formats import FORMAT_TITLES, FormatError, LabeledDataset, LabeledItem, detect_format, read_dataset
-from .core.images import ImageReadError, image_info
+from napari_faster_rcnn import _layers as L
+from napari_faster_rcnn._box_layers import layer_annotations
+from napari_faster_rcnn._slice_view import paging_model
+from napari_faster_rcnn.core.annotations import class_list
+from napari_faster_rcnn.core.formats import FORMAT_TITLES, FormatError, LabeledDataset, LabeledItem, detect_format, read_dataset
+from napari_faster_rcnn.core.images import ImageReadError, image_info
 
 #: the suffix of the folder an import is converted into, beside the folder imported
 IMPORT_SUFFIX = "_pt"
@@ -132,7 +132,7 @@ def read_foreign_folder(path) -> list[tuple]:
     """
     from napari.utils.notifications import show_info
 
-    from ._reader import _report_skipped, dataset_layers
+    from napari_faster_rcnn._reader import _report_skipped, dataset_layers
 
     path = Path(path[0] if isinstance(path, (list, tuple)) else path)
     dataset = read_dataset(path)

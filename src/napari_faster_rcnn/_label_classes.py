@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _layers as L
+from napari_faster_rcnn import _layers as L
 
 
 class ClassEditing:

@@ -37,13 +37,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _layers as L
-from ._box_layers import find_image_layer, layer_annotations, new_box_layer
-from ._label_classes import ClassEditing
-from ._predictions import keep_with_layer
-from ._slice_view import SliceBoxes, _same_boxes, paging_model
-from .core.annotations import Annotation
-from .core.labeling import LabelStore, SaveReport
+from napari_faster_rcnn import _layers as L
+from napari_faster_rcnn._box_layers import find_image_layer, layer_annotations, new_box_layer
+from napari_faster_rcnn._label_classes import ClassEditing
+from napari_faster_rcnn._predictions import keep_with_layer
+from napari_faster_rcnn._slice_view import SliceBoxes, _same_boxes, paging_model
+from napari_faster_rcnn.core.annotations import Annotation
+from napari_faster_rcnn.core.labeling import LabelStore, SaveReport
 
 __all__ = ["LabelingSession", "labeling_session", "sessions", "new_box_layer", "find_image_layer",
            "SAVE", "DISCARD", "CANCEL", "NEXT_KEY", "PREVIOUS_KEY", "CLASS_KEYS"]

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import _triton_guard  # noqa: F401 - torchvision in the viewer process must not load Triton
-from . import _openmp  # noqa: F401 - OpenMP threads that leave the viewer a core
-from .core.annotations import Annotation
-from .core.boxes import boxes_to_rectangles, clip_boxes, rectangles_to_boxes
+from napari_faster_rcnn import _triton_guard  # noqa: F401 - torchvision in the viewer process must not load Triton
+from napari_faster_rcnn import _openmp  # noqa: F401 - OpenMP threads that leave the viewer a core
+from napari_faster_rcnn.core.annotations import Annotation
+from napari_faster_rcnn.core.boxes import boxes_to_rectangles, clip_boxes, rectangles_to_boxes
 
 # Metadata keys (layer.metadata[...]); the image layer of a dataset carries the first three.
 SOURCE_IMAGES = "source_images"  # list of str: the image file of each slice (None if unknown)
@@ -178,7 +178,7 @@ def shapes_layer_data(
     metadata
         Extra metadata, e.g. :data:`SOURCE_IMAGES` and :data:`ANNOTATION_FILES`.
     """
-    from .core.annotations import class_list
+    from napari_faster_rcnn.core.annotations import class_list
 
     if not stacked and len(annotations) != 1:
         raise ValueError(f"a single-image layer needs one annotation, got {len(annotations)}")

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _layers as L
-from ._predictions import add_prediction_layer, is_boxes
-from .core.annotations import Annotation
-from .core.inference import Thresholds
+from napari_faster_rcnn import _layers as L
+from napari_faster_rcnn._predictions import add_prediction_layer, is_boxes
+from napari_faster_rcnn.core.annotations import Annotation
+from napari_faster_rcnn.core.inference import Thresholds
 
 #: ``metadata[CHECKPOINT]`` of a predictions layer: the checkpoint that predicted it
 CHECKPOINT = "checkpoint"
@@ -132,8 +132,8 @@ def open_folder_images(viewer, folder: str | Path):
     """
     from napari.layers import Layer
 
-    from ._reader import read_dataset_folder
-    from .core.dataset import DatasetError
+    from napari_faster_rcnn._reader import read_dataset_folder
+    from napari_faster_rcnn.core.dataset import DatasetError
 
     folder = Path(folder)
     for layer in viewer.layers:

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _layers as L
-from ._slice_view import SliceBoxes, model_annotations, paging_model
-from .core.annotations import Annotation
-from .core.inference import KEEP_ALL, DetectionSet, Thresholds, accept_predictions, load_thresholds
+from napari_faster_rcnn import _layers as L
+from napari_faster_rcnn._slice_view import SliceBoxes, model_annotations, paging_model
+from napari_faster_rcnn.core.annotations import Annotation
+from napari_faster_rcnn.core.inference import KEEP_ALL, DetectionSet, Thresholds, accept_predictions, load_thresholds
 
 #: ``metadata[LAYER_ROLE]`` of the layers that mark an evaluation's results
 EVALUATION = "evaluation"
@@ -243,7 +243,7 @@ def _selected_by_image(layer, current: int | None, count: int) -> dict[int, set[
     selected: dict[int, set[int]] = {}
     if layer.ndim < 3:
         return {0: set(layer.selected_data)}
-    from .core.boxes import rectangles_to_boxes
+    from napari_faster_rcnn.core.boxes import rectangles_to_boxes
 
     _, index = rectangles_to_boxes(layer.data)
     order = np.argsort(index, kind="stable")

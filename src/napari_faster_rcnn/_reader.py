@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _layers as L
-from .core.annotations import ANNOTATION_SUFFIXES, Annotation, AnnotationError, find_annotation_file, load_annotation
-from .core.dataset import DatasetError, discover_dataset, find_image_folder
-from .core.images import ImageReadError, image_info, is_image_file, lazy_image_stack, read_image
-from .core.labeling import file_stamp
+from napari_faster_rcnn import _layers as L
+from napari_faster_rcnn.core.annotations import ANNOTATION_SUFFIXES, Annotation, AnnotationError, find_annotation_file, load_annotation
+from napari_faster_rcnn.core.dataset import DatasetError, discover_dataset, find_image_folder
+from napari_faster_rcnn.core.images import ImageReadError, image_info, is_image_file, lazy_image_stack, read_image
+from napari_faster_rcnn.core.labeling import file_stamp
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def get_reader(path):
         path = path[0]
     path = Path(path)
     if path.is_dir():
-        from ._interchange import foreign_format, read_foreign_folder
+        from napari_faster_rcnn._interchange import foreign_format, read_foreign_folder
 
         if foreign_format(path) is not None:  # COCO, VOC, YOLO: shown read-only (see _interchange)
             return read_foreign_folder
@@ -109,7 +109,7 @@ def read_annotation_file(path) -> list[tuple]:
 
 
 def _default_annotation_path(image_path: Path) -> Path:
-    from .core.annotations import default_annotation_path
+    from napari_faster_rcnn.core.annotations import default_annotation_path
 
     return default_annotation_path(image_path)
 

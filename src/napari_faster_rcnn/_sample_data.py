@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _layers as L
-from .core.annotations import Annotation
+from napari_faster_rcnn import _layers as L
+from napari_faster_rcnn.core.annotations import Annotation
 
 # Boxes drawn by hand on scikit-image's astronaut photo (512 x 512), xyxy pixels.
 ASTRONAUT_BOXES = {
@@ -19,7 +19,7 @@ ASTRONAUT_BOXES = {
 
 def synthetic_shapes(n_images: int = 12, seed: int = 0) -> list[tuple]:
     """A stack of synthetic images with circles, squares and triangles, and their boxes."""
-    from .core.synthetic import SHAPE_CLASSES, make_synthetic_dataset
+    from napari_faster_rcnn.core.synthetic import SHAPE_CLASSES, make_synthetic_dataset
 
     samples = make_synthetic_dataset(n_images, seed=seed, height=256, width=256, objects=(2, 7), sizes=(18, 72))
     images = np.stack([image for image, _ in samples])

@@ -27,9 +27,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from . import _layers as L
-from .core.annotations import Annotation
-from .core.boxes import boxes_to_rectangles, clip_boxes
+from napari_faster_rcnn import _layers as L
+from napari_faster_rcnn.core.annotations import Annotation
+from napari_faster_rcnn.core.boxes import boxes_to_rectangles, clip_boxes
 
 #: metadata key holding the id of the model that pages a layer
 SLICE_MODEL = "slice_model"
@@ -74,7 +74,7 @@ def _refresh_held(layer):
 
 def read_boxes(layer, sizes: tuple[int, int] | None, classes: Sequence[str], predictions: bool) -> Annotation:
     """The boxes in ``layer`` as one :class:`Annotation` (clipped to ``sizes`` when given)."""
-    from .core.boxes import rectangles_to_boxes
+    from napari_faster_rcnn.core.boxes import rectangles_to_boxes
 
     boxes, _ = rectangles_to_boxes(layer.data)
     if sizes is not None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import _layers as L
-from ._predictions import layer_annotations
-from .core.statistics import DEFAULT_MAX_SIZE, DEFAULT_MIN_SIZE, DatasetStatistics, dataset_statistics
+from napari_faster_rcnn import _layers as L
+from napari_faster_rcnn._predictions import layer_annotations
+from napari_faster_rcnn.core.statistics import DEFAULT_MAX_SIZE, DEFAULT_MIN_SIZE, DatasetStatistics, dataset_statistics
 
 
 def is_box_layer(layer) -> bool:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _openmp  # noqa: F401 - before torch: OpenMP threads that leave the viewer a core
+from napari_faster_rcnn import _openmp  # noqa: F401 - before torch: OpenMP threads that leave the viewer a core
 
 __all__ = [
     "TrainingFailed",
@@ -70,7 +70,7 @@ def preload_training_modules() -> None:
     import torchvision.models.detection  # noqa: F401
     from lightning.pytorch.loggers import CSVLogger  # noqa: F401
 
-    from .core import checkpoints, coco, data_module, metrics, model, training, training_run, validation  # noqa: F401
+    from napari_faster_rcnn.core import checkpoints, coco, data_module, metrics, model, training, training_run, validation  # noqa: F401
 
 
 def remember_checkpoint(path: str | Path) -> None:
@@ -144,7 +144,7 @@ class TrainingJob:
     """
 
     def __init__(self, settings):
-        from .core.callbacks import StopRequest
+        from napari_faster_rcnn.core.callbacks import StopRequest
 
         self.settings = settings
         self.stop_request = StopRequest()
@@ -152,7 +152,7 @@ class TrainingJob:
 
     def events(self):
         """:func:`~.core.training_run.iter_training`'s events; returns its result."""
-        from .core.training_run import iter_training
+        from napari_faster_rcnn.core.training_run import iter_training
 
         try:
             with older_objects_frozen():

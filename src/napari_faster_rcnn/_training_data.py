@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _layers as L
-from ._predictions import layer_annotations
-from ._slice_view import paging_model
-from .core.annotations import Annotation, atomic_write_bytes
+from napari_faster_rcnn import _layers as L
+from napari_faster_rcnn._predictions import layer_annotations
+from napari_faster_rcnn._slice_view import paging_model
+from napari_faster_rcnn.core.annotations import Annotation, atomic_write_bytes
 
 __all__ = ["LayerTrainingData", "PreviewImages", "augmentation_preview", "export_run", "layer_training_data"]
 
@@ -77,7 +77,7 @@ def layer_training_data(layer) -> LayerTrainingData:
     ValueError
         When the layer's images have no files, or no image is labeled.
     """
-    from .core.training_data import TrainingSample
+    from napari_faster_rcnn.core.training_data import TrainingSample
 
     annotations = layer_annotations(layer)  # a session's edits on screen included
     metadata = layer.metadata
@@ -135,7 +135,7 @@ def export_run(settings, path: str | Path, layer_data: LayerTrainingData | None 
     """
     from dataclasses import replace
 
-    from .core.training_run import export_command
+    from napari_faster_rcnn.core.training_run import export_command
 
     if layer_data is not None:
         if layer_data.dataset_root is None:
@@ -175,8 +175,8 @@ def augmentation_preview(data, augmentation, ratios=None, split_seed: int = 0, c
     ``data`` is a dataset folder or samples; ``ratios`` (None: all of it trains)
     and ``split_seed`` split it as the run will.
     """
-    from .core.training_data import DetectionDataset, folder_samples, split_samples
-    from .core.transforms import build_transform
+    from napari_faster_rcnn.core.training_data import DetectionDataset, folder_samples, split_samples
+    from napari_faster_rcnn.core.transforms import build_transform
 
     samples = folder_samples(data) if isinstance(data, (str, Path)) else list(data)
     if ratios is not None:

@@ -24,8 +24,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .core.config import BACKBONES, HEADS, ModelConfig, preset
-from .core.transforms import AugmentationConfig
+from napari_faster_rcnn.core.config import BACKBONES, HEADS, ModelConfig, preset
+from napari_faster_rcnn.core.transforms import AugmentationConfig
 
 __all__ = [
     "COMMON_MODEL_FIELDS",
@@ -140,7 +140,7 @@ def augmentation_specs() -> list[FieldSpec]:
 
 def training_specs() -> list[FieldSpec]:
     """The :class:`TrainingSettings` fields the form does not show as its own controls."""
-    from .core.training_run import TrainingSettings
+    from napari_faster_rcnn.core.training_run import TrainingSettings
 
     values = _defaults(TrainingSettings)
     return [_spec(item, values.get(item.name)) for item in dataclasses.fields(TrainingSettings)

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import _layers as L
-from ._slice_view import metadata_model
-from .core.annotations import ANNOTATION_SUFFIXES, save_annotation
+from napari_faster_rcnn import _layers as L
+from napari_faster_rcnn._slice_view import metadata_model
+from napari_faster_rcnn.core.annotations import ANNOTATION_SUFFIXES, save_annotation
 
 
 def write_boxes(path: str, data, attributes: dict) -> list[str]:
@@ -53,7 +53,7 @@ def _save_thresholds(metadata: dict, destinations: list[Path]) -> list[str]:
     folders = {path.parent for path in destinations}
     if not metadata.get(L.THRESHOLDS) or len(folders) != 1:
         return []
-    from .core.inference import Thresholds, save_thresholds
+    from napari_faster_rcnn.core.inference import Thresholds, save_thresholds
 
     return [str(save_thresholds(folders.pop(), Thresholds.from_dict(dict(metadata[L.THRESHOLDS]))))]
 

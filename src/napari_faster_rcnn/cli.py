@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from . import __version__
+from napari_faster_rcnn import __version__
 
 #: subcommand name -> module; the order is the order of ``--help``.
 COMMANDS = {

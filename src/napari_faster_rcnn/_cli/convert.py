@@ -28,7 +28,7 @@ def configure(parser) -> None:
 def run(args) -> int:
     import sys
 
-    from ..core.formats import convert_dataset
+    from napari_faster_rcnn.core.formats import convert_dataset
 
     try:
         report = convert_dataset(args.source, args.destination, args.to, args.source_format, link_images=not args.copy)

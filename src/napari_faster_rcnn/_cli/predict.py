@@ -44,8 +44,8 @@ def chosen_thresholds(args, config):
     import json
     from pathlib import Path
 
-    from ..core.inference import THRESHOLDS_FILE, Thresholds
-    from ..core.prediction import starting_thresholds
+    from napari_faster_rcnn.core.inference import THRESHOLDS_FILE, Thresholds
+    from napari_faster_rcnn.core.prediction import starting_thresholds
 
     thresholds = starting_thresholds(config)
     if args.thresholds:
@@ -76,9 +76,9 @@ def run(args) -> int:
 
     from tqdm.auto import tqdm
 
-    from ..core.checkpoints import load_checkpoint
-    from ..core.prediction import resolve_device
-    from ..core.prediction_files import predict_folder
+    from napari_faster_rcnn.core.checkpoints import load_checkpoint
+    from napari_faster_rcnn.core.prediction import resolve_device
+    from napari_faster_rcnn.core.prediction_files import predict_folder
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")

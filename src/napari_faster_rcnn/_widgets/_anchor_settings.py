@@ -11,9 +11,9 @@ from __future__ import annotations
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QWidget
 
-from ..core.anchor_inputs import anchor_settings, format_anchor_text
-from ..core.config import BACKBONES, PRESETS, ConfigError, ModelConfig, preset
-from .dataset_statistics import _size_box
+from napari_faster_rcnn.core.anchor_inputs import anchor_settings, format_anchor_text
+from napari_faster_rcnn.core.config import BACKBONES, PRESETS, ConfigError, ModelConfig, preset
+from napari_faster_rcnn._widgets.dataset_statistics import _size_box
 
 TOOLTIP_ROLE = 3  # Qt.ItemDataRole.ToolTipRole
 

@@ -7,8 +7,8 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
-from .. import _labeling as labeling
-from .. import _layers as L
+from napari_faster_rcnn import _labeling as labeling
+from napari_faster_rcnn import _layers as L
 
 COLUMNS = ("key", "class", "here", "all")
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLineEdit, QWidget
 
-from .._training_fields import FieldSpec, format_value, parse_value
+from napari_faster_rcnn._training_fields import FieldSpec, format_value, parse_value
 
 DEFAULT, YES, NO = "default", "yes", "no"
 

@@ -21,10 +21,10 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject
 from qtpy.QtWidgets import QFileDialog, QInputDialog, QMenu, QPushButton
 
-from .. import _layers as L
-from .._interchange import import_destination, inside, layer_dataset
-from .._predictions import is_boxes
-from ..core.formats import (
+from napari_faster_rcnn import _layers as L
+from napari_faster_rcnn._interchange import import_destination, inside, layer_dataset
+from napari_faster_rcnn._predictions import is_boxes
+from napari_faster_rcnn.core.formats import (
     FORMAT_TITLES,
     FORMATS,
     FormatError,
@@ -32,7 +32,7 @@ from ..core.formats import (
     iter_write_dataset,
     matching_formats,
 )
-from ._common import set_progress, start_worker
+from napari_faster_rcnn._widgets._common import set_progress, start_worker
 
 PLUGIN = "napari-faster-rcnn"
 SHOWN_LINES = 6  # of a report's summary in the status line (all of it in the tooltip and the notification)

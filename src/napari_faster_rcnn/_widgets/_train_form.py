@@ -23,15 +23,15 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from .. import _training_fields as F
-from .._predictions import is_boxes
-from .._training import available_devices
-from ..core.config import BACKBONES, PRESETS, WEIGHT_CHOICES, preset
-from ..core.optimization import DEFAULT_LEARNING_RATES
-from ..core.training_run import TrainingSettings
-from ..core.transforms import AugmentationConfig
-from ._common import LayerCombo
-from ._field_editors import FieldGroup
+from napari_faster_rcnn import _training_fields as F
+from napari_faster_rcnn._predictions import is_boxes
+from napari_faster_rcnn._training import available_devices
+from napari_faster_rcnn.core.config import BACKBONES, PRESETS, WEIGHT_CHOICES, preset
+from napari_faster_rcnn.core.optimization import DEFAULT_LEARNING_RATES
+from napari_faster_rcnn.core.training_run import TrainingSettings
+from napari_faster_rcnn.core.transforms import AugmentationConfig
+from napari_faster_rcnn._widgets._common import LayerCombo
+from napari_faster_rcnn._widgets._field_editors import FieldGroup
 
 LAYER, FOLDER = "box layer", "folder"
 WEIGHTS_FILE = "file…"

@@ -36,7 +36,7 @@ from qtpy.QtCore import QObject, Signal
 from qtpy.QtGui import QImage, QPainter, QPixmap
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
-from ..core.statistics_plots import THEMES
+from napari_faster_rcnn.core.statistics_plots import THEMES
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import warnings
 from napari.qt.threading import FunctionWorker, GeneratorWorker
 from qtpy.QtCore import QEvent, QObject
 
-from .._training import TrainingJob
+from napari_faster_rcnn._training import TrainingJob
 
 logger = logging.getLogger(__name__)
 

@@ -28,16 +28,16 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from .. import _anchors as A
-from .._statistics import is_box_layer
-from ..core.anchor_inputs import iter_folder_items
-from ..core.anchors import BACKGROUND_IOU, FOREGROUND_IOU, REACHED_IOU, anchor_coverage, suggest_anchors
-from ..core.annotations import Annotation
-from ..core.config import ConfigError
-from ..core.images import read_image
-from ..core.model import padded_image_size, resized_image_size
-from ._anchor_settings import AnchorSettings, row
-from ._common import DockedWidget, LayerCombo, set_progress, start_worker
+from napari_faster_rcnn import _anchors as A
+from napari_faster_rcnn._statistics import is_box_layer
+from napari_faster_rcnn.core.anchor_inputs import iter_folder_items
+from napari_faster_rcnn.core.anchors import BACKGROUND_IOU, FOREGROUND_IOU, REACHED_IOU, anchor_coverage, suggest_anchors
+from napari_faster_rcnn.core.annotations import Annotation
+from napari_faster_rcnn.core.config import ConfigError
+from napari_faster_rcnn.core.images import read_image
+from napari_faster_rcnn.core.model import padded_image_size, resized_image_size
+from napari_faster_rcnn._widgets._anchor_settings import AnchorSettings, row
+from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo, set_progress, start_worker
 
 LAYERS, FOLDER = "layers", "folder"
 

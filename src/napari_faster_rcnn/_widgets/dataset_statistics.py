@@ -30,11 +30,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import _layers as L
-from .._statistics import is_box_layer, layer_statistics
-from ..core.statistics import DEFAULT_MAX_SIZE, DEFAULT_MIN_SIZE, iter_folder_statistics
-from ..core.statistics_plots import THEMES, plot_statistics
-from ._common import DockedWidget, LayerCombo, compact_table, fit_table_rows, set_progress, start_worker
+from napari_faster_rcnn import _layers as L
+from napari_faster_rcnn._statistics import is_box_layer, layer_statistics
+from napari_faster_rcnn.core.statistics import DEFAULT_MAX_SIZE, DEFAULT_MIN_SIZE, iter_folder_statistics
+from napari_faster_rcnn.core.statistics_plots import THEMES, plot_statistics
+from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo, compact_table, fit_table_rows, set_progress, start_worker
 
 LAYER, FOLDER = "box layer", "folder"
 ALL_BY_CLASS, ALL_TOGETHER = "all classes, by class", "all classes together"

@@ -22,10 +22,10 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from .. import _layers as L
-from .. import _predictions as P
-from ..core.metrics import evaluate
-from ._common import DockedWidget, LayerCombo, compact_table, fit_table_rows, start_worker
+from napari_faster_rcnn import _layers as L
+from napari_faster_rcnn import _predictions as P
+from napari_faster_rcnn.core.metrics import evaluate
+from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo, compact_table, fit_table_rows, start_worker
 
 COLUMNS = ("class", "truth", "predicted", "AP", "COCO AP")
 

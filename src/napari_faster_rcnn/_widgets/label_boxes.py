@@ -33,14 +33,14 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from .. import _labeling as labeling
-from .. import _layers as L
-from .._interchange import read_only_note
-from .._predictions import is_boxes
-from . import _label_dialogs as dialogs
-from ._class_table import ClassTable
-from ._common import DockedWidget, LayerCombo
-from ._interchange_actions import InterchangeActions
+from napari_faster_rcnn import _labeling as labeling
+from napari_faster_rcnn import _layers as L
+from napari_faster_rcnn._interchange import read_only_note
+from napari_faster_rcnn._predictions import is_boxes
+from napari_faster_rcnn._widgets import _label_dialogs as dialogs
+from napari_faster_rcnn._widgets._class_table import ClassTable
+from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo
+from napari_faster_rcnn._widgets._interchange_actions import InterchangeActions
 
 SHOWN_UNLABELED = 6  # names listed before "and N more"
 

@@ -30,11 +30,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import _prediction_layers as P
-from .._predictions import prediction_pages
-from ..core.inference import Thresholds
-from ..core.prediction import iter_predictions, resolve_device, starting_thresholds
-from ._common import DockedWidget, LayerCombo, start_worker
+from napari_faster_rcnn import _prediction_layers as P
+from napari_faster_rcnn._predictions import prediction_pages
+from napari_faster_rcnn.core.inference import Thresholds
+from napari_faster_rcnn.core.prediction import iter_predictions, resolve_device, starting_thresholds
+from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo, start_worker
 
 CURRENT, STACK, FOLDER = "current image", "whole stack", "folder"
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -169,7 +169,7 @@ class PredictWidget(DockedWidget):
         self.load_button.setEnabled(False)
         self.predict_button.setEnabled(False)
         self.info.setText(f"reading {Path(path).name} ...")
-        from ..core.checkpoints import load_checkpoint  # Lightning: imported when first needed
+        from napari_faster_rcnn.core.checkpoints import load_checkpoint  # Lightning: imported when first needed
 
         self.loader = start_worker(load_checkpoint, path, errored=self._load_failed, returned=self._loaded,
                                    finished=lambda: self._set_running(False))

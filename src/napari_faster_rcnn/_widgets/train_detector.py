@@ -18,15 +18,15 @@ import logging
 import time
 from pathlib import Path
 
-from .. import _triton_guard  # noqa: F401 - before anything imports torchvision
+from napari_faster_rcnn import _triton_guard  # noqa: F401 - before anything imports torchvision
 
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QApplication, QHBoxLayout, QLabel, QLineEdit, QPushButton, QScrollArea, QVBoxLayout
 
-from .. import _layers as L
-from .._training import (
+from napari_faster_rcnn import _layers as L
+from napari_faster_rcnn._training import (
     TrainingJob,
     TrainingProgress,
     error_message,
@@ -35,12 +35,12 @@ from .._training import (
     result_summary,
     suggest_output_folder,
 )
-from .._training_data import augmentation_preview, export_run, layer_training_data
-from ..core.training_data import folder_samples
-from ._common import DockedWidget
-from ._train_form import TrainingForm
-from ._training_plot import REDRAW_INTERVAL_MS, TrainingPlot
-from ._training_worker import CloseWatcher, QuietFunctionWorker, TrainingWorker
+from napari_faster_rcnn._training_data import augmentation_preview, export_run, layer_training_data
+from napari_faster_rcnn.core.training_data import folder_samples
+from napari_faster_rcnn._widgets._common import DockedWidget
+from napari_faster_rcnn._widgets._train_form import TrainingForm
+from napari_faster_rcnn._widgets._training_plot import REDRAW_INTERVAL_MS, TrainingPlot
+from napari_faster_rcnn._widgets._training_worker import CloseWatcher, QuietFunctionWorker, TrainingWorker
 
 logger = logging.getLogger(__name__)
 preload_training_modules()  # now, not in the training thread while napari runs (see its docstring)

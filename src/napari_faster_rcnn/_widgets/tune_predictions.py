@@ -20,9 +20,9 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
-from .. import _predictions as P
-from ..core.inference import Thresholds
-from ._common import DockedWidget, LayerCombo
+from napari_faster_rcnn import _predictions as P
+from napari_faster_rcnn.core.inference import Thresholds
+from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo
 
 
 def _slider(tooltip: str) -> QLabeledDoubleSlider:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .annotations import Annotation, class_list
+from napari_faster_rcnn.core.annotations import Annotation, class_list
 
 # Pairs (detection, ground truth of its class in its image) are computed in
 # chunks of at most this many, to bound memory on crowded images.

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .annotations import Annotation
-from .config import ConfigError, ModelConfig
-from .dataset import discover_dataset
-from .images import as_rgb
-from .model import padded_image_size, resized_image_size
+from napari_faster_rcnn.core.annotations import Annotation
+from napari_faster_rcnn.core.config import ConfigError, ModelConfig
+from napari_faster_rcnn.core.dataset import discover_dataset
+from napari_faster_rcnn.core.images import as_rgb
+from napari_faster_rcnn.core.model import padded_image_size, resized_image_size
 
 __all__ = [
     "FolderItems",
@@ -123,7 +123,7 @@ def iter_folder_items(folder: str | Path, workers: int = 8, report_every: int = 
     DatasetError
         When the folder is not a dataset.
     """
-    from .statistics import _read_sample  # the same reading, and skipping, as the statistics
+    from napari_faster_rcnn.core.statistics import _read_sample  # the same reading, and skipping, as the statistics
 
     root = Path(folder)
     dataset = discover_dataset(root)

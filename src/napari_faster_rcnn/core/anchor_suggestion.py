@@ -26,10 +26,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .annotations import Annotation
-from .anchors import FOREGROUND_IOU, REACHED_IOU, Coverage, best_anchors, dataset_boxes
-from .config import ModelConfig
-from .model import feature_maps
+from napari_faster_rcnn.core.annotations import Annotation
+from napari_faster_rcnn.core.anchors import FOREGROUND_IOU, REACHED_IOU, Coverage, best_anchors, dataset_boxes
+from napari_faster_rcnn.core.config import ModelConfig
+from napari_faster_rcnn.core.model import feature_maps
 
 
 class AnchorSuggestion(NamedTuple):

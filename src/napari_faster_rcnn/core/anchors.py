@@ -39,10 +39,10 @@ from dataclasses import dataclass
 import numpy as np
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 
-from .annotations import Annotation
-from .config import ModelConfig
-from .model import feature_maps, padded_image_size
-from .statistics import padded_sizes, transformed_sizes
+from napari_faster_rcnn.core.annotations import Annotation
+from napari_faster_rcnn.core.config import ModelConfig
+from napari_faster_rcnn.core.model import feature_maps, padded_image_size
+from napari_faster_rcnn.core.statistics import padded_sizes, transformed_sizes
 
 __all__ = [
     "BACKGROUND_IOU",
@@ -347,6 +347,6 @@ def suggest_anchors(config: ModelConfig, items: Iterable[tuple[tuple[int, int], 
                     n_sizes: int | None = None, n_ratios: int = 3, *, seed: int = 0, restarts: int = 8):
     """Anchor sizes and aspect ratios for a dataset's boxes, by k-means on their shapes, with the
     coverage they give: see :func:`.anchor_suggestion.suggest_anchors`."""
-    from .anchor_suggestion import suggest_anchors as suggest
+    from napari_faster_rcnn.core.anchor_suggestion import suggest_anchors as suggest
 
     return suggest(config, items, n_sizes, n_ratios, seed=seed, restarts=restarts)

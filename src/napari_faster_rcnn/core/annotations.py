@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .boxes import as_boxes, check_boxes
+from napari_faster_rcnn.core.boxes import as_boxes, check_boxes
 
 ANNOTATION_SUFFIXES = (".pt", ".json")
 
@@ -222,7 +222,7 @@ def load_annotation(path: str | Path) -> Annotation:
 
 
 def _read_pt(path: Path):
-    from .safe_load import explain_load_error, safe_torch_load
+    from napari_faster_rcnn.core.safe_load import explain_load_error, safe_torch_load
 
     if not path.exists():
         raise FileNotFoundError(path)

@@ -31,7 +31,7 @@ from torchvision.models.resnet import BasicBlock
 from torchvision.ops import misc as misc_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from .config import RESNET_BACKBONES, TRAINABLE_LAYERS_MAX, TRAINABLE_LAYERS_PRETRAINED_DEFAULT, ModelConfig
+from napari_faster_rcnn.core.config import RESNET_BACKBONES, TRAINABLE_LAYERS_MAX, TRAINABLE_LAYERS_PRETRAINED_DEFAULT, ModelConfig
 
 __all__ = ["SlimResNet", "build_backbone", "classification_network", "frozen_batch_norm", "trainable_layers"]
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from .validation import MONITOR
+from napari_faster_rcnn.core.validation import MONITOR
 
 __all__ = [
     "CHECKPOINT_FOLDER",

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from .config import ConfigError, ModelConfig
-from .safe_load import explain_load_error, safe_torch_load
+from napari_faster_rcnn.core.config import ConfigError, ModelConfig
+from napari_faster_rcnn.core.safe_load import explain_load_error, safe_torch_load
 
 __all__ = ["CheckpointError", "LoadedCheckpoint", "SafeCheckpointIO", "load_checkpoint", "read_checkpoint"]
 
@@ -121,7 +121,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
         For a missing, unreadable or refused file, one without a model config,
         or weights that do not fit the config; the message names the file.
     """
-    from .model import build_model
+    from napari_faster_rcnn.core.model import build_model
 
     path = Path(path)
     checkpoint = read_checkpoint(path)

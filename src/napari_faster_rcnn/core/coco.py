@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._matching import evaluation_classes, flatten
-from .annotations import Annotation
+from napari_faster_rcnn.core._matching import evaluation_classes, flatten
+from napari_faster_rcnn.core.annotations import Annotation
 
 
 @dataclass

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config_rules import (
+from napari_faster_rcnn.core.config_rules import (
     BACKBONES,
     COCO_ARCHITECTURES,
     DEFAULT_ASPECT_RATIOS,
@@ -208,7 +208,7 @@ class ModelConfig:
         """Write the config as YAML, atomically (temporary file, then rename)."""
         import yaml
 
-        from .annotations import atomic_write_bytes
+        from napari_faster_rcnn.core.annotations import atomic_write_bytes
 
         path = Path(path)
         text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)

@@ -31,10 +31,10 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-from .splits import check_ratios
-from .training_data import DetectionDataset, collate_detections, dataset_classes, folder_samples, split_datasets
-from .training_samples import as_training_sample
-from .transforms import AugmentationConfig, build_transform
+from napari_faster_rcnn.core.splits import check_ratios
+from napari_faster_rcnn.core.training_data import DetectionDataset, collate_detections, dataset_classes, folder_samples, split_datasets
+from napari_faster_rcnn.core.training_samples import as_training_sample
+from napari_faster_rcnn.core.transforms import AugmentationConfig, build_transform
 
 __all__ = ["DetectionDataModule", "default_workers"]
 

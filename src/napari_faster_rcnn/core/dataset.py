@@ -16,8 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .annotations import ANNOTATION_SUFFIXES, THRESHOLDS_FILE
-from .images import is_image_file
+from napari_faster_rcnn.core.annotations import ANNOTATION_SUFFIXES, THRESHOLDS_FILE
+from napari_faster_rcnn.core.images import is_image_file
 
 INPUT_TARGET = "input/target"
 SIDE_BY_SIDE = "side by side"

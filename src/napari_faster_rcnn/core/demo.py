@@ -27,9 +27,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .annotations import atomic_write_bytes, save_annotation
-from .synthetic import SHAPE_CLASSES, make_synthetic_sample
-from .transforms import AugmentationConfig
+from napari_faster_rcnn.core.annotations import atomic_write_bytes, save_annotation
+from napari_faster_rcnn.core.synthetic import SHAPE_CLASSES, make_synthetic_sample
+from napari_faster_rcnn.core.transforms import AugmentationConfig
 
 __all__ = ["SHAPE_CLASSES", "check_output", "format_results", "run_demo", "write_images"]
 
@@ -112,7 +112,7 @@ def run_demo(
                    for name, (count, part_seed) in parts.items()}
 
     # 2. training
-    from .training_run import TrainingSettings, run_training
+    from napari_faster_rcnn.core.training_run import TrainingSettings, run_training
 
     steps_per_epoch = math.ceil(train_images / batch_size)
     settings = TrainingSettings(
@@ -133,10 +133,10 @@ def run_demo(
         f"{_number(result.best_score)}")
 
     # 3. the best checkpoint, loaded as prediction would, on the held-out test set
-    from .checkpoints import load_checkpoint
-    from .metrics import evaluate
-    from .training_data import DetectionDataset
-    from .validation import predict_dataset
+    from napari_faster_rcnn.core.checkpoints import load_checkpoint
+    from napari_faster_rcnn.core.metrics import evaluate
+    from napari_faster_rcnn.core.training_data import DetectionDataset
+    from napari_faster_rcnn.core.validation import predict_dataset
 
     checkpoint = result.best_checkpoint or result.last_checkpoint
     loaded = load_checkpoint(checkpoint)
@@ -148,10 +148,10 @@ def run_demo(
     evaluation = evaluate(ground_truths, predictions, 0.5, classes=loaded.classes)
 
     # 4. pictures and results
-    from .training_plots import draw_predictions, plot_training_curves
+    from napari_faster_rcnn.core.training_plots import draw_predictions, plot_training_curves
 
     plot_training_curves(events, output / "curves.png", title=f"cpu preset on synthetic shapes, seed {seed}")
-    from .images import read_image
+    from napari_faster_rcnn.core.images import read_image
 
     pictures = []
     for index in range(min(PREDICTION_IMAGES, len(test))):

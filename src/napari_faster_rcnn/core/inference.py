@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .annotations import THRESHOLDS_FILE, Annotation, atomic_write_bytes
-from .boxes import box_iou
+from napari_faster_rcnn.core.annotations import THRESHOLDS_FILE, Annotation, atomic_write_bytes
+from napari_faster_rcnn.core.boxes import box_iou
 
 __all__ = [
     "ACCEPT_DUPLICATE_IOU",
@@ -307,7 +307,7 @@ def accept_predictions(
     (Annotation, int)
         The labels with the new boxes appended, and how many were added.
     """
-    from .metrics import map_labels
+    from napari_faster_rcnn.core.metrics import map_labels
 
     if classes is None:
         classes = list(labels.classes or []) or list(dict.fromkeys(labels.labels))

@@ -27,8 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .annotations import Annotation, AnnotationError, load_annotation, save_annotation
-from .boxes import clip_boxes
+from napari_faster_rcnn.core.annotations import Annotation, AnnotationError, load_annotation, save_annotation
+from napari_faster_rcnn.core.boxes import clip_boxes
 
 #: ``(st_mtime_ns, st_size, st_ino)`` of a file, or None when there is no file
 Stamp = tuple[int, int, int] | None

@@ -49,9 +49,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._matching import best_matches, evaluation_classes, flatten, map_labels
-from .annotations import Annotation
-from .coco import COCOResult, coco_evaluation
+from napari_faster_rcnn.core._matching import best_matches, evaluation_classes, flatten, map_labels
+from napari_faster_rcnn.core.annotations import Annotation
+from napari_faster_rcnn.core.coco import COCOResult, coco_evaluation
 
 __all__ = [
     "COCOResult",

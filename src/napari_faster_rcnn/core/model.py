@@ -30,9 +30,9 @@ from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import misc as misc_ops
 
-from .backbones import build_backbone, classification_network
-from .config import COCO_ARCHITECTURES, ConfigError, ModelConfig, check_weights_choice
-from .weights import (
+from napari_faster_rcnn.core.backbones import build_backbone, classification_network
+from napari_faster_rcnn.core.config import COCO_ARCHITECTURES, ConfigError, ModelConfig, check_weights_choice
+from napari_faster_rcnn.core.weights import (
     DOWNLOAD_TIMEOUT_SECONDS,
     REPLACEABLE,
     WeightsError,

@@ -49,10 +49,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._generators import collect
-from .annotations import Annotation
-from .images import ImageReadError
-from .prediction_settings import (
+from napari_faster_rcnn.core._generators import collect
+from napari_faster_rcnn.core.annotations import Annotation
+from napari_faster_rcnn.core.images import ImageReadError
+from napari_faster_rcnn.core.prediction_settings import (
     RAW_DETECTIONS_PER_IMAGE,
     RAW_SCORE_THRESHOLD,
     DetectionSettings,
@@ -133,8 +133,8 @@ def read_image_tensor(item):
     ImageReadError
         For a file that cannot be read; ``ValueError`` for an array of another shape.
     """
-    from ._training_images import image_to_tensor, image_to_unit_float
-    from .images import as_rgb, read_image
+    from napari_faster_rcnn.core._training_images import image_to_tensor, image_to_unit_float
+    from napari_faster_rcnn.core.images import as_rgb, read_image
 
     image = read_image(item) if isinstance(item, (str, Path)) else as_rgb(np.asarray(item))
     if image.dtype != np.uint8:
@@ -317,7 +317,7 @@ def predict_images(model, images: Sequence, classes: Sequence[str], **options) -
 def __getattr__(name: str):
     # predict_folder lives with the file writing (prediction_files imports this module)
     if name == "predict_folder":
-        from .prediction_files import predict_folder
+        from napari_faster_rcnn.core.prediction_files import predict_folder
 
         return predict_folder
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

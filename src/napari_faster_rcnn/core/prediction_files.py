@@ -24,9 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .annotations import THRESHOLDS_FILE, save_annotation
-from .inference import Thresholds, apply_thresholds
-from .prediction import PredictionRecord, PredictionSummary, iter_predictions, starting_thresholds
+from napari_faster_rcnn.core.annotations import THRESHOLDS_FILE, save_annotation
+from napari_faster_rcnn.core.inference import Thresholds, apply_thresholds
+from napari_faster_rcnn.core.prediction import PredictionRecord, PredictionSummary, iter_predictions, starting_thresholds
 
 __all__ = ["FolderPrediction", "find_images", "predict_folder"]
 
@@ -63,8 +63,8 @@ def find_images(inputs: str | Path | Sequence[str | Path]) -> tuple[list[Path], 
         for a path that does not exist; ``ValueError`` when two images have the
         same name (their prediction files would be one file).
     """
-    from .dataset import ANNOTATIONS_ONLY, discover_dataset
-    from .images import IMAGE_SUFFIXES, is_image_file
+    from napari_faster_rcnn.core.dataset import ANNOTATIONS_ONLY, discover_dataset
+    from napari_faster_rcnn.core.images import IMAGE_SUFFIXES, is_image_file
 
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
@@ -181,7 +181,7 @@ def predict_folder(
         writer.finish()  # raises what a write raised (a full disk, say)
     if not written:
         raise ValueError("no image could be read: " + "; ".join(f"{reason}" for _, reason in summary.skipped[:5]))
-    from .inference import save_thresholds
+    from napari_faster_rcnn.core.inference import save_thresholds
 
     thresholds_file = save_thresholds(out_dir, thresholds)
     return FolderPrediction(out_dir, written, thresholds, thresholds_file, raw, summary, boxes,
@@ -189,7 +189,7 @@ def predict_folder(
 
 
 def _model_and_classes(checkpoint_or_model, classes):
-    from .checkpoints import LoadedCheckpoint, load_checkpoint
+    from napari_faster_rcnn.core.checkpoints import LoadedCheckpoint, load_checkpoint
 
     if isinstance(checkpoint_or_model, (str, Path)):
         checkpoint_or_model = load_checkpoint(checkpoint_or_model)

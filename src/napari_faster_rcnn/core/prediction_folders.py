@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .annotations import Annotation
+from napari_faster_rcnn.core.annotations import Annotation
 
 
 @dataclass
@@ -34,8 +34,8 @@ def load_evaluation_folders(ground_truth_folder, prediction_folder) -> Evaluatio
         ground truth, no file name in common, an unreadable file, a prediction
         without scores.
     """
-    from .annotations import load_annotation
-    from .dataset import DatasetError, discover_dataset
+    from napari_faster_rcnn.core.annotations import load_annotation
+    from napari_faster_rcnn.core.dataset import DatasetError, discover_dataset
 
     truth = discover_dataset(ground_truth_folder)
     predicted = discover_dataset(prediction_folder)

@@ -89,7 +89,7 @@ def starting_thresholds(config=None):
     ``box_score_thresh`` when it sets one other than torchvision's default of
     0.05 (a value meant for computing mAP, which shows many weak boxes), else 0.5.
     """
-    from .inference import Thresholds
+    from napari_faster_rcnn.core.inference import Thresholds
 
     if config is None:
         return Thresholds(0.5, 0.5)

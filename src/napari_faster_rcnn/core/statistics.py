@@ -27,10 +27,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._generators import run_to_end
-from .annotations import Annotation, AnnotationError, class_list, load_annotation
-from .dataset import discover_dataset
-from .images import ImageReadError, image_size
+from napari_faster_rcnn.core._generators import run_to_end
+from napari_faster_rcnn.core.annotations import Annotation, AnnotationError, class_list, load_annotation
+from napari_faster_rcnn.core.dataset import discover_dataset
+from napari_faster_rcnn.core.images import ImageReadError, image_size
 
 #: torchvision's defaults for Faster R-CNN (``fasterrcnn_resnet50_fpn``)
 DEFAULT_MIN_SIZE = 800

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .statistics import BOX_QUANTITIES, LABELS, QUANTITIES, DatasetStatistics
+from napari_faster_rcnn.core.statistics import BOX_QUANTITIES, LABELS, QUANTITIES, DatasetStatistics
 
 #: background, text, frame and single-bar colours of the two themes (dark: napari's)
 THEMES = {

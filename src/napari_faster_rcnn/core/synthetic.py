@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .annotations import Annotation, save_annotation
-from .boxes import box_iou
+from napari_faster_rcnn.core.annotations import Annotation, save_annotation
+from napari_faster_rcnn.core.boxes import box_iou
 
 SHAPE_CLASSES = ("circle", "square", "triangle")
 

@@ -33,16 +33,16 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from .. import __version__
-from .config import ConfigError, ModelConfig, preset
-from .model import build_model
-from .optimization import (
+from napari_faster_rcnn import __version__
+from napari_faster_rcnn.core.config import ConfigError, ModelConfig, preset
+from napari_faster_rcnn.core.model import build_model
+from napari_faster_rcnn.core.optimization import (
     DEFAULT_LEARNING_RATES,
     build_optimizer,
     build_scheduler,
     check_optimization,
 )
-from .validation import MONITOR, ValidationCollector
+from napari_faster_rcnn.core.validation import MONITOR, ValidationCollector
 
 __all__ = ["CHECKPOINT_KEY", "MONITOR", "DetectorModule", "resolve_model_config"]
 
@@ -258,7 +258,7 @@ class DetectorModule(pl.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        from .checkpoints import CheckpointError
+        from napari_faster_rcnn.core.checkpoints import CheckpointError
 
         section = checkpoint.get(CHECKPOINT_KEY) or {}
         saved = section.get("classes")

@@ -40,11 +40,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._training_images import available_memory, image_to_tensor, image_to_unit_float
-from .boxes import clip_boxes
-from .images import image_info, read_image
-from .splits import split_indices, split_samples
-from .training_samples import (
+from napari_faster_rcnn.core._training_images import available_memory, image_to_tensor, image_to_unit_float
+from napari_faster_rcnn.core.boxes import clip_boxes
+from napari_faster_rcnn.core.images import image_info, read_image
+from napari_faster_rcnn.core.splits import split_indices, split_samples
+from napari_faster_rcnn.core.training_samples import (
     TrainingDataError,
     TrainingSample,
     as_training_sample,

@@ -36,8 +36,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._generators import run_to_end
-from .callbacks import (
+from napari_faster_rcnn.core._generators import run_to_end
+from napari_faster_rcnn.core.callbacks import (
     ProgressReporter,
     StopOnRequest,
     StopRequest,
@@ -46,8 +46,8 @@ from .callbacks import (
     run_callbacks,
     run_loggers,
 )
-from .config import ModelConfig
-from .training_settings import TrainingResult, TrainingSettings, export_command, is_folder
+from napari_faster_rcnn.core.config import ModelConfig
+from napari_faster_rcnn.core.training_settings import TrainingResult, TrainingSettings, export_command, is_folder
 
 __all__ = [
     "StopRequest",
@@ -63,7 +63,7 @@ __all__ = [
 
 def build_data_module(settings: TrainingSettings):
     """The :class:`~.data_module.DetectionDataModule` of ``settings``."""
-    from .data_module import DetectionDataModule
+    from napari_faster_rcnn.core.data_module import DetectionDataModule
 
     options = dict(ratios=settings.split_ratios, seed=settings.split_seed,
                    classes=list(settings.classes) if settings.classes is not None else None,
@@ -80,7 +80,7 @@ def build_data_module(settings: TrainingSettings):
 
 def build_module(settings: TrainingSettings, classes: Sequence[str]):
     """The :class:`~.training.DetectorModule` of ``settings`` for the data's ``classes``."""
-    from .training import DetectorModule
+    from napari_faster_rcnn.core.training import DetectorModule
 
     model = settings.model
     options = dict(optimizer=settings.optimizer, learning_rate=settings.learning_rate,
@@ -96,7 +96,7 @@ def build_run(settings: TrainingSettings, report=None, stop: StopRequest | None 
     """``(trainer, module, data)`` of a run: the same parts :func:`iter_training` fits."""
     import lightning.pytorch as pl
 
-    from .checkpoints import SafeCheckpointIO
+    from napari_faster_rcnn.core.checkpoints import SafeCheckpointIO
 
     import torch
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._matching import map_labels
-from .annotations import Annotation, load_annotation
-from .dataset import DatasetError, discover_dataset
+from napari_faster_rcnn.core._matching import map_labels
+from napari_faster_rcnn.core.annotations import Annotation, load_annotation
+from napari_faster_rcnn.core.dataset import DatasetError, discover_dataset
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ModelConfig
-from .transforms import AugmentationConfig
+from napari_faster_rcnn.core.config import ModelConfig
+from napari_faster_rcnn.core.transforms import AugmentationConfig
 
 __all__ = ["TrainingResult", "TrainingSettings", "export_command", "is_folder"]
 

@@ -22,8 +22,8 @@ import math
 import numpy as np
 import torch
 
-from .annotations import Annotation
-from .metrics import evaluate
+from napari_faster_rcnn.core.annotations import Annotation
+from napari_faster_rcnn.core.metrics import evaluate
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def predict_dataset(model, dataset, score_threshold: float | None = 0.01, batch_
     head's score threshold set to ``score_threshold`` for the run (None: the
     model's own). ``progress(done, total)`` is called after each batch.
     """
-    from .training_data import collate_detections
+    from napari_faster_rcnn.core.training_data import collate_detections
 
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_detections)
     device = next(model.parameters()).device

@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from .safe_load import explain_load_error, safe_torch_load
+from napari_faster_rcnn.core.safe_load import explain_load_error, safe_torch_load
 
 __all__ = [
     "DOWNLOAD_TIMEOUT_SECONDS",

@@ -28,8 +28,8 @@ One module per format (:mod:`.coco_json`, :mod:`.pascal_voc`, :mod:`.yolo_txt`,
 :mod:`.native`) documents its layouts and conventions.
 """
 
-from ._common import FORMATS, FormatError, LabeledDataset, LabeledItem
-from .conversion import (
+from napari_faster_rcnn.core.formats._common import FORMATS, FormatError, LabeledDataset, LabeledItem
+from napari_faster_rcnn.core.formats.conversion import (
     FORMAT_TITLES,
     ConversionReport,
     convert_dataset,

@@ -35,9 +35,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from ..annotations import THRESHOLDS_FILE, Annotation
-from ..images import is_image_file
-from ._common import (
+from napari_faster_rcnn.core.annotations import THRESHOLDS_FILE, Annotation
+from napari_faster_rcnn.core.images import is_image_file
+from napari_faster_rcnn.core.formats._common import (
     SPLIT_FOLDERS,
     FormatError,
     LabeledDataset,

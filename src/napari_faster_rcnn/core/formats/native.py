@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..annotations import ANNOTATION_SUFFIXES, Annotation, AnnotationError, class_list, annotation_bytes, load_annotation
-from ..dataset import DatasetError, discover_dataset
-from ._common import FormatError, LabeledDataset, LabeledItem, OutputItem, header_size
+from napari_faster_rcnn.core.annotations import ANNOTATION_SUFFIXES, Annotation, AnnotationError, class_list, annotation_bytes, load_annotation
+from napari_faster_rcnn.core.dataset import DatasetError, discover_dataset
+from napari_faster_rcnn.core.formats._common import FormatError, LabeledDataset, LabeledItem, OutputItem, header_size
 
 IMAGE_FOLDER = "input"
 ANNOTATION_FOLDER = "target"

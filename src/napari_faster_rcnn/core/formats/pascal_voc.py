@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..annotations import Annotation
-from ._common import (
+from napari_faster_rcnn.core.annotations import Annotation
+from napari_faster_rcnn.core.formats._common import (
     SPLIT_FOLDERS,
     FormatError,
     LabeledDataset,

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..annotations import Annotation
-from ._common import (
+from napari_faster_rcnn.core.annotations import Annotation
+from napari_faster_rcnn.core.formats._common import (
     FormatError,
     LabeledDataset,
     LabeledItem,
