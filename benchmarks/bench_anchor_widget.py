@@ -44,7 +44,7 @@ RATIOS = ["(0.5, 1, 2)", "(0.7, 1.4)", "(0.5, 1, 2, 3)", "(0.4, 1, 2.5)"]
 
 
 def make_dataset(images: int, per_image: int, size: int, seed: int = 0):
-    from napari_faster_rcnn.core.annotations import Annotation
+    from napari_faster_rcnn.core.data.annotations import Annotation
 
     rng = np.random.default_rng(seed)
     annotations = []
@@ -62,9 +62,9 @@ def coverage_speed(config, images: int = 1000, dense_images: int = 25):
     import torch
     from torchvision.ops import box_iou
 
-    from napari_faster_rcnn.core.anchor_inputs import transform_boxes
-    from napari_faster_rcnn.core.anchors import anchor_boxes, anchor_coverage
-    from napari_faster_rcnn.core.annotations import Annotation
+    from napari_faster_rcnn.core.data.annotations import Annotation
+    from napari_faster_rcnn.core.model.anchor_inputs import transform_boxes
+    from napari_faster_rcnn.core.model.anchors import anchor_boxes, anchor_coverage
 
     rng = np.random.default_rng(1)
     items = []
@@ -113,11 +113,10 @@ def main(argv=None) -> int:
     from napari.utils.events import Event
     from qtpy.QtWidgets import QApplication
 
-    from napari_faster_rcnn import _anchors as A
-    from napari_faster_rcnn import _layers as L
     from napari_faster_rcnn._widgets.anchor_boxes import AnchorBoxesWidget
-    from napari_faster_rcnn.core.anchor_inputs import anchor_settings, transform_image
-    from napari_faster_rcnn.core.anchors import anchor_coverage, anchor_grids
+    from napari_faster_rcnn.core.model.anchor_inputs import anchor_settings, transform_image
+    from napari_faster_rcnn.core.model.anchors import anchor_coverage, anchor_grids
+    from napari_faster_rcnn.layers import anchors, conventions
 
     torch.set_num_threads(2)
     pixels, annotations = make_dataset(args.images, args.boxes, args.size)
@@ -126,8 +125,8 @@ def main(argv=None) -> int:
     viewer = napari.Viewer()
     viewer.window._qt_window.resize(1300, 860)
     viewer.add_image(pixels, rgb=True, name="photos", contrast_limits=[0, 255],
-                     metadata={L.IMAGE_SIZES: [list(s) for s in sizes]})
-    viewer.add_layer(Layer.create(*L.shapes_layer_data(annotations, stacked=True, name="photos boxes",
+                     metadata={conventions.IMAGE_SIZES: [list(s) for s in sizes]})
+    viewer.add_layer(Layer.create(*conventions.shapes_layer_data(annotations, stacked=True, name="photos boxes",
                                                        image_sizes=sizes)))
     widget = AnchorBoxesWidget(viewer)
     viewer.window.add_dock_widget(widget)
@@ -147,7 +146,7 @@ def main(argv=None) -> int:
     def set_min_size(step):
         widget.min_size.setValue(768 - 32 * step)  # each value new: resized anew
 
-    image_layer = widget.view.layers[A.IMAGE]
+    image_layer = widget.view.layers[anchors.IMAGE]
 
     def click(step):
         for callback in image_layer.mouse_drag_callbacks:
@@ -182,11 +181,11 @@ def main(argv=None) -> int:
     def same_data(step):
         for layer in widget.view.centre_layers:
             layer.data = layer.data
-        shown = widget.view.layers[A.IMAGE]
+        shown = widget.view.layers[anchors.IMAGE]
         shown.data = shown.data
-        for name in (A.TRUTH, A.UNREACHED, A.AT_POINT):
+        for name in (anchors.TRUTH, anchors.UNREACHED, anchors.AT_POINT):
             shapes = widget.view.layers[name]
-            A.replace_rectangles(shapes, A.rectangles_to_boxes(shapes.data)[0], shapes.edge_color,
+            anchors.replace_rectangles(shapes, anchors.rectangles_to_boxes(shapes.data)[0], shapes.edge_color,
                                  shapes.features.copy(), widget.view.edge_width)
 
     coverage_per_image, dense_per_image = coverage_speed(widget.settings.base)  # ResNet-50 FPN, 800 px

@@ -42,7 +42,7 @@ def make_dataset(folder: Path, images: int, per_image: int, size: int = 256, see
     """``input/`` with one PNG linked under ``images`` names, ``target/`` with ``per_image`` boxes each."""
     from PIL import Image
 
-    from napari_faster_rcnn.core.annotations import Annotation, save_annotation
+    from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
 
     rng = np.random.default_rng(seed)
     (folder / "input").mkdir(parents=True)
@@ -69,9 +69,9 @@ def main(argv=None) -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_faster_rcnn._slice_view import show_boxes
-    from napari_faster_rcnn.core.annotations import load_annotation, save_annotation
-    from napari_faster_rcnn.core.boxes import boxes_to_rectangles
+    from napari_faster_rcnn.core.data.annotations import load_annotation, save_annotation
+    from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles
+    from napari_faster_rcnn.layers.slice_view import show_boxes
 
     app = QApplication.instance() or QApplication([])
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as temporary:

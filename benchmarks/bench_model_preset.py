@@ -25,9 +25,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import report  # noqa: E402
 
-from napari_faster_rcnn.core.config import preset  # noqa: E402
-from napari_faster_rcnn.core.model import build_model  # noqa: E402
-from napari_faster_rcnn.core.synthetic import SHAPE_CLASSES, make_synthetic_sample  # noqa: E402
+from napari_faster_rcnn.core.data.synthetic import SHAPE_CLASSES, make_synthetic_sample  # noqa: E402
+from napari_faster_rcnn.core.model.config import preset  # noqa: E402
+from napari_faster_rcnn.core.model.detector import build_model  # noqa: E402
 
 TARGET_RATIO = 4.0
 

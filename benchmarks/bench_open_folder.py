@@ -24,16 +24,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import measure, report  # noqa: E402
 
-from napari_faster_rcnn._reader import read_dataset_folder  # noqa: E402
-from napari_faster_rcnn.core.annotations import Annotation, load_annotation, save_annotation  # noqa: E402
-from napari_faster_rcnn.core.dataset import discover_dataset  # noqa: E402
-from napari_faster_rcnn.core.images import image_size, read_padded  # noqa: E402
+from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation  # noqa: E402
+from napari_faster_rcnn.core.data.folders import discover_dataset  # noqa: E402
+from napari_faster_rcnn.core.data.images import image_size, read_padded  # noqa: E402
+from napari_faster_rcnn.layers.reading import read_dataset_folder  # noqa: E402
 
 
 def make_folder(folder: Path, n_images: int, width: int, height: int, boxes_per_image: int = 20) -> None:
     from PIL import Image
 
-    from napari_faster_rcnn.core.synthetic import make_synthetic_sample
+    from napari_faster_rcnn.core.data.synthetic import make_synthetic_sample
 
     (folder / "input").mkdir(parents=True)
     rng = np.random.default_rng(0)

@@ -1,6 +1,6 @@
 """Prediction over a folder: our whole path against the bare model forward, in one run.
 
-Ours is :func:`napari_faster_rcnn.core.prediction_files.predict_folder`, as the
+Ours is :func:`~napari_faster_rcnn.core.prediction.run.folders.predict_folder`, as the
 ``predict`` command runs it: finding the images, reading and converting them
 (ahead of the model, in a thread), the model in batches with its box head
 relaxed for raw detections, the thresholds (score, per-class NMS), and writing
@@ -45,11 +45,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import report  # noqa: E402
 
-from napari_faster_rcnn.core.checkpoints import load_checkpoint  # noqa: E402
-from napari_faster_rcnn.core.images import read_image  # noqa: E402
-from napari_faster_rcnn.core.prediction import read_image_tensor  # noqa: E402
-from napari_faster_rcnn.core.prediction_files import predict_folder  # noqa: E402
-from napari_faster_rcnn.core.synthetic import make_synthetic_sample  # noqa: E402
+from napari_faster_rcnn.core.data.images import read_image  # noqa: E402
+from napari_faster_rcnn.core.data.synthetic import make_synthetic_sample  # noqa: E402
+from napari_faster_rcnn.core.model.checkpoints import load_checkpoint  # noqa: E402
+from napari_faster_rcnn.core.prediction.folders import predict_folder  # noqa: E402
+from napari_faster_rcnn.core.prediction.run import read_image_tensor  # noqa: E402
 
 TARGET_RATIO = 1.15
 MODELS = {"cpu": 128, "default": 512}  # preset -> min_size = max_size
@@ -76,9 +76,10 @@ def write_images(folder: Path, count: int, low: int, high: int, suffix: str, see
 
 def make_checkpoint(folder: Path, name: str, size: int) -> Path:
     """A checkpoint of ``name`` at ``size`` px from a one-step run (the real training path)."""
-    from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
-    from napari_faster_rcnn.core.training_run import TrainingSettings, run_training
-    from napari_faster_rcnn.core.transforms import AugmentationConfig
+    from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset
+    from napari_faster_rcnn.core.training.run import run_training
+    from napari_faster_rcnn.core.training.settings import TrainingSettings
+    from napari_faster_rcnn.core.training.transforms import AugmentationConfig
 
     data = write_synthetic_dataset(folder / f"train-{name}", 2, seed=1, height=size, width=size)
     result = run_training(TrainingSettings(
@@ -123,9 +124,10 @@ def ours(loaded, folder: Path, out: Path, batch_size: int, read_ahead: int):
 
 def dataloader_path(loaded, paths, out: Path, batch_size: int, workers: int):
     """The same work with torch's DataLoader and ``workers`` processes reading, for reference."""
-    from napari_faster_rcnn.core.annotations import save_annotation
-    from napari_faster_rcnn.core.inference import apply_thresholds
-    from napari_faster_rcnn.core.prediction import _to_annotation, raw_detection_settings, starting_thresholds
+    from napari_faster_rcnn.core.data.annotations import save_annotation
+    from napari_faster_rcnn.core.prediction.run import detections_to_annotation
+    from napari_faster_rcnn.core.prediction.settings import raw_detection_settings, starting_thresholds
+    from napari_faster_rcnn.core.prediction.thresholds import apply_thresholds
 
     class Images(torch.utils.data.Dataset):
         def __len__(self):
@@ -147,7 +149,7 @@ def dataloader_path(loaded, paths, out: Path, batch_size: int, workers: int):
                 with torch.inference_mode():
                     outputs = loaded.model(batch)
                 for output in outputs:
-                    annotation = apply_thresholds(_to_annotation(output, names, loaded.classes), thresholds)
+                    annotation = apply_thresholds(detections_to_annotation(output, names, loaded.classes), thresholds)
                     save_annotation(out / f"{paths[index].stem}.pt", annotation)
                     index += 1
         finally:

@@ -25,10 +25,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import measure, report  # noqa: E402
 
-from napari_faster_rcnn.core.annotations import Annotation, load_annotation, save_annotation  # noqa: E402
-from napari_faster_rcnn.core.dataset import discover_dataset  # noqa: E402
-from napari_faster_rcnn.core.images import read_image  # noqa: E402
-from napari_faster_rcnn.core.statistics import dataset_statistics, folder_statistics  # noqa: E402
+from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation  # noqa: E402
+from napari_faster_rcnn.core.data.folders import discover_dataset  # noqa: E402
+from napari_faster_rcnn.core.data.images import read_image  # noqa: E402
+from napari_faster_rcnn.core.statistics.measures import dataset_statistics, folder_statistics  # noqa: E402
 
 SIZES = [(768, 1024)] * 7 + [(1024, 768), (720, 1280), (480, 640)]  # (height, width), some variety
 TARGET_SECONDS = 5.0
@@ -37,7 +37,7 @@ TARGET_SECONDS = 5.0
 def make_folder(folder: Path, n_images: int) -> int:
     from PIL import Image
 
-    from napari_faster_rcnn.core.synthetic import make_synthetic_sample
+    from napari_faster_rcnn.core.data.synthetic import make_synthetic_sample
 
     (folder / "input").mkdir(parents=True)
     rng = np.random.default_rng(0)

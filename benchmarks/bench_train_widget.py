@@ -136,12 +136,12 @@ def main(argv=None) -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    # the widget first, as napari loads it: it settles OpenMP's waiting before torch loads (see _openmp)
-    from napari_faster_rcnn._widgets.train_detector import TrainDetectorWidget
+    import napari_faster_rcnn.core.training.run as training_run
 
-    import napari_faster_rcnn.core.training_run as training_run
-    from napari_faster_rcnn.core.callbacks import TrainingEvent
-    from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
+    # the widget first, as napari loads it: it settles OpenMP's waiting before torch loads (see layers/viewer_process.py)
+    from napari_faster_rcnn._widgets.train_detector import TrainDetectorWidget
+    from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset
+    from napari_faster_rcnn.core.training.callbacks import TrainingEvent
 
     folder = Path(tempfile.mkdtemp(prefix="bench-train-widget-"))
     data = write_synthetic_dataset(folder / "shapes", 6, seed=3, height=64, width=64)

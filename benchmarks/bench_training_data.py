@@ -31,10 +31,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import measure, report  # noqa: E402
 
-from napari_faster_rcnn.core.annotations import load_annotation  # noqa: E402
-from napari_faster_rcnn.core.synthetic import write_synthetic_dataset  # noqa: E402
-from napari_faster_rcnn.core.training_data import DetectionDataset, folder_samples  # noqa: E402
-from napari_faster_rcnn.core.transforms import AugmentationConfig, build_transform  # noqa: E402
+from napari_faster_rcnn.core.data.annotations import load_annotation  # noqa: E402
+from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset  # noqa: E402
+from napari_faster_rcnn.core.training.dataset import DetectionDataset
+from napari_faster_rcnn.core.training.samples import folder_samples
+from napari_faster_rcnn.core.training.transforms import AugmentationConfig, build_transform  # noqa: E402
 
 
 def alternate(functions, repeat: int, timed_inside: bool = False):

@@ -56,12 +56,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import report  # noqa: E402
 
-from napari_faster_rcnn.core.model import build_model  # noqa: E402
-from napari_faster_rcnn.core.optimization import build_optimizer, build_scheduler  # noqa: E402
-from napari_faster_rcnn.core.synthetic import write_synthetic_dataset  # noqa: E402
-from napari_faster_rcnn.core.training import resolve_model_config  # noqa: E402
-from napari_faster_rcnn.core.training_run import TrainingSettings, build_data_module, iter_training  # noqa: E402
-from napari_faster_rcnn.core.transforms import AugmentationConfig  # noqa: E402
+from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset  # noqa: E402
+from napari_faster_rcnn.core.model.detector import build_model  # noqa: E402
+from napari_faster_rcnn.core.training.module import resolve_model_config  # noqa: E402
+from napari_faster_rcnn.core.training.optimization import build_optimizer, build_scheduler  # noqa: E402
+from napari_faster_rcnn.core.training.run import build_data_module, iter_training
+from napari_faster_rcnn.core.training.settings import TrainingSettings
+from napari_faster_rcnn.core.training.transforms import AugmentationConfig  # noqa: E402
 
 TARGET_RATIO = 1.05
 SEED = 0

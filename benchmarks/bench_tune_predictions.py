@@ -37,7 +37,7 @@ from _common import Painter, measure, report  # noqa: E402
 
 
 def make_raw(images: int, per_image: int, classes: int, size: int = 256, seed: int = 0):
-    from napari_faster_rcnn.core.annotations import Annotation
+    from napari_faster_rcnn.core.data.annotations import Annotation
 
     rng = np.random.default_rng(seed)
     names = [f"class{k}" for k in range(classes)]
@@ -69,10 +69,10 @@ def main(argv=None) -> int:
     import torch
     from qtpy.QtWidgets import QApplication
 
-    from napari_faster_rcnn._predictions import add_prediction_layer, prediction_pages
-    from napari_faster_rcnn._slice_view import show_boxes
     from napari_faster_rcnn._widgets.tune_predictions import TunePredictionsWidget
-    from napari_faster_rcnn.core.inference import DetectionSet, Thresholds, apply_thresholds
+    from napari_faster_rcnn.core.prediction.thresholds import DetectionSet, Thresholds, apply_thresholds
+    from napari_faster_rcnn.layers.predictions import add_prediction_layer, prediction_pages
+    from napari_faster_rcnn.layers.slice_view import show_boxes
 
     torch.set_num_threads(1)  # the NMS kernel is single-threaded; keep the shared machine quiet
     raw = make_raw(args.images, args.detections, args.classes)

@@ -25,8 +25,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import measure, report  # noqa: E402
 
-from napari_faster_rcnn.core.annotations import Annotation  # noqa: E402
-from napari_faster_rcnn.core.metrics import coco_evaluation, voc_evaluation  # noqa: E402
+from napari_faster_rcnn.core.data.annotations import Annotation  # noqa: E402
+from napari_faster_rcnn.core.evaluation.coco import coco_evaluation
+from napari_faster_rcnn.core.evaluation.metrics import voc_evaluation
 
 
 def make_set(images: int, detections: int, classes: int, seed: int = 0):

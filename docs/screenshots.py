@@ -17,7 +17,7 @@ from pathlib import Path
 import napari
 import numpy as np
 
-import napari_faster_rcnn._triton_guard  # noqa: F401 - before anything here imports torchvision (predict trains)
+import napari_faster_rcnn.layers  # noqa: F401 - sets up the viewer process before anything here imports torch
 
 HERE = Path(__file__).parent / "images"
 
@@ -53,7 +53,7 @@ def main(names=()) -> None:
 def fake_raw_detections(dataset: Path, seed: int = 0) -> None:
     """Write what a detector with NMS off might say about each image: several scored boxes
     around each object, some with the wrong class, and a few false ones."""
-    from napari_faster_rcnn.core.annotations import Annotation, load_annotation, save_annotation
+    from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation
 
     rng = np.random.default_rng(seed)
     for path in sorted((dataset / "target").glob("*.pt")):
@@ -79,7 +79,7 @@ def fake_raw_detections(dataset: Path, seed: int = 0) -> None:
 def predictions_screenshots(viewer, folder: Path) -> None:
     from qtpy.QtWidgets import QApplication
 
-    from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
+    from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset
 
     dataset = write_synthetic_dataset(folder / "shapes", n_images=8, seed=5, height=256, width=256,
                                       objects=(3, 6), sizes=(30, 70))
@@ -116,7 +116,7 @@ def statistics_screenshot(viewer, folder: Path) -> None:
 
     from qtpy.QtWidgets import QApplication
 
-    from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
+    from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset
 
     dataset = folder / "sizes"
     for part, (height, width, count) in enumerate([(480, 640, 14), (600, 400, 6), (360, 480, 10)]):
@@ -143,8 +143,8 @@ def labeling_screenshot(viewer, folder: Path) -> None:
     """The "Label boxes" widget on a small dataset folder, two of its images not labeled yet."""
     from qtpy.QtWidgets import QApplication
 
-    from napari_faster_rcnn.core.boxes import boxes_to_rectangles
-    from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
+    from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles
+    from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset
 
     dataset = write_synthetic_dataset(folder / "shapes", n_images=8, seed=5, height=256, width=256,
                                       objects=(3, 6), sizes=(30, 70))
@@ -171,7 +171,7 @@ def anchors_screenshot(viewer, folder: Path) -> None:
     unreached; one of them chosen, and the suggestion beside."""
     from qtpy.QtWidgets import QApplication
 
-    from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
+    from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset
 
     dataset = write_synthetic_dataset(folder / "small", n_images=12, seed=11, height=480, width=640,
                                       objects=(3, 8), sizes=(10, 90))
@@ -198,7 +198,7 @@ def training_screenshot(viewer, folder: Path) -> None:
     preview in the canvas."""
     from qtpy.QtWidgets import QApplication
 
-    from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
+    from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset
 
     dataset = write_synthetic_dataset(folder / "shapes", n_images=40, seed=2, height=128, width=128)
     viewer.window._qt_window.resize(1250, 900)
@@ -243,9 +243,10 @@ def predict_screenshot(viewer, folder: Path) -> None:
     two on a CPU) over a held-out stack of eight images."""
     from qtpy.QtWidgets import QApplication
 
-    from napari_faster_rcnn.core.demo import write_images
-    from napari_faster_rcnn.core.training_run import TrainingSettings, run_training
-    from napari_faster_rcnn.core.transforms import AugmentationConfig
+    from napari_faster_rcnn.core.training.demo import write_images
+    from napari_faster_rcnn.core.training.run import run_training
+    from napari_faster_rcnn.core.training.settings import TrainingSettings
+    from napari_faster_rcnn.core.training.transforms import AugmentationConfig
 
     train = write_images(folder / "train", 256, 0, 128)
     test = write_images(folder / "test", 8, 5, 128)

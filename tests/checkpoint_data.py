@@ -1,7 +1,7 @@
 """A tiny trained checkpoint for the prediction tests, made once per test session.
 
 Two training steps of the ``cpu`` preset at 64 px on six synthetic images,
-through :func:`~napari_faster_rcnn.core.training_run.run_training`, so the file
+through :func:`~napari_faster_rcnn.core.training.module.run.run_training`, so the file
 is what training writes. The model predicts nothing sensible (every score is
 near 1 / 4), which is all the tests need: boxes, labels, scores and their files.
 """
@@ -20,9 +20,10 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     """The path of ``last.ckpt`` of a two-step run (made on the first call of the session)."""
     key = str(tmp_path_factory.getbasetemp())
     if key not in _MADE:
-        from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
-        from napari_faster_rcnn.core.training_run import TrainingSettings, run_training
-        from napari_faster_rcnn.core.transforms import AugmentationConfig
+        from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset
+        from napari_faster_rcnn.core.training.run import run_training
+        from napari_faster_rcnn.core.training.settings import TrainingSettings
+        from napari_faster_rcnn.core.training.transforms import AugmentationConfig
 
         root = tmp_path_factory.mktemp("checkpoint")
         data = write_synthetic_dataset(root / "shapes", 6, seed=5, height=64, width=64)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from napari_faster_rcnn.core.annotations import Annotation, save_annotation
-from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
+from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
+from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset
 
 
 def write_image(path, height=40, width=60, mode="RGB", seed=0):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_faster_rcnn.core.annotations import Annotation, load_annotation, save_annotation
+from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation
 
 
 def raw_detections_for(truth: Annotation, seed: int, per_object: int = 6, false: int = 3, height=64, width=80):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_faster_rcnn import _layers as L
 from napari_faster_rcnn._reader import get_reader
-from napari_faster_rcnn.core.annotations import Annotation, load_annotation, save_annotation
-from napari_faster_rcnn.core.boxes import rectangles_to_boxes
+from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation
+from napari_faster_rcnn.core.data.boxes import rectangles_to_boxes
+from napari_faster_rcnn.layers import conventions
 from tests.conftest import write_image
 
 PLUGIN = "napari-faster-rcnn"
@@ -32,8 +32,8 @@ def test_image_with_annotation_beside_it(make_napari_viewer, tmp_path):
     np.testing.assert_allclose(boxes, [[1.5, 2, 30, 20], [0, 0, 60, 40]], atol=1e-4)
     assert index is None
     assert list(shapes.features["label"]) == ["cell", "debris"]
-    assert shapes.metadata[L.CLASSES] == ["cell", "debris"]
-    assert shapes.metadata[L.ANNOTATION_FILES] == [str(tmp_path / "cells.pt")]
+    assert shapes.metadata[conventions.CLASSES] == ["cell", "debris"]
+    assert shapes.metadata[conventions.ANNOTATION_FILES] == [str(tmp_path / "cells.pt")]
     # each class has its own colour, shown on the box edge
     assert not np.allclose(shapes.edge_color[0], shapes.edge_color[1])
 
@@ -54,7 +54,7 @@ def test_image_without_annotation_gets_an_empty_box_layer(make_napari_viewer, tm
     image, shapes = viewer.layers
     assert len(shapes.data) == 0 and shapes.ndim == 2
     assert "label" in shapes.features
-    assert shapes.metadata[L.ANNOTATION_FILES] == [str(tmp_path / "target" / "new.pt")]
+    assert shapes.metadata[conventions.ANNOTATION_FILES] == [str(tmp_path / "target" / "new.pt")]
     # ready for labeling: a rectangle drawn now gets a label
     shapes.add_rectangles(np.array([[2, 2], [10, 12]]))
     assert len(shapes.features) == 1
@@ -102,9 +102,9 @@ def test_input_target_folder_is_one_lazy_stack(make_napari_viewer, tutorial_data
         expected = load_annotation(tutorial_dataset / "target" / f"{i:03d}.pt")
         np.testing.assert_allclose(boxes[index == i], expected.boxes, atol=1e-4)
         assert list(shapes.features["label"][index == i]) == expected.labels
-    assert shapes.metadata[L.SOURCE_IMAGES][4] == str(tutorial_dataset / "input" / "004.png")
-    assert image.metadata[L.SOURCE_IMAGES] == shapes.metadata[L.SOURCE_IMAGES]
-    assert set(shapes.metadata[L.CLASSES]) <= {"circle", "square", "triangle"}
+    assert shapes.metadata[conventions.SOURCE_IMAGES][4] == str(tutorial_dataset / "input" / "004.png")
+    assert image.metadata[conventions.SOURCE_IMAGES] == shapes.metadata[conventions.SOURCE_IMAGES]
+    assert set(shapes.metadata[conventions.CLASSES]) <= {"circle", "square", "triangle"}
     # the dims slider walks through the images
     viewer.dims.set_current_step(0, 4)
     assert int(shapes._data_view._displayed.sum()) == int((index == 4).sum())
@@ -121,12 +121,12 @@ def test_images_of_different_sizes_are_padded_bottom_right(make_napari_viewer, s
     b = np.asarray(Image.open(side_by_side_dataset / "b.jpg"))
     np.testing.assert_array_equal(stack[1, :50, :30], b)
     assert not stack[1, :, 30:].any()
-    assert image.metadata[L.IMAGE_SIZES] == [[40, 60], [50, 30], [20, 20]]
+    assert image.metadata[conventions.IMAGE_SIZES] == [[40, 60], [50, 30], [20, 20]]
     # boxes stay in each image's own coordinates; the unlabeled image has none
     boxes, index = layer_boxes(shapes)
     np.testing.assert_allclose(boxes[index == 1], [[0, 0, 29.5, 49.5]], atol=1e-4)
     assert (index == 2).sum() == 0
-    assert shapes.metadata[L.ANNOTATION_FILES][2] == str(side_by_side_dataset / "c.json")
+    assert shapes.metadata[conventions.ANNOTATION_FILES][2] == str(side_by_side_dataset / "c.json")
 
 
 def test_predictions_folder_has_scores(make_napari_viewer, tmp_path):
@@ -137,7 +137,7 @@ def test_predictions_folder_has_scores(make_napari_viewer, tmp_path):
     viewer.open(tmp_path / "predictions", plugin=PLUGIN)
     image, shapes = viewer.layers
     assert image.data.shape == (2, 20, 20, 3)
-    assert shapes.metadata[L.LAYER_ROLE] == L.PREDICTIONS
+    assert shapes.metadata[conventions.LAYER_ROLE] == conventions.PREDICTIONS
     assert list(shapes.features["score"]) == [0.8, 0.8]
 
 
@@ -149,12 +149,12 @@ def test_folder_with_unreadable_files_opens_the_rest_and_says_why(make_napari_vi
         viewer.open(tutorial_dataset, plugin=PLUGIN)
     image, shapes = viewer.layers
     assert image.data.shape[0] == 4
-    assert [p.rsplit("/", 1)[1] for p in shapes.metadata[L.SOURCE_IMAGES]] == ["000.png", "002.png", "004.png", "005.png"]
+    assert [p.rsplit("/", 1)[1] for p in shapes.metadata[conventions.SOURCE_IMAGES]] == ["000.png", "002.png", "004.png", "005.png"]
     message = caplog.text
     assert "001.png: not a readable image" in message
     assert "003.pt: not a readable PyTorch file" in message
     # the unreadable annotation is not in the save list, so a save cannot overwrite it
-    assert str(tutorial_dataset / "target" / "003.pt") not in shapes.metadata[L.ANNOTATION_FILES]
+    assert str(tutorial_dataset / "target" / "003.pt") not in shapes.metadata[conventions.ANNOTATION_FILES]
 
 
 def test_what_is_not_ours_is_left_to_napari(tmp_path):
@@ -179,7 +179,7 @@ def test_corrupt_annotation_dropped_on_its_own_raises_a_clear_error(tmp_path):
 
 def test_numpy_1x_and_malicious_files_in_a_folder(make_napari_viewer, tmp_path):
     """Old numpy pickles open; a pickle that would run code is skipped and runs nothing."""
-    from tests.core.test_annotations import RunsCode, torch_save_as_numpy1
+    from tests.core.data.test_annotations import RunsCode, torch_save_as_numpy1
 
     folder = tmp_path / "mixed"
     for name in ["a", "b", "c"]:

@@ -1,7 +1,11 @@
 import numpy as np
 
-from napari_faster_rcnn.core.boxes import rectangles_to_boxes
-from napari_faster_rcnn.core.synthetic import make_synthetic_dataset, make_synthetic_sample, write_synthetic_dataset
+from napari_faster_rcnn.core.data.boxes import rectangles_to_boxes
+from napari_faster_rcnn.core.data.synthetic import (
+    make_synthetic_dataset,
+    make_synthetic_sample,
+    write_synthetic_dataset,
+)
 
 
 def test_synthetic_sample_data_in_the_viewer(make_napari_viewer):

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from napari_faster_rcnn import _layers as L
-from napari_faster_rcnn.core.annotations import Annotation, load_annotation, save_annotation
-from napari_faster_rcnn.core.boxes import boxes_to_rectangles, clip_boxes
-from napari_faster_rcnn.core.images import image_size
+from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation
+from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, clip_boxes
+from napari_faster_rcnn.core.data.images import image_size
+from napari_faster_rcnn.layers import conventions
 from tests.conftest import write_image
 
 PLUGIN = "napari-faster-rcnn"
@@ -120,9 +120,9 @@ def test_layer_without_our_metadata_still_saves(tmp_path):
 
 def test_shapes_layer_data_and_back_round_trip():
     annotations = [Annotation([[0, 0, 5, 5]], ["a"]), Annotation(), Annotation([[1, 1, 2, 3], [2, 2, 4, 4]], ["b", "a"])]
-    data, kwargs, kind = L.shapes_layer_data(annotations, stacked=True, name="x", classes=["a", "b"])
-    assert kind == "shapes" and kwargs["metadata"][L.CLASSES] == ["a", "b"]
-    back = L.annotations_from_shapes(data, kwargs["features"], kwargs["metadata"], n_images=3)
+    data, kwargs, kind = conventions.shapes_layer_data(annotations, stacked=True, name="x", classes=["a", "b"])
+    assert kind == "shapes" and kwargs["metadata"][conventions.CLASSES] == ["a", "b"]
+    back = conventions.annotations_from_shapes(data, kwargs["features"], kwargs["metadata"], n_images=3)
     for before, after in zip(annotations, back):
         np.testing.assert_allclose(after.boxes, before.boxes)
         assert after.labels == before.labels

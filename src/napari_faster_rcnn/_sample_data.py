@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_faster_rcnn import _layers as L
-from napari_faster_rcnn.core.annotations import Annotation
+from napari_faster_rcnn.core.data.annotations import Annotation
+from napari_faster_rcnn.layers import conventions
 
 # Boxes drawn by hand on scikit-image's astronaut photo (512 x 512), xyxy pixels.
 ASTRONAUT_BOXES = {
@@ -19,21 +19,21 @@ ASTRONAUT_BOXES = {
 
 def synthetic_shapes(n_images: int = 12, seed: int = 0) -> list[tuple]:
     """A stack of synthetic images with circles, squares and triangles, and their boxes."""
-    from napari_faster_rcnn.core.synthetic import SHAPE_CLASSES, make_synthetic_dataset
+    from napari_faster_rcnn.core.data.synthetic import SHAPE_CLASSES, make_synthetic_dataset
 
     samples = make_synthetic_dataset(n_images, seed=seed, height=256, width=256, objects=(2, 7), sizes=(18, 72))
     images = np.stack([image for image, _ in samples])
     annotations = [annotation for _, annotation in samples]
     sizes = [image.shape[:2] for image, _ in samples]
-    shapes = L.shapes_layer_data(
+    shapes = conventions.shapes_layer_data(
         annotations,
         stacked=True,
         name="synthetic boxes",
         classes=SHAPE_CLASSES,
         image_sizes=sizes,
-        metadata={L.SOURCE_IMAGES: [None] * n_images},
+        metadata={conventions.SOURCE_IMAGES: [None] * n_images},
     )
-    image_meta = {L.IMAGE_SIZES: [list(size) for size in sizes]}
+    image_meta = {conventions.IMAGE_SIZES: [list(size) for size in sizes]}
     return [(images, {"name": "synthetic", "rgb": True, "metadata": image_meta}, "image"), shapes]
 
 
@@ -45,12 +45,12 @@ def astronaut() -> list[tuple]:
     labels = [name for name, boxes in ASTRONAUT_BOXES.items() for _ in boxes]
     boxes = np.array([box for boxes in ASTRONAUT_BOXES.values() for box in boxes], dtype=np.float64)
     annotation = Annotation(boxes=boxes, labels=labels)
-    shapes = L.shapes_layer_data(
+    shapes = conventions.shapes_layer_data(
         [annotation],
         stacked=False,
         name="astronaut boxes",
         image_sizes=[image.shape[:2]],
-        metadata={L.SOURCE_IMAGES: [None]},
+        metadata={conventions.SOURCE_IMAGES: [None]},
     )
-    image_meta = {L.IMAGE_SIZES: [list(image.shape[:2])]}
+    image_meta = {conventions.IMAGE_SIZES: [list(image.shape[:2])]}
     return [(image, {"name": "astronaut", "rgb": True, "metadata": image_meta}, "image"), shapes]

@@ -9,7 +9,7 @@
 
 Every image of a stack gets a file, an empty one where all boxes were
 deleted, so no stale annotation survives a save. A layer that a labeling session
-pages is saved by the session (see :meth:`._labeling.LabelingSession.write_files`),
+pages is saved by the session (see :meth:`~napari_faster_rcnn.layers.labeling.LabelingSession.write_files`),
 which asks before overwriting files another program changed. Boxes are clipped to the
 image, and every write is atomic. A predictions layer tuned in the viewer
 (``metadata["thresholds"]``) also writes ``thresholds.json`` beside its files.
@@ -19,21 +19,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari_faster_rcnn import _layers as L
-from napari_faster_rcnn._slice_view import metadata_model
-from napari_faster_rcnn.core.annotations import ANNOTATION_SUFFIXES, save_annotation
+from napari_faster_rcnn.core.data.annotations import ANNOTATION_SUFFIXES, save_annotation
+from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers.slice_view import metadata_model
 
 
 def write_boxes(path: str, data, attributes: dict) -> list[str]:
     """npe2 single-layer writer for Shapes layers."""
     metadata = dict(attributes.get("metadata") or {})
     features = attributes.get("features")
-    stacked = metadata.get(L.STACKED, attributes.get("ndim", 2) >= 3)
-    metadata[L.STACKED] = stacked
+    stacked = metadata.get(conventions.STACKED, attributes.get("ndim", 2) >= 3)
+    metadata[conventions.STACKED] = stacked
     # A layer paged by a widget shows one image; its model holds them all.
     model = metadata_model(metadata)
     annotations = model.all_annotations() if model is not None else None
-    annotations = annotations or L.annotations_from_shapes(data, features, metadata)
+    annotations = annotations or conventions.annotations_from_shapes(data, features, metadata)
     target = Path(path)
     if not stacked:
         if target.suffix.lower() not in ANNOTATION_SUFFIXES:
@@ -51,18 +51,18 @@ def write_boxes(path: str, data, attributes: dict) -> list[str]:
 def _save_thresholds(metadata: dict, destinations: list[Path]) -> list[str]:
     """Predictions tuned in the viewer keep their thresholds beside them (``thresholds.json``)."""
     folders = {path.parent for path in destinations}
-    if not metadata.get(L.THRESHOLDS) or len(folders) != 1:
+    if not metadata.get(conventions.THRESHOLDS) or len(folders) != 1:
         return []
-    from napari_faster_rcnn.core.inference import Thresholds, save_thresholds
+    from napari_faster_rcnn.core.prediction.thresholds import Thresholds, save_thresholds
 
-    return [str(save_thresholds(folders.pop(), Thresholds.from_dict(dict(metadata[L.THRESHOLDS]))))]
+    return [str(save_thresholds(folders.pop(), Thresholds.from_dict(dict(metadata[conventions.THRESHOLDS]))))]
 
 
 def stack_destinations(path: Path, metadata: dict, count: int) -> list[Path]:
     """The file each slice of a stack is written to (see the module docstring)."""
     suffix = path.suffix.lower()
     is_folder = path.is_dir() or suffix not in ANNOTATION_SUFFIXES
-    known = L.annotation_paths(metadata)
+    known = conventions.annotation_paths(metadata)
     names = _slice_names(metadata, count)
     if is_folder:
         fmt = _common_suffix(known) or ".pt"
@@ -73,8 +73,8 @@ def stack_destinations(path: Path, metadata: dict, count: int) -> list[Path]:
 
 
 def _slice_names(metadata: dict, count: int) -> list[str]:
-    sources = metadata.get(L.SOURCE_IMAGES) or []
-    known = L.annotation_paths(metadata)
+    sources = metadata.get(conventions.SOURCE_IMAGES) or []
+    known = conventions.annotation_paths(metadata)
     digits = max(3, len(str(count - 1)))
     names = []
     for index in range(count):

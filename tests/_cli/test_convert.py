@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_faster_rcnn.cli import main
-from napari_faster_rcnn.core.annotations import Annotation, load_annotation, save_annotation
+from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation
 from tests.conftest import write_image
 
 

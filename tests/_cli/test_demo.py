@@ -7,7 +7,7 @@ import json
 from PIL import Image
 
 from napari_faster_rcnn.cli import main
-from napari_faster_rcnn.core.checkpoints import load_checkpoint
+from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
 
 TINY = ["--images", "16", "--validation-images", "4", "--test-images", "4", "--steps", "4", "--batch-size", "8"]
 

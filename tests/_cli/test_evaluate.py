@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_faster_rcnn.cli import main
-from napari_faster_rcnn.core.annotations import Annotation, load_annotation, save_annotation
-from napari_faster_rcnn.core.inference import Thresholds, save_thresholds
+from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation
+from napari_faster_rcnn.core.prediction.thresholds import Thresholds, save_thresholds
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from napari_faster_rcnn.cli import main
-from napari_faster_rcnn.core.checkpoints import load_checkpoint
-from napari_faster_rcnn.core.synthetic import SHAPE_CLASSES, write_synthetic_dataset
+from napari_faster_rcnn.core.data.synthetic import SHAPE_CLASSES, write_synthetic_dataset
+from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
 
 SOURCE = Path(__file__).resolve().parents[2] / "src"
 
@@ -103,8 +103,8 @@ def test_fit_explains_classes_that_do_not_fit_the_labels_and_missing_weights(sha
 
 
 def test_the_widgets_exported_command_repeats_the_run(shapes, tmp_path):
-    from napari_faster_rcnn.core.training_run import TrainingSettings, export_command
-    from napari_faster_rcnn.core.transforms import AugmentationConfig
+    from napari_faster_rcnn.core.training.settings import TrainingSettings, export_command
+    from napari_faster_rcnn.core.training.transforms import AugmentationConfig
 
     settings = TrainingSettings(data=shapes, output=tmp_path / "run", preset="cpu",
                                 model={"min_size": 64, "max_size": 64}, split_ratios=(0.6, 0.4), epochs=1,
@@ -126,8 +126,8 @@ def test_the_widgets_exported_command_repeats_the_run(shapes, tmp_path):
 def test_ddp_on_two_cpu_processes_validates_on_every_image_once(shapes, tmp_path):
     """Two processes, each validating half of the 5 images (the sampler pads to 6): the gathered
     metrics equal those of one process predicting all 5 with the saved model."""
-    from napari_faster_rcnn.core.data_module import DetectionDataModule
-    from napari_faster_rcnn.core.validation import predict_dataset
+    from napari_faster_rcnn.core.training.data_module import DetectionDataModule
+    from napari_faster_rcnn.core.training.validation import predict_dataset
 
     config = write_config(tmp_path / "run.yaml", run_config(shapes, tmp_path / "run", data={"ratios": [0.5, 0.5]}))
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SOURCE), os.environ.get("PYTHONPATH", "")])}

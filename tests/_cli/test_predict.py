@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from napari_faster_rcnn.cli import main
-from napari_faster_rcnn.core.annotations import load_annotation
-from napari_faster_rcnn.core.inference import Thresholds, apply_thresholds, load_thresholds, save_thresholds
+from napari_faster_rcnn.core.data.annotations import load_annotation
+from napari_faster_rcnn.core.prediction.thresholds import Thresholds, apply_thresholds, load_thresholds, save_thresholds
 from tests.checkpoint_data import tiny_checkpoint
 
 CLASSES = ["circle", "square", "triangle"]
@@ -32,7 +32,7 @@ def read_folder(folder, suffix=".pt") -> dict:
 @pytest.fixture(scope="module")
 def raw_run(checkpoint, tmp_path_factory):
     """The tutorial-layout dataset and its raw predictions."""
-    from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
+    from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset
 
     root = tmp_path_factory.mktemp("predict")
     dataset = write_synthetic_dataset(root / "shapes", n_images=6, seed=3, height=64, width=80)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_faster_rcnn.cli import main
-from napari_faster_rcnn.core.statistics import folder_statistics
+from napari_faster_rcnn.core.statistics.measures import folder_statistics
 
 
 def table_rows(text: str) -> dict[str, list[str]]:

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from napari.utils.events import Event
 
-from napari_faster_rcnn import _anchors as A
 from napari_faster_rcnn._widgets.anchor_boxes import FOLDER, LAYERS, AnchorBoxesWidget
-from napari_faster_rcnn.core.anchor_inputs import format_anchor_text, transform_boxes, transform_image
-from napari_faster_rcnn.core.anchors import anchor_coverage, anchor_grids, anchors_at
-from napari_faster_rcnn.core.annotations import load_annotation
-from napari_faster_rcnn.core.boxes import rectangles_to_boxes
-from napari_faster_rcnn.core.config import preset
-from napari_faster_rcnn.core.images import read_image
-from napari_faster_rcnn.core.model import padded_image_size, resized_image_size
+from napari_faster_rcnn.core.data.annotations import load_annotation
+from napari_faster_rcnn.core.data.boxes import rectangles_to_boxes
+from napari_faster_rcnn.core.data.images import read_image
+from napari_faster_rcnn.core.model.anchor_inputs import format_anchor_text, transform_boxes, transform_image
+from napari_faster_rcnn.core.model.anchors import anchor_coverage, anchor_grids, anchors_at
+from napari_faster_rcnn.core.model.config import preset
+from napari_faster_rcnn.core.model.detector import padded_image_size, resized_image_size
+from napari_faster_rcnn.layers import anchors
 
 PLUGIN = "napari-faster-rcnn"
 CPU = preset("cpu", ["object"])
@@ -53,7 +53,7 @@ def test_layers_hold_the_model_s_view_of_the_image(make_napari_viewer, tutorial_
     size = images[index].shape[:2]
 
     # the image as the model's batch holds it; the source layers are hidden (they would not line up)
-    shown = layer(widget, A.IMAGE)
+    shown = layer(widget, anchors.IMAGE)
     assert shown.data.shape == (*padded_image_size(config, size), 3) == (128, 128, 3)
     np.testing.assert_array_equal(shown.data, transform_image(config, images[index]))
     assert not viewer.layers[0].visible and not viewer.layers[1].visible
@@ -68,7 +68,7 @@ def test_layers_hold_the_model_s_view_of_the_image(make_napari_viewer, tutorial_
 
     # the anchors at the centre of the resized image until a click moves them
     height, width = resized_image_size(config, size)
-    at_point = layer(widget, A.AT_POINT)
+    at_point = layer(widget, anchors.AT_POINT)
     np.testing.assert_allclose(boxes_of(at_point), np.concatenate(anchors_at(config, size, (width / 2, height / 2))))
     assert at_point.features["size"].tolist() == [16, 24, 32, 48] * 3
     for callback in shown.mouse_drag_callbacks:
@@ -76,7 +76,7 @@ def test_layers_hold_the_model_s_view_of_the_image(make_napari_viewer, tutorial_
     np.testing.assert_allclose(boxes_of(at_point), np.concatenate(anchors_at(config, size, (91, 21))))
 
     # the ground truth, scaled as training scales it, with its best anchor's IoU
-    truth = layer(widget, A.TRUTH)
+    truth = layer(widget, anchors.TRUTH)
     np.testing.assert_allclose(boxes_of(truth), transform_boxes(config, size, annotations[index].boxes), atol=1e-9)
     coverage = anchor_coverage(config, list(zip([image.shape[:2] for image in images], annotations)))
     mine = coverage.in_image(index)
@@ -100,13 +100,13 @@ def test_settings_update_the_layers_and_a_mismatch_leaves_them(make_napari_viewe
     assert widget.apply()
     config = widget.config
     assert config.anchors() == (((100, 150),), ((1.0,),))
-    at_point = layer(widget, A.AT_POINT)
+    at_point = layer(widget, anchors.AT_POINT)
     assert len(at_point.data) == 2 and at_point.features["size"].tolist() == [100, 150]
     assert widget.view.centre_layers[0].data is centres  # the grid did not change: not redrawn
     coverage = widget.coverage
     expected = anchor_coverage(config, list(zip([image.shape[:2] for image in images], annotations)))
     np.testing.assert_allclose(coverage.best_iou, expected.best_iou)
-    unreached = layer(widget, A.UNREACHED)
+    unreached = layer(widget, anchors.UNREACHED)
     mine = [k for k in expected.in_image(index) if expected.best_iou[k] < 0.5]
     assert len(mine) > 0
     np.testing.assert_allclose(boxes_of(unreached), expected.boxes[mine], atol=1e-9)
@@ -119,15 +119,15 @@ def test_settings_update_the_layers_and_a_mismatch_leaves_them(make_napari_viewe
     widget.max_size.setValue(320)
     config = widget.config
     assert (config.min_size, config.max_size) == (256, 320)
-    assert layer(widget, A.IMAGE).data.shape == (*padded_image_size(config, size), 3) == (256, 320, 3)
+    assert layer(widget, anchors.IMAGE).data.shape == (*padded_image_size(config, size), 3) == (256, 320, 3)
     assert len(widget.view.centre_layers[0].data) == 32 * 40
-    np.testing.assert_allclose(boxes_of(layer(widget, A.TRUTH)), transform_boxes(config, size,
+    np.testing.assert_allclose(boxes_of(layer(widget, anchors.TRUTH)), transform_boxes(config, size,
                                                                                 annotations[index].boxes))
     assert "256 × 320" in widget.maps.text() or "40 × 32" in widget.maps.text()
 
     # a count of sizes that does not match the maps: the reason, and the layers as they were
-    before = {name: [np.copy(d) for d in layer(widget, name).data] for name in (A.AT_POINT, A.TRUTH)}
-    image_before = layer(widget, A.IMAGE).data
+    before = {name: [np.copy(d) for d in layer(widget, name).data] for name in (anchors.AT_POINT, anchors.TRUTH)}
+    image_before = layer(widget, anchors.IMAGE).data
     widget.sizes.setText("(16,), (32,)")
     assert not widget.apply()
     assert widget.error.text().startswith("anchor_sizes: resnet18_slim gives 1 feature map (no FPN), so "
@@ -135,7 +135,7 @@ def test_settings_update_the_layers_and_a_mismatch_leaves_them(make_napari_viewe
     assert widget.error.isVisibleTo(widget) and widget.config is config
     for name, data in before.items():
         np.testing.assert_array_equal(np.array(layer(widget, name).data), np.array(data))
-    assert layer(widget, A.IMAGE).data is image_before
+    assert layer(widget, anchors.IMAGE).data is image_before
     widget.sizes.setText("")  # empty: the backbone's default, written as the placeholder
     assert widget.apply() and not widget.error.isVisibleTo(widget)
     assert widget.config.anchor_sizes is None and widget.sizes.placeholderText() == "(32, 64, 128, 256, 512)"
@@ -149,7 +149,7 @@ def test_settings_update_the_layers_and_a_mismatch_leaves_them(make_napari_viewe
                      [("0", 4), ("1", 8), ("2", 16), ("3", 32), ("pool", 64)]]
     for points, grid in zip(widget.view.centre_layers, anchor_grids(widget.config, size), strict=True):
         assert len(points.data) == grid.rows * grid.columns
-    assert len(layer(widget, A.AT_POINT).data) == 5  # one size on each map, the one ratio typed for all
+    assert len(layer(widget, anchors.AT_POINT).data) == 5  # one size on each map, the one ratio typed for all
     assert widget.config.aspect_ratios == ((1.0,),) * 5
 
 
@@ -160,12 +160,12 @@ def test_the_image_follows_the_dims_slider(make_napari_viewer, tutorial_dataset)
     for index in (3, 0):
         viewer.dims.set_current_step(0, index)
         assert widget.index.value() == index
-        np.testing.assert_array_equal(layer(widget, A.IMAGE).data, transform_image(widget.config, images[index]))
-        np.testing.assert_allclose(boxes_of(layer(widget, A.TRUTH)),
+        np.testing.assert_array_equal(layer(widget, anchors.IMAGE).data, transform_image(widget.config, images[index]))
+        np.testing.assert_allclose(boxes_of(layer(widget, anchors.TRUTH)),
                                    transform_boxes(widget.config, (64, 80), annotations[index].boxes))
     widget.index.setValue(5)
     assert viewer.dims.current_step[0] == 5
-    np.testing.assert_array_equal(layer(widget, A.IMAGE).data, transform_image(widget.config, images[5]))
+    np.testing.assert_array_equal(layer(widget, anchors.IMAGE).data, transform_image(widget.config, images[5]))
 
     # an unreached box chosen in the list: its image, and the anchors at its centre
     widget.sizes.setText("(100,)")
@@ -174,11 +174,11 @@ def test_the_image_follows_the_dims_slider(make_napari_viewer, tutorial_dataset)
     widget.unreached.setCurrentRow(len(widget.coverage.unreached()) - 1)
     assert widget.index.value() == image == viewer.dims.current_step[0]
     x1, y1, x2, y2 = transform_boxes(widget.config, (64, 80), annotations[image].boxes[box:box + 1])[0]
-    np.testing.assert_allclose(boxes_of(layer(widget, A.AT_POINT)),
+    np.testing.assert_allclose(boxes_of(layer(widget, anchors.AT_POINT)),
                                np.concatenate(anchors_at(widget.config, (64, 80), ((x1 + x2) / 2, (y1 + y2) / 2))))
-    unreached = layer(widget, A.UNREACHED)
+    unreached = layer(widget, anchors.UNREACHED)
     assert [unreached.features["box"][k] for k in unreached.selected_data] == [box]
-    np.testing.assert_allclose(A.camera(viewer).center[-2:], ((y1 + y2) / 2 - 0.5, (x1 + x2) / 2 - 0.5))
+    np.testing.assert_allclose(anchors.camera(viewer).center[-2:], ((y1 + y2) / 2 - 0.5, (x1 + x2) / 2 - 0.5))
 
     # closing the widget shows the source layers again
     widget.close()
@@ -206,7 +206,7 @@ def test_suggest_fills_the_fields_and_apply_uses_them(make_napari_viewer, qtbot,
     assert widget.config.anchors() == (suggestion.sizes, suggestion.ratios)
     assert widget.suggested.text().startswith("suggested, in use: ")
     np.testing.assert_allclose(widget.coverage.best_iou, suggestion.coverage.best_iou)
-    assert len(layer(widget, A.AT_POINT).data) == len(suggestion.sizes[0]) * len(suggestion.ratios[0])
+    assert len(layer(widget, anchors.AT_POINT).data) == len(suggestion.sizes[0]) * len(suggestion.ratios[0])
 
 
 def test_a_folder_is_read_in_a_worker(make_napari_viewer, qtbot, tutorial_dataset):
@@ -225,8 +225,8 @@ def test_a_folder_is_read_in_a_worker(make_napari_viewer, qtbot, tutorial_datase
     expected = anchor_coverage(widget.config, [(image.shape[:2], a) for image, a in zip(images, annotations)])
     np.testing.assert_allclose(widget.coverage.best_iou, expected.best_iou)
     widget.index.setValue(2)
-    np.testing.assert_array_equal(layer(widget, A.IMAGE).data, transform_image(widget.config, images[2]))
-    np.testing.assert_allclose(boxes_of(layer(widget, A.TRUTH)),
+    np.testing.assert_array_equal(layer(widget, anchors.IMAGE).data, transform_image(widget.config, images[2]))
+    np.testing.assert_allclose(boxes_of(layer(widget, anchors.TRUTH)),
                                transform_boxes(widget.config, (64, 80), annotations[2].boxes))
 
     widget.source.setCurrentText(LAYERS)  # back to the layers: none open, the layers stay
@@ -243,4 +243,4 @@ def test_a_folder_that_cannot_be_read_says_why(make_napari_viewer, qtbot, tmp_pa
     widget.read_folder()
     qtbot.waitUntil(widget.read.isEnabled, timeout=60_000)
     assert widget.report.text().startswith("Anchor boxes: ") and str(tmp_path / folder) in widget.report.text()
-    assert widget.coverage is None and A.IMAGE not in widget.view.layers
+    assert widget.coverage is None and anchors.IMAGE not in widget.view.layers

@@ -3,17 +3,17 @@ folder, its numbers, table and histograms match the core's statistics of the sam
 
 import numpy as np
 
-from napari_faster_rcnn._layers import CLASS_COLORS
-from napari_faster_rcnn._predictions import keep_with_layer
-from napari_faster_rcnn._slice_view import SliceBoxes
 from napari_faster_rcnn._widgets.dataset_statistics import (
     ALL_TOGETHER,
     FOLDER,
     LAYER,
     DatasetStatisticsWidget,
 )
-from napari_faster_rcnn.core.annotations import Annotation, load_annotation
-from napari_faster_rcnn.core.statistics import BOX_QUANTITIES, QUANTITIES, folder_statistics
+from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation
+from napari_faster_rcnn.core.statistics.measures import BOX_QUANTITIES, QUANTITIES, folder_statistics
+from napari_faster_rcnn.layers.conventions import CLASS_COLORS
+from napari_faster_rcnn.layers.predictions import keep_with_layer
+from napari_faster_rcnn.layers.slice_view import SliceBoxes
 from tests.conftest import write_image
 
 PLUGIN = "napari-faster-rcnn"

@@ -4,11 +4,13 @@ import math
 
 import numpy as np
 
-from napari_faster_rcnn._predictions import layer_annotations, tune
 from napari_faster_rcnn._widgets.evaluate import EvaluateWidget
-from napari_faster_rcnn.core.boxes import rectangles_to_boxes
-from napari_faster_rcnn.core.inference import Thresholds
-from napari_faster_rcnn.core.metrics import coco_evaluation, voc_evaluation
+from napari_faster_rcnn.core.data.boxes import rectangles_to_boxes
+from napari_faster_rcnn.core.evaluation.coco import coco_evaluation
+from napari_faster_rcnn.core.evaluation.metrics import voc_evaluation
+from napari_faster_rcnn.core.prediction.thresholds import Thresholds
+from napari_faster_rcnn.layers.box_layers import layer_annotations
+from napari_faster_rcnn.layers.predictions import tune
 from tests.predictions_data import write_predictions
 
 PLUGIN = "napari-faster-rcnn"
@@ -84,7 +86,7 @@ def test_nothing_to_evaluate_says_why(make_napari_viewer, tutorial_dataset, tmp_
     assert widget.run() is None and "open a box layer" in widget.summary.text()
     other = tmp_path / "other"
     (other / "input").mkdir(parents=True)
-    from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
+    from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset
 
     write_synthetic_dataset(other, 2, seed=1, height=32, width=32)
     for path in (other / "input").iterdir():

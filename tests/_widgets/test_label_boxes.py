@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
-from napari_faster_rcnn.core.annotations import load_annotation
-from napari_faster_rcnn.core.boxes import boxes_to_rectangles
+from napari_faster_rcnn.core.data.annotations import load_annotation
+from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles
 
 PLUGIN = "napari-faster-rcnn"
 

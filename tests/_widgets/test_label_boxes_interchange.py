@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_faster_rcnn import _layers as L
-from napari_faster_rcnn.core.annotations import Annotation, load_annotation
-from napari_faster_rcnn.core.boxes import boxes_to_rectangles, rectangles_to_boxes
+from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation
+from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, rectangles_to_boxes
 from napari_faster_rcnn.core.formats import LabeledDataset, LabeledItem, read_dataset, write_dataset
+from napari_faster_rcnn.layers import conventions
 from tests.conftest import write_image
 
 PLUGIN = "napari-faster-rcnn"
@@ -171,7 +171,7 @@ def test_import_converts_into_a_new_folder_and_labels_it(make_napari_viewer, qtb
     layer = widget.boxes.layer()
     assert layer is viewer.layers[-1] and layer.name == f"from_{fmt}_pt boxes" and widget.session.layer is layer
     assert [type(layer).__name__ for layer in viewer.layers] == ["Image", "Shapes"]
-    assert layer.metadata[L.DATASET_ROOT] == str(destination)
+    assert layer.metadata[conventions.DATASET_ROOT] == str(destination)
     assert widget.status.text().startswith(f"imported 3 images, 3 boxes and 3 classes from from_{fmt}")
     assert_labeling(widget, classes, boxes)
 
@@ -202,7 +202,7 @@ def test_a_folder_opened_read_only_is_imported_from_the_button(make_napari_viewe
     viewer.open(source, plugin=PLUGIN)  # the reader shows a COCO folder read-only
     read_only = viewer.layers[-1]
     assert read_only.name == "from_coco boxes (COCO JSON, read-only)"
-    assert read_only.metadata[L.ANNOTATION_FILES] == [None] * 3 and read_only.metadata[L.SOURCE_FORMAT] == "coco"
+    assert read_only.metadata[conventions.ANNOTATION_FILES] == [None] * 3 and read_only.metadata[conventions.SOURCE_FORMAT] == "coco"
     widget = dock(viewer)
     assert widget.status.text().startswith("read-only COCO JSON folder")
     assert_labeling(widget, classes, boxes)
@@ -268,7 +268,7 @@ def test_import_writes_only_into_a_new_folder_and_opens_ours_as_they_are(make_na
     assert files_of(taken) == {"mine.txt": b"keep me"} and len(viewer.layers) == 0
     assert widget.interchange.import_dataset(tutorial_dataset) is None  # ours: nothing to convert
     assert "already a napari-faster-rcnn dataset" in widget.status.text()
-    assert widget.session.layer.metadata[L.DATASET_ROOT] == str(tutorial_dataset)
+    assert widget.session.layer.metadata[conventions.DATASET_ROOT] == str(tutorial_dataset)
     assert not (tutorial_dataset.parent / "shapes_pt").exists()
     boxes_shown, _ = rectangles_to_boxes(widget.session.layer.data)
     assert len(boxes_shown) == len(load_annotation(tutorial_dataset / "target" / f"{widget.session.current:03d}.pt"))

@@ -9,17 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from napari_faster_rcnn import _layers as L
-from napari_faster_rcnn._predictions import prediction_pages
 from napari_faster_rcnn._widgets.evaluate import EvaluateWidget
 from napari_faster_rcnn._widgets.predict import FOLDER, STACK, PredictWidget
 from napari_faster_rcnn._widgets.tune_predictions import TunePredictionsWidget
-from napari_faster_rcnn.core.annotations import THRESHOLDS_FILE, load_annotation
-from napari_faster_rcnn.core.boxes import rectangles_to_boxes
-from napari_faster_rcnn.core.checkpoints import load_checkpoint
-from napari_faster_rcnn.core.inference import Thresholds, apply_thresholds, load_thresholds
-from napari_faster_rcnn.core.prediction import DetectionSettings, predict_images
-from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
+from napari_faster_rcnn.core.data.annotations import THRESHOLDS_FILE, load_annotation
+from napari_faster_rcnn.core.data.boxes import rectangles_to_boxes
+from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset
+from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
+from napari_faster_rcnn.core.prediction.run import predict_images
+from napari_faster_rcnn.core.prediction.settings import DetectionSettings
+from napari_faster_rcnn.core.prediction.thresholds import Thresholds, apply_thresholds, load_thresholds
+from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers.predictions import prediction_pages
 from tests.checkpoint_data import RunsCode, assert_same_detections, tiny_checkpoint
 
 PLUGIN = "napari-faster-rcnn"
@@ -105,21 +106,21 @@ def test_predict_the_whole_stack(opened, qtbot):
     run(qtbot, widget)
     layer = viewer.layers[-1]
     assert layer is widget.layer and layer.name == "shapes predictions" and layer.ndim == 3
-    assert layer.metadata[L.LAYER_ROLE] == L.PREDICTIONS
-    assert layer.metadata[L.SOURCE_IMAGES] == images.metadata[L.SOURCE_IMAGES]  # saving: one file per image
-    assert layer.metadata[L.THRESHOLDS] == Thresholds(SCORE, 0.5).to_dict()
+    assert layer.metadata[conventions.LAYER_ROLE] == conventions.PREDICTIONS
+    assert layer.metadata[conventions.SOURCE_IMAGES] == images.metadata[conventions.SOURCE_IMAGES]  # saving: one file per image
+    assert layer.metadata[conventions.THRESHOLDS] == Thresholds(SCORE, 0.5).to_dict()
     pages = prediction_pages(layer)
     for index, annotation in enumerate(raw):
         assert_same_detections(pages.raw[index], annotation)  # the raw detections are behind the layer
-    colors = labels.metadata[L.CLASS_COLORS]
-    assert layer.metadata[L.CLASS_COLORS] == colors  # the labels' colours
+    colors = labels.metadata[conventions.CLASS_COLORS]
+    assert layer.metadata[conventions.CLASS_COLORS] == colors  # the labels' colours
     for index in (0, 4):
         viewer.dims.set_current_step(0, index)
         kept = apply_thresholds(pages.raw[index], Thresholds(SCORE, 0.5))
         assert len(kept) > 0
         assert_shows(layer, kept)
         boxes, names, scores = shown(layer)
-        np.testing.assert_allclose(layer.edge_color, L.edge_colors(names, colors))  # colour by class
+        np.testing.assert_allclose(layer.edge_color, conventions.edge_colors(names, colors))  # colour by class
         assert list(layer.text.values) == [f"{name} {score:.2f}" for name, score in zip(names, scores)]
     total = sum(len(apply_thresholds(a, Thresholds(SCORE, 0.5))) for a in pages.raw)
     assert widget.status.text().startswith(f"6 images: {total:,} boxes pass score ≥ 0.2 and NMS 0.5")
@@ -131,7 +132,7 @@ def test_predict_the_current_image_of_a_stack(opened, qtbot):
     run(qtbot, widget)  # "current image" is the default
     layer = viewer.layers[-1]
     assert layer.name == "shapes 003 predictions" and layer.ndim == 3
-    assert layer.metadata[L.SOURCE_IMAGES] == [str(dataset / "input" / "003.png")]
+    assert layer.metadata[conventions.SOURCE_IMAGES] == [str(dataset / "input" / "003.png")]
     assert tuple(layer.translate) == (3.0, 0.0, 0.0)  # on its slice of the stack
     pages = prediction_pages(layer)
     assert len(pages.raw) == 1
@@ -152,8 +153,8 @@ def test_predict_a_folder_adds_its_image_stack(make_napari_viewer, qtbot, checkp
     run(qtbot, widget)
     assert [layer.name for layer in viewer.layers] == ["other", "other predictions"]
     images, layer = viewer.layers
-    assert images.data.shape == (3, 64, 80, 3) and images.metadata[L.DATASET_ROOT] == str(folder)
-    assert layer.metadata[L.SOURCE_IMAGES] == [str(folder / "input" / f"{i:03d}.png") for i in range(3)]
+    assert images.data.shape == (3, 64, 80, 3) and images.metadata[conventions.DATASET_ROOT] == str(folder)
+    assert layer.metadata[conventions.SOURCE_IMAGES] == [str(folder / "input" / f"{i:03d}.png") for i in range(3)]
     for index in range(3):
         assert_same_detections(prediction_pages(layer).raw[index], raw[index])
     run(qtbot, widget)  # again: the open image stack is used, not opened twice
@@ -235,7 +236,7 @@ def test_cancel_keeps_the_images_predicted_so_far(make_napari_viewer, qtbot, che
     count = len(prediction_pages(layer).raw)
     assert 2 <= cancelled[0] <= count < 40
     assert widget.status.text().startswith(f"cancelled after {count} of 40 images")
-    assert layer.metadata[L.SOURCE_IMAGES] == [None] * count
+    assert layer.metadata[conventions.SOURCE_IMAGES] == [None] * count
     assert not [t for t in threading.enumerate() if t.name == "napari-faster-rcnn-read-ahead"]
     assert DetectionSettings.of_model(model) == own  # the raw settings were undone
     assert widget.predict_button.isEnabled() and not widget.cancel_button.isEnabled()
@@ -261,7 +262,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_the_viewer_stays_usable
     widget.path.setText(str(checkpoint))
     load(qtbot, widget)
     run(qtbot, widget)
-    assert viewer.layers[-1].metadata[L.LAYER_ROLE] == L.PREDICTIONS
+    assert viewer.layers[-1].metadata[conventions.LAYER_ROLE] == conventions.PREDICTIONS
 
 
 def test_an_error_while_predicting_is_shown_and_the_widget_stays_usable(opened, qtbot):

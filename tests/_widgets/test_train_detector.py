@@ -14,14 +14,13 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QTimer
 
-from napari_faster_rcnn import _training
 from napari_faster_rcnn._widgets import train_detector as module
 from napari_faster_rcnn._widgets._train_form import FOLDER, LAYER
 from napari_faster_rcnn._widgets.train_detector import PREVIEW_NAME, TrainDetectorWidget
-from napari_faster_rcnn.core.annotations import load_annotation
-from napari_faster_rcnn.core.checkpoints import load_checkpoint
-from napari_faster_rcnn.core.images import read_image
-from napari_faster_rcnn.core.synthetic import SHAPE_CLASSES, write_synthetic_dataset
+from napari_faster_rcnn.core.data.annotations import load_annotation
+from napari_faster_rcnn.core.data.images import read_image
+from napari_faster_rcnn.core.data.synthetic import SHAPE_CLASSES, write_synthetic_dataset
+from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
 
 PLUGIN = "napari-faster-rcnn"
 RUN_TIMEOUT_MS = 120_000
@@ -97,9 +96,9 @@ def test_training_from_a_layer_fills_the_plot_and_the_progress_bar_and_leaves_a_
     # the activity panel's bar: the total from the start event, the steps done, epoch and step in its text
     assert worker.pbar.total == 2 and bar_values[-1] == 2 and worker.pbar.n == 2
     assert "epoch 1 of 1, step 2 of 2" in descriptions[-1]
-    # the best checkpoint loads, and is remembered for predicting
+    # the best checkpoint loads, and its path is shown
     path = tmp_path / "run" / "checkpoints" / "best.ckpt"
-    assert widget.checkpoint.text() == str(path) and _training.last_checkpoint() == path
+    assert widget.checkpoint.text() == str(path)
     loaded = load_checkpoint(path)
     assert loaded.classes == list(SHAPE_CLASSES) and loaded.global_step == 2
     assert loaded.config.min_size == 64 and loaded.config.backbone == "resnet18_slim"
@@ -204,7 +203,7 @@ def test_running_out_of_memory_is_a_notification_with_what_to_change(make_napari
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     # a RuntimeError, which superqt's worker would take for a deleted worker and swallow without "finished"
-    monkeypatch.setattr("napari_faster_rcnn.core.training_run.iter_training", out_of_memory)
+    monkeypatch.setattr("napari_faster_rcnn.core.training.run.iter_training", out_of_memory)
     viewer = make_napari_viewer()
     widget = make_widget(viewer, tmp_path / "run", folder=shapes)
     widget.train()
@@ -279,7 +278,7 @@ def test_export_writes_a_config_the_fit_command_accepts(make_napari_viewer, shap
     assert f"root: {shapes.resolve()}" in text and "preset: cpu" in text and "min_size: 64" in text
 
     # unsaved edits in the viewer: the command would train on other boxes, so it is refused
-    from napari_faster_rcnn._labeling import labeling_session
+    from napari_faster_rcnn.layers.labeling import labeling_session
 
     labeling = labeling_session(viewer, viewer.layers["shapes boxes"], autosave=False)
     labeling.layer.data = []  # delete the boxes of the image on screen
@@ -291,7 +290,7 @@ def test_export_writes_a_config_the_fit_command_accepts(make_napari_viewer, shap
 def test_the_form_shows_the_common_fields_and_folds_the_rest(make_napari_viewer, shapes, tmp_path):
     from superqt import QCollapsible
 
-    from napari_faster_rcnn._training_fields import model_specs
+    from napari_faster_rcnn.layers.training_fields import model_specs
 
     viewer = make_napari_viewer()
     widget = make_widget(viewer, tmp_path / "run", folder=shapes)

@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 
-from napari_faster_rcnn import _layers as L
-from napari_faster_rcnn._predictions import layer_annotations, prediction_pages
 from napari_faster_rcnn._widgets.tune_predictions import TunePredictionsWidget
-from napari_faster_rcnn.core.annotations import load_annotation
-from napari_faster_rcnn.core.boxes import rectangles_to_boxes
-from napari_faster_rcnn.core.inference import Thresholds, apply_thresholds, save_thresholds
+from napari_faster_rcnn.core.data.annotations import load_annotation
+from napari_faster_rcnn.core.data.boxes import rectangles_to_boxes
+from napari_faster_rcnn.core.prediction.thresholds import Thresholds, apply_thresholds, save_thresholds
+from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers.box_layers import layer_annotations
+from napari_faster_rcnn.layers.predictions import prediction_pages
 from tests.predictions_data import write_predictions
 
 PLUGIN = "napari-faster-rcnn"
@@ -57,7 +58,7 @@ def test_sliders_update_the_current_image_while_dragging_and_every_image_on_rele
     assert_shows(predictions, apply_thresholds(raw[2], thresholds))
     release(widget.nms)
     pages = prediction_pages(predictions)
-    assert pages.thresholds == thresholds and predictions.metadata[L.THRESHOLDS] == thresholds.to_dict()
+    assert pages.thresholds == thresholds and predictions.metadata[conventions.THRESHOLDS] == thresholds.to_dict()
     total = sum(len(apply_thresholds(a, thresholds)) for a in raw)
     assert f"{total:,} of {sum(len(a) for a in raw):,} in all 6 images" in widget.counts.text()
     for index in (0, 5, 3):  # every image was updated on release

@@ -11,7 +11,7 @@ What it adds to Lightning's own CLI:
   (``--ckpt_path``) or ``--overwrite`` is given;
 - ``--early_stopping_patience N`` stops after N validations without a better
   ``val/voc_map``;
-- checkpoints are always read weights-only (:class:`~.core.checkpoints.SafeCheckpointIO`),
+- checkpoints are always read weights-only (:class:`~napari_faster_rcnn.core.model.checkpoints.SafeCheckpointIO`),
   also when resuming.
 """
 
@@ -23,10 +23,10 @@ from pathlib import Path
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from napari_faster_rcnn.core.callbacks import prepare_run_folder, progress_bar, run_callbacks, run_loggers
-from napari_faster_rcnn.core.checkpoints import SafeCheckpointIO
-from napari_faster_rcnn.core.data_module import DetectionDataModule
-from napari_faster_rcnn.core.training import DetectorModule
+from napari_faster_rcnn.core.model.checkpoints import SafeCheckpointIO
+from napari_faster_rcnn.core.training.callbacks import prepare_run_folder, progress_bar, run_callbacks, run_loggers
+from napari_faster_rcnn.core.training.data_module import DetectionDataModule
+from napari_faster_rcnn.core.training.module import DetectorModule
 
 DEFAULT_OUTPUT = "runs/train"
 TRAINER_DEFAULTS = {"default_root_dir": DEFAULT_OUTPUT, "max_epochs": 30, "log_every_n_steps": 10}

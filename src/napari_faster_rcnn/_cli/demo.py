@@ -66,7 +66,7 @@ def run(args) -> int:
     say("loading torch, torchvision and Lightning")
     import torch
 
-    from napari_faster_rcnn.core.demo import format_results, run_demo
+    from napari_faster_rcnn.core.training.demo import format_results, run_demo
 
     torch.set_num_threads(args.threads or default_threads())
     # Lightning's notes on small datasets and its tips are noise for a fixed demo.

@@ -28,8 +28,8 @@ def run(args) -> int:
     import json
     import sys
 
-    from napari_faster_rcnn.core.metrics import evaluate
-    from napari_faster_rcnn.core.prediction_folders import load_evaluation_folders
+    from napari_faster_rcnn.core.evaluation.metrics import evaluate
+    from napari_faster_rcnn.core.evaluation.pairing import load_evaluation_folders
 
     if not 0.0 < args.iou <= 1.0:
         raise ValueError(f"--iou must be in (0, 1], got {args.iou}")

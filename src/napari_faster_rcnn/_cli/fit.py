@@ -24,8 +24,8 @@ def run(argv) -> int:
 
     # Lightning 2.6 calls jsonargparse methods deprecated in its 4.49; nothing a user can act on.
     os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
-    from napari_faster_rcnn.core.weights import WeightsError
     from napari_faster_rcnn._cli._fit_cli import run_fit
+    from napari_faster_rcnn.core.model.weights import WeightsError
 
     try:
         return run_fit(list(argv))

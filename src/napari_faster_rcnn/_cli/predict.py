@@ -44,8 +44,9 @@ def chosen_thresholds(args, config):
     import json
     from pathlib import Path
 
-    from napari_faster_rcnn.core.inference import THRESHOLDS_FILE, Thresholds
-    from napari_faster_rcnn.core.prediction import starting_thresholds
+    from napari_faster_rcnn.core.data.annotations import THRESHOLDS_FILE
+    from napari_faster_rcnn.core.prediction.settings import starting_thresholds
+    from napari_faster_rcnn.core.prediction.thresholds import Thresholds
 
     thresholds = starting_thresholds(config)
     if args.thresholds:
@@ -76,9 +77,9 @@ def run(args) -> int:
 
     from tqdm.auto import tqdm
 
-    from napari_faster_rcnn.core.checkpoints import load_checkpoint
-    from napari_faster_rcnn.core.prediction import resolve_device
-    from napari_faster_rcnn.core.prediction_files import predict_folder
+    from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
+    from napari_faster_rcnn.core.prediction.folders import predict_folder
+    from napari_faster_rcnn.core.prediction.settings import resolve_device
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")

@@ -32,7 +32,7 @@ def run(args) -> int:
     import json
     import sys
 
-    from napari_faster_rcnn.core.statistics import folder_statistics
+    from napari_faster_rcnn.core.statistics.measures import folder_statistics
 
     for flag, value in (("--min-size", args.min_size), ("--max-size", args.max_size)):
         if value < 1:
@@ -68,8 +68,8 @@ def save_plots(stats, path) -> None:
     """Draw the histograms as stored and after the transform side by side, and save them as PNG."""
     import io
 
-    from napari_faster_rcnn.core.annotations import atomic_write_bytes
-    from napari_faster_rcnn.core.statistics_plots import plot_statistics
+    from napari_faster_rcnn.core.data.annotations import atomic_write_bytes
+    from napari_faster_rcnn.core.statistics.plots import plot_statistics
 
     figure = plot_statistics(stats, transformed="both")
     buffer = io.BytesIO()
@@ -110,7 +110,7 @@ def format_table(stats) -> str:
 
 
 def _row_label(row) -> str:
-    from napari_faster_rcnn.core.statistics import LABELS
+    from napari_faster_rcnn.core.statistics.measures import LABELS
 
     label = LABELS[row.quantity]
     return label if row.class_name is None else f"  {row.class_name}: {label}"

@@ -15,7 +15,7 @@ def configure(parser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from napari_faster_rcnn.core.synthetic import write_synthetic_dataset
+    from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset
 
     if args.images < 1:
         raise ValueError(f"--images must be at least 1, got {args.images}")

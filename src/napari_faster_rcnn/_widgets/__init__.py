@@ -1,5 +1,4 @@
-"""Dock widgets: the only modules that import Qt. Each reads its controls, calls core, and puts
-the result into layers."""
+"""Dock widgets: the only modules that import Qt. Each reads its controls, calls one function of
+the napari tier or core, and puts the result into layers."""
 
-from napari_faster_rcnn import _triton_guard  # noqa: F401 - before anything imports torchvision in the viewer
-from napari_faster_rcnn import _openmp  # noqa: F401 - before torch: OpenMP threads that leave the viewer a core
+import napari_faster_rcnn.layers  # noqa: F401 - sets up the viewer's process before a widget imports torch

@@ -11,9 +11,10 @@ from __future__ import annotations
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QWidget
 
-from napari_faster_rcnn.core.anchor_inputs import anchor_settings, format_anchor_text
-from napari_faster_rcnn.core.config import BACKBONES, PRESETS, ConfigError, ModelConfig, preset
-from napari_faster_rcnn._widgets.dataset_statistics import _size_box
+from napari_faster_rcnn._widgets._common import size_box
+from napari_faster_rcnn.core.model.anchor_inputs import anchor_settings, format_anchor_text
+from napari_faster_rcnn.core.model.config import PRESETS, ModelConfig, preset
+from napari_faster_rcnn.core.model.config_rules import BACKBONES, ConfigError
 
 TOOLTIP_ROLE = 3  # Qt.ItemDataRole.ToolTipRole
 
@@ -54,8 +55,8 @@ class AnchorSettings(QObject):
         self.sizes.setToolTip("anchor sizes in pixels of the resized image, one tuple per feature map: "
                               "(32,), (64,) ... or one line per map; empty: the backbone's default")
         self.ratios.setToolTip("aspect ratios (height / width), one tuple per map, or one tuple for all maps")
-        self.min_size = _size_box(800, "the model's min_size: each image's short side after resizing")
-        self.max_size = _size_box(1333, "the model's max_size: no long side passes it after resizing")
+        self.min_size = size_box(800, "the model's min_size: each image's short side after resizing")
+        self.max_size = size_box(1333, "the model's max_size: no long side passes it after resizing")
         for box in (self.min_size, self.max_size):
             box.setSuffix("")  # "min size" says pixels; the dock is narrow
             box.setMinimumWidth(96)

@@ -7,8 +7,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
-from napari_faster_rcnn import _labeling as labeling
-from napari_faster_rcnn import _layers as L
+from napari_faster_rcnn.layers import conventions, labeling
 
 COLUMNS = ("key", "class", "here", "all")
 
@@ -34,7 +33,7 @@ class ClassTable(QTableWidget):
     def show_session(self, session) -> None:
         """Fill the rows from ``session`` and highlight its current class (without emitting signals)."""
         here, everywhere = session.current_counts(), session.total_counts()
-        colors = session.layer.metadata.get(L.CLASS_COLORS, {})
+        colors = session.layer.metadata.get(conventions.CLASS_COLORS, {})
         self.blockSignals(True)
         self.setRowCount(len(session.classes))
         for row, name in enumerate(session.classes):

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QEvent
-from qtpy.QtWidgets import QComboBox, QHeaderView, QTableWidget, QWidget
+from qtpy.QtWidgets import QComboBox, QHeaderView, QSpinBox, QTableWidget, QWidget
 
 
 class DockedWidget(QWidget):
@@ -132,3 +132,15 @@ def fit_table_rows(table: QTableWidget, rows: int, most: int) -> None:
     table.setRowCount(rows)
     visible = table.verticalHeader().defaultSectionSize() * min(rows, most)
     table.setFixedHeight(table.horizontalHeader().height() + visible + 4)
+
+
+def size_box(value: int, tooltip: str) -> QSpinBox:
+    """A spin box for an image size in pixels (the model's min_size or max_size)."""
+    box = QSpinBox()
+    box.setRange(32, 8192)
+    box.setSingleStep(32)
+    box.setValue(value)
+    box.setSuffix(" px")
+    box.setToolTip(tooltip)
+    box.setKeyboardTracking(False)  # one update per typed number, not per digit
+    return box

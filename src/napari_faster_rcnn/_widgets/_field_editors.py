@@ -1,4 +1,4 @@
-"""Generic editors for dataclass fields (see :mod:`.._training_fields`): a check box, a choice,
+"""Generic editors for dataclass fields (see :mod:`~napari_faster_rcnn.layers.training_fields`): a check box, a choice,
 a pair of numbers, or a line of text, chosen by the field's type, so that the folded parts of
 the "Train detector" form follow the config classes without a list to keep in step."""
 
@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLineEdit, QWidget
 
-from napari_faster_rcnn._training_fields import FieldSpec, format_value, parse_value
+from napari_faster_rcnn.layers.training_fields import FieldSpec, format_value, parse_value
 
 DEFAULT, YES, NO = "default", "yes", "no"
 

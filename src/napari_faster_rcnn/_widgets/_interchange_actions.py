@@ -5,7 +5,7 @@ Export writes the session's dataset (every image, with the edits on screen not
 yet saved, and the whole class list) into a new folder; core refuses a folder
 that holds anything, so nothing is overwritten. Import converts a folder into a
 new folder of ours beside it (``NAME_pt``; the folder imported from is never
-written to; why it converts: :mod:`.._interchange`), opens that with our reader
+written to; why it converts: :mod:`~napari_faster_rcnn.layers.interchange`), opens that with our reader
 and labels it.
 
 The questions (which folder, which format) are methods that tests replace or
@@ -21,9 +21,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject
 from qtpy.QtWidgets import QFileDialog, QInputDialog, QMenu, QPushButton
 
-from napari_faster_rcnn import _layers as L
-from napari_faster_rcnn._interchange import import_destination, inside, layer_dataset
-from napari_faster_rcnn._predictions import is_boxes
+from napari_faster_rcnn._widgets._common import set_progress, start_worker
 from napari_faster_rcnn.core.formats import (
     FORMAT_TITLES,
     FORMATS,
@@ -32,7 +30,9 @@ from napari_faster_rcnn.core.formats import (
     iter_write_dataset,
     matching_formats,
 )
-from napari_faster_rcnn._widgets._common import set_progress, start_worker
+from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers.conventions import is_boxes
+from napari_faster_rcnn.layers.interchange import import_destination, inside, layer_dataset
 
 PLUGIN = "napari-faster-rcnn"
 SHOWN_LINES = 6  # of a report's summary in the status line (all of it in the tooltip and the notification)
@@ -249,5 +249,5 @@ class InterchangeActions(QObject):
 
     def _dataset_root(self) -> Path | None:
         session = self.widget.session
-        root = session.layer.metadata.get(L.DATASET_ROOT) if session is not None else None
+        root = session.layer.metadata.get(conventions.DATASET_ROOT) if session is not None else None
         return Path(root) if root else None

@@ -8,7 +8,7 @@ from pathlib import Path
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QMessageBox
 
-from napari_faster_rcnn import _labeling as labeling
+from napari_faster_rcnn.layers import labeling
 
 
 def confirm_overwrite(parent, paths: list[Path]) -> bool:

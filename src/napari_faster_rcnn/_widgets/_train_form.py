@@ -1,7 +1,7 @@
 """The settings form of the "Train detector" widget: the data and its split, the model (a
 preset, the common fields, the rest folded), the training values, augmentation, the device
 and the output folder; :meth:`TrainingForm.settings` turns it into a
-:class:`~..core.training_run.TrainingSettings`."""
+:class:`~napari_faster_rcnn.core.training.run.TrainingSettings`."""
 
 from __future__ import annotations
 
@@ -23,15 +23,16 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from napari_faster_rcnn import _training_fields as F
-from napari_faster_rcnn._predictions import is_boxes
-from napari_faster_rcnn._training import available_devices
-from napari_faster_rcnn.core.config import BACKBONES, PRESETS, WEIGHT_CHOICES, preset
-from napari_faster_rcnn.core.optimization import DEFAULT_LEARNING_RATES
-from napari_faster_rcnn.core.training_run import TrainingSettings
-from napari_faster_rcnn.core.transforms import AugmentationConfig
 from napari_faster_rcnn._widgets._common import LayerCombo
 from napari_faster_rcnn._widgets._field_editors import FieldGroup
+from napari_faster_rcnn.core.model.config import PRESETS, preset
+from napari_faster_rcnn.core.model.config_rules import BACKBONES, WEIGHT_CHOICES
+from napari_faster_rcnn.core.training.optimization import DEFAULT_LEARNING_RATES
+from napari_faster_rcnn.core.training.settings import TrainingSettings
+from napari_faster_rcnn.core.training.transforms import AugmentationConfig
+from napari_faster_rcnn.layers import training_fields
+from napari_faster_rcnn.layers.conventions import is_boxes
+from napari_faster_rcnn.layers.training import available_devices
 
 LAYER, FOLDER = "box layer", "folder"
 WEIGHTS_FILE = "file…"
@@ -135,7 +136,7 @@ class TrainingForm(QWidget):
                               "(backbone), from COCO weights (whole detector), or from a weights file")
         self.weights_row, self.weights_file = path_row("a .pt / .pth weights file", "weights to start from",
                                                        self._pick_weights)
-        self.model_fields = FieldGroup(F.model_specs(folded=True))
+        self.model_fields = FieldGroup(training_fields.model_specs(folded=True))
 
         # training
         self.epochs = _spin(1, 100000, defaults.epochs, "passes over the training images")
@@ -146,7 +147,7 @@ class TrainingForm(QWidget):
         self.augment = QCheckBox("augment training images")
         self.augment.setChecked(True)
         self.augment.setToolTip("random flips, zoom, brightness and contrast (validation is never augmented)")
-        augmentation = F.augmentation_specs()
+        augmentation = training_fields.augmentation_specs()
         self.augmentation_fields = FieldGroup(augmentation, fractions=[s.name for s in augmentation
                                                                        if s.kind == "float"])
         self.device = _combo([], "where training runs")
@@ -166,7 +167,7 @@ class TrainingForm(QWidget):
         self.resume_row, self.resume = path_row("none: start from the weights", "a checkpoint (last.ckpt) to "
                                                 "continue: the step count, optimizer and schedule go on",
                                                 self._pick_checkpoint)
-        self.training_fields = FieldGroup(F.training_specs())
+        self.training_fields = FieldGroup(training_fields.training_specs())
 
         form = QFormLayout()
         form.addRow("source", self.source)
@@ -231,7 +232,7 @@ class TrainingForm(QWidget):
     def apply_preset(self, name: str) -> None:
         """Show the preset's model fields (what it is, in the tooltip)."""
         self.preset.setToolTip(PRESETS[name])
-        values = F.preset_values(name)
+        values = training_fields.preset_values(name)
         self.backbone.setCurrentText(values["backbone"])
         self.fpn.setChecked(values["fpn"])
         self.min_size.setValue(values["min_size"])
@@ -284,7 +285,7 @@ class TrainingForm(QWidget):
         ValueError
             (``ConfigError`` among them) naming the field that is wrong.
         """
-        overrides = F.model_overrides(self.preset.currentText(), self.model_values())
+        overrides = training_fields.model_overrides(self.preset.currentText(), self.model_values())
         preset(self.preset.currentText(), ["object"], **overrides)  # the model's checks, before any thread starts
         rate = self.learning_rate.text().strip()
         output = self.output.text().strip()
@@ -298,7 +299,7 @@ class TrainingForm(QWidget):
             split_seed=self.split_seed.value(), classes=classes, model=overrides, preset=self.preset.currentText(),
             augmentation=self.augmentation(), epochs=self.epochs.value(), batch_size=self.batch_size.value(),
             optimizer=self.optimizer.currentText(),
-            learning_rate=F.parse_value(F.FieldSpec("learning_rate", "float", optional=True), rate),
+            learning_rate=training_fields.parse_value(training_fields.FieldSpec("learning_rate", "float", optional=True), rate),
             accelerator=self.device.currentData(), resume_from=Path(resume) if resume else None,
             **self.training_fields.values(),
         )

@@ -36,7 +36,7 @@ from qtpy.QtCore import QObject, Signal
 from qtpy.QtGui import QImage, QPainter, QPixmap
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
-from napari_faster_rcnn.core.statistics_plots import THEMES
+from napari_faster_rcnn.core.statistics.plots import THEMES
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class _Bridge(QObject):
 
 
 class TrainingPlot(QWidget):
-    """Shows a :class:`~.._training.TrainingProgress` as :class:`PlotView` renders it in its thread."""
+    """Shows a :class:`~napari_faster_rcnn.layers.training.TrainingProgress` as :class:`PlotView` renders it in its thread."""
 
     def __init__(self, parent=None):
         super().__init__(parent)

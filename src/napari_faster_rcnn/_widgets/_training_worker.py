@@ -15,13 +15,13 @@ import warnings
 from napari.qt.threading import FunctionWorker, GeneratorWorker
 from qtpy.QtCore import QEvent, QObject
 
-from napari_faster_rcnn._training import TrainingJob
+from napari_faster_rcnn.layers.training import TrainingJob
 
 logger = logging.getLogger(__name__)
 
 
 class TrainingWorker(GeneratorWorker):
-    """napari's generator worker for a :class:`~.._training.TrainingJob`.
+    """napari's generator worker for a :class:`~napari_faster_rcnn.layers.training.TrainingJob`.
 
     ``quit()`` (which napari calls on every running worker when its window closes
     or the application quits) asks the run to stop after its step, instead of

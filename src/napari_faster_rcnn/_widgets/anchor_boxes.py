@@ -1,10 +1,10 @@
 """The "Anchor boxes" dock widget: the anchors of a backbone on one image as the model sees it,
 and how well they reach every box of the dataset.
 
-The controls make a :class:`~..core.config.ModelConfig` (a preset to start from,
+The controls make a :class:`~napari_faster_rcnn.core.model.config.ModelConfig` (a preset to start from,
 backbone, FPN, anchor sizes and aspect ratios as text, ``min_size`` and
-``max_size``); :class:`.._anchors.AnchorLayers` shows the result and
-:func:`~..core.anchors.anchor_coverage` measures it over the whole dataset (a
+``max_size``); :class:`~napari_faster_rcnn.layers.anchors.AnchorLayers` shows the result and
+:func:`~napari_faster_rcnn.core.model.anchors.anchor_coverage` measures it over the whole dataset (a
 box layer, at once, or a folder read in a ``thread_worker``). A setting that does
 not fit the backbone leaves the layers as they are and says why. "Suggest" runs
 the k-means in a ``thread_worker`` and fills the fields; "Apply" uses them.
@@ -28,22 +28,23 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from napari_faster_rcnn import _anchors as A
-from napari_faster_rcnn._statistics import is_box_layer
-from napari_faster_rcnn.core.anchor_inputs import iter_folder_items
-from napari_faster_rcnn.core.anchors import BACKGROUND_IOU, FOREGROUND_IOU, REACHED_IOU, anchor_coverage, suggest_anchors
-from napari_faster_rcnn.core.annotations import Annotation
-from napari_faster_rcnn.core.config import ConfigError
-from napari_faster_rcnn.core.images import read_image
-from napari_faster_rcnn.core.model import padded_image_size, resized_image_size
 from napari_faster_rcnn._widgets._anchor_settings import AnchorSettings, row
 from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo, set_progress, start_worker
+from napari_faster_rcnn.core.data.annotations import Annotation
+from napari_faster_rcnn.core.data.images import read_image
+from napari_faster_rcnn.core.model.anchor_inputs import iter_folder_items
+from napari_faster_rcnn.core.model.anchor_suggestion import suggest_anchors
+from napari_faster_rcnn.core.model.anchors import BACKGROUND_IOU, FOREGROUND_IOU, REACHED_IOU, anchor_coverage
+from napari_faster_rcnn.core.model.config_rules import ConfigError
+from napari_faster_rcnn.core.model.detector import padded_image_size, resized_image_size
+from napari_faster_rcnn.layers import anchors, conventions
+from napari_faster_rcnn.layers.conventions import is_box_layer
 
 LAYERS, FOLDER = "layers", "folder"
 
 
 def is_source_image(layer) -> bool:
-    return isinstance(layer, Image) and not A.is_anchor_layer(layer)
+    return isinstance(layer, Image) and not anchors.is_anchor_layer(layer)
 
 
 def coverage_text(coverage) -> str:
@@ -66,7 +67,7 @@ class AnchorBoxesWidget(DockedWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
-        self.view = A.AnchorLayers(napari_viewer, on_click=self.move_point)
+        self.view = anchors.AnchorLayers(napari_viewer, on_click=self.move_point)
         self.config = None
         self.items, self.names, self.colors, self.paths = [], [], {}, None
         self.coverage = self.suggestion = self.worker = None
@@ -153,8 +154,8 @@ class AnchorBoxesWidget(DockedWidget):
         layer = self.box_layer.layer()
         if layer is not None:
             layer.events.data.connect(self._boxes_edited)  # napari ignores a second connect
-            if not self.folder.text() and layer.metadata.get(A.L.DATASET_ROOT):
-                self.folder.setText(str(layer.metadata[A.L.DATASET_ROOT]))
+            if not self.folder.text() and layer.metadata.get(conventions.DATASET_ROOT):
+                self.folder.setText(str(layer.metadata[conventions.DATASET_ROOT]))
         self._stale = True
         self.apply()
 
@@ -166,10 +167,10 @@ class AnchorBoxesWidget(DockedWidget):
         self.paths = None
         try:
             if box_layer is not None:
-                self.items, self.names, self.colors = A.layer_items(box_layer, image_layer)
+                self.items, self.names, self.colors = anchors.layer_items(box_layer, image_layer)
             elif image_layer is not None:
-                count = A.stack_length(image_layer)
-                sizes = image_layer.metadata.get(A.L.IMAGE_SIZES) or [A.image_shape(image_layer)] * count
+                count = anchors.stack_length(image_layer)
+                sizes = image_layer.metadata.get(conventions.IMAGE_SIZES) or [anchors.image_shape(image_layer)] * count
                 self.items = [(tuple(size), Annotation()) for size in sizes]
                 self.names, self.colors = [str(k) for k in range(count)], {}
             else:
@@ -180,7 +181,7 @@ class AnchorBoxesWidget(DockedWidget):
         self._stale = False
         self.index.blockSignals(True)
         self.index.setRange(0, max(0, len(self.items) - 1))
-        self.index.setValue(A.stack_index(self.viewer, image_layer))
+        self.index.setValue(anchors.stack_index(self.viewer, image_layer))
         self.index.blockSignals(False)
         return True
 
@@ -207,7 +208,7 @@ class AnchorBoxesWidget(DockedWidget):
 
     def _folder_read(self, result) -> None:
         self.items, self.names, self.paths = result.items, result.names, result.images
-        self.colors = A.L.class_colors(result.classes)
+        self.colors = conventions.class_colors(result.classes)
         self._stale = False
         self.index.setRange(0, max(0, len(self.items) - 1))
         self.coverage = None
@@ -238,7 +239,7 @@ class AnchorBoxesWidget(DockedWidget):
 
     # --- showing --------------------------------------------------------------------------
 
-    def scene(self) -> A.AnchorScene | None:
+    def scene(self) -> anchors.AnchorScene | None:
         if not self.items or self.config is None:
             return None
         index = min(self.index.value(), len(self.items) - 1)
@@ -246,14 +247,14 @@ class AnchorBoxesWidget(DockedWidget):
         if self.paths is not None:
             key, read = (str(self.paths[index]), index), (lambda path=self.paths[index]: read_image(path))
         elif (layer := self.image_layer.layer()) is not None:
-            key, read = (id(layer), index), (lambda: A.layer_image(layer, index))
+            key, read = (id(layer), index), (lambda: anchors.layer_image(layer, index))
         else:
             key, read = ("blank", size), (lambda: np.zeros((*size, 3), np.uint8))
         point = None
         if self.fraction is not None:
             height, width = resized_image_size(self.config, size)
             point = (self.fraction[0] * width, self.fraction[1] * height)
-        return A.AnchorScene(self.config, key, read, size, annotation, self.colors, point, self.coverage, index)
+        return anchors.AnchorScene(self.config, key, read, size, annotation, self.colors, point, self.coverage, index)
 
     def show(self) -> None:
         """Show the current image's layers (nothing when there is no image)."""
@@ -299,7 +300,7 @@ class AnchorBoxesWidget(DockedWidget):
 
     def _index_chosen(self, index: int) -> None:
         image_layer = self.image_layer.layer()
-        if self.source.currentText() == LAYERS and image_layer is not None and A.is_stack(image_layer):
+        if self.source.currentText() == LAYERS and image_layer is not None and anchors.is_stack(image_layer):
             axis = self.viewer.dims.ndim - image_layer.ndim
             if self.viewer.dims.current_step[axis] != index:
                 self.viewer.dims.set_current_step(axis, index)  # the slider follows (_dims_moved: nothing to do)
@@ -308,7 +309,7 @@ class AnchorBoxesWidget(DockedWidget):
     def _dims_moved(self, event=None) -> None:
         if self.source.currentText() != LAYERS:
             return
-        index = A.stack_index(self.viewer, self.image_layer.layer())
+        index = anchors.stack_index(self.viewer, self.image_layer.layer())
         if index != self.index.value():
             self.index.setValue(index)  # _index_chosen shows it
 
@@ -321,8 +322,8 @@ class AnchorBoxesWidget(DockedWidget):
         self.index.setValue(image)
         x1, y1, x2, y2 = self.coverage.boxes[position]
         self.move_point((x1 + x2) / 2, (y1 + y2) / 2)
-        A.camera(self.viewer).center = ((y1 + y2) / 2 - 0.5, (x1 + x2) / 2 - 0.5)  # napari's (row, col)
-        layer = self.view.layers.get(A.UNREACHED)
+        anchors.camera(self.viewer).center = ((y1 + y2) / 2 - 0.5, (x1 + x2) / 2 - 0.5)  # napari's (row, col)
+        layer = self.view.layers.get(anchors.UNREACHED)
         if layer is not None:
             selected = np.flatnonzero(np.asarray(layer.features["box"]) == box)
             layer.selected_data = set(int(k) for k in selected)

@@ -24,32 +24,29 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSizePolicy,
-    QSpinBox,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from napari_faster_rcnn import _layers as L
-from napari_faster_rcnn._statistics import is_box_layer, layer_statistics
-from napari_faster_rcnn.core.statistics import DEFAULT_MAX_SIZE, DEFAULT_MIN_SIZE, iter_folder_statistics
-from napari_faster_rcnn.core.statistics_plots import THEMES, plot_statistics
-from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo, compact_table, fit_table_rows, set_progress, start_worker
+from napari_faster_rcnn._widgets._common import (
+    DockedWidget,
+    LayerCombo,
+    compact_table,
+    fit_table_rows,
+    set_progress,
+    size_box,
+    start_worker,
+)
+from napari_faster_rcnn.core.statistics.measures import DEFAULT_MAX_SIZE, DEFAULT_MIN_SIZE, iter_folder_statistics
+from napari_faster_rcnn.core.statistics.plots import THEMES, plot_statistics
+from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers.conventions import is_box_layer
+from napari_faster_rcnn.layers.statistics import layer_statistics
 
 LAYER, FOLDER = "box layer", "folder"
 ALL_BY_CLASS, ALL_TOGETHER = "all classes, by class", "all classes together"
 COLUMNS = ("class", "boxes", "images", "median w × h")
-
-
-def _size_box(value: int, tooltip: str) -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(32, 8192)
-    box.setSingleStep(32)
-    box.setValue(value)
-    box.setSuffix(" px")
-    box.setToolTip(tooltip)
-    box.setKeyboardTracking(False)  # one update per typed number, not per digit
-    return box
 
 
 class DatasetStatisticsWidget(DockedWidget):
@@ -77,8 +74,8 @@ class DatasetStatisticsWidget(DockedWidget):
         folder_layout.setContentsMargins(0, 0, 0, 0)
         folder_layout.addWidget(self.folder)
         folder_layout.addWidget(self.browse)
-        self.min_size = _size_box(DEFAULT_MIN_SIZE, "the model's min_size: each image's short side after resizing")
-        self.max_size = _size_box(DEFAULT_MAX_SIZE, "the model's max_size: no long side passes it after resizing")
+        self.min_size = size_box(DEFAULT_MIN_SIZE, "the model's min_size: each image's short side after resizing")
+        self.max_size = size_box(DEFAULT_MAX_SIZE, "the model's max_size: no long side passes it after resizing")
         self.compute = QPushButton("Compute")
         self.summary = QLabel("choose a box layer or a folder, then Compute")
         self.summary.setWordWrap(True)
@@ -135,7 +132,7 @@ class DatasetStatisticsWidget(DockedWidget):
 
     def _layer_chosen(self, *_) -> None:
         layer = self.layer.layer()
-        root = layer.metadata.get(L.DATASET_ROOT) if layer is not None else None
+        root = layer.metadata.get(conventions.DATASET_ROOT) if layer is not None else None
         if root and not self.folder.text():
             self.folder.setText(str(root))  # the folder it was opened from, should the user switch
 
@@ -165,7 +162,7 @@ class DatasetStatisticsWidget(DockedWidget):
             except ValueError as error:
                 self._failed(error)
                 return None
-            self._show(stats, dict(layer.metadata.get(L.CLASS_COLORS) or {}))
+            self._show(stats, dict(layer.metadata.get(conventions.CLASS_COLORS) or {}))
             return None
         folder = self.folder.text().strip()
         if not folder:
@@ -174,7 +171,7 @@ class DatasetStatisticsWidget(DockedWidget):
         self.summary.setText(f"reading {folder} ...")
         self.worker = start_worker(iter_folder_statistics, folder, min_size, max_size, desc="Dataset statistics",
                                    errored=self._failed, button=self.compute, yielded=self._progress,
-                                   returned=lambda stats: self._show(stats, L.class_colors(stats.classes)))
+                                   returned=lambda stats: self._show(stats, conventions.class_colors(stats.classes)))
         return self.worker
 
     def _progress(self, step) -> None:

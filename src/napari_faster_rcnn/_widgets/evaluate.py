@@ -22,10 +22,9 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from napari_faster_rcnn import _layers as L
-from napari_faster_rcnn import _predictions as P
-from napari_faster_rcnn.core.metrics import evaluate
 from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo, compact_table, fit_table_rows, start_worker
+from napari_faster_rcnn.core.evaluation.metrics import evaluate
+from napari_faster_rcnn.layers import conventions, predictions
 
 COLUMNS = ("class", "truth", "predicted", "AP", "COCO AP")
 
@@ -40,9 +39,9 @@ class EvaluateWidget(DockedWidget):
         self.result = None
         self.marks: dict[str, object] = {}
 
-        self.ground_truth = LayerCombo(napari_viewer, P.is_boxes)
+        self.ground_truth = LayerCombo(napari_viewer, conventions.is_boxes)
         self.ground_truth.setToolTip("the labeled boxes (ground truth)")
-        self.predictions = LayerCombo(napari_viewer, P.is_predictions)
+        self.predictions = LayerCombo(napari_viewer, conventions.is_predictions)
         self.predictions.setToolTip("the predictions, as the Tune predictions thresholds leave them")
         self.iou = QDoubleSpinBox()
         self.iou.setRange(0.05, 1.0)
@@ -81,13 +80,13 @@ class EvaluateWidget(DockedWidget):
         if ground_layer is None or predicted_layer is None:
             self.summary.setText("open a box layer (ground truth) and a predictions layer first")
             return None
-        pairs = P.pair_images(ground_layer, predicted_layer)
+        pairs = predictions.pair_images(ground_layer, predicted_layer)
         if not pairs:
             self.summary.setText(f"{ground_layer.name!r} and {predicted_layer.name!r} share no image (by file name)")
             return None
-        ground = P.layer_annotations(ground_layer)
-        predicted = P.layer_annotations(predicted_layer)
-        classes = ground_layer.metadata.get(L.CLASSES) or None
+        ground = predictions.layer_annotations(ground_layer)
+        predicted = predictions.layer_annotations(predicted_layer)
+        classes = ground_layer.metadata.get(conventions.CLASSES) or None
         self.summary.setText(f"evaluating {len(pairs)} images ...")
         self.worker = start_worker(
             evaluate, [ground[g] for _, g, _ in pairs], [predicted[p] for _, _, p in pairs], float(self.iou.value()),
@@ -115,13 +114,13 @@ class EvaluateWidget(DockedWidget):
                      _number(coco.per_class.get(name, math.nan)))
             for column, value in enumerate(cells):
                 self.table.setItem(row, column, QTableWidgetItem(str(value)))
-        self._plot(voc, ground_layer.metadata.get(L.CLASS_COLORS, {}))
+        self._plot(voc, ground_layer.metadata.get(conventions.CLASS_COLORS, {}))
         if self.mark.isChecked():
-            marks = P.mark_annotations(voc, pairs, predicted, ground, len(predicted), len(ground))
+            marks = predictions.mark_annotations(voc, pairs, predicted, ground, len(predicted), len(ground))
             for kind, annotations in marks.items():
                 source = ground_layer if kind == "missed" else predicted_layer
                 name = f"{source.name} {kind}"
-                self.marks[kind] = P.show_marks(self.viewer, kind, annotations, source, name, self.marks.get(kind))
+                self.marks[kind] = predictions.show_marks(self.viewer, kind, annotations, source, name, self.marks.get(kind))
 
     def _plot(self, voc, colors: dict) -> None:
         self.figure.clear()

@@ -1,6 +1,6 @@
 """The "Label boxes" dock widget: classes, navigation through a stack, saving, import and export.
 
-A thin view of a :class:`~.._labeling.LabelingSession`: the controls call the
+A thin view of a :class:`~napari_faster_rcnn.layers.labeling.LabelingSession`: the controls call the
 session, and the session's ``changed``/``saved`` events redraw the labels. The
 class table is :mod:`._class_table`; Import… and Export… (COCO, VOC, YOLO) are
 :mod:`._interchange_actions`. The questions the session asks (overwrite a file
@@ -33,14 +33,13 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from napari_faster_rcnn import _labeling as labeling
-from napari_faster_rcnn import _layers as L
-from napari_faster_rcnn._interchange import read_only_note
-from napari_faster_rcnn._predictions import is_boxes
 from napari_faster_rcnn._widgets import _label_dialogs as dialogs
 from napari_faster_rcnn._widgets._class_table import ClassTable
 from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo
 from napari_faster_rcnn._widgets._interchange_actions import InterchangeActions
+from napari_faster_rcnn.layers import conventions, labeling
+from napari_faster_rcnn.layers.conventions import is_boxes
+from napari_faster_rcnn.layers.interchange import read_only_note
 
 SHOWN_UNLABELED = 6  # names listed before "and N more"
 
@@ -256,15 +255,15 @@ class LabelBoxesWidget(DockedWidget):
         if name is None:
             return
         if not color:
-            current = QColor(self.session.layer.metadata[L.CLASS_COLORS][name])
+            current = QColor(self.session.layer.metadata[conventions.CLASS_COLORS][name])
             chosen = QColorDialog.getColor(current, self, f"Colour of {name}")
             if not chosen.isValid():
                 return
             color = chosen.name()
         self.session.recolor_class(name, color)
-        color = self.session.layer.metadata[L.CLASS_COLORS][name]
+        color = self.session.layer.metadata[conventions.CLASS_COLORS][name]
         hard = [kind for kind, background in (("light", "#ffffff"), ("dark", "#000000"))
-                if L.contrast_ratio(color, background) < 3]
+                if conventions.contrast_ratio(color, background) < 3]
         self.status.setText(f"{name}'s labels are hard to read on {hard[0]} images; a colour of middle "
                             "brightness reads on both" if hard else "")
 

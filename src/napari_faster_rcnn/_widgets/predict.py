@@ -2,9 +2,9 @@
 
 The checkpoint is read weights-only in a worker (a file that would run code is
 refused, and the refusal shown); prediction runs
-:func:`~..core.prediction.iter_predictions` in a napari ``thread_worker`` with
+:func:`~napari_faster_rcnn.core.prediction.run.iter_predictions` in a napari ``thread_worker`` with
 a progress bar. The result is a predictions layer beside the image
-(:func:`~.._prediction_layers.add_predictions`) holding the raw detections, so
+(:func:`~napari_faster_rcnn.layers.prediction_targets.add_predictions`) holding the raw detections, so
 that "Tune predictions" moves its score and NMS thresholds without running the
 model again. Cancel stops after the batch in progress and keeps the images
 predicted so far (the first ones of the stack, in order): a layer of those.
@@ -30,11 +30,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_faster_rcnn import _prediction_layers as P
-from napari_faster_rcnn._predictions import prediction_pages
-from napari_faster_rcnn.core.inference import Thresholds
-from napari_faster_rcnn.core.prediction import iter_predictions, resolve_device, starting_thresholds
 from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo, start_worker
+from napari_faster_rcnn.core.prediction.run import iter_predictions
+from napari_faster_rcnn.core.prediction.settings import resolve_device, starting_thresholds
+from napari_faster_rcnn.core.prediction.thresholds import Thresholds
+from napari_faster_rcnn.layers import prediction_targets
+from napari_faster_rcnn.layers.predictions import prediction_pages
 
 CURRENT, STACK, FOLDER = "current image", "whole stack", "folder"
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -99,7 +100,7 @@ class PredictWidget(DockedWidget):
         self.target = QComboBox()
         self.target.addItems([CURRENT, STACK, FOLDER])
         self.target.setToolTip("the image on screen, every image of the layer's stack, or a folder's images")
-        self.image_layer = LayerCombo(napari_viewer, P.is_image_layer)
+        self.image_layer = LayerCombo(napari_viewer, prediction_targets.is_image_layer)
         self.image_layer.setToolTip("the image layer to predict")
         self.folder = QLineEdit()
         self.folder.setPlaceholderText("a folder of images (any dataset layout)")
@@ -169,7 +170,7 @@ class PredictWidget(DockedWidget):
         self.load_button.setEnabled(False)
         self.predict_button.setEnabled(False)
         self.info.setText(f"reading {Path(path).name} ...")
-        from napari_faster_rcnn.core.checkpoints import load_checkpoint  # Lightning: imported when first needed
+        from napari_faster_rcnn.core.model.checkpoints import load_checkpoint  # Lightning: imported when first needed
 
         self.loader = start_worker(load_checkpoint, path, errored=self._load_failed, returned=self._loaded,
                                    finished=lambda: self._set_running(False))
@@ -207,13 +208,13 @@ class PredictWidget(DockedWidget):
             folder = self.folder.text().strip()
             if not folder:
                 raise ValueError("choose a folder of images first")
-            layer = P.open_folder_images(self.viewer, folder)
+            layer = prediction_targets.open_folder_images(self.viewer, folder)
             self.image_layer.set_layer(layer)
-            return P.layer_target(self.viewer, layer, whole_stack=True)
+            return prediction_targets.layer_target(self.viewer, layer, whole_stack=True)
         layer = self.image_layer.layer()
         if layer is None:
             raise ValueError("open an image (or a dataset folder) first")
-        return P.layer_target(self.viewer, layer, whole_stack=kind == STACK)
+        return prediction_targets.layer_target(self.viewer, layer, whole_stack=kind == STACK)
 
     # --- predicting ---------------------------------------------------------------
 
@@ -274,7 +275,7 @@ class PredictWidget(DockedWidget):
         if count == 0:
             self.status.setText("cancelled before the first image: no predictions")
             return
-        self.layer = P.add_predictions(self.viewer, target, self.records, self.checkpoint.classes, self._thresholds,
+        self.layer = prediction_targets.add_predictions(self.viewer, target, self.records, self.checkpoint.classes, self._thresholds,
                                        count=count, checkpoint=str(self.checkpoint.path))
         raw = sum(len(r.annotation) for r in self.records if r.annotation is not None and r.index < count)
         shown = sum(len(a) for a in prediction_pages(self.layer).annotations)

@@ -2,10 +2,10 @@
 a ``thread_worker``, watch the loss and the validation mAP, stop, continue, preview the
 augmentation, and export the run as a ``napari-faster-rcnn fit`` command.
 
-The form (:mod:`._train_form`) becomes a :class:`~..core.training_run.TrainingSettings`;
-the run is :func:`~..core.training_run.iter_training` in a napari generator worker
-(through :class:`~.._training.TrainingJob`). The main thread only takes in events:
-each adds to a :class:`~.._training.TrainingProgress`; the bar in napari's
+The form (:mod:`._train_form`) becomes a :class:`~napari_faster_rcnn.core.training.run.TrainingSettings`;
+the run is :func:`~napari_faster_rcnn.core.training.run.iter_training` in a napari generator worker
+(through :class:`~napari_faster_rcnn.layers.training.TrainingJob`). The main thread only takes in events:
+each adds to a :class:`~napari_faster_rcnn.layers.training.TrainingProgress`; the bar in napari's
 activity panel, the status text and the plot (drawn in a thread of its own)
 follow at most every :data:`~._training_plot.REDRAW_INTERVAL_MS`, so a fast GPU's
 hundreds of steps a second cost the event loop microseconds each. **Stop** (and closing the viewer or removing the dock) asks the run to end
@@ -18,29 +18,26 @@ import logging
 import time
 from pathlib import Path
 
-from napari_faster_rcnn import _triton_guard  # noqa: F401 - before anything imports torchvision
-
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QApplication, QHBoxLayout, QLabel, QLineEdit, QPushButton, QScrollArea, QVBoxLayout
 
-from napari_faster_rcnn import _layers as L
-from napari_faster_rcnn._training import (
-    TrainingJob,
-    TrainingProgress,
-    error_message,
-    preload_training_modules,
-    remember_checkpoint,
-    result_summary,
-    suggest_output_folder,
-)
-from napari_faster_rcnn._training_data import augmentation_preview, export_run, layer_training_data
-from napari_faster_rcnn.core.training_data import folder_samples
 from napari_faster_rcnn._widgets._common import DockedWidget
 from napari_faster_rcnn._widgets._train_form import TrainingForm
 from napari_faster_rcnn._widgets._training_plot import REDRAW_INTERVAL_MS, TrainingPlot
 from napari_faster_rcnn._widgets._training_worker import CloseWatcher, QuietFunctionWorker, TrainingWorker
+from napari_faster_rcnn.core.training.samples import folder_samples
+from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers.training import (
+    TrainingJob,
+    TrainingProgress,
+    error_message,
+    preload_training_modules,
+    result_summary,
+    suggest_output_folder,
+)
+from napari_faster_rcnn.layers.training_data import augmentation_preview, export_run, layer_training_data
 
 logger = logging.getLogger(__name__)
 preload_training_modules()  # now, not in the training thread while napari runs (see its docstring)
@@ -148,7 +145,7 @@ class TrainDetectorWidget(DockedWidget):
         if self.form.from_folder:
             return self.form.folder.text().strip() or None
         layer = self.form.layer.layer()
-        return layer.metadata.get(L.DATASET_ROOT) if layer is not None else None
+        return layer.metadata.get(conventions.DATASET_ROOT) if layer is not None else None
 
     def _suggest_output(self, *_) -> None:
         if not self._output_chosen:
@@ -256,7 +253,6 @@ class TrainDetectorWidget(DockedWidget):
         checkpoint = result.best_checkpoint or result.last_checkpoint
         text = result_summary(result, self.job.settings.iou_threshold)
         if checkpoint is not None:
-            remember_checkpoint(checkpoint)
             self.checkpoint.setText(str(checkpoint))
             if result.stopped and result.last_checkpoint is not None:
                 text += f"; saved {result.last_checkpoint}"
@@ -297,7 +293,7 @@ class TrainDetectorWidget(DockedWidget):
         self._previews += 1
         colors = None
         if layer_data is not None:
-            colors = self.form.layer.layer().metadata.get(L.CLASS_COLORS)
+            colors = self.form.layer.layer().metadata.get(conventions.CLASS_COLORS)
         worker = create_worker(augmentation_preview, data, augmentation, ratios, self.form.split_seed.value(),
                                PREVIEW_COUNT, self._previews, classes, _worker_class=QuietFunctionWorker,
                                _connect={"errored": lambda error: self._failed(error, "no preview")},
@@ -314,9 +310,9 @@ class TrainDetectorWidget(DockedWidget):
             if name in self.viewer.layers:
                 self.viewer.layers.remove(name)
         self.viewer.add_image(preview.images, name=PREVIEW_NAME, rgb=True)
-        data, kwargs, _ = L.shapes_layer_data(preview.annotations, stacked=True, name=f"{PREVIEW_NAME} boxes",
+        data, kwargs, _ = conventions.shapes_layer_data(preview.annotations, stacked=True, name=f"{PREVIEW_NAME} boxes",
                                               classes=preview.classes, colors=colors, image_sizes=preview.sizes)
-        kwargs["metadata"].pop(L.LAYER_ROLE)  # a picture, not a dataset to label or train on
+        kwargs["metadata"].pop(conventions.LAYER_ROLE)  # a picture, not a dataset to label or train on
         self.viewer.add_shapes(data, **kwargs)
         self.viewer.dims.set_current_step(0, 0)
         self.status.setText(f"preview: {len(preview.names)} training images augmented as in training "

@@ -2,7 +2,7 @@
 detections, updating the predictions layer live, and "Accept as labels".
 
 While a slider is dragged only the image on screen is filtered again; on
-release every image is (see :class:`~.._predictions.PredictionPages`).
+release every image is (see :class:`~napari_faster_rcnn.layers.predictions.PredictionPages`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
-from napari_faster_rcnn import _predictions as P
-from napari_faster_rcnn.core.inference import Thresholds
 from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo
+from napari_faster_rcnn.core.prediction.thresholds import Thresholds
+from napari_faster_rcnn.layers import conventions, predictions
 
 
 def _slider(tooltip: str) -> QLabeledDoubleSlider:
@@ -40,9 +40,9 @@ class TunePredictionsWidget(DockedWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
-        self.pages: P.PredictionPages | None = None
+        self.pages: predictions.PredictionPages | None = None
 
-        self.predictions = LayerCombo(napari_viewer, P.is_predictions)
+        self.predictions = LayerCombo(napari_viewer, conventions.is_predictions)
         self.predictions.setToolTip("the predictions layer to tune")
         self.score = _slider("keep boxes scoring at least this")
         self.nms = _slider("per-class NMS: drop a box overlapping a better one of its class by more than this IoU "
@@ -59,7 +59,7 @@ class TunePredictionsWidget(DockedWidget):
         form.addRow("classes", self.classes)
         form.addRow(self.counts)
 
-        self.labels = LayerCombo(napari_viewer, P.is_boxes)
+        self.labels = LayerCombo(napari_viewer, conventions.is_boxes)
         self.labels.setToolTip("the box layer to copy the kept predictions into (same images, by file name)")
         self.selected_only = QCheckBox("only the selected boxes")
         self.accept = QPushButton("Accept as labels")
@@ -119,7 +119,7 @@ class TunePredictionsWidget(DockedWidget):
 
     def _on_layer(self, index=None) -> None:
         layer = self.predictions.layer()
-        self.pages = P.tune(self.viewer, layer) if layer is not None else None
+        self.pages = predictions.tune(self.viewer, layer) if layer is not None else None
         for control in (self.score, self.nms, self.classes, self.accept):
             control.setEnabled(self.pages is not None)
         if self.pages is None:
@@ -162,7 +162,7 @@ class TunePredictionsWidget(DockedWidget):
             self.accept_status.setText("choose a predictions layer and a box layer to label")
             return 0
         try:
-            added = P.accept_as_labels(predictions, labels, self.selected_only.isChecked())
+            added = predictions.accept_as_labels(predictions, labels, self.selected_only.isChecked())
         except ValueError as error:
             self.accept_status.setText(str(error))
             return 0

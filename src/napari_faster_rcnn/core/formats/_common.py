@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from napari_faster_rcnn.core.annotations import Annotation
-from napari_faster_rcnn.core.images import IMAGE_SUFFIXES, ImageReadError, image_size, is_image_file
+from napari_faster_rcnn.core.data.annotations import Annotation
+from napari_faster_rcnn.core.data.images import IMAGE_SUFFIXES, ImageReadError, image_size, is_image_file
 
 #: Format names, as ``--to`` and ``--from`` spell them.
 FORMATS = ("coco", "voc", "yolo", "pt")

@@ -35,8 +35,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from napari_faster_rcnn.core.annotations import THRESHOLDS_FILE, Annotation
-from napari_faster_rcnn.core.images import is_image_file
+from napari_faster_rcnn.core.data.annotations import THRESHOLDS_FILE, Annotation
+from napari_faster_rcnn.core.data.images import is_image_file
 from napari_faster_rcnn.core.formats._common import (
     SPLIT_FOLDERS,
     FormatError,

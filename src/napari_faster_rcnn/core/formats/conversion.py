@@ -18,10 +18,19 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from napari_faster_rcnn.core._generators import run_to_end
-from napari_faster_rcnn.core.annotations import class_list
+from napari_faster_rcnn.core.data.annotations import class_list
 from napari_faster_rcnn.core.formats import coco_json, native, pascal_voc, yolo_txt
-from napari_faster_rcnn.core.formats._common import FORMATS, FormatError, LabeledDataset, OutputItem, folder_is_free, header_size, place_image, unique_names
+from napari_faster_rcnn.core.formats._common import (
+    FORMATS,
+    FormatError,
+    LabeledDataset,
+    OutputItem,
+    folder_is_free,
+    header_size,
+    place_image,
+    unique_names,
+)
+from napari_faster_rcnn.core.progress import run_to_end
 
 _MODULES = {"coco": coco_json, "voc": pascal_voc, "yolo": yolo_txt, "pt": native}
 

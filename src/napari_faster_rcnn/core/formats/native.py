@@ -14,8 +14,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari_faster_rcnn.core.annotations import ANNOTATION_SUFFIXES, Annotation, AnnotationError, class_list, annotation_bytes, load_annotation
-from napari_faster_rcnn.core.dataset import DatasetError, discover_dataset
+from napari_faster_rcnn.core.data.annotations import (
+    ANNOTATION_SUFFIXES,
+    Annotation,
+    AnnotationError,
+    annotation_bytes,
+    class_list,
+    load_annotation,
+)
+from napari_faster_rcnn.core.data.folders import DatasetError, discover_dataset
 from napari_faster_rcnn.core.formats._common import FormatError, LabeledDataset, LabeledItem, OutputItem, header_size
 
 IMAGE_FOLDER = "input"

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_faster_rcnn.core.annotations import Annotation
+from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.formats._common import (
     FormatError,
     LabeledDataset,

@@ -1,0 +1,278 @@
+"""Detection metrics: Pascal VOC AP per class, COCO mAP, precision-recall curves.
+
+Both evaluations take two lists of :class:`~.annotations.Annotation`, one per
+image and aligned by image: ``ground_truths[i]`` and ``predictions[i]`` describe
+the same image. Pass the images sorted by file name (as
+:func:`~.dataset.discover_dataset` lists them): detections of equal score are
+ranked in that order.
+
+Pascal VOC (VOC 2010+ rules, all-point interpolation)
+    IoU on continuous coordinates (no ``+1`` pixel, as torchvision and COCO
+    compute it). Detections are ranked by descending score with a stable sort
+    (ties keep the order of the images, then of the detections within each
+    image). Each detection is matched to the ground-truth box of its class in
+    its image with the highest IoU (the first such box on ties); it is a true
+    positive when that IoU is at least the threshold and the box is not taken
+    yet, else a false positive. AP is the area under the precision-recall curve
+    after making precision monotone. A class without ground truth gets no AP
+    (NaN); mAP is the mean over the classes that have ground truth.
+
+COCO
+    mAP@[.5:.95], mAP@0.5 and mAP@0.75 through ``faster-coco-eval`` (the C++
+    re-implementation of pycocotools), with COCO's rules (101 recall points, at
+    most 100 detections per image).
+
+Labels
+    Ground truth usually names its classes (``"head"``) while a model's raw
+    output may carry class ids as text (``"1"``). Both are resolved against one
+    class list, in class-id order (id = position + 1, 0 being torchvision's
+    background): a label that is a name in the list is that class; a decimal
+    integer ``k`` that is not a name in the list is the ``k``-th class; anything
+    else is a class of its own (absent from the ground truth, so its detections
+    are all false positives). The list is the ``classes`` argument, by default
+    the ground truth's class list (the ``classes`` the files carry, then labels
+    in order of appearance). Pass ``classes`` explicitly when predictions carry
+    ids and the ground truth does not carry the training's class list.
+
+Training's validation step can call :func:`voc_evaluation` (or :func:`evaluate`
+for both) every epoch: it takes plain annotations and is vectorized (5,000
+images x 100 detections in about half a second). The label resolution and the
+matching live in :mod:`.matching`, COCO in :mod:`.coco`, and reading a folder
+of predictions against a ground-truth folder in :mod:`.prediction_folders`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from napari_faster_rcnn.core.data.annotations import Annotation
+from napari_faster_rcnn.core.evaluation.coco import COCOResult, coco_evaluation
+from napari_faster_rcnn.core.evaluation.matching import best_matches, evaluation_classes, flatten
+
+__all__ = [
+    "Evaluation",
+    "PRCurve",
+    "VOCResult",
+    "average_precision",
+    "evaluate",
+    "voc_evaluation",
+]
+
+
+# --- Pascal VOC ---------------------------------------------------------------
+
+
+@dataclass
+class PRCurve:
+    """Precision and recall after each detection of one class, in ranked order."""
+
+    precision: np.ndarray
+    recall: np.ndarray  # NaN when the class has no ground truth
+    scores: np.ndarray
+
+
+@dataclass
+class VOCResult:
+    """The result of :func:`voc_evaluation`.
+
+    Attributes
+    ----------
+    iou_threshold : float
+    classes : list of str
+        Every class: the evaluation's class list, then classes only predicted.
+    ap : dict
+        AP per class name; NaN for a class without ground truth.
+    map : float
+        Mean AP over the classes that have ground truth (NaN if none has).
+    curves : dict
+        :class:`PRCurve` per class name.
+    ground_truth_counts, prediction_counts : dict
+        Boxes per class name.
+    true_positive : list of (N_i,) bool arrays
+        Per image, for each prediction in the order of ``predictions[i]``:
+        whether it is a true positive.
+    matched_ground_truth : list of (N_i,) int arrays
+        Per image, for each prediction: the index of the ground-truth box it
+        found, or -1 for a false positive.
+    matched : list of (M_i,) bool arrays
+        Per image, for each ground-truth box: whether a prediction found it
+        (False marks a missed object).
+    prediction_labels, ground_truth_labels : list of list of str
+        The labels resolved against the class list, per image.
+    """
+
+    iou_threshold: float
+    classes: list[str]
+    ap: dict[str, float]
+    map: float
+    curves: dict[str, PRCurve]
+    ground_truth_counts: dict[str, int]
+    prediction_counts: dict[str, int]
+    true_positive: list[np.ndarray] = field(repr=False)
+    matched_ground_truth: list[np.ndarray] = field(repr=False)
+    matched: list[np.ndarray] = field(repr=False)
+    prediction_labels: list[list[str]] = field(repr=False)
+    ground_truth_labels: list[list[str]] = field(repr=False)
+
+    @property
+    def per_class(self) -> dict[str, float]:
+        """AP of each class that has ground truth."""
+        return {name: ap for name, ap in self.ap.items() if self.ground_truth_counts[name] > 0}
+
+
+def voc_evaluation(
+    ground_truths: Sequence[Annotation],
+    predictions: Sequence[Annotation],
+    iou_threshold: float = 0.5,
+    classes: Sequence[str] | None = None,
+) -> VOCResult:
+    """Pascal VOC AP per class and mAP at ``iou_threshold`` (rules in the module docstring).
+
+    Parameters
+    ----------
+    ground_truths, predictions
+        One annotation per image, aligned by image, images sorted by file name.
+        Predictions need scores (an image without predictions may have none).
+    iou_threshold
+        A detection is a true positive when its IoU with the box it finds is at
+        least this.
+    classes
+        The class list, in class-id order, that labels are resolved against;
+        by default the ground truth's classes.
+
+    Raises
+    ------
+    ValueError
+        If the lists differ in length, a prediction has no score, or the
+        threshold is outside (0, 1].
+    """
+    if not 0.0 < float(iou_threshold) <= 1.0:
+        raise ValueError(f"the IoU threshold must be in (0, 1], got {iou_threshold}")
+    names, gt_labels, pred_labels = evaluation_classes(ground_truths, predictions, classes)
+    class_id = {name: i for i, name in enumerate(names)}
+    n_classes = len(names)
+
+    gt = flatten(ground_truths, gt_labels, class_id)
+    dt = flatten(predictions, pred_labels, class_id, with_scores=True)
+    best_gt, best_iou = best_matches(gt, dt, n_classes)
+
+    # Rank every detection: descending score, stable, so ties keep image and in-image order.
+    ranked = np.argsort(-dt["scores"], kind="stable")
+    candidate = best_iou[ranked] >= iou_threshold
+    positions = np.flatnonzero(candidate)
+    # A ground-truth box goes to the first candidate (in rank order) that finds it; later ones are false positives.
+    _, first = np.unique(best_gt[ranked][positions], return_index=True)
+    true_positive = np.zeros(len(ranked), dtype=bool)
+    true_positive[ranked[positions[first]]] = True
+    matched_gt = np.where(true_positive, best_gt, -1)
+    gt_found = np.zeros(len(gt["classes"]), dtype=bool)
+    gt_found[matched_gt[true_positive]] = True
+
+    gt_counts = np.bincount(gt["classes"], minlength=n_classes)
+    dt_counts = np.bincount(dt["classes"], minlength=n_classes)
+    by_class = ranked[np.argsort(dt["classes"][ranked], kind="stable")]
+    bounds = np.concatenate([[0], np.cumsum(dt_counts)])
+    ap, curves = {}, {}
+    for k, name in enumerate(names):
+        members = by_class[bounds[k] : bounds[k + 1]]
+        curves[name], ap[name] = _pr_curve(true_positive[members], dt["scores"][members], int(gt_counts[k]))
+    with_gt = [ap[name] for k, name in enumerate(names) if gt_counts[k] > 0]
+    mean = float(np.mean(with_gt)) if with_gt else math.nan
+
+    gt_local = matched_gt - np.repeat(gt["starts"][:-1], np.diff(dt["starts"]))  # image-local ground-truth index
+    return VOCResult(
+        iou_threshold=float(iou_threshold),
+        classes=names,
+        ap=ap,
+        map=mean,
+        curves=curves,
+        ground_truth_counts={name: int(gt_counts[k]) for k, name in enumerate(names)},
+        prediction_counts={name: int(dt_counts[k]) for k, name in enumerate(names)},
+        true_positive=np.split(true_positive, dt["starts"][1:-1]),
+        matched_ground_truth=np.split(np.where(true_positive, gt_local, -1), dt["starts"][1:-1]),
+        matched=np.split(gt_found, gt["starts"][1:-1]),
+        prediction_labels=pred_labels,
+        ground_truth_labels=gt_labels,
+    )
+
+
+def _pr_curve(true_positive: np.ndarray, scores: np.ndarray, n_ground_truth: int) -> tuple[PRCurve, float]:
+    hits = np.cumsum(true_positive)
+    precision = hits / np.arange(1, len(hits) + 1)
+    if n_ground_truth == 0:
+        return PRCurve(precision, np.full(len(hits), math.nan), scores), math.nan
+    recall = hits / n_ground_truth
+    return PRCurve(precision, recall, scores), average_precision(recall, precision)
+
+
+def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
+    """Area under a precision-recall curve, all-point interpolated (VOC 2010+).
+
+    Precision is first made monotone (each point takes the highest precision at
+    any higher recall); the area is then summed where recall changes.
+    """
+    recall_points = np.concatenate([[0.0], recall, [1.0]])
+    envelope = np.concatenate([[0.0], precision, [0.0]])
+    envelope = np.maximum.accumulate(envelope[::-1])[::-1]
+    steps = np.flatnonzero(recall_points[1:] != recall_points[:-1])
+    return float(np.sum((recall_points[steps + 1] - recall_points[steps]) * envelope[steps + 1]))
+
+
+# --- both ---------------------------------------------------------------------
+
+
+@dataclass
+class Evaluation:
+    """VOC and COCO results of one set of predictions (see :func:`evaluate`)."""
+
+    voc: VOCResult
+    coco: COCOResult
+    images: int
+
+    def to_dict(self) -> dict:
+        """A JSON-ready summary; NaN becomes None."""
+        voc, coco = self.voc, self.coco
+        return _json_ready(
+            {
+                "images": self.images,
+                "iou_threshold": voc.iou_threshold,
+                "voc_map": voc.map,
+                "coco_map": coco.map,
+                "coco_map50": coco.map50,
+                "coco_map75": coco.map75,
+                "per_class": voc.per_class,
+                "classes": {
+                    name: {
+                        "ap": voc.ap[name],
+                        "coco_ap": coco.per_class.get(name, math.nan),
+                        "ground_truth": voc.ground_truth_counts[name],
+                        "predictions": voc.prediction_counts[name],
+                    }
+                    for name in voc.classes
+                },
+            }
+        )
+
+
+def evaluate(
+    ground_truths: Sequence[Annotation],
+    predictions: Sequence[Annotation],
+    iou_threshold: float = 0.5,
+    classes: Sequence[str] | None = None,
+) -> Evaluation:
+    """:func:`voc_evaluation` and :func:`coco_evaluation` of the same predictions."""
+    voc = voc_evaluation(ground_truths, predictions, iou_threshold, classes)
+    coco = coco_evaluation(ground_truths, predictions, classes)
+    return Evaluation(voc=voc, coco=coco, images=len(ground_truths))
+
+
+def _json_ready(value):
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

@@ -1,0 +1,234 @@
+"""The Lightning data module of a training run: :class:`DetectionDataModule`.
+
+It turns a dataset folder (or samples held in memory, as the layers open in
+napari give them) into train and validation loaders of
+:class:`~.training_data.DetectionDataset`:
+
+- one folder (``root``) is split into train, validation and test parts by
+  ratio and seed (:mod:`.splits`: the same images always land in the same
+  part); the test part is held out and never seen by ``fit``;
+- or a separate validation folder (``val_root``): then all of ``root`` trains.
+
+**Classes** are known as soon as the module exists (:attr:`DetectionDataModule.classes`:
+the given list, checked against every label, or the data's own), so the
+command line can hand them to the model before the model is built.
+
+**Augmentation** (:class:`~.transforms.AugmentationConfig`) applies to the train
+part only. Its random state is seeded from ``seed`` and the process's rank, so
+that the processes of a DDP run (and workers, which the dataset reseeds per
+worker) draw different augmentations, reproducibly.
+
+The datasets are built once, when first needed, and images are decoded into
+the in-memory cache in :meth:`~DetectionDataModule.setup` (``cache``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+
+from napari_faster_rcnn.core.training.dataset import DetectionDataset, collate_detections, split_datasets
+from napari_faster_rcnn.core.training.samples import as_training_sample, dataset_classes, folder_samples
+from napari_faster_rcnn.core.training.splits import check_ratios
+from napari_faster_rcnn.core.training.transforms import AugmentationConfig, build_transform
+
+__all__ = ["DetectionDataModule", "default_workers"]
+
+
+def default_workers() -> int:
+    """DataLoader workers when none are given: one CPU is left to the training loop, at most 4."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    return max(0, min(4, cpus - 1))
+
+
+class DetectionDataModule(pl.LightningDataModule):
+    """Train and validation loaders of a dataset folder (or of samples, see :meth:`from_samples`).
+
+    Parameters
+    ----------
+    root
+        The dataset folder (input/ + target/, or images with their annotation
+        files beside them).
+    val_root
+        A separate validation folder; then ratios is not used and all of root
+        trains.
+    ratios
+        Train, validation and test fractions of root (test held out).
+    seed
+        Seeds the split and the augmentation.
+    classes
+        The class list in class-id order; default: the data's (the classes the
+        files name, then labels as first seen). Every label must be one of them.
+    augmentation
+        Random augmentation of the training images (an AugmentationConfig,
+        or a mapping of its fields).
+    batch_size, val_batch_size
+        Images per step (validation: default batch_size).
+    num_workers
+        DataLoader worker processes; default: one per CPU but one, at most 4.
+    cache
+        Decode every image once and keep it in memory.
+    include_unlabeled
+        Train on images without an annotation file as images without objects.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        val_root: str | None = None,
+        ratios: tuple[float, ...] = (0.8, 0.1, 0.1),
+        seed: int = 0,
+        classes: list[str] | None = None,
+        augmentation: AugmentationConfig = AugmentationConfig(),  # noqa: B008 - frozen, so safe to share
+        batch_size: int = 4,
+        val_batch_size: int | None = None,
+        num_workers: int | None = None,
+        cache: bool = True,
+        include_unlabeled: bool = False,
+    ):
+        super().__init__()
+        self.root = None if root is None else Path(root)
+        self.val_root = None if val_root is None else Path(val_root)
+        self.ratios = check_ratios(ratios)
+        self.seed = int(seed)
+        self.given_classes = None if classes is None else [str(name) for name in classes]
+        if isinstance(classes, str):
+            raise ValueError(f"classes must be a list of class names, got the single string {classes!r}")
+        if augmentation is None or isinstance(augmentation, AugmentationConfig):
+            self.augmentation = augmentation or AugmentationConfig()
+        else:  # a mapping of its fields
+            self.augmentation = AugmentationConfig.from_dict(augmentation)
+        for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size)):
+            if value is not None and (int(value) != value or value < 1):
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        if num_workers is not None and (int(num_workers) != num_workers or num_workers < 0):
+            raise ValueError(f"num_workers must be a whole number >= 0, got {num_workers!r}")
+        self.batch_size = int(batch_size)
+        self.val_batch_size = int(val_batch_size or batch_size)
+        self.num_workers = default_workers() if num_workers is None else int(num_workers)
+        self.cache = bool(cache)
+        self.include_unlabeled = bool(include_unlabeled)
+        self._samples = None
+        self._val_samples = None
+        self._parts: tuple | None = None
+        # Plain values (weights-only checkpoints). Lightning merges these with the model's, so
+        # "classes" is left out unless given (then the model's are the same, or the run stops).
+        hyperparameters = {
+            "root": None if root is None else str(root),
+            "val_root": None if val_root is None else str(val_root),
+            "ratios": list(self.ratios),
+            "seed": self.seed,
+            "augmentation": self.augmentation.to_dict(),
+            "batch_size": self.batch_size,
+            "val_batch_size": self.val_batch_size,
+            "num_workers": self.num_workers,
+            "cache": self.cache,
+            "include_unlabeled": self.include_unlabeled,
+        }
+        if self.given_classes is not None:
+            hyperparameters["classes"] = self.given_classes
+        self.save_hyperparameters(hyperparameters)
+
+    @classmethod
+    def from_samples(cls, samples: Sequence, val_samples: Sequence | None = None, **options) -> DetectionDataModule:
+        """A data module of samples in memory (:class:`~.training_data.TrainingSample`, or
+        ``(image path, annotation)`` pairs), split by ``ratios`` unless ``val_samples`` are given."""
+        module = cls(**options)
+        module._samples = [as_training_sample(sample) for sample in samples]
+        module._val_samples = None if val_samples is None else [as_training_sample(s) for s in val_samples]
+        if not module._samples:
+            raise ValueError("no training samples")
+        return module
+
+    # -- the datasets --------------------------------------------------------------------------
+
+    @property
+    def classes(self) -> list[str]:
+        """The class list the model must predict, in class-id order."""
+        return list(self._datasets()[0].classes)
+
+    @property
+    def train_dataset(self) -> DetectionDataset:
+        return self._datasets()[0]
+
+    @property
+    def val_dataset(self) -> DetectionDataset:
+        return self._datasets()[1]
+
+    @property
+    def test_dataset(self) -> DetectionDataset | None:
+        """The held-out part of a split (None with a separate validation set)."""
+        return self._datasets()[2]
+
+    def _datasets(self) -> tuple:
+        if self._parts is None:
+            self._parts = self._build()
+        return self._parts
+
+    def _build(self) -> tuple:
+        samples = self._samples
+        if samples is None:
+            if self.root is None:
+                raise ValueError("no training data: give the dataset folder (data.root)")
+            samples = folder_samples(self.root, self.include_unlabeled)
+        val_samples = self._val_samples
+        if val_samples is None and self.val_root is not None:
+            val_samples = folder_samples(self.val_root, self.include_unlabeled)
+        if val_samples is None:
+            return split_datasets(samples, self.ratios, self.seed, self.given_classes)
+        classes = self.given_classes or dataset_classes([*samples, *val_samples])
+        train = DetectionDataset(samples, classes)
+        return train, DetectionDataset(val_samples, classes), None
+
+    def describe(self) -> str:
+        """A few lines on the parts: images, boxes, classes, and boxes clipped or dropped."""
+        train, validation, test = self._datasets()
+        lines = [f"train: {train.report()}", f"validation: {validation.report()}"]
+        if test is not None and len(test):
+            lines.append(f"test (held out): {test.report()}")
+        return "\n".join(lines)
+
+    # -- Lightning -----------------------------------------------------------------------------
+
+    def setup(self, stage: str | None = None) -> None:
+        train, validation, _ = self._datasets()
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        # Each process its own augmentations (workers are reseeded by the dataset per worker).
+        train.transform = build_transform(self.augmentation, train=True, seed=self.seed + 1000 * rank)
+        if self.cache:
+            train.fill_cache()
+            validation.fill_cache()
+
+    def train_dataloader(self):
+        return self._loader(self.train_dataset, self.batch_size, shuffle=True)
+
+    def val_dataloader(self):
+        if not len(self.val_dataset):
+            raise ValueError(
+                f"the validation part has no images (split ratios {', '.join(f'{r:g}' for r in self.ratios)}); "
+                "give it a ratio above 0 or a separate validation folder, or turn validation off"
+            )
+        return self._loader(self.val_dataset, self.val_batch_size, shuffle=False)
+
+    def test_dataloader(self):
+        test = self.test_dataset
+        if test is None or not len(test):
+            raise ValueError("this data module has no test part (a separate validation set, or a test ratio of 0)")
+        return self._loader(test, self.val_batch_size, shuffle=False)
+
+    def _loader(self, dataset: DetectionDataset, batch_size: int, shuffle: bool):
+        from lightning.pytorch.accelerators import CUDAAccelerator
+
+        workers = self.num_workers
+        pin = self.trainer is not None and isinstance(self.trainer.accelerator, CUDAAccelerator)
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_detections, num_workers=workers,
+            persistent_workers=workers > 0, pin_memory=pin,
+        )

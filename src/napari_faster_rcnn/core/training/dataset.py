@@ -1,0 +1,353 @@
+"""Training samples as torchvision's detection models want them.
+
+A :class:`DetectionDataset` holds a list of :class:`TrainingSample` (an image
+path and its annotation: an :class:`~.annotations.Annotation` held in memory,
+as the layers open in napari give it, the path of an annotation file, as a
+dataset folder gives it, or None for an image without objects). Item ``i`` is ``(image, target)``: a float32
+``(3, H, W)`` tensor in ``[0, 1]`` and a dict with ``boxes`` (float32 xyxy),
+``labels`` (int64, class ``k`` of ``classes`` is ``k + 1``; 0 is the
+background), ``image_id``, ``area`` and ``iscrowd`` as torchvision's
+references use them.
+
+Everything that can be wrong with a sample's boxes is settled when the dataset
+is built, not when a DataLoader worker reaches it: annotations are read, image
+sizes come from the file headers, boxes reaching outside their image are
+clipped and boxes left with no area are dropped, counted (per item and in
+total) and logged with the file's name. A label that is not a class is an
+error naming the file: training on with a class silently missing would give a
+model that never learns it. So a run fails before its first step or not at
+all, and the counts are the same in every worker process.
+
+Samples, their classes and label ids are in :mod:`.training_samples`; splits
+in :mod:`.splits`. Both are re-exported here.
+
+Augmentation (see :mod:`.transforms`) runs on every access, after the cache.
+Inside a DataLoader worker the dataset reseeds its transform from the
+worker's seed (different per worker and epoch, reproducible under
+``torch.manual_seed``), because each worker otherwise starts from a copy of the
+same random state and all of them would draw the same augmentations.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_faster_rcnn.core.data.boxes import clip_boxes
+from napari_faster_rcnn.core.data.image_tensors import available_memory, image_to_tensor, image_to_unit_float
+from napari_faster_rcnn.core.data.images import image_info, read_image
+from napari_faster_rcnn.core.training.samples import (
+    TrainingDataError,
+    as_training_sample,
+    classes_of,
+    folder_samples,
+    label_ids,
+)
+from napari_faster_rcnn.core.training.splits import split_indices
+
+__all__ = [
+    "DetectionDataset",
+    "collate_detections",
+    "split_datasets",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class DetectionDataset(torch.utils.data.Dataset):
+    """Images and targets for torchvision's detection models.
+
+    Parameters
+    ----------
+    samples : sequence of TrainingSample, (image, annotation) pairs or :class:`~.dataset.Sample`
+    classes : sequence of str, optional
+        Class names; label ids are their positions from 1. Default: the
+        classes of all the samples (:func:`dataset_classes`).
+    transform : callable, optional
+        An albumentations ``Compose`` from :func:`.transforms.build_transform`
+        (or anything called as ``transform(image=, bboxes=, labels=)`` that
+        returns a dict of those keys). None: images as they are.
+    cache : bool
+        Decode every image once, now, in parallel, and keep it in memory
+        (see :meth:`fill_cache`).
+    cache_workers : int, optional
+        Threads that fill the cache (default: up to 8, one per CPU).
+    cache_limit_bytes : int, optional
+        At most this much memory for the cache (default: half of the memory
+        available when it is filled); images beyond it are read from disk.
+
+    Raises
+    ------
+    ImageReadError, AnnotationError, TrainingDataError
+        ``ValueError`` subclasses naming the file, for an unreadable image or
+        annotation and for a label that is not a class.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence,
+        classes: Sequence[str] | None = None,
+        transform=None,
+        cache: bool = False,
+        cache_workers: int | None = None,
+        cache_limit_bytes: int | None = None,
+    ):
+        self.samples = [as_training_sample(sample) for sample in samples]
+        annotations = [sample.load() for sample in self.samples]
+        if isinstance(classes, str):
+            raise ValueError(f"classes must be a list of class names, got the single string {classes!r}")
+        self.classes = list(classes) if classes is not None else classes_of(annotations)
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes must be distinct, got {self.classes}")
+        self.transform = transform
+        self.cache_limit_bytes = cache_limit_bytes
+        self.cache_workers = cache_workers
+        self._image_info = [image_info(sample.image) for sample in self.samples]
+        self._boxes, self._labels, dropped, clipped = [], [], [], []
+        for sample, annotation, (height, width, _) in zip(self.samples, annotations, self._image_info):
+            labels = label_ids(annotation.labels, self.classes, sample.source)
+            boxes = clip_boxes(annotation.boxes, height, width)
+            keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            changed = int((keep & (boxes != annotation.boxes).any(axis=1)).sum())
+            self._boxes.append(boxes[keep])
+            self._labels.append(labels[keep])
+            dropped.append(int((~keep).sum()))
+            clipped.append(changed)
+            if dropped[-1] or changed:
+                logger.warning(
+                    "%s: %s", sample.source, _box_problem(dropped[-1], changed, height, width)
+                )
+        self.dropped_per_item = tuple(dropped)
+        self.clipped_per_item = tuple(clipped)
+        self._cache: list[np.ndarray | None] = [None] * len(self.samples)
+        self._worker_seed = None
+        if cache:
+            self.fill_cache()
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, classes: Sequence[str] | None = None, include_unlabeled: bool = False,
+                    **options) -> DetectionDataset:
+        """A dataset of a folder in either layout (see :func:`folder_samples`).
+
+        For separate train, validation and test folders, build one dataset per
+        folder with the same ``classes``: ``dataset_classes([train, val, test])``.
+        """
+        return cls(folder_samples(folder, include_unlabeled), classes, **options)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def num_classes(self) -> int:
+        """Classes including the background, as torchvision's ``num_classes`` counts them."""
+        return len(self.classes) + 1
+
+    @property
+    def image_sizes(self) -> list[tuple[int, int]]:
+        """``(height, width)`` of every image, from the file headers."""
+        return [(height, width) for height, width, _ in self._image_info]
+
+    @property
+    def dropped_boxes(self) -> int:
+        """Boxes left out because no part of them is inside their image."""
+        return sum(self.dropped_per_item)
+
+    @property
+    def clipped_boxes(self) -> int:
+        """Boxes kept but cut at their image's border."""
+        return sum(self.clipped_per_item)
+
+    def class_counts(self) -> dict[str, int]:
+        """Boxes per class (after dropping), in the order of ``classes``."""
+        counts = Counter(int(i) for labels in self._labels for i in labels)
+        return {name: counts.get(index + 1, 0) for index, name in enumerate(self.classes)}
+
+    def report(self) -> str:
+        """One line on the images, boxes, dropped and clipped boxes and the cache."""
+        empty = sum(1 for boxes in self._boxes if len(boxes) == 0)
+        text = (
+            f"{len(self)} images ({empty} without boxes), {sum(map(len, self._boxes))} boxes of "
+            f"{len(self.classes)} classes"
+        )
+        if self.dropped_boxes or self.clipped_boxes:
+            images = sum(1 for d, c in zip(self.dropped_per_item, self.clipped_per_item) if d or c)
+            text += (
+                f"; {self.dropped_boxes} boxes outside their image dropped, "
+                f"{self.clipped_boxes} clipped (in {images} images)"
+            )
+        if self.cached_images:
+            text += f"; cache: {self.cached_images} images, {self.cache_bytes / 2**20:.1f} MiB"
+        return text
+
+    # --- items ---------------------------------------------------------------
+
+    def __getitem__(self, index: int):
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        index = index % len(self)
+        image = self._image(index)
+        boxes, labels = self._boxes[index], self._labels[index]
+        if image.dtype != np.uint8:  # albumentations works on uint8 or float32 in [0, 1]
+            image = image_to_unit_float(image)
+        if self.transform is not None:
+            self._prepare_worker()
+            result = self.transform(image=image, bboxes=boxes, labels=labels)
+            image = result["image"]
+            boxes = np.asarray(result["bboxes"], dtype=np.float64).reshape(-1, 4)
+            labels = np.asarray(result["labels"], dtype=np.int64).reshape(-1)
+        return image_to_tensor(image), self._target(index, boxes, labels)
+
+    def _target(self, index: int, boxes: np.ndarray, labels: np.ndarray) -> dict:
+        boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+        # after float32 rounding, so torchvision never sees a box without area
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes = boxes[keep]
+        return {
+            "boxes": boxes,
+            "labels": torch.as_tensor(labels, dtype=torch.int64)[keep],
+            "image_id": torch.tensor(index, dtype=torch.int64),
+            "area": (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]),
+            "iscrowd": torch.zeros(len(boxes), dtype=torch.int64),
+        }
+
+    def _image(self, index: int) -> np.ndarray:
+        cached = self._cache[index]
+        return cached if cached is not None else self._read(index)
+
+    def _read(self, index: int) -> np.ndarray:
+        path = self.samples[index].image
+        image = read_image(path)
+        height, width, _ = self._image_info[index]
+        if image.shape[:2] != (height, width):
+            raise TrainingDataError(
+                path, f"the image is {image.shape[1]} x {image.shape[0]} pixels but was {width} x {height} "
+                "when the dataset was built; it changed on disk, build the dataset again"
+            )
+        return image
+
+    def _prepare_worker(self) -> None:
+        """Once per DataLoader worker (and epoch): reseed the transform from the worker's seed."""
+        info = torch.utils.data.get_worker_info()
+        if info is None or info.seed == self._worker_seed:
+            return
+        self._worker_seed = info.seed
+        reseed = getattr(self.transform, "set_random_seed", None)
+        if reseed is not None:
+            reseed(info.seed % 2**32)
+
+    # --- cache ---------------------------------------------------------------
+
+    @property
+    def cached_images(self) -> int:
+        """How many images the cache holds."""
+        return sum(image is not None for image in self._cache)
+
+    @property
+    def cache_bytes(self) -> int:
+        """Memory the cached images use."""
+        return sum(image.nbytes for image in self._cache if image is not None)
+
+    def fill_cache(self, workers: int | None = None) -> int:
+        """Decode the images not cached yet, in a pool of ``workers`` threads
+        (default: ``cache_workers``), and keep them.
+
+        Images are kept as decoded (uint8 for 8-bit files), so augmentation
+        still runs on every access. When the images would need more than
+        ``cache_limit_bytes`` (default: half of the memory available now), the
+        first ones that fit are cached and the rest stay on disk, with a
+        warning. Returns the bytes the cache uses.
+        """
+        missing = [i for i, image in enumerate(self._cache) if image is None]
+        limit = self.cache_limit_bytes
+        if limit is None:
+            available = available_memory()
+            limit = available // 2 if available is not None else None
+        chosen, budget = [], (limit - self.cache_bytes) if limit is not None else None
+        for index in missing:
+            height, width, dtype = self._image_info[index]
+            size = height * width * 3 * np.dtype(dtype).itemsize
+            if budget is not None and size > budget:
+                break
+            chosen.append(index)
+            if budget is not None:
+                budget -= size
+        if len(chosen) < len(missing):
+            logger.warning(
+                "cache limit of %.0f MiB reached: %d of %d images are read from disk on each access",
+                limit / 2**20, len(missing) - len(chosen), len(self),
+            )
+        workers = workers or self.cache_workers or min(8, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="image-cache") as pool:
+            for index, image in zip(chosen, pool.map(self._read, chosen)):
+                self._cache[index] = image
+        return self.cache_bytes
+
+    def clear_cache(self) -> None:
+        self._cache = [None] * len(self.samples)
+
+    # --- parts ---------------------------------------------------------------
+
+    def subset(self, indices: Sequence[int], transform=None) -> DetectionDataset:
+        """A dataset of some items, sharing classes, checked boxes and cached images.
+
+        ``image_id`` counts from 0 in the subset. ``transform`` replaces this
+        dataset's (None: no augmentation, as for validation).
+        """
+        part = object.__new__(type(self))
+        part.__dict__.update(self.__dict__)
+        indices = [int(i) for i in indices]
+        for name in ("samples", "_image_info", "_boxes", "_labels", "_cache"):
+            values = getattr(self, name)
+            setattr(part, name, [values[i] for i in indices])
+        part.dropped_per_item = tuple(self.dropped_per_item[i] for i in indices)
+        part.clipped_per_item = tuple(self.clipped_per_item[i] for i in indices)
+        part.transform = transform
+        part._worker_seed = None
+        return part
+
+
+def _box_problem(dropped: int, clipped: int, height: int, width: int) -> str:
+    parts = []
+    if dropped:
+        parts.append(f"{dropped} box{'es' if dropped != 1 else ''} with no area inside the image dropped")
+    if clipped:
+        parts.append(f"{clipped} box{'es' if clipped != 1 else ''} reaching outside it clipped")
+    return f"{' and '.join(parts)} (image {width} x {height})"
+
+
+def split_datasets(
+    samples,
+    ratios: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    classes: Sequence[str] | None = None,
+    train_transform=None,
+    cache: bool = False,
+    cache_workers: int | None = None,
+) -> tuple[DetectionDataset, DetectionDataset, DetectionDataset]:
+    """Train, validation and test datasets of one folder or list of samples.
+
+    The split is :func:`split_samples`'; the three parts share one class
+    list (of all samples) and one cache; only the train part is augmented
+    (``train_transform``). Each annotation is read once.
+    """
+    if isinstance(samples, (str, os.PathLike)):
+        samples = folder_samples(samples)
+    everything = DetectionDataset(samples, classes, cache=cache, cache_workers=cache_workers)
+    train, validation, test = split_indices(everything.samples, ratios, seed)
+    return everything.subset(train, train_transform), everything.subset(validation), everything.subset(test)
+
+
+def collate_detections(batch):
+    """``(images, targets)`` lists from a batch of items, as detection models take them."""
+    images, targets = [], []
+    for image, target in batch:
+        images.append(image)
+        targets.append(target)
+    return images, targets

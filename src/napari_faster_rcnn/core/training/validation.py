@@ -1,0 +1,131 @@
+"""Validation metrics of a training run: the epoch's detections against its ground truth.
+
+Every validation step adds the model's detections and the batch's targets to a
+:class:`ValidationCollector`; at the end of the epoch :meth:`~ValidationCollector.compute`
+turns them into Pascal VOC AP at the IoU threshold (the tutorial's metric) and
+COCO mAP@[.5:.95] (faster-coco-eval), overall and per class, through
+:func:`.metrics.evaluate`, the same code ``napari-faster-rcnn evaluate`` runs.
+
+Under DDP each process sees a part of the validation set, so the parts are
+gathered first with ``torch.distributed.all_gather_object`` (the images have
+different numbers of boxes, which ``all_gather`` of tensors cannot carry).
+Lightning's distributed sampler pads the parts to equal length by repeating
+images; every image is kept once, by its ``image_id``, and the images are
+ranked by it, so that the metrics equal those of one process on the same set.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import torch
+
+from napari_faster_rcnn.core.data.annotations import Annotation
+from napari_faster_rcnn.core.evaluation.metrics import evaluate
+
+logger = logging.getLogger(__name__)
+
+#: The metric best checkpoints and early stopping watch (higher is better).
+MONITOR = "val/voc_map"
+
+
+class ValidationCollector:
+    """Detections and ground truth of one validation epoch, by image id."""
+
+    def __init__(self, classes):
+        self.classes = list(classes)
+        self._images: dict[int, tuple] = {}
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def reset(self) -> None:
+        self._images = {}
+
+    def add(self, detections, targets) -> None:
+        """Keep a batch: torchvision's output dicts and the batch's target dicts."""
+        for detection, target in zip(detections, targets):
+            image_id = int(target["image_id"])
+            self._images[image_id] = (
+                target["boxes"].detach().cpu().numpy().astype(np.float64),
+                target["labels"].detach().cpu().numpy(),
+                detection["boxes"].detach().float().cpu().numpy().astype(np.float64),
+                detection["labels"].detach().cpu().numpy(),
+                detection["scores"].detach().float().cpu().numpy().astype(np.float64),
+            )
+
+    def gather(self) -> None:
+        """Merge the images of every process (under ``torch.distributed``) into each process's collector."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return
+        world = torch.distributed.get_world_size()
+        if world == 1:
+            return
+        parts = [None] * world
+        torch.distributed.all_gather_object(parts, self._images)
+        merged: dict[int, tuple] = {}
+        for part in parts:
+            merged.update(part)
+        self._images = merged
+
+    def annotations(self) -> tuple[list[Annotation], list[Annotation]]:
+        """``(ground_truths, predictions)`` by increasing image id, labels as class names."""
+        names = np.array(["__background__", *self.classes], dtype=object)
+        ground_truths, predictions = [], []
+        for image_id in sorted(self._images):
+            gt_boxes, gt_labels, boxes, labels, scores = self._images[image_id]
+            ground_truths.append(Annotation(gt_boxes, list(names[gt_labels]), classes=self.classes))
+            predictions.append(Annotation(boxes, list(names[labels]), scores))
+        return ground_truths, predictions
+
+    def compute(self, iou_threshold: float = 0.5) -> dict[str, float]:
+        """The epoch's metrics: ``val/voc_map``, ``val/coco_map``, ``val/coco_map50``,
+        ``val/coco_map75``, ``val/ap/<class>`` (VOC AP) and ``val/coco_ap/<class>``.
+
+        NaN where there is nothing to average (a class without ground truth).
+        """
+        ground_truths, predictions = self.annotations()
+        if not any(len(annotation) for annotation in ground_truths):
+            logger.warning("the validation images have no boxes: their AP is not defined (NaN)")
+        result = evaluate(ground_truths, predictions, iou_threshold, classes=self.classes)
+        metrics = {
+            MONITOR: result.voc.map,
+            "val/coco_map": result.coco.map,
+            "val/coco_map50": result.coco.map50,
+            "val/coco_map75": result.coco.map75,
+        }
+        for name in self.classes:
+            metrics[f"val/ap/{name}"] = result.voc.ap.get(name, math.nan)
+            metrics[f"val/coco_ap/{name}"] = result.coco.per_class.get(name, math.nan)
+        return {key: float(value) for key, value in metrics.items()}
+
+
+def predict_dataset(model, dataset, score_threshold: float | None = 0.01, batch_size: int = 8, progress=None):
+    """A :class:`ValidationCollector` of ``model``'s detections on every item of ``dataset``.
+
+    Runs in eval mode without gradients, on the model's device, with the box
+    head's score threshold set to ``score_threshold`` for the run (None: the
+    model's own). ``progress(done, total)`` is called after each batch.
+    """
+    from napari_faster_rcnn.core.training.dataset import collate_detections
+
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_detections)
+    device = next(model.parameters()).device
+    collector = ValidationCollector(dataset.classes)
+    saved = model.roi_heads.score_thresh
+    was_training = model.training
+    model.eval()
+    if score_threshold is not None:
+        model.roi_heads.score_thresh = score_threshold
+    try:
+        with torch.inference_mode():
+            for images, targets in loader:
+                collector.add(model([image.to(device) for image in images]), targets)
+                if progress is not None:
+                    progress(len(collector), len(dataset))
+    finally:
+        model.roi_heads.score_thresh = saved
+        model.train(was_training)
+    return collector

@@ -1,0 +1,94 @@
+"""Box layers for labeling: every image's boxes of a layer, the image layer under it, and a new
+box layer for any image layer.
+
+No Qt here.
+"""
+
+from __future__ import annotations
+
+from napari_faster_rcnn.core.data.annotations import (
+    Annotation,
+    default_annotation_path,
+    find_annotation_file,
+    load_annotation,
+)
+from napari_faster_rcnn.core.data.images import is_image_file
+from napari_faster_rcnn.core.data.labeling import file_stamp
+from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers.slice_view import model_annotations
+
+
+def layer_annotations(layer) -> list[Annotation]:
+    """Every image's boxes of a box or predictions layer: from its paging model when it has one
+    (the edits on screen included), else from the layer's own shapes."""
+    paged = model_annotations(layer.metadata)
+    if paged is not None:
+        return paged
+    count = None if layer.ndim >= 3 else 1
+    return conventions.annotations_from_shapes(layer.data, layer.features, layer.metadata, n_images=count)
+
+
+def find_image_layer(viewer, box_layer):
+    """The image layer under ``box_layer``: the one showing the same source images, else one of
+    as many slices."""
+    from napari.layers import Image
+
+    sources = box_layer.metadata.get(conventions.SOURCE_IMAGES)
+    images = [layer for layer in viewer.layers if isinstance(layer, Image)]
+    if sources and any(sources):
+        for layer in images:
+            if layer.metadata.get(conventions.SOURCE_IMAGES) == sources:
+                return layer
+    count = len(sources) if sources else None
+    for layer in images:
+        spatial = _spatial_shape(layer)
+        if (len(spatial) == 3 and spatial[0] == count and box_layer.ndim == 3) or (
+            len(spatial) == 2 and box_layer.ndim == 2
+        ):
+            return layer
+    return None
+
+
+def new_box_layer(viewer, image_layer):
+    """Add a box layer for any image layer (one image or a stack) and return it.
+
+    Its boxes are saved beside each source image (``target/`` for images in
+    ``input/``) when the image came from a file; an annotation already there is
+    loaded, so it is never overwritten with nothing.
+    """
+    from napari.layers import Layer
+
+    spatial = _spatial_shape(image_layer)
+    if len(spatial) not in (2, 3):
+        raise ValueError(f"{image_layer.name!r} has {len(spatial)} dimensions besides colour; boxes are drawn "
+                         "on a 2-D image or a stack of them")
+    count = spatial[0] if len(spatial) == 3 else 1
+    metadata = image_layer.metadata
+    sizes = metadata.get(conventions.IMAGE_SIZES) or [list(spatial[-2:])] * count
+    sources = list(metadata.get(conventions.SOURCE_IMAGES) or [])
+    if not sources and count == 1 and image_layer.source.path and is_image_file(image_layer.source.path):
+        sources = [str(image_layer.source.path)]
+    sources = (sources + [None] * count)[:count]
+    files = [(find_annotation_file(s) or default_annotation_path(s)) if s else None for s in sources]
+    stamps = [file_stamp(path) for path in files]
+    annotations = [load_annotation(path) if stamp is not None else Annotation() for path, stamp in zip(files, stamps)]
+    data, kwargs, kind = conventions.shapes_layer_data(
+        annotations,
+        stacked=len(spatial) == 3,
+        name=f"{image_layer.name} boxes",
+        image_sizes=sizes,
+        metadata={
+            conventions.SOURCE_IMAGES: sources,
+            conventions.ANNOTATION_FILES: [str(path) if path else None for path in files],
+            conventions.ANNOTATION_STAMPS: stamps,
+        },
+    )
+    if len(image_layer.scale) == kwargs["ndim"]:  # sit on the image however it is scaled
+        kwargs["scale"], kwargs["translate"] = list(image_layer.scale), list(image_layer.translate)
+    return viewer.add_layer(Layer.create(data, kwargs, kind))
+
+
+def _spatial_shape(image_layer) -> tuple:
+    data = image_layer.data[0] if image_layer.multiscale else image_layer.data
+    shape = tuple(int(s) for s in data.shape)
+    return shape[:-1] if image_layer.rgb else shape

@@ -1,0 +1,324 @@
+"""How annotations live in napari layers: Shapes data, features, colours and metadata.
+
+This module is the one place that knows the layer conventions, so that the
+reader, the writer and every widget agree:
+
+- a Shapes layer of rectangles; for a stack the leading coordinate is the image index;
+- ``features["label"]`` (the class name, a string) and, for predictions,
+  ``features["score"]``; the class list itself is ``metadata["classes"]``;
+- ``edge_color`` per box from the class colour, the label drawn as text;
+- ``metadata`` under the keys below, naming the source files so saving writes
+  back to the right place.
+
+It imports napari but not Qt.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from napari_faster_rcnn.core.data.annotations import Annotation
+from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, clip_boxes, rectangles_to_boxes
+
+# Metadata keys (layer.metadata[...]); the image layer of a dataset carries the first three.
+SOURCE_IMAGES = "source_images"  # list of str: the image file of each slice (None if unknown)
+IMAGE_SIZES = "image_sizes"  # list of [height, width] per slice
+DATASET_ROOT = "dataset_root"  # str: the folder that was opened, if any
+ANNOTATION_FILES = "annotation_files"  # list of str: where each slice's annotation is saved
+CLASSES = "classes"  # list of str: the class list, in class-id order (id = position + 1)
+CLASS_COLORS = "class_colors"  # dict: class name -> "#rrggbb"
+LAYER_ROLE = "napari_faster_rcnn"  # "boxes" or "predictions"
+STACKED = "stacked"  # bool: vertices carry the image index first
+ANNOTATION_STAMPS = "annotation_stamps"  # list: each annotation file's [mtime_ns, size, inode] when read, or None
+SOURCE_FORMAT = "source_format"  # str: "coco", "voc" or "yolo" for a folder in that format, opened read-only
+THRESHOLDS = "thresholds"  # dict: the score/NMS/class thresholds a predictions layer shows (core.inference.Thresholds)
+
+BOXES = "boxes"
+PREDICTIONS = "predictions"
+
+
+def layer_role(layer) -> str | None:
+    """``BOXES`` for a layer of labels, ``PREDICTIONS`` for a model's boxes, None for any other layer."""
+    return getattr(layer, "metadata", {}).get(LAYER_ROLE)
+
+
+def is_boxes(layer) -> bool:
+    """A layer of labeled boxes (the reader's, or a new box layer)."""
+    return layer_role(layer) == BOXES
+
+
+def is_predictions(layer) -> bool:
+    """A layer of a model's boxes, with scores."""
+    return layer_role(layer) == PREDICTIONS
+
+
+def is_box_layer(layer) -> bool:
+    """A layer of labels or of predictions."""
+    return layer_role(layer) in (BOXES, PREDICTIONS)
+
+# Saturated colours of middle luminance: each contrasts at least 3.3:1 with both white
+# and black (WCAG's ratio), so the labels drawn in them read on light and dark images
+# alike (napari's text has no outline or background to help).
+PALETTE = (
+    "#e06a00",  # orange
+    "#2b7fff",  # blue
+    "#1f9a2a",  # green
+    "#e3262b",  # red
+    "#a259f5",  # purple
+    "#b08400",  # ochre
+    "#0a98a6",  # teal
+    "#e23d9f",  # pink
+    "#6a980e",  # olive
+    "#b3703c",  # brown
+)
+
+#: the relative luminance the generated class colours (after the palette) are given
+TEXT_LUMINANCE = 0.2
+
+
+def relative_luminance(color: str) -> float:
+    """WCAG relative luminance of ``"#rrggbb"`` (0 black, 1 white)."""
+    channels = hex_to_rgba(color)[:3]
+    linear = np.where(channels <= 0.04045, channels / 12.92, ((channels + 0.055) / 1.055) ** 2.4)
+    return float(linear @ np.array([0.2126, 0.7152, 0.0722]))
+
+
+def contrast_ratio(first: str, second: str) -> float:
+    """WCAG contrast ratio of two colours (1 to 21)."""
+    high, low = sorted((relative_luminance(first), relative_luminance(second)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def class_color(position: int) -> str:
+    """The default colour of the ``position``-th class (0-based), stable across sessions."""
+    if position < len(PALETTE):
+        return PALETTE[position]
+    hue = (position * 0.618033988749895) % 1.0  # golden-ratio steps keep new hues apart
+    saturation = 0.85
+    while relative_luminance(_hsv_hex(hue, saturation, 1.0)) < TEXT_LUMINANCE:
+        saturation -= 0.05  # deep blues are too dark even at full brightness: paler, then
+    low, high = 0.0, 1.0
+    for _ in range(20):  # the brightness that gives the hue the luminance of the palette
+        value = (low + high) / 2
+        if relative_luminance(_hsv_hex(hue, saturation, value)) < TEXT_LUMINANCE:
+            low = value
+        else:
+            high = value
+    return _hsv_hex(hue, saturation, high)
+
+
+def _hsv_hex(hue: float, saturation: float, value: float) -> str:
+    red, green, blue = colorsys.hsv_to_rgb(hue, saturation, value)
+    return f"#{round(red * 255):02x}{round(green * 255):02x}{round(blue * 255):02x}"
+
+
+def class_colors(classes: Sequence[str], existing: dict | None = None) -> dict[str, str]:
+    """Colours for ``classes``: those in ``existing`` are kept, new ones get palette colours."""
+    colors = {}
+    existing = existing or {}
+    for position, name in enumerate(classes):
+        colors[name] = existing.get(name, class_color(position))
+    return colors
+
+
+def hex_to_rgba(color: str) -> np.ndarray:
+    color = color.lstrip("#")
+    return np.array([int(color[i : i + 2], 16) / 255 for i in (0, 2, 4)] + [1.0])
+
+
+def edge_colors(labels: Sequence[str], colors: dict[str, str]) -> np.ndarray:
+    """An ``(N, 4)`` RGBA array with each label's class colour (white for unknown)."""
+    lookup = {name: hex_to_rgba(value) for name, value in colors.items()}
+    white = np.ones(4)
+    if len(labels) == 0:
+        return np.zeros((0, 4))
+    return np.array([lookup.get(label, white) for label in labels])
+
+
+def text_properties(colors: dict[str, str], predictions: bool, size: int = 9) -> dict:
+    """The Shapes ``text`` argument: the label (and score) above each box in its class colour."""
+    from napari.layers.utils.color_encoding import NominalColorEncoding
+    from napari.utils.colormaps.categorical_colormap import CategoricalColormap
+
+    colormap = CategoricalColormap(
+        colormap={name: hex_to_rgba(value) for name, value in colors.items()},
+        fallback_color=np.ones(4),
+    )
+    return {
+        "string": "{label} {score:.2f}" if predictions else "{label}",
+        "size": size,
+        "color": NominalColorEncoding(feature="label", colormap=colormap, fallback=np.ones(4)),
+        "anchor": "upper_left",
+    }
+
+
+def features_frame(labels: Sequence[str], scores=None) -> pd.DataFrame:
+    # Plain strings rather than a Categorical: a box given a class that is not
+    # (yet) in the list keeps its name instead of silently becoming NaN.
+    frame = {"label": pd.Series(list(labels), dtype=object)}
+    if scores is not None:
+        frame["score"] = np.asarray(scores, dtype=np.float64)
+    return pd.DataFrame(frame)
+
+
+def shapes_layer_data(
+    annotations: Sequence[Annotation],
+    *,
+    stacked: bool,
+    name: str,
+    classes: Sequence[str] | None = None,
+    colors: dict | None = None,
+    predictions: bool | None = None,
+    image_sizes: Sequence | None = None,
+    metadata: dict | None = None,
+) -> tuple:
+    """A napari ``(data, kwargs, "shapes")`` tuple holding the boxes of every image.
+
+    Parameters
+    ----------
+    annotations
+        One annotation per image (per slice of a stack).
+    stacked
+        Give each box the image index as its leading coordinate.
+    classes
+        The class list; defaults to the classes named in the annotations.
+    predictions
+        Show scores and keep ``features["score"]``; by default, when any
+        annotation has scores.
+    image_sizes
+        ``(height, width)`` per image: boxes are clipped to it (as the writer
+        clips them), and it sizes the box edges and text.
+    metadata
+        Extra metadata, e.g. :data:`SOURCE_IMAGES` and :data:`ANNOTATION_FILES`.
+    """
+    from napari_faster_rcnn.core.data.annotations import class_list
+
+    if not stacked and len(annotations) != 1:
+        raise ValueError(f"a single-image layer needs one annotation, got {len(annotations)}")
+    if predictions is None:
+        predictions = any(a.scores is not None for a in annotations)
+    classes = class_list(annotations, known=classes or ())
+    colors = class_colors(classes, colors)
+
+    counts = [len(a) for a in annotations]
+    per_image = [a.boxes for a in annotations]
+    if image_sizes is not None:
+        # Show what a save will write: boxes cut at the image border.
+        per_image = [clip_boxes(b, *size) for b, size in zip(per_image, image_sizes)]
+    boxes = np.concatenate(per_image) if annotations else np.zeros((0, 4))
+    labels = [label for a in annotations for label in a.labels]
+    index = np.repeat(np.arange(len(annotations)), counts) if stacked else None
+    vertices = boxes_to_rectangles(boxes, index)
+    scores = None
+    if predictions:
+        scores = np.concatenate(
+            [a.scores if a.scores is not None else np.ones(len(a)) for a in annotations]
+        ) if annotations else np.zeros(0)
+
+    longest = max((max(size) for size in image_sizes), default=512) if image_sizes else 512
+    edge_width = max(1.5, round(longest / 300, 1))
+    meta = {
+        LAYER_ROLE: PREDICTIONS if predictions else BOXES,
+        STACKED: stacked,
+        CLASSES: list(classes),
+        CLASS_COLORS: colors,
+    }
+    if image_sizes is not None:
+        meta[IMAGE_SIZES] = [list(map(int, size)) for size in image_sizes]
+    meta.update(metadata or {})
+    kwargs = {
+        "name": name,
+        "ndim": 3 if stacked else 2,
+        "shape_type": "rectangle",
+        "edge_width": edge_width,
+        # An empty layer gets the first class's colour, which new rectangles then take.
+        "edge_color": edge_colors(labels, colors) if labels else next(iter(colors.values()), class_color(0)),
+        "face_color": "transparent",
+        "features": features_frame(labels, scores),
+        "feature_defaults": _feature_defaults(classes, predictions),
+        "text": text_properties(colors, predictions, size=max(12, min(16, round(longest / 50)))),
+        "metadata": meta,
+    }
+    return (list(vertices) if len(vertices) else [], kwargs, "shapes")
+
+
+def _feature_defaults(classes: Sequence[str], predictions: bool) -> dict:
+    defaults = {"label": classes[0] if classes else "object"}
+    if predictions:
+        defaults["score"] = 1.0
+    return defaults
+
+
+def annotations_from_shapes(
+    data: Sequence[np.ndarray],
+    features: pd.DataFrame | None,
+    metadata: dict,
+    n_images: int | None = None,
+    clip: bool = True,
+) -> list[Annotation]:
+    """Split a Shapes layer's boxes into one :class:`Annotation` per image.
+
+    Each shape becomes the axis-aligned box around its vertices. Boxes are
+    clipped to their image when the metadata knows its size. For a stack,
+    images without boxes get an empty annotation, so a save never leaves a
+    stale file behind.
+    """
+    boxes, index = rectangles_to_boxes(data)
+    stacked = metadata.get(STACKED, index is not None)
+    if not stacked or index is None:  # index is None for a layer without shapes
+        index = np.zeros(len(boxes), dtype=np.int64)
+    sizes = metadata.get(IMAGE_SIZES)
+    if n_images is None:
+        n_images = _slice_count(metadata) or (int(index.max()) + 1 if len(index) else 1)
+    labels = _feature_column(features, "label", len(boxes))
+    labels = ["object" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v) for v in labels]
+    scores = None
+    if features is not None and "score" in features and metadata.get(LAYER_ROLE) == PREDICTIONS:
+        scores = np.asarray(features["score"], dtype=np.float64)
+    classes = list(metadata.get(CLASSES) or [])
+    for label in labels:
+        if label not in classes:
+            classes.append(label)
+    if len(index) and (index.min() < 0 or index.max() >= n_images):
+        outside = sorted(set(index[(index < 0) | (index >= n_images)].tolist()))
+        raise ValueError(f"boxes lie on image indices {outside[:5]} outside the {n_images} images of the stack")
+    order = np.argsort(index, kind="stable")
+    starts = np.searchsorted(index[order], np.arange(n_images + 1))
+    result = []
+    for image in range(n_images):
+        keep = order[starts[image] : starts[image + 1]]
+        image_boxes = boxes[keep]
+        if clip and sizes is not None and image < len(sizes):
+            image_boxes = clip_boxes(image_boxes, *sizes[image])
+        result.append(
+            Annotation(
+                boxes=image_boxes,
+                labels=[labels[i] for i in keep],
+                scores=None if scores is None else scores[keep],
+                classes=classes,
+            )
+        )
+    return result
+
+
+def _slice_count(metadata: dict) -> int | None:
+    for key in (SOURCE_IMAGES, ANNOTATION_FILES, IMAGE_SIZES):
+        if metadata.get(key) is not None:
+            return len(metadata[key])
+    return None
+
+
+def _feature_column(features, column: str, length: int) -> list:
+    if features is None or column not in features or len(features) != length:
+        return ["object"] * length
+    return list(np.asarray(features[column], dtype=object))
+
+
+def annotation_paths(metadata: dict) -> list[Path | None]:
+    """The annotation file of each slice, from the layer metadata (None where unknown)."""
+    return [Path(p) if p else None for p in metadata.get(ANNOTATION_FILES) or []]

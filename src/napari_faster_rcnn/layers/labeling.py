@@ -1,0 +1,358 @@
+"""The labeling session behind the "Label boxes" widget: classes, navigation, autosave.
+
+A :class:`LabelingSession` pages a box layer one image at a time (it is a
+:class:`~napari_faster_rcnn.layers.slice_view.SliceBoxes`, so a 1,000-image stack with 100 boxes each
+stays fast) and keeps a :class:`~napari_faster_rcnn.core.data.labeling.LabelStore` of every image's
+boxes, files and unsaved edits, from which the counts per class and the images
+without boxes come. It
+
+- gives a new rectangle the current class through the layer's feature defaults
+  and the class colour through ``current_edge_color`` (kept in step when napari
+  changes it on selecting another box);
+- binds ``n`` / ``b`` (next / previous image) and ``1``..``9`` (class) on the box
+  layer and on its image layer: instance key bindings come before napari's own
+  Shapes bindings, so on these layers the digits pick classes instead of modes
+  (the modes keep their letters: R rectangle, S select, D vertices, Z pan/zoom,
+  Delete removes) and ``b`` no longer sends a box to the back;
+- saves an image's file when the dims slider leaves it (autosave) and all
+  unsaved images on :meth:`save`, asking through :attr:`confirm_overwrite`
+  before overwriting a file another program changed;
+- on the layer's removal from the viewer, saves (autosave) or asks
+  (:attr:`ask_unsaved`); the widget does the same when the window closes.
+
+No Qt here: the questions to the person are callbacks the widget sets (tests set
+their own). Their defaults never lose anything: unsaved edits are saved, files
+changed by another program are not overwritten, classes with boxes are kept.
+
+The class editing lives in :mod:`~napari_faster_rcnn.layers.label_classes` (mixed in), the making of box
+layers in :mod:`~napari_faster_rcnn.layers.box_layers`; the files, stamps and counts in :mod:`~napari_faster_rcnn.core.data.labeling`.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from napari_faster_rcnn.core.data.annotations import Annotation
+from napari_faster_rcnn.core.data.labeling import LabelStore, SaveReport
+from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers.box_layers import find_image_layer, layer_annotations, new_box_layer
+from napari_faster_rcnn.layers.label_classes import ClassEditing
+from napari_faster_rcnn.layers.predictions import keep_with_layer
+from napari_faster_rcnn.layers.slice_view import SliceBoxes, paging_model, same_boxes
+
+__all__ = ["LabelingSession", "labeling_session", "sessions", "new_box_layer", "find_image_layer",
+           "SAVE", "DISCARD", "CANCEL", "NEXT_KEY", "PREVIOUS_KEY", "CLASS_KEYS"]
+
+SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
+NEXT_KEY, PREVIOUS_KEY = "n", "b"
+CLASS_KEYS = tuple(str(k) for k in range(1, 10))
+
+_SESSIONS: weakref.WeakSet = weakref.WeakSet()
+
+
+def _refuse_overwrite(paths: list[Path]) -> bool:
+    from napari.utils.notifications import show_warning
+
+    show_warning(f"not saved: {len(paths)} annotation file(s) changed on disk since they were read "
+                 f"({', '.join(p.name for p in paths[:5])}); the edits stay in the viewer")
+    return False
+
+
+class LabelingSession(ClassEditing, SliceBoxes):
+    """Label a box layer (one image or a stack): classes, navigation, saving.
+
+    Parameters
+    ----------
+    viewer, layer
+        The napari viewer and the box layer (see :mod:`~napari_faster_rcnn.layers.conventions`).
+    annotations
+        One annotation per image; by default, what the layer holds.
+    image_layer
+        The image layer under the boxes; it gets the same keys.
+    autosave
+        Save an image's file when leaving it and after class changes.
+
+    Attributes
+    ----------
+    confirm_overwrite : callable
+        ``confirm_overwrite(paths) -> bool``: overwrite files another program changed?
+    confirm_remove_class : callable
+        ``confirm_remove_class(name, count) -> bool``: delete a class and its ``count`` boxes?
+    ask_unsaved : callable
+        ``ask_unsaved(count, can_cancel) -> "save" | "discard" | "cancel"``, when closing
+        with ``count`` unsaved images and autosave off (or saving failed).
+    events
+        ``changed`` (what the widget shows changed) and ``saved`` (``report``: a
+        :class:`~napari_faster_rcnn.core.data.labeling.SaveReport`).
+    """
+
+    def __init__(self, viewer, layer, annotations=None, *, image_layer=None, autosave: bool = True):
+        from napari.utils.events import EmitterGroup
+
+        metadata = layer.metadata
+        if annotations is None:
+            annotations = layer_annotations(layer)
+        self.layer = layer  # (SliceBoxes sets it too, but the class list needs it first)
+        self.store = LabelStore(
+            annotations,
+            conventions.annotation_paths(metadata),
+            classes=metadata.get(conventions.CLASSES) or (),
+            stamps=metadata.get(conventions.ANNOTATION_STAMPS),
+            sizes=metadata.get(conventions.IMAGE_SIZES),
+        )
+        metadata[conventions.ANNOTATION_STAMPS] = self.store.stamps  # kept current, for a later session on this layer
+        self.autosave = autosave
+        self.image_layer = image_layer
+        self.confirm_overwrite: Callable[[list[Path]], bool] = _refuse_overwrite
+        self.confirm_remove_class: Callable[[str, int], bool] = lambda name, count: False
+        self.ask_unsaved: Callable[[int, bool], str] = lambda count, can_cancel: SAVE
+        self.events = EmitterGroup(source=self, changed=None, saved=None)
+        self.last_report: SaveReport | None = None
+        self.closed = False
+        self._bound: list[tuple] = []
+        self._current_class = self.store.classes[0] if self.store.classes else None
+        self._mirror_classes()
+        super().__init__(viewer, layer, self.store.annotations, editable=True, on_leave=self._left)
+        keep_with_layer(layer, self)
+        _SESSIONS.add(self)
+        layer.events.data.connect(self._on_edit)
+        layer.events.features.connect(self._on_edit)
+        layer.events.current_edge_color.connect(self._keep_class_color)
+        viewer.layers.events.removing.connect(self._on_removing)
+        self._bind_keys()
+
+    # --- the model -------------------------------------------------------------------
+
+    @property
+    def annotations(self) -> list[Annotation]:
+        return self.store.annotations
+
+    @annotations.setter
+    def annotations(self, values) -> None:
+        # code that pages (accepting predictions, SliceBoxes itself) replaces the list
+        values = list(values)
+        if len(values) != len(self.store):
+            raise ValueError(f"{len(values)} annotations for a session of {len(self.store)} images")
+        for index, annotation in enumerate(values):
+            if annotation is not self.store.annotations[index]:
+                self.store.set(index, annotation)
+        self._mirror_classes()
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.store.classes)
+
+    def commit(self) -> bool:
+        if self.current is None or self.closed:
+            return False
+        annotation = self.read_current()
+        if self._shown is not None and same_boxes(annotation, self._shown):
+            return False
+        self._shown = annotation
+        self.store.set(self.current, annotation)
+        self._mirror_classes()  # a box drawn before any class was added brings its label
+        return True
+
+    def refresh(self) -> None:
+        if self.store.sync():  # annotations replaced item by item (see paging_model)
+            self._mirror_classes()
+        super().refresh()
+
+    def show(self, index: int) -> None:
+        if index not in self.store.dirty and self.store.changed_on_disk(index) and self.store.reload(index):
+            self._mirror_classes()  # another program changed a file we hold no edits of: take theirs
+        super().show(index)
+        self._apply_current_class()
+        self.events.changed()
+
+    # --- where we are ------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def image_name(self, index: int) -> str:
+        sources = self.layer.metadata.get(conventions.SOURCE_IMAGES) or []
+        if index < len(sources) and sources[index]:
+            return Path(sources[index]).name
+        path = self.store.files[index]
+        return path.stem if path is not None else ""
+
+    def current_counts(self) -> Counter:
+        """Boxes per class on the image shown, as the layer holds them now."""
+        features = self.layer.features
+        if "label" not in features or len(features) != self.layer.nshapes:
+            return Counter()
+        return Counter(str(label) for label in features["label"])
+
+    def total_counts(self) -> Counter:
+        """Boxes per class in the whole set, with the edits on screen."""
+        totals = Counter(self.store.totals)
+        if self.current is not None:
+            totals.subtract(self.store.counts(self.current))
+            totals.update(self.current_counts())
+        return Counter({name: count for name, count in totals.items() if count > 0})
+
+    def unlabeled(self) -> list[int]:
+        """The images without boxes (the one on screen as it is now)."""
+        empty = set(self.store.empty)
+        if self.current is not None:
+            (empty.discard if self.layer.nshapes else empty.add)(self.current)
+        return sorted(empty)
+
+    def unsaved(self) -> list[int]:
+        """The images with edits not yet saved (committing the one on screen)."""
+        self.commit()
+        return sorted(self.store.dirty)
+
+    # --- navigation --------------------------------------------------------------------
+
+    def go_to(self, index: int) -> None:
+        index = int(np.clip(index, 0, len(self.store) - 1))
+        if index != self.current and self.layer.ndim >= 3:
+            self.viewer.dims.set_current_step(self.axis, index)
+
+    def next_image(self) -> None:
+        self.go_to((self.current or 0) + 1)
+
+    def previous_image(self) -> None:
+        self.go_to((self.current or 0) - 1)
+
+    def next_unlabeled(self) -> int | None:
+        """Go to the next image without boxes (wrapping around); returns it, None if there is none."""
+        empty = [i for i in self.unlabeled() if i != self.current]
+        if not empty:
+            return None
+        later = [i for i in empty if i > (self.current or 0)]
+        target = later[0] if later else empty[0]
+        self.go_to(target)
+        return target
+
+    def _on_edit(self, event=None) -> None:
+        self.events.changed()
+
+    # --- saving ----------------------------------------------------------------------------
+
+    def _left(self, index: int, changed: bool) -> None:
+        if self.autosave and index in self.store.dirty:
+            self._save([index])
+
+    def _save(self, indices) -> SaveReport:
+        report = self.store.save(indices, self.confirm_overwrite)
+        self.last_report = report
+        self.events.saved(report=report)
+        return report
+
+    def save(self) -> SaveReport:
+        """Save every image with unsaved edits (the one on screen too)."""
+        self.commit()
+        report = self._save(sorted(self.store.dirty))
+        self.events.changed()
+        return report
+
+    def write_files(self, destinations) -> list[Path]:
+        """napari's writer saves the layer: every image, to ``destinations`` (see
+        :meth:`~napari_faster_rcnn.core.data.labeling.LabelStore.write_to`); returns the files written."""
+        self.commit()
+        report = self.store.write_to([Path(d) for d in destinations], self.confirm_overwrite)
+        self.last_report = report
+        if self.current in report.reloaded:
+            super().refresh()
+        self._mirror_classes()
+        self.events.saved(report=report)
+        self.events.changed()
+        return report.written
+
+    def resolve_unsaved(self, can_cancel: bool) -> bool:
+        """Before the layer or the viewer closes: save (autosave) or ask. False means cancel."""
+        if self.closed or not self.unsaved():
+            return True
+        if self.autosave:
+            self.save()
+            if not self.store.dirty:
+                return True
+        choice = self.ask_unsaved(len(self.store.dirty), can_cancel)
+        if choice == CANCEL and can_cancel:
+            return False
+        if choice == SAVE:
+            self.save()
+        elif choice == DISCARD:
+            self.store.dirty.clear()  # asked once: the window's second close event passes
+        return True
+
+    # --- keys and closing ---------------------------------------------------------------------
+
+    def key_actions(self) -> dict[str, Callable[[], object]]:
+        actions = {NEXT_KEY: self.next_image, PREVIOUS_KEY: self.previous_image}
+        for number, key in enumerate(CLASS_KEYS, start=1):
+            actions[key] = lambda number=number: self.class_for_key(number)
+        return actions
+
+    def _bind_keys(self) -> None:
+        for target in (self.layer, self.image_layer):
+            if target is None:
+                continue
+            for key, action in self.key_actions().items():
+                previous = target.bind_key(key, lambda layer, action=action: action(), overwrite=True)
+                self._bound.append((target, key, previous))
+
+    def _on_removing(self, event) -> None:
+        removed = self.viewer.layers[event.index]
+        if removed is self.layer:
+            self.resolve_unsaved(can_cancel=False)
+            self.close()
+        elif removed is self.image_layer:
+            self._unbind(self.image_layer)
+            self.image_layer = None
+
+    def _unbind(self, target) -> None:
+        for layer, key, previous in reversed([b for b in self._bound if b[0] is target]):
+            layer.bind_key(key, previous, overwrite=True)
+        self._bound = [b for b in self._bound if b[0] is not target]
+
+    def close(self) -> None:
+        """Stop paging and listening. The layer stays tied to this session, so saving it
+        still writes every image (nothing is restored into a layer that is going away)."""
+        if self.closed:
+            return
+        self.commit()
+        self.closed = True
+        if self._connected:
+            self.viewer.dims.events.current_step.disconnect(self._on_step)
+            self._connected = False
+        for target in {id(b[0]): b[0] for b in self._bound}.values():
+            self._unbind(target)
+        self.layer.events.data.disconnect(self._on_edit)
+        self.layer.events.features.disconnect(self._on_edit)
+        self.layer.events.current_edge_color.disconnect(self._keep_class_color)
+        self.viewer.layers.events.removing.disconnect(self._on_removing)
+        _SESSIONS.discard(self)
+        self.events.changed()
+
+
+# --- finding and making sessions --------------------------------------------------------------
+
+
+def sessions(viewer) -> list[LabelingSession]:
+    """The open labeling sessions of ``viewer``."""
+    return [session for session in list(_SESSIONS) if session.viewer is viewer and not session.closed]
+
+
+def labeling_session(viewer, layer, **options) -> LabelingSession:
+    """The session labeling ``layer``, made on first use (see :class:`LabelingSession`)."""
+    model = paging_model(layer)
+    if isinstance(model, LabelingSession) and not model.closed:
+        return model
+    if model is not None:  # paged by something else: take its boxes, stop it
+        annotations = model.all_annotations()
+        model.disconnect(restore=False)
+    else:
+        annotations = layer_annotations(layer)
+    options.setdefault("image_layer", find_image_layer(viewer, layer))
+    return LabelingSession(viewer, layer, annotations, **options)
+
+

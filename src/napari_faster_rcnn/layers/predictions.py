@@ -1,0 +1,322 @@
+"""Predictions in the viewer: raw detections behind a layer, evaluation marks, accepting as labels.
+
+Where raw detections live
+    A predictions layer that can be tuned is paged by a :class:`PredictionPages`
+    (a display-only :class:`~napari_faster_rcnn.layers.slice_view.SliceBoxes`): it holds every image's
+    raw detections (``.detections``, a :class:`~napari_faster_rcnn.core.prediction.thresholds.DetectionSet`;
+    ``.raw`` as annotations), the current :class:`~napari_faster_rcnn.core.prediction.thresholds.Thresholds`
+    (``.thresholds``, mirrored in ``layer.metadata["thresholds"]``) and every
+    image's filtered detections (``.annotations``), of which the layer shows
+    the current image's. :func:`prediction_pages` finds it for a layer;
+    :func:`tune` makes one for any predictions layer (a folder of predictions
+    opened by the reader: its boxes become the raw detections), and
+    :func:`add_prediction_layer` makes a new layer from raw detections (for
+    prediction). Saving the layer writes the filtered boxes, one file per
+    image, and ``thresholds.json`` beside them.
+
+No Qt here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from napari_faster_rcnn.core.data.annotations import Annotation
+from napari_faster_rcnn.core.prediction.thresholds import (
+    KEEP_ALL,
+    DetectionSet,
+    Thresholds,
+    accept_predictions,
+    load_thresholds,
+)
+from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers.box_layers import layer_annotations
+from napari_faster_rcnn.layers.slice_view import SliceBoxes, paging_model
+
+#: ``metadata[LAYER_ROLE]`` of the layers that mark an evaluation's results
+EVALUATION = "evaluation"
+
+
+class PredictionPages(SliceBoxes):
+    """Raw detections and thresholds behind a predictions layer, paged one image at a time.
+
+    Parameters
+    ----------
+    viewer, layer
+        As for :class:`~napari_faster_rcnn.layers.slice_view.SliceBoxes`; ``layer`` is a predictions layer.
+    raw
+        One annotation with scores per image: the detections before thresholds.
+    thresholds
+        What passes to the layer.
+    """
+
+    def __init__(self, viewer, layer, raw: Sequence[Annotation], thresholds: Thresholds):
+        self.detections = DetectionSet(raw)
+        self.thresholds = thresholds
+        layer.metadata[conventions.THRESHOLDS] = thresholds.to_dict()
+        super().__init__(viewer, layer, self.detections.filtered(thresholds), editable=False)
+        keep_with_layer(layer, self)
+
+    @property
+    def raw(self) -> list[Annotation]:
+        """Every image's raw detections."""
+        return self.detections.annotations
+
+    def preview(self, thresholds: Thresholds) -> None:
+        """Filter and show the current image alone (fast, for a slider being dragged)."""
+        index = self.current if self.current is not None else self.viewer_index()
+        self.annotations[index] = self.detections.filtered_image(index, thresholds)
+        self.show(index)
+
+    def apply(self, thresholds: Thresholds) -> None:
+        """Filter every image at once and show the current one."""
+        self.thresholds = thresholds
+        self.layer.metadata[conventions.THRESHOLDS] = thresholds.to_dict()
+        self.annotations = self.detections.filtered(thresholds)
+        self.refresh()
+
+    def counts(self) -> dict[str, int]:
+        """Boxes kept and raw, in the current image and in all images."""
+        index = self.viewer_index()  # also right while the dims slider's other listeners run first
+        return {
+            "kept": len(self.annotations[index]) if self.annotations else 0,
+            "raw": len(self.raw[index]) if self.raw else 0,
+            "kept_total": sum(len(a) for a in self.annotations),
+            "raw_total": self.detections.size,
+        }
+
+
+def keep_with_layer(layer, model) -> None:
+    """Let ``layer`` hold its paging model, which lives as long as the layer then.
+
+    The viewer's events and :func:`~napari_faster_rcnn.layers.slice_view.paging_model` refer to models
+    weakly; a model nobody else holds would vanish and leave its layer showing
+    one image, unsaveable.
+    """
+    layer._napari_faster_rcnn_model = model
+
+
+def prediction_pages(layer) -> PredictionPages | None:
+    """The :class:`PredictionPages` behind ``layer``, or None."""
+    model = paging_model(layer)
+    return model if isinstance(model, PredictionPages) else None
+
+
+def tune(viewer, layer) -> PredictionPages:
+    """The :class:`PredictionPages` of a predictions layer, made on first use.
+
+    A layer that holds all its boxes (a folder of predictions opened by the
+    reader) hands them over as raw detections; the thresholds start from
+    ``layer.metadata["thresholds"]``, else from ``thresholds.json`` beside its
+    files, else keep everything.
+    """
+    pages = prediction_pages(layer)
+    if pages is not None:
+        return pages
+    raw = layer_annotations(layer)
+    other = paging_model(layer)
+    if other is not None:
+        other.disconnect(restore=False)
+    thresholds = _initial_thresholds(layer)
+    return PredictionPages(viewer, layer, raw, thresholds)
+
+
+def _initial_thresholds(layer) -> Thresholds:
+    saved = layer.metadata.get(conventions.THRESHOLDS)
+    if saved:
+        return Thresholds.from_dict(dict(saved))
+    files = conventions.annotation_paths(layer.metadata)
+    folders = {path.parent for path in files if path is not None}
+    if len(folders) == 1:
+        found = load_thresholds(folders.pop())
+        if found is not None:
+            return found
+    return KEEP_ALL
+
+
+def add_prediction_layer(
+    viewer,
+    raw: Sequence[Annotation],
+    thresholds: Thresholds,
+    *,
+    name: str,
+    classes: Sequence[str] | None = None,
+    image_sizes: Sequence | None = None,
+    metadata: dict | None = None,
+    stacked: bool | None = None,
+    colors: dict | None = None,
+):
+    """Add a predictions layer over raw detections (one per image) and return it.
+
+    ``metadata`` should name :data:`~napari_faster_rcnn.layers.conventions.SOURCE_IMAGES` (and
+    :data:`~napari_faster_rcnn.layers.conventions.ANNOTATION_FILES` where they are to be saved). A stack
+    layer is made for several images, a 2-D one for one, unless ``stacked``
+    says otherwise. ``colors`` (class name -> colour) are kept for their classes.
+    """
+    from napari.layers import Layer
+
+    empty = [Annotation(np.zeros((0, 4)), [], np.zeros(0)) for _ in raw]
+    known = list(classes or []) + [label for a in raw for label in a.labels]
+    data, kwargs, kind = conventions.shapes_layer_data(
+        empty, stacked=len(raw) != 1 if stacked is None else stacked, name=name,
+        classes=list(dict.fromkeys(known)), colors=colors, predictions=True, image_sizes=image_sizes,
+        metadata=metadata,
+    )
+    layer = Layer.create(data, kwargs, kind)
+    # paged before it joins the viewer, so widgets that see it arrive find its raw detections
+    PredictionPages(viewer, layer, raw, thresholds)
+    return viewer.add_layer(layer)
+
+
+# --- pairing images of two layers ----------------------------------------------------
+
+
+def image_names(layer) -> list[str]:
+    """The file name stem of each image of a box layer (its source image, else its annotation file)."""
+    sources = layer.metadata.get(conventions.SOURCE_IMAGES) or []
+    files = conventions.annotation_paths(layer.metadata)
+    count = max(len(sources), len(files))
+    names = []
+    for index in range(count):
+        if index < len(sources) and sources[index]:
+            names.append(Path(sources[index]).stem)
+        elif index < len(files) and files[index] is not None:
+            names.append(files[index].stem)
+        else:
+            names.append(f"#{index}")
+    return names
+
+
+def pair_images(first, second) -> list[tuple[str, int, int]]:
+    """``(name, index in first, index in second)`` of the images two layers share, by file name."""
+    second_index = {name: i for i, name in enumerate(image_names(second))}
+    pairs = [(name, i, second_index[name]) for i, name in enumerate(image_names(first)) if name in second_index]
+    return sorted(pairs)
+
+
+# --- accepting predictions as labels ----------------------------------------------------
+
+
+def accept_as_labels(predictions_layer, labels_layer, selected_only: bool = False) -> int:
+    """Copy the predictions that pass the thresholds into the labels of the same images.
+
+    With ``selected_only``, only the boxes selected in the predictions layer
+    (on the image shown) are copied. Boxes already labeled are skipped (see
+    :func:`~napari_faster_rcnn.core.prediction.thresholds.accept_predictions`). Returns how many were added.
+    """
+    pairs = pair_images(predictions_layer, labels_layer)
+    if not pairs:
+        raise ValueError(f"{predictions_layer.name!r} and {labels_layer.name!r} share no image (paired by file name)")
+    predicted = layer_annotations(predictions_layer)
+    if selected_only:
+        pages = paging_model(predictions_layer)
+        current = pages.current if pages is not None else None
+        selected = _selected_by_image(predictions_layer, current, len(predicted))
+        predicted = [a.select(sorted(selected.get(i, ()))) for i, a in enumerate(predicted)]
+    classes = list(labels_layer.metadata.get(conventions.CLASSES) or []) or None
+    model = paging_model(labels_layer)
+    labels = model.all_annotations() if model is not None else layer_annotations(labels_layer)
+    added = 0
+    for _, source, target in pairs:
+        if len(predicted[source]) == 0:
+            continue
+        labels[target], count = accept_predictions(labels[target], predicted[source], classes)
+        added += count
+    if added:
+        _put_labels(labels_layer, model, labels)
+    return added
+
+
+def _selected_by_image(layer, current: int | None, count: int) -> dict[int, set[int]]:
+    """Selected shapes of a layer as ``{image: {box index within the image}}``."""
+    if current is not None:  # a paged layer shows one image, in its annotation's order
+        return {current: set(layer.selected_data)}
+    selected: dict[int, set[int]] = {}
+    if layer.ndim < 3:
+        return {0: set(layer.selected_data)}
+    from napari_faster_rcnn.core.data.boxes import rectangles_to_boxes
+
+    _, index = rectangles_to_boxes(layer.data)
+    order = np.argsort(index, kind="stable")
+    position = np.empty(len(index), dtype=np.int64)
+    starts = np.searchsorted(index[order], np.arange(count))
+    position[order] = np.arange(len(index)) - starts[index[order]]
+    for shape in layer.selected_data:
+        selected.setdefault(int(index[shape]), set()).add(int(position[shape]))
+    return selected
+
+
+def _put_labels(layer, model, labels: list[Annotation]) -> None:
+    classes = list(dict.fromkeys([*(layer.metadata.get(conventions.CLASSES) or []), *(n for a in labels for n in a.labels)]))
+    layer.metadata[conventions.CLASSES] = classes
+    layer.metadata[conventions.CLASS_COLORS] = conventions.class_colors(classes, layer.metadata.get(conventions.CLASS_COLORS))
+    if model is not None:
+        model.annotations = labels
+        model.refresh()
+        return
+    stacked = layer.ndim >= 3
+    data, kwargs, _ = conventions.shapes_layer_data(labels, stacked=stacked, name=layer.name, classes=classes,
+                                          colors=layer.metadata[conventions.CLASS_COLORS], predictions=False)
+    with layer.events.blocker_all():
+        layer.selected_data = set()
+        layer.data = []
+        if data:
+            layer.add(data, shape_type="rectangle", edge_color=kwargs["edge_color"])
+        layer.features = kwargs["features"]
+    layer.refresh()
+
+
+# --- evaluation marks -------------------------------------------------------------------
+
+
+MARKS = {  # name suffix, colour
+    "true positives": "#2ecc40",
+    "false positives": "#ff2d2d",
+    "missed": "#ffdc00",
+}
+
+
+def mark_annotations(result, pairs, predicted, ground, n_predicted: int, n_ground: int) -> dict[str, list[Annotation]]:
+    """Per image of each layer, the true and false positives and the missed ground truth of a
+    :class:`~napari_faster_rcnn.core.evaluation.metrics.VOCResult` computed over ``pairs`` (see :func:`pair_images`)."""
+    empty = Annotation(np.zeros((0, 4)), [])
+    marks = {kind: [empty] * (n_ground if kind == "missed" else n_predicted) for kind in MARKS}
+    for k, (_, g, p) in enumerate(pairs):
+        hit = result.true_positive[k]
+        labels = result.prediction_labels[k]
+        marks["true positives"][p] = Annotation(predicted[p].boxes[hit], [labels[i] for i in np.flatnonzero(hit)])
+        marks["false positives"][p] = Annotation(predicted[p].boxes[~hit], [labels[i] for i in np.flatnonzero(~hit)])
+        missed = ~result.matched[k]
+        missed_labels = [result.ground_truth_labels[k][i] for i in np.flatnonzero(missed)]
+        marks["missed"][g] = Annotation(ground[g].boxes[missed], missed_labels)
+    return marks
+
+
+def show_marks(viewer, kind: str, annotations: list[Annotation], source_layer, name: str, existing=None):
+    """Show one kind of mark in a display-only paged layer (re-using ``existing`` when given)."""
+    from napari.layers import Layer
+
+    classes = list(dict.fromkeys(label for a in annotations for label in a.labels))
+    colors = {label: MARKS[kind] for label in classes}
+    pages = paging_model(existing) if existing is not None and existing in viewer.layers else None
+    if pages is not None:
+        existing.metadata[conventions.CLASS_COLORS] = colors
+        pages.annotations = list(annotations)
+        pages.refresh()
+        return existing
+    stacked = source_layer.ndim >= 3
+    empty = [Annotation(np.zeros((0, 4)), []) for _ in annotations]
+    keep = {key: source_layer.metadata[key] for key in (conventions.SOURCE_IMAGES, conventions.IMAGE_SIZES) if key in source_layer.metadata}
+    data, kwargs, shape_type = conventions.shapes_layer_data(empty, stacked=stacked, name=name, predictions=False, metadata=keep)
+    kwargs["metadata"].update({conventions.LAYER_ROLE: EVALUATION, conventions.CLASS_COLORS: colors, conventions.CLASSES: classes})
+    kwargs["edge_width"] = source_layer.edge_width[0] * 1.5 if len(source_layer.edge_width) else kwargs["edge_width"]
+    kwargs["edge_color"] = MARKS[kind]
+    kwargs["opacity"] = 0.9
+    kwargs["scale"], kwargs["translate"] = source_layer.scale, source_layer.translate  # on the source's image
+    layer = Layer.create(data, kwargs, shape_type)
+    layer.text.visible = False  # the colour says what a mark is; the predictions layer shows labels and scores
+    keep_with_layer(layer, SliceBoxes(viewer, layer, annotations, editable=False))
+    return viewer.add_layer(layer)

@@ -1,0 +1,214 @@
+"""Images, annotation files and dataset folders as image + box layers (the reader's work).
+
+``napari_faster_rcnn._reader.get_reader`` chooses one of the ``read_*``
+functions here; a folder in COCO, Pascal VOC or YOLO opens read-only through
+:func:`.interchange.read_foreign_folder` instead. No Qt here.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from napari_faster_rcnn.core.data.annotations import (
+    Annotation,
+    AnnotationError,
+    find_annotation_file,
+    load_annotation,
+)
+from napari_faster_rcnn.core.data.folders import DatasetError, discover_dataset, find_image_folder
+from napari_faster_rcnn.core.data.images import ImageReadError, image_info, is_image_file, lazy_image_stack, read_image
+from napari_faster_rcnn.core.data.labeling import file_stamp
+from napari_faster_rcnn.layers import conventions
+
+logger = logging.getLogger(__name__)
+
+
+def read_image_file(path) -> list[tuple]:
+    """An image and its boxes (from ``STEM.pt``/``.json`` beside it or in ``../target``)."""
+    path = Path(path[0] if isinstance(path, (list, tuple)) else path)
+    image = read_image(path)
+    annotation_path = find_annotation_file(path)
+    target = annotation_path or _default_annotation_path(path)
+    stamp = file_stamp(target)  # before reading: a change while reading is caught, not missed
+    annotation = load_annotation(annotation_path) if annotation_path else Annotation()
+    return _single_image_layers(path, image, annotation, target, stamp)
+
+
+def read_annotation_file(path) -> list[tuple]:
+    """An annotation's boxes, with its image when one of the same stem is found."""
+    path = Path(path[0] if isinstance(path, (list, tuple)) else path)
+    stamp = file_stamp(path)
+    annotation = load_annotation(path)
+    image_path = _find_image_for(path)
+    if image_path is None:
+        layer = conventions.shapes_layer_data(
+            [annotation],
+            stacked=False,
+            name=_layer_name(path.stem, annotation),
+            metadata={conventions.ANNOTATION_FILES: [str(path)], conventions.SOURCE_IMAGES: [None], conventions.ANNOTATION_STAMPS: [stamp]},
+        )
+        return [layer]
+    return _single_image_layers(image_path, read_image(image_path), annotation, path, stamp)
+
+
+def _default_annotation_path(image_path: Path) -> Path:
+    from napari_faster_rcnn.core.data.annotations import default_annotation_path
+
+    return default_annotation_path(image_path)
+
+
+def _find_image_for(annotation_path: Path) -> Path | None:
+    folder = annotation_path.parent
+    candidates = [folder]
+    if folder.name == "target":
+        candidates.append(folder.parent / "input")
+    for candidate in candidates:
+        if candidate.is_dir():
+            for image in sorted(candidate.iterdir()):
+                if image.stem == annotation_path.stem and is_image_file(image):
+                    return image
+    sibling = find_image_folder(folder, {annotation_path.stem}) if folder.parent.is_dir() else None
+    if sibling is not None:
+        for image in sorted(sibling.iterdir()):
+            if image.stem == annotation_path.stem and is_image_file(image):
+                return image
+    return None
+
+
+def _layer_name(stem: str, annotation: Annotation) -> str:
+    return f"{stem} {'predictions' if annotation.scores is not None else 'boxes'}"
+
+
+def _single_image_layers(
+    image_path: Path, image: np.ndarray, annotation: Annotation, target: Path, stamp
+) -> list[tuple]:
+    size = image.shape[:2]
+    image_meta = {conventions.SOURCE_IMAGES: [str(image_path)], conventions.IMAGE_SIZES: [list(size)]}
+    image_layer = (image, {"name": image_path.stem, "rgb": True, "metadata": image_meta}, "image")
+    shapes = conventions.shapes_layer_data(
+        [annotation],
+        stacked=False,
+        name=_layer_name(image_path.stem, annotation),
+        image_sizes=[size],
+        metadata={conventions.SOURCE_IMAGES: [str(image_path)], conventions.ANNOTATION_FILES: [str(target)], conventions.ANNOTATION_STAMPS: [stamp]},
+    )
+    return [image_layer, shapes]
+
+
+# --- folders ------------------------------------------------------------------
+
+
+def read_dataset_folder(path) -> list[tuple]:
+    """A dataset folder as one lazy image stack and one Shapes layer of every box.
+
+    Files that cannot be read are skipped and listed in a warning; an image
+    whose annotation file is unreadable is skipped with it, so that a later
+    save cannot overwrite that file.
+    """
+    path = Path(path[0] if isinstance(path, (list, tuple)) else path)
+    dataset = discover_dataset(path)
+    skipped = list(dataset.skipped)
+    images, sizes, dtypes, annotations, targets, stamps = [], [], [], [], [], []
+    for sample in dataset.samples:
+        size = None
+        dtype = None
+        if sample.image is not None:
+            try:
+                *size, dtype = image_info(sample.image)
+            except ImageReadError as error:
+                skipped.append((sample.image, error.reason))
+                continue
+        stamp = file_stamp(dataset.annotation_path(sample))
+        try:
+            annotation = load_annotation(sample.annotation) if sample.annotation else Annotation()
+        except AnnotationError as error:
+            skipped.append((sample.annotation, error.reason))
+            if sample.image is not None:
+                skipped.append((sample.image, "skipped with its unreadable annotation"))
+            continue
+        if dtype is not None:
+            dtypes.append(dtype)
+        images.append(sample.image)
+        sizes.append(size)
+        annotations.append(annotation)
+        targets.append(dataset.annotation_path(sample))
+        stamps.append(stamp)
+
+    if skipped:
+        report_skipped(path, skipped)
+    if not annotations:
+        raise DatasetError(path, "nothing could be read: " + "; ".join(f"{p.name}: {r}" for p, r in skipped[:5]))
+
+    metadata = {
+        conventions.SOURCE_IMAGES: [str(image) if image else None for image in images],
+        conventions.ANNOTATION_FILES: [str(target) for target in targets],
+        conventions.ANNOTATION_STAMPS: stamps,  # so a labeling session sees what another program changed since
+        conventions.DATASET_ROOT: str(path),
+    }
+    return dataset_layers(path, images, sizes, dtypes, annotations, metadata)
+
+
+def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dict, *, classes=None,
+                   name: str | None = None) -> list[tuple]:
+    """A lazy image stack (when every image is a file) and one box layer of every image's boxes.
+
+    ``images`` are the image files (None where unknown), ``sizes`` their
+    ``(height, width)`` (None where unknown: the boxes' extent then), ``dtypes``
+    those of the image files; ``metadata`` goes to the box layer, and its
+    :data:`~napari_faster_rcnn.layers.conventions.SOURCE_IMAGES` to the image layer too.
+    """
+    has_images = all(image is not None for image in images)
+    if not has_images:
+        sizes = [size or _extent(annotation) for size, annotation in zip(sizes, annotations)]
+    folder_name = path.name or str(path)
+    predictions = any(a.scores is not None for a in annotations)
+    shapes = conventions.shapes_layer_data(
+        annotations,
+        stacked=True,
+        name=name or f"{folder_name} {'predictions' if predictions else 'boxes'}",
+        classes=classes,
+        image_sizes=sizes,
+        metadata=metadata,
+    )
+    layers = []
+    if has_images:
+        dtype = np.result_type(*dtypes)
+        stack = lazy_image_stack(images, sizes, dtype=dtype, on_error=_warn_unreadable)
+        image_meta = {
+            conventions.SOURCE_IMAGES: metadata[conventions.SOURCE_IMAGES],
+            conventions.IMAGE_SIZES: [list(s) for s in sizes],
+            conventions.DATASET_ROOT: str(path),
+        }
+        image_kwargs = {"name": folder_name, "rgb": True, "metadata": image_meta}
+        if dtype == np.uint8:
+            image_kwargs["contrast_limits"] = [0, 255]  # no scan of the lazy stack
+        layers.append((stack, image_kwargs, "image"))
+    layers.append(shapes)
+    return layers
+
+
+def _extent(annotation: Annotation) -> tuple[int, int]:
+    if len(annotation) == 0:
+        return (1, 1)
+    return (int(np.ceil(annotation.boxes[:, 3].max())), int(np.ceil(annotation.boxes[:, 2].max())))
+
+
+def report_skipped(folder: Path, skipped: list) -> None:
+    lines = [f"{p.name}: {reason}" for p, reason in skipped]
+    message = f"Opened {folder.name} without {len(skipped)} file(s): " + "; ".join(lines[:10])
+    if len(lines) > 10:
+        message += f"; and {len(lines) - 10} more"
+    logger.warning(message)
+    try:
+        from napari.utils.notifications import show_warning
+
+        show_warning(message)
+    except ImportError:  # pragma: no cover - napari is a dependency
+        pass
+
+
+def _warn_unreadable(error: ImageReadError) -> None:
+    logger.warning(str(error))
