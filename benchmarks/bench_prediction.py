@@ -1,6 +1,6 @@
 """Prediction over a folder: our whole path against the bare model forward, in one run.
 
-Ours is :func:`~napari_faster_rcnn.core.prediction.run.folders.predict_folder`, as the
+Ours is :func:`~napari_faster_rcnn.core.prediction.folders.predict_folder`, as the
 ``predict`` command runs it: finding the images, reading and converting them
 (ahead of the model, in a thread), the model in batches with its box head
 relaxed for raw detections, the thresholds (score, per-class NMS), and writing

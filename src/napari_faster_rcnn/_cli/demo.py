@@ -23,7 +23,7 @@ def configure(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="images per step (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and the training (default 0)")
     parser.add_argument("--accelerator", default="cpu", choices=("cpu", "auto", "cuda", "mps"),
-                        help="where to train (default cpu, the figures in the README)")
+                        help="where to train (default cpu, the figures in benchmarks/README.md)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: one per CPU but one, at most 4)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier demo's files in --output")

@@ -157,12 +157,12 @@ class TunePredictionsWidget(DockedWidget):
 
     def accept_as_labels(self) -> int:
         """Copy the kept (or selected) predictions into the chosen box layer."""
-        predictions, labels = self.predictions.layer(), self.labels.layer()
-        if predictions is None or labels is None:
+        predicted, labels = self.predictions.layer(), self.labels.layer()
+        if predicted is None or labels is None:
             self.accept_status.setText("choose a predictions layer and a box layer to label")
             return 0
         try:
-            added = predictions.accept_as_labels(predictions, labels, self.selected_only.isChecked())
+            added = predictions.accept_as_labels(predicted, labels, self.selected_only.isChecked())
         except ValueError as error:
             self.accept_status.setText(str(error))
             return 0

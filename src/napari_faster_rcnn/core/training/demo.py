@@ -14,7 +14,7 @@ step, validation mAP per epoch), a few ``predictions_*.png`` and
 The training recipe: AdamW at 1e-3 with 50 warm-up steps and a cosine decay,
 batches of 8, horizontal flips. The model engineer's bare loop reached VOC
 AP@0.5 of 0.93 after 150 steps and 0.99 after 200 on such data; the demo's
-default of 320 steps (10 epochs) leaves a margin for other seeds (see the README for the
+default of 320 steps (10 epochs) leaves a margin for other seeds (see benchmarks/README.md for the
 figures measured).
 """
 
