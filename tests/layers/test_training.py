@@ -57,8 +57,10 @@ def test_objects_older_than_a_run_are_frozen_while_it_runs():
     with training.older_objects_frozen():
         frozen = gc.get_freeze_count()
         with training.older_objects_frozen():
-            assert gc.get_freeze_count() == frozen
-        assert gc.get_freeze_count() == frozen > 0
+            # not frozen again (the count would grow by the objects made since); frozen objects that
+            # another thread frees meanwhile leave the count, so it may shrink
+            assert gc.get_freeze_count() <= frozen
+        assert 0 < gc.get_freeze_count() <= frozen
     assert gc.get_freeze_count() == before == 0
 
 
