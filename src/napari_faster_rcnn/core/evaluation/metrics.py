@@ -316,8 +316,9 @@ def evaluate(
         reaching beyond their image are warned about (predictions of other
         images paired by name).
     max_dets
-        The most detections per image COCO mAP counts; by default the largest
-        number of detections of any image, at least 100 (COCO's own cap).
+        The most detections per image COCO mAP counts (per image and class,
+        as COCO applies it); by default the largest number of detections of
+        any image, at least 100 (COCO's own cap).
         A warning says when the cap cuts detections.
     names
         The images' names, for messages.
@@ -342,12 +343,15 @@ def evaluate(
     max_dets = max(100, most) if max_dets is None else int(max_dets)
     if max_dets < 1:
         raise ValueError(f"max_dets must be at least 1, got {max_dets}")
-    cut = sum(max(0, len(a) - max_dets) for a in predictions)
+    # COCO (pycocotools and faster-coco-eval alike) applies the cap per image and class
+    _, _, predicted_labels = evaluation_classes(ground_truths, predictions, classes)
+    per_class = [np.unique(labels, return_counts=True)[1] if labels else np.zeros(0, int) for labels in predicted_labels]
+    cut = sum(int(np.clip(counts - max_dets, 0, None).sum()) for counts in per_class)
     if cut:
-        crowded = sum(len(a) > max_dets for a in predictions)
+        crowded = sum(bool((counts > max_dets).any()) for counts in per_class)
         warnings.append(
-            f"COCO mAP counts at most {max_dets} detections per image (--max-dets): {cut} lower-scoring detection(s) "
-            f"of {crowded} image(s) left out of it (up to {most} in one image)"
+            f"COCO mAP counts at most {max_dets} detections per image and class (--max-dets): {cut} lower-scoring "
+            f"detection(s) of {crowded} image(s) left out of it (up to {most} detections in one image)"
         )
     voc = voc_evaluation(cleaned, predictions, iou_threshold, classes)
     coco = coco_evaluation(cleaned, predictions, classes, max_dets)
