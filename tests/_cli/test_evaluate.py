@@ -98,7 +98,7 @@ def test_integer_ground_truth_is_read_through_the_class_list_the_prediction_file
     result, err = evaluate_json(args, capsys)
     assert result["voc_map"] == 1.0 and result["coco_map"] == pytest.approx(1.0)
     assert result["warnings"] == []
-    assert any("1=cat, 2=dog" in note and "prediction files" in note for note in result["notes"])
+    assert any("1=cat, 2=dog" in note and "predictions' class list" in note for note in result["notes"])
     assert "1=cat, 2=dog" in err
 
 
@@ -125,7 +125,7 @@ def test_class_numbers_read_through_a_checkpoints_classes(tmp_path, capsys):
     torch.save({"napari_faster_rcnn": {"config": ModelConfig(classes=("cat", "dog")).to_dict()}}, checkpoint)
     result, _ = evaluate_json([*args, "--checkpoint", checkpoint], capsys)
     assert result["voc_map"] == 1.0 and result["warnings"] == []
-    assert any("1=cat, 2=dog" in note and "--classes" in note for note in result["notes"])
+    assert any("1=cat, 2=dog" in note and "--checkpoint" in note for note in result["notes"])
     torch.save({"weights": torch.zeros(2)}, checkpoint)
     assert main(["evaluate", *map(str, args), "--checkpoint", str(checkpoint)]) == 2
     assert "best.ckpt: not a napari-faster-rcnn training checkpoint" in capsys.readouterr().err

@@ -78,7 +78,9 @@ def base_classes(
         return list(dict.fromkeys(classes)), "given"
     carried = [
         (list(dict.fromkeys(name for a in annotations for name in a.classes or ())), source)
-        for annotations, source in ((ground_truths, "the ground-truth files"), (predictions, "the prediction files"))
+        for annotations, source in (
+            (ground_truths, "the ground truth's class list"), (predictions, "the predictions' class list")
+        )
     ]
     # a list of names first: "1", "2", ... (numbered data) resolves nothing another side's names need
     carried.sort(key=lambda item: all(name.isdecimal() for name in item[0]))
@@ -113,9 +115,10 @@ def label_notes(
     mapped = {label: name for label, name in lookup.items() if name != label}
     if mapped:
         sides = [side for side, raw in (("ground-truth", raw_gt), ("predicted", raw_pred)) if set(mapped) & set(raw)]
-        origin = "--classes" if source == "given" else source or "the ground truth's labels in order of appearance"
+        origin = {"given": "the class list given (--classes or --checkpoint)", None: "the ground truth's labels in "
+                  "order of appearance (no class list known)"}.get(source, source)
         shown = ", ".join(f"{label}={name}" for label, name in sorted(mapped.items(), key=lambda item: int(item[0])))
-        text = f"integer {' and '.join(sides)} labels read as class numbers of the class list from {origin}: {shown}"
+        text = f"integer {' and '.join(sides)} labels read as class numbers of {origin}: {shown}"
         (notes if source else warnings).append(text)
     truth = {name for image in gt_labels for name in image}
     predicted = {name for image in pred_labels for name in image}
