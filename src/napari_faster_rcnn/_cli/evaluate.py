@@ -6,8 +6,8 @@ either side) are read as class ids (1 = the first class) of a class list:
 --classes, else the classes of --checkpoint, else the list the ground-truth files
 carry, else the one the prediction files carry. Ground-truth boxes follow
 training's rule (clipped to the image, dropped without area; counted in
-dropped_boxes). What the numbers may hide is printed as "warning:" lines (and
-in the JSON's "warnings").
+dropped_boxes). What the numbers may hide ends the table as "warning:" lines
+(with --json: in its "warnings", and on stderr).
 """
 
 from __future__ import annotations
@@ -55,9 +55,9 @@ def run(args) -> int:
                       max_dets=args.max_dets, names=folders.names)
     for note in [*folders.notes, *result.notes]:
         print(f"note: {note}", file=sys.stderr)
-    for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
+        for warning in result.warnings:  # the table ends with them; JSON keeps stdout for itself
+            print(f"warning: {warning}", file=sys.stderr)
         summary = result.to_dict()
         summary["notes"] = [*folders.notes, *summary["notes"]]
         print(json.dumps(summary, indent=1))
@@ -85,8 +85,6 @@ def format_table(result) -> str:
         f"COCO mAP@[.5:.95] {_number(coco.map)}   mAP@0.5 {_number(coco.map50)}   mAP@0.75 {_number(coco.map75)}"
         f"   (at most {coco.max_dets} detections per image)"
     )
-    if result.dropped_boxes:
-        lines.append(f"{result.dropped_boxes} ground-truth boxes without area in their image left out")
     lines.extend(f"warning: {warning}" for warning in result.warnings)
     return "\n".join(lines)
 
