@@ -119,3 +119,48 @@ def test_an_evaluation_error_is_shown_and_the_widget_stays_usable(make_napari_vi
     qtbot.waitUntil(widget.run_button.isEnabled, timeout=60_000)
     assert widget.summary.text() == "evaluation failed: the ground truth names no class"
     assert widget.result is None
+
+
+def write_pair(folder, truth, predicted):
+    from PIL import Image
+
+    from napari_faster_rcnn.core.data.annotations import save_annotation
+
+    (folder / "input").mkdir(parents=True)
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(folder / "input" / "a.png")
+    save_annotation(folder / "target" / "a.pt", truth)
+    save_annotation(folder / "predictions" / "a.pt", predicted)
+
+
+def test_the_status_says_what_the_numbers_may_hide(make_napari_viewer, qtbot, tmp_path):
+    from napari_faster_rcnn.core.data.annotations import Annotation
+
+    boxes = [[5, 5, 20, 20], [30, 10, 50, 30]]
+    # a flat ground-truth box, and predictions whose labels name no ground-truth class
+    write_pair(tmp_path / "data", Annotation([*boxes, [8, 8, 8, 30]], ["a", "a", "a"]),
+               Annotation(boxes, ["b", "b"], [0.9, 0.8]))
+    viewer = make_napari_viewer()
+    viewer.open(tmp_path / "data", plugin=PLUGIN)
+    viewer.open(tmp_path / "data" / "predictions", plugin=PLUGIN)
+    widget = EvaluateWidget(viewer)
+    run(qtbot, widget)
+    status = widget.summary.text()
+    assert "no predicted label is a ground-truth class" in status and "1 ground-truth box(es) with no area" in status
+    assert widget.result.dropped_boxes == 1 and widget.result.voc.ground_truth_counts["a"] == 2
+    missed, _ = rectangles_to_boxes(widget.marks["missed"].data)
+    np.testing.assert_allclose(missed, boxes, atol=1e-4)  # the flat box is not an object missed
+
+
+def test_integer_ground_truth_reads_through_the_predictions_class_list(make_napari_viewer, qtbot, tmp_path):
+    from napari_faster_rcnn.core.data.annotations import Annotation
+
+    boxes = [[5, 5, 20, 20], [30, 10, 50, 30]]
+    write_pair(tmp_path / "data", Annotation(boxes, ["1", "2"]),
+               Annotation(boxes, ["cat", "dog"], [0.9, 0.8], classes=["cat", "dog"]))
+    viewer = make_napari_viewer()
+    viewer.open(tmp_path / "data", plugin=PLUGIN)
+    viewer.open(tmp_path / "data" / "predictions", plugin=PLUGIN)
+    widget = EvaluateWidget(viewer)
+    run(qtbot, widget)
+    assert widget.result.voc.map == 1.0 and widget.result.warnings == []
+    assert "1=cat, 2=dog" in widget.summary.text()

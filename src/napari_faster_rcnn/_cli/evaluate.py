@@ -1,9 +1,13 @@
 """Evaluate a folder of predictions against ground truth: Pascal VOC AP per class at an IoU
 threshold, their mean, and COCO mAP@[.5:.95], mAP@0.5 and mAP@0.75.
 
-Predictions and ground truth are paired by file name. Integer labels in the
-predictions ("1") are read as class ids against the ground truth's class list
-(1 = the first class), or against --classes.
+Predictions and ground truth are paired by file name. Integer labels ("1", on
+either side) are read as class ids (1 = the first class) of a class list:
+--classes, else the classes of --checkpoint, else the list the ground-truth files
+carry, else the one the prediction files carry. Ground-truth boxes follow
+training's rule (clipped to the image, dropped without area; counted in
+dropped_boxes). What the numbers may hide ends the table as "warning:" lines
+(with --json: in its "warnings", and on stderr).
 """
 
 from __future__ import annotations
@@ -19,7 +23,13 @@ def configure(parser) -> None:
                         help="predictions: a folder of .pt/.json files with scores, named after the images")
     parser.add_argument("--iou", type=float, default=0.5, help="IoU threshold of the VOC AP (default 0.5)")
     parser.add_argument("--classes", metavar="A,B,...",
-                        help="the class list in class-id order, for integer labels (default: the ground truth's)")
+                        help="the class list in class-id order, for integer labels (default: --checkpoint's, else the "
+                        "list the ground-truth or else the prediction files carry)")
+    parser.add_argument("--checkpoint", metavar="CKPT",
+                        help="a training checkpoint whose class list (in class-id order) resolves integer labels")
+    parser.add_argument("--max-dets", type=int, default=None, metavar="N",
+                        help="the most detections per image COCO mAP counts, the highest scoring (default: the largest "
+                        "number of any image, at least 100)")
     parser.add_argument("--json", action="store_true",
                         help="print a JSON object (voc_map, coco_map, coco_map50, coco_map75, per_class, ...)")
 
@@ -33,13 +43,24 @@ def run(args) -> int:
 
     if not 0.0 < args.iou <= 1.0:
         raise ValueError(f"--iou must be in (0, 1], got {args.iou}")
+    if args.max_dets is not None and args.max_dets < 1:
+        raise ValueError(f"--max-dets must be at least 1, got {args.max_dets}")
     classes = [name.strip() for name in args.classes.split(",") if name.strip()] if args.classes else None
+    if classes is None and args.checkpoint:
+        from napari_faster_rcnn.core.model.checkpoints import checkpoint_classes
+
+        classes = checkpoint_classes(args.checkpoint)
     folders = load_evaluation_folders(args.gt, args.pred)
-    for note in folders.notes:
+    result = evaluate(folders.ground_truths, folders.predictions, args.iou, classes, image_sizes=folders.image_sizes,
+                      max_dets=args.max_dets, names=folders.names)
+    for note in [*folders.notes, *result.notes]:
         print(f"note: {note}", file=sys.stderr)
-    result = evaluate(folders.ground_truths, folders.predictions, args.iou, classes)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=1))
+        for warning in result.warnings:  # the table ends with them; JSON keeps stdout for itself
+            print(f"warning: {warning}", file=sys.stderr)
+        summary = result.to_dict()
+        summary["notes"] = [*folders.notes, *summary["notes"]]
+        print(json.dumps(summary, indent=1))
     else:
         print(format_table(result))
     return 0
@@ -62,7 +83,9 @@ def format_table(result) -> str:
     lines.append(f"{'mean':<{width}}  {'':>12}  {'':>11}  {_number(voc.map):>8}  {_number(coco.map):>8}")
     lines.append(
         f"COCO mAP@[.5:.95] {_number(coco.map)}   mAP@0.5 {_number(coco.map50)}   mAP@0.75 {_number(coco.map75)}"
+        f"   (at most {coco.max_dets} detections per image)"
     )
+    lines.extend(f"warning: {warning}" for warning in result.warnings)
     return "\n".join(lines)
 
 

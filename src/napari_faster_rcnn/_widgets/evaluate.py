@@ -9,6 +9,7 @@ The computation runs in a napari ``thread_worker``.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
@@ -80,17 +81,15 @@ class EvaluateWidget(DockedWidget):
         if ground_layer is None or predicted_layer is None:
             self.summary.setText("open a box layer (ground truth) and a predictions layer first")
             return None
-        pairs = predictions.pair_images(ground_layer, predicted_layer)
+        inputs = predictions.evaluation_inputs(ground_layer, predicted_layer)
+        pairs, ground, predicted = inputs["pairs"], inputs["ground"], inputs["predicted"]
         if not pairs:
             self.summary.setText(f"{ground_layer.name!r} and {predicted_layer.name!r} share no image (by file name)")
             return None
-        ground = predictions.layer_annotations(ground_layer)
-        predicted = predictions.layer_annotations(predicted_layer)
-        classes = ground_layer.metadata.get(conventions.CLASSES) or None
         self.summary.setText(f"evaluating {len(pairs)} images ...")
         self.worker = start_worker(
-            evaluate, [ground[g] for _, g, _ in pairs], [predicted[p] for _, _, p in pairs], float(self.iou.value()),
-            classes, desc="Evaluating", errored=self._failed, button=self.run_button,
+            partial(evaluate, image_sizes=inputs["image_sizes"], names=inputs["names"]),
+            inputs["ground_truths"], inputs["predictions"], float(self.iou.value()), None, desc="Evaluating", errored=self._failed, button=self.run_button,
             returned=lambda result: self._show(result, pairs, ground, predicted, ground_layer, predicted_layer),
         )
         return self.worker
@@ -104,10 +103,18 @@ class EvaluateWidget(DockedWidget):
     def _show(self, result, pairs, ground, predicted, ground_layer, predicted_layer) -> None:
         self.result = result
         voc, coco = result.voc, result.coco
-        self.summary.setText(
+        lines = [
             f"{result.images} images · VOC mAP@{voc.iou_threshold:g} {_number(voc.map)} · COCO mAP "
-            f"{_number(coco.map)} (@0.5 {_number(coco.map50)}, @0.75 {_number(coco.map75)})"
-        )
+            f"{_number(coco.map)} (@0.5 {_number(coco.map50)}, @0.75 {_number(coco.map75)}; at most "
+            f"{coco.max_dets} detections per image)",
+            *result.notes,
+            *(f"⚠ {warning}" for warning in result.warnings),
+        ]
+        self.summary.setText("\n".join(lines))
+        if result.warnings:
+            from napari.utils.notifications import show_warning
+
+            show_warning("Evaluate: " + " · ".join(result.warnings))
         fit_table_rows(self.table, len(voc.classes), most=6)
         for row, name in enumerate(voc.classes):
             cells = (name, voc.ground_truth_counts[name], voc.prediction_counts[name], _number(voc.ap[name]),
@@ -116,7 +123,10 @@ class EvaluateWidget(DockedWidget):
                 self.table.setItem(row, column, QTableWidgetItem(str(value)))
         self._plot(voc, ground_layer.metadata.get(conventions.CLASS_COLORS, {}))
         if self.mark.isChecked():
-            marks = predictions.mark_annotations(voc, pairs, predicted, ground, len(predicted), len(ground))
+            evaluated = list(ground)  # the ground truth as evaluated: boxes without area in their image left out
+            for k, (_, g, _) in enumerate(pairs):
+                evaluated[g] = result.ground_truths[k]
+            marks = predictions.mark_annotations(voc, pairs, predicted, evaluated, len(predicted), len(ground))
             for kind, annotations in marks.items():
                 source = ground_layer if kind == "missed" else predicted_layer
                 name = f"{source.name} {kind}"

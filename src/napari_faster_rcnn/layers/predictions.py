@@ -197,6 +197,40 @@ def pair_images(first, second) -> list[tuple[str, int, int]]:
     return sorted(pairs)
 
 
+def evaluation_inputs(ground_layer, predicted_layer) -> dict:
+    """What Evaluate needs of two layers, for the images they share (by file name, see :func:`pair_images`).
+
+    Returns a dict with ``pairs``, every image's annotations of each layer
+    (``ground``, ``predicted``), and for the shared images in pair order the
+    ``ground_truths`` and ``predictions`` (each carrying its layer's class
+    list, so that integer labels of one side resolve through the other's
+    names), the ``image_sizes`` (None where the layer does not know them) and
+    the ``names``.
+    """
+    pairs = pair_images(ground_layer, predicted_layer)
+    ground, predicted = layer_annotations(ground_layer), layer_annotations(predicted_layer)
+
+    def carrying(annotation, layer):
+        classes = list(layer.metadata.get(conventions.CLASSES) or []) or annotation.classes
+        return Annotation(annotation.boxes, annotation.labels, annotation.scores, classes)
+
+    sizes = ground_layer.metadata.get(conventions.IMAGE_SIZES) or predicted_layer.metadata.get(conventions.IMAGE_SIZES)
+    sizes_of = ground_layer.metadata.get(conventions.IMAGE_SIZES) is not None
+    image_sizes = []
+    for _, g, p in pairs:
+        index = g if sizes_of else p
+        image_sizes.append(tuple(sizes[index]) if sizes is not None and index < len(sizes) else None)
+    return {
+        "pairs": pairs,
+        "ground": ground,
+        "predicted": predicted,
+        "ground_truths": [carrying(ground[g], ground_layer) for _, g, _ in pairs],
+        "predictions": [carrying(predicted[p], predicted_layer) for _, _, p in pairs],
+        "image_sizes": image_sizes,
+        "names": [name for name, _, _ in pairs],
+    }
+
+
 # --- accepting predictions as labels ----------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from napari_faster_rcnn.core.data.boxes import (
     check_boxes,
     clip_boxes,
     rectangles_to_boxes,
+    usable_boxes,
 )
 
 coordinate = st.floats(-1e4, 1e4, allow_nan=False, allow_infinity=False, width=64)
@@ -123,3 +124,24 @@ def test_box_iou_matches_hand_computed_values():
     a = np.array([[0.0, 0.0, 10.0, 10.0]])
     b = np.array([[5.0, 5.0, 15.0, 15.0], [20.0, 20.0, 30.0, 30.0], [0.0, 0.0, 10.0, 10.0]])
     np.testing.assert_allclose(box_iou(a, b), [[25 / 175, 0.0, 1.0]])
+
+
+def test_usable_boxes_keep_exactly_the_boxes_that_cover_part_of_the_image():
+    rng = np.random.default_rng(0)
+    height, width = 12, 9
+    corners = rng.integers(-6, 16, (400, 2)).astype(float)
+    sides = rng.integers(0, 6, (400, 2)) * rng.integers(0, 2, (400, 2))  # many flat boxes
+    boxes = np.column_stack([corners, corners + sides])
+    kept, keep, clipped = usable_boxes(boxes, height, width)
+    # brute force on a 4x finer grid: a box is an object when it covers some of the image
+    fine = (np.arange(4 * width) + 0.5) / 4, (np.arange(4 * height) + 0.5) / 4
+    covers = [
+        bool(((fine[0] > x1) & (fine[0] < x2)).any() and ((fine[1] > y1) & (fine[1] < y2)).any())
+        for x1, y1, x2, y2 in boxes
+    ]
+    assert keep.tolist() == covers
+    assert np.array_equal(kept, clip_boxes(boxes[keep], height, width))
+    assert clipped == int((clip_boxes(boxes[keep], height, width) != boxes[keep]).any(axis=1).sum())
+    # without a size only the boxes without area go
+    kept, keep, clipped = usable_boxes(boxes)
+    assert keep.tolist() == ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])).tolist() and clipped == 0

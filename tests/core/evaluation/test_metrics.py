@@ -307,3 +307,39 @@ def test_agrees_with_a_plain_implementation(seed):
     for (image, j), hit in flags.items():
         assert bool(result.true_positive[image][j]) == hit
     assert [m.tolist() for m in result.matched] == found
+
+
+# --- labels, ground truth without area, predictions beyond their image (issue 11) ---------------
+
+
+def test_integer_ground_truth_labels_resolve_through_the_class_list_its_files_carry():
+    ground = [Annotation([[0, 0, 10, 10], [20, 20, 30, 30]], ["1", "2"], classes=["cat", "dog"])]
+    predicted = [det([[0, 0, 10, 10], [20, 20, 30, 30]], ["cat", "dog"], [0.9, 0.8])]
+    result = evaluate(ground, predicted)
+    assert result.voc.per_class == {"cat": 1.0, "dog": 1.0} and result.warnings == []
+    assert result.notes == ["integer ground-truth labels read as class numbers of the ground truth's class list: "
+                            "1=cat, 2=dog"]
+
+
+def test_a_numbers_only_class_list_gives_way_to_one_with_names():
+    # training on numbered files makes the classes "1", "2"; its model's predictions then name them
+    ground = [Annotation([[0, 0, 10, 10]], ["2"], classes=["1", "2"])]
+    predicted = [Annotation([[0, 0, 10, 10]], ["dog"], [0.9], classes=["cat", "dog"])]
+    assert evaluate(ground, predicted).voc.per_class == {"dog": 1.0}
+
+
+def test_ground_truth_without_area_is_left_out_and_evaluation_reports_it():
+    ground = [gt([[0, 0, 10, 10], [5, 5, 5, 9], [50, 50, 60, 60]], ["a", "a", "a"])]
+    predicted = [det([[0, 0, 10, 10]], ["a"], [0.9])]
+    assert evaluate(ground, predicted).voc.map == pytest.approx(0.5)  # the box outside is unknown without a size
+    result = evaluate(ground, predicted, image_sizes=[(40, 40)])
+    assert result.voc.map == 1.0 and result.dropped_boxes == 2 and result.to_dict()["dropped_boxes"] == 2
+    assert len(result.ground_truths[0]) == 1 and result.voc.matched[0].tolist() == [True]
+
+
+def test_predictions_beyond_their_image_are_named_in_a_warning():
+    ground = [gt([[0, 0, 10, 10]], ["a"]), gt([[0, 0, 10, 10]], ["a"])]
+    predicted = [det([[0, 0, 10, 10]], ["a"], [0.9]), det([[0, 0, 10, 10], [30, 0, 60, 10]], ["a", "a"], [0.9, 0.5])]
+    result = evaluate(ground, predicted, image_sizes=[(20, 40), (20, 40)], names=["a", "b"])
+    assert len(result.warnings) == 1 and "b: 1 box(es)" in result.warnings[0] and "40 x 20" in result.warnings[0]
+    assert evaluate(ground, predicted, image_sizes=[(20, 40), None]).warnings == []

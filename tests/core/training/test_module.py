@@ -244,3 +244,32 @@ def test_the_schedule_warms_up_then_follows_a_cosine():
     assert np.all(np.diff(factors[10:]) <= 0)
     steps = [schedule_factor(step, 100, "multistep", 0, milestones=(0.5, 0.8), gamma=0.1) for step in (49, 50, 80)]
     assert steps == pytest.approx([1.0, 0.1, 0.01])
+
+
+def test_best_checkpoint_holds_the_highest_validation_map_of_the_run(shapes, tmp_path, monkeypatch):
+    from napari_faster_rcnn.core.model.checkpoints import read_checkpoint
+    from napari_faster_rcnn.core.training.validation import ValidationCollector
+
+    # A tiny model's mAP barely moves in three epochs; these values make the best epoch unmistakable
+    # (neither the first nor the last), whatever the weights learn.
+    scripted = iter([0.2, 0.7, 0.4])
+    compute = ValidationCollector.compute
+
+    def scripted_compute(self, iou_threshold=0.5):
+        metrics = compute(self, iou_threshold)
+        metrics["val/voc_map"] = next(scripted)
+        return metrics
+
+    monkeypatch.setattr(ValidationCollector, "compute", scripted_compute)
+    result = run_training(tiny(shapes, tmp_path / "run", epochs=3))
+    with open(tmp_path / "run" / "logs" / "version_0" / "metrics.csv", newline="") as file:
+        validated = [(float(row["val/voc_map"]), int(row["epoch"])) for row in csv.DictReader(file)
+                     if row["val/voc_map"]]
+    assert [value for value, _ in validated] == pytest.approx([0.2, 0.7, 0.4])
+    highest, epoch = max(validated)
+    best = load_checkpoint(result.best_checkpoint)
+    assert best.metrics["val/voc_map"] == pytest.approx(highest)
+    assert best.epoch == epoch == 1
+    stored = [state for key, state in read_checkpoint(result.best_checkpoint)["callbacks"].items()
+              if key.startswith("ModelCheckpoint") and state.get("monitor") == "val/voc_map"]
+    assert [float(state["best_model_score"]) for state in stored] == pytest.approx([highest])

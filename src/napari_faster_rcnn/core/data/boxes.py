@@ -89,6 +89,29 @@ def clip_boxes(boxes: np.ndarray, height: float, width: float) -> np.ndarray:
     return clipped
 
 
+def usable_boxes(boxes: np.ndarray, height: float | None = None, width: float | None = None):
+    """The one rule for which boxes are objects, as training and evaluation apply it.
+
+    Boxes are clipped to an image of ``height`` x ``width`` pixels (when its
+    size is known) and boxes left with no area (zero width or height, or wholly
+    outside the image) are dropped: no pixel of the image shows them.
+
+    Returns
+    -------
+    boxes : (K, 4) float64 array
+        The boxes kept, clipped.
+    keep : (N,) bool array
+        Which input boxes were kept.
+    clipped : int
+        How many of the kept boxes were cut at the image's border.
+    """
+    original = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    result = original if height is None or width is None else clip_boxes(original, height, width)
+    keep = (result[:, 2] > result[:, 0]) & (result[:, 3] > result[:, 1])
+    clipped = int((keep & (result != original).any(axis=1)).sum())
+    return result[keep], keep, clipped
+
+
 def boxes_to_rectangles(boxes: np.ndarray, image_index=None) -> np.ndarray:
     """Convert xyxy boxes to napari rectangle vertices.
 

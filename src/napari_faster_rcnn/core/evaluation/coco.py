@@ -21,7 +21,8 @@ class COCOResult:
     """The result of :func:`coco_evaluation`.
 
     ``map`` is mAP@[.5:.95]; ``per_class`` is AP@[.5:.95] per class name (NaN
-    for a class without ground truth); ``stats`` is the library's full summary.
+    for a class without ground truth); ``stats`` is the library's full summary;
+    ``max_dets`` the most detections counted per image (the highest scoring).
     Values are NaN where COCO has nothing to average (no ground truth at all).
     """
 
@@ -29,6 +30,7 @@ class COCOResult:
     map50: float
     map75: float
     per_class: dict[str, float]
+    max_dets: int
     stats: dict[str, float] = field(repr=False)
 
 
@@ -36,8 +38,16 @@ def coco_evaluation(
     ground_truths: Sequence[Annotation],
     predictions: Sequence[Annotation],
     classes: Sequence[str] | None = None,
+    max_dets: int = 100,
 ) -> COCOResult:
-    """COCO box mAP through ``faster-coco-eval`` (arguments as :func:`voc_evaluation`)."""
+    """COCO box mAP through ``faster-coco-eval`` (arguments as :func:`voc_evaluation`).
+
+    At most ``max_dets`` detections per image count, the highest scoring (COCO's
+    own default is 100; :func:`~.metrics.evaluate` raises it to fit the data).
+    """
+    max_dets = int(max_dets)
+    if max_dets < 1:
+        raise ValueError(f"max_dets must be at least 1, got {max_dets}")
     from faster_coco_eval import COCO, COCOeval_faster
 
     names, gt_labels, pred_labels = evaluation_classes(ground_truths, predictions, classes)
@@ -58,6 +68,8 @@ def coco_evaluation(
     detected = ground.loadRes(results if len(results) else [])
     evaluator = COCOeval_faster(ground, detected, iouType="bbox", print_function=silent)
     evaluator.params.catIds = sorted(class_id.values())
+    # the summary's AP reads the last cap; per_class below reads the same one (index -1)
+    evaluator.params.maxDets = [1, 10, max_dets]
     evaluator.evaluate()
     evaluator.accumulate()
     evaluator.summarize()
@@ -70,7 +82,8 @@ def coco_evaluation(
         values = values[values > -1]
         per_class[name] = float(values.mean()) if values.size else math.nan
     return COCOResult(
-        map=stats["AP_all"], map50=stats["AP_50"], map75=stats["AP_75"], per_class=per_class, stats=stats
+        map=stats["AP_all"], map50=stats["AP_50"], map75=stats["AP_75"], per_class=per_class, max_dets=max_dets,
+        stats=stats
     )
 
 

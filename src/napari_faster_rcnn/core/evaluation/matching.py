@@ -46,11 +46,11 @@ def evaluation_classes(
     """The class list of an evaluation and every image's labels resolved against it.
 
     Returns ``(classes, ground_truth_labels, prediction_labels)``: the class
-    list (the given or ground-truth classes first, then classes only the
-    predictions name) and the resolved labels, per image.
+    list (see :func:`base_classes`, then classes only the predictions name)
+    and the resolved labels, per image.
     """
     check_aligned(ground_truths, predictions)
-    base = list(dict.fromkeys(classes)) if classes is not None else class_list(ground_truths)
+    base, _ = base_classes(ground_truths, predictions, classes)
     # labels in order of appearance, so classes only predicted come in a stable order
     seen = dict.fromkeys(label for a in (*ground_truths, *predictions) for label in a.labels)
     lookup = _label_lookup(seen, base)
@@ -59,6 +59,81 @@ def evaluation_classes(
     known = set(base)
     extra = dict.fromkeys(name for name in map(lookup.get, seen) if name not in known)
     return base + list(extra), gt_labels, pred_labels
+
+
+def base_classes(
+    ground_truths: Sequence[Annotation], predictions: Sequence[Annotation], classes: Sequence[str] | None = None
+) -> tuple[list[str], str | None]:
+    """The class list that integer labels are resolved against, and where it came from.
+
+    ``classes`` when given; else the class list the ground-truth files carry
+    (their ``classes``), else the one the prediction files carry (as
+    ``predict`` writes them: the model's classes in class-id order), a list
+    with names before one of numbers only (``"1"``, ``"2"``), followed
+    by the ground truth's labels that are neither in it nor a class number
+    into it. Without any list carried by a file, the ground truth's labels in
+    order of appearance (the source is then None).
+    """
+    if classes is not None:
+        return list(dict.fromkeys(classes)), "given"
+    carried = [
+        (list(dict.fromkeys(name for a in annotations for name in a.classes or ())), source)
+        for annotations, source in (
+            (ground_truths, "the ground truth's class list"), (predictions, "the predictions' class list")
+        )
+    ]
+    # a list of names first: "1", "2", ... (numbered data) resolves nothing another side's names need
+    carried.sort(key=lambda item: all(name.isdecimal() for name in item[0]))
+    for known, source in carried:
+        if known:
+            names = set(known)
+            rest = dict.fromkeys(
+                label for a in ground_truths for label in a.labels
+                if label not in names and not (label.isdecimal() and 1 <= int(label) <= len(known))
+            )
+            return known + list(rest), source
+    return class_list(ground_truths), None
+
+
+def label_notes(
+    ground_truths: Sequence[Annotation], predictions: Sequence[Annotation], classes: Sequence[str] | None = None
+) -> tuple[list[str], list[str]]:
+    """What a user must know about how the labels of both sides were matched: ``(notes, warnings)``.
+
+    A note when integer labels were read as class numbers through a known
+    class list (given, or carried by the files), naming the mapping; a warning
+    when that list is only the ground truth's labels in order of appearance (a
+    guess), and when, after mapping, no predicted label names a ground-truth
+    class (every prediction is then a false positive).
+    """
+    base, source = base_classes(ground_truths, predictions, classes)
+    _, gt_labels, pred_labels = evaluation_classes(ground_truths, predictions, classes)
+    raw_gt = dict.fromkeys(label for a in ground_truths for label in a.labels)
+    raw_pred = dict.fromkeys(label for a in predictions for label in a.labels)
+    notes, warnings = [], []
+    lookup = _label_lookup({*raw_gt, *raw_pred}, base)
+    mapped = {label: name for label, name in lookup.items() if name != label}
+    if mapped:
+        sides = [side for side, raw in (("ground-truth", raw_gt), ("predicted", raw_pred)) if set(mapped) & set(raw)]
+        origin = {"given": "the class list given (--classes or --checkpoint)", None: "the ground truth's labels in "
+                  "order of appearance (no class list known)"}.get(source, source)
+        shown = ", ".join(f"{label}={name}" for label, name in sorted(mapped.items(), key=lambda item: int(item[0])))
+        text = f"integer {' and '.join(sides)} labels read as class numbers of {origin}: {shown}"
+        (notes if source else warnings).append(text)
+    truth = {name for image in gt_labels for name in image}
+    predicted = {name for image in pred_labels for name in image}
+    if truth and predicted and not truth & predicted:
+        warnings.append(
+            f"no predicted label is a ground-truth class (ground truth: {_names(truth)}; predictions: "
+            f"{_names(predicted)}), so every prediction counts as a false positive and every AP is 0. If one side "
+            "holds class numbers, give the class list in class-id order (--classes A,B,... or --checkpoint)"
+        )
+    return notes, warnings
+
+
+def _names(names) -> str:
+    ordered = sorted(names, key=lambda name: (not name.isdecimal(), int(name) if name.isdecimal() else 0, name))
+    return ", ".join(ordered[:8]) + (", ..." if len(ordered) > 8 else "")
 
 
 def check_aligned(ground_truths, predictions) -> None:

@@ -19,8 +19,16 @@ Pascal VOC (VOC 2010+ rules, all-point interpolation)
 
 COCO
     mAP@[.5:.95], mAP@0.5 and mAP@0.75 through ``faster-coco-eval`` (the C++
-    re-implementation of pycocotools), with COCO's rules (101 recall points, at
-    most 100 detections per image).
+    re-implementation of pycocotools), with COCO's rules (101 recall points),
+    counting at most ``max_dets`` detections per image: COCO's own cap is 100,
+    :func:`evaluate` takes the largest number of any image (at least 100) and
+    warns when a smaller cap given to it cuts detections.
+
+Ground truth
+    :func:`evaluate` applies training's rule to the ground truth
+    (:func:`~napari_faster_rcnn.core.data.boxes.usable_boxes`): boxes are
+    clipped to their image when its size is known, and boxes without area are
+    left out, counted in ``dropped_boxes``.
 
 Labels
     Ground truth usually names its classes (``"head"``) while a model's raw
@@ -30,9 +38,11 @@ Labels
     integer ``k`` that is not a name in the list is the ``k``-th class; anything
     else is a class of its own (absent from the ground truth, so its detections
     are all false positives). The list is the ``classes`` argument, by default
-    the ground truth's class list (the ``classes`` the files carry, then labels
-    in order of appearance). Pass ``classes`` explicitly when predictions carry
-    ids and the ground truth does not carry the training's class list.
+    the class list the ground-truth files carry, else the one the prediction
+    files carry (``predict`` writes the model's), else the ground truth's labels
+    in order of appearance (see :func:`.matching.base_classes`). :func:`evaluate`
+    notes every integer mapped, and warns when no predicted label names a
+    ground-truth class.
 
 Training's validation step can call :func:`voc_evaluation` (or :func:`evaluate`
 for both) every epoch: it takes plain annotations and is vectorized (5,000
@@ -50,8 +60,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
+from napari_faster_rcnn.core.data.boxes import usable_boxes
 from napari_faster_rcnn.core.evaluation.coco import COCOResult, coco_evaluation
-from napari_faster_rcnn.core.evaluation.matching import best_matches, evaluation_classes, flatten
+from napari_faster_rcnn.core.evaluation.matching import (
+    best_matches,
+    check_aligned,
+    evaluation_classes,
+    flatten,
+    label_notes,
+)
 
 __all__ = [
     "Evaluation",
@@ -227,11 +244,25 @@ def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
 
 @dataclass
 class Evaluation:
-    """VOC and COCO results of one set of predictions (see :func:`evaluate`)."""
+    """VOC and COCO results of one set of predictions (see :func:`evaluate`).
+
+    ``ground_truths`` are the boxes evaluated (after :func:`~napari_faster_rcnn.core.data.boxes.usable_boxes`),
+    ``dropped_boxes`` how many ground-truth boxes that rule left out;
+    ``notes`` and ``warnings`` say what the user should know about the result.
+    """
 
     voc: VOCResult
     coco: COCOResult
     images: int
+    dropped_boxes: int = 0
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    ground_truths: list[Annotation] = field(default_factory=list, repr=False)
+
+    @property
+    def max_dets(self) -> int:
+        """The most detections per image that COCO mAP counted."""
+        return self.coco.max_dets
 
     def to_dict(self) -> dict:
         """A JSON-ready summary; NaN becomes None."""
@@ -244,6 +275,8 @@ class Evaluation:
                 "coco_map": coco.map,
                 "coco_map50": coco.map50,
                 "coco_map75": coco.map75,
+                "max_dets": coco.max_dets,
+                "dropped_boxes": self.dropped_boxes,
                 "per_class": voc.per_class,
                 "classes": {
                     name: {
@@ -254,6 +287,8 @@ class Evaluation:
                     }
                     for name in voc.classes
                 },
+                "notes": list(self.notes),
+                "warnings": list(self.warnings),
             }
         )
 
@@ -263,11 +298,92 @@ def evaluate(
     predictions: Sequence[Annotation],
     iou_threshold: float = 0.5,
     classes: Sequence[str] | None = None,
+    image_sizes: Sequence | None = None,
+    max_dets: int | None = None,
+    names: Sequence[str] | None = None,
 ) -> Evaluation:
-    """:func:`voc_evaluation` and :func:`coco_evaluation` of the same predictions."""
-    voc = voc_evaluation(ground_truths, predictions, iou_threshold, classes)
-    coco = coco_evaluation(ground_truths, predictions, classes)
-    return Evaluation(voc=voc, coco=coco, images=len(ground_truths))
+    """:func:`voc_evaluation` and :func:`coco_evaluation` of the same predictions, with what to know about them.
+
+    Parameters
+    ----------
+    ground_truths, predictions, iou_threshold, classes
+        As :func:`voc_evaluation`.
+    image_sizes
+        ``(height, width)`` of each image, or None (per image or for all) where
+        unknown. Ground-truth boxes follow training's rule
+        (:func:`~napari_faster_rcnn.core.data.boxes.usable_boxes`: clipped to
+        the image, dropped without area); with sizes known, predicted boxes
+        reaching beyond their image are warned about (predictions of other
+        images paired by name).
+    max_dets
+        The most detections per image COCO mAP counts (per image and class,
+        as COCO applies it); by default the largest number of detections of
+        any image, at least 100 (COCO's own cap).
+        A warning says when the cap cuts detections.
+    names
+        The images' names, for messages.
+    """
+    check_aligned(ground_truths, predictions)
+    count = len(ground_truths)
+    sizes = list(image_sizes) if image_sizes is not None else [None] * count
+    if len(sizes) != count:
+        raise ValueError(f"{len(sizes)} image sizes for {count} images")
+    names = list(names) if names is not None else [f"image {i}" for i in range(count)]
+    notes, warnings = label_notes(ground_truths, predictions, classes)
+    cleaned, dropped = [], 0
+    for annotation, size in zip(ground_truths, sizes):
+        boxes, keep, _ = usable_boxes(annotation.boxes, *(size if size is not None else (None, None)))
+        dropped += int((~keep).sum())
+        cleaned.append(Annotation(boxes, [label for label, kept in zip(annotation.labels, keep) if kept],
+                                  classes=annotation.classes))
+    if dropped:
+        notes.append(f"{dropped} ground-truth box(es) with no area inside their image left out (as training does)")
+    warnings.extend(_beyond_image(predictions, sizes, names))
+    most = max((len(a) for a in predictions), default=0)
+    max_dets = max(100, most) if max_dets is None else int(max_dets)
+    if max_dets < 1:
+        raise ValueError(f"max_dets must be at least 1, got {max_dets}")
+    # COCO (pycocotools and faster-coco-eval alike) applies the cap per image and class
+    _, _, predicted_labels = evaluation_classes(ground_truths, predictions, classes)
+    per_class = [np.unique(labels, return_counts=True)[1] if labels else np.zeros(0, int) for labels in predicted_labels]
+    cut = sum(int(np.clip(counts - max_dets, 0, None).sum()) for counts in per_class)
+    if cut:
+        crowded = sum(bool((counts > max_dets).any()) for counts in per_class)
+        warnings.append(
+            f"COCO mAP counts at most {max_dets} detections per image and class (--max-dets): {cut} lower-scoring "
+            f"detection(s) of {crowded} image(s) left out of it (up to {most} detections in one image)"
+        )
+    voc = voc_evaluation(cleaned, predictions, iou_threshold, classes)
+    coco = coco_evaluation(cleaned, predictions, classes, max_dets)
+    return Evaluation(voc=voc, coco=coco, images=count, dropped_boxes=dropped, notes=notes, warnings=warnings,
+                      ground_truths=cleaned)
+
+
+# Predicted boxes may reach this far beyond their image before it is taken for the predictions of
+# another image (models clip their boxes to the image; resizing rounds by a fraction of a pixel).
+_BEYOND_TOLERANCE = 1.0
+
+
+def _beyond_image(predictions, sizes, names) -> list[str]:
+    reaching = []
+    for annotation, size, name in zip(predictions, sizes, names):
+        if size is None or not len(annotation):
+            continue
+        height, width = size
+        boxes = annotation.boxes
+        beyond = ((boxes[:, 0] < -_BEYOND_TOLERANCE) | (boxes[:, 1] < -_BEYOND_TOLERANCE)
+                  | (boxes[:, 2] > width + _BEYOND_TOLERANCE) | (boxes[:, 3] > height + _BEYOND_TOLERANCE))
+        if beyond.any():
+            first = boxes[int(np.flatnonzero(beyond)[0])]
+            reaching.append((name, int(beyond.sum()), first, width, height))
+    if not reaching:
+        return []
+    name, number, box, width, height = reaching[0]
+    return [
+        f"predicted boxes of {len(reaching)} image(s) reach beyond their image (e.g. {name}: {number} box(es), "
+        f"one at x {box[0]:g}..{box[2]:g}, y {box[1]:g}..{box[3]:g} on an image of {width} x {height}): "
+        "are these the predictions of other images with the same names?"
+    ]
 
 
 def _json_ready(value):

@@ -17,12 +17,15 @@ class EvaluationFolders:
     ground_truths: list[Annotation]
     predictions: list[Annotation]
     notes: list[str] = field(default_factory=list)  # what was left out, for the user
+    # (height, width) of each image from its file's header; None where the ground truth has no image
+    image_sizes: list[tuple[int, int] | None] = field(default_factory=list)
 
 
 def load_evaluation_folders(ground_truth_folder, prediction_folder) -> EvaluationFolders:
     """Read a ground-truth dataset folder and a folder of predictions, paired by file name.
 
-    Every image of the ground truth that has an annotation file is evaluated;
+    Every image of the ground truth that has an annotation file is evaluated
+    (with its size, read from the image file's header, where there is one);
     one without a prediction file counts as predicted empty (its objects are
     missed). Prediction files without ground truth are left out. Both are
     listed in ``notes``.
@@ -36,6 +39,7 @@ def load_evaluation_folders(ground_truth_folder, prediction_folder) -> Evaluatio
     """
     from napari_faster_rcnn.core.data.annotations import load_annotation
     from napari_faster_rcnn.core.data.folders import DatasetError, discover_dataset
+    from napari_faster_rcnn.core.data.images import image_info
 
     truth = discover_dataset(ground_truth_folder)
     predicted = discover_dataset(prediction_folder)
@@ -63,6 +67,16 @@ def load_evaluation_folders(ground_truth_folder, prediction_folder) -> Evaluatio
     for path, reason in [*truth.skipped, *predicted.skipped]:
         notes.append(f"skipped {path}: {reason}")
     ground_truths = [load_annotation(truth_files[name]) for name in names]
+    truth_images = {s.name: s.image for s in truth.samples if s.annotation is not None}
+    image_sizes = []
+    for name in names:
+        size = None
+        if truth_images.get(name) is not None:
+            try:
+                size = image_info(truth_images[name])[:2]
+            except (OSError, ValueError) as error:
+                notes.append(f"{truth_images[name]}: size unknown, its boxes are not checked against it ({error})")
+        image_sizes.append(size)
     predictions = []
     for name in names:
         if name not in predicted_files:
@@ -72,4 +86,4 @@ def load_evaluation_folders(ground_truth_folder, prediction_folder) -> Evaluatio
         if annotation.scores is None and len(annotation):
             raise ValueError(f"{predicted_files[name]}: predictions need scores (a 'scores' key), to be ranked")
         predictions.append(annotation)
-    return EvaluationFolders(names, ground_truths, predictions, notes)
+    return EvaluationFolders(names, ground_truths, predictions, notes, image_sizes)

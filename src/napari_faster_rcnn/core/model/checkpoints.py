@@ -160,3 +160,22 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
         hyperparameters=hyperparameters,
         version=section.get("version"),
     )
+
+
+def checkpoint_classes(path: str | Path) -> list[str]:
+    """The class list of a training checkpoint, in class-id order, without building its model.
+
+    Raises
+    ------
+    CheckpointError
+        For a missing, unreadable or refused file, or one without a valid model config.
+    """
+    path = Path(path)
+    checkpoint = read_checkpoint(path)
+    values = (checkpoint.get(_KEY) or {}).get("config") or dict(checkpoint.get("hyper_parameters") or {}).get("config")
+    if not isinstance(values, Mapping):
+        raise CheckpointError(f"{path}: not a napari-faster-rcnn training checkpoint (no model config in it)")
+    try:
+        return list(ModelConfig.from_dict(values).classes)
+    except ConfigError as error:
+        raise CheckpointError(f"{path}: the model config in it is not valid: {error}") from None

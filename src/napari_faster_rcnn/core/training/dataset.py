@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_faster_rcnn.core.data.boxes import clip_boxes
+from napari_faster_rcnn.core.data.boxes import usable_boxes
 from napari_faster_rcnn.core.data.image_tensors import available_memory, image_to_tensor, image_to_unit_float
 from napari_faster_rcnn.core.data.images import image_info, read_image
 from napari_faster_rcnn.core.training.samples import (
@@ -113,10 +113,8 @@ class DetectionDataset(torch.utils.data.Dataset):
         self._boxes, self._labels, dropped, clipped = [], [], [], []
         for sample, annotation, (height, width, _) in zip(self.samples, annotations, self._image_info):
             labels = label_ids(annotation.labels, self.classes, sample.source)
-            boxes = clip_boxes(annotation.boxes, height, width)
-            keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-            changed = int((keep & (boxes != annotation.boxes).any(axis=1)).sum())
-            self._boxes.append(boxes[keep])
+            boxes, keep, changed = usable_boxes(annotation.boxes, height, width)
+            self._boxes.append(boxes)
             self._labels.append(labels[keep])
             dropped.append(int((~keep).sum()))
             clipped.append(changed)
