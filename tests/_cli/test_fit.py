@@ -145,3 +145,28 @@ def test_ddp_on_two_cpu_processes_validates_on_every_image_once(shapes, tmp_path
     expected = predict_dataset(loaded.model, validation, score_threshold=0.01).compute()
     assert loaded.metrics == pytest.approx(expected, abs=1e-6, nan_ok=True)
     assert loaded.global_step == 2  # 5 training images: 3 per process (padded), in batches of 2
+
+
+def test_resuming_from_a_checkpoint_that_would_run_code_stops_with_one_line(shapes, tmp_path, capsys):
+    import torch
+
+    from tests.checkpoint_data import RunsCode
+
+    marker = tmp_path / "pwned"
+    tampered = tmp_path / "tampered.ckpt"
+    torch.save({"state_dict": {}, "epoch": 0, "hyper_parameters": {"note": RunsCode(marker)}}, tampered)
+    config = write_config(tmp_path / "run.yaml", run_config(shapes, tmp_path / "run"))
+
+    assert main(["fit", "--config", str(config), "--ckpt_path", str(tampered)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"error: {tampered}: refused to load: the file would import ")
+    assert lines[0].split("would import ")[1].split(",")[0] in ("posix.system", "os.system", "nt.system")
+    assert "Traceback" not in captured.err + captured.out and "weights_only" not in captured.err
+    assert not marker.exists()
+    assert not (tmp_path / "run" / "checkpoints").exists()  # stopped before anything started
+
+    missing = tmp_path / "missing.ckpt"
+    assert main(["fit", "--config", str(config), "--ckpt_path", str(missing)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {missing}: no such checkpoint file"

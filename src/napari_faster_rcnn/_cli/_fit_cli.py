@@ -12,7 +12,9 @@ What it adds to Lightning's own CLI:
 - ``--early_stopping_patience N`` stops after N validations without a better
   ``val/voc_map``;
 - checkpoints are always read weights-only (:class:`~napari_faster_rcnn.core.model.checkpoints.SafeCheckpointIO`),
-  also when resuming.
+  also when resuming; ``--ckpt_path`` is read so before Lightning's CLI
+  looks into it (for the model's hyper-parameters), so a refused file stops
+  the command with one line naming it and what it would import.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from napari_faster_rcnn.core.model.checkpoints import SafeCheckpointIO
+from napari_faster_rcnn.core.model.checkpoints import SafeCheckpointIO, read_checkpoint
 from napari_faster_rcnn.core.training.callbacks import prepare_run_folder, progress_bar, run_callbacks, run_loggers
 from napari_faster_rcnn.core.training.data_module import DetectionDataModule
 from napari_faster_rcnn.core.training.module import DetectorModule
@@ -58,6 +60,19 @@ class FitCLI(LightningCLI):
         parser.add_argument("--overwrite", type=bool, default=False,
                             help="start over in a run folder that holds another run's checkpoints (removes its "
                             "checkpoints, logs and config.yaml, nothing else)")
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning's CLI reads --ckpt_path with its own torch.load to take the model's hyper-parameters
+        # from it; ours reads it weights-only with our allowlist and raises CheckpointError (one line,
+        # naming the file and what it would import) for a refused or missing file.
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path is None:
+            return
+        hyperparameters = dict(read_checkpoint(path).get("hyper_parameters") or {})
+        hyperparameters = {key: value for key, value in hyperparameters.items() if not key.startswith("_")}
+        if hyperparameters:
+            self.config = self.parser.parse_object({subcommand: {"model": hyperparameters}}, self.config)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
