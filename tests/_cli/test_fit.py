@@ -138,6 +138,8 @@ def test_ddp_on_two_cpu_processes_validates_on_every_image_once(shapes, tmp_path
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "Starting with 2 processes" in completed.stdout + completed.stderr
+    # the main process tells the split and the summary, once
+    assert completed.stdout.count("data: ") == 1 and completed.stdout.count("best checkpoint: ") == 1
 
     loaded = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt")
     validation = DetectionDataModule(root=str(shapes), ratios=(0.5, 0.5)).val_dataset
@@ -145,3 +147,135 @@ def test_ddp_on_two_cpu_processes_validates_on_every_image_once(shapes, tmp_path
     expected = predict_dataset(loaded.model, validation, score_threshold=0.01).compute()
     assert loaded.metrics == pytest.approx(expected, abs=1e-6, nan_ok=True)
     assert loaded.global_step == 2  # 5 training images: 3 per process (padded), in batches of 2
+
+
+def test_resuming_from_a_checkpoint_that_would_run_code_stops_with_one_line(shapes, tmp_path, capsys):
+    import torch
+
+    from tests.checkpoint_data import RunsCode
+
+    marker = tmp_path / "pwned"
+    tampered = tmp_path / "tampered.ckpt"
+    torch.save({"state_dict": {}, "epoch": 0, "hyper_parameters": {"note": RunsCode(marker)}}, tampered)
+    config = write_config(tmp_path / "run.yaml", run_config(shapes, tmp_path / "run"))
+
+    assert main(["fit", "--config", str(config), "--ckpt_path", str(tampered)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"error: {tampered}: refused to load: the file would import ")
+    assert lines[0].split("would import ")[1].split(",")[0] in ("posix.system", "os.system", "nt.system")
+    assert "Traceback" not in captured.err + captured.out and "weights_only" not in captured.err
+    assert not marker.exists()
+    assert not (tmp_path / "run" / "checkpoints").exists()  # stopped before anything started
+
+    missing = tmp_path / "missing.ckpt"
+    assert main(["fit", "--config", str(config), "--ckpt_path", str(missing)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {missing}: no such checkpoint file"
+
+
+# --- what fit tells a user -------------------------------------------------------------------------------
+
+
+def with_an_empty_image(root: Path) -> Path:
+    """A synthetic folder plus one image without objects (an annotation file with no boxes)."""
+    import numpy as np
+    from PIL import Image
+
+    from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
+
+    Image.fromarray(np.full((64, 64, 3), 40, np.uint8)).save(root / "input" / "empty.png")
+    save_annotation(root / "target" / "empty.pt", Annotation(np.zeros((0, 4)), []))
+    return root
+
+
+def counted(root: Path) -> tuple[int, int, int]:
+    """``(images, images without boxes, boxes)`` of a folder, from its files."""
+    from napari_faster_rcnn.core.data.annotations import load_annotation
+
+    boxes = [len(load_annotation(path)) for path in sorted((root / "target").glob("*.pt"))]
+    return len(list((root / "input").glob("*.png"))), boxes.count(0), sum(boxes)
+
+
+def described(counts) -> str:
+    images, empty, boxes = counts
+    return f"{images} images ({empty} without boxes), {boxes} boxes"
+
+
+def best_row(metrics_csv: Path) -> dict:
+    """The validation row of metrics.csv with the highest val/voc_map (the first one on a tie)."""
+    import csv
+
+    rows = [row for row in csv.DictReader(metrics_csv.open()) if row.get("val/voc_map")]
+    return max(rows, key=lambda row: float(row["val/voc_map"]))
+
+
+def printed_pair(line: str) -> tuple[float, float]:
+    import re
+
+    match = re.search(r"VOC AP@0.5 ([0-9.]+), COCO mAP ([0-9.]+)$", line)
+    assert match, line
+    return float(match.group(1)), float(match.group(2))
+
+
+def test_fit_reports_the_split_warns_of_a_small_validation_and_ends_on_a_summary(tmp_path):
+    """Run as a user runs it (a process of its own, all of its output read): the split at the
+    start, the warning, no Lightning noise, and a summary whose numbers are metrics.csv's and
+    the checkpoints'."""
+    train = with_an_empty_image(write_synthetic_dataset(tmp_path / "train", 6, seed=4, height=64, width=64))
+    validation = with_an_empty_image(write_synthetic_dataset(tmp_path / "val", 3, seed=5, height=64, width=64))
+    run = tmp_path / "run"
+    config = write_config(tmp_path / "run.yaml", run_config(train, run, data={"val_root": str(validation)},
+                                                            trainer={"max_epochs": 2}))
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SOURCE), os.environ.get("PYTHONPATH", "")])}
+    environment.pop("PYTHONWARNINGS", None)
+    completed = subprocess.run([sys.executable, "-m", "napari_faster_rcnn.cli", "fit", "--config", str(config)],
+                               env=environment, capture_output=True, text=True, timeout=240)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    out, err = completed.stdout, completed.stderr
+    lines = out.splitlines()
+
+    # the split, first
+    train_counts, validation_counts = counted(train), counted(validation)
+    assert train_counts[1] == validation_counts[1] == 1 and validation_counts[0] == 4
+    assert lines[:3] == [f"data: all of {train} trains, {validation} validates",
+                         f"  train: {described(train_counts)}", f"  validation: {described(validation_counts)}"]
+    small = f"warning: validation holds only 4 images and {validation_counts[2]} boxes: its mAP can swing by about 0.2"
+    assert small in err
+
+    # the summary, last
+    checkpoints = run / "checkpoints"
+    best, last = load_checkpoint(checkpoints / "best.ckpt"), load_checkpoint(checkpoints / "last.ckpt")
+    row = best_row(run / "logs" / "version_0" / "metrics.csv")
+    start = lines.index(f"best checkpoint: {checkpoints / 'best.ckpt'} (epoch {row['epoch']}, step {best.global_step})")
+    summary = lines[start:]
+    assert summary[1] == f"last checkpoint: {checkpoints / 'last.ckpt'} (step {last.global_step})"
+    assert last.global_step == 8  # 7 images in batches of 2, two epochs
+    assert summary[2].startswith("best epoch's validation: ")
+    assert printed_pair(summary[2]) == pytest.approx(
+        (float(row["val/voc_map"]), float(row["val/coco_map"])), abs=5e-4)
+    for line, name in zip(summary[3:6], SHAPE_CLASSES):
+        assert line.startswith(f"  {name}: ")
+        assert printed_pair(line) == pytest.approx(
+            (float(row[f"val/ap/{name}"]), float(row[f"val/coco_ap/{name}"])), abs=5e-4)
+    assert summary[6] == (f"trained on {described(train_counts)}; validated on {described(validation_counts)}")
+    assert summary[7].startswith(small) and len(summary) == 8
+
+    # Lightning's noise that is not about the run
+    for noise in ("💡", "Tip:", "smaller than the logging interval", "deprecated", "Loading `train_dataloader`",
+                  "Traceback"):
+        assert noise not in out + err, noise
+
+
+def test_fit_does_not_warn_when_validation_is_big_enough(tmp_path, capsys):
+    train = write_synthetic_dataset(tmp_path / "train", 4, seed=4, height=64, width=64)
+    validation = write_synthetic_dataset(tmp_path / "val", 12, seed=6, height=64, width=64)
+    images, _, boxes = counted(validation)
+    assert images >= 10 and boxes >= 20  # what the warning asks for
+    config = write_config(tmp_path / "run.yaml", run_config(
+        train, tmp_path / "run", data={"val_root": str(validation)}, trainer={"limit_val_batches": 1}))
+    assert main(["fit", "--config", str(config)]) == 0
+    captured = capsys.readouterr()
+    assert f"  validation: {described(counted(validation))}" in captured.out.splitlines()
+    assert "warning" not in captured.out + captured.err
+    assert f"best checkpoint: {tmp_path / 'run' / 'checkpoints' / 'best.ckpt'} (epoch 0, step 2)" in captured.out

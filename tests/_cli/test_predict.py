@@ -155,3 +155,16 @@ def test_evaluate_runs_on_the_output(checkpoint, raw_run, tmp_path, capsys):
     assert 0.0 <= result["voc_map"] <= 1.0 and 0.0 <= result["coco_map"] <= 1.0
     predicted = sum(result["classes"][name]["predictions"] for name in CLASSES)
     assert predicted == sum(len(a) for a in read_folder(out).values())
+
+
+def test_the_progress_bar_leaves_an_unreadable_image_out_of_its_total(checkpoint, raw_run, tmp_path, capsys):
+    dataset, _ = raw_run
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    images = [dataset / "input" / "001.png", broken, dataset / "input" / "004.png"]
+    assert main(["predict", str(checkpoint), *map(str, images), "--out", str(tmp_path / "out")]) == 0
+    states = [part.strip() for part in capsys.readouterr().err.replace("\n", "\r").split("\r")
+              if part.startswith("predicting")]
+    # it starts at 3 (nothing read yet) and ends full at the 2 images predicted, never at 3 of 3
+    assert states and " 2/2 " in states[-1] and "100%" in states[-1], states
+    assert not any("3/3" in state for state in states), states

@@ -286,3 +286,16 @@ def test_an_error_while_predicting_is_shown_and_the_widget_stays_usable(opened, 
     assert widget.predict_button.isEnabled()
     run(qtbot, widget)
     assert len(viewer.layers) == layers + 1
+
+
+def test_an_unreadable_image_is_left_out_of_the_progress_total(make_napari_viewer, qtbot, checkpoint, tmp_path):
+    viewer = make_napari_viewer()
+    dataset = write_synthetic_dataset(tmp_path / "three", 3, seed=3, height=64, width=80)
+    viewer.open(dataset, plugin=PLUGIN)
+    (dataset / "input" / "001.png").write_bytes(b"not a png any more")  # after the stack was opened
+    widget = loaded_widget(viewer, qtbot, checkpoint)
+    widget.target.setCurrentText(STACK)
+    worker = run(qtbot, widget)
+    # the bar ends full at the 2 images predicted: the unreadable one is not counted as work left
+    assert (worker.pbar.n, worker.pbar.total) == (2, 2)
+    assert widget.status.text().startswith("3 images: ") and "1 unreadable (no boxes)" in widget.status.text()

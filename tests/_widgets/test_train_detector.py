@@ -325,3 +325,41 @@ def test_removing_the_dock_during_training_stops_the_run(make_napari_viewer, qtb
     viewer.window.remove_dock_widget(widget)
     assert job.done and job.stopping
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").global_step < 100
+
+
+def test_the_status_ends_on_the_summary_fit_prints_with_the_small_validation_warning(
+        make_napari_viewer, qtbot, tmp_path, errors):
+    import csv
+    import re
+
+    train = write_synthetic_dataset(tmp_path / "train", 4, seed=3, height=64, width=64)
+    validation = write_synthetic_dataset(tmp_path / "val", 2, seed=4, height=64, width=64)
+    viewer = make_napari_viewer()
+    widget = make_widget(viewer, tmp_path / "run", folder=train)
+    widget.form.validation.setText(str(validation))
+    statuses = []
+    worker = widget.train()
+    worker.yielded.connect(lambda _: statuses.append(widget.status.text()))
+    wait_for_run(qtbot, widget)
+    assert errors == []
+
+    boxes = {root: sum(len(load_annotation(path)) for path in (root / "target").glob("*.pt"))
+             for root in (train, validation)}
+    warning = (f"warning: validation holds only 2 images and {boxes[validation]} boxes: its mAP can swing by "
+               "about 0.2 between epochs")
+    assert any(warning in status for status in statuses)  # shown while it trains, from the start
+    lines = widget.status.text().splitlines()
+    checkpoints = tmp_path / "run" / "checkpoints"
+    rows = [row for row in csv.DictReader((tmp_path / "run" / "logs" / "version_0" / "metrics.csv").open())
+            if row.get("val/voc_map")]
+    assert len(rows) == 1
+    voc, coco = re.search(r"VOC AP@0.5 ([0-9.]+), COCO mAP ([0-9.]+)$", lines[3]).groups()
+    assert lines[0].startswith("finished after 2 steps")
+    assert lines[1] == f"best checkpoint: {checkpoints / 'best.ckpt'} (epoch 0, step 2)"
+    assert lines[2] == f"last checkpoint: {checkpoints / 'last.ckpt'} (step 2)"
+    assert (float(voc), float(coco)) == pytest.approx((float(rows[0]["val/voc_map"]),
+                                                       float(rows[0]["val/coco_map"])), abs=5e-4)
+    assert [line.split(":")[0] for line in lines[4:7]] == [f"  {name}" for name in SHAPE_CLASSES]
+    assert lines[7] == (f"trained on 4 images (0 without boxes), {boxes[train]} boxes; "
+                        f"validated on 2 images (0 without boxes), {boxes[validation]} boxes")
+    assert lines[8].startswith(warning) and len(lines) == 9

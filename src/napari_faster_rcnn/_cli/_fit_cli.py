@@ -11,22 +11,41 @@ What it adds to Lightning's own CLI:
   (``--ckpt_path``) or ``--overwrite`` is given;
 - ``--early_stopping_patience N`` stops after N validations without a better
   ``val/voc_map``;
+- it says at the start how the data was split (images, those without boxes,
+  boxes), warns when the validation part is too small to trust its mAP, and
+  ends on a summary: the best and last checkpoints, the best epoch's VOC AP
+  and COCO mAP (per class too), what trained and validated
+  (:mod:`~napari_faster_rcnn.core.training.summary`); Lightning's messages
+  that are not about the run are left out
+  (:func:`~napari_faster_rcnn.core.training.noise.quiet_lightning`);
 - checkpoints are always read weights-only (:class:`~napari_faster_rcnn.core.model.checkpoints.SafeCheckpointIO`),
-  also when resuming.
+  also when resuming; ``--ckpt_path`` is read so before Lightning's CLI
+  looks into it (for the model's hyper-parameters), so a refused file stops
+  the command with one line naming it and what it would import.
 """
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from napari_faster_rcnn.core.model.checkpoints import SafeCheckpointIO
+from napari_faster_rcnn.core.model.checkpoints import SafeCheckpointIO, read_checkpoint
 from napari_faster_rcnn.core.training.callbacks import prepare_run_folder, progress_bar, run_callbacks, run_loggers
 from napari_faster_rcnn.core.training.data_module import DetectionDataModule
 from napari_faster_rcnn.core.training.module import DetectorModule
+from napari_faster_rcnn.core.training.noise import quiet_lightning
+from napari_faster_rcnn.core.training.summary import (
+    WARNING_PREFIX,
+    data_split,
+    data_warnings,
+    split_lines,
+    summarize_run,
+    summary_lines,
+)
 
 DEFAULT_OUTPUT = "runs/train"
 TRAINER_DEFAULTS = {"default_root_dir": DEFAULT_OUTPUT, "max_epochs": 30, "log_every_n_steps": 10}
@@ -59,6 +78,19 @@ class FitCLI(LightningCLI):
                             help="start over in a run folder that holds another run's checkpoints (removes its "
                             "checkpoints, logs and config.yaml, nothing else)")
 
+    def _parse_ckpt_path(self) -> None:
+        # Lightning's CLI reads --ckpt_path with its own torch.load to take the model's hyper-parameters
+        # from it; ours reads it weights-only with our allowlist and raises CheckpointError (one line,
+        # naming the file and what it would import) for a refused or missing file.
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path is None:
+            return
+        hyperparameters = dict(read_checkpoint(path).get("hyper_parameters") or {})
+        hyperparameters = {key: value for key, value in hyperparameters.items() if not key.startswith("_")}
+        if hyperparameters:
+            self.config = self.parser.parse_object({subcommand: {"model": hyperparameters}}, self.config)
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
         output = config.trainer.default_root_dir or DEFAULT_OUTPUT
@@ -66,6 +98,24 @@ class FitCLI(LightningCLI):
         if rank_zero_only.rank == 0:
             prepare_run_folder(output, resume=config.get("ckpt_path") is not None,
                                overwrite=bool(config.get("overwrite")))
+
+    def _validates(self) -> bool:
+        return self.trainer.limit_val_batches not in (0, 0.0)
+
+    def before_fit(self) -> None:
+        if rank_zero_only.rank != 0:  # the rank from the environment: the trainer's is not set before fit
+            return
+        split = data_split(self.datamodule)
+        print("\n".join(split_lines(split)), flush=True)
+        for warning in data_warnings(split, validation=self._validates()):
+            print(f"{WARNING_PREFIX}{warning}", file=sys.stderr, flush=True)
+
+    def after_fit(self) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        summary = summarize_run(self.trainer, self.datamodule, classes=self.model.classes,
+                                iou_threshold=self.model.iou_threshold, validation=self._validates())
+        print("\n".join(summary_lines(summary)), flush=True)
 
     def instantiate_trainer(self, **kwargs):
         config = self.config_init[self.subcommand]
@@ -90,6 +140,7 @@ def run_fit(argv: list[str]) -> int:
     """Parse ``argv`` (the arguments after ``fit``), build everything and train."""
     # Lightning warns when args are given while sys.argv has arguments too; here they are the same ones.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    quiet_lightning()
     FitCLI(
         DetectorModule,
         DetectionDataModule,

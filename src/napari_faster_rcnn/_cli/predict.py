@@ -93,7 +93,9 @@ def run(args) -> int:
         if not bars:  # made at the first image, so a refusal to overwrite prints no bar
             bars.append(tqdm(total=record.total, desc="predicting", unit="image", disable=args.quiet,
                              file=sys.stderr))
-        bars[0].update(1)
+        bar = bars[0]
+        bar.total = record.total  # unreadable images are left out of it as they are found
+        bar.update(record.done - bar.n)
 
     try:
         result = predict_folder(checkpoint, args.images, args.out, thresholds=thresholds, raw=args.raw,

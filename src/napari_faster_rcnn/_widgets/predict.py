@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo, start_worker
+from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo, set_progress, start_worker
 from napari_faster_rcnn.core.prediction.run import iter_predictions
 from napari_faster_rcnn.core.prediction.settings import resolve_device, starting_thresholds
 from napari_faster_rcnn.core.prediction.thresholds import Thresholds
@@ -260,6 +260,7 @@ class PredictWidget(DockedWidget):
 
     def _on_record(self, record) -> None:
         self.records.append(record)
+        set_progress(self.worker, record.done, record.total)  # unreadable images are left out of both
         if record.done % 4 == 0 or record.done == record.total:
             self.status.setText(f"predicted {record.done} / {record.total} images ...")
 

@@ -219,7 +219,7 @@ class TrainDetectorWidget(DockedWidget):
         elif event.kind in ("step", "epoch"):
             self._schedule_view()
         elif event.kind == "log":
-            self.status.setText(event.message.splitlines()[0])
+            self.status.setText(progress.status())
         self.reporting_seconds += time.perf_counter() - start
 
     def _schedule_view(self) -> None:
@@ -240,7 +240,7 @@ class TrainDetectorWidget(DockedWidget):
                 bar.update(progress.step - bar.n)
             bar.set_description(f"Train detector: {progress.description()}")
         if self.running and not self.job.stopping and progress.total_steps is not None:
-            self.status.setText(progress.description())
+            self.status.setText(progress.status())
         self.plot.refresh()
         self.reporting_seconds += time.perf_counter() - start
 
@@ -251,12 +251,9 @@ class TrainDetectorWidget(DockedWidget):
         # events in there, the worker's "finished" among them
         self.refresh_view()
         checkpoint = result.best_checkpoint or result.last_checkpoint
-        text = result_summary(result, self.job.settings.iou_threshold)
         if checkpoint is not None:
             self.checkpoint.setText(str(checkpoint))
-            if result.stopped and result.last_checkpoint is not None:
-                text += f"; saved {result.last_checkpoint}"
-        self.status.setText(text)
+        self.status.setText(result_summary(result))  # the summary the fit command ends on
         self.form.resume.clear()
         self._output_chosen = False
         self._suggest_output()  # a new folder, so that Train again does not meet this run's checkpoints

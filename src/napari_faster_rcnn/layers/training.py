@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_faster_rcnn.core.training.summary import WARNING_PREFIX, summary_lines
+
 __all__ = [
     "TrainingFailed",
     "TrainingJob",
@@ -186,6 +188,7 @@ class TrainingProgress:
         self.coco_map: list[float] = []
         self.checkpoints: dict[str, Path] = {}
         self.messages: list[str] = []
+        self.warnings: list[str] = []  # about the data (a small validation part), shown until the end
         self.learning_rate: float | None = None
         self.events = 0
 
@@ -209,7 +212,8 @@ class TrainingProgress:
         elif kind == "checkpoint" and event.path is not None:
             self.checkpoints[event.message or "last"] = Path(event.path)
         elif kind == "log" and event.message:
-            self.messages.append(event.message)
+            target = self.warnings if event.message.startswith(WARNING_PREFIX) else self.messages
+            target.append(event.message)
 
     @property
     def total_epochs(self) -> int:
@@ -226,17 +230,25 @@ class TrainingProgress:
             text += f", loss {self.losses[-1]:.3f}"
         return text
 
+    def status(self) -> str:
+        """The widget's status during the run: the progress (before the first step, the last
+        message's first line), then the warnings about the data."""
+        if self.total_steps is not None or not self.messages:
+            head = self.description()
+        else:
+            head = self.messages[-1].splitlines()[0]
+        return "\n".join([head, *self.warnings])
 
-def result_summary(result, iou_threshold: float = 0.5) -> str:
-    """A finished run's result in a few words: how it ended, its time and its last validation."""
+
+def result_summary(result) -> str:
+    """A finished run's result, as the ``fit`` command ends on it: how it ended and its time, then
+    the checkpoints, the best epoch's metrics (per class too), what trained and validated, and the
+    warnings about the data (:func:`~napari_faster_rcnn.core.training.summary.summary_lines`)."""
     how = f"stopped at step {result.steps}" if result.stopped else f"finished after {result.steps} steps"
-    parts = [f"{how} ({result.seconds:.0f} s)"]
-    metrics = result.metrics
-    if "val/voc_map" in metrics:
-        parts.append(f"VOC AP@{iou_threshold:g} {metrics['val/voc_map']:.3f}")
-    if "val/coco_map" in metrics:
-        parts.append(f"COCO mAP {metrics['val/coco_map']:.3f}")
-    return ", ".join(parts)
+    lines = [f"{how} ({result.seconds:.0f} s)"]
+    if result.summary is not None:
+        lines += summary_lines(result.summary)
+    return "\n".join(lines)
 
 
 # --- devices and folders ----------------------------------------------------------------------------

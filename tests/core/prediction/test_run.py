@@ -136,6 +136,8 @@ def test_an_unreadable_image_is_reported_and_the_rest_predicted(loaded, images, 
     assert records[3].error == f"{missing}: file not found"
     assert summary.images == 3
     assert [name for name, _ in summary.skipped] == [str(broken), str(missing)]
+    # the unreadable images are left out of the progress: it ends at the 3 images predicted, of 3
+    assert [(r.done, r.total) for r in records] == [(1, 5), (1, 4), (2, 4), (2, 3), (3, 3)]
     alone, _ = predict_images(loaded.model, [images[1]], loaded.classes)
     assert_same_detections(records[2].annotation, alone[0].annotation)
 

@@ -85,7 +85,10 @@ class PredictionRecord:
     error : str or None
         Why the image could not be read (names the file).
     done, total : int
-        Images finished so far (this one included) and in all.
+        Images predicted so far (this one included) and images to predict:
+        unreadable images are left out of both, so ``total`` drops by one
+        with each found (a progress bar then ends full, at the images
+        predicted).
     """
 
     index: int
@@ -274,18 +277,20 @@ def iter_predictions(
                 with torch.inference_mode():
                     outputs = iter(model(batch))
             for index, tensor, reason in pending:
-                done += 1
                 source = Path(items[index]) if isinstance(items[index], (str, Path)) else None
                 if tensor is None:
                     name = str(source) if source is not None else f"image {index}"
                     summary.skipped.append((name, reason))
-                    yield PredictionRecord(index, source, None, None, f"{name}: {reason}", done, len(items))
+                    total = len(items) - len(summary.skipped)
+                    yield PredictionRecord(index, source, None, None, f"{name}: {reason}", done, total)
                     continue
+                done += 1
                 annotation = detections_to_annotation(next(outputs), names, list(classes))
                 summary.images += 1
                 summary.boxes += len(annotation)
                 size = (int(tensor.shape[1]), int(tensor.shape[2]))
-                yield PredictionRecord(index, source, annotation, size, None, done, len(items))
+                total = len(items) - len(summary.skipped)
+                yield PredictionRecord(index, source, annotation, size, None, done, total)
     finally:
         stop.set()
         if reader is not None:

@@ -162,6 +162,11 @@ class DetectionDataset(torch.utils.data.Dataset):
         """Boxes kept but cut at their image's border."""
         return sum(self.clipped_per_item)
 
+    @property
+    def box_counts(self) -> list[int]:
+        """Boxes of each image (after dropping those outside it), in item order; 0 for an image without."""
+        return [len(boxes) for boxes in self._boxes]
+
     def class_counts(self) -> dict[str, int]:
         """Boxes per class (after dropping), in the order of ``classes``."""
         counts = Counter(int(i) for labels in self._labels for i in labels)

@@ -47,7 +47,15 @@ from napari_faster_rcnn.core.training.callbacks import (
     run_callbacks,
     run_loggers,
 )
+from napari_faster_rcnn.core.training.noise import quiet_lightning
 from napari_faster_rcnn.core.training.settings import TrainingResult, TrainingSettings, is_folder
+from napari_faster_rcnn.core.training.summary import (
+    WARNING_PREFIX,
+    data_split,
+    data_warnings,
+    split_lines,
+    summarize_run,
+)
 
 __all__ = [
     "build_run",
@@ -96,6 +104,7 @@ def build_run(settings: TrainingSettings, report=None, stop: StopRequest | None 
 
     output = prepare_run_folder(settings.output, resume=settings.resume_from is not None,
                                 overwrite=settings.overwrite)
+    quiet_lightning()
     if settings.cpu_threads is not None:
         torch.set_num_threads(max(1, int(settings.cpu_threads)))
     pl.seed_everything(settings.seed, workers=True, verbose=False)
@@ -195,12 +204,15 @@ def iter_training(settings: TrainingSettings, stop: StopRequest | None = None):
         try:
             report(TrainingEvent("log", message="reading the dataset"))
             trainer, module, data = build_run(settings, report, stop)
-            report(TrainingEvent("log", message=data.describe()))
+            split = data_split(data)
+            report(TrainingEvent("log", message="\n".join(split_lines(split))))
+            for warning in data_warnings(split, settings.validation):
+                report(TrainingEvent("log", message=f"{WARNING_PREFIX}{warning}"))
             if settings.resume_from is not None:
                 report(TrainingEvent("log", message=f"resuming from {settings.resume_from}"))
             trainer.fit(module, datamodule=data,
                         ckpt_path=None if settings.resume_from is None else str(settings.resume_from))
-            outcome["result"] = _result(trainer, module, stop, time.perf_counter() - start)
+            outcome["result"] = _result(trainer, module, data, settings, stop, time.perf_counter() - start)
         except BaseException as error:  # noqa: BLE001 - handed to the generator's thread
             outcome["error"] = error
         finally:
@@ -224,7 +236,7 @@ def iter_training(settings: TrainingSettings, stop: StopRequest | None = None):
     return outcome["result"]
 
 
-def _result(trainer, module, stop: StopRequest, seconds: float) -> TrainingResult:
+def _result(trainer, module, data, settings: TrainingSettings, stop: StopRequest, seconds: float) -> TrainingResult:
     callback = trainer.checkpoint_callback
     best = Path(callback.best_model_path) if callback is not None and callback.best_model_path else None
     last = Path(callback.last_model_path) if callback is not None and callback.last_model_path else None
@@ -240,6 +252,8 @@ def _result(trainer, module, stop: StopRequest, seconds: float) -> TrainingResul
         stopped=stop.requested,
         seconds=seconds,
         classes=list(module.classes),
+        summary=summarize_run(trainer, data, classes=module.classes, iou_threshold=module.iou_threshold,
+                              validation=settings.validation),
     )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from napari_faster_rcnn.core.model.config import ModelConfig
+from napari_faster_rcnn.core.training.summary import RunSummary
 from napari_faster_rcnn.core.training.transforms import AugmentationConfig
 
 __all__ = ["TrainingResult", "TrainingSettings", "export_command", "is_folder"]
@@ -111,7 +112,8 @@ class TrainingResult:
     """What a finished (or stopped) run left.
 
     ``metrics`` are the last validation's; ``best_score`` is ``val/voc_map``
-    of ``best_checkpoint`` (None without validation).
+    of ``best_checkpoint`` (None without validation); ``summary`` is what the
+    run tells a person at its end (:func:`~.summary.summary_lines`).
     """
 
     output: Path
@@ -124,6 +126,7 @@ class TrainingResult:
     stopped: bool
     seconds: float
     classes: list[str]
+    summary: RunSummary | None = None
 
 
 def is_folder(value) -> bool:
