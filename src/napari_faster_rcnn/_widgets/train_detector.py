@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QApplication, QHBoxLayout, QLabel, QLineEdit, QPushButton, QScrollArea, QVBoxLayout
 
@@ -220,6 +220,10 @@ class TrainDetectorWidget(DockedWidget):
             self._schedule_view()
         elif event.kind == "log":
             self.status.setText(event.message.splitlines()[0])
+        elif event.kind == "warning":  # kept in the notifications: the status moves on with the steps
+            logger.warning("Train detector: %s", event.message)
+            self.status.setText(f"warning: {event.message}")
+            show_warning(f"Train detector: {event.message}")
         self.reporting_seconds += time.perf_counter() - start
 
     def _schedule_view(self) -> None:

@@ -208,7 +208,7 @@ class TrainingProgress:
             self.step, self.epoch = event.step, event.epoch
         elif kind == "checkpoint" and event.path is not None:
             self.checkpoints[event.message or "last"] = Path(event.path)
-        elif kind == "log" and event.message:
+        elif kind in ("log", "warning") and event.message:
             self.messages.append(event.message)
 
     @property
