@@ -105,13 +105,14 @@ class AutoSize:
             return f"{pair[0]:.0f} x {pair[1]:.0f} px"
 
         def anchors(values):
-            return "; ".join(", ".join(f"{value:g}" for value in level) for level in values)
+            levels = values[:1] if len(set(values)) == 1 else values  # the same on every map: once
+            return "; ".join(", ".join(f"{value:g}" for value in level) for level in levels)
 
         lines = [
             f"auto sizing: min_size {self.config.min_size}, max_size {self.config.max_size} "
             f"(median box {pixels(self.median_box)} in {self.images} images, {pixels(self.median_resized)} "
             f"once resized; aimed at {self.target:.0f} px)",
-            f"  anchor sizes {anchors(sizes)}, aspect ratios {anchors(ratios[:1])} (suggested from "
+            f"  anchor sizes {anchors(sizes)}, aspect ratios {anchors(ratios)} (suggested from "
             f"{self.boxes} boxes); boxes an anchor reaches at IoU 0.5: {self.before:.0%} before, {self.after:.0%} now",
         ]
         lines += [f"  note: {note}" for note in self.notes]
