@@ -242,5 +242,5 @@ def small_box_warning(config: ModelConfig, items: Iterable[tuple[tuple[int, int]
                    f"{np.median(size) / stride:.1f} cells of its stride-{stride} feature map, and its box head "
                    f"pools {config.roi_output_size} x {config.roi_output_size}")
     return (f"{problem}; the detector will miss most of them. Fit the sizes to the data (--model.auto true, or "
-            "'fit image size and anchors to the data' in the Train detector), or raise min_size and max_size "
+            "'fit to the data' under image size in the Train detector), or raise min_size and max_size "
             "and choose anchors in the Anchor boxes widget")
