@@ -277,5 +277,32 @@ def test_fit_does_not_warn_when_validation_is_big_enough(tmp_path, capsys):
     assert main(["fit", "--config", str(config)]) == 0
     captured = capsys.readouterr()
     assert f"  validation: {described(counted(validation))}" in captured.out.splitlines()
-    assert "warning" not in captured.out + captured.err
+    assert "validation holds only" not in captured.out + captured.err  # (a warning about small boxes may come)
     assert f"best checkpoint: {tmp_path / 'run' / 'checkpoints' / 'best.ckpt'} (epoch 0, step 2)" in captured.out
+
+
+def test_fit_model_auto_records_the_chosen_sizes_and_anchors_in_the_checkpoint(shapes, tmp_path, capsys):
+    from napari_faster_rcnn.core.model.auto_size import auto_size
+    from napari_faster_rcnn.core.model.config import preset
+    from napari_faster_rcnn.core.training.data_module import DetectionDataModule
+
+    config = run_config(shapes, tmp_path / "run", model={"auto": True})
+    assert main(["fit", "--config", str(write_config(tmp_path / "run.yaml", config)),
+                 "--trainer.max_steps", "1"]) == 0
+    loaded = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    # the same training part as the run's (same ratios and seed): the checkpoint holds what auto chose
+    data = DetectionDataModule(root=str(shapes), ratios=(0.6, 0.4), num_workers=0)
+    expected = auto_size(preset("cpu", SHAPE_CLASSES, min_size=64, max_size=64), data.training_items).config
+    assert loaded.config == expected
+    assert (loaded.config.min_size, loaded.config.max_size) != (64, 64)
+    assert f"auto sizing: min_size {expected.min_size}, max_size {expected.max_size}" in capsys.readouterr().err
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["model"]["auto"] is True
+
+
+def test_fit_warns_when_most_boxes_fall_below_the_smallest_anchor(shapes, tmp_path, capsys):
+    # 64 px shapes of 14-40 px resized to 32 px: most are below the cpu preset's 16 px anchors
+    config = run_config(shapes, tmp_path / "run", model={"config": {"min_size": 32, "max_size": 32}})
+    assert main(["fit", "--config", str(write_config(tmp_path / "run.yaml", config)),
+                 "--trainer.max_steps", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: " in err and "smaller than the smallest anchor (16 px)" in err and "--model.auto true" in err

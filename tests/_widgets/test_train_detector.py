@@ -40,8 +40,18 @@ def errors(monkeypatch):
     return shown
 
 
-def make_widget(viewer, output, source=FOLDER, folder=None, epochs=1, max_steps=-1) -> TrainDetectorWidget:
-    """The widget set for a tiny run: the cpu preset at 64 px, batches of 2, no DataLoader workers."""
+@pytest.fixture
+def warnings_shown(monkeypatch):
+    """The messages the widget shows with napari's show_warning."""
+    shown: list[str] = []
+    monkeypatch.setattr(module, "show_warning", shown.append)
+    return shown
+
+
+def make_widget(viewer, output, source=FOLDER, folder=None, epochs=1, max_steps=-1,
+                auto=False) -> TrainDetectorWidget:
+    """The widget set for a tiny run: the cpu preset at 64 px (sizes not fitted to the data unless
+    ``auto``), batches of 2, no DataLoader workers."""
     widget = TrainDetectorWidget(viewer)
     viewer.window.add_dock_widget(widget)
     form = widget.form
@@ -49,6 +59,7 @@ def make_widget(viewer, output, source=FOLDER, folder=None, epochs=1, max_steps=
     if folder is not None:
         form.folder.setText(str(folder))
     form.preset.setCurrentText("cpu")
+    form.auto_size.setChecked(auto)
     form.min_size.setValue(64)
     form.max_size.setValue(64)
     form.epochs.setValue(epochs)
@@ -363,3 +374,43 @@ def test_the_status_ends_on_the_summary_fit_prints_with_the_small_validation_war
     assert lines[7] == (f"trained on 4 images (0 without boxes), {boxes[train]} boxes; "
                         f"validated on 2 images (0 without boxes), {boxes[validation]} boxes")
     assert lines[8].startswith(warning) and len(lines) == 9
+
+
+def test_the_form_fits_the_sizes_to_the_data_by_default_and_the_run_says_what_it_chose(
+        make_napari_viewer, qtbot, shapes, tmp_path, errors, warnings_shown):
+    import yaml
+
+    from napari_faster_rcnn.core.model.auto_size import auto_size
+    from napari_faster_rcnn.core.model.config import preset
+    from napari_faster_rcnn.core.training.data_module import DetectionDataModule
+    from napari_faster_rcnn.core.training.settings import export_command
+
+    viewer = make_napari_viewer()
+    fresh = TrainDetectorWidget(viewer)
+    assert fresh.form.auto_size.isChecked() and not fresh.form.min_size.isEnabled()
+    fresh.form.auto_size.setChecked(False)
+    assert fresh.form.min_size.isEnabled()
+
+    widget = make_widget(viewer, tmp_path / "run", folder=shapes, max_steps=1, auto=True)
+    settings = widget.form.settings(shapes)
+    assert settings.auto_size and yaml.safe_load(export_command(settings)[0])["model"]["auto"] is True
+    widget.train()
+    wait_for_run(qtbot, widget)
+    assert errors == [] and warnings_shown == []
+    data = DetectionDataModule(root=str(shapes), ratios=(0.67, 0.33, 0.0), num_workers=0)
+    expected = auto_size(preset("cpu", SHAPE_CLASSES), data.training_items).config
+    assert load_checkpoint(widget.result.last_checkpoint).config == expected
+    assert f"auto sizing: min_size {expected.min_size}, max_size {expected.max_size}" in "\n".join(
+        widget.progress.messages)
+
+
+def test_the_run_warns_when_most_boxes_fall_below_the_smallest_anchor(make_napari_viewer, qtbot, shapes, tmp_path,
+                                                                     errors, warnings_shown):
+    viewer = make_napari_viewer()
+    widget = make_widget(viewer, tmp_path / "run", folder=shapes, max_steps=1)
+    widget.form.min_size.setValue(32)  # 64 px shapes of 14-40 px become 7-20 px; the smallest anchor is 16
+    widget.form.max_size.setValue(32)
+    widget.train()
+    wait_for_run(qtbot, widget)
+    assert errors == [] and len(warnings_shown) == 1
+    assert "smaller than the smallest anchor (16 px)" in warnings_shown[0]

@@ -9,6 +9,10 @@ What it adds to Lightning's own CLI:
   installed) and ``config.yaml``, the complete config that runs again; a folder
   holding another run's checkpoints is refused unless the run resumes
   (``--ckpt_path``) or ``--overwrite`` is given;
+- ``--model.auto true`` fits ``min_size``, ``max_size`` and the anchors to the
+  training boxes (the data module's ``training_items`` are linked into the
+  model); what it chose is printed, and a warning when most boxes are too
+  small for the model's anchors or feature map, auto or not;
 - ``--early_stopping_patience N`` stops after N validations without a better
   ``val/voc_map``;
 - it says at the start how the data was split (images, those without boxes,
@@ -33,6 +37,7 @@ from pathlib import Path
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from napari_faster_rcnn.core.model.auto_size import small_box_warning
 from napari_faster_rcnn.core.model.checkpoints import SafeCheckpointIO, read_checkpoint
 from napari_faster_rcnn.core.training.callbacks import prepare_run_folder, progress_bar, run_callbacks, run_loggers
 from napari_faster_rcnn.core.training.data_module import DetectionDataModule
@@ -72,6 +77,8 @@ class FitCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.classes", "model.classes", apply_on="instantiate")
+        # what --model.auto true fits the sizes and anchors to: the training part of the data
+        parser.link_arguments("data.training_items", "model.training_items", apply_on="instantiate")
         parser.add_argument("--early_stopping_patience", type=int | None, default=None,
                             help="stop after this many validations without a better val/voc_map (default: never)")
         parser.add_argument("--overwrite", type=bool, default=False,
@@ -117,6 +124,10 @@ class FitCLI(LightningCLI):
                                 iou_threshold=self.model.iou_threshold, validation=self._validates())
         print("\n".join(summary_lines(summary)), flush=True)
 
+    def after_instantiate_classes(self) -> None:
+        if rank_zero_only.rank == 0:
+            report_sizes(self.model, self.datamodule)
+
     def instantiate_trainer(self, **kwargs):
         config = self.config_init[self.subcommand]
         trainer = config["trainer"]
@@ -134,6 +145,17 @@ class FitCLI(LightningCLI):
         plugins = trainer.get("plugins") or []
         kwargs["plugins"] = [*(plugins if isinstance(plugins, list) else [plugins]), SafeCheckpointIO()]
         return super().instantiate_trainer(**kwargs)
+
+
+def report_sizes(model: DetectorModule, data: DetectionDataModule) -> None:
+    """Print what ``--model.auto true`` chose, and warn when the boxes are too small for the model."""
+    import sys
+
+    if model.auto_size is not None:
+        print(model.auto_size.describe(), file=sys.stderr)
+    warning = small_box_warning(model.config, data.training_items)
+    if warning is not None:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def run_fit(argv: list[str]) -> int:

@@ -132,6 +132,12 @@ class TrainingForm(QWidget):
         self.fpn.setToolTip("a feature pyramid over several backbone stages (objects of very different sizes)")
         self.min_size = _spin(32, 4096, 800, "each image is resized so that its short side is this", 32, " px")
         self.max_size = _spin(32, 8192, 1333, "... unless its long side would pass this", 32, " px")
+        self.auto_size = QCheckBox("fit to the data")
+        self.auto_size.setToolTip(
+            "when training starts, choose the image size so that the median box suits the model, and the anchors "
+            "the Anchor boxes widget suggests for the resized boxes (the status says what was chosen); off: the "
+            "sizes and anchors here")
+        self.auto_size.setChecked(True)  # a preset's 128 px or 800 px rarely suits a new user's data
         self.weights = _combo([*WEIGHT_CHOICES, WEIGHTS_FILE], "start from scratch, from ImageNet weights "
                               "(backbone), from COCO weights (whole detector), or from a weights file")
         self.weights_row, self.weights_file = path_row("a .pt / .pth weights file", "weights to start from",
@@ -178,6 +184,7 @@ class TrainingForm(QWidget):
         form.addRow("preset", self.preset)
         form.addRow("backbone", _row(self.backbone, self.fpn))
         form.addRow("image size", _row(self.min_size, "to", self.max_size))
+        form.addRow("", self.auto_size)
         form.addRow("weights", self.weights)
         form.addRow("", self.weights_row)
         form.addRow(_folded("More model settings", self.model_fields))
@@ -201,12 +208,14 @@ class TrainingForm(QWidget):
         self.weights.currentTextChanged.connect(self._show_weights)
         self.optimizer.currentTextChanged.connect(self._show_rate)
         self.augment.toggled.connect(self.augmentation_fields.setEnabled)
+        self.auto_size.toggled.connect(self._show_auto_size)
         self.validation.textChanged.connect(lambda text: [r.setEnabled(not text.strip()) for r in self.ratios])
         # from scratch on a CPU, the small model; with a GPU, torchvision's detector
         self.preset.setCurrentText("default" if len(self.devices) > 1 else "cpu")
         self.apply_preset(self.preset.currentText())
         self._show_source()
         self._show_rate()
+        self._show_auto_size()
         if not self.layer.count():
             self.source.setCurrentText(FOLDER)
 
@@ -225,6 +234,11 @@ class TrainingForm(QWidget):
 
     def _show_weights(self, *_) -> None:
         self._visible(self.weights_row, self.weights.currentText() == WEIGHTS_FILE)
+
+    def _show_auto_size(self, *_) -> None:
+        """The sizes typed are used only when the data does not choose them."""
+        for spin in (self.min_size, self.max_size):
+            spin.setEnabled(not self.auto_size.isChecked())
 
     def _show_rate(self, *_) -> None:
         self.learning_rate.setPlaceholderText(f"default: {DEFAULT_LEARNING_RATES[self.optimizer.currentText()]:g}")
@@ -297,6 +311,7 @@ class TrainingForm(QWidget):
         return TrainingSettings(
             data=data, output=Path(output), validation_data=validation_data, split_ratios=self.split_ratios(),
             split_seed=self.split_seed.value(), classes=classes, model=overrides, preset=self.preset.currentText(),
+            auto_size=self.auto_size.isChecked(),
             augmentation=self.augmentation(), epochs=self.epochs.value(), batch_size=self.batch_size.value(),
             optimizer=self.optimizer.currentText(),
             learning_rate=training_fields.parse_value(training_fields.FieldSpec("learning_rate", "float", optional=True), rate),

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QApplication, QHBoxLayout, QLabel, QLineEdit, QPushButton, QScrollArea, QVBoxLayout
 
@@ -220,6 +220,10 @@ class TrainDetectorWidget(DockedWidget):
             self._schedule_view()
         elif event.kind == "log":
             self.status.setText(progress.status())
+        elif event.kind == "warning":  # shown below the progress until the end, and as a notification
+            logger.warning("Train detector: %s", event.message)
+            self.status.setText(progress.status())
+            show_warning(f"Train detector: {event.message}")
         self.reporting_seconds += time.perf_counter() - start
 
     def _schedule_view(self) -> None:

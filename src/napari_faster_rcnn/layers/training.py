@@ -214,6 +214,8 @@ class TrainingProgress:
         elif kind == "log" and event.message:
             target = self.warnings if event.message.startswith(WARNING_PREFIX) else self.messages
             target.append(event.message)
+        elif kind == "warning" and event.message:
+            self.warnings.append(f"{WARNING_PREFIX}{event.message}")
 
     @property
     def total_epochs(self) -> int:

@@ -45,7 +45,7 @@ __all__ = [
 COMMON_MODEL_FIELDS = ("backbone", "fpn", "min_size", "max_size", "weights")
 #: TrainingSettings fields the form sets itself (data, split, model, main training values).
 FORM_TRAINING_FIELDS = (
-    "data", "output", "validation_data", "split_ratios", "split_seed", "classes", "model", "preset",
+    "data", "output", "validation_data", "split_ratios", "split_seed", "classes", "model", "preset", "auto_size",
     "augmentation", "epochs", "batch_size", "optimizer", "learning_rate", "accelerator", "resume_from",
     "progress_bar",
 )

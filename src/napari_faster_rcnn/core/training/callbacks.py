@@ -61,7 +61,8 @@ class TrainingEvent:
     Attributes
     ----------
     kind : str
-        ``"log"`` (a message: the data, resuming, stopping), ``"start"`` (the
+        ``"log"`` (a message: the data, resuming, stopping, the sizes auto sizing chose),
+        ``"warning"`` (a message on something likely to spoil the run: boxes too small for the model), ``"start"`` (the
         loop starts: ``total_steps`` and ``steps_per_epoch`` are known),
         ``"step"`` (an optimizer step ended: ``losses``, ``learning_rate``),
         ``"epoch"`` (validation ended: ``metrics``) or ``"checkpoint"``

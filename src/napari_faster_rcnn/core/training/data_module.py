@@ -155,6 +155,12 @@ class DetectionDataModule(pl.LightningDataModule):
         return list(self._datasets()[0].classes)
 
     @property
+    def training_items(self) -> list:
+        """``((height, width), Annotation)`` of every training image (not validation or test): what
+        the model's automatic sizing (``auto``) fits to; the command line links them into the model."""
+        return self.train_dataset.size_items()
+
+    @property
     def train_dataset(self) -> DetectionDataset:
         return self._datasets()[0]
 

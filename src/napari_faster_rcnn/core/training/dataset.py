@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.boxes import usable_boxes
 from napari_faster_rcnn.core.data.image_tensors import available_memory, image_to_tensor, image_to_unit_float
 from napari_faster_rcnn.core.data.images import image_info, read_image
@@ -151,6 +152,13 @@ class DetectionDataset(torch.utils.data.Dataset):
     def image_sizes(self) -> list[tuple[int, int]]:
         """``(height, width)`` of every image, from the file headers."""
         return [(height, width) for height, width, _ in self._image_info]
+
+    def size_items(self) -> list[tuple[tuple[int, int], Annotation]]:
+        """``((height, width), Annotation)`` per image with the boxes it trains on (class names as
+        labels): what the anchor tools and auto sizing (:mod:`.model.auto_size`) read."""
+        return [((height, width), Annotation(boxes, [self.classes[int(i) - 1] for i in labels]))
+                for (height, width, _), boxes, labels in zip(self._image_info, self._boxes, self._labels,
+                                                             strict=True)]
 
     @property
     def dropped_boxes(self) -> int:

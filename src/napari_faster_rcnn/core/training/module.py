@@ -112,6 +112,13 @@ class DetectorModule(pl.LightningModule):
         IoU at which a detection counts as found for the VOC AP (``val/voc_map``).
     validation_score_threshold
         The box head's score threshold during validation.
+    auto
+        Fit min_size, max_size and the anchors to the training boxes
+        (:func:`~napari_faster_rcnn.core.model.auto_size.auto_size`); the
+        checkpoint records the sizes chosen.
+    training_items
+        ``((height, width), Annotation)`` of the training images that ``auto``
+        fits to (the command line links them from the data module).
     """
 
     def __init__(
@@ -129,6 +136,8 @@ class DetectorModule(pl.LightningModule):
         gamma: float = 0.1,
         iou_threshold: float = 0.5,
         validation_score_threshold: float = 0.01,
+        auto: bool = False,
+        training_items: Sequence | None = None,
     ):
         super().__init__()
         check_optimization(optimizer, scheduler, learning_rate, warmup_steps, milestones, gamma, weight_decay,
@@ -138,6 +147,16 @@ class DetectorModule(pl.LightningModule):
         if not 0.0 <= validation_score_threshold <= 1.0:
             raise ValueError(f"validation_score_threshold must be in [0, 1], got {validation_score_threshold!r}")
         self.config = resolve_model_config(config, preset, classes)
+        #: What auto sizing chose and why (:class:`~napari_faster_rcnn.core.model.auto_size.AutoSize`), or None.
+        self.auto_size = None
+        if auto:
+            if training_items is None:
+                raise ConfigError("fitting the sizes to the data needs the training images (training_items, "
+                                  "linked from the data module on the command line)", "auto")
+            from napari_faster_rcnn.core.model.auto_size import auto_size
+
+            self.auto_size = auto_size(self.config, training_items)
+            self.config = self.auto_size.config
         self.classes = list(self.config.classes)
         self.optimizer_name = optimizer
         self.learning_rate = float(learning_rate if learning_rate is not None else DEFAULT_LEARNING_RATES[optimizer])
@@ -165,6 +184,7 @@ class DetectorModule(pl.LightningModule):
             "gamma": self.gamma,
             "iou_threshold": self.iou_threshold,
             "validation_score_threshold": self.validation_score_threshold,
+            "auto": False,  # config holds the sizes auto sizing chose: loading must not choose again
         })
         self.model = build_model(self.config)
         self.validation_metrics: dict[str, float] = {}
@@ -257,6 +277,8 @@ class DetectorModule(pl.LightningModule):
             "iou_threshold": self.iou_threshold,
             "augmentation": augmentation.to_dict() if augmentation is not None else None,
         }
+        if self.auto_size is not None:  # plain values: what auto sizing chose and from what
+            checkpoint[CHECKPOINT_KEY]["auto_size"] = self.auto_size.to_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         from napari_faster_rcnn.core.model.checkpoints import CheckpointError

@@ -36,6 +36,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from napari_faster_rcnn.core.model.auto_size import small_box_warning
 from napari_faster_rcnn.core.model.config import ModelConfig
 from napari_faster_rcnn.core.progress import run_to_end
 from napari_faster_rcnn.core.training.callbacks import (
@@ -81,15 +82,17 @@ def build_data_module(settings: TrainingSettings):
     return DetectionDataModule.from_samples(data, validation, **options)
 
 
-def build_module(settings: TrainingSettings, classes: Sequence[str]):
-    """The :class:`~.training.DetectorModule` of ``settings`` for the data's ``classes``."""
+def build_module(settings: TrainingSettings, classes: Sequence[str], training_items: Sequence | None = None):
+    """The :class:`~.training.DetectorModule` of ``settings`` for the data's ``classes`` (and, for
+    ``settings.auto_size``, the training images' sizes and boxes)."""
     from napari_faster_rcnn.core.training.module import DetectorModule
 
     model = settings.model
     options = dict(optimizer=settings.optimizer, learning_rate=settings.learning_rate,
                    weight_decay=settings.weight_decay, momentum=settings.momentum, scheduler=settings.scheduler,
                    warmup_steps=settings.warmup_steps, iou_threshold=settings.iou_threshold,
-                   validation_score_threshold=settings.validation_score_threshold)
+                   validation_score_threshold=settings.validation_score_threshold,
+                   auto=settings.auto_size, training_items=training_items)
     if isinstance(model, ModelConfig):
         return DetectorModule(config=model.to_dict(), preset=None, classes=list(classes), **options)
     return DetectorModule(config=dict(model or {}), preset=settings.preset, classes=list(classes), **options)
@@ -110,7 +113,7 @@ def build_run(settings: TrainingSettings, report=None, stop: StopRequest | None 
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     data = build_data_module(settings)
     classes = data.classes
-    module = build_module(settings, classes)
+    module = build_module(settings, classes, data.training_items if settings.auto_size else None)
     callbacks = run_callbacks(output, validation=settings.validation,
                               early_stopping_patience=settings.early_stopping_patience,
                               progress=settings.progress_bar)
@@ -208,6 +211,11 @@ def iter_training(settings: TrainingSettings, stop: StopRequest | None = None):
             report(TrainingEvent("log", message="\n".join(split_lines(split))))
             for warning in data_warnings(split, settings.validation):
                 report(TrainingEvent("log", message=f"{WARNING_PREFIX}{warning}"))
+            if module.auto_size is not None:
+                report(TrainingEvent("log", message=module.auto_size.describe()))
+            warning = small_box_warning(module.config, data.training_items)
+            if warning is not None:
+                report(TrainingEvent("warning", message=warning))
             if settings.resume_from is not None:
                 report(TrainingEvent("log", message=f"resuming from {settings.resume_from}"))
             trainer.fit(module, datamodule=data,

@@ -43,6 +43,9 @@ class TrainingSettings:
         or overrides of the ``preset``'s fields (``{"weights": "none"}``), or None.
     preset
         ``"default"``, ``"mobilenet"`` or ``"cpu"`` (see :data:`~.config.PRESETS`).
+    auto_size
+        Fit ``min_size``, ``max_size`` and the anchors to the training boxes
+        (:func:`~napari_faster_rcnn.core.model.auto_size.auto_size`; ``fit --model.auto true``).
     augmentation
         Random augmentation of the training images.
     epochs, max_steps
@@ -80,6 +83,7 @@ class TrainingSettings:
     classes: Sequence[str] | None = None
     model: ModelConfig | Mapping | None = None
     preset: str = "default"
+    auto_size: bool = False
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     epochs: int = 30
     max_steps: int = -1
@@ -178,6 +182,7 @@ def export_command(settings: TrainingSettings, config_path: str | Path = "run.ya
         "model": {
             "config": overrides or None,
             "preset": preset_name,
+            "auto": settings.auto_size,
             "optimizer": settings.optimizer,
             "learning_rate": settings.learning_rate,
             "weight_decay": settings.weight_decay,
