@@ -194,8 +194,8 @@ def test_hand_made_object_arrays_are_refused_naming_the_file(tmp_path, key):
     torch_save_without_dtype_state(path, content)
     with torch.serialization.safe_globals(numpy_safe_globals()):  # the allowlist alone lets it through
         assert torch.load(path, weights_only=True)[key].dtype == np.dtype(object)
-    with pytest.raises(AnnotationError, match=rf"refused to load: the file holds an array of dtype object at \['{key}'\]"
-                       ) as info:
+    refused = rf"refused to load: the file holds an array of dtype object at \['{key}'\]"
+    with pytest.raises(AnnotationError, match=refused) as info:
         load_annotation(path)
     assert info.value.path == path and str(path) in str(info.value)
 

@@ -8,12 +8,15 @@ process is gone. Writing refuses a destination that holds anything, so
 nothing is ever overwritten. The new folder and the folders in it get the mode
 that ``mkdir`` gives under the process's umask.
 
+Images are hard-linked where the file system allows (no space, no time;
+deleting either folder leaves the other whole), else copied;
+``link_images=False`` always copies, for when the new folder's images will be
+edited in place. The user's files are never moved or changed.
+
 Boxes that reach outside their image are cut at its border on writing, as our
 own files are saved (:func:`~napari_faster_rcnn.core.data.boxes.clip_boxes`),
-and counted in the report; a box of an image whose size is unknown is written as it is. Images are hard-linked where the file system
-allows (no space, no time; deleting either folder leaves the other whole),
-else copied; ``link_images=False`` always copies, for when the new folder's
-images will be edited in place. The user's files are never moved or changed.
+and counted in the report; the boxes of an image whose size is unknown are
+written as they are.
 """
 
 from __future__ import annotations
