@@ -4,13 +4,16 @@ import json
 
 import numpy as np
 import pytest
+import tifffile
 import torch
+from PIL import Image
 
 from napari_faster_rcnn._reader import get_reader
 from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation
 from napari_faster_rcnn.core.data.boxes import rectangles_to_boxes
 from napari_faster_rcnn.layers import conventions
 from tests.conftest import write_image
+from tests.large_images import HUGE_SIDE, lower_pillow_limit, write_blank_png
 
 PLUGIN = "napari-faster-rcnn"
 
@@ -202,3 +205,44 @@ def test_numpy_1x_and_malicious_files_in_a_folder(make_napari_viewer, tmp_path):
     with pytest.raises(ValueError, match="c.pt: refused to load"):
         viewer.open(folder / "target" / "c.pt", plugin=PLUGIN)
     assert not marker.exists()
+
+
+# --- huge images and stacks -----------------------------------------------------
+
+
+def test_a_folder_with_an_image_above_pillows_limit_opens_whole(tmp_path):
+    folder = tmp_path / "slides"
+    write_blank_png(folder / "huge.png")
+    write_image(folder / "small.png", 40, 60)
+    save_annotation(folder / "huge.json", Annotation([[100, 200, 1100, 1700]], ["cell"]))
+    (image_data, image_kwargs, _), (_, shapes_kwargs, _) = get_reader(str(folder))(str(folder))
+    assert image_data.shape == (2, HUGE_SIDE, HUGE_SIDE, 3)  # lazy: nothing decoded here
+    assert shapes_kwargs["metadata"][conventions.IMAGE_SIZES] == [[HUGE_SIDE, HUGE_SIDE], [40, 60]]
+
+
+def test_the_slices_of_images_above_pillows_limit_show_their_pixels(tutorial_dataset, monkeypatch):
+    expected = np.asarray(Image.open(tutorial_dataset / "input" / "002.png").convert("RGB"))
+    lower_pillow_limit(monkeypatch)  # the 64 x 80 images are above it
+    (image_data, _, _), _ = get_reader(str(tutorial_dataset))(str(tutorial_dataset))
+    np.testing.assert_array_equal(np.asarray(image_data[2]), expected)
+
+
+def test_stacks_are_shown_as_their_first_page_and_the_viewer_says_so(tmp_path, monkeypatch):
+    import napari.utils.notifications
+
+    shown = []
+    monkeypatch.setattr(napari.utils.notifications, "show_warning", shown.append)
+    folder = tmp_path / "stacks"
+    pages = np.random.default_rng(0).integers(0, 256, (4, 40, 60, 3), dtype=np.uint8)
+    folder.mkdir()
+    tifffile.imwrite(folder / "cells.tif", pages, photometric="rgb")
+    write_image(folder / "flat.png", 40, 60)
+    (image_data, _, _), _ = get_reader(str(folder))(str(folder))
+    np.testing.assert_array_equal(np.asarray(image_data[0]), pages[0])
+    assert shown == ["1 multi-page image(s) shown as their first page (stacks are not supported yet): "
+                     "cells.tif: page 1 of 4"]
+    shown.clear()
+    (single, _, _), _ = get_reader(str(folder / "cells.tif"))(str(folder / "cells.tif"))
+    np.testing.assert_array_equal(single, pages[0])
+    assert shown == ["1 multi-page image(s) shown as their first page (stacks are not supported yet): "
+                     "cells.tif: page 1 of 4"]

@@ -6,6 +6,7 @@ import pytest
 from napari_faster_rcnn.cli import main
 from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation
 from tests.conftest import write_image
+from tests.large_images import write_blank_png
 
 
 def annotations_of(folder):
@@ -93,3 +94,22 @@ def test_skipped_files_are_listed_with_the_reason(tmp_path, labeled, capsys):
     assert f"{labeled / 'target' / 'b.pt'}: " in captured.out
     assert "1 files or images were skipped" in captured.err
     assert sorted(p.name for p in (tmp_path / "out" / "labels").iterdir()) == ["a.txt", "c.txt"]
+
+
+def test_boxes_outside_the_image_are_clipped_and_the_summary_says_how_many(tmp_path, labeled, capsys):
+    save_annotation(labeled / "target" / "c.pt", Annotation([[5, 5, 1e308, 30], [-3, 0, 4, 4]], ["cat", "bird"]))
+    assert main(["convert", str(labeled), str(tmp_path / "yolo"), "--to", "yolo"]) == 0
+    assert "clipped 2 boxes that reached outside their image to its border" in capsys.readouterr().out
+    lines = [line.split() for line in (tmp_path / "yolo" / "labels" / "c.txt").read_text().splitlines()]
+    values = np.array([[float(v) for v in line[1:]] for line in lines])
+    np.testing.assert_allclose(values, [[12.5 / 20, 12.5 / 20, 15 / 20, 15 / 20], [2 / 20, 2 / 20, 4 / 20, 4 / 20]])
+
+
+def test_an_image_above_pillows_limit_converts(tmp_path, capsys):
+    folder = tmp_path / "slide"
+    write_blank_png(folder / "input" / "huge.png")  # 14000 x 14000
+    save_annotation(folder / "target" / "huge.pt", Annotation([[140, 280, 1540, 2100]], ["cell"]))
+    assert main(["convert", str(folder), str(tmp_path / "yolo"), "--to", "yolo"]) == 0
+    assert "wrote 1 images" in capsys.readouterr().out
+    label, *values = (tmp_path / "yolo" / "labels" / "huge.txt").read_text().split()
+    assert label == "0" and [float(v) for v in values] == pytest.approx([840 / 14000, 1190 / 14000, 0.1, 0.13])

@@ -14,6 +14,7 @@ import yaml
 from napari_faster_rcnn.cli import main
 from napari_faster_rcnn.core.data.synthetic import SHAPE_CLASSES, write_synthetic_dataset
 from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
+from tests.large_images import lower_pillow_limit
 
 SOURCE = Path(__file__).resolve().parents[2] / "src"
 
@@ -56,6 +57,13 @@ def test_fit_runs_a_config_file_with_command_line_overrides(shapes, tmp_path):
     assert loaded.config.min_size == 64 and loaded.config.backbone == "resnet18_slim"
     assert loaded.hyperparameters["optimizer"] == "adamw"
     assert "val/voc_map" in (run / "logs" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+
+
+def test_fit_trains_on_images_above_pillows_limit(shapes, tmp_path, monkeypatch):
+    lower_pillow_limit(monkeypatch)  # the 64 x 64 images are above it
+    config = write_config(tmp_path / "run.yaml", run_config(shapes, tmp_path / "run"))
+    assert main(["fit", "--config", str(config), "--trainer.max_steps", "1"]) == 0
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").global_step == 1
 
 
 def test_print_config_runs_again_and_the_run_resumes_from_its_config(shapes, tmp_path, capsys):

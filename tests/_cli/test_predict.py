@@ -11,6 +11,7 @@ from napari_faster_rcnn.cli import main
 from napari_faster_rcnn.core.data.annotations import load_annotation
 from napari_faster_rcnn.core.prediction.thresholds import Thresholds, apply_thresholds, load_thresholds, save_thresholds
 from tests.checkpoint_data import tiny_checkpoint
+from tests.large_images import lower_pillow_limit, write_blank_png
 
 CLASSES = ["circle", "square", "triangle"]
 
@@ -168,3 +169,19 @@ def test_the_progress_bar_leaves_an_unreadable_image_out_of_its_total(checkpoint
     # it starts at 3 (nothing read yet) and ends full at the 2 images predicted, never at 3 of 3
     assert states and " 2/2 " in states[-1] and "100%" in states[-1], states
     assert not any("3/3" in state for state in states), states
+
+
+def test_images_above_pillows_limit_are_predicted_and_one_too_large_for_memory_is_skipped(
+        checkpoint, raw_run, tmp_path, monkeypatch, capsys):
+    dataset, raw = raw_run
+    huge = write_blank_png(tmp_path / "huge.png")  # 14000 x 14000
+    lower_pillow_limit(monkeypatch)  # the 64 x 80 images are above it too
+    monkeypatch.setattr("napari_faster_rcnn.core.data.memory.available_memory", lambda: 2**30)
+    out = tmp_path / "large"
+    assert predict(checkpoint, dataset / "input" / "001.png", huge, "--out", out, "--raw") == 0
+    captured = capsys.readouterr()
+    assert f"skipped {huge}: 14000 x 14000 pixels need about 1.1 GiB to decode, more than the 1.0 GiB" in captured.err
+    assert "1 images, " in captured.out and "1 skipped" in captured.out
+    written = read_folder(out)
+    assert sorted(written) == ["001"]
+    assert len(written["001"]) == len(raw["001"]) and written["001"].labels == raw["001"].labels

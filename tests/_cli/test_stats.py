@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from napari_faster_rcnn.cli import main
+from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
 from napari_faster_rcnn.core.statistics.measures import folder_statistics
+from tests.conftest import write_image
+from tests.large_images import HUGE_SIDE, write_blank_png
 
 
 def table_rows(text: str) -> dict[str, list[str]]:
@@ -111,3 +114,15 @@ def test_a_folder_with_nothing_readable(tmp_path, capsys):
     assert main(["stats", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err
     assert "a.png: not a readable image" in err and "error: " in err and "no image could be read" in err
+
+
+def test_an_image_above_pillows_limit_is_measured_from_its_header(tmp_path, capsys):
+    folder = tmp_path / "slides"
+    write_blank_png(folder / "huge.png")  # 14000 x 14000: Pillow refuses to open it
+    write_image(folder / "small.png", 40, 60)
+    save_annotation(folder / "huge.json", Annotation([[100, 200, 1100, 1700]], ["cell"]))
+    assert main(["stats", str(folder), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["images"] == 2 and data["boxes"] == 1 and not data["skipped"]
+    assert data["summary"]["image_width"]["before"]["maximum"] == HUGE_SIDE
+    assert data["summary"]["box_height"]["before"]["maximum"] == 1500

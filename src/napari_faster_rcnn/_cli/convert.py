@@ -6,7 +6,11 @@ be a new or empty folder, so nothing is ever overwritten. Images are
 hard-linked into DST where the file system allows, else copied (--copy always
 copies); the files in SRC are never moved or changed. Coordinates are
 converted exactly: COCO [x, y, w, h], VOC 1-based inclusive pixels, YOLO
-centre and size divided by the image size.
+centre and size divided by the image size. Boxes that reach outside their
+image are cut at its border, as our own files are saved, and the summary says
+how many. The new folder is built under a hidden name beside DST
+(.DST.partial-...) and renamed when whole; one that a killed run left is
+removed by the next run to the same DST.
 """
 
 from __future__ import annotations

@@ -19,7 +19,13 @@ from napari_faster_rcnn.core.data.annotations import (
     load_annotation,
 )
 from napari_faster_rcnn.core.data.folders import DatasetError, discover_dataset, find_image_folder
-from napari_faster_rcnn.core.data.images import ImageReadError, image_info, is_image_file, lazy_image_stack, read_image
+from napari_faster_rcnn.core.data.images import (
+    ImageReadError,
+    image_header,
+    is_image_file,
+    lazy_image_stack,
+    read_image,
+)
 from napari_faster_rcnn.core.data.labeling import file_stamp
 from napari_faster_rcnn.layers import conventions
 
@@ -29,6 +35,7 @@ logger = logging.getLogger(__name__)
 def read_image_file(path) -> list[tuple]:
     """An image and its boxes (from ``STEM.pt``/``.json`` beside it or in ``../target``)."""
     path = Path(path[0] if isinstance(path, (list, tuple)) else path)
+    report_stacks([(path, image_header(path).pages)])
     image = read_image(path)
     annotation_path = find_annotation_file(path)
     target = annotation_path or _default_annotation_path(path)
@@ -51,6 +58,7 @@ def read_annotation_file(path) -> list[tuple]:
             metadata={conventions.ANNOTATION_FILES: [str(path)], conventions.SOURCE_IMAGES: [None], conventions.ANNOTATION_STAMPS: [stamp]},
         )
         return [layer]
+    report_stacks([(image_path, image_header(image_path).pages)])
     return _single_image_layers(image_path, read_image(image_path), annotation, path, stamp)
 
 
@@ -111,16 +119,18 @@ def read_dataset_folder(path) -> list[tuple]:
     path = Path(path[0] if isinstance(path, (list, tuple)) else path)
     dataset = discover_dataset(path)
     skipped = list(dataset.skipped)
-    images, sizes, dtypes, annotations, targets, stamps = [], [], [], [], [], []
+    images, sizes, dtypes, annotations, targets, stamps, stacks = [], [], [], [], [], [], []
     for sample in dataset.samples:
         size = None
         dtype = None
         if sample.image is not None:
             try:
-                *size, dtype = image_info(sample.image)
+                header = image_header(sample.image)
             except ImageReadError as error:
                 skipped.append((sample.image, error.reason))
                 continue
+            size, dtype = [header.height, header.width], header.dtype
+            stacks.append((sample.image, header.pages))
         stamp = file_stamp(dataset.annotation_path(sample))
         try:
             annotation = load_annotation(sample.annotation) if sample.annotation else Annotation()
@@ -139,6 +149,7 @@ def read_dataset_folder(path) -> list[tuple]:
 
     if skipped:
         report_skipped(path, skipped)
+    report_stacks(stacks)
     if not annotations:
         raise DatasetError(path, "nothing could be read: " + "; ".join(f"{p.name}: {r}" for p, r in skipped[:5]))
 
@@ -208,6 +219,26 @@ def report_skipped(folder: Path, skipped: list) -> None:
         show_warning(message)
     except ImportError:  # pragma: no cover - napari is a dependency
         pass
+
+
+def report_stacks(images: list) -> None:
+    """Say in the viewer which images are stacks shown as their first page.
+
+    ``images`` are ``(path, pages)``; those of one page are left out. The log
+    has each already (from :func:`~napari_faster_rcnn.core.data.images.image_header`).
+    """
+    stacks = [(Path(p), pages) for p, pages in images if pages > 1]
+    if not stacks:
+        return
+    lines = [f"{p.name}: page 1 of {pages}" for p, pages in stacks]
+    message = (f"{len(stacks)} multi-page image(s) shown as their first page (stacks are not supported yet): "
+               + "; ".join(lines[:10]) + (f"; and {len(lines) - 10} more" if len(lines) > 10 else ""))
+    try:
+        from napari.utils.notifications import show_warning
+
+        show_warning(message)
+    except ImportError:  # pragma: no cover - napari is a dependency
+        logger.warning(message)
 
 
 def _warn_unreadable(error: ImageReadError) -> None:

@@ -16,6 +16,7 @@ from napari_faster_rcnn.core.data.annotations import (
     load_annotation,
     save_annotation,
 )
+from napari_faster_rcnn.core.data.safe_load import numpy_safe_globals
 
 
 def torch_save_as_numpy1(path, obj):
@@ -162,6 +163,47 @@ def test_object_arrays_are_refused(tmp_path):
     torch.save({"boxes": np.zeros((0, 4)), "labels": np.array([{"a": 1}], dtype=object)}, path)
     with pytest.raises(AnnotationError, match="refused to load.*ObjectDType"):
         load_annotation(path)
+
+
+def torch_save_without_dtype_state(path, obj):
+    """``torch.save`` of ``obj`` (which holds one object array), edited as a hand-made pickle would be:
+    its ``dtype('O')`` is built without its state, which torch refuses (its class is not
+    allowlisted), so the arrays load as arrays of Python objects."""
+    import pickletools
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    source = zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as target:
+        for info in source.infolist():
+            content = source.read(info.filename)
+            if info.filename.endswith("data.pkl"):
+                operations = list(pickletools.genops(content))
+                at = next(k for k, (_, argument, _) in enumerate(operations) if argument == "O8")  # dtype('O8')
+                mark = next(p for op, _, p in operations[at:] if op.name == "MARK")
+                build = next(p for op, _, p in operations[at:] if op.name == "BUILD")
+                content = content[:mark] + content[build + 1:]  # the dtype's state, MARK to BUILD
+            target.writestr(info, content)
+
+
+@pytest.mark.parametrize("key", ["labels", "boxes"])
+def test_hand_made_object_arrays_are_refused_naming_the_file(tmp_path, key):
+    path = tmp_path / "objects.pt"
+    content = {"boxes": np.array([[0, 0, 1, 1]]), "labels": ["a"]}
+    content[key] = np.array(content[key], dtype=object)
+    torch_save_without_dtype_state(path, content)
+    with torch.serialization.safe_globals(numpy_safe_globals()):  # the allowlist alone lets it through
+        assert torch.load(path, weights_only=True)[key].dtype == np.dtype(object)
+    refused = rf"refused to load: the file holds an array of dtype object at \['{key}'\]"
+    with pytest.raises(AnnotationError, match=refused) as info:
+        load_annotation(path)
+    assert info.value.path == path and str(path) in str(info.value)
+
+
+def test_a_folder_named_like_an_annotation_file_is_said_to_be_a_folder(tmp_path):
+    (tmp_path / "a.pt").mkdir()
+    with pytest.raises(AnnotationError, match="a.pt: is a folder, not a file"):
+        load_annotation(tmp_path / "a.pt")
 
 
 # Random bytes are read by torch's legacy (non-zip) loader as a pickle, which fails in

@@ -5,6 +5,7 @@ Files as CVAT, Label Studio and Roboflow write them are in test_formats_examples
 
 import os
 import tempfile
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import numpy as np
@@ -261,3 +262,111 @@ def test_an_unreadable_annotation_leaves_its_image_out(tmp_path):
     assert [path.name for path, _ in dataset.skipped] == ["b.pt"]
     report = convert_dataset(tmp_path, tmp_path.parent / "converted", "coco")
     assert report.images == 1 and report.skipped == dataset.skipped
+
+
+# --- boxes outside their image, a killed write, folder modes ------------------------
+
+OUTSIDE = Annotation([[-5, 2, 40, 12], [1, 1, 1e308, 25], [2, 3, 8, 9]], ["cat", "cat", "cat"])
+# the same boxes cut at the border of a 20 x 30 image, by hand
+INSIDE = np.array([[0, 2, 30, 12], [1, 1, 30, 20], [2, 3, 8, 9]], dtype=float)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_boxes_outside_their_image_are_clipped_on_write_and_counted(tmp_path, fmt):
+    image = blank_image(tmp_path / "source" / "a.png", 20, 30)
+    dataset = LabeledDataset(None, "pt", ["cat"], [LabeledItem(image, (20, 30), OUTSIDE, "a.png")])
+    report = write_dataset(dataset, tmp_path / fmt, fmt)
+    assert report.clipped_boxes == 2 and report.boxes == 3
+    assert "clipped 2 boxes that reached outside their image to its border" in report.summary()
+    (item,) = read_dataset(tmp_path / fmt).items
+    np.testing.assert_allclose(item.annotation.boxes, INSIDE, rtol=0, atol=1e-9)
+
+
+def test_a_round_trip_through_yolo_clips_nothing(tmp_path):
+    # boxes on the border read back from YOLO's centre and size a hair outside it: no clipping to report
+    image = blank_image(tmp_path / "source" / "a.png", 10, 2180)
+    boxes = Annotation([[2054.345960432867, 0, 2180, 10]], ["x"])  # x2 reads back as 2180 + 4.5e-13
+    write_dataset(LabeledDataset(None, "pt", ["x"], [LabeledItem(image, (10, 2180), boxes, "a.png")]), tmp_path / "y",
+                  "yolo")
+    assert read_dataset(tmp_path / "y").items[0].annotation.boxes[0, 2] > 2180
+    report = convert_dataset(tmp_path / "y", tmp_path / "back", "pt")
+    assert report.clipped_boxes == 0 and "clipped" not in report.summary()
+    assert read_dataset(tmp_path / "back").items[0].annotation.boxes[0, 2] == 2180  # cut all the same
+
+
+def test_yolo_beyond_1_and_voc_xmax_1e308_are_clipped_when_converted(tmp_path):
+    yolo = tmp_path / "yolo"
+    blank_image(yolo / "images" / "a.png", 20, 30)
+    (yolo / "labels").mkdir()
+    (yolo / "labels" / "a.txt").write_text("0 0.9 0.5 0.4 0.2\n")  # x from 21 to 33 px in a 30 px wide image
+    (yolo / "classes.txt").write_text("cat\n")
+    report = convert_dataset(yolo, tmp_path / "voc", "voc")
+    assert report.clipped_boxes == 1
+    xml = (tmp_path / "voc" / "Annotations" / "a.xml").read_text()
+    box = ElementTree.fromstring(xml).find("object/bndbox")
+    corners = [float(box.findtext(tag)) for tag in ("xmin", "ymin", "xmax", "ymax")]
+    assert corners == pytest.approx([22, 9, 30, 12]) and "<xmax>30</xmax>" in xml
+
+    voc = tmp_path / "voc"
+    (voc / "Annotations" / "a.xml").write_text(xml.replace("<xmax>30</xmax>", "<xmax>1e308</xmax>"))
+    report = convert_dataset(voc, tmp_path / "yolo again", "yolo")
+    assert report.clipped_boxes == 1
+    values = [float(v) for v in (tmp_path / "yolo again" / "labels" / "a.txt").read_text().split()[1:]]
+    assert values == pytest.approx([(21 + 30) / 2 / 30, 0.5, 9 / 30, 0.2])
+
+
+KILLED_WRITE = """
+import os, sys
+from napari_faster_rcnn.core.formats import iter_convert_dataset
+steps = iter_convert_dataset(sys.argv[1], sys.argv[2], "voc")
+next(steps)  # the staging folder holds the first image
+os._exit(9)  # killed: no cleanup runs
+"""
+
+
+def killed_write(source, destination) -> list[Path]:
+    """Run a write in another process and kill it midway; the hidden folders it left."""
+    import subprocess
+    import sys
+
+    source_root = Path(__file__).resolve().parents[3] / "src"
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(source_root), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", KILLED_WRITE, str(source), str(destination)], env=environment,
+                   check=False, timeout=300)
+    return [p for p in destination.parent.iterdir() if p.name.startswith(f".{destination.name}.partial-")]
+
+
+def test_a_write_removes_what_a_killed_write_to_the_same_folder_left(tmp_path, small_dataset):
+    write_dataset(small_dataset, tmp_path / "pt", "pt")
+    left = killed_write(tmp_path / "pt", tmp_path / "out")
+    assert len(left) == 1 and (left[0] / "JPEGImages" / "a.png").is_file()
+    old = tmp_path / ".out.partial-k2j4_x9q"  # what versions before the owner was in the name left
+    (old / "JPEGImages").mkdir(parents=True)
+    other = tmp_path / ".other.partial-k2j4_x9q"  # another destination's
+    other.mkdir()
+    report = write_dataset(small_dataset, tmp_path / "out", "voc")
+    assert not left[0].exists() and not old.exists() and other.is_dir()
+    assert "removed 2 unfinished folders that an interrupted write to out had left" in report.summary()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [".other.partial-k2j4_x9q"]
+
+
+def test_a_write_leaves_alone_the_staging_folder_of_a_write_still_running(tmp_path, small_dataset):
+    running = iter_write_dataset(small_dataset, tmp_path / "out", "voc")
+    next(running)
+    (staging,) = [p for p in tmp_path.iterdir() if p.name.startswith(".out.partial-")]
+    write_dataset(small_dataset, tmp_path / "out", "voc")  # a second write to the same folder finishes first
+    assert (staging / "JPEGImages" / "a.png").is_file()
+    with pytest.raises(FileExistsError):  # the first then finds the folder taken, and removes its own
+        list(running)
+    assert not staging.exists()
+
+
+def test_the_new_folder_and_the_folders_in_it_have_one_mode(tmp_path, small_dataset):
+    reference = tmp_path / "made by mkdir"
+    reference.mkdir()
+    expected = reference.stat().st_mode & 0o777
+    for fmt in FORMATS:
+        write_dataset(small_dataset, tmp_path / fmt, fmt)
+        folders = [tmp_path / fmt, *(p for p in (tmp_path / fmt).rglob("*") if p.is_dir())]
+        assert len(folders) > 1
+        assert {p.stat().st_mode & 0o777 for p in folders} == {expected}, fmt

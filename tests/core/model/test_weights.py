@@ -264,3 +264,13 @@ def test_a_code_running_weights_file_is_refused(tmp_path, capsys):
     with pytest.raises(WeightsError, match=r"evil\.pt: refused to load"):
         build_model(preset("cpu", CLASSES), weights=str(path))
     assert "this must never run" not in capsys.readouterr().out
+
+
+def test_a_folder_named_like_a_weights_or_checkpoint_file_is_said_to_be_a_folder(tmp_path):
+    from napari_faster_rcnn.core.model.checkpoints import CheckpointError, load_checkpoint
+
+    (tmp_path / "model.pt").mkdir()
+    with pytest.raises(WeightsError, match=r"model\.pt: is a folder, not a weights file"):
+        build_model(preset("cpu", CLASSES), weights=str(tmp_path / "model.pt"))
+    with pytest.raises(CheckpointError, match=r"model\.pt: is a folder, not a checkpoint file"):
+        load_checkpoint(tmp_path / "model.pt")

@@ -309,6 +309,15 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def new_folder_mode() -> int:
+    """The mode ``os.mkdir`` gives a new folder under the process's umask (read once, at import).
+
+    For a folder made another way (``tempfile.mkdtemp`` makes it 0700) that
+    should look like the folders made beside and inside it.
+    """
+    return 0o777 & ~_UMASK
+
+
 def _file_mode(path: Path) -> int:
     """The mode for ``path``: its own when it exists, else what ``open`` would give a new file."""
     try:

@@ -1,4 +1,4 @@
-"""Decoded images as the detector's float input, and the memory a cache may take.
+"""Decoded images as the detector's float input.
 
 :func:`~.images.read_image` keeps pixels in the file's own type: uint8 for most
 files, uint16 for 16-bit ones (microscopy, some TIFFs and PNGs), int32 or
@@ -58,21 +58,3 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.divide(channels_first, np.float32(255.0), dtype=np.float32))
     # augmentation of float images may step a little outside [0, 1]
     return torch.from_numpy(np.clip(channels_first, 0.0, 1.0, dtype=np.float32))
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to new allocations now, or None when unknown."""
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:
-        pass
-    try:
-        with open("/proc/meminfo", encoding="ascii") as file:
-            for line in file:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None

@@ -1,13 +1,38 @@
-"""Reading images as RGB arrays, and their sizes from the file header alone."""
+"""Reading images as RGB arrays, and their sizes from the file header alone.
+
+Large images are legitimate here (slides, aerial photographs, astronomy).
+Pillow refuses to open an image of more than about 179 million pixels (its
+decompression-bomb guard, ``PIL.Image.MAX_IMAGE_PIXELS``) and warns above 89
+million. This module opens images without that check and leaves Pillow's
+process-wide limit as it is, for the other code that napari hosts. What guards
+the memory instead: sizes come from the headers, without decoding, whatever
+the size; pixels are decoded only when they fit in the memory available, else
+the image is an :class:`ImageReadError`, which commands list and skip like any
+unreadable file.
+
+TIFF files are read with tifffile where it can (grayscale or RGB pages of
+numbers, uncompressed, deflate or LZMA, or any compression once imagecodecs is
+installed), else with Pillow. Stacks are not supported yet: a multi-page TIFF
+is read as its first page, with a warning (once per file) that names the file
+and says "page 1 of N".
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
+import struct
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+logger = logging.getLogger(__name__)
 
 
 class ImageReadError(ValueError):
@@ -19,20 +44,44 @@ class ImageReadError(ValueError):
         super().__init__(f"{self.path}: {reason}")
 
 
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image's header says, without decoding pixels.
+
+    ``dtype`` is the one :func:`read_image` returns for the file; ``pages`` is
+    more than 1 for a stack (a multi-page TIFF), of which only the first page is read.
+    """
+
+    height: int
+    width: int
+    dtype: np.dtype
+    pages: int = 1
+
+
 def is_image_file(path: str | Path) -> bool:
     path = Path(path)
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def _open(path: Path):
-    from PIL import Image, UnidentifiedImageError
+def image_header(path: str | Path) -> ImageHeader:
+    """Size, dtype and page count of an image from its header (see :class:`ImageHeader`).
 
-    try:
-        return Image.open(path)
-    except FileNotFoundError:
-        raise ImageReadError(path, "file not found") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise ImageReadError(path, f"not a readable image ({error})") from None
+    Raises
+    ------
+    ImageReadError
+        If the file is missing, a folder, or not a readable image.
+    """
+    path = Path(path)
+    tiff = _tiff_layout(path)
+    if tiff is not None and tiff.tifffile_reads:
+        header = ImageHeader(tiff.height, tiff.width, tiff.dtype, tiff.pages)
+    else:
+        with _pillow_image(path) as image:
+            width, height = image.size
+            dtype = _MODE_DTYPES.get(image.mode, np.dtype(np.uint8))
+        header = ImageHeader(height, width, dtype, tiff.pages if tiff is not None else 1)
+    _note_pages(path, header.pages)
+    return header
 
 
 def image_info(path: str | Path) -> tuple[int, int, np.dtype]:
@@ -40,11 +89,14 @@ def image_info(path: str | Path) -> tuple[int, int, np.dtype]:
 
     The dtype is the one :func:`read_image` returns for this file.
     """
-    path = Path(path)
-    with _open(path) as image:
-        width, height = image.size
-        mode = image.mode
-    return height, width, _MODE_DTYPES.get(mode, np.dtype(np.uint8))
+    header = image_header(path)
+    return header.height, header.width, header.dtype
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(height, width)`` from the file header, without decoding pixels."""
+    header = image_header(path)
+    return header.height, header.width
 
 
 _MODE_DTYPES = {
@@ -56,32 +108,31 @@ _MODE_DTYPES = {
 }
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """``(height, width)`` from the file header, without decoding pixels."""
-    height, width, _ = image_info(path)
-    return height, width
-
-
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image as ``(H, W, 3)``: grayscale is repeated, alpha dropped, palettes expanded.
 
     Pixels are kept as stored (no EXIF rotation), so box coordinates refer to
     the stored pixel grid, as most annotation tools and torchvision read it.
+    A multi-page TIFF gives its first page (with a warning, once per file).
+
+    Raises
+    ------
+    ImageReadError
+        If the file cannot be read, or its pixels would not fit in the memory available.
     """
     path = Path(path)
-    with _open(path) as image:
-        try:
-            if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                array = np.asarray(image)
-                if image.mode.startswith("I;16"):
-                    array = array.astype(np.uint16)
-            elif image.mode in ("RGB", "L"):
-                array = np.asarray(image)
-            else:  # palette, RGBA, LA, CMYK, 1-bit, ...
-                array = np.asarray(image.convert("RGB"))
-        except (OSError, ValueError, SyntaxError) as error:
-            raise ImageReadError(path, f"image data is damaged ({error})") from None
-    return as_rgb(array)
+    tiff = _tiff_layout(path)
+    if tiff is not None:
+        _note_pages(path, tiff.pages)
+        if tiff.tifffile_reads:
+            _check_memory(path, tiff.height, tiff.width, tiff.dtype.itemsize)
+            try:
+                return as_rgb(_read_tiff_page(path, tiff))
+            except MemoryError:
+                raise ImageReadError(path, _no_memory(tiff.height, tiff.width)) from None
+            except Exception:  # noqa: BLE001 - a codec tifffile lacks, odd data: Pillow tries, and names the problem
+                pass
+    return as_rgb(_read_with_pillow(path, tiff is not None))
 
 
 def as_rgb(array: np.ndarray) -> np.ndarray:
@@ -95,6 +146,226 @@ def as_rgb(array: np.ndarray) -> np.ndarray:
     if array.ndim == 3 and array.shape[2] == 3:
         return array
     raise ValueError(f"expected a 2-D gray or RGB(A) image, got shape {array.shape}")
+
+
+# --- Pillow -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _pillow_image(path: Path):
+    """The Pillow image of ``path``, identified as ``PIL.Image.open`` does but without
+    its decompression-bomb check (see the module docstring); the file is closed on exit."""
+    from PIL import Image
+
+    try:
+        file = open(path, "rb")  # noqa: SIM115 - closed below, after the image
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageReadError(path, "is a folder, not an image file") from None
+    except OSError as error:
+        raise ImageReadError(path, f"cannot be read ({error.strerror or error})") from None
+    with file:
+        image = _identify(file, path, Image)
+        try:
+            yield image
+        finally:
+            image.close()
+
+
+def _identify(file, path: Path, Image):
+    prefix = file.read(16)
+    tried: set[str] = set()
+    for load_plugins in (Image.preinit, Image.init):
+        load_plugins()
+        for name in list(Image.ID):
+            if name in tried:
+                continue
+            tried.add(name)
+            factory, accept = Image.OPEN[name]
+            if accept is not None:
+                verdict = accept(prefix)
+                if not verdict or isinstance(verdict, str):  # a string: the format, but unsupported
+                    continue
+            file.seek(0)
+            try:
+                return factory(file, str(path))
+            except (SyntaxError, IndexError, TypeError, struct.error):  # what Image.open takes as "not this format"
+                continue
+            except Image.DecompressionBombError:  # a plugin that checks while opening (MPO, ICO, ...)
+                raise ImageReadError(path, "too large for Pillow to open in this format") from None
+            except (OSError, ValueError) as error:
+                raise ImageReadError(path, f"not a readable image ({error})") from None
+    raise ImageReadError(path, f"not a readable image (cannot identify image file {str(path)!r})")
+
+
+def _read_with_pillow(path: Path, tiff: bool) -> np.ndarray:
+    from PIL import Image
+
+    with _pillow_image(path) as image:
+        width, height = image.size
+        dtype = _MODE_DTYPES.get(image.mode, np.dtype(np.uint8))
+        _check_memory(path, height, width, dtype.itemsize)
+        try:
+            array = _pillow_pixels(image)
+        except Image.DecompressionBombError:
+            hint = "; install imagecodecs (pip install imagecodecs) so that tifffile reads it" if tiff else ""
+            raise ImageReadError(path, f"{width} x {height} pixels: too large for Pillow to decode in this "
+                                 f"format{hint}") from None
+        except MemoryError:
+            raise ImageReadError(path, _no_memory(height, width)) from None
+        except (OSError, ValueError, SyntaxError) as error:
+            raise ImageReadError(path, f"image data is damaged ({error})") from None
+    return array
+
+
+def _pillow_pixels(image) -> np.ndarray:
+    """The pixels as numpy, one byte a value where the file has them so: ``as_rgb`` repeats
+    gray to RGB once, rather than Pillow converting to its 4-byte RGB first (a 14000 x 14000
+    1-bit PNG: 11 s and 2.1 GB through ``convert("RGB")``; see NOTES)."""
+    mode = image.mode
+    if mode in _MODE_DTYPES:
+        array = np.asarray(image)
+        return array.astype(np.uint16) if mode.startswith("I;16") else array
+    if mode in ("RGB", "L", "RGBA"):  # as_rgb drops the alpha
+        return np.asarray(image)
+    if mode == "1":
+        # numpy's view of Pillow's 1-bit pixels may hold 255 for True: test truth, not bytes
+        return np.where(np.asarray(image), np.uint8(255), np.uint8(0))
+    if mode == "LA":
+        return np.asarray(image)[:, :, 0]
+    if mode == "P":
+        palette = image.getpalette("RGB")
+        if palette is not None:  # indices past the palette are black, as Pillow converts them
+            table = np.zeros((256, 3), dtype=np.uint8)
+            colours = np.asarray(palette[: 256 * 3], dtype=np.uint8).reshape(-1, 3)
+            table[: len(colours)] = colours
+            return table[np.asarray(image)]
+    return np.asarray(image.convert("RGB"))  # CMYK, YCbCr, PA, ...
+
+
+# --- TIFF with tifffile -----------------------------------------------------------
+
+# Compressions tifffile decodes without imagecodecs: none, deflate (Adobe's and the old code), LZMA.
+_PLAIN_TIFF_COMPRESSIONS = (1, 8, 32946, 34925)
+_MINISBLACK, _RGB, _SEPARATE = 1, 2, 2
+
+
+@dataclass(frozen=True)
+class _TiffLayout:
+    height: int
+    width: int
+    dtype: np.dtype
+    pages: int
+    samples: int
+    separate: bool
+    tifffile_reads: bool
+
+
+def _tiff_layout(path: Path) -> _TiffLayout | None:
+    """The first page of a TIFF as tifffile sees it; None for other files and for
+    TIFFs tifffile cannot parse (Pillow then tries, and names the problem)."""
+    if path.suffix.lower() not in TIFF_SUFFIXES:
+        return None
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            pages = len(tif.pages)
+            if tif.is_imagej:  # ImageJ writes one page for a large stack, and says how many images it holds
+                pages = max(pages, int((tif.imagej_metadata or {}).get("images", 1)))
+            dtype = np.dtype(page.dtype) if page.dtype is not None else None
+            photometric, samples = int(page.photometric), int(page.samplesperpixel)
+            separate = int(page.planarconfig) == _SEPARATE and samples > 1
+            height, width, depth, compression = page.imagelength, page.imagewidth, page.imagedepth, page.compression
+    except (FileNotFoundError, IsADirectoryError):
+        return None  # Pillow's opening says which
+    except Exception:  # noqa: BLE001 - not a TIFF tifffile can parse: Pillow's turn
+        return None
+    readable = (
+        dtype is not None
+        and dtype.kind in "biuf"
+        and depth == 1
+        and (photometric == _MINISBLACK and samples in (1, 2, 3, 4) or photometric == _RGB and samples >= 3)
+        and (int(compression) in _PLAIN_TIFF_COMPRESSIONS or _has_imagecodecs())
+    )
+    if dtype is not None:
+        dtype = np.dtype(np.uint8) if dtype.kind == "b" else dtype.newbyteorder("=")
+    return _TiffLayout(int(height), int(width), dtype, max(1, pages), samples, separate, readable)
+
+
+def _has_imagecodecs() -> bool:
+    try:
+        import imagecodecs  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _read_tiff_page(path: Path, layout: _TiffLayout) -> np.ndarray:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        array = tif.pages[0].asarray()
+    if layout.separate and array.ndim == 3:
+        array = np.moveaxis(array, 0, -1)
+    if array.dtype.kind == "b":  # 1-bit, as Pillow reads it: 0 and 255
+        array = np.where(array, np.uint8(255), np.uint8(0))
+    if array.ndim == 3 and array.shape[2] == 2:  # gray and alpha
+        array = array[:, :, :1]
+    elif array.ndim == 3 and array.shape[2] > 4:  # RGB and extra samples
+        array = array[:, :, :3]
+    return array.astype(layout.dtype, copy=False)
+
+
+# --- stacks and memory --------------------------------------------------------
+
+_NOTED_STACKS: set[tuple[str, int]] = set()
+_NOTED_LOCK = threading.Lock()
+
+
+def _note_pages(path: Path, pages: int) -> None:
+    """Say, once per file, that a stack is read as its first page."""
+    if pages <= 1:
+        return
+    key = (str(path.resolve()), pages)
+    with _NOTED_LOCK:
+        if key in _NOTED_STACKS:
+            return
+        _NOTED_STACKS.add(key)
+    logger.warning("%s", first_page_note(path, pages))
+
+
+def first_page_note(path: str | Path, pages: int) -> str:
+    """The warning for a stack of ``pages`` pages read as its first page."""
+    return f"{path}: a stack of {pages} pages; read page 1 of {pages} (stacks are not supported yet)"
+
+
+# Below this, decoding an image is not worth asking the system about memory (most images).
+_MEMORY_CHECK_BYTES = 256 * 2**20
+
+
+def _check_memory(path: Path, height: int, width: int, itemsize: int) -> None:
+    """Refuse to decode pixels that would not fit: the decoded image and its RGB copy."""
+    needed = 2 * int(height) * int(width) * 3 * int(itemsize)
+    if needed < _MEMORY_CHECK_BYTES:
+        return
+    from napari_faster_rcnn.core.data.memory import available_memory
+
+    available = available_memory()
+    if available is not None and needed > available:
+        raise ImageReadError(
+            path, f"{width} x {height} pixels need about {needed / 2**30:.1f} GiB to decode, more than the "
+            f"{available / 2**30:.1f} GiB of memory available"
+        )
+
+
+def _no_memory(height: int, width: int) -> str:
+    return f"{width} x {height} pixels: not enough memory to decode them"
+
+
+# --- stacks of images ---------------------------------------------------------
 
 
 def read_padded(path: str | Path, height: int, width: int, dtype) -> np.ndarray:
@@ -124,8 +395,9 @@ def lazy_image_stack(paths, sizes, dtype=np.uint8, on_error=None):
     dtype
         The stack's dtype; images are cast to it.
     on_error : callable, optional
-        Called with the :class:`ImageReadError` of an image that became
-        unreadable after the stack was built; the slice shows zeros.
+        Called with the :class:`ImageReadError` of an image that cannot be
+        read (it became unreadable after the stack was built, or its pixels do
+        not fit in memory); the slice shows zeros.
     """
     import dask.array as da
 

@@ -3,8 +3,12 @@
 ``torch.load(weights_only=True)`` refuses every global that is not allowlisted.
 We widen the allowlist just enough for plain numpy arrays of numbers and
 strings, as written by numpy 2.x (``numpy._core.multiarray``) and by numpy 1.x
-(``numpy.core.multiarray``). Object arrays, arbitrary classes and functions
-stay refused, so a malicious pickle raises before anything in it runs.
+(``numpy.core.multiarray``). Arbitrary classes and functions stay refused, so
+a malicious pickle raises before anything in it runs. Object arrays are
+refused too: torch refuses the ones numpy writes (their dtype is built with a
+class not allowlisted), and every array a file yields is checked after loading,
+as a hand-made pickle can build ``dtype('O')`` and fill an array with Python
+objects (nothing runs, but they are no plain data).
 """
 
 from __future__ import annotations
@@ -65,8 +69,16 @@ _REFUSED = (
 )
 
 
+class NotPlainDataError(ValueError):
+    """A file that loaded without running anything but holds more than plain data (an object array)."""
+
+
 def explain_load_error(error: BaseException) -> str:
     """A short, user-facing reason for a failed ``torch.load``."""
+    if isinstance(error, NotPlainDataError):
+        return str(error)
+    if isinstance(error, IsADirectoryError):
+        return "is a folder, not a file"
     text = str(error)
     match = next((m for m in (pattern.search(text) for pattern in _REFUSED) if m), None)
     if match:
@@ -102,4 +114,30 @@ def safe_torch_load(path: str | Path, extra_globals=()):
 
     allowed = [*_numpy_safe_globals(), *extra_globals]
     with _LOAD_LOCK, torch.serialization.safe_globals(allowed):
-        return torch.load(Path(path), map_location="cpu", weights_only=True)
+        loaded = torch.load(Path(path), map_location="cpu", weights_only=True)
+    check_plain_arrays(loaded)
+    return loaded
+
+
+def check_plain_arrays(loaded) -> None:
+    """Raise :class:`NotPlainDataError` when ``loaded`` holds a numpy array that is not
+    plain numbers or strings (``dtype('O')``, a structured dtype), naming where it is."""
+    pending, seen = [(loaded, "")], set()
+    while pending:
+        value, where = pending.pop()
+        if isinstance(value, np.ndarray):
+            if value.dtype.char not in _PLAIN_DTYPE_CODES or value.dtype.fields is not None:
+                at = f" at {where}" if where else ""
+                raise NotPlainDataError(
+                    f"refused to load: the file holds an array of dtype {value.dtype}{at}, which is not plain "
+                    "data (only numbers and strings are; nothing from the file was run)"
+                )
+            continue
+        if id(value) in seen:  # a pickle may share or nest a container in itself
+            continue
+        if isinstance(value, dict):
+            seen.add(id(value))
+            pending.extend((item, f"{where}[{key!r}]") for key, item in value.items())
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            seen.add(id(value))
+            pending.extend((item, f"{where}[{index}]") for index, item in enumerate(value))

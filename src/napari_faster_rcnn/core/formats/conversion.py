@@ -1,24 +1,40 @@
 """Detecting, reading, writing and converting dataset folders in any of the formats.
 
 Writing builds the whole new folder under a hidden temporary name beside it
-and renames it into place at the end, so an interrupted export leaves no
-half-written dataset, and it refuses a destination that holds anything, so
-nothing is ever overwritten. Images are hard-linked where the file system
-allows (no space, no time; deleting either folder leaves the other whole),
-else copied; ``link_images=False`` always copies, for when the new folder's
-images will be edited in place. The user's files are never moved or changed.
+(``.NAME.partial-PID@HOST-XXXXXXXX``) and renames it into place at the end, so an
+interrupted export leaves no half-written dataset; such a folder that a killed
+run left is removed by the next write to the same destination, once its
+process is gone. Writing refuses a destination that holds anything, so
+nothing is ever overwritten. The new folder and the folders in it get the mode
+that ``mkdir`` gives under the process's umask.
+
+Images are hard-linked where the file system allows (no space, no time;
+deleting either folder leaves the other whole), else copied;
+``link_images=False`` always copies, for when the new folder's images will be
+edited in place. The user's files are never moved or changed.
+
+Boxes that reach outside their image are cut at its border on writing, as our
+own files are saved (:func:`~napari_faster_rcnn.core.data.boxes.clip_boxes`),
+and counted in the report; the boxes of an image whose size is unknown are
+written as they are.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from napari_faster_rcnn.core.data.annotations import class_list
+import numpy as np
+
+from napari_faster_rcnn.core.data.annotations import Annotation, class_list, new_folder_mode
+from napari_faster_rcnn.core.data.boxes import clip_boxes
 from napari_faster_rcnn.core.formats import coco_json, native, pascal_voc, yolo_txt
 from napari_faster_rcnn.core.formats._common import (
     FORMATS,
@@ -129,6 +145,8 @@ class ConversionReport:
     image_files, linked : int
         Image files placed in the new folder, and how many of them are hard links.
     boxes : int
+    clipped_boxes : int
+        Boxes that reached outside their image and were cut at its border.
     classes : list of str
         The class list written, in its order (COCO ids from 1, YOLO indices from 0).
     skipped : list of (Path, str)
@@ -144,6 +162,7 @@ class ConversionReport:
     image_files: int = 0
     linked: int = 0
     boxes: int = 0
+    clipped_boxes: int = 0
     classes: list[str] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -161,6 +180,8 @@ class ConversionReport:
             f"wrote {self.images} images ({how}), {self.boxes} boxes, {len(self.classes)} classes "
             f"as {FORMAT_TITLES.get(self.format, self.format)} to {self.destination}"
         )
+        if self.clipped_boxes:
+            lines.append(f"clipped {self.clipped_boxes} boxes that reached outside their image to its border")
         if self.classes:
             lines.append("classes: " + ", ".join(self.classes))
         lines.extend(f"note: {note}" for note in self.notes)
@@ -207,8 +228,12 @@ def iter_write_dataset(
         report.notes.append(f"{renamed} images were renamed (STEM_2, ...) as another image had the same name")
 
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))
+    removed = remove_stale_staging(folder)
+    if removed:
+        report.notes.append(f"removed {removed} unfinished folders that an interrupted write to {folder.name} had left")
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=_staging_prefix(folder)))
     try:
+        os.chmod(staging, new_folder_mode())  # mkdtemp's 0700 would make the new dataset private
         total = len(items)
         missing = 0
         for done, (item, name) in enumerate(zip(items, names), start=1):
@@ -220,10 +245,15 @@ def iter_write_dataset(
             yield done, total
         if missing:
             report.notes.append(f"{missing} images are not on disk; only their annotations were written")
-        outputs = [OutputItem(name, size, item.annotation) for item, name, size in zip(items, names, sizes)]
+        outputs = []
+        for item, name, size in zip(items, names, sizes):
+            annotation, clipped = clip_to_image(item.annotation, size)
+            report.clipped_boxes += clipped
+            outputs.append(OutputItem(name, size, annotation))
         module.write(staging, classes, outputs, report.notes)
         if folder.exists():
             folder_is_free(folder)  # still empty: something else may have written meanwhile
+            os.chmod(staging, folder.stat().st_mode & 0o777)  # the user's empty folder keeps its mode
             folder.rmdir()
         os.rename(staging, folder)
     except BaseException:
@@ -234,6 +264,81 @@ def iter_write_dataset(
     report.classes = classes
     yield total, total
     return report
+
+
+# Boxes past the border by less than this are float noise (YOLO's centre and size read back), not worth a mention.
+_CLIP_TOLERANCE = 1e-6
+
+
+def clip_to_image(annotation: Annotation, size: tuple[int, int] | None) -> tuple[Annotation, int]:
+    """``annotation`` with its boxes cut at the border of an image of ``size`` ``(height, width)``,
+    and how many boxes reached outside it (by more than float noise). Unknown size: unchanged."""
+    if size is None or len(annotation) == 0:
+        return annotation, 0
+    boxes = clip_boxes(annotation.boxes, *size)
+    moved = int((np.abs(boxes - annotation.boxes) > _CLIP_TOLERANCE).any(axis=1).sum())
+    if not (boxes != annotation.boxes).any():
+        return annotation, 0
+    return Annotation(boxes, annotation.labels, annotation.scores, annotation.classes), moved
+
+
+# --- staging folders ------------------------------------------------------------
+
+# A staging folder that another machine's run left is only removed when it is this old.
+_FOREIGN_STAGING_AGE = 24 * 3600
+
+
+def _host() -> str:
+    # the short name, kept short: the folder's name must stay within the file system's 255 bytes
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname().split(".")[0])[:40] or "host"
+
+
+def _staging_prefix(folder: Path) -> str:
+    return f".{folder.name}.partial-{os.getpid()}@{_host()}-"
+
+
+def remove_stale_staging(folder: Path) -> int:
+    """Remove the hidden staging folders (``.NAME.partial-*``) of writes to ``folder``
+    whose process is gone (killed midway); returns how many were removed.
+
+    A staging folder of a process still running on this machine is left alone
+    (it may be writing now), as is another machine's unless it is a day old.
+    Names without an owner (written by older versions) count as stale.
+    """
+    name = re.escape(folder.name)
+    owned = re.compile(rf"\.{name}\.partial-(\d+)@(.+)-[a-z0-9_]{{8}}")
+    unowned = re.compile(rf"\.{name}\.partial-[a-z0-9_]{{8}}")
+    try:
+        entries = list(folder.parent.iterdir())
+    except OSError:
+        return 0
+    removed = 0
+    for entry in entries:
+        match = owned.fullmatch(entry.name)
+        if match is None and unowned.fullmatch(entry.name) is None:
+            continue
+        if entry.is_symlink() or not entry.is_dir():
+            continue
+        if match is not None and _may_be_running(entry, int(match.group(1)), match.group(2)):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed += not entry.exists()
+    return removed
+
+
+def _may_be_running(entry: Path, pid: int, host: str) -> bool:
+    if host != _host():
+        try:
+            return time.time() - entry.stat().st_mtime < _FOREIGN_STAGING_AGE
+        except OSError:
+            return False
+    if pid == os.getpid():
+        return True
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - napari depends on psutil
+        return True
+    return psutil.pid_exists(pid)
 
 
 def write_dataset(dataset: LabeledDataset, folder: str | Path, fmt: str, link_images: bool = True) -> ConversionReport:

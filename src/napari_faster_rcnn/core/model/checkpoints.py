@@ -50,6 +50,8 @@ def read_checkpoint(path: str | Path) -> dict:
         When the file is missing, unreadable, or refused (naming what it would import).
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:

@@ -137,6 +137,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     ``model`` or ``model_state_dict`` (Lightning, torchvision's references).
     """
     path = Path(path)
+    if path.is_dir():
+        raise WeightsError(f"{path}: is a folder, not a weights file")
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file")
     try:

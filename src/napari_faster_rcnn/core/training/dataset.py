@@ -42,8 +42,9 @@ import torch
 
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.boxes import usable_boxes
-from napari_faster_rcnn.core.data.image_tensors import available_memory, image_to_tensor, image_to_unit_float
+from napari_faster_rcnn.core.data.image_tensors import image_to_tensor, image_to_unit_float
 from napari_faster_rcnn.core.data.images import image_info, read_image
+from napari_faster_rcnn.core.data.memory import available_memory
 from napari_faster_rcnn.core.training.samples import (
     TrainingDataError,
     as_training_sample,
