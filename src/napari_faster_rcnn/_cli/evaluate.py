@@ -28,8 +28,8 @@ def configure(parser) -> None:
     parser.add_argument("--checkpoint", metavar="CKPT",
                         help="a training checkpoint whose class list (in class-id order) resolves integer labels")
     parser.add_argument("--max-dets", type=int, default=None, metavar="N",
-                        help="the most detections per image COCO mAP counts, the highest scoring (default: the largest "
-                        "number of any image, at least 100)")
+                        help="the most detections per image and class COCO mAP counts, the highest scoring (default: the "
+                        "largest number of any image, at least 100)")
     parser.add_argument("--json", action="store_true",
                         help="print a JSON object (voc_map, coco_map, coco_map50, coco_map75, per_class, ...)")
 
