@@ -50,8 +50,9 @@ The merge (:func:`merge_tile_detections`)
        one). The partial boxes left are the pieces of objects that no tile
        sees whole (objects larger than the overlap, or tiles without
        overlap). They are merged greedily, in order of score (the highest
-       first): a box takes, from each other tile, the best-matching partial
-       box still free, and so on through the boxes taken (a piece joins
+       first): a box takes, from each other tile, the matching partial box
+       still free with the highest score (raw detections around one object
+       pair up best with best), and so on through the boxes taken (a piece joins
        through a piece it matches: the four pieces of an object cut at a
        tile corner become one), at most one box per tile. The group becomes
        one box: the union of its pieces, with the highest score of them and
@@ -139,7 +140,7 @@ class Tiling:
                 0.0 <= float(self.overlap) <= 0.9):
             raise ValueError(f"the tile overlap must be a fraction from 0 to 0.9, got {self.overlap!r}")
         object.__setattr__(self, "overlap", float(self.overlap))
-        if not 0.0 <= float(self.edge_tolerance) < self.tile / 2 + (self.tile == 0) * np.inf:
+        if not 0.0 <= float(self.edge_tolerance) < (self.tile / 2 if self.tile else np.inf):
             raise ValueError(f"edge_tolerance must be from 0 to half the tile, got {self.edge_tolerance!r}")
         if not 0.0 < float(self.match_threshold) <= 1.0:
             raise ValueError(f"match_threshold must be above 0 and at most 1, got {self.match_threshold!r}")
@@ -493,14 +494,16 @@ def _greedy_groups(scores, tile_ids, loose, first, second) -> np.ndarray:
     """For each box, the seed of its group (-1 for boxes not in the merge): step 4's greedy merge.
 
     ``first``, ``second`` are the matching pairs among the loose partial boxes,
-    best match first.
+    best match first. A box takes from each tile the matching box of the
+    highest score (the best match among equal scores), so that the raw boxes
+    of two tiles around one object pair up best with best, second with second.
     """
     count = len(scores)
     groups = np.full(count, -1, dtype=np.int64)
     nodes = np.concatenate([first, second])
     neighbours = np.concatenate([second, first])
     rank = np.concatenate([np.arange(len(first))] * 2)
-    order = np.lexsort((rank, nodes))  # by node, then best match first
+    order = np.lexsort((rank, -scores[neighbours], nodes))  # by node, then highest score, then best match
     nodes, neighbours = nodes[order], neighbours[order]
     starts = np.searchsorted(nodes, np.arange(count + 1))
     neighbour_list = neighbours.tolist()
