@@ -58,9 +58,9 @@ The merge (:func:`merge_tile_detections`)
        one box: the union of its pieces, with the highest score of them and
        their class. A partial box that matches nothing is kept as it is.
 
-    Candidate pairs come from bucketing the boxes near tile borders into a
-    grid of cells (sorting by cell), never from comparing every box with every
-    other; the rest is numpy over the candidate pairs. Only the greedy merge
+    Candidate pairs come from bucketing the boxes near tile borders by class
+    and into a grid of cells (sorting by cell), never from comparing every box
+    with every other; the rest is numpy over the candidate pairs. Only the greedy merge
     of step 4 loops in Python, once per partial box left.
 
 Tiling defaults (:func:`default_tiling`)
@@ -89,6 +89,7 @@ __all__ = [
     "MergedDetections",
     "TileGrid",
     "Tiling",
+    "chosen_tiling",
     "default_tiling",
     "merge_tile_detections",
     "tile_grid",
@@ -164,6 +165,17 @@ class Tiling:
         if not self.enabled:
             return "whole images (no tiles)"
         return f"tiles of {self.tile} px overlapping by {self.overlap:g}"
+
+
+def chosen_tiling(config=None, training_images: Mapping | None = None, tile: int | None = None,
+                  overlap: float | None = None) -> Tiling:
+    """:func:`default_tiling` with the ``tile`` size and ``overlap`` given (None: the default).
+
+    Raises ``ValueError`` for a tile size or overlap out of range.
+    """
+    default = default_tiling(config, training_images)
+    return Tiling(tile=default.tile if tile is None else tile,
+                  overlap=default.overlap if overlap is None else overlap)
 
 
 def default_tiling(config=None, training_images: Mapping | None = None) -> Tiling:
@@ -416,10 +428,11 @@ def _matching_pairs(grid: TileGrid, rects, boxes, labels, tile_ids, tolerance: f
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty
     grown = boxes[candidates] + np.array([-tolerance, -tolerance, tolerance, tolerance])
-    one, other = _sharing_cells(grown)
+    _, kinds = np.unique(labels[candidates], return_inverse=True)
+    one, other = _sharing_cells(grown, kinds.reshape(-1))
     first, second = candidates[one], candidates[other]
-    same = (labels[first] == labels[second]) & (tile_ids[first] != tile_ids[second])
-    first, second = first[same], second[same]
+    across = tile_ids[first] != tile_ids[second]
+    first, second = first[across], second[across]
     agreement = shared_view_iou(boxes[first], boxes[second], rects[tile_ids[first]], rects[tile_ids[second]],
                                 tolerance)
     matched = agreement >= threshold
@@ -427,32 +440,42 @@ def _matching_pairs(grid: TileGrid, rects, boxes, labels, tile_ids, tolerance: f
     return first[matched][order], second[matched][order]
 
 
-def _sharing_cells(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs ``(i, j)``, ``i < j``, of boxes that share a cell of a grid (every pair that intersects,
-    and some that do not): boxes bucketed by cell and sorted, pairs formed inside each cell."""
+def _sharing_cells(boxes: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``(i, j)``, ``i < j``, of boxes of one kind that intersect (touching counts), each once.
+
+    The boxes are bucketed into the cells of a grid (a box into every cell it
+    covers) and sorted by kind and cell; pairs are formed inside each bucket,
+    and a pair is kept only in the cell holding the corner of its intersection
+    (``max x0``, ``max y0``), so that a pair sharing several cells counts once
+    and boxes that share a cell but do not meet are left out.
+    """
     sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-    cell = max(8.0, 2.0 * float(np.median(sides)))
-    low = np.floor(boxes[:, :2].min(axis=0) / cell)
-    cells_low = (np.floor(boxes[:, :2] / cell) - low).astype(np.int64)
-    cells_high = (np.floor(boxes[:, 2:] / cell) - low).astype(np.int64)
+    cell = max(8.0, float(np.percentile(sides, 90)))
+    origin = boxes[:, :2].min(axis=0)
+    cells_low = np.floor((boxes[:, :2] - origin) / cell).astype(np.int64)
+    cells_high = np.floor((boxes[:, 2:] - origin) / cell).astype(np.int64)
     spans = cells_high - cells_low + 1
     counts = spans[:, 0] * spans[:, 1]
     box = np.repeat(np.arange(len(boxes)), counts)
     offset = np.arange(len(box)) - np.repeat(np.cumsum(counts) - counts, counts)
     row, column = np.divmod(offset, spans[box, 0])
     columns = int(cells_high[:, 0].max()) + 1
-    key = (cells_low[box, 1] + row) * columns + cells_low[box, 0] + column
+    rows = int(cells_high[:, 1].max()) + 1
+    cell_x, cell_y = cells_low[box, 0] + column, cells_low[box, 1] + row
+    key = (kinds[box] * rows + cell_y) * columns + cell_x
     order = np.argsort(key, kind="stable")
-    key, box = key[order], box[order]
+    key, box, cell_x, cell_y = key[order], box[order], cell_x[order], cell_y[order]
     group_end = np.searchsorted(key, key, side="right")
     after = group_end - np.arange(len(key)) - 1
     left = np.repeat(np.arange(len(key)), after)
     right = left + 1 + np.arange(len(left)) - np.repeat(np.cumsum(after) - after, after)
     one, other = box[left], box[right]
-    one, other = np.minimum(one, other), np.maximum(one, other)
-    distinct = one != other
-    codes = np.unique(one[distinct] * len(boxes) + other[distinct])
-    return codes // len(boxes), codes % len(boxes)
+    corner = np.maximum(boxes[one, :2], boxes[other, :2])
+    meets = (corner <= np.minimum(boxes[one, 2:], boxes[other, 2:])).all(axis=1)
+    corner_cell = np.floor((corner - origin) / cell).astype(np.int64)
+    here = meets & (corner_cell[:, 0] == cell_x[left]) & (corner_cell[:, 1] == cell_y[left])
+    one, other = one[here], other[here]
+    return np.minimum(one, other), np.maximum(one, other)
 
 
 def shared_view_iou(first, second, first_tiles, second_tiles, tolerance: float = EDGE_TOLERANCE) -> np.ndarray:
