@@ -154,6 +154,10 @@ class Tiling:
         """Whether an image of ``(height, width)`` is cut into tiles (it is larger than a tile)."""
         return self.enabled and max(int(image_size[0]), int(image_size[1])) > self.tile
 
+    def passes(self, image_size: tuple[int, int]) -> int:
+        """Forward passes for an image of ``(height, width)``: its tiles, or 1 when it is not tiled."""
+        return len(self.grid(image_size)) if self.tiles_image(image_size) else 1
+
     def grid(self, image_size: tuple[int, int]) -> TileGrid:
         """The tiles of an image of ``(height, width)`` (one tile when it is not larger than a tile)."""
         if not self.tiles_image(image_size):
