@@ -86,6 +86,15 @@ def oracle(grid, truth: np.ndarray, labels: np.ndarray):
     return np.concatenate(pieces), np.concatenate(piece_labels), np.concatenate(tiles)
 
 
+def cut_by(truth: np.ndarray, grid) -> np.ndarray:
+    """Which boxes an inner tile edge crosses."""
+    crossed = np.zeros(len(truth), dtype=bool)
+    for axis, (starts, side) in enumerate(((grid.x_starts, grid.tile_size[1]), (grid.y_starts, grid.tile_size[0]))):
+        edges = np.concatenate([starts[1:], starts[:-1] + side])
+        crossed |= ((truth[:, axis, None] < edges) & (edges < truth[:, axis + 2, None])).any(axis=1)
+    return crossed
+
+
 def compare(boxes: np.ndarray, labels: np.ndarray, truth: np.ndarray, truth_labels: np.ndarray) -> dict:
     """Objects found exactly once (IoU >= 0.9, same class), missed, found twice, and boxes of no object."""
     low = np.maximum(truth[:, None, :2], boxes[None, :, :2])
@@ -119,12 +128,7 @@ def main() -> int:
         truth, truth_labels = make_scene(args.size, args.objects, grid, args.seed)
         boxes, labels, tiles = oracle(grid, truth, truth_labels)
         scores = np.random.default_rng(args.seed + 1).uniform(0.5, 1.0, len(boxes))
-        on_edge = sum(
-            1 for box in truth if any(
-                (box[0] < edge < box[2]) for edge in np.concatenate([grid.x_starts[1:], grid.x_starts[:-1] + grid.tile_size[1]])
-            ) or any(
-                (box[1] < edge < box[3]) for edge in np.concatenate([grid.y_starts[1:], grid.y_starts[:-1] + grid.tile_size[0]])
-            ))
+        on_edge = int(sum(cut_by(truth, grid).tolist()))
 
         def ours():
             return merge_tile_detections(grid, boxes, scores, labels, tiles)

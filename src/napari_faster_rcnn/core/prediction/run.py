@@ -58,8 +58,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from itertools import islice
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
