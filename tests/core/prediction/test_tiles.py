@@ -279,6 +279,26 @@ def test_tiled_prediction_finds_each_painted_object_once():
     assert_same_objects(whole[0].annotation.boxes, whole[0].annotation.labels, truth, names, iou=0.999)
 
 
+def test_reading_inline_gives_the_same_and_closing_midway_restores_the_model():
+    import threading
+
+    tiling = Tiling(64, 0.1)
+    image, truth, names = painted_image(200, 260, 20, seed=8, tile=64, overlap=0.1)
+    ahead, _ = predict_images(PaintedObjects(), [image, image], CLASSES, tiling=tiling, batch_size=3)
+    inline, _ = predict_images(PaintedObjects(), [image, image], CLASSES, tiling=tiling, batch_size=3, read_ahead=0)
+    for first, second in zip(ahead, inline):
+        assert first.annotation == second.annotation
+    assert_same_objects(inline[1].annotation.boxes, inline[1].annotation.labels, truth, names, iou=0.999)
+
+    model = PaintedObjects()
+    generator = iter_predictions(model, [image] * 3, CLASSES, tiling=tiling, batch_size=2, tile_progress=True)
+    first = next(generator)
+    assert isinstance(first, TileProgress) and first.done == 2 and model.roi_heads.score_thresh == 0.01
+    generator.close()  # a cancel in the middle of an image's tiles
+    assert model.roi_heads.score_thresh == 0.05 and model.roi_heads.nms_thresh == 0.5  # restored
+    assert not [thread for thread in threading.enumerate() if thread.name == "napari-faster-rcnn-read-ahead"]
+
+
 def test_tile_progress_is_yielded_per_batch_of_tiles():
     image, _, _ = painted_image(200, 200, 10, seed=5, tile=64, overlap=0.0)
     items = list(iter_predictions(PaintedObjects(), [image], CLASSES, batch_size=4, tiling=Tiling(64, 0.0),
