@@ -28,7 +28,7 @@ The merge (:func:`merge_tile_detections`)
        both of them is cut. When the tiles only touch (no overlap, ``R`` a
        line or a corner point), a box *reaches* ``R`` when it comes within
        ``edge_tolerance`` of it, and the comparison is along the line (the
-       boxes' extents along a shared vertical edge; 1 at a shared corner).
+       boxes' extents along the shared edge; 1 at a shared corner).
        Boxes *match* when they agree by at least ``match_threshold``. Unlike
        the IoS (intersection over the smaller box) of SAHI's merging, this
        does not let a large, loose box (a raw detection with a low score)
@@ -52,16 +52,23 @@ The merge (:func:`merge_tile_detections`)
        overlap). They are merged greedily, in order of score (the highest
        first): a box takes, from each other tile, the matching partial box
        still free with the highest score (raw detections around one object
-       pair up best with best), and so on through the boxes taken (a piece joins
-       through a piece it matches: the four pieces of an object cut at a
-       tile corner become one), at most one box per tile. The group becomes
+       pair up best with best), and so on through the boxes taken (a piece
+       joins through a piece it matches: the four pieces of an object cut at
+       a tile corner become one), at most one box per tile. The group becomes
        one box: the union of its pieces, with the highest score of them and
        their class. A partial box that matches nothing is kept as it is.
 
     Candidate pairs come from bucketing the boxes near tile borders by class
     and into a grid of cells (sorting by cell), never from comparing every box
-    with every other; the rest is numpy over the candidate pairs. Only the greedy merge
-    of step 4 loops in Python, once per partial box left.
+    with every other; the rest is numpy over the candidate pairs. Only the
+    greedy merge of step 4 loops in Python, once per partial box left.
+
+    Known limit: an object that ends within ``edge_tolerance`` of a tile's
+    edge while lying whole in that tile may count as cut there by some of its
+    raw boxes and as whole by others; with an overlap smaller than the
+    objects, a cut one can then join a slightly different box of the next
+    tile (a union 1-2 px too large). The default overlap (at least 0.1 of the
+    tile, and at least the training boxes' size) avoids it in the benchmark.
 
 Tiling defaults (:func:`default_tiling`)
     The tile is as large as the training images at the scale the model saw
