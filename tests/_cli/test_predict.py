@@ -185,3 +185,50 @@ def test_images_above_pillows_limit_are_predicted_and_one_too_large_for_memory_i
     written = read_folder(out)
     assert sorted(written) == ["001"]
     assert len(written["001"]) == len(raw["001"]) and written["001"].labels == raw["001"].labels
+
+
+def test_tile_and_overlap_flags(checkpoint, tmp_path, capsys):
+    """--tile/--overlap predict a large image in merged tiles, as the core does; --tile 0 in one pass."""
+    from PIL import Image
+
+    from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
+    from napari_faster_rcnn.core.prediction.run import predict_images
+    from napari_faster_rcnn.core.prediction.tiles import Tiling, chosen_tiling
+    from tests.checkpoint_data import assert_same_detections
+
+    image = tmp_path / "images" / "large.png"
+    image.parent.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, (100, 150, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(image)
+    loaded = load_checkpoint(checkpoint)
+    record = loaded.training_images  # what training recorded: 64 x 64 images and their boxes
+    assert record["height"] == record["width"] == 64 and 0 < record["box_side"] <= 64
+    default = chosen_tiling(loaded.config, record)
+    assert default.tile == 64 and 0.1 <= default.overlap <= 0.5  # min_size = max_size = 64: the training scale
+
+    written = {}
+    for name, flags, tiling, words in [
+        ("default", (), default, f"1 images in tiles of 64 px overlapping by {default.overlap:g} "
+                                 f"({len(default.grid((100, 150)))} forward passes)"),
+        ("tiles48", ("--tile", 48, "--overlap", 0.25), Tiling(48, 0.25),
+         "1 images in tiles of 48 px overlapping by 0.25 (12 forward passes)"),
+        ("whole", ("--tile", 0), None, "each image whole (--tile 0)"),
+    ]:
+        out = tmp_path / name
+        assert predict(checkpoint, image, "--out", out, "--raw", *flags) == 0
+        assert capsys.readouterr().out.strip().endswith(words)
+        written[name] = read_folder(out)["large"]
+        # a model loaded afresh, as the command's: a model's outputs for one input size can change a little
+        # once it has run on another size (a bare torchvision forward does it too)
+        model = load_checkpoint(checkpoint).model
+        expected = predict_images(model, [image], loaded.classes, tiling=tiling)[0][0].annotation
+        assert_same_detections(written[name], expected)
+        assert (written[name].boxes[:, 2:] <= [150, 100]).all() and (written[name].boxes >= 0).all()
+    assert len(written["default"]) != len(written["whole"]) or not np.allclose(written["default"].boxes,
+                                                                               written["whole"].boxes)
+
+    assert predict(checkpoint, image, "--out", tmp_path / "x", "--tile", 5) == 2
+    assert "--tile must be 0 (each image whole) or at least 16 pixels, got 5" in capsys.readouterr().err
+    assert predict(checkpoint, image, "--out", tmp_path / "x", "--overlap", 1.5) == 2
+    assert "--overlap must be a fraction from 0 to 0.9, got 1.5" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -41,11 +41,15 @@ def expected(checkpoint, tmp_path_factory):
     return dataset, [record.annotation for record in records]
 
 
-def loaded_widget(viewer, qtbot, path):
+def loaded_widget(viewer, qtbot, path, tile: int | None = 0):
+    """The widget with the checkpoint loaded; ``tile`` 0 (the default here) predicts each image whole, as
+    the raw detections these tests compare with were made (tiling has its own test), None leaves the default."""
     widget = PredictWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.path.setText(str(path))
     load(qtbot, widget)
+    if tile is not None:
+        widget.tile.setValue(tile)
     return widget
 
 
@@ -299,3 +303,32 @@ def test_an_unreadable_image_is_left_out_of_the_progress_total(make_napari_viewe
     # the bar ends full at the 2 images predicted: the unreadable one is not counted as work left
     assert (worker.pbar.n, worker.pbar.total) == (2, 2)
     assert widget.status.text().startswith("3 images: ") and "1 unreadable (no boxes)" in widget.status.text()
+
+
+def test_predict_in_tiles(make_napari_viewer, qtbot, checkpoint):
+    """An image larger than the tile: tiles from the checkpoint's training images, progress per tile,
+    the merged raw detections behind the layer, as the core gives them."""
+    from napari_faster_rcnn.core.prediction.tiles import Tiling, default_tiling
+
+    viewer = make_napari_viewer()
+    pixels = np.random.default_rng(0).integers(0, 256, (100, 150, 3), dtype=np.uint8)
+    viewer.add_image(pixels, rgb=True, name="large")
+    widget = loaded_widget(viewer, qtbot, checkpoint, tile=None)
+    loaded = load_checkpoint(checkpoint)
+    default = default_tiling(loaded.config, loaded.training_images)
+    assert default.tile == 64  # trained on 64 x 64 images at 64 px
+    assert (widget.tile.value(), widget.overlap.value()) == (default.tile, pytest.approx(default.overlap))
+    widget.tile.setValue(48)
+    widget.overlap.setValue(0.25)
+    widget.batch_size.setValue(5)
+    run(qtbot, widget)
+    assert widget._done_passes == widget._total_passes == 12  # the progress bar counted the tiles
+    expected, _ = predict_images(load_checkpoint(checkpoint).model, [pixels], loaded.classes,
+                                 tiling=Tiling(48, 0.25))
+    assert expected[0].tiles == 12
+    assert_same_detections(prediction_pages(widget.layer).raw[0], expected[0].annotation)
+    assert widget.status.text().startswith("1 image: ")
+
+    widget.tile.setValue(5)
+    assert widget.predict() is None
+    assert widget.status.text() == "the tile size must be 0 (the whole image in one pass) or at least 16 pixels, got 5"

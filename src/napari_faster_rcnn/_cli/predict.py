@@ -9,6 +9,12 @@ win over the file). With --raw the raw detections are written instead (the
 model's own score threshold and NMS relaxed) and thresholds.json holds the
 values to start tuning from: open the folder in napari and use "Tune predictions".
 Files already in --out are not replaced unless --overwrite.
+
+An image larger than --tile pixels is predicted in overlapping tiles of that
+size (--overlap, a fraction of the tile), at the scale the model was trained
+at, and the detections of its tiles are merged so that an object cut by a
+tile's border is one box. Both default from the checkpoint's training images;
+--tile 0 predicts each image whole, in one pass.
 """
 
 from __future__ import annotations
@@ -32,7 +38,14 @@ def configure(parser) -> None:
     parser.add_argument("--raw", action="store_true",
                         help="write the raw detections, no thresholds applied (thresholds.json: where tuning starts)")
     parser.add_argument("--format", choices=("pt", "json"), default="pt", help="annotation file format (default pt)")
-    parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="images per forward pass (default 4)")
+    parser.add_argument("--batch-size", type=int, default=4, metavar="N",
+                        help="images (or tiles) per forward pass (default 4)")
+    parser.add_argument("--tile", type=int, metavar="SIZE",
+                        help="predict images larger than this in overlapping tiles of SIZE x SIZE pixels, merged; "
+                        "0: each image whole (default: the checkpoint's training image size at the model's scale)")
+    parser.add_argument("--overlap", type=float, metavar="FRACTION",
+                        help="the tiles' overlap, a fraction of the tile from 0 to 0.9 (default: from the "
+                        "checkpoint's training boxes, 0.1 to 0.5)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                         help="where the model runs (default auto: a CUDA GPU, else MPS, else the CPU)")
     parser.add_argument("--overwrite", action="store_true", help="replace prediction files already in --out")
@@ -80,13 +93,19 @@ def run(args) -> int:
     from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
     from napari_faster_rcnn.core.prediction.folders import predict_folder
     from napari_faster_rcnn.core.prediction.settings import resolve_device
+    from napari_faster_rcnn.core.prediction.tiles import MIN_TILE, chosen_tiling
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.tile is not None and args.tile != 0 and args.tile < MIN_TILE:
+        raise ValueError(f"--tile must be 0 (each image whole) or at least {MIN_TILE} pixels, got {args.tile}")
+    if args.overlap is not None and not 0.0 <= args.overlap <= 0.9:
+        raise ValueError(f"--overlap must be a fraction from 0 to 0.9, got {args.overlap}")
     device = resolve_device(args.device)
     start = time.perf_counter()
     checkpoint = load_checkpoint(args.checkpoint, device=device)
     thresholds = chosen_thresholds(args, checkpoint.config)
+    tiling = chosen_tiling(checkpoint.config, checkpoint.training_images, args.tile, args.overlap)
     bars = []
 
     def progress(record) -> None:
@@ -100,17 +119,19 @@ def run(args) -> int:
     try:
         result = predict_folder(checkpoint, args.images, args.out, thresholds=thresholds, raw=args.raw,
                                 suffix=f".{args.format}", batch_size=args.batch_size, device=None,
-                                overwrite=args.overwrite, progress=progress)
+                                overwrite=args.overwrite, progress=progress, tiling=tiling)
     finally:
         for bar in bars:
             bar.close()
     for path, reason in result.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     applied = "raw detections (no thresholds applied)" if args.raw else describe(thresholds)
+    tiles = (f"{result.tiled} images in {tiling.describe()} ({result.summary.tiles} forward passes)"
+             if tiling.enabled else "each image whole (--tile 0)")
     print(f"{len(result.written)} images, {result.boxes} boxes, {result.summary.seconds:.1f} s on {device} "
           f"({time.perf_counter() - start:.1f} s with loading), "
           f"{len(result.skipped)} skipped; {applied}; written to {result.out_dir} "
-          f"(with {result.thresholds_file.name})")
+          f"(with {result.thresholds_file.name}); {tiles}")
     return 0
 
 

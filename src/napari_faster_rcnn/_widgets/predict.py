@@ -8,6 +8,11 @@ a progress bar. The result is a predictions layer beside the image
 that "Tune predictions" moves its score and NMS thresholds without running the
 model again. Cancel stops after the batch in progress and keeps the images
 predicted so far (the first ones of the stack, in order): a layer of those.
+
+An image larger than the tile size is predicted in overlapping tiles, merged
+(:mod:`~napari_faster_rcnn.core.prediction.tiles`); the tile size and overlap
+start from the checkpoint's training images, and 0 predicts each image whole.
+The progress bar then counts tiles.
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ from qtpy.QtWidgets import (
 )
 
 from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo, set_progress, start_worker
-from napari_faster_rcnn.core.prediction.run import iter_predictions
+from napari_faster_rcnn.core.prediction.run import TileProgress, iter_predictions
 from napari_faster_rcnn.core.prediction.settings import resolve_device, starting_thresholds
 from napari_faster_rcnn.core.prediction.thresholds import Thresholds
+from napari_faster_rcnn.core.prediction.tiles import DEFAULT_OVERLAP, Tiling, default_tiling
 from napari_faster_rcnn.layers import prediction_targets
 from napari_faster_rcnn.layers.predictions import prediction_pages
 
@@ -87,6 +93,8 @@ class PredictWidget(DockedWidget):
         self._target = None
         self._thresholds = None
         self.layer = None  # the predictions layer of the last run
+        self._total_passes = self._done_passes = 0  # the progress bar counts forward passes: tiles, or images
+        self._passes: dict[int, int] = {}  # per image, its passes done
 
         self.path = QLineEdit()
         self.path.setPlaceholderText("best.ckpt of a training run")
@@ -111,6 +119,19 @@ class PredictWidget(DockedWidget):
         self.batch_size.setRange(1, 64)
         self.batch_size.setValue(4)
         self.batch_size.setToolTip("images per forward pass")
+        self.tile = QSpinBox()
+        self.tile.setRange(0, 1_000_000)
+        self.tile.setSingleStep(64)
+        self.tile.setSuffix(" px")
+        self.tile.setSpecialValueText("whole image")
+        self.tile.setToolTip("predict images larger than this in overlapping tiles of this size, merged; 0: each "
+                             "image whole (default: the checkpoint's training images at the model's scale)")
+        self.overlap = QDoubleSpinBox()
+        self.overlap.setRange(0.0, 0.9)
+        self.overlap.setSingleStep(0.05)
+        self.overlap.setDecimals(2)
+        self.overlap.setValue(DEFAULT_OVERLAP)
+        self.overlap.setToolTip("how much neighbouring tiles overlap, a fraction of the tile")
         self.device = QComboBox()
         self.device.addItems(DEVICES)
         self.device.setToolTip("auto: a CUDA GPU, else Apple's MPS, else the CPU")
@@ -130,6 +151,7 @@ class PredictWidget(DockedWidget):
         form.addRow("image layer", self.image_layer)
         form.addRow("folder", self.folder_row)
         form.addRow("batch size", _row(self.batch_size, QLabel("device"), self.device))
+        form.addRow("tiles", _row(self.tile, QLabel("overlap"), self.overlap))
         form.addRow("score ≥", _row(self.score, QLabel("NMS IoU"), self.nms))
         form.addRow(_row(self.predict_button, self.cancel_button))
         form.addRow(self.status)
@@ -188,6 +210,9 @@ class PredictWidget(DockedWidget):
         start = starting_thresholds(checkpoint.config)
         self.score.setValue(start.score_threshold)
         self.nms.setValue(start.nms_threshold)
+        tiling = default_tiling(checkpoint.config, checkpoint.training_images)
+        self.tile.setValue(tiling.tile)
+        self.overlap.setValue(tiling.overlap)
 
     # --- target --------------------------------------------------------------------
 
@@ -229,17 +254,23 @@ class PredictWidget(DockedWidget):
             return None
         try:
             device = resolve_device(self.device.currentText())
+            tiling = Tiling(self.tile.value(), round(self.overlap.value(), 2))
             target = self._prediction_target()
         except (ValueError, OSError) as error:
             self.status.setText(str(error))
             return None
         self._target, self._thresholds, self.records = target, self.thresholds(), []
         self._generator = iter_predictions(self.checkpoint.model, target.images, self.checkpoint.classes,
-                                           batch_size=self.batch_size.value(), device=device)
-        self.status.setText(f"predicting {len(target)} image{'s' if len(target) != 1 else ''} on {device} ...")
+                                           batch_size=self.batch_size.value(), device=device, tiling=tiling,
+                                           tile_progress=True)
+        self._expected_passes = [tiling.passes(size) for size in target.sizes]
+        passes = sum(self._expected_passes)
+        tiled = f" in {passes} tiles" if passes > len(target) else ""
+        self.status.setText(f"predicting {len(target)} image{'s' if len(target) != 1 else ''}{tiled} on {device} ...")
+        self._total_passes, self._done_passes, self._passes = passes, 0, {}
         self.worker = create_worker(
             _drain, self._generator,
-            _progress={"total": len(target), "desc": "Predicting"},
+            _progress={"total": passes, "desc": "Predicting"},
             # errored given here, so the worker does not also re-raise the error in the main thread
             _connect={"errored": self._failed},
             _start_thread=False,  # started below, once every signal is connected
@@ -259,10 +290,25 @@ class PredictWidget(DockedWidget):
             self.worker.quit()
 
     def _on_record(self, record) -> None:
+        if isinstance(record, TileProgress):
+            self._advance(record.index, record.done)
+            self.status.setText(f"image {record.images_done + 1} / {record.total}: "
+                                f"tile {record.done} / {record.tiles} ...")
+            return
         self.records.append(record)
-        set_progress(self.worker, record.done, record.total)  # unreadable images are left out of both
+        if record.error is not None:  # unreadable: its passes leave the total, as the core leaves it out of its count
+            self._total_passes -= self._expected_passes[record.index]
+            set_progress(self.worker, self._done_passes, self._total_passes)
+        else:
+            self._advance(record.index, max(record.tiles, 1))
         if record.done % 4 == 0 or record.done == record.total:
             self.status.setText(f"predicted {record.done} / {record.total} images ...")
+
+    def _advance(self, index: int, done: int) -> None:
+        """The progress bar counts forward passes: tiles, or whole images."""
+        self._done_passes += done - self._passes.get(index, 0)
+        self._passes[index] = done
+        set_progress(self.worker, self._done_passes, self._total_passes)
 
     def _finished(self, summary) -> None:
         self._show_result(len(self._target), cancelled=False)

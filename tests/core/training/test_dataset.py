@@ -99,6 +99,20 @@ def test_images_without_boxes_and_samples_held_in_memory(tmp_path):
         DetectionDataset(samples, classes="nucleus")
 
 
+def test_the_size_record_checkpoints_keep_for_tiling(tmp_path):
+    """Median image height and width, and the 95th percentile of the boxes' longer side (clipped to the image)."""
+    sizes = [(32, 48), (40, 60), (100, 20)]
+    boxes = [[[2, 3, 20, 30], [0, 0, 5, 5]], [[10, 10, 70, 12]], [[1, 1, 4, 90]]]  # 70 is clipped to 60
+    samples = []
+    for index, ((height, width), image_boxes) in enumerate(zip(sizes, boxes)):
+        write_image(tmp_path / f"{index}.png", height, width, seed=index)
+        samples.append(TrainingSample(tmp_path / f"{index}.png", Annotation(image_boxes, ["cell"] * len(image_boxes))))
+    record = DetectionDataset(samples).size_record()
+    sides = [27, 5, 50, 89]
+    assert record == {"height": 40.0, "width": 48.0, "box_side": pytest.approx(float(np.percentile(sides, 95)))}
+    assert DetectionDataset([]).size_record() is None
+
+
 def test_a_folder_without_labeled_images_is_an_error(tmp_path):
     write_image(tmp_path / "only.png")
     with pytest.raises(DatasetError, match="no labeled images"):

@@ -3,7 +3,8 @@
 A checkpoint of :class:`~.training.DetectorModule` is one file that is all
 prediction needs: Lightning's ``state_dict`` (the detector's tensors under
 ``model.``) and a ``napari_faster_rcnn`` entry with the model config, the
-class names, the validation metrics and the augmentation, all plain data.
+class names, the validation metrics, the augmentation and the training images'
+sizes, all plain data.
 :func:`load_checkpoint` rebuilds the detector from it with no network and no
 code from the file.
 
@@ -94,6 +95,10 @@ class LoadedCheckpoint:
         The training's augmentation settings.
     hyperparameters : dict
         The module's (optimizer, schedule, ...).
+    training_images : dict or None
+        The training images' median ``height`` and ``width`` and the 95th
+        percentile of their boxes' longer side (``box_side``), in pixels; None
+        in checkpoints written before it was recorded.
     """
 
     path: Path
@@ -106,6 +111,7 @@ class LoadedCheckpoint:
     augmentation: dict | None = None
     hyperparameters: dict = field(default_factory=dict, repr=False)
     version: str | None = None
+    training_images: dict | None = None
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
@@ -161,6 +167,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
         augmentation=section.get("augmentation"),
         hyperparameters=hyperparameters,
         version=section.get("version"),
+        training_images=_size_record(section.get("training_images")),
     )
 
 
@@ -181,3 +188,13 @@ def checkpoint_classes(path: str | Path) -> list[str]:
         return list(ModelConfig.from_dict(values).classes)
     except ConfigError as error:
         raise CheckpointError(f"{path}: the model config in it is not valid: {error}") from None
+
+
+def _size_record(record) -> dict | None:
+    """The ``training_images`` entry with numbers only (None when absent or malformed)."""
+    if not isinstance(record, Mapping):
+        return None
+    try:
+        return {key: float(record[key]) for key in ("height", "width", "box_side")}
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -9,7 +9,9 @@ writes, for each image, ``NAME.pt`` (or ``.json``) named after it, with
 folder in napari starts the "Tune predictions" sliders there, and
 ``napari-faster-rcnn evaluate --pred`` reads it as it is. With ``raw`` the
 files hold the raw detections and ``thresholds.json`` the values to start
-tuning from.
+tuning from. With ``tiling``, images larger than a tile are predicted in
+overlapping tiles whose detections are merged (:mod:`.tiles`); the files hold
+the merged detections, raw or thresholded, as for any image.
 
 Nothing is overwritten unless asked: files already in the output folder that
 this run would write are listed, and the run refuses before any work.
@@ -28,6 +30,7 @@ from napari_faster_rcnn.core.data.annotations import THRESHOLDS_FILE, save_annot
 from napari_faster_rcnn.core.prediction.run import PredictionRecord, PredictionSummary, iter_predictions
 from napari_faster_rcnn.core.prediction.settings import starting_thresholds
 from napari_faster_rcnn.core.prediction.thresholds import Thresholds, apply_thresholds
+from napari_faster_rcnn.core.prediction.tiles import Tiling
 
 __all__ = ["FolderPrediction", "find_images", "predict_folder"]
 
@@ -46,6 +49,8 @@ class FolderPrediction:
     summary: PredictionSummary
     boxes: int = 0  # written (after the thresholds, unless raw)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # found but left out, and unreadable
+    tiling: Tiling | None = None  # how images were tiled (None: each whole)
+    tiled: int = 0  # images predicted in more than one tile
 
 
 def find_images(inputs: str | Path | Sequence[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -109,6 +114,7 @@ def predict_folder(
     read_ahead: int = 2,
     overwrite: bool = False,
     progress: Callable[[PredictionRecord], None] | None = None,
+    tiling: Tiling | None = None,
 ) -> FolderPrediction:
     """Predict every image and write one annotation file per image into ``out_dir``.
 
@@ -135,6 +141,10 @@ def predict_folder(
         Replace prediction files (and ``thresholds.json``) already in ``out_dir``.
     progress
         Called with each :class:`~.prediction.PredictionRecord`.
+    tiling
+        Predict images larger than a tile in overlapping tiles, merged
+        (:func:`~.tiles.chosen_tiling` gives the checkpoint's default); None:
+        each image whole, in one pass.
 
     Raises
     ------
@@ -160,8 +170,9 @@ def predict_folder(
     destinations = [out_dir / f"{path.stem}{suffix}" for path in paths]
     _refuse_overwrite(out_dir, destinations, thresholds, overwrite)
 
-    written, boxes = [], 0
-    generator = iter_predictions(model, paths, classes, batch_size=batch_size, device=device, read_ahead=read_ahead)
+    written, boxes, tiled = [], 0, 0
+    generator = iter_predictions(model, paths, classes, batch_size=batch_size, device=device, read_ahead=read_ahead,
+                                 tiling=tiling)
     writer = _BackgroundWriter()
     try:
         while True:
@@ -175,6 +186,7 @@ def predict_folder(
                 writer.save(destinations[record.index], annotation)
                 written.append(destinations[record.index])
                 boxes += len(annotation)
+                tiled += record.tiles > 1
             if progress is not None:
                 progress(record)
     finally:
@@ -186,7 +198,7 @@ def predict_folder(
 
     thresholds_file = save_thresholds(out_dir, thresholds)
     return FolderPrediction(out_dir, written, thresholds, thresholds_file, raw, summary, boxes,
-                            skipped=[*skipped, *summary.skipped])
+                            skipped=[*skipped, *summary.skipped], tiling=tiling, tiled=tiled)
 
 
 def _model_and_classes(checkpoint_or_model, classes):

@@ -33,6 +33,20 @@ Raw detections
     ``cpu`` preset has at most 100 proposals x its classes; a ResNet-50 FPN
     with 1,000 proposals may have more: raise ``detections_per_image``).
 
+Tiles
+    With ``tiling`` (a :class:`.tiles.Tiling` of a tile size above 0), an image
+    larger than a tile is cut into overlapping tiles
+    (:meth:`.tiles.Tiling.grid`), which go through the model in the batches of
+    ``batch_size`` (tiles of one image, or of neighbouring images, together);
+    their detections are shifted back into the image and merged across tile
+    borders (:func:`.tiles.merge_tile_detections`: an object cut by a border
+    ends as one box) before the image's record is yielded. Each tile gets the
+    raw-detection settings above, so the merged detections are raw too and the
+    thresholds apply to them as to a whole image's. Such an image is kept as
+    read (uint8 for most files) until its tiles are converted, one by one.
+    ``tile_progress`` also yields a :class:`TileProgress` after each batch that
+    holds tiles of a tiled image, for a progress bar per tile.
+
 The settings live in :mod:`.settings`; :func:`.folders.predict_folder` writes
 one annotation file per image for the command line.
 """
@@ -42,8 +56,10 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -55,13 +71,16 @@ from napari_faster_rcnn.core.prediction.settings import (
     raw_detection_settings,
     resolve_device,
 )
+from napari_faster_rcnn.core.prediction.tiles import TileGrid, Tiling, merge_tile_detections
 from napari_faster_rcnn.core.progress import collect
 
 __all__ = [
     "PredictionRecord",
     "PredictionSummary",
+    "TileProgress",
     "iter_predictions",
     "predict_images",
+    "read_image_array",
     "read_image_tensor",
 ]
 
@@ -89,6 +108,8 @@ class PredictionRecord:
         unreadable images are left out of both, so ``total`` drops by one
         with each found (a progress bar then ends full, at the images
         predicted).
+    tiles : int
+        The tiles the image was predicted in (1: whole; 0: not read).
     """
 
     index: int
@@ -97,6 +118,28 @@ class PredictionRecord:
     image_size: tuple[int, int] | None
     error: str | None
     done: int
+    total: int
+    tiles: int = 1
+
+
+@dataclass
+class TileProgress:
+    """Tiles of a tiled image done so far, as :func:`iter_predictions` yields it with ``tile_progress``.
+
+    Attributes
+    ----------
+    index : int
+        The image's position in the input.
+    done, tiles : int
+        Its tiles predicted so far, and in all.
+    images_done, total : int
+        Images predicted before it, and images to predict (unreadable ones left out).
+    """
+
+    index: int
+    done: int
+    tiles: int
+    images_done: int
     total: int
 
 
@@ -107,6 +150,7 @@ class PredictionSummary:
     images: int = 0
     boxes: int = 0
     seconds: float = 0.0
+    tiles: int = 0  # forward passes: one per whole image, one per tile of a tiled image
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (image, reason)
 
 
@@ -125,19 +169,27 @@ def read_image_tensor(item):
     ImageReadError
         For a file that cannot be read; ``ValueError`` for an array of another shape.
     """
-    from napari_faster_rcnn.core.data.image_tensors import image_to_tensor, image_to_unit_float
+    from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
+
+    return image_to_tensor(read_image_array(item))
+
+
+def read_image_array(item) -> np.ndarray:
+    """An image file or array as ``(H, W, 3)``: uint8 as read, any other type scaled to float32
+    in ``[0, 1]`` over the whole image (so that its tiles are scaled alike); see :func:`read_image_tensor`."""
+    from napari_faster_rcnn.core.data.image_tensors import image_to_unit_float
     from napari_faster_rcnn.core.data.images import as_rgb, read_image
 
     image = read_image(item) if isinstance(item, (str, Path)) else as_rgb(np.asarray(item))
     if image.dtype != np.uint8:
         image = image_to_unit_float(image)
-    return image_to_tensor(image)
+    return image
 
 
 _END = object()
 
 
-def _read_ahead(items: Sequence, buffer: queue.Queue, stop: threading.Event) -> None:
+def _read_ahead(items: Sequence, buffer: queue.Queue, stop: threading.Event, tiling: Tiling | None) -> None:
     """The reader thread: ``(index, tensor or None, reason or None)`` per item, then ``_END``."""
 
     def put(entry) -> bool:
@@ -151,7 +203,7 @@ def _read_ahead(items: Sequence, buffer: queue.Queue, stop: threading.Event) -> 
 
     try:
         for index, item in enumerate(items):
-            if stop.is_set() or not put(_read_one(index, item)):
+            if stop.is_set() or not put(_read_one(index, item, tiling)):
                 return
     except BaseException as error:  # anything else ends the run, raised where the caller sees it
         put(error)
@@ -159,32 +211,102 @@ def _read_ahead(items: Sequence, buffer: queue.Queue, stop: threading.Event) -> 
     put(_END)
 
 
-def _read_one(index: int, item) -> tuple:
+def _read_one(index: int, item, tiling: Tiling | None) -> tuple:
+    """``(index, tensor, None)``; ``(index, array, None)`` for an image to tile; ``(index, None, reason)``."""
+    from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
+
     try:
-        return (index, read_image_tensor(item), None)
+        image = read_image_array(item)
+        if tiling is not None and tiling.tiles_image(image.shape[:2]):
+            return (index, image, None)
+        return (index, image_to_tensor(image), None)
     except ImageReadError as error:
         return (index, None, error.reason)
     except ValueError as error:  # an array of the wrong shape
         return (index, None, str(error))
 
 
-def _read_inline(items: Sequence):
+def _read_inline(items: Sequence, tiling: Tiling | None):
     """Read in the caller's thread (``read_ahead=0``): the same entries, no helper thread."""
     for index, item in enumerate(items):
-        yield _read_one(index, item)
+        yield _read_one(index, item, tiling)
     yield _END
 
 
 def detections_to_annotation(output: dict, names: np.ndarray, classes: list[str]) -> Annotation:
-    labels = output["labels"].cpu().numpy()
+    """A model's output for one image as an annotation (labels as class names)."""
+    boxes, scores, labels = _detection_arrays(output)
+    return _annotation(boxes, scores, labels, names, classes)
+
+
+def _detection_arrays(output: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (output["boxes"].float().cpu().numpy().astype(np.float64),
+            output["scores"].float().cpu().numpy().astype(np.float64),
+            output["labels"].cpu().numpy().astype(np.int64))
+
+
+def _annotation(boxes, scores, labels, names: np.ndarray, classes) -> Annotation:
     known = labels < len(names)
-    labels = [str(names[label]) if ok else str(label) for label, ok in zip(labels, known)]
     return Annotation(
-        boxes=output["boxes"].float().cpu().numpy().astype(np.float64),
-        labels=labels,
-        scores=output["scores"].float().cpu().numpy().astype(np.float64),
+        boxes=boxes,
+        labels=[str(names[label]) if ok else str(label) for label, ok in zip(labels, known)],
+        scores=scores,
         classes=list(classes),
     )
+
+
+class _Pending:
+    """An image on its way through the model: its tiles' detections, until all are in."""
+
+    def __init__(self, index: int, size=None, grid: TileGrid | None = None, reason: str | None = None):
+        self.index, self.size, self.grid, self.reason = index, size, grid, reason
+        self.expected = 0 if reason is not None else (len(grid) if grid is not None else 1)
+        self.outputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    @property
+    def complete(self) -> bool:
+        return len(self.outputs) == self.expected
+
+    def annotation(self, names: np.ndarray, classes, tiling: Tiling | None) -> Annotation:
+        if self.grid is None:
+            return _annotation(*self.outputs[0], names, classes)
+        rects = self.grid.rects
+        shifts = rects[:, [0, 1, 0, 1]].astype(np.float64)
+        boxes = np.concatenate([np.zeros((0, 4)), *(out[0] + shifts[k] for k, out in enumerate(self.outputs))])
+        scores = np.concatenate([np.zeros(0), *(out[1] for out in self.outputs)])
+        labels = np.concatenate([np.zeros(0, np.int64), *(out[2] for out in self.outputs)])
+        tile_ids = np.repeat(np.arange(len(self.outputs)), [len(out[1]) for out in self.outputs])
+        merged = merge_tile_detections(self.grid, boxes, scores, labels, tile_ids,
+                                       edge_tolerance=tiling.edge_tolerance, match_threshold=tiling.match_threshold)
+        return _annotation(merged.boxes, merged.scores, merged.labels, names, classes)
+
+
+def _work(next_entry, tiling: Tiling | None, pending: deque):
+    """The model's inputs, ``(pending image, tensor)`` each: a whole image, or each tile of a tiled one.
+
+    Appends every image (read or not) to ``pending`` when it is read, in order.
+    """
+    from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
+
+    while True:
+        entry = next_entry()
+        if entry is _END:
+            return
+        if isinstance(entry, BaseException):
+            raise entry
+        index, data, reason = entry
+        if data is None:
+            pending.append(_Pending(index, reason=reason))
+        elif isinstance(data, np.ndarray):  # an image to tile: its tiles, converted one at a time
+            grid = tiling.grid(data.shape[:2])
+            image = _Pending(index, size=(int(data.shape[0]), int(data.shape[1])), grid=grid)
+            pending.append(image)
+            for x0, y0, x1, y1 in grid.rects.tolist():
+                yield image, image_to_tensor(data[y0:y1, x0:x1])
+        else:
+            image = _Pending(index, size=(int(data.shape[1]), int(data.shape[2])))
+            pending.append(image)
+            yield image, data
 
 
 # --- the loop ---------------------------------------------------------------------
@@ -199,6 +321,8 @@ def iter_predictions(
     read_ahead: int = 2,
     raw: bool = True,
     settings: DetectionSettings | None = None,
+    tiling: Tiling | None = None,
+    tile_progress: bool = False,
 ) -> Iterator[PredictionRecord]:
     """Predict ``images`` with ``model``, yielding a :class:`PredictionRecord` per image in order.
 
@@ -223,6 +347,12 @@ def iter_predictions(
         (:func:`raw_detection_settings`), restoring them afterwards.
     settings
         Other box-head settings for the run (instead of ``raw``).
+    tiling
+        Cut images larger than a tile into overlapping tiles and merge their
+        detections (see the module docstring); None or a tile size of 0: every
+        image whole, in one pass.
+    tile_progress
+        Also yield a :class:`TileProgress` after each batch holding tiles of a tiled image.
 
     Returns
     -------
@@ -244,54 +374,57 @@ def iter_predictions(
     model.eval()
     previous = settings.apply(model) if settings is not None else None
 
+    if tiling is not None and not tiling.enabled:
+        tiling = None
     summary = PredictionSummary()
     start = time.perf_counter()
     stop = threading.Event()
     reader = None
     if read_ahead:
         buffer: queue.Queue = queue.Queue(maxsize=batch_size * read_ahead)
-        reader = threading.Thread(target=_read_ahead, args=(items, buffer, stop), daemon=True,
+        reader = threading.Thread(target=_read_ahead, args=(items, buffer, stop, tiling), daemon=True,
                                   name="napari-faster-rcnn-read-ahead")
         reader.start()
         next_entry = buffer.get
     else:
-        next_entry = _read_inline(items).__next__
+        next_entry = _read_inline(items, tiling).__next__
+    pending: deque[_Pending] = deque()
+    work = _work(next_entry, tiling, pending)
     done = 0
     try:
-        finished = False
-        while not finished:
-            pending, tensors = [], []
-            while len(tensors) < batch_size:
-                entry = next_entry()
-                if entry is _END:
-                    finished = True
-                    break
-                if isinstance(entry, BaseException):
-                    raise entry
-                pending.append(entry)
-                if entry[1] is not None:
-                    tensors.append(entry[1])
-            outputs = iter(())
-            if tensors:
-                batch = [tensor.to(target, non_blocking=True) for tensor in tensors]
+        while True:
+            batch = list(islice(work, batch_size))
+            if batch:
+                inputs = [tensor.to(target, non_blocking=True) for _, tensor in batch]
                 with torch.inference_mode():
-                    outputs = iter(model(batch))
-            for index, tensor, reason in pending:
-                source = Path(items[index]) if isinstance(items[index], (str, Path)) else None
-                if tensor is None:
-                    name = str(source) if source is not None else f"image {index}"
-                    summary.skipped.append((name, reason))
-                    total = len(items) - len(summary.skipped)
-                    yield PredictionRecord(index, source, None, None, f"{name}: {reason}", done, total)
+                    outputs = model(inputs)
+                for (image, _), output in zip(batch, outputs):
+                    image.outputs.append(_detection_arrays(output))
+                summary.tiles += len(batch)
+                if tile_progress:
+                    for image in dict.fromkeys(image for image, _ in batch if image.grid is not None):
+                        yield TileProgress(image.index, len(image.outputs), image.expected, done,
+                                           len(items) - len(summary.skipped))
+            while pending and pending[0].complete:
+                image = pending.popleft()
+                item = items[image.index]
+                source = Path(item) if isinstance(item, (str, Path)) else None
+                if image.reason is not None:
+                    name = str(source) if source is not None else f"image {image.index}"
+                    summary.skipped.append((name, image.reason))
+                    yield PredictionRecord(image.index, source, None, None, f"{name}: {image.reason}", done,
+                                           len(items) - len(summary.skipped), tiles=0)
                     continue
                 done += 1
-                annotation = detections_to_annotation(next(outputs), names, list(classes))
+                annotation = image.annotation(names, list(classes), tiling)
                 summary.images += 1
                 summary.boxes += len(annotation)
-                size = (int(tensor.shape[1]), int(tensor.shape[2]))
-                total = len(items) - len(summary.skipped)
-                yield PredictionRecord(index, source, annotation, size, None, done, total)
+                yield PredictionRecord(image.index, source, annotation, image.size, None, done,
+                                       len(items) - len(summary.skipped), tiles=image.expected)
+            if not batch:
+                break
     finally:
+        work.close()
         stop.set()
         if reader is not None:
             reader.join()

@@ -161,6 +161,24 @@ class DetectionDataset(torch.utils.data.Dataset):
                 for (height, width, _), boxes, labels in zip(self._image_info, self._boxes, self._labels,
                                                              strict=True)]
 
+    def size_record(self) -> dict | None:
+        """The images' median ``height`` and ``width`` and the 95th percentile of the boxes'
+        longer side (``box_side``, 0 without boxes), in pixels; None without images.
+
+        Checkpoints record it (``training_images``), so that prediction can tile
+        large images at the scale the model was trained at.
+        """
+        if not len(self):
+            return None
+        sizes = np.array(self.image_sizes, dtype=np.float64).reshape(-1, 2)
+        boxes = np.concatenate([np.zeros((0, 4)), *self._boxes])
+        sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        return {
+            "height": float(np.median(sizes[:, 0])),
+            "width": float(np.median(sizes[:, 1])),
+            "box_side": float(np.percentile(sides, 95)) if len(sides) else 0.0,
+        }
+
     @property
     def dropped_boxes(self) -> int:
         """Boxes left out because no part of them is inside their image."""

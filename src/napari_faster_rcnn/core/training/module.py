@@ -276,9 +276,21 @@ class DetectorModule(pl.LightningModule):
             "monitor": MONITOR,
             "iou_threshold": self.iou_threshold,
             "augmentation": augmentation.to_dict() if augmentation is not None else None,
+            "training_images": self._training_images(data),
         }
         if self.auto_size is not None:  # plain values: what auto sizing chose and from what
             checkpoint[CHECKPOINT_KEY]["auto_size"] = self.auto_size.to_dict()
+
+    def _training_images(self, data) -> dict | None:
+        """The training images' sizes (:meth:`DetectionDataset.size_record`), computed once."""
+        if getattr(self, "_size_record", None) is None:
+            try:
+                dataset = data.train_dataset if data is not None else None
+            except (ValueError, OSError):  # no data module with data: nothing to record
+                dataset = None
+            record = dataset.size_record() if hasattr(dataset, "size_record") else None
+            self._size_record = record
+        return self._size_record
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         from napari_faster_rcnn.core.model.checkpoints import CheckpointError

@@ -1,0 +1,566 @@
+"""Tiled prediction: a grid of overlapping tiles over a large image, and the merge of the
+detections of every tile into the image's detections.
+
+The grid
+    :func:`tile_grid` cuts an image of any size into tiles of ``tile x tile``
+    pixels (a side shorter than the tile gives tiles as long as that side)
+    that overlap their neighbours by at least ``overlap`` of the tile. Tiles
+    start every ``round(tile * (1 - overlap))`` pixels along each axis; the
+    last row and column are shifted back so that they end on the image's
+    border (they overlap their neighbour more; nothing is padded), so the
+    tiles cover the image exactly. Tiles are numbered row by row.
+
+The merge (:func:`merge_tile_detections`)
+    Each tile's detections, shifted into image coordinates, come with the
+    number of their tile. An object cut by a tile's edge gives a *partial*
+    box there; NMS cannot join the pieces of an object cut in two (they
+    hardly overlap), and would keep a cut piece beside the whole box from a
+    neighbouring tile. The rule, in four steps:
+
+    1. **Partial or complete.** A box is *partial* when it reaches, within
+       ``edge_tolerance`` pixels, an edge of its tile that is inside the image
+       (an edge on the image's border cuts nothing); other boxes are *complete*.
+    2. **Agreement.** Two boxes of the same class from different tiles are
+       compared on the part of the image both tiles see, ``R`` (the
+       intersection of the two tiles): each box is clipped to ``R`` and the
+       *agreement* is the IoU of the clipped boxes. Both tiles see the whole
+       of ``R``, so the two views of one object agree there even when one or
+       both of them is cut. When the tiles only touch (no overlap, ``R`` a
+       line or a corner point), a box *reaches* ``R`` when it comes within
+       ``edge_tolerance`` of it, and the comparison is along the line (the
+       boxes' extents along the shared edge; 1 at a shared corner).
+       Boxes *match* when they agree by at least ``match_threshold``. Unlike
+       the IoS (intersection over the smaller box) of SAHI's merging, this
+       does not let a large, loose box (a raw detection with a low score)
+       swallow the small cut pieces inside it.
+    3. **Complete boxes: one tile owns each point.** The overlap between two
+       neighbouring tiles is split at its middle; each tile *owns* the points
+       on its side. A complete box is kept when its tile owns its centre, or
+       when no complete box of another tile, itself in its owner tile, matches
+       it (the owner's detector missed what this tile saw: kept, rather than
+       lost). An object that lies whole in two tiles is thus kept from one
+       tile only, together with that tile's other (raw) boxes around it, and
+       nothing is suppressed inside a tile: the raw detections stay raw for
+       the score and NMS thresholds applied afterwards. (A box whose centre a
+       tile owns lies whole in that tile when it lies whole in any tile: the
+       owner's view is complete whenever any view is.)
+    4. **Partial boxes.** A partial box is dropped when it matches a kept
+       complete box of another tile: the whole object is seen there, so the
+       piece adds nothing (a box fully inside another tile wins over a cut
+       one). The partial boxes left are the pieces of objects that no tile
+       sees whole (objects larger than the overlap, or tiles without
+       overlap). They are merged greedily, in order of score (the highest
+       first): a box takes, from each other tile, the matching partial box
+       still free with the highest score (raw detections around one object
+       pair up best with best), and so on through the boxes taken (a piece
+       joins through a piece it matches: the four pieces of an object cut at
+       a tile corner become one), at most one box per tile. The group becomes
+       one box: the union of its pieces, with the highest score of them and
+       their class. A partial box that matches nothing is kept as it is.
+
+    Candidate pairs come from bucketing the boxes near tile borders by class
+    and into a grid of cells (sorting by cell), never from comparing every box
+    with every other; the rest is numpy over the candidate pairs. Only the
+    greedy merge of step 4 loops in Python, once per partial box left.
+
+    Known limit: an object that ends within ``edge_tolerance`` of a tile's
+    edge while lying whole in that tile may count as cut there by some of its
+    raw boxes and as whole by others; with an overlap smaller than the
+    objects, a cut one can then join a slightly different box of the next
+    tile (a union 1-2 px too large). The default overlap (at least 0.1 of the
+    tile, and at least the training boxes' size) avoids it in the benchmark.
+
+Tiling defaults (:func:`default_tiling`)
+    The tile is as large as the training images at the scale the model saw
+    them: a tile of that size is resized by the model exactly as the (median)
+    training image was, so objects reach the model at their training size. A
+    checkpoint records its training images' median size and box size
+    (``training_images``); without that record the tile is the model's
+    ``min_size``, which the model passes at its own scale (no resize). The
+    overlap is the training boxes' 95th percentile side over the tile (an
+    object of that size lies whole in some tile), from 0.1 to 0.5; 0.2
+    without a record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_OVERLAP",
+    "EDGE_TOLERANCE",
+    "MATCH_THRESHOLD",
+    "MergedDetections",
+    "TileGrid",
+    "Tiling",
+    "chosen_tiling",
+    "default_tiling",
+    "merge_tile_detections",
+    "tile_grid",
+]
+
+#: The overlap without a record of the training boxes.
+DEFAULT_OVERLAP = 0.2
+#: Pixels within which a box reaches a tile's edge.
+EDGE_TOLERANCE = 2.0
+#: Agreement (IoU on the part two tiles both see) for two boxes to be one object.
+MATCH_THRESHOLD = 0.5
+#: The smallest tile side accepted (0 turns tiling off).
+MIN_TILE = 16
+#: The range of the default overlap.
+_OVERLAP_RANGE = (0.1, 0.5)
+
+
+# --- settings ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How to tile images for prediction.
+
+    Attributes
+    ----------
+    tile : int
+        The tile's side in image pixels; 0: every image in one pass, whole.
+    overlap : float
+        The least overlap of neighbouring tiles, as a fraction of the tile (0 to 0.9).
+    edge_tolerance : float
+        Pixels within which a box reaches a tile's edge (see the module docstring).
+    match_threshold : float
+        The agreement for two boxes of neighbouring tiles to be one object.
+    """
+
+    tile: int = 0
+    overlap: float = DEFAULT_OVERLAP
+    edge_tolerance: float = EDGE_TOLERANCE
+    match_threshold: float = MATCH_THRESHOLD
+
+    def __post_init__(self):
+        if isinstance(self.tile, bool) or not isinstance(self.tile, (int, np.integer)) or (
+                self.tile != 0 and self.tile < MIN_TILE):
+            raise ValueError(f"the tile size must be 0 (the whole image in one pass) or at least {MIN_TILE} "
+                             f"pixels, got {self.tile!r}")
+        object.__setattr__(self, "tile", int(self.tile))
+        if isinstance(self.overlap, bool) or not isinstance(self.overlap, (int, float)) or not (
+                0.0 <= float(self.overlap) <= 0.9):
+            raise ValueError(f"the tile overlap must be a fraction from 0 to 0.9, got {self.overlap!r}")
+        object.__setattr__(self, "overlap", float(self.overlap))
+        if not 0.0 <= float(self.edge_tolerance) < (self.tile / 2 if self.tile else np.inf):
+            raise ValueError(f"edge_tolerance must be from 0 to half the tile, got {self.edge_tolerance!r}")
+        if not 0.0 < float(self.match_threshold) <= 1.0:
+            raise ValueError(f"match_threshold must be above 0 and at most 1, got {self.match_threshold!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.tile > 0
+
+    def tiles_image(self, image_size: tuple[int, int]) -> bool:
+        """Whether an image of ``(height, width)`` is cut into tiles (it is larger than a tile)."""
+        return self.enabled and max(int(image_size[0]), int(image_size[1])) > self.tile
+
+    def passes(self, image_size: tuple[int, int]) -> int:
+        """Forward passes for an image of ``(height, width)``: its tiles, or 1 when it is not tiled."""
+        return len(self.grid(image_size)) if self.tiles_image(image_size) else 1
+
+    def grid(self, image_size: tuple[int, int]) -> TileGrid:
+        """The tiles of an image of ``(height, width)`` (one tile when it is not larger than a tile)."""
+        if not self.tiles_image(image_size):
+            height, width = (int(side) for side in image_size)
+            return tile_grid(height, width, max(height, width, 1), 0.0)
+        return tile_grid(int(image_size[0]), int(image_size[1]), self.tile, self.overlap)
+
+    def describe(self) -> str:
+        if not self.enabled:
+            return "whole images (no tiles)"
+        return f"tiles of {self.tile} px overlapping by {self.overlap:g}"
+
+
+def chosen_tiling(config=None, training_images: Mapping | None = None, tile: int | None = None,
+                  overlap: float | None = None) -> Tiling:
+    """:func:`default_tiling` with the ``tile`` size and ``overlap`` given (None: the default).
+
+    Raises ``ValueError`` for a tile size or overlap out of range.
+    """
+    default = default_tiling(config, training_images)
+    return Tiling(tile=default.tile if tile is None else tile,
+                  overlap=default.overlap if overlap is None else overlap)
+
+
+def default_tiling(config=None, training_images: Mapping | None = None) -> Tiling:
+    """The tiling a model predicts large images with by default (see the module docstring).
+
+    Parameters
+    ----------
+    config : ModelConfig, optional
+        Its ``min_size`` and ``max_size``.
+    training_images : mapping, optional
+        What the checkpoint recorded of its training images: ``height`` and
+        ``width`` (medians) and ``box_side`` (the 95th percentile of the boxes'
+        longer side), as :attr:`LoadedCheckpoint.training_images` holds them.
+    """
+    min_size = int(getattr(config, "min_size", 800))
+    max_size = int(getattr(config, "max_size", 1333))
+    tile, overlap = min_size, DEFAULT_OVERLAP
+    record = dict(training_images or {})
+    try:
+        height, width = float(record["height"]), float(record["width"])
+    except (KeyError, TypeError, ValueError):
+        height = width = 0.0
+    if height > 0 and width > 0:
+        short, long = min(height, width), max(height, width)
+        # the model resizes by min(min_size / short, max_size / long); a square tile of this side, by the same
+        tile = int(round(max(short, long * min_size / max_size)))
+    tile = max(tile, MIN_TILE)
+    try:
+        box_side = float(record["box_side"])
+    except (KeyError, TypeError, ValueError):
+        box_side = 0.0
+    if box_side > 0:
+        overlap = float(np.clip(round(box_side / tile, 2), *_OVERLAP_RANGE))
+    return Tiling(tile=tile, overlap=overlap)
+
+
+# --- the grid ------------------------------------------------------------------------
+
+
+def _axis_starts(length: int, tile: int, overlap: float) -> np.ndarray:
+    if length <= tile:
+        return np.zeros(1, dtype=np.int64)
+    stride = max(1, int(round(tile * (1.0 - overlap))))
+    count = -(-(length - tile) // stride) + 1
+    return np.minimum(np.arange(count, dtype=np.int64) * stride, length - tile)
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Tiles over an image: tile ``k`` is row ``k // columns``, column ``k % columns``.
+
+    Attributes
+    ----------
+    image_size : (height, width)
+    tile_size : (height, width)
+        Every tile's size (the tile side, or the image's side when shorter).
+    x_starts, y_starts : int64 arrays
+        Where the columns and rows start, ascending.
+    """
+
+    image_size: tuple[int, int]
+    tile_size: tuple[int, int]
+    x_starts: np.ndarray
+    y_starts: np.ndarray
+
+    @property
+    def columns(self) -> int:
+        return len(self.x_starts)
+
+    @property
+    def rows(self) -> int:
+        return len(self.y_starts)
+
+    def __len__(self) -> int:
+        return self.rows * self.columns
+
+    @property
+    def rects(self) -> np.ndarray:
+        """``(n, 4)`` int64 ``x0, y0, x1, y1`` of every tile (``x1``, ``y1`` exclusive), row by row."""
+        ys, xs = np.meshgrid(self.y_starts, self.x_starts, indexing="ij")
+        xs, ys = xs.reshape(-1), ys.reshape(-1)
+        return np.stack([xs, ys, xs + self.tile_size[1], ys + self.tile_size[0]], axis=1)
+
+    def owner(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """The tile owning each point: the overlap of two neighbours is split at its middle."""
+        return (np.searchsorted(self._bounds(self.y_starts, self.tile_size[0]), y, side="right") * self.columns
+                + np.searchsorted(self._bounds(self.x_starts, self.tile_size[1]), x, side="right"))
+
+    def exclusive(self) -> np.ndarray:
+        """``(n, 4)``: the part of each tile no other tile covers, ``-inf``/``inf`` at the image's border."""
+        bounds = []
+        for starts, side in ((self.x_starts, self.tile_size[1]), (self.y_starts, self.tile_size[0])):
+            ends = starts + side
+            low = np.concatenate([[-np.inf], ends[:-1]]).astype(np.float64)
+            high = np.concatenate([starts[1:], [np.inf]]).astype(np.float64)
+            bounds.append((low, high))
+        (x_low, x_high), (y_low, y_high) = bounds
+        row, column = np.divmod(np.arange(len(self)), self.columns)
+        return np.stack([x_low[column], y_low[row], x_high[column], y_high[row]], axis=1)
+
+    @staticmethod
+    def _bounds(starts: np.ndarray, side: int) -> np.ndarray:
+        return (starts[1:] + starts[:-1] + side) / 2.0
+
+
+def tile_grid(height: int, width: int, tile: int, overlap: float) -> TileGrid:
+    """The tiles over an image of ``height x width``: sides of ``tile`` (or the image's
+    side, when shorter), overlapping by at least ``overlap`` of the tile, the last row and
+    column shifted back inside the image (see the module docstring)."""
+    if height < 1 or width < 1:
+        raise ValueError(f"an image of {height} x {width} pixels has no tiles")
+    if tile < 1:
+        raise ValueError(f"the tile size must be at least 1 pixel, got {tile}")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"the tile overlap must be from 0 to below 1, got {overlap}")
+    return TileGrid(
+        image_size=(int(height), int(width)),
+        tile_size=(min(int(tile), int(height)), min(int(tile), int(width))),
+        x_starts=_axis_starts(int(width), int(tile), float(overlap)),
+        y_starts=_axis_starts(int(height), int(tile), float(overlap)),
+    )
+
+
+# --- the merge ------------------------------------------------------------------------
+
+
+@dataclass
+class MergedDetections:
+    """The detections of an image, merged from its tiles.
+
+    Attributes
+    ----------
+    boxes : (n, 4) float64
+    scores : (n,) float64
+    labels : (n,) int64
+    sources : (n,) int64
+        For each box, the input detection it comes from (for a merged box, the
+        highest-scoring piece).
+    pieces : (n,) int64
+        How many input boxes were merged into each box (1 for a box kept as it was).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    sources: np.ndarray
+    pieces: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def merge_tile_detections(
+    grid: TileGrid,
+    boxes,
+    scores,
+    labels,
+    tile_ids,
+    edge_tolerance: float = EDGE_TOLERANCE,
+    match_threshold: float = MATCH_THRESHOLD,
+) -> MergedDetections:
+    """One box per object from the detections of every tile of ``grid`` (see the module docstring).
+
+    Parameters
+    ----------
+    grid
+        The tiles.
+    boxes : (n, 4)
+        ``x0, y0, x1, y1`` in image coordinates (shifted back from their tile).
+    scores : (n,)
+    labels : (n,) int
+    tile_ids : (n,) int
+        The tile each detection comes from.
+
+    Returns
+    -------
+    MergedDetections
+        In the order of the detections they come from.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    tile_ids = np.asarray(tile_ids).reshape(-1).astype(np.int64)
+    count = len(boxes)
+    if not len(scores) == len(labels) == len(tile_ids) == count:
+        raise ValueError(f"boxes, scores, labels and tile_ids differ in length: {count}, {len(scores)}, "
+                         f"{len(labels)}, {len(tile_ids)}")
+    if count and (tile_ids.min() < 0 or tile_ids.max() >= len(grid)):
+        raise ValueError(f"tile ids must be from 0 to {len(grid) - 1}, got {tile_ids.min()} to {tile_ids.max()}")
+    tolerance = float(edge_tolerance)
+    everything = np.arange(count)
+    if len(grid) == 1 or count == 0:
+        return MergedDetections(boxes, scores, labels, everything, np.ones(count, dtype=np.int64))
+
+    rects = grid.rects.astype(np.float64)
+    own = rects[tile_ids]
+    height, width = grid.image_size
+    partial = (((own[:, 0] > 0) & (boxes[:, 0] <= own[:, 0] + tolerance))
+               | ((own[:, 1] > 0) & (boxes[:, 1] <= own[:, 1] + tolerance))
+               | ((own[:, 2] < width) & (boxes[:, 2] >= own[:, 2] - tolerance))
+               | ((own[:, 3] < height) & (boxes[:, 3] >= own[:, 3] - tolerance)))
+    complete = ~partial
+    centres_x = (boxes[:, 0] + boxes[:, 2]) / 2.0
+    centres_y = (boxes[:, 1] + boxes[:, 3]) / 2.0
+    owned = grid.owner(centres_x, centres_y) == tile_ids
+
+    first, second = _matching_pairs(grid, rects, boxes, labels, tile_ids, tolerance, float(match_threshold))
+
+    # 3. a complete box outside its owner tile goes when it matches an owned complete box of another tile
+    owned_complete = complete & owned
+    dropped = np.zeros(count, dtype=bool)
+    for one, other in ((first, second), (second, first)):
+        dropped[one[complete[one] & ~owned[one] & owned_complete[other]]] = True
+    kept_complete = complete & ~dropped
+    # 4. a partial box goes when it matches a kept complete box of another tile
+    covered = np.zeros(count, dtype=bool)
+    for one, other in ((first, second), (second, first)):
+        covered[one[partial[one] & kept_complete[other]]] = True
+    loose = partial & ~covered
+    both = loose[first] & loose[second]
+    groups = _greedy_groups(scores, tile_ids, loose, first[both], second[both])
+
+    seeds = np.flatnonzero(groups >= 0)
+    seeds = seeds[groups[seeds] == seeds]  # a group is numbered by its seed
+    keep = np.sort(np.concatenate([np.flatnonzero(kept_complete), seeds]))
+    merged_boxes = boxes[keep].copy()
+    merged_scores = scores[keep].copy()
+    pieces = np.ones(len(keep), dtype=np.int64)
+    members = np.flatnonzero(groups >= 0)
+    if len(members):
+        position = np.searchsorted(keep, groups[members])
+        np.minimum.at(merged_boxes[:, 0], position, boxes[members, 0])
+        np.minimum.at(merged_boxes[:, 1], position, boxes[members, 1])
+        np.maximum.at(merged_boxes[:, 2], position, boxes[members, 2])
+        np.maximum.at(merged_boxes[:, 3], position, boxes[members, 3])
+        np.maximum.at(merged_scores, position, scores[members])
+        pieces[:] = 0
+        np.add.at(pieces, position, 1)
+        pieces[pieces == 0] = 1
+    return MergedDetections(merged_boxes, merged_scores, labels[keep], keep, pieces)
+
+
+def _matching_pairs(grid: TileGrid, rects, boxes, labels, tile_ids, tolerance: float, threshold: float):
+    """Pairs ``(i, j)``, ``i < j``, of boxes of one class from different tiles that match."""
+    exclusive = grid.exclusive()[tile_ids]
+    near_border = ((boxes[:, 0] - tolerance <= exclusive[:, 0]) | (boxes[:, 1] - tolerance <= exclusive[:, 1])
+                   | (boxes[:, 2] + tolerance >= exclusive[:, 2]) | (boxes[:, 3] + tolerance >= exclusive[:, 3]))
+    candidates = np.flatnonzero(near_border)
+    if len(candidates) < 2:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    grown = boxes[candidates] + np.array([-tolerance, -tolerance, tolerance, tolerance])
+    _, kinds = np.unique(labels[candidates], return_inverse=True)
+    one, other = _sharing_cells(grown, kinds.reshape(-1))
+    first, second = candidates[one], candidates[other]
+    across = tile_ids[first] != tile_ids[second]
+    first, second = first[across], second[across]
+    agreement = shared_view_iou(boxes[first], boxes[second], rects[tile_ids[first]], rects[tile_ids[second]],
+                                tolerance)
+    matched = agreement >= threshold
+    order = np.argsort(-agreement[matched], kind="stable")  # the best matches first, for the greedy merge
+    return first[matched][order], second[matched][order]
+
+
+def _sharing_cells(boxes: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``(i, j)``, ``i < j``, of boxes of one kind that intersect (touching counts), each once.
+
+    The boxes are bucketed into the cells of a grid (a box into every cell it
+    covers) and sorted by kind and cell; pairs are formed inside each bucket,
+    and a pair is kept only in the cell holding the corner of its intersection
+    (``max x0``, ``max y0``), so that a pair sharing several cells counts once
+    and boxes that share a cell but do not meet are left out.
+    """
+    sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    cell = max(8.0, float(np.percentile(sides, 90)))
+    origin = boxes[:, :2].min(axis=0)
+    cells_low = np.floor((boxes[:, :2] - origin) / cell).astype(np.int64)
+    cells_high = np.floor((boxes[:, 2:] - origin) / cell).astype(np.int64)
+    spans = cells_high - cells_low + 1
+    counts = spans[:, 0] * spans[:, 1]
+    box = np.repeat(np.arange(len(boxes)), counts)
+    offset = np.arange(len(box)) - np.repeat(np.cumsum(counts) - counts, counts)
+    row, column = np.divmod(offset, spans[box, 0])
+    columns = int(cells_high[:, 0].max()) + 1
+    rows = int(cells_high[:, 1].max()) + 1
+    cell_x, cell_y = cells_low[box, 0] + column, cells_low[box, 1] + row
+    key = (kinds[box] * rows + cell_y) * columns + cell_x
+    order = np.argsort(key, kind="stable")
+    key, box, cell_x, cell_y = key[order], box[order], cell_x[order], cell_y[order]
+    group_end = np.searchsorted(key, key, side="right")
+    after = group_end - np.arange(len(key)) - 1
+    left = np.repeat(np.arange(len(key)), after)
+    right = left + 1 + np.arange(len(left)) - np.repeat(np.cumsum(after) - after, after)
+    one, other = box[left], box[right]
+    corner = np.maximum(boxes[one, :2], boxes[other, :2])
+    meets = (corner <= np.minimum(boxes[one, 2:], boxes[other, 2:])).all(axis=1)
+    corner_cell = np.floor((corner - origin) / cell).astype(np.int64)
+    here = meets & (corner_cell[:, 0] == cell_x[left]) & (corner_cell[:, 1] == cell_y[left])
+    one, other = one[here], other[here]
+    return np.minimum(one, other), np.maximum(one, other)
+
+
+def shared_view_iou(first, second, first_tiles, second_tiles, tolerance: float = EDGE_TOLERANCE) -> np.ndarray:
+    """The agreement of box pairs from two tiles: the IoU of the boxes clipped to the tiles' intersection.
+
+    Where the tiles only touch (their intersection has no width or no height),
+    the intersection is widened by ``tolerance`` across the shared line and a
+    box reaching it counts as spanning that width, so that the comparison is
+    along the line. Pairs of tiles that do not meet, and boxes that do not
+    reach the intersection, agree 0.
+    """
+    first, second = np.asarray(first, np.float64), np.asarray(second, np.float64)
+    low = np.maximum(first_tiles[:, :2], second_tiles[:, :2]).astype(np.float64)
+    high = np.minimum(first_tiles[:, 2:], second_tiles[:, 2:]).astype(np.float64)
+    meets = (high >= low).all(axis=1)
+    thin = (high - low) < 1.0
+    low = np.where(thin, low - tolerance, low)
+    high = np.where(thin, high + tolerance, high)
+    clipped = []
+    for box in (first, second):
+        box_low = np.maximum(box[:, :2], low)
+        box_high = np.minimum(box[:, 2:], high)
+        reaches = box_high >= box_low
+        # across a line both boxes count as spanning the widened line
+        box_low = np.where(thin & reaches, low, box_low)
+        box_high = np.where(thin & reaches, high, box_high)
+        clipped.append((box_low, box_high, reaches.all(axis=1)))
+    (a_low, a_high, a_in), (b_low, b_high, b_in) = clipped
+    a_area = np.prod(np.clip(a_high - a_low, 0.0, None), axis=1)
+    b_area = np.prod(np.clip(b_high - b_low, 0.0, None), axis=1)
+    inter = np.prod(np.clip(np.minimum(a_high, b_high) - np.maximum(a_low, b_low), 0.0, None), axis=1)
+    union = a_area + b_area - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    return np.where(meets & a_in & b_in, iou, 0.0)
+
+
+def _greedy_groups(scores, tile_ids, loose, first, second) -> np.ndarray:
+    """For each box, the seed of its group (-1 for boxes not in the merge): step 4's greedy merge.
+
+    ``first``, ``second`` are the matching pairs among the loose partial boxes,
+    best match first. A box takes from each tile the matching box of the
+    highest score (the best match among equal scores), so that the raw boxes
+    of two tiles around one object pair up best with best, second with second.
+    """
+    count = len(scores)
+    groups = np.full(count, -1, dtype=np.int64)
+    nodes = np.concatenate([first, second])
+    neighbours = np.concatenate([second, first])
+    rank = np.concatenate([np.arange(len(first))] * 2)
+    order = np.lexsort((rank, -scores[neighbours], nodes))  # by node, then highest score, then best match
+    nodes, neighbours = nodes[order], neighbours[order]
+    starts = np.searchsorted(nodes, np.arange(count + 1))
+    neighbour_list = neighbours.tolist()
+    tiles = tile_ids.tolist()
+    loose_boxes = np.flatnonzero(loose)
+    by_score = loose_boxes[np.argsort(-scores[loose_boxes], kind="stable")].tolist()
+    start_list = starts.tolist()
+    group_list = groups.tolist()
+    for seed in by_score:
+        if group_list[seed] >= 0:
+            continue
+        group_list[seed] = seed
+        if start_list[seed] == start_list[seed + 1]:
+            continue
+        used = {tiles[seed]}
+        stack = [seed]
+        while stack:
+            node = stack.pop()
+            for neighbour in neighbour_list[start_list[node]:start_list[node + 1]]:
+                if group_list[neighbour] < 0 and tiles[neighbour] not in used:
+                    group_list[neighbour] = seed
+                    used.add(tiles[neighbour])
+                    stack.append(neighbour)
+    groups[:] = group_list
+    groups[~loose] = -1
+    return groups
