@@ -6,7 +6,8 @@ One 2048 x 2048 image with N boxes (10,000 and 100,000 by default; 5 to 30 px,
 - open: the image file opened with the plugin's reader until napari has both
   layers and the canvas has painted them; baseline: napari's own
   ``viewer.add_shapes`` of the same rectangles (``shape_type='rectangle'``, one
-  edge colour per box as an array), painted, in a viewer that shows the same image;
+  edge colour per box as an array), after ``add_image`` of the same pixels
+  (already in memory), painted;
 - dock: the "Label boxes" widget docked on that layer (its session takes the
   layer's boxes; the layer already shows them, so nothing is rebuilt);
 - edit: one box added through the layer (``add_rectangles``) and then deleted
@@ -19,7 +20,8 @@ One 2048 x 2048 image with N boxes (10,000 and 100,000 by default; 5 to 30 px,
   baselines: the turn between small images in a folder of 3 x 100 boxes, and
   for the crowded page napari's own ``layer.data = rectangles`` of its N boxes.
 
-Targets (issue 11): 100,000 boxes open in under 10 s; an edit no slower than
+Targets (issue 11): 100,000 boxes open in under 10 s, and opening takes at
+most 1.5 times napari's own add_shapes (the reader's share); an edit no slower than
 1.5 times napari's own on its layer of the same boxes; a page turn between
 small images no slower than 1.5 times the same turn in a stack of three
 images of 100 boxes (the baseline: what napari's slicing, the image and the
@@ -115,9 +117,9 @@ def one_count(count: int, size: int, repeat: int, app, workdir: Path) -> dict:
     baseline_viewer = napari.Viewer()
     baseline_viewer.window._qt_window.resize(1200, 800)
     baseline_paint = Painter(app, baseline_viewer.window._qt_viewer.canvas._scene_canvas)
-    baseline_viewer.add_image(viewer.layers[0].data, rgb=True, name="the same image")  # (not timed)
     baseline_paint()
     start = time.perf_counter()
+    baseline_viewer.add_image(viewer.layers[0].data, rgb=True, name="the same image")  # its pixels, already read
     own["layer"] = baseline_viewer.add_shapes(
         rectangles, shape_type="rectangle", edge_color=colors, face_color="transparent", edge_width=7,
         name="napari add_shapes")
@@ -203,7 +205,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--check", action="store_true",
-                        help="exit 1 unless 100,000 boxes open in < 10 s, an edit is <= 1.5x napari's own, "
+                        help="exit 1 unless 100,000 boxes open in < 10 s and <= 1.5x add_shapes, an edit is <= 1.5x napari's own, "
                              "and a page turn between small images <= 1.5x that in a stack without the crowded image")
     args = parser.parse_args(argv)
 
@@ -241,7 +243,10 @@ def main(argv=None) -> int:
         ]
         r["edit_ratio"] = edit
         if r["boxes"] >= 100_000 and r["open_s"] >= 10:
-            failures.append(f"{n} boxes open in {r['open_s']:.1f} s, not under 10 s")
+            failures.append(f"{n} boxes open in {r['open_s']:.1f} s, not under 10 s "
+                            f"(napari's own add_shapes: {r['baseline_open_s']:.1f} s)")
+        if r["open_s"] > 1.5 * r["baseline_open_s"]:
+            failures.append(f"{n} boxes open in {r['open_s'] / r['baseline_open_s']:.2f}x napari's own add_shapes")
         if edit > 1.5:
             failures.append(f"{n} boxes: an edit takes {edit:.2f}x napari's own")
         if r["page_small_ms"] > 1.5 * r["baseline_page_small_ms"]:
