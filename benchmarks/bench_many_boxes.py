@@ -163,6 +163,18 @@ def one_count(count: int, size: int, repeat: int, app, workdir: Path) -> dict:
     return result
 
 
+def warm_up(app) -> None:
+    """What napari does once in a process (the first Shapes layer sets up its triangulation, a first
+    viewer its canvas), so that neither side of the first comparison pays for it."""
+    import napari
+
+    viewer = napari.Viewer()
+    viewer.add_image(np.zeros((64, 64), dtype=np.uint8))
+    viewer.add_shapes([np.array([[1.0, 1.0], [1.0, 9.0], [9.0, 9.0], [9.0, 1.0]])], shape_type="rectangle")
+    app.processEvents()
+    viewer.close()
+
+
 def page(app, folder: Path, count: int, repeat: int) -> dict:
     """Open a folder of three images with "Label boxes" docked; time page turns between images 1 and 2,
     and onto image 0 (``count`` boxes) and away from it (seconds, medians)."""
@@ -214,6 +226,7 @@ def main(argv=None) -> int:
     from napari_faster_rcnn.layers.conventions import TEXT_LIMIT
 
     app = QApplication.instance() or QApplication([])
+    warm_up(app)
     results = []
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as temporary:
         for count in args.boxes:

@@ -135,11 +135,13 @@ def hex_to_rgba(color: str) -> np.ndarray:
 
 def edge_colors(labels: Sequence[str], colors: dict[str, str]) -> np.ndarray:
     """An ``(N, 4)`` RGBA array with each label's class colour (white for unknown)."""
-    lookup = {name: hex_to_rgba(value) for name, value in colors.items()}
-    white = np.ones(4)
     if len(labels) == 0:
         return np.zeros((0, 4))
-    return np.array([lookup.get(label, white) for label in labels])
+    names = list(colors)
+    table = np.array([hex_to_rgba(colors[name]) for name in names] + [np.ones(4)])
+    # one lookup for all labels (100,000 boxes): an unknown label's code is -1, the white last row
+    codes = pd.Categorical(np.asarray(labels, dtype=object), categories=names).codes
+    return table[codes]
 
 
 def text_properties(colors: dict[str, str], predictions: bool, size: int = 9) -> dict:
