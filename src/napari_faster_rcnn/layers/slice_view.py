@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, clip_boxes
+from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, clip_boxes, rectangles_to_boxes
 from napari_faster_rcnn.layers import conventions
 
 #: metadata key holding the id of the model that pages a layer
@@ -50,6 +50,8 @@ def show_boxes(layer, annotation: Annotation, index: int | None, colors: dict[st
     # An empty features table resets the defaults to None: new shapes would get no label, and
     # the label-coloured text fails on several None values. Keep the defaults across the replace.
     defaults = layer.feature_defaults.copy()
+    if not conventions.text_fits(len(labels)):
+        fit_text(layer, len(labels))  # before the new features: their labels would be laid out at once
     with layer.events.blocker_all(), _refresh_held(layer):
         layer.selected_data = set()
         layer.data = []
@@ -57,7 +59,45 @@ def show_boxes(layer, annotation: Annotation, index: int | None, colors: dict[st
             layer.add(list(vertices), shape_type="rectangle", edge_color=conventions.edge_colors(labels, colors))
         layer.features = conventions.features_frame(labels, scores)
         layer.feature_defaults = defaults
+    fit_text(layer, len(labels))  # (after the replace: labels switched back on are laid out for the new boxes)
     layer.refresh()
+
+
+def fit_text(layer, count: int) -> None:
+    """Switch the labels off for a page of more than :data:`~.conventions.TEXT_LIMIT` boxes, and back
+    on for a smaller one when it was the count that switched them off (a person's choice stays)."""
+    hidden = layer.metadata.get(conventions.TEXT_HIDDEN, False)
+    if not conventions.text_fits(count):
+        if layer.text.visible:
+            layer.text.visible = False
+            layer.metadata[conventions.TEXT_HIDDEN] = True
+    elif hidden:
+        layer.text.visible = True
+        layer.metadata.pop(conventions.TEXT_HIDDEN, None)
+
+
+def layer_shows(layer, annotation: Annotation, index: int | None) -> bool:
+    """Whether ``layer`` holds exactly ``annotation``'s boxes as rectangles (at ``index`` for a stack),
+    with their labels, scores (of predictions) and class colours."""
+    if layer.nshapes != len(annotation) or len(layer.features) != len(annotation):
+        return False
+    if len(annotation) == 0:
+        return True
+    if any(kind != "rectangle" for kind in layer.shape_type):
+        return False
+    boxes, at = rectangles_to_boxes(layer.data)
+    if (index is None) != (at is None) or (at is not None and np.any(at != index)):
+        return False
+    features = layer.features
+    if "label" not in features or [str(label) for label in features["label"]] != list(annotation.labels):
+        return False
+    if layer.metadata.get(conventions.LAYER_ROLE) == conventions.PREDICTIONS:
+        scores = np.ones(len(annotation)) if annotation.scores is None else annotation.scores
+        if "score" not in features or not np.array_equal(np.asarray(features["score"], dtype=np.float64), scores):
+            return False
+    colors = layer.metadata.get(conventions.CLASS_COLORS, {})
+    return bool(np.allclose(boxes, annotation.boxes, atol=1e-6)
+                and np.allclose(layer.edge_color, conventions.edge_colors(annotation.labels, colors)))
 
 
 def _refresh_held(layer):
@@ -74,8 +114,6 @@ def _refresh_held(layer):
 
 def read_boxes(layer, sizes: tuple[int, int] | None, classes: Sequence[str], predictions: bool) -> Annotation:
     """The boxes in ``layer`` as one :class:`Annotation` (clipped to ``sizes`` when given)."""
-    from napari_faster_rcnn.core.data.boxes import rectangles_to_boxes
-
     boxes, _ = rectangles_to_boxes(layer.data)
     if sizes is not None:
         boxes = clip_boxes(boxes, *sizes)
@@ -175,11 +213,19 @@ class SliceBoxes:
         return True
 
     def show(self, index: int) -> None:
-        """Show image ``index``'s boxes (without committing the current ones)."""
-        self.current = index
+        """Show image ``index``'s boxes (without committing the current ones).
+
+        When the layer already holds exactly these boxes (a single image's layer
+        that a widget starts paging) it is left as it is: replacing 100,000 boxes
+        by themselves would take napari seconds.
+        """
         annotation = self.annotations[index] if self.annotations else Annotation()
         stacked = self.layer.ndim >= 3
-        show_boxes(self.layer, annotation, index if stacked else None, self.colors)
+        if layer_shows(self.layer, annotation, index if stacked else None):
+            fit_text(self.layer, len(annotation))
+        else:
+            show_boxes(self.layer, annotation, index if stacked else None, self.colors)
+        self.current = index
         self._shown = self.read_current() if self.editable else annotation
 
     def refresh(self) -> None:
