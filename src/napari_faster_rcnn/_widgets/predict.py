@@ -123,7 +123,7 @@ class PredictWidget(DockedWidget):
         self.tile.setRange(0, 1_000_000)
         self.tile.setSingleStep(64)
         self.tile.setSuffix(" px")
-        self.tile.setSpecialValueText("whole image")
+        self.tile.setSpecialValueText("whole")  # (0) short enough for the box: "whole image" was cut
         self.tile.setToolTip("predict images larger than this in overlapping tiles of this size, merged; 0: each "
                              "image whole (default: the checkpoint's training images at the model's scale)")
         self.overlap = QDoubleSpinBox()
