@@ -137,7 +137,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600, help="training steps")
     parser.add_argument("--batch", type=int, default=8, help="tiles per step")
     parser.add_argument("--overlap", type=int, default=32, help="overlap of the evaluation tiles (px)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1: on a shared machine two threads wait on each other, 5-20x slower)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
