@@ -414,3 +414,15 @@ def test_the_run_warns_when_most_boxes_fall_below_the_smallest_anchor(make_napar
     wait_for_run(qtbot, widget)
     assert errors == [] and len(warnings_shown) == 1
     assert "smaller than the smallest anchor (16 px)" in warnings_shown[0]
+
+
+def test_the_tile_controls_reach_the_run_settings(make_napari_viewer, shapes, tmp_path):
+    viewer = make_napari_viewer()
+    form = make_widget(viewer, tmp_path / "run", folder=shapes).form
+    assert form.tiled.isChecked() and form.tile_size.value() == 0  # default: tiles of the model's max size
+    assert form.settings(shapes).tile_size is None
+    form.tile_size.setValue(256)
+    assert form.settings(shapes).tile_size == 256
+    form.tiled.setChecked(False)
+    assert form.settings(shapes).tile_size == 0  # whole images
+    assert "min_visible" in form.training_fields.values()  # the visibility rule among the other settings

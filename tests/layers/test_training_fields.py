@@ -73,3 +73,11 @@ def test_text_that_is_no_value_is_refused_naming_the_field():
         training_fields.parse_value(specs["roi_output_size"], "")
     with pytest.raises(ValueError, match=r"anchor_sizes: '\[\[16, 32' is not a value"):
         training_fields.parse_value(specs["anchor_sizes"], "[[16, 32")
+
+
+def test_tile_size_setting_of_the_form_controls():
+    from napari_faster_rcnn.layers.training_fields import tile_size_setting
+
+    assert tile_size_setting(False, 256) == 0
+    assert tile_size_setting(True, 0) is None
+    assert tile_size_setting(True, 256) == 256

@@ -147,6 +147,14 @@ class TrainingForm(QWidget):
         # training
         self.epochs = _spin(1, 100000, defaults.epochs, "passes over the training images")
         self.batch_size = _spin(1, 1024, defaults.batch_size, "images per step")
+        self.tiled = QCheckBox("train on tiles of")
+        self.tiled.setToolTip("cut images larger than a tile into tiles at their own scale (random tiles for "
+                              "training, a fixed grid for validation), as tiled prediction sees them; off: "
+                              "whole images, resized to the image size above")
+        self.tiled.setChecked(defaults.tile_size != 0)
+        self.tile_size = _spin(0, 16384, defaults.tile_size or 0, "tile size in pixels (the model's max size: "
+                               "the image size above, at scale 1)", 32, " px")
+        self.tile_size.setSpecialValueText("the model's max size")
         self.optimizer = _combo(["sgd", "adamw"], "SGD with momentum, or AdamW (often better from scratch)")
         self.learning_rate = QLineEdit()
         self.learning_rate.setToolTip("the peak learning rate, after the warm-up (empty: the optimizer's default)")
@@ -189,6 +197,7 @@ class TrainingForm(QWidget):
         form.addRow("", self.weights_row)
         form.addRow(_folded("More model settings", self.model_fields))
         form.addRow("epochs", _row(self.epochs, "batch", self.batch_size))
+        form.addRow("tiles", _row(self.tiled, self.tile_size))
         form.addRow("optimizer", _row(self.optimizer, "rate", self.learning_rate))
         form.addRow("augmentation", self.augment)
         form.addRow(_folded("Augmentation settings", self.augmentation_fields))
@@ -316,5 +325,6 @@ class TrainingForm(QWidget):
             optimizer=self.optimizer.currentText(),
             learning_rate=training_fields.parse_value(training_fields.FieldSpec("learning_rate", "float", optional=True), rate),
             accelerator=self.device.currentData(), resume_from=Path(resume) if resume else None,
+            tile_size=training_fields.tile_size_setting(self.tiled.isChecked(), self.tile_size.value()),
             **self.training_fields.values(),
         )

@@ -38,6 +38,7 @@ __all__ = [
     "model_specs",
     "parse_value",
     "preset_values",
+    "tile_size_setting",
     "training_specs",
 ]
 
@@ -47,7 +48,7 @@ COMMON_MODEL_FIELDS = ("backbone", "fpn", "min_size", "max_size", "weights")
 FORM_TRAINING_FIELDS = (
     "data", "output", "validation_data", "split_ratios", "split_seed", "classes", "model", "preset", "auto_size",
     "augmentation", "epochs", "batch_size", "optimizer", "learning_rate", "accelerator", "resume_from",
-    "progress_bar",
+    "progress_bar", "tile_size",
 )
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 _CHOICES = {
@@ -75,6 +76,8 @@ _HELP = {
     "iou_threshold": "IoU of a true positive in the validation's VOC AP",
     "validation_score_threshold": "the box head's score threshold during validation",
     "min_visibility": "after a zoom, drop boxes keeping less than this fraction of their area",
+    "min_visible": "on tiles, keep a box cut by the tile's border (clipped) when at least this fraction of its "
+                   "area is inside the tile; drop it otherwise",
 }
 
 
@@ -216,3 +219,11 @@ def parse_value(spec: FieldSpec, text: str):
         first = str(error).strip().splitlines()[0]
         raise ValueError(f"{spec.name}: {text!r} is not a value ({first}); lists are written [16, 32]") from None
 
+
+
+def tile_size_setting(tiled: bool, size: int) -> int | None:
+    """``TrainingSettings.tile_size`` of the form's tile controls: 0 (whole images) when not tiled,
+    None (the model's ``max_size``) for size 0, else the size in pixels."""
+    if not tiled:
+        return 0
+    return int(size) or None

@@ -19,8 +19,10 @@ def test_defaults_are_torchvision_faster_rcnn_defaults():
     config = ModelConfig(classes=CLASSES).to_dict()
     shared = set(defaults) & set(config)
     assert len(shared) == 19  # min and max size, every RPN and box setting
-    for name in shared:
+    for name in shared - {"box_detections_per_img"}:
         assert config[name] == defaults[name], name
+    # the one difference: 300 detections per image rather than 100, so a crowded image or tile is not cut
+    assert (defaults["box_detections_per_img"], config["box_detections_per_img"]) == (100, 300)
     config = ModelConfig(classes=CLASSES)
     assert config.image_mean == (0.485, 0.456, 0.406) and config.image_std == (0.229, 0.224, 0.225)
     assert config.num_classes == 4

@@ -88,7 +88,7 @@ def test_cpu_preset_predictor_and_heads():
     assert model.rpn.head.cls_logits.out_channels == 12  # 4 sizes x 3 aspect ratios
     assert (model.transform.min_size, model.transform.max_size) == ((128,), 128)
     assert model.roi_heads.box_roi_pool.sampling_ratio == 1
-    assert model.roi_heads.detections_per_img == 100 and model.roi_heads.score_thresh == 0.05
+    assert model.roi_heads.detections_per_img == 300 and model.roi_heads.score_thresh == 0.05
     assert sum(p.numel() for p in model.parameters()) < 1_500_000
     assert not hasattr(model.backbone.body, "layer3")  # cut after its second stage
 
@@ -198,3 +198,28 @@ def test_feature_map_strides():
     mobile = feature_maps(ModelConfig(classes=CLASSES, backbone="mobilenet_v3_large"))
     assert [(m.name, m.stride) for m in mobile] == [("0", 32), ("1", 32), ("pool", 64)]
     assert anchor_generator(preset("cpu", CLASSES)).num_anchors_per_location() == [12]
+
+
+def test_caps_are_set_in_the_torchvision_model():
+    config = preset("cpu", ["a"], rpn_pre_nms_top_n_train=700, rpn_pre_nms_top_n_test=650,
+                    rpn_post_nms_top_n_train=350, rpn_post_nms_top_n_test=320, box_detections_per_img=450)
+    model = build_model(config)
+    assert model.rpn._pre_nms_top_n == {"training": 700, "testing": 650}
+    assert model.rpn._post_nms_top_n == {"training": 350, "testing": 320}
+    assert model.roi_heads.detections_per_img == 450
+
+
+@pytest.mark.parametrize("name", ["default", "cpu"])
+def test_default_caps_do_not_cut_a_crowded_tile(name):
+    """A tile of a crowded image holds hundreds of objects: the caps let 300 through."""
+    config = preset(name, ["a"], weights="none")
+    model = build_model(config)
+    assert model.roi_heads.detections_per_img >= 300
+    assert model.rpn._post_nms_top_n["testing"] >= 300
+    assert model.rpn._pre_nms_top_n["testing"] >= model.rpn._post_nms_top_n["testing"]
+
+
+@pytest.mark.parametrize("name", ["rpn_post_nms_top_n_test", "box_detections_per_img"])
+def test_caps_below_one_are_refused(name):
+    with pytest.raises(ConfigError, match=name):
+        preset("cpu", ["a"], **{name: 0})

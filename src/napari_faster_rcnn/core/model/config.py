@@ -74,6 +74,8 @@ class ModelConfig:
     max_size: int = 1333
     image_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     image_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    #: Proposal caps: the RPN keeps the ``pre`` best-scoring anchors per feature map before its NMS
+    #: and the ``post`` best after it, in training and in prediction (validation counts as test).
     rpn_pre_nms_top_n_train: int = 2000
     rpn_pre_nms_top_n_test: int = 1000
     rpn_post_nms_top_n_train: int = 2000
@@ -90,7 +92,9 @@ class ModelConfig:
     box_representation_size: int = 1024
     box_score_thresh: float = 0.05
     box_nms_thresh: float = 0.5
-    box_detections_per_img: int = 100
+    #: The most detections one image (or tile) gives. 300 rather than torchvision's 100, so that a
+    #: crowded image or tile is not cut (COCO's benchmarks count only the best 100 of them).
+    box_detections_per_img: int = 300
     box_fg_iou_thresh: float = 0.5
     box_bg_iou_thresh: float = 0.5
     box_batch_size_per_image: int = 512
@@ -257,8 +261,8 @@ CPU_PRESET = {
     "max_size": 128,
     "rpn_pre_nms_top_n_train": 600,
     "rpn_post_nms_top_n_train": 300,
-    "rpn_pre_nms_top_n_test": 300,
-    "rpn_post_nms_top_n_test": 100,
+    "rpn_pre_nms_top_n_test": 600,
+    "rpn_post_nms_top_n_test": 300,
     "rpn_batch_size_per_image": 128,
     "roi_sampling_ratio": 1,
     "box_representation_size": 256,

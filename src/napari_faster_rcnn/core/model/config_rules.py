@@ -225,6 +225,11 @@ def validate(config) -> None:
                  "box_score_thresh", "box_nms_thresh", "box_fg_iou_thresh", "box_bg_iou_thresh"):
         value = getattr(config, name)
         _check(0.0 <= value <= 1.0, name, f"must be between 0 and 1, got {value}")
+    for name in ("rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_train",
+                 "rpn_post_nms_top_n_test", "box_detections_per_img", "rpn_batch_size_per_image",
+                 "box_batch_size_per_image"):
+        value = getattr(config, name)
+        _check(value >= 1, name, f"must be at least 1, got {value}")
     for name in ("rpn_positive_fraction", "box_positive_fraction"):
         value = getattr(config, name)
         _check(0.0 < value <= 1.0, name, f"must be in (0, 1], got {value}")

@@ -20,6 +20,12 @@ worker) draw different augmentations, reproducibly.
 
 The datasets are built once, when first needed, and images are decoded into
 the in-memory cache in :meth:`~DetectionDataModule.setup` (``cache``).
+
+**Tiles** (``tile_size``, see :mod:`.tiling`): images larger than a tile are
+trained on random tiles and validated on a fixed grid of tiles, so that the
+model sees objects at the image's own scale. The default (None) is the model's
+training scale, its ``max_size`` (known in :meth:`~DetectionDataModule.setup`
+from the trainer's model); 0 trains on whole images, resized by the model.
 """
 
 from __future__ import annotations
@@ -31,9 +37,15 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-from napari_faster_rcnn.core.training.dataset import DetectionDataset, collate_detections, split_datasets
+from napari_faster_rcnn.core.training.dataset import (
+    DetectionDataset,
+    TileDataset,
+    collate_detections,
+    split_datasets,
+)
 from napari_faster_rcnn.core.training.samples import as_training_sample, dataset_classes, folder_samples
 from napari_faster_rcnn.core.training.splits import check_ratios
+from napari_faster_rcnn.core.training.tiling import MIN_VISIBLE, check_tile_size
 from napari_faster_rcnn.core.training.transforms import AugmentationConfig, build_transform
 
 __all__ = ["DetectionDataModule", "default_workers"]
@@ -77,6 +89,14 @@ class DetectionDataModule(pl.LightningDataModule):
         Decode every image once and keep it in memory.
     include_unlabeled
         Train on images without an annotation file as images without objects.
+    tile_size
+        Train and validate on square tiles of this many pixels cut from images
+        larger than that (smaller images are used whole). None (default): the
+        model's ``max_size``, so that tiles are seen at the image's own scale;
+        0: whole images, resized by the model as before.
+    min_visible
+        A box cut by a tile border is kept (clipped) when at least this
+        fraction of its area is inside the tile, dropped otherwise.
     """
 
     def __init__(
@@ -92,8 +112,16 @@ class DetectionDataModule(pl.LightningDataModule):
         num_workers: int | None = None,
         cache: bool = True,
         include_unlabeled: bool = False,
+        tile_size: int | None = None,
+        min_visible: float = MIN_VISIBLE,
     ):
         super().__init__()
+        self.tile_size = None if tile_size is None else check_tile_size(tile_size)
+        if isinstance(min_visible, bool) or not 0.0 <= float(min_visible) <= 1.0:
+            raise ValueError(f"min_visible must be a fraction in [0, 1], got {min_visible!r}")
+        self.min_visible = float(min_visible)
+        #: The tile size in use (``tile_size``, or the model's ``max_size`` once set up); 0: whole images.
+        self.used_tile_size = self.tile_size or 0
         self.root = None if root is None else Path(root)
         self.val_root = None if val_root is None else Path(val_root)
         self.ratios = check_ratios(ratios)
@@ -131,6 +159,8 @@ class DetectionDataModule(pl.LightningDataModule):
             "num_workers": self.num_workers,
             "cache": self.cache,
             "include_unlabeled": self.include_unlabeled,
+            "tile_size": self.tile_size,
+            "min_visible": self.min_visible,
         }
         if self.given_classes is not None:
             hyperparameters["classes"] = self.given_classes
@@ -208,12 +238,29 @@ class DetectionDataModule(pl.LightningDataModule):
         rank = self.trainer.global_rank if self.trainer is not None else 0
         # Each process its own augmentations (workers are reseeded by the dataset per worker).
         train.transform = build_transform(self.augmentation, train=True, seed=self.seed + 1000 * rank)
+        self.used_tile_size = self.resolve_tile_size()
+        # what the run trained on, for the checkpoint (tiled prediction defaults from it)
+        self.hparams["training_tile_size"] = self.used_tile_size
         if self.cache:
             train.fill_cache()
             validation.fill_cache()
 
+    def resolve_tile_size(self) -> int:
+        """``tile_size``, or for None the trainer's model's ``max_size`` (0 without a model)."""
+        if self.tile_size is not None:
+            return self.tile_size
+        model = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
+        config = getattr(model, "config", None)
+        return check_tile_size(getattr(config, "max_size", 0) or 0)
+
+    def tiles(self, dataset: DetectionDataset, train: bool):
+        """``dataset`` as the loaders give it: tiles of ``used_tile_size``, or itself for whole images."""
+        if not self.used_tile_size:
+            return dataset
+        return TileDataset(dataset, self.used_tile_size, train=train, min_visible=self.min_visible)
+
     def train_dataloader(self):
-        return self._loader(self.train_dataset, self.batch_size, shuffle=True)
+        return self._loader(self.tiles(self.train_dataset, train=True), self.batch_size, shuffle=True)
 
     def val_dataloader(self):
         if not len(self.val_dataset):
@@ -221,15 +268,15 @@ class DetectionDataModule(pl.LightningDataModule):
                 f"the validation part has no images (split ratios {', '.join(f'{r:g}' for r in self.ratios)}); "
                 "give it a ratio above 0 or a separate validation folder, or turn validation off"
             )
-        return self._loader(self.val_dataset, self.val_batch_size, shuffle=False)
+        return self._loader(self.tiles(self.val_dataset, train=False), self.val_batch_size, shuffle=False)
 
     def test_dataloader(self):
         test = self.test_dataset
         if test is None or not len(test):
             raise ValueError("this data module has no test part (a separate validation set, or a test ratio of 0)")
-        return self._loader(test, self.val_batch_size, shuffle=False)
+        return self._loader(self.tiles(test, train=False), self.val_batch_size, shuffle=False)
 
-    def _loader(self, dataset: DetectionDataset, batch_size: int, shuffle: bool):
+    def _loader(self, dataset, batch_size: int, shuffle: bool):
         from lightning.pytorch.accelerators import CUDAAccelerator
 
         workers = self.num_workers

@@ -53,9 +53,18 @@ from napari_faster_rcnn.core.training.samples import (
     label_ids,
 )
 from napari_faster_rcnn.core.training.splits import split_indices
+from napari_faster_rcnn.core.training.tiling import (
+    MIN_VISIBLE,
+    OBJECT_PROBABILITY,
+    boxes_in_window,
+    grid_windows,
+    random_window,
+    read_tiff_window,
+)
 
 __all__ = [
     "DetectionDataset",
+    "TileDataset",
     "collate_detections",
     "split_datasets",
 ]
@@ -222,8 +231,10 @@ class DetectionDataset(torch.utils.data.Dataset):
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         index = index % len(self)
-        image = self._image(index)
-        boxes, labels = self._boxes[index], self._labels[index]
+        return self._item(index, self._image(index), self._boxes[index], self._labels[index], index)
+
+    def _item(self, index: int, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, image_id: int):
+        """``(tensor, target)`` of an image (or a tile of it) and its boxes, augmented."""
         if image.dtype != np.uint8:  # albumentations works on uint8 or float32 in [0, 1]
             image = image_to_unit_float(image)
         if self.transform is not None:
@@ -232,7 +243,29 @@ class DetectionDataset(torch.utils.data.Dataset):
             image = result["image"]
             boxes = np.asarray(result["bboxes"], dtype=np.float64).reshape(-1, 4)
             labels = np.asarray(result["labels"], dtype=np.int64).reshape(-1)
-        return image_to_tensor(image), self._target(index, boxes, labels)
+        return image_to_tensor(image), self._target(image_id, boxes, labels)
+
+    def window_item(self, index: int, window, min_visible: float = MIN_VISIBLE, image_id: int | None = None):
+        """Item ``index`` cut to ``window`` ``(x0, y0, x1, y1)``: the tile's pixels and the boxes it
+        keeps (:func:`~.tiling.boxes_in_window`), augmented as :meth:`__getitem__` is."""
+        boxes, keep = boxes_in_window(self._boxes[index], window, min_visible)
+        image = self._window_pixels(index, window)
+        return self._item(index, image, boxes, self._labels[index][keep], index if image_id is None else image_id)
+
+    def _window_pixels(self, index: int, window) -> np.ndarray:
+        x0, y0, x1, y1 = (int(value) for value in window)
+        height, width, _ = self._image_info[index]
+        cached = self._cache[index]
+        if cached is None and (x0, y0, x1, y1) != (0, 0, width, height):
+            region = read_tiff_window(self.samples[index].image, (x0, y0, x1, y1), (height, width))
+            if region is not None:
+                return region
+        image = cached if cached is not None else self._read(index)
+        return np.ascontiguousarray(image[y0:y1, x0:x1])
+
+    def box_arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(boxes, label ids)`` item ``index`` trains on (whole-image coordinates)."""
+        return self._boxes[index], self._labels[index]
 
     def _target(self, index: int, boxes: np.ndarray, labels: np.ndarray) -> dict:
         boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
@@ -341,6 +374,60 @@ class DetectionDataset(torch.utils.data.Dataset):
         part.transform = transform
         part._worker_seed = None
         return part
+
+
+class TileDataset(torch.utils.data.Dataset):
+    """Tiles of the images of a :class:`DetectionDataset` (see :mod:`.tiling`).
+
+    ``train`` True: item ``i`` is a new random tile of image ``i``'s image on every access (around a
+    random box with probability ``object_probability``, else anywhere), and the epoch has as many items
+    as the validation grid has tiles, each image drawn as often as its grid has tiles. ``train`` False:
+    the fixed grid of every image, in order. Boxes cut by a tile border are kept, clipped, when at
+    least ``min_visible`` of their area is inside. Images no larger than a tile are used whole.
+    Augmentation (the base dataset's ``transform``) runs on the tile.
+    """
+
+    def __init__(self, base: DetectionDataset, tile_size: int, train: bool,
+                 min_visible: float = MIN_VISIBLE, object_probability: float = OBJECT_PROBABILITY,
+                 generator: torch.Generator | None = None):
+        if not 0.0 <= object_probability <= 1.0:
+            raise ValueError(f"object_probability must be in [0, 1], got {object_probability!r}")
+        self.base = base
+        self.tile_size = int(tile_size)
+        self.train = bool(train)
+        self.min_visible = float(min_visible)
+        self.object_probability = float(object_probability)
+        self.generator = generator
+        self.windows: list[tuple[int, tuple[int, int, int, int]]] = [
+            (index, window)
+            for index, (height, width) in enumerate(base.image_sizes)
+            for window in grid_windows(height, width, self.tile_size)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.base.classes
+
+    def __getitem__(self, index: int):
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} tiles")
+        image_index, window = self.windows[index]
+        if self.train:
+            height, width = self.base.image_sizes[image_index]
+            boxes, _ = self.base.box_arrays(image_index)
+            window = random_window(height, width, self.tile_size, boxes, self.object_probability, self.generator)
+        return self.base.window_item(image_index, window, self.min_visible, image_id=index % len(self))
+
+    def max_boxes_per_tile(self) -> int:
+        """The most boxes a tile of the fixed grid keeps (0 without boxes)."""
+        most = 0
+        for image_index, window in self.windows:
+            boxes, _ = self.base.box_arrays(image_index)
+            most = max(most, len(boxes_in_window(boxes, window, self.min_visible)[0]))
+        return most
 
 
 def _box_problem(dropped: int, clipped: int, height: int, width: int) -> str:

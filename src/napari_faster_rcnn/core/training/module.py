@@ -282,13 +282,17 @@ class DetectorModule(pl.LightningModule):
             checkpoint[CHECKPOINT_KEY]["auto_size"] = self.auto_size.to_dict()
 
     def _training_images(self, data) -> dict | None:
-        """The training images' sizes (:meth:`DetectionDataset.size_record`), computed once."""
+        """The training images' sizes (:meth:`DetectionDataset.size_record`; a tile's at most when the run
+        trained on tiles, so that tiled prediction defaults to the scale of training), computed once."""
         if getattr(self, "_size_record", None) is None:
             try:
                 dataset = data.train_dataset if data is not None else None
             except (ValueError, OSError):  # no data module with data: nothing to record
                 dataset = None
             record = dataset.size_record() if hasattr(dataset, "size_record") else None
+            tile = int(getattr(data, "used_tile_size", 0) or 0)
+            if record is not None and tile:  # trained on tiles: what the model saw were tiles at most this size
+                record = {**record, "height": min(record["height"], tile), "width": min(record["width"], tile)}
             self._size_record = record
         return self._size_record
 

@@ -72,7 +72,8 @@ def build_data_module(settings: TrainingSettings):
     options = dict(ratios=settings.split_ratios, seed=settings.split_seed,
                    classes=list(settings.classes) if settings.classes is not None else None,
                    augmentation=settings.augmentation, batch_size=settings.batch_size,
-                   num_workers=settings.num_workers, cache=settings.cache)
+                   num_workers=settings.num_workers, cache=settings.cache, tile_size=settings.tile_size,
+                   min_visible=settings.min_visible)
     data, validation = settings.data, settings.validation_data
     if is_folder(data) and (validation is None or is_folder(validation)):
         return DetectionDataModule(root=str(data), val_root=None if validation is None else str(validation),

@@ -55,6 +55,11 @@ class TrainingSettings:
     accelerator, precision
         Lightning's: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``; ``"32-true"``,
         ``"16-mixed"``, ``"bf16-mixed"``.
+    tile_size, min_visible
+        Train on tiles of this many pixels cut from larger images (None: the
+        model's ``max_size``; 0: whole images), keeping a box cut by a tile
+        border when ``min_visible`` of its area is inside (see
+        :mod:`~napari_faster_rcnn.core.training.tiling`).
     num_workers, cache
         DataLoader workers (None: one per CPU but one, at most 4); keep images in memory.
     validation, validation_every_epochs, early_stopping_patience
@@ -98,6 +103,8 @@ class TrainingSettings:
     precision: str = "32-true"
     num_workers: int | None = None
     cache: bool = True
+    tile_size: int | None = None
+    min_visible: float = 0.5
     validation: bool = True
     validation_every_epochs: int = 1
     early_stopping_patience: int | None = None
@@ -202,6 +209,8 @@ def export_command(settings: TrainingSettings, config_path: str | Path = "run.ya
             "batch_size": settings.batch_size,
             "num_workers": settings.num_workers,
             "cache": settings.cache,
+            "tile_size": settings.tile_size,
+            "min_visible": settings.min_visible,
         },
         "early_stopping_patience": settings.early_stopping_patience,
         "overwrite": settings.overwrite,
