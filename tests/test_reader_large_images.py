@@ -1,0 +1,137 @@
+"""Large images in a real viewer: a multiscale layer read by region, and boxes at full-resolution
+coordinates that land on the right pixels, on screen and in the saved file."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation
+from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, rectangles_to_boxes
+from napari_faster_rcnn.layers.labeling import labeling_session
+from napari_faster_rcnn.layers.reading import LARGE_IMAGE_SIDE
+
+PLUGIN = "napari-faster-rcnn"
+TILE = 512
+
+
+def tile_value(row: int, col: int) -> int:
+    """Each tile one gray value, neighbours different: where a pixel is on screen says which tile it is."""
+    return (row * 40 + col * 7 + 11) % 251
+
+
+def write_tiled_tiff(path, side: int):
+    tiles = (np.full((TILE, TILE), tile_value(r, c), np.uint8) for r in range(-(-side // TILE))
+             for c in range(-(-side // TILE)))
+    with tifffile.TiffWriter(path) as writer:
+        writer.write(tiles, shape=(side, side), dtype=np.uint8, tile=(TILE, TILE), photometric="minisblack",
+                     compression="zlib")
+    return path
+
+
+@pytest.fixture(scope="module")
+def large_tiff(tmp_path_factory):
+    """20000 x 20000: 1.2 GB as the RGB array the reader gives for small images, 0.5 MB on disk."""
+    return write_tiled_tiff(tmp_path_factory.mktemp("large") / "mosaic.tif", 20000)
+
+
+def test_a_large_tiff_opens_as_a_multiscale_layer_without_decoding_it_whole(make_napari_viewer, large_tiff):
+    viewer = make_napari_viewer()
+    tracemalloc.start()
+    try:
+        viewer.open(large_tiff, plugin=PLUGIN)
+        viewer.screenshot(canvas_only=True)  # napari draws the level the view needs
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    image, boxes = viewer.layers
+    assert image.multiscale and image.rgb
+    assert image.data[0].shape == (20000, 20000, 3)
+    assert max(image.data[-1].shape[:2]) <= 1024
+    assert peak < 20000 * 20000 * 3 / 10, f"opening took {peak / 2**20:.0f} MiB"
+    assert boxes.ndim == 2 and len(boxes.data) == 0
+
+
+def test_boxes_on_a_large_image_land_on_their_pixels(make_napari_viewer, large_tiff, tmp_path):
+    image_path = tmp_path / "mosaic.tif"
+    image_path.symlink_to(large_tiff)
+    # one box inside tile (row 25, col 31), away from the origin, where a wrong scale would show
+    box = [31 * TILE + 100, 25 * TILE + 200, 31 * TILE + 300, 25 * TILE + 260]
+    save_annotation(tmp_path / "mosaic.pt", Annotation([box], ["cell"]))
+    viewer = make_napari_viewer()
+    viewer.open(image_path, plugin=PLUGIN)
+    image, boxes = viewer.layers
+    np.testing.assert_allclose(rectangles_to_boxes(boxes.data)[0], [box], atol=1e-3)
+
+    # the same world point is the same pixel in both layers, and that pixel is the box's tile
+    centre = np.array([(box[1] + box[3]) / 2, (box[0] + box[2]) / 2])
+    np.testing.assert_allclose(image.world_to_data(centre), boxes.world_to_data(centre))
+    row, col = (int(v) for v in image.world_to_data(centre))
+    assert int(image.data[0][row, col, 0].compute()) == tile_value(25, 31)
+
+    # on screen: zoomed on the box, the centre of the canvas shows the box's tile
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # napari 0.9 moved it
+    camera.center = tuple(centre)
+    camera.zoom = 4
+    boxes.visible = False
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    middle = shot[shot.shape[0] // 2, shot.shape[1] // 2, :3]
+    np.testing.assert_allclose(middle, [tile_value(25, 31)] * 3, atol=2)
+
+    # a box drawn by Label boxes is saved in full-resolution pixels
+    session = labeling_session(viewer, boxes)
+    drawn = [12000.5, 15000, 12040, 15032]
+    session.layer.add_rectangles(boxes_to_rectangles(np.array([drawn], dtype=float)))
+    session.save()
+    saved = load_annotation(tmp_path / "mosaic.pt")
+    np.testing.assert_allclose(saved.boxes, [box, drawn], atol=1e-3)
+
+
+def test_small_images_stay_plain_layers(make_napari_viewer, tmp_path):
+    Image.fromarray(np.zeros((300, LARGE_IMAGE_SIDE), np.uint8)).save(tmp_path / "wide.png")
+    viewer = make_napari_viewer()
+    viewer.open(tmp_path / "wide.png", plugin=PLUGIN)
+    assert not viewer.layers[0].multiscale
+    assert isinstance(viewer.layers[0].data, np.ndarray)
+
+
+def test_a_zarr_store_opens_with_its_boxes(make_napari_viewer, tmp_path):
+    import zarr
+
+    pixels = np.random.default_rng(0).integers(0, 256, (600, 500, 3), dtype=np.uint8)
+    zarr.create_array(str(tmp_path / "slide.zarr"), shape=pixels.shape, chunks=(128, 128, 3),
+                      dtype=np.uint8)[:] = pixels
+    save_annotation(tmp_path / "slide.pt", Annotation([[10, 20, 110, 220]], ["cell"]))
+    viewer = make_napari_viewer()
+    viewer.open(tmp_path / "slide.zarr", plugin=PLUGIN)
+    image, boxes = viewer.layers
+    np.testing.assert_array_equal(np.asarray(image.data), pixels)
+    np.testing.assert_allclose(rectangles_to_boxes(boxes.data)[0], [[10, 20, 110, 220]], atol=1e-3)
+
+
+def test_a_folder_with_a_large_image_is_padded_per_chunk(make_napari_viewer, tmp_path):
+    folder = tmp_path / "dataset"
+    (folder / "input").mkdir(parents=True)
+    write_tiled_tiff(folder / "input" / "a_large.tif", 8192)
+    Image.fromarray(np.full((300, 200), 77, np.uint8)).save(folder / "input" / "b_small.png")
+    (folder / "target").mkdir()
+    save_annotation(folder / "target" / "b_small.pt", Annotation([[5, 6, 50, 60]], ["cell"]))
+    viewer = make_napari_viewer()
+    tracemalloc.start()
+    try:
+        viewer.open(folder, plugin=PLUGIN)
+        viewer.dims.set_current_step(0, 1)
+        viewer.screenshot(canvas_only=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    image, boxes = viewer.layers
+    assert image.multiscale and image.data[0].shape == (2, 8192, 8192, 3)
+    assert peak < 8192 * 8192 * 3 / 4, f"{peak / 2**20:.0f} MiB"
+    small = image.data[0][1, :400, :300].compute()
+    assert (small[:300, :200] == 77).all() and (small[300:] == 0).all() and (small[:, 200:] == 0).all()
+    assert int(image.data[0][0, 5000, 7000, 0].compute()) == tile_value(5000 // TILE, 7000 // TILE)
