@@ -38,6 +38,7 @@ TIFF_LAYOUTS = {
     "striped": ((700, 650, 3), np.uint8, dict(rowsperstrip=64, photometric="rgb", compression="zlib")),
     "uncompressed one strip": ((700, 650, 3), np.uint8, dict(photometric="rgb")),
     "gray 16-bit tiled": ((700, 650), np.uint16, dict(tile=(256, 256), photometric="minisblack")),
+    "rgba tiled": ((700, 650, 4), np.uint8, dict(tile=(256, 256), photometric="rgb")),
     "float tiled": ((700, 650), np.float32, dict(tile=(256, 256), photometric="minisblack")),
     "planar separate": ((3, 700, 650), np.uint8, dict(tile=(256, 256), photometric="rgb", planarconfig="separate")),
     "one compressed strip": ((700, 650, 3), np.uint8, dict(photometric="rgb", compression="zlib",
@@ -79,9 +80,9 @@ def test_ome_tiff_pyramid_gives_its_levels(tmp_path):
         np.testing.assert_array_equal(regions.read(100, 400, 300, 1100), image[100:400, 300:1100])
         np.testing.assert_array_equal(regions.read(10, 200, 20, 275, level=2), image[::4, ::4][10:200, 20:275])
         levels = region_levels(regions, chunk=256, smallest=150)
-    assert [level.shape[:2] for level in levels] == [(900, 1100), (450, 550), (225, 275), (113, 138)]
-    np.testing.assert_array_equal(levels[1].compute(), image[::2, ::2])
-    np.testing.assert_array_equal(levels[3].compute(), image[::4, ::4][::2, ::2])
+        assert [level.shape[:2] for level in levels] == [(900, 1100), (450, 550), (225, 275), (113, 138)]
+        np.testing.assert_array_equal(levels[1].compute(), image[::2, ::2])
+        np.testing.assert_array_equal(levels[3].compute(), image[::4, ::4][::2, ::2])
 
 
 def test_zarr_folders_are_read_by_region(tmp_path):

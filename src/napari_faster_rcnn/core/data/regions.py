@@ -107,21 +107,21 @@ class ImageRegions:
         x0, x1 = max(0, int(x0)), min(source.width, int(x1))
         step = max(1, int(step))
         rows, cols = max(0, -(-(y1 - y0) // step)), max(0, -(-(x1 - x0) // step))
-        out = np.zeros((rows, cols, 3), dtype=self.dtype)
+        out = np.empty((rows, cols, 3), dtype=self.dtype)  # every pixel is written below
         if rows == 0 or cols == 0:
             return out
         try:
             with self._lock:
                 if step == 1 or not source.chunked:
-                    out[:] = self._pixels(source, slice(y0, y1, step), slice(x0, x1, step))
+                    _fill(out, source.get(slice(y0, y1, step), slice(x0, x1, step)))
                     return out
                 row_spans = _spans(y0, y1, step, source.chunks[0])
                 col_spans = _spans(x0, x1, step, source.chunks[1])
                 for ra, rb in row_spans:
                     for ca, cb in col_spans:
-                        block = self._pixels(source, slice(ra, rb, step), slice(ca, cb, step))
+                        block = source.get(slice(ra, rb, step), slice(ca, cb, step))
                         oy, ox = (ra - y0) // step, (ca - x0) // step
-                        out[oy:oy + block.shape[0], ox:ox + block.shape[1]] = block
+                        _fill(out[oy:oy + block.shape[0], ox:ox + block.shape[1]], block)
         except ImageReadError:
             raise
         except MemoryError:
@@ -133,10 +133,6 @@ class ImageRegions:
     def read_all(self) -> np.ndarray:
         """The whole image (as :func:`~napari_faster_rcnn.core.data.images.read_image` gives it)."""
         return self.read(0, self.height, 0, self.width)
-
-    def _pixels(self, source, rows: slice, cols: slice) -> np.ndarray:
-        array = source.get(rows, cols)
-        return _normalize(array, self.dtype)
 
     def close(self) -> None:
         if self._closer is not None:
@@ -246,18 +242,59 @@ def _tiff_level(tif, page, path: Path) -> _Level:
         level = _Level(page.imagelength, page.imagewidth, _axis_getter(array, axes))
         level.memmap = True
         return level
-    import zarr
+    return _segment_level(tif, page)
 
-    array = zarr.open(page.aszarr(), mode="r")
-    chunks = _yx_chunks(array.chunks, axes)
-    whole = chunks[0] >= page.imagelength and chunks[1] >= page.imagewidth
-    return _Level(page.imagelength, page.imagewidth, _axis_getter(array, axes), None if whole else chunks)
+
+def _segment_level(tif, page) -> _Level:
+    """A level read tile by tile (or strip by strip): each segment's bytes decoded by tifffile
+    straight into the region, the least work there is. Layouts it does not cover (samples in
+    separate planes, 1-bit) go through tifffile's zarr view of the page."""
+    tiled = bool(page.is_tiled)
+    contiguous = int(page.planarconfig) == 1 or int(page.samplesperpixel) == 1
+    if not contiguous or page.dtype is None or np.dtype(page.dtype).kind == "b" or int(page.bitspersample) < 8:
+        import zarr
+
+        array = zarr.open(page.aszarr(), mode="r")
+        chunks = _yx_chunks(array.chunks, page.axes)
+        whole = chunks[0] >= page.imagelength and chunks[1] >= page.imagewidth
+        return _Level(page.imagelength, page.imagewidth, _axis_getter(array, page.axes), None if whole else chunks)
+    height, width = int(page.imagelength), int(page.imagewidth)
+    seg_rows = int(page.tilelength) if tiled else min(int(page.rowsperstrip), height)
+    seg_cols = int(page.tilewidth) if tiled else width
+    across = -(-width // seg_cols)
+    samples = int(page.samplesperpixel)
+    dtype = np.dtype(page.dtype)
+    handle = tif.filehandle
+    offsets, counts = page.dataoffsets, page.databytecounts
+
+    def get(rows: slice, cols: slice) -> np.ndarray:
+        y0, y1, x0, x1 = rows.start, rows.stop, cols.start, cols.stop
+        out = np.zeros((y1 - y0, x1 - x0, samples), dtype=dtype)
+        for sy in range(y0 // seg_rows, -(-y1 // seg_rows)):
+            for sx in range(x0 // seg_cols, -(-x1 // seg_cols)):
+                index = sy * across + sx
+                if index >= len(offsets) or not counts[index]:
+                    continue  # a segment not written: zeros
+                handle.seek(offsets[index])
+                data = handle.read(counts[index])
+                segment = page.decode(data, index, jpegtables=page.jpegtables)[0]
+                if segment is None:
+                    continue
+                segment = segment.reshape(segment.shape[-3:])
+                top, left = sy * seg_rows, sx * seg_cols
+                r0, r1 = max(y0, top), min(y1, top + segment.shape[0])
+                c0, c1 = max(x0, left), min(x1, left + segment.shape[1])
+                if r1 > r0 and c1 > c0:
+                    out[r0 - y0:r1 - y0, c0 - x0:c1 - x0] = segment[r0 - top:r1 - top, c0 - left:c1 - left]
+        out = out[::rows.step or 1, ::cols.step or 1]
+        return out[:, :, 0] if samples == 1 else out
+
+    whole = seg_rows >= height and seg_cols >= width
+    return _Level(height, width, get, None if whole else (seg_rows, seg_cols))
 
 
 def _tiff_pyramid(tif, page, path: Path) -> list[_Level]:
     """The lower resolutions of the first series when its full resolution is the first page."""
-    import zarr
-
     try:
         series = tif.series[0]
         if len(series.levels) < 2 or series.keyframe.offset != page.offset:
@@ -267,9 +304,7 @@ def _tiff_pyramid(tif, page, path: Path) -> list[_Level]:
             key = low.keyframe
             if key.axes != page.axes or key.imagedepth != 1:
                 break
-            array = zarr.open(key.aszarr(), mode="r")
-            levels.append(_Level(key.imagelength, key.imagewidth, _axis_getter(array, key.axes),
-                                 _yx_chunks(array.chunks, key.axes)))
+            levels.append(_segment_level(tif, key))
         return levels
     except Exception:  # noqa: BLE001 - a pyramid tifffile cannot follow: the full resolution alone
         return []
@@ -359,15 +394,19 @@ def _guess_axes(shape, path: Path) -> str:
     raise ImageReadError(path, f"shape {tuple(shape)} is not a 2-D gray or RGB(A) image")
 
 
-def _normalize(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Pixels as stored (``h, w[, s]``) to ``(h, w, 3)`` as read_image gives them."""
+def _fill(out: np.ndarray, array: np.ndarray) -> None:
+    """Write pixels as stored (``h, w[, s]``) into ``out`` (``h, w, 3``) as read_image gives them:
+    gray repeated, alpha and extra samples dropped, 1-bit as 0 and 255; one pass, no temporaries."""
     if array.dtype.kind == "b":  # 1-bit: 0 and 255
         array = np.where(array, np.uint8(255), np.uint8(0))
-    if array.ndim == 3 and array.shape[2] == 2:  # gray and alpha
-        array = array[:, :, :1]
-    elif array.ndim == 3 and array.shape[2] > 4:  # RGB and extra samples
-        array = array[:, :, :3]
-    return as_rgb(array).astype(dtype, copy=False)
+    if array.ndim == 3 and array.shape[2] in (1, 2):  # gray, gray and alpha
+        array = array[:, :, 0]
+    if array.ndim == 2:
+        out[...] = array[:, :, None]
+    elif array.shape[2] >= 3:
+        out[...] = array[:, :, :3]
+    else:
+        out[...] = as_rgb(array)
 
 
 def _spans(start: int, stop: int, step: int, chunk: int) -> list[tuple[int, int]]:
