@@ -135,3 +135,25 @@ def test_a_folder_with_a_large_image_is_padded_per_chunk(make_napari_viewer, tmp
     small = image.data[0][1, :400, :300].compute()
     assert (small[:300, :200] == 77).all() and (small[300:] == 0).all() and (small[:, 200:] == 0).all()
     assert int(image.data[0][0, 5000, 7000, 0].compute()) == tile_value(5000 // TILE, 7000 // TILE)
+
+
+def test_many_small_boxes_on_a_large_image_leave_their_objects_visible(make_napari_viewer, large_tiff, tmp_path):
+    """Edges scaled with a 20000 px image (67 px) would cover 24 px boxes whole, and 400 labels its overview."""
+    image_path = tmp_path / "mosaic.tif"
+    image_path.symlink_to(large_tiff)
+    corners = [(row * 1000 + 37, col * 1000 + 53) for row in range(20) for col in range(20)]
+    save_annotation(tmp_path / "mosaic.pt", Annotation([[x, y, x + 24, y + 24] for y, x in corners],
+                                                       ["cell"] * len(corners)))
+    viewer = make_napari_viewer()
+    viewer.open(image_path, plugin=PLUGIN)
+    image, boxes = viewer.layers
+    assert len(boxes.data) == 400
+    assert not boxes.text.visible  # crowded: the labels start hidden
+    assert boxes.edge_width[0] <= 3
+    y, x = corners[5 * 20 + 7]
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    camera.center = (y + 12, x + 12)
+    camera.zoom = 8
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    middle = shot[shot.shape[0] // 2, shot.shape[1] // 2, :3]
+    np.testing.assert_allclose(middle, [tile_value((y + 12) // TILE, (x + 12) // TILE)] * 3, atol=2)

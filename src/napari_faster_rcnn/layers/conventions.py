@@ -221,7 +221,7 @@ def shapes_layer_data(
         ) if annotations else np.zeros(0)
 
     longest = max((max(size) for size in image_sizes), default=512) if image_sizes else 512
-    edge_width = max(1.5, round(longest / 300, 1))
+    edge_width = box_edge_width(longest, boxes)
     meta = {
         LAYER_ROLE: PREDICTIONS if predictions else BOXES,
         STACKED: stacked,
@@ -241,10 +241,31 @@ def shapes_layer_data(
         "face_color": "transparent",
         "features": features_frame(labels, scores),
         "feature_defaults": _feature_defaults(classes, predictions),
-        "text": text_properties(colors, predictions, size=max(12, min(16, round(longest / 50)))),
+        "text": {**text_properties(colors, predictions, size=max(12, min(16, round(longest / 50)))),
+                 "visible": max(counts, default=0) <= CROWDED_BOXES},
         "metadata": meta,
     }
     return (list(vertices) if len(vertices) else [], kwargs, "shapes")
+
+
+#: Above this many boxes on one image the labels' text starts hidden (the layer's "display text"
+#: shows it): thousands of labels would cover a large image at any zoom that shows it whole.
+CROWDED_BOXES = 300
+
+#: Box edges are at most this wide (image pixels), however large the image: on a 20000 px image,
+#: edges scaled with the image (1/300 of it) would cover small objects whole when zoomed in.
+MAX_EDGE_WIDTH = 6.0
+
+
+def box_edge_width(longest: int, boxes: np.ndarray) -> float:
+    """Edge width of the boxes of images whose longest side is ``longest``: 1/300 of it, at
+    least 1.5 and at most :data:`MAX_EDGE_WIDTH`, and no more than an eighth of the median box's
+    shorter side (at least 1), so that an edge never hides the object it frames."""
+    width = min(MAX_EDGE_WIDTH, max(1.5, round(longest / 300, 1)))
+    if len(boxes):
+        sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        width = min(width, max(1.0, round(float(np.median(sides)) / 8, 1)))
+    return width
 
 
 def _feature_defaults(classes: Sequence[str], predictions: bool) -> dict:
