@@ -157,3 +157,29 @@ def test_many_small_boxes_on_a_large_image_leave_their_objects_visible(make_napa
     shot = viewer.screenshot(canvas_only=True, flash=False)
     middle = shot[shot.shape[0] // 2, shot.shape[1] // 2, :3]
     np.testing.assert_allclose(middle, [tile_value((y + 12) // TILE, (x + 12) // TILE)] * 3, atol=2)
+
+
+def test_an_ome_tiff_pyramid_gives_the_layer_its_levels(make_napari_viewer, tmp_path):
+    """The file's own lower resolutions are the layer's levels; below them, levels are made."""
+    rows, cols = np.mgrid[0:5000, 0:6000]
+    image = ((rows // 500) * 20 + (cols // 500) * 3).astype(np.uint8)  # blocks of 500 px, each its own value
+    path = tmp_path / "slide.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as writer:
+        writer.write(image, subifds=2, tile=(256, 256), photometric="minisblack", compression="zlib")
+        writer.write(image[::2, ::2], subfiletype=1, tile=(256, 256), photometric="minisblack", compression="zlib")
+        writer.write(image[::4, ::4], subfiletype=1, tile=(256, 256), photometric="minisblack", compression="zlib")
+    viewer = make_napari_viewer(show=True)
+    viewer.open(path, plugin=PLUGIN)
+    layer = viewer.layers[0]
+    assert layer.multiscale
+    assert [level.shape[:2] for level in layer.data] == [(5000, 6000), (2500, 3000), (1250, 1500), (625, 750)]
+    np.testing.assert_array_equal(np.asarray(layer.data[2][:, :, 0]), image[::4, ::4])
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    # a hidden viewer's screenshots place zoomed-out images wrongly, numpy ones too: show it
+    shown = set()
+    for zoom in (0.15, 3, 0.05):  # the file's pyramid, the full resolution, a made level
+        camera.center, camera.zoom = (3250, 4250), zoom
+        shot = viewer.screenshot(canvas_only=True, flash=False)
+        shown.add(layer.data_level)
+        np.testing.assert_allclose(shot[shot.shape[0] // 2, shot.shape[1] // 2, :3], [image[3250, 4250]] * 3, atol=2)
+    assert len(shown) == 3 and 0 in shown
