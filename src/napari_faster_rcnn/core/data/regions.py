@@ -7,11 +7,14 @@ as ``(h, w, 3)``, with the same pixels as the same slice of
 
 How each format is read:
 
-- **TIFF and OME-TIFF**, tiled or striped, through tifffile's zarr view of the
-  first page: a region decodes only the tiles or strips it touches.
-  Uncompressed pixels stored in one piece are memory-mapped instead (a region
-  reads only its rows). A TIFF stored as one compressed strip, or with a
-  compression tifffile cannot decode, is decoded whole once, as PNG is.
+- **TIFF and OME-TIFF**, tiled or striped: a region decodes only the tiles or
+  strips it touches (tifffile decodes each one's bytes straight into the
+  region; samples in separate planes and 1-bit pages go through tifffile's
+  zarr view). Uncompressed pixels stored in one piece are memory-mapped (a
+  region reads only its rows). A TIFF stored as one compressed strip, or with a
+  compression tifffile cannot decode, is decoded whole once, as PNG is. The
+  first page is read, as :func:`~napari_faster_rcnn.core.data.images.read_image`
+  reads it.
 - **Zarr** (a ``.zarr`` folder holding an array, a group with an array ``0``,
   or an OME-NGFF multiscale group): a region reads only its chunks.
 - **PNG, JPEG and the other formats** cannot be read by region: the image is
@@ -177,11 +180,12 @@ def open_regions(path: str | Path) -> ImageRegions:
 class _Level:
     """One resolution of an image: ``get(rows, cols)`` gives its pixels as stored, axes Y, X[, S]."""
 
-    def __init__(self, height, width, get, chunks=None):
+    def __init__(self, height, width, get, chunks=None, memmap: bool = False):
         self.height, self.width = int(height), int(width)
         self.get = get
-        self.chunked = chunks is not None
+        self.chunked = chunks is not None  # (rows, cols) of the stored chunks: strided reads go chunk-wise
         self.chunks = chunks
+        self.memmap = memmap  # read in place: any region reads only its own rows
 
 
 def _open_decoded(path: Path) -> ImageRegions:
@@ -218,7 +222,7 @@ def _open_tiff(path: Path) -> ImageRegions | None:
         levels = [_tiff_level(tif, page, path)]
         levels += _tiff_pyramid(tif, page, path)
         regions = ImageRegions(path, header.height, header.width, header.dtype, levels,
-                               by_region=levels[0].chunked or _is_memmap(levels[0]), closer=tif.close)
+                               by_region=levels[0].chunked or levels[0].memmap, closer=tif.close)
         if not regions.by_region:  # one compressed strip: decoded whole, as PNG is
             tif.close()
             return None
@@ -229,19 +233,13 @@ def _open_tiff(path: Path) -> ImageRegions | None:
         return None
 
 
-def _is_memmap(level: _Level) -> bool:
-    return getattr(level, "memmap", False)
-
-
 def _tiff_level(tif, page, path: Path) -> _Level:
     axes = page.axes
     if page.is_memmappable and int(page.compression) == 1:
         import tifffile
 
         array = tifffile.memmap(path, page=0, mode="r")
-        level = _Level(page.imagelength, page.imagewidth, _axis_getter(array, axes))
-        level.memmap = True
-        return level
+        return _Level(page.imagelength, page.imagewidth, _axis_getter(array, axes), memmap=True)
     return _segment_level(tif, page)
 
 
