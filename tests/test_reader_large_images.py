@@ -183,3 +183,13 @@ def test_an_ome_tiff_pyramid_gives_the_layer_its_levels(make_napari_viewer, tmp_
         shown.add(layer.data_level)
         np.testing.assert_allclose(shot[shot.shape[0] // 2, shot.shape[1] // 2, :3], [image[3250, 4250]] * 3, atol=2)
     assert len(shown) == 3 and 0 in shown
+
+
+def test_an_annotation_file_opens_its_large_image_as_multiscale(make_napari_viewer, large_tiff, tmp_path):
+    (tmp_path / "mosaic.tif").symlink_to(large_tiff)
+    save_annotation(tmp_path / "mosaic.json", Annotation([[100, 200, 140, 260]], ["cell"]))
+    viewer = make_napari_viewer()
+    viewer.open(tmp_path / "mosaic.json", plugin=PLUGIN)
+    image, boxes = viewer.layers
+    assert image.multiscale and image.data[0].shape == (20000, 20000, 3)
+    np.testing.assert_allclose(rectangles_to_boxes(boxes.data)[0], [[100, 200, 140, 260]], atol=1e-3)
