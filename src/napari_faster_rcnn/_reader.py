@@ -15,6 +15,7 @@ from pathlib import Path
 from napari_faster_rcnn.core.data.annotations import ANNOTATION_SUFFIXES
 from napari_faster_rcnn.core.data.folders import DatasetError, discover_dataset
 from napari_faster_rcnn.core.data.images import is_image_file
+from napari_faster_rcnn.core.data.regions import is_zarr_folder
 from napari_faster_rcnn.layers.interchange import foreign_format, read_foreign_folder
 from napari_faster_rcnn.layers.reading import read_annotation_file, read_dataset_folder, read_image_file
 
@@ -27,6 +28,8 @@ def get_reader(path):
         path = path[0]
     path = Path(path)
     if path.is_dir():
+        if is_zarr_folder(path):  # one image, read by region
+            return read_image_file
         if foreign_format(path) is not None:  # COCO, VOC, YOLO: shown read-only (see layers/interchange.py)
             return read_foreign_folder
         return read_dataset_folder if _looks_like_dataset(path) else None

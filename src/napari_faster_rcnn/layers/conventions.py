@@ -240,7 +240,7 @@ def shapes_layer_data(
 
     text_shown = text_fits(max(counts, default=0), len(labels))
     longest = max((max(size) for size in image_sizes), default=512) if image_sizes else 512
-    edge_width = max(1.5, round(longest / 300, 1))
+    edge_width = box_edge_width(longest, boxes)
     meta = {
         LAYER_ROLE: PREDICTIONS if predictions else BOXES,
         STACKED: stacked,
@@ -267,6 +267,22 @@ def shapes_layer_data(
         "metadata": meta,
     }
     return (list(vertices) if len(vertices) else [], kwargs, "shapes")
+
+
+#: Box edges are at most this wide (image pixels), however large the image: on a 20000 px image,
+#: edges scaled with the image (1/300 of it) would cover small objects whole when zoomed in.
+MAX_EDGE_WIDTH = 6.0
+
+
+def box_edge_width(longest: int, boxes: np.ndarray) -> float:
+    """Edge width of the boxes of images whose longest side is ``longest``: 1/300 of it, at
+    least 1.5 and at most :data:`MAX_EDGE_WIDTH`, and no more than an eighth of the median box's
+    shorter side (at least 1), so that an edge never hides the object it frames."""
+    width = min(MAX_EDGE_WIDTH, max(1.5, round(longest / 300, 1)))
+    if len(boxes):
+        sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        width = min(width, max(1.0, round(float(np.median(sides)) / 8, 1)))
+    return width
 
 
 def _feature_defaults(classes: Sequence[str], predictions: bool) -> dict:

@@ -27,16 +27,25 @@ from napari_faster_rcnn.core.data.images import (
     read_image,
 )
 from napari_faster_rcnn.core.data.labeling import file_stamp
+from napari_faster_rcnn.core.data.regions import (
+    is_zarr_folder,
+    open_regions,
+    region_levels,
+    region_stack_levels,
+)
 from napari_faster_rcnn.layers import conventions
 
 logger = logging.getLogger(__name__)
+
+#: An image with a side above this many pixels (or any Zarr store) opens as a multiscale layer
+#: read by region: napari reads only the part on screen, at the level of detail the zoom needs.
+LARGE_IMAGE_SIDE = 4096
 
 
 def read_image_file(path) -> list[tuple]:
     """An image and its boxes (from ``STEM.pt``/``.json`` beside it or in ``../target``)."""
     path = Path(path[0] if isinstance(path, (list, tuple)) else path)
-    report_stacks([(path, image_header(path).pages)])
-    image = read_image(path)
+    image = image_layer_data(path)
     annotation_path = find_annotation_file(path)
     target = annotation_path or _default_annotation_path(path)
     stamp = file_stamp(target)  # before reading: a change while reading is caught, not missed
@@ -58,8 +67,39 @@ def read_annotation_file(path) -> list[tuple]:
             metadata={conventions.ANNOTATION_FILES: [str(path)], conventions.SOURCE_IMAGES: [None], conventions.ANNOTATION_STAMPS: [stamp]},
         )
         return [layer]
-    report_stacks([(image_path, image_header(image_path).pages)])
-    return _single_image_layers(image_path, read_image(image_path), annotation, path, stamp)
+    return _single_image_layers(image_path, image_layer_data(image_path), annotation, path, stamp)
+
+
+def image_layer_data(path: Path) -> tuple:
+    """``(data, size, image layer options)`` of one image file: its pixels, or for a large
+    image (see :data:`LARGE_IMAGE_SIDE`) and a Zarr store the lazy levels of a multiscale layer."""
+    if is_zarr_folder(path):
+        regions = open_regions(path)
+    else:
+        header = image_header(path)
+        report_stacks([(path, header.pages)])
+        if max(header.height, header.width) <= LARGE_IMAGE_SIDE:
+            image = read_image(path)
+            return image, image.shape[:2], {}
+        regions = open_regions(path)
+    levels = region_levels(regions)
+    options = {"multiscale": len(levels) > 1, "contrast_limits": _contrast_limits(regions, levels)}
+    return (levels if len(levels) > 1 else levels[0]), (regions.height, regions.width), options
+
+
+def _contrast_limits(regions, levels) -> list:
+    """uint8: its range; else the range of the smallest level when the file has it, or of a
+    central region: never a scan of the whole image."""
+    if regions.dtype == np.uint8:
+        return [0, 255]
+    height, width = levels[-1].shape[:2]
+    if len(regions.level_shapes) > 1 and max(height, width) <= 2 * LARGE_IMAGE_SIDE and height * width <= 2**22:
+        sample = np.asarray(levels[-1])
+    else:
+        cy, cx, half = regions.height // 2, regions.width // 2, 512
+        sample = regions.read(cy - half, cy + half, cx - half, cx + half)
+    low, high = float(sample.min()), float(sample.max())
+    return [low, high if high > low else low + 1]
 
 
 def _default_annotation_path(image_path: Path) -> Path:
@@ -90,12 +130,11 @@ def _layer_name(stem: str, annotation: Annotation) -> str:
     return f"{stem} {'predictions' if annotation.scores is not None else 'boxes'}"
 
 
-def _single_image_layers(
-    image_path: Path, image: np.ndarray, annotation: Annotation, target: Path, stamp
-) -> list[tuple]:
-    size = image.shape[:2]
+def _single_image_layers(image_path: Path, image: tuple, annotation: Annotation, target: Path, stamp) -> list[tuple]:
+    data, size, options = image
+    size = tuple(int(side) for side in size)
     image_meta = {conventions.SOURCE_IMAGES: [str(image_path)], conventions.IMAGE_SIZES: [list(size)]}
-    image_layer = (image, {"name": image_path.stem, "rgb": True, "metadata": image_meta}, "image")
+    image_layer = (data, {"name": image_path.stem, "rgb": True, "metadata": image_meta, **options}, "image")
     shapes = conventions.shapes_layer_data(
         [annotation],
         stacked=False,
@@ -187,13 +226,21 @@ def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dic
     layers = []
     if has_images:
         dtype = np.result_type(*dtypes)
-        stack = lazy_image_stack(images, sizes, dtype=dtype, on_error=_warn_unreadable)
+        large = max(max(int(side) for side in size) for size in sizes) > LARGE_IMAGE_SIDE
+        if large:  # read by region, padded per chunk: never an image padded to the largest whole
+            stack = region_stack_levels(images, sizes, dtype=dtype, on_error=_warn_unreadable)
+            if len(stack) == 1:
+                stack = stack[0]
+        else:
+            stack = lazy_image_stack(images, sizes, dtype=dtype, on_error=_warn_unreadable)
         image_meta = {
             conventions.SOURCE_IMAGES: metadata[conventions.SOURCE_IMAGES],
             conventions.IMAGE_SIZES: [list(s) for s in sizes],
             conventions.DATASET_ROOT: str(path),
         }
         image_kwargs = {"name": folder_name, "rgb": True, "metadata": image_meta}
+        if large and isinstance(stack, list):
+            image_kwargs["multiscale"] = True
         if dtype == np.uint8:
             image_kwargs["contrast_limits"] = [0, 255]  # no scan of the lazy stack
         layers.append((stack, image_kwargs, "image"))

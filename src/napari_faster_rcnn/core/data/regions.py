@@ -1,0 +1,551 @@
+"""Reading large images region by region, with memory that follows the region.
+
+:func:`open_regions` gives an :class:`ImageRegions`: the image's size and dtype
+from its header, and :meth:`ImageRegions.read` of a region ``(y0, y1, x0, x1)``
+as ``(h, w, 3)``, with the same pixels as the same slice of
+:func:`~napari_faster_rcnn.core.data.images.read_image`.
+
+How each format is read:
+
+- **TIFF and OME-TIFF**, tiled or striped: a region decodes only the tiles or
+  strips it touches (tifffile decodes each one's bytes straight into the
+  region; samples in separate planes and 1-bit pages go through tifffile's
+  zarr view). Uncompressed pixels stored in one piece are memory-mapped (a
+  region reads only its rows). A TIFF stored as one compressed strip, or with a
+  compression tifffile cannot decode, is decoded whole once, as PNG is. The
+  first page is read, as :func:`~napari_faster_rcnn.core.data.images.read_image`
+  reads it.
+- **Zarr** (a ``.zarr`` folder holding an array, a group with an array ``0``,
+  or an OME-NGFF multiscale group): a region reads only its chunks.
+- **PNG, JPEG and the other formats** cannot be read by region: the image is
+  decoded once, on the first read, and regions are slices of it.
+
+:meth:`ImageRegions.read` with ``step`` gives every ``step``-th pixel (a
+strided view for display), reading the image in blocks of at most
+:data:`BLOCK` pixels a side so that memory stays bounded. :func:`region_levels`
+and :func:`region_stack_levels` build the lazy dask levels of a multiscale
+display from these reads, using the file's own pyramid (OME-TIFF SubIFDs,
+NGFF levels) where it has one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from napari_faster_rcnn.core.data.images import (
+    TIFF_SUFFIXES,
+    ImageReadError,
+    as_rgb,
+    image_header,
+    read_image,
+)
+
+#: Largest block, in pixels a side, that a strided read decodes at once.
+BLOCK = 2048
+#: Side of the chunks of the lazy display levels, in pixels.
+DISPLAY_CHUNK = 1024
+#: Downsampled display levels are added until the longest side is at most this.
+SMALLEST_LEVEL_SIDE = 1024
+
+
+def is_zarr_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a Zarr store on disk (a folder named ``*.zarr``, or holding zarr metadata)."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    if path.suffix.lower() == ".zarr":
+        return True
+    return any((path / name).is_file() for name in ("zarr.json", ".zarray", ".zgroup"))
+
+
+class ImageRegions:
+    """An image read by region; make one with :func:`open_regions`.
+
+    Attributes
+    ----------
+    path : Path
+    height, width : int
+    dtype : numpy.dtype
+        That of :func:`~napari_faster_rcnn.core.data.images.read_image` for this file.
+    by_region : bool
+        True when a region decodes only the data it needs; False when the image
+        is decoded whole on the first read (PNG, JPEG, some TIFFs).
+    level_shapes : list of (height, width)
+        The full resolution first, then the file's own lower resolutions (its pyramid).
+    """
+
+    def __init__(self, path: Path, height: int, width: int, dtype, levels, by_region: bool, closer=None):
+        self.path = Path(path)
+        self.height = int(height)
+        self.width = int(width)
+        self.dtype = np.dtype(dtype)
+        self.by_region = by_region
+        self._levels = levels  # [_Level]
+        self._closer = closer
+        self._lock = threading.Lock()  # one file handle: reads one at a time (dask reads chunks from threads)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, 3)
+
+    @property
+    def level_shapes(self) -> list[tuple[int, int]]:
+        return [(level.height, level.width) for level in self._levels]
+
+    def read(self, y0: int, y1: int, x0: int, x1: int, *, step: int = 1, level: int = 0) -> np.ndarray:
+        """The region ``[y0:y1:step, x0:x1:step]`` of pyramid ``level`` as ``(h, w, 3)`` of :attr:`dtype`.
+
+        The region is clipped to the image. With ``step`` above 1 the image is
+        read in blocks of at most :data:`BLOCK` pixels (whole tiles when larger)
+        that hold the pixels wanted, so memory follows the result, not the region.
+        """
+        source = self._levels[level]
+        y0, y1 = max(0, int(y0)), min(source.height, int(y1))
+        x0, x1 = max(0, int(x0)), min(source.width, int(x1))
+        step = max(1, int(step))
+        rows, cols = max(0, -(-(y1 - y0) // step)), max(0, -(-(x1 - x0) // step))
+        out = np.empty((rows, cols, 3), dtype=self.dtype)  # every pixel is written below
+        if rows == 0 or cols == 0:
+            return out
+        try:
+            with self._lock:
+                if step == 1 or not source.chunked:
+                    _fill(out, source.get(slice(y0, y1, step), slice(x0, x1, step)))
+                    return out
+                row_spans = _spans(y0, y1, step, source.chunks[0])
+                col_spans = _spans(x0, x1, step, source.chunks[1])
+                for ra, rb in row_spans:
+                    for ca, cb in col_spans:
+                        block = source.get(slice(ra, rb, step), slice(ca, cb, step))
+                        oy, ox = (ra - y0) // step, (ca - x0) // step
+                        _fill(out[oy:oy + block.shape[0], ox:ox + block.shape[1]], block)
+        except ImageReadError:
+            raise
+        except MemoryError:
+            raise ImageReadError(self.path, f"not enough memory to read the region {y0}:{y1}, {x0}:{x1}") from None
+        except Exception as error:  # noqa: BLE001 - a damaged tile, a codec missing: name the file
+            raise ImageReadError(self.path, f"cannot read the region {y0}:{y1}, {x0}:{x1} ({error})") from None
+        return out
+
+    def read_all(self) -> np.ndarray:
+        """The whole image (as :func:`~napari_faster_rcnn.core.data.images.read_image` gives it)."""
+        return self.read(0, self.height, 0, self.width)
+
+    def close(self) -> None:
+        if self._closer is not None:
+            self._closer()
+            self._closer = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ImageRegions({str(self.path)!r}, {self.height} x {self.width}, {self.dtype}, by_region={self.by_region})"
+
+
+def open_regions(path: str | Path) -> ImageRegions:
+    """An :class:`ImageRegions` of ``path`` (TIFF, OME-TIFF, Zarr folder, or any image file).
+
+    Only the header is read here; pixels are read by :meth:`ImageRegions.read`.
+
+    Raises
+    ------
+    ImageReadError
+        If the file is missing or not a readable image.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if is_zarr_folder(path):
+            return _open_zarr(path)
+        raise ImageReadError(path, "is a folder, not an image file or a Zarr store")
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        regions = _open_tiff(path)
+        if regions is not None:
+            return regions
+    return _open_decoded(path)
+
+
+# --- sources ------------------------------------------------------------------
+
+
+class _Level:
+    """One resolution of an image: ``get(rows, cols)`` gives its pixels as stored, axes Y, X[, S]."""
+
+    def __init__(self, height, width, get, chunks=None, memmap: bool = False):
+        self.height, self.width = int(height), int(width)
+        self.get = get
+        self.chunked = chunks is not None  # (rows, cols) of the stored chunks: strided reads go chunk-wise
+        self.chunks = chunks
+        self.memmap = memmap  # read in place: any region reads only its own rows
+
+
+def _open_decoded(path: Path) -> ImageRegions:
+    header = image_header(path)
+    cache: dict = {}
+
+    def get(rows, cols):
+        if "image" not in cache:
+            cache["image"] = read_image(path)
+        return cache["image"][rows, cols]
+
+    level = _Level(header.height, header.width, get)
+    return ImageRegions(path, header.height, header.width, header.dtype, [level], by_region=False,
+                        closer=cache.clear)
+
+
+def _open_tiff(path: Path) -> ImageRegions | None:
+    """A tifffile reader of the first page, or None when tifffile cannot read it by region."""
+    import tifffile
+
+    try:
+        header = image_header(path)
+    except ImageReadError:
+        return None  # Pillow's reading names the problem
+    try:
+        tif = tifffile.TiffFile(path)
+    except Exception:  # noqa: BLE001 - not for tifffile: decoded whole
+        return None
+    try:
+        page = tif.pages[0]
+        if page.imagedepth != 1 or (page.imagelength, page.imagewidth) != (header.height, header.width):
+            tif.close()
+            return None
+        levels = [_tiff_level(tif, page, path)]
+        levels += _tiff_pyramid(tif, page, path)
+        regions = ImageRegions(path, header.height, header.width, header.dtype, levels,
+                               by_region=levels[0].chunked or levels[0].memmap, closer=tif.close)
+        if not regions.by_region:  # one compressed strip: decoded whole, as PNG is
+            tif.close()
+            return None
+        regions.read(0, 1, 0, 1)  # a codec tifffile lacks shows here, not in the viewer
+        return regions
+    except Exception:  # noqa: BLE001 - a codec tifffile lacks, odd layouts: decoded whole, as read_image does
+        tif.close()
+        return None
+
+
+def _tiff_level(tif, page, path: Path) -> _Level:
+    axes = page.axes
+    if page.is_memmappable and int(page.compression) == 1:
+        import tifffile
+
+        array = tifffile.memmap(path, page=0, mode="r")
+        return _Level(page.imagelength, page.imagewidth, _axis_getter(array, axes), memmap=True)
+    return _segment_level(tif, page)
+
+
+def _segment_level(tif, page) -> _Level:
+    """A level read tile by tile (or strip by strip): each segment's bytes decoded by tifffile
+    straight into the region, the least work there is. Layouts it does not cover (samples in
+    separate planes, 1-bit) go through tifffile's zarr view of the page."""
+    tiled = bool(page.is_tiled)
+    contiguous = int(page.planarconfig) == 1 or int(page.samplesperpixel) == 1
+    if not contiguous or page.dtype is None or np.dtype(page.dtype).kind == "b" or int(page.bitspersample) < 8:
+        import zarr
+
+        array = zarr.open(page.aszarr(), mode="r")
+        chunks = _yx_chunks(array.chunks, page.axes)
+        whole = chunks[0] >= page.imagelength and chunks[1] >= page.imagewidth
+        return _Level(page.imagelength, page.imagewidth, _axis_getter(array, page.axes), None if whole else chunks)
+    height, width = int(page.imagelength), int(page.imagewidth)
+    seg_rows = int(page.tilelength) if tiled else min(int(page.rowsperstrip), height)
+    seg_cols = int(page.tilewidth) if tiled else width
+    across = -(-width // seg_cols)
+    samples = int(page.samplesperpixel)
+    dtype = np.dtype(page.dtype)
+    handle = tif.filehandle
+    offsets, counts = page.dataoffsets, page.databytecounts
+
+    def get(rows: slice, cols: slice) -> np.ndarray:
+        y0, y1, x0, x1 = rows.start, rows.stop, cols.start, cols.stop
+        out = np.zeros((y1 - y0, x1 - x0, samples), dtype=dtype)
+        for sy in range(y0 // seg_rows, -(-y1 // seg_rows)):
+            for sx in range(x0 // seg_cols, -(-x1 // seg_cols)):
+                index = sy * across + sx
+                if index >= len(offsets) or not counts[index]:
+                    continue  # a segment not written: zeros
+                handle.seek(offsets[index])
+                data = handle.read(counts[index])
+                segment = page.decode(data, index, jpegtables=page.jpegtables)[0]
+                if segment is None:
+                    continue
+                segment = segment.reshape(segment.shape[-3:])
+                top, left = sy * seg_rows, sx * seg_cols
+                r0, r1 = max(y0, top), min(y1, top + segment.shape[0])
+                c0, c1 = max(x0, left), min(x1, left + segment.shape[1])
+                if r1 > r0 and c1 > c0:
+                    out[r0 - y0:r1 - y0, c0 - x0:c1 - x0] = segment[r0 - top:r1 - top, c0 - left:c1 - left]
+        out = out[::rows.step or 1, ::cols.step or 1]
+        return out[:, :, 0] if samples == 1 else out
+
+    whole = seg_rows >= height and seg_cols >= width
+    return _Level(height, width, get, None if whole else (seg_rows, seg_cols))
+
+
+def _tiff_pyramid(tif, page, path: Path) -> list[_Level]:
+    """The lower resolutions of the first series when its full resolution is the first page."""
+    try:
+        series = tif.series[0]
+        if len(series.levels) < 2 or series.keyframe.offset != page.offset:
+            return []
+        levels = []
+        for low in series.levels[1:]:
+            key = low.keyframe
+            if key.axes != page.axes or key.imagedepth != 1:
+                break
+            levels.append(_segment_level(tif, key))
+        return levels
+    except Exception:  # noqa: BLE001 - a pyramid tifffile cannot follow: the full resolution alone
+        return []
+
+
+def _yx_chunks(chunks, axes: str) -> tuple[int, int]:
+    return int(chunks[axes.index("Y")]), int(chunks[axes.index("X")])
+
+
+def _axis_getter(array, axes: str):
+    """``get(rows, cols)`` of an array with axes such as ``YX``, ``YXS``, ``SYX``, ``CYX``, ``TCZYX``:
+    other axes at their first index, samples (``S``, ``C``) kept, as ``(h, w[, s])``."""
+    channel = next((axis for axis in "SC" if axis in axes), None)
+
+    def get(rows, cols):
+        index = []
+        for axis in axes:
+            if axis == "Y":
+                index.append(rows)
+            elif axis == "X":
+                index.append(cols)
+            elif axis == channel:
+                index.append(slice(None))
+            else:
+                index.append(0)
+        kept = [axis for axis in axes if axis in ("Y", "X") or axis == channel]
+        pixels = np.asarray(array[tuple(index)])
+        order = [kept.index("Y"), kept.index("X")] + ([kept.index(channel)] if channel else [])
+        return np.transpose(pixels, order)
+
+    return get
+
+
+def _open_zarr(path: Path) -> ImageRegions:
+    try:
+        import zarr
+
+        node = zarr.open(str(path), mode="r")
+    except Exception as error:  # noqa: BLE001 - not a zarr store zarr can read
+        raise ImageReadError(path, f"not a readable Zarr store ({error})") from None
+    arrays, axes = _zarr_arrays(node, path)
+    levels = []
+    for array in arrays:
+        height, width = array.shape[axes.index("Y")], array.shape[axes.index("X")]
+        levels.append(_Level(height, width, _axis_getter(array, axes), _yx_chunks(array.chunks, axes)))
+    dtype = np.dtype(arrays[0].dtype)
+    if dtype.kind not in "biuf":
+        raise ImageReadError(path, f"holds {dtype} values, not image pixels")
+    dtype = np.dtype(np.uint8) if dtype.kind == "b" else dtype.newbyteorder("=")
+    channel = next((axis for axis in "SC" if axis in axes), None)
+    if channel is not None and arrays[0].shape[axes.index(channel)] > 4 and "C" != channel:
+        raise ImageReadError(path, f"shape {arrays[0].shape} is not an image (axes {axes})")
+    return ImageRegions(path, levels[0].height, levels[0].width, dtype, levels, by_region=True)
+
+
+def _zarr_arrays(node, path: Path):
+    """The arrays of a zarr node (the full resolution first) and their axes letters."""
+    import zarr
+
+    if isinstance(node, zarr.Array):
+        return [node], _guess_axes(node.shape, path)
+    attributes = dict(node.attrs)
+    multiscales = attributes.get("multiscales") or attributes.get("ome", {}).get("multiscales")
+    if multiscales:
+        first = multiscales[0]
+        arrays = [node[dataset["path"]] for dataset in first["datasets"]]
+        names = [axis["name"] if isinstance(axis, dict) else axis for axis in first.get("axes", [])]
+        if names and len(names) == arrays[0].ndim:
+            axes = "".join({"y": "Y", "x": "X", "c": "C"}.get(name.lower(), "T") for name in names)
+            if "Y" in axes and "X" in axes:
+                return arrays, axes
+        return arrays, _guess_axes(arrays[0].shape, path)
+    keys = sorted(node.array_keys())
+    if not keys:
+        raise ImageReadError(path, "a Zarr group with no array")
+    array = node[keys[0]]
+    return [array], _guess_axes(array.shape, path)
+
+
+def _guess_axes(shape, path: Path) -> str:
+    if len(shape) == 2:
+        return "YX"
+    if len(shape) == 3 and shape[2] in (1, 2, 3, 4):
+        return "YXS"
+    if len(shape) == 3 and shape[0] in (1, 2, 3, 4):
+        return "SYX"
+    raise ImageReadError(path, f"shape {tuple(shape)} is not a 2-D gray or RGB(A) image")
+
+
+def _fill(out: np.ndarray, array: np.ndarray) -> None:
+    """Write pixels as stored (``h, w[, s]``) into ``out`` (``h, w, 3``) as read_image gives them:
+    gray repeated, alpha and extra samples dropped, 1-bit as 0 and 255; one pass, no temporaries."""
+    if array.dtype.kind == "b":  # 1-bit: 0 and 255
+        array = np.where(array, np.uint8(255), np.uint8(0))
+    if array.ndim == 3 and array.shape[2] in (1, 2):  # gray, gray and alpha
+        array = array[:, :, 0]
+    if array.ndim == 2:
+        out[...] = array[:, :, None]
+    elif array.shape[2] >= 3:
+        out[...] = array[:, :, :3]
+    else:
+        out[...] = as_rgb(array)
+
+
+def _spans(start: int, stop: int, step: int, chunk: int) -> list[tuple[int, int]]:
+    """Spans ``[a, b)`` of ``range(start, stop)`` that together hold every ``step``-th index
+    from ``start``, each inside one window of whole chunks at most :data:`BLOCK` long (one chunk
+    when chunks are longer), and each starting at a wanted index."""
+    window = max(int(chunk), (BLOCK // int(chunk)) * int(chunk)) if chunk else BLOCK
+    wanted = np.arange(start, stop, step)
+    groups = wanted // window
+    cuts = np.flatnonzero(np.diff(groups)) + 1
+    return [(int(part[0]), int(part[-1]) + 1) for part in np.split(wanted, cuts)]
+
+
+# --- lazy levels for display --------------------------------------------------
+
+
+def level_steps(height: int, width: int, smallest: int = SMALLEST_LEVEL_SIDE) -> list[int]:
+    """Downsampling steps 1, 2, 4, ... until the longest side is at most ``smallest``."""
+    steps = [1]
+    while max(math.ceil(height / steps[-1]), math.ceil(width / steps[-1])) > smallest:
+        steps.append(steps[-1] * 2)
+    return steps
+
+
+def region_levels(regions: ImageRegions, *, chunk: int = DISPLAY_CHUNK,
+                  smallest: int = SMALLEST_LEVEL_SIDE) -> list:
+    """Lazy dask ``(H_k, W_k, 3)`` levels of an image, for a multiscale display.
+
+    The full resolution and the file's own pyramid come first; below the last
+    of those, levels halve (every other pixel) until the longest side is at
+    most ``smallest``. Each chunk is one :meth:`ImageRegions.read`.
+    """
+    levels = []
+    shapes = regions.level_shapes
+    for index, (height, width) in enumerate(shapes):
+        if levels and max(height, width) < smallest // 2:
+            break
+        levels.append(_dask_level(regions, index, 1, height, width, chunk))
+    base = len(levels) - 1
+    height, width = shapes[base]
+    for step in level_steps(height, width, smallest)[1:]:
+        levels.append(_dask_level(regions, base, step, -(-height // step), -(-width // step), chunk))
+    return levels
+
+
+def _chunks(size: int, chunk: int) -> tuple[int, ...]:
+    full, rest = divmod(int(size), chunk)
+    return (chunk,) * full + ((rest,) if rest else ())
+
+
+def _token(*parts) -> str:
+    return hashlib.sha1("\n".join(map(str, parts)).encode()).hexdigest()
+
+
+def _stamp(path: Path):
+    try:
+        stat = path.stat()
+        return (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        return None
+
+
+def _dask_level(regions: ImageRegions, level: int, step: int, height: int, width: int, chunk: int):
+    import dask.array as da
+
+    def load(block_info=None):
+        location = block_info[None]["array-location"]
+        (r0, r1), (c0, c1) = location[0], location[1]
+        return regions.read(r0 * step, r1 * step, c0 * step, c1 * step, step=step, level=level)
+
+    chunks = (_chunks(height, chunk), _chunks(width, chunk), (3,))
+    name = "regions-" + _token(regions.path, _stamp(regions.path), level, step, chunk)
+    return da.map_blocks(load, chunks=chunks, dtype=regions.dtype,
+                         meta=np.empty((0, 0, 0), dtype=regions.dtype), name=name)
+
+
+class _OpenFiles:
+    """The last few :class:`ImageRegions` opened, kept open (and decoded images kept) for the next chunk."""
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._open: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: Path) -> ImageRegions:
+        with self._lock:
+            regions = self._open.get(path)
+            if regions is not None:
+                self._open.move_to_end(path)
+                return regions
+        regions = open_regions(path)
+        with self._lock:
+            self._open[path] = regions
+            while len(self._open) > self.size:
+                _, old = self._open.popitem(last=False)
+                old.close()
+        return regions
+
+
+def region_stack_levels(paths, sizes, dtype=np.uint8, on_error=None, *, chunk: int = DISPLAY_CHUNK,
+                        smallest: int = SMALLEST_LEVEL_SIDE) -> list:
+    """Lazy dask ``(N, H_k, W_k, 3)`` levels of a stack of images of different sizes, for a multiscale display.
+
+    ``H`` and ``W`` are the largest height and width; each image sits at the
+    top-left with zeros beyond it, and those zeros are made per chunk, never
+    for a whole image. A chunk reads only its region of its image (every
+    ``step``-th pixel on the lower levels), so memory follows the chunk.
+
+    Parameters are those of :func:`~napari_faster_rcnn.core.data.images.lazy_image_stack`.
+    """
+    import dask.array as da
+
+    paths = [Path(p) for p in paths]
+    sizes = [(int(h), int(w)) for h, w in sizes]
+    height = max(h for h, _ in sizes)
+    width = max(w for _, w in sizes)
+    dtype = np.dtype(dtype)
+    files = _OpenFiles()
+    levels = []
+    for step in level_steps(height, width, smallest):
+        def load(block_info=None, step=step):
+            location = block_info[None]["array-location"]
+            index = location[0][0]
+            (r0, r1), (c0, c1) = location[1], location[2]
+            out = np.zeros((1, r1 - r0, c1 - c0, 3), dtype=dtype)
+            image_height, image_width = sizes[index]
+            if r0 * step >= image_height or c0 * step >= image_width:
+                return out
+            try:
+                region = files.get(paths[index]).read(r0 * step, r1 * step, c0 * step, c1 * step, step=step)
+            except ImageReadError as error:
+                if on_error is not None:
+                    on_error(error)
+                return out
+            out[0, : region.shape[0], : region.shape[1]] = region
+            return out
+
+        level_height, level_width = -(-height // step), -(-width // step)
+        chunks = ((1,) * len(paths), _chunks(level_height, chunk), _chunks(level_width, chunk), (3,))
+        name = "region-stack-" + _token(*paths, step, chunk, height, width)
+        levels.append(da.map_blocks(load, chunks=chunks, dtype=dtype,
+                                    meta=np.empty((0, 0, 0, 0), dtype=dtype), name=name))
+    return levels
+

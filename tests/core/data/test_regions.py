@@ -1,0 +1,180 @@
+"""Reading images by region: every region equals the same slice of the image decoded whole by
+tifffile, zarr or Pillow (the independent references), and a region of a tiled TIFF costs the
+memory of the region, not of the image."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from PIL import Image
+
+from napari_faster_rcnn.core.data.images import ImageReadError
+from napari_faster_rcnn.core.data.regions import level_steps, open_regions, region_levels, region_stack_levels
+
+REGIONS = [(0, 1, 0, 1), (0, 300, 0, 333), (100, 357, 250, 600), (511, 513, 255, 257), (600, 700, 0, 700),
+           (250, 251, 3, 640)]
+
+
+def rgb(array):
+    if array.ndim == 2:
+        return np.repeat(array[:, :, None], 3, axis=2)
+    return array[:, :, :3]
+
+
+def random_pixels(shape, dtype=np.uint8, seed=0):
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype).kind == "f":
+        return rng.random(shape).astype(dtype)
+    return rng.integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
+
+
+TIFF_LAYOUTS = {
+    "tiled": ((700, 650, 3), np.uint8, dict(tile=(256, 256), photometric="rgb")),
+    "tiled deflate": ((700, 650, 3), np.uint8, dict(tile=(128, 256), photometric="rgb", compression="zlib")),
+    "striped": ((700, 650, 3), np.uint8, dict(rowsperstrip=64, photometric="rgb", compression="zlib")),
+    "uncompressed one strip": ((700, 650, 3), np.uint8, dict(photometric="rgb")),
+    "gray 16-bit tiled": ((700, 650), np.uint16, dict(tile=(256, 256), photometric="minisblack")),
+    "rgba tiled": ((700, 650, 4), np.uint8, dict(tile=(256, 256), photometric="rgb")),
+    "float tiled": ((700, 650), np.float32, dict(tile=(256, 256), photometric="minisblack")),
+    "planar separate": ((3, 700, 650), np.uint8, dict(tile=(256, 256), photometric="rgb", planarconfig="separate")),
+    "one compressed strip": ((700, 650, 3), np.uint8, dict(photometric="rgb", compression="zlib",
+                                                           rowsperstrip=700)),
+}
+
+
+@pytest.mark.parametrize("layout", list(TIFF_LAYOUTS))
+def test_tiff_regions_equal_slices_of_the_decoded_image(tmp_path, layout):
+    shape, dtype, options = TIFF_LAYOUTS[layout]
+    path = tmp_path / "image.tif"
+    tifffile.imwrite(path, random_pixels(shape, dtype), **options)
+    reference = tifffile.imread(path)
+    if options.get("planarconfig") == "separate":
+        reference = np.moveaxis(reference, 0, -1)
+    reference = rgb(reference)
+    with open_regions(path) as regions:
+        assert (regions.height, regions.width, regions.dtype) == (700, 650, np.dtype(dtype))
+        for y0, y1, x0, x1 in REGIONS:
+            region = regions.read(y0, y1, x0, x1)
+            np.testing.assert_array_equal(region, reference[y0:y1, x0:x1])
+        np.testing.assert_array_equal(regions.read(50, 690, 7, 650, step=3), reference[50:690:3, 7:650:3])
+        np.testing.assert_array_equal(regions.read_all(), reference)
+        if layout == "one compressed strip":
+            assert not regions.by_region  # decoded once, sliced
+        else:
+            assert regions.by_region
+
+
+def test_ome_tiff_pyramid_gives_its_levels(tmp_path):
+    image = random_pixels((900, 1100, 3))
+    path = tmp_path / "pyramid.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as writer:
+        writer.write(image, subifds=2, tile=(256, 256), photometric="rgb")
+        writer.write(image[::2, ::2], subfiletype=1, tile=(256, 256), photometric="rgb")
+        writer.write(image[::4, ::4], subfiletype=1, tile=(256, 256), photometric="rgb")
+    with open_regions(path) as regions:
+        assert regions.level_shapes == [(900, 1100), (450, 550), (225, 275)]
+        np.testing.assert_array_equal(regions.read(100, 400, 300, 1100), image[100:400, 300:1100])
+        np.testing.assert_array_equal(regions.read(10, 200, 20, 275, level=2), image[::4, ::4][10:200, 20:275])
+        levels = region_levels(regions, chunk=256, smallest=150)
+        assert [level.shape[:2] for level in levels] == [(900, 1100), (450, 550), (225, 275), (113, 138)]
+        np.testing.assert_array_equal(levels[1].compute(), image[::2, ::2])
+        np.testing.assert_array_equal(levels[3].compute(), image[::4, ::4][::2, ::2])
+
+
+def test_zarr_folders_are_read_by_region(tmp_path):
+    image = random_pixels((700, 650, 3))
+    path = tmp_path / "image.zarr"
+    zarr.create_array(str(path), shape=image.shape, chunks=(128, 128, 3), dtype=image.dtype)[:] = image
+    reference = zarr.open(str(path), mode="r")[:]
+    with open_regions(path) as regions:
+        assert regions.by_region and regions.shape == (700, 650, 3)
+        for y0, y1, x0, x1 in REGIONS:
+            np.testing.assert_array_equal(regions.read(y0, y1, x0, x1), reference[y0:y1, x0:x1])
+
+    gray = random_pixels((2, 300, 200), np.uint16)  # channels first, as microscopy stores them
+    group = zarr.open_group(str(tmp_path / "group.zarr"), mode="w")
+    group.create_array("0", shape=gray.shape, chunks=(1, 64, 64), dtype=gray.dtype)[:] = gray
+    with open_regions(tmp_path / "group.zarr") as regions:
+        assert regions.shape == (300, 200, 3) and regions.dtype == np.uint16
+        np.testing.assert_array_equal(regions.read(10, 90, 30, 170), rgb(gray[0])[10:90, 30:170])
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_png_and_jpeg_are_decoded_once_and_sliced(tmp_path, suffix):
+    path = tmp_path / f"image{suffix}"
+    Image.fromarray(random_pixels((700, 650, 3))).save(path)
+    with Image.open(path) as image:
+        reference = np.asarray(image.convert("RGB"))
+    with open_regions(path) as regions:
+        assert not regions.by_region
+        for y0, y1, x0, x1 in REGIONS:
+            np.testing.assert_array_equal(regions.read(y0, y1, x0, x1), reference[y0:y1, x0:x1])
+
+
+def test_regions_are_clipped_to_the_image(tmp_path):
+    path = tmp_path / "image.tif"
+    image = random_pixels((300, 200, 3))
+    tifffile.imwrite(path, image, tile=(64, 64), photometric="rgb")
+    with open_regions(path) as regions:
+        np.testing.assert_array_equal(regions.read(250, 400, -10, 500), image[250:300, 0:200])
+        assert regions.read(300, 400, 0, 10).shape == (0, 10, 3)
+
+
+def test_missing_and_damaged_files_name_the_file(tmp_path):
+    with pytest.raises(ImageReadError, match="missing.tif.*not found"):
+        open_regions(tmp_path / "missing.tif")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with pytest.raises(ImageReadError, match="folder"):
+        open_regions(folder)
+    bad = tmp_path / "bad.zarr"
+    bad.mkdir()
+    (bad / "zarr.json").write_text("{not json")
+    with pytest.raises(ImageReadError, match="bad.zarr"):
+        open_regions(bad)
+
+
+def test_a_region_of_a_large_tiled_tiff_costs_the_region_not_the_image(tmp_path):
+    """8192 x 8192 RGB is 201 MB decoded; a 512 x 512 region is 0.8 MB."""
+    side = 8192
+    path = tmp_path / "large.tif"
+    rng = np.random.default_rng(0)
+    tile = rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    with tifffile.TiffWriter(path) as writer:
+        writer.write(iter([tile] * (side // 512) ** 2), shape=(side, side, 3), dtype=np.uint8,
+                     tile=(512, 512), photometric="rgb", compression="zlib")
+    tracemalloc.start()
+    try:
+        with open_regions(path) as regions:
+            region = regions.read(3000, 3512, 5000, 5512)
+            _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    expected = np.tile(tile, (2, 2, 1))[3000 % 512:3000 % 512 + 512, 5000 % 512:5000 % 512 + 512]
+    np.testing.assert_array_equal(region, expected)
+    assert peak < side * side * 3 / 4, f"peak {peak / 2**20:.0f} MiB for a 0.75 MiB region"
+
+
+def test_level_steps_end_at_the_smallest_side():
+    assert level_steps(30000, 30000, 1024) == [1, 2, 4, 8, 16, 32]
+    assert level_steps(1000, 500, 1024) == [1]
+
+
+def test_region_stack_levels_pad_per_chunk(tmp_path):
+    big = random_pixels((600, 500, 3), seed=1)
+    small = random_pixels((100, 700, 3), seed=2)
+    tifffile.imwrite(tmp_path / "big.tif", big, tile=(64, 64), photometric="rgb")
+    Image.fromarray(small).save(tmp_path / "small.png")
+    levels = region_stack_levels([tmp_path / "big.tif", tmp_path / "small.png"], [(600, 500), (100, 700)],
+                                 chunk=128, smallest=200)
+    assert [level.shape for level in levels] == [(2, 600, 700, 3), (2, 300, 350, 3), (2, 150, 175, 3)]
+    full = levels[0].compute()
+    expected = np.zeros((2, 600, 700, 3), np.uint8)
+    expected[0, :600, :500] = big
+    expected[1, :100, :700] = small
+    np.testing.assert_array_equal(full, expected)
+    np.testing.assert_array_equal(levels[2].compute(), expected[:, ::4, ::4])
