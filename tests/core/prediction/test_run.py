@@ -59,9 +59,9 @@ def threshold_between_scores(scores, quantile: float) -> float:
 def test_raw_settings_relax_the_box_head_for_the_run_and_restore_it(loaded, images):
     config = loaded.config
     raw = raw_detection_settings(config)
-    assert raw == DetectionSettings(score_thresh=0.01, nms_thresh=1.0, detections_per_img=300)
-    assert raw_detection_settings(config.replace(box_score_thresh=0.001, box_detections_per_img=500)) == \
-        DetectionSettings(0.001, 1.0, 500)
+    assert raw == DetectionSettings(score_thresh=0.01, nms_thresh=1.0, detections_per_img=1000)
+    assert raw_detection_settings(config.replace(box_score_thresh=0.001, box_detections_per_img=1500)) == \
+        DetectionSettings(0.001, 1.0, 1500)
     model = loaded.model
     own = DetectionSettings.of_model(model)
     assert own == DetectionSettings(config.box_score_thresh, config.box_nms_thresh, config.box_detections_per_img)
@@ -69,7 +69,7 @@ def test_raw_settings_relax_the_box_head_for_the_run_and_restore_it(loaded, imag
     generator = iter_predictions(model, images, loaded.classes, batch_size=2)
     first = next(generator)
     assert DetectionSettings.of_model(model) == raw  # while it runs
-    assert len(first.annotation) > config.box_detections_per_img  # more than the model's own cap of 100
+    assert len(first.annotation) > config.box_detections_per_img  # more than the model's own cap
     for _ in generator:
         pass
     assert DetectionSettings.of_model(model) == own  # afterwards, as loaded

@@ -327,3 +327,30 @@ def test_thresholds_apply_to_merged_raw_detections():
             assert filtered == apply_thresholds(record.annotation, thresholds)
     only_cells = detections.filtered(Thresholds(0.5, 0.5, ("cell",)))[0]
     assert set(only_cells.labels) == {"cell"} and len(only_cells) == names.count("cell")
+
+
+def test_a_tiled_tiff_is_predicted_tile_by_tile_without_decoding_it_whole(tmp_path, monkeypatch):
+    import tifffile
+
+    from napari_faster_rcnn.core.prediction import run as prediction_run
+
+    tiling = Tiling(96, 0.25)
+    image, truth, names = painted_image(400, 520, 60, seed=5, tile=96, overlap=0.25)
+    path = tmp_path / "painted.tif"
+    tifffile.imwrite(path, image, tile=(64, 64), photometric="rgb", compression="zlib")
+    png = tmp_path / "painted.png"
+    from PIL import Image
+
+    Image.fromarray(image).save(png)
+
+    def whole(item):
+        raise AssertionError(f"{item} was decoded whole")
+
+    monkeypatch.setattr(prediction_run, "read_image_array", whole)
+    records, _ = predict_images(PaintedObjects(), [path], CLASSES, tiling=tiling, batch_size=4)
+    assert_same_objects(records[0].annotation.boxes, records[0].annotation.labels, truth, names, iou=0.999)
+    assert records[0].tiles == len(tiling.grid((400, 520)))
+    monkeypatch.undo()
+    # a PNG cannot be read by region: decoded once, then the same tiles and the same result
+    decoded, _ = predict_images(PaintedObjects(), [png], CLASSES, tiling=tiling, batch_size=4)
+    assert decoded[0].annotation == records[0].annotation

@@ -25,12 +25,12 @@ Raw detections
     The sliders of "Tune predictions" need the detections *before* the score
     threshold and NMS, so by default (``raw=True``) the run relaxes the box
     head's own post-processing (:func:`raw_detection_settings`: score
-    threshold 0.01, NMS off, up to 300 detections per image) and restores it
+    threshold 0.01, NMS off, up to 1,000 detections per image) and restores it
     afterwards; the checkpoint is not touched. Greedy per-class NMS and a score
     threshold applied afterwards (:func:`.thresholds.apply_thresholds`) then
     give the boxes the model would have given with those settings, as long as
-    the 300 kept include every candidate above the score threshold (the
-    ``cpu`` preset has at most 100 proposals x its classes; a ResNet-50 FPN
+    the 1,000 kept include every candidate above the score threshold (the
+    ``cpu`` preset has at most 300 proposals x its classes; a ResNet-50 FPN
     with 1,000 proposals may have more: raise ``detections_per_image``).
 
 Tiles
@@ -66,6 +66,7 @@ import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.images import ImageReadError
+from napari_faster_rcnn.core.data.regions import ImageRegions
 from napari_faster_rcnn.core.prediction.settings import (
     DetectionSettings,
     raw_detection_settings,
@@ -216,6 +217,9 @@ def _read_one(index: int, item, tiling: Tiling | None) -> tuple:
     from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
 
     try:
+        regions = _tile_regions(item, tiling)
+        if regions is not None:  # read tile by tile when the model gets to it: memory follows the tile
+            return (index, regions, None)
         image = read_image_array(item)
         if tiling is not None and tiling.tiles_image(image.shape[:2]):
             return (index, image, None)
@@ -224,6 +228,24 @@ def _read_one(index: int, item, tiling: Tiling | None) -> tuple:
         return (index, None, error.reason)
     except ValueError as error:  # an array of the wrong shape
         return (index, None, str(error))
+
+
+def _tile_regions(item, tiling: Tiling | None):
+    """An :class:`~napari_faster_rcnn.core.data.regions.ImageRegions` for a file to tile that can be
+    read by region (a tiled or striped TIFF, OME-TIFF, Zarr) in 8 bits, else None.
+
+    Other images are decoded whole (PNG and JPEG cannot be read by region), as are images of more
+    than 8 bits: their scaling to [0, 1] is the whole image's, so that its tiles are scaled alike.
+    """
+    if tiling is None or not isinstance(item, (str, Path)):
+        return None
+    from napari_faster_rcnn.core.data.regions import open_regions
+
+    regions = open_regions(item)
+    if regions.by_region and regions.dtype == np.uint8 and tiling.tiles_image((regions.height, regions.width)):
+        return regions
+    regions.close()
+    return None
 
 
 def _read_inline(items: Sequence, tiling: Tiling | None):
@@ -297,6 +319,15 @@ def _work(next_entry, tiling: Tiling | None, pending: deque):
         index, data, reason = entry
         if data is None:
             pending.append(_Pending(index, reason=reason))
+        elif isinstance(data, ImageRegions):  # an image to tile read by region: each tile read when its turn comes
+            grid = tiling.grid((data.height, data.width))
+            image = _Pending(index, size=(data.height, data.width), grid=grid)
+            pending.append(image)
+            try:
+                for x0, y0, x1, y1 in grid.rects.tolist():
+                    yield image, image_to_tensor(data.read(y0, y1, x0, x1))
+            finally:
+                data.close()
         elif isinstance(data, np.ndarray):  # an image to tile: its tiles, converted one at a time
             grid = tiling.grid(data.shape[:2])
             image = _Pending(index, size=(int(data.shape[0]), int(data.shape[1])), grid=grid)

@@ -16,8 +16,9 @@ __all__ = [
 
 #: The box head's score threshold for raw detections.
 RAW_SCORE_THRESHOLD = 0.01
-#: At least this many raw detections per image are kept (the box head's cap).
-RAW_DETECTIONS_PER_IMAGE = 300
+#: At least this many raw detections per image are kept (the box head's cap): the ``cpu`` preset's
+#: 300 proposals x 3 classes fit, so that thresholds applied afterwards give what the model would.
+RAW_DETECTIONS_PER_IMAGE = 1000
 #: torchvision's default box score threshold, meant for computing mAP rather than for showing boxes.
 _TORCHVISION_BOX_SCORE_THRESHOLD = 0.05
 
