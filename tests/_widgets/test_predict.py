@@ -332,3 +332,29 @@ def test_predict_in_tiles(make_napari_viewer, qtbot, checkpoint):
     widget.tile.setValue(5)
     assert widget.predict() is None
     assert widget.status.text() == "the tile size must be 0 (the whole image in one pass) or at least 16 pixels, got 5"
+
+
+def test_predict_on_a_large_image_opened_as_multiscale_reads_its_file_in_tiles(make_napari_viewer, qtbot, checkpoint,
+                                                                                tmp_path):
+    """A tiled TIFF above the reader's large-image size opens multiscale; Predict works on its full
+    resolution, read tile by tile from the file, as the core predicts the file."""
+    import tifffile
+
+    from napari_faster_rcnn.core.prediction.tiles import Tiling
+
+    path = tmp_path / "mosaic.tif"
+    pixels = np.random.default_rng(2).integers(0, 256, (4200, 4400), dtype=np.uint8)
+    tifffile.imwrite(path, pixels, tile=(256, 256), photometric="minisblack", compression="zlib")
+    viewer = make_napari_viewer()
+    viewer.open(path, plugin=PLUGIN)
+    image = viewer.layers[0]
+    assert image.multiscale
+    widget = loaded_widget(viewer, qtbot, checkpoint, tile=2048)
+    widget.overlap.setValue(0.1)
+    widget.image_layer.set_layer(image)
+    run(qtbot, widget)
+    assert widget._done_passes == widget._total_passes == Tiling(2048, 0.1).passes((4200, 4400))
+    expected, _ = predict_images(load_checkpoint(checkpoint).model, [path], load_checkpoint(checkpoint).classes,
+                                 tiling=Tiling(2048, 0.1))
+    assert expected[0].image_size == (4200, 4400)
+    assert_same_detections(prediction_pages(widget.layer).raw[0], expected[0].annotation)

@@ -90,19 +90,19 @@ def layer_target(viewer, layer, whole_stack: bool) -> PredictionTarget:
     ValueError
         For a layer that is not a 2-D image or a stack of them.
     """
-    if getattr(layer, "multiscale", False):
-        raise ValueError(f"{layer.name!r} is a multiscale image; predict works on plain images and stacks")
+    # a multiscale layer predicts on its full resolution: its file, read tile by tile, or level 0
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     spatial = layer.ndim  # napari counts the colour channels of an RGB layer out
     if spatial not in (2, 3):
         raise ValueError(f"{layer.name!r} has {spatial} dimensions; predict works on 2-D images and stacks of them")
     stacked = spatial == 3
-    count = layer.data.shape[0] if stacked else 1
+    count = data.shape[0] if stacked else 1
     sources = list(layer.metadata.get(conventions.SOURCE_IMAGES) or [])
     sizes = list(layer.metadata.get(conventions.IMAGE_SIZES) or [])
     if len(sources) != count:
         sources = [None] * count
     if len(sizes) != count:
-        shape = layer.data.shape[1:3] if stacked else layer.data.shape[:2]
+        shape = data.shape[1:3] if stacked else data.shape[:2]
         sizes = [tuple(int(v) for v in shape)] * count
     indices = range(count) if whole_stack or not stacked else [current_index(viewer, layer)]
     images = []
@@ -112,7 +112,7 @@ def layer_target(viewer, layer, whole_stack: bool) -> PredictionTarget:
             images.append(Path(source))
         else:
             sources[index] = None
-            images.append(layer.data[index] if stacked else layer.data)
+            images.append(data[index] if stacked else data)
     metadata = {key: layer.metadata[key] for key in (conventions.DATASET_ROOT,) if key in layer.metadata}
     return PredictionTarget(
         image_layer=layer,
