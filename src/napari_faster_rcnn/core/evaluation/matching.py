@@ -1,6 +1,7 @@
 """Shared by the VOC and COCO evaluations: labels resolved against a class list, the
 annotations of many images flattened into arrays, and the vectorized search for each
-detection's best ground-truth box. See :mod:`.metrics` for the rules."""
+detection's best ground-truth box among the boxes it overlaps (a sweep along x, so
+that thousands of boxes in one image are not compared pair by pair). See :mod:`.metrics` for the rules."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation, class_list
 
-# Pairs (detection, ground truth of its class in its image) are computed in
-# chunks of at most this many, to bound memory on crowded images.
+# Candidate pairs (boxes overlapping along x) are computed in chunks of at most
+# this many, to bound memory on crowded images.
 _PAIR_CHUNK = 1 << 22
 
 
@@ -164,46 +165,80 @@ def flatten(annotations, labels, class_id, with_scores=False) -> dict:
 
 def best_matches(gt: dict, dt: dict, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """For each detection, the ground-truth box (global index) of its class in its
-    image with the highest IoU, and that IoU; -1 and -inf when there is none."""
+    image that it overlaps with the highest IoU (the first in the image's box
+    order on ties), and that IoU; -1 and -inf when it overlaps none.
+
+    Only overlapping pairs are compared (see :func:`overlapping_pairs`), so the
+    time grows with the boxes, not with the pairs of boxes of an image.
+    """
     n_dt = len(dt["classes"])
     best_gt = np.full(n_dt, -1, dtype=np.int64)
     best_iou = np.full(n_dt, -np.inf)
-    if n_dt == 0 or len(gt["classes"]) == 0:
-        return best_gt, best_iou
     gt_key = gt["images"] * n_classes + gt["classes"]
-    gt_order = np.argsort(gt_key, kind="stable")  # stable: boxes of a group keep their order in the image
-    sorted_keys = gt_key[gt_order]
     dt_key = dt["images"] * n_classes + dt["classes"]
-    first = np.searchsorted(sorted_keys, dt_key, side="left")
-    count = np.searchsorted(sorted_keys, dt_key, side="right") - first
-    pair_ends = np.cumsum(count)
-    start = 0
-    while start < n_dt:
-        # detections [start, stop) whose pairs fit in one chunk (at least one detection)
-        limit = (pair_ends[start - 1] if start else 0) + _PAIR_CHUNK
-        stop = max(start + 1, int(np.searchsorted(pair_ends, limit, side="right")))
-        _match_chunk(gt, dt, gt_order, first, count, start, stop, best_gt, best_iou)
-        start = stop
+    for pair_dt, pair_gt, iou in overlapping_pairs(gt["boxes"], gt_key, dt["boxes"], dt_key):
+        # best per detection: highest IoU, then the lowest ground-truth index
+        order = np.lexsort((pair_gt, -iou, pair_dt))
+        pair_dt, pair_gt, iou = pair_dt[order], pair_gt[order], iou[order]
+        first = np.flatnonzero(np.r_[True, pair_dt[1:] != pair_dt[:-1]])
+        pair_dt, pair_gt, iou = pair_dt[first], pair_gt[first], iou[first]
+        better = (iou > best_iou[pair_dt]) | ((iou == best_iou[pair_dt]) & (pair_gt < best_gt[pair_dt]))
+        best_gt[pair_dt[better]] = pair_gt[better]
+        best_iou[pair_dt[better]] = iou[better]
     return best_gt, best_iou
 
 
-def _match_chunk(gt, dt, gt_order, first, count, start, stop, best_gt, best_iou) -> None:
-    counts = count[start:stop]
-    has = np.flatnonzero(counts) + start
-    if len(has) == 0:
+def overlapping_pairs(a_boxes, a_key, b_boxes, b_key):
+    """The pairs of boxes of ``a`` and ``b`` with the same key whose interiors overlap
+    (IoU above 0), with their IoU: yields ``(b_index, a_index, iou)`` arrays in chunks.
+
+    A sweep along x: the boxes of ``a`` are grouped by width into powers of two
+    (a box of width at most ``2**level`` that overlaps a box starting at ``x1``
+    starts after ``x1 - 2**level``), sorted by key and left edge in each group;
+    each box of ``b`` is compared only with the boxes of its key whose left edge
+    lies in that window, then the pairs are kept that overlap in y too. The work
+    grows with the pairs that overlap along x, not with all pairs of a key.
+    """
+    a_key, b_key = np.asarray(a_key, dtype=np.int64), np.asarray(b_key, dtype=np.int64)
+    a_boxes = np.asarray(a_boxes, dtype=np.float64).reshape(-1, 4)
+    b_boxes = np.asarray(b_boxes, dtype=np.float64).reshape(-1, 4)
+    # only boxes with a positive width and height overlap anything (NaN fails both tests)
+    a_valid = np.flatnonzero(_has_area(a_boxes))
+    b_valid = np.flatnonzero(_has_area(b_boxes))
+    if len(a_valid) == 0 or len(b_valid) == 0:
         return
-    counts = count[has]
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    within = np.arange(int(counts.sum())) - np.repeat(offsets, counts)
-    pair_dt = np.repeat(has, counts)
-    pair_gt = gt_order[np.repeat(first[has], counts) + within]
-    iou = _paired_iou(dt["boxes"][pair_dt], gt["boxes"][pair_gt])
-    maxima = np.maximum.reduceat(iou, offsets)
-    # the first pair (in the image's box order) reaching the maximum
-    position = np.where(iou == np.repeat(maxima, counts), np.arange(len(iou)), len(iou))
-    chosen = np.minimum.reduceat(position, offsets)
-    best_gt[has] = pair_gt[chosen]
-    best_iou[has] = maxima
+    _, levels = np.frexp(a_boxes[a_valid, 2] - a_boxes[a_valid, 0])  # width <= 2**level
+    b_key_valid = b_key[b_valid].astype(np.float64)
+    for level in np.unique(levels):
+        members = a_valid[levels == level]
+        # sorted by (key, x1): complex numbers sort and search by real part, then imaginary part
+        order = members[np.lexsort((a_boxes[members, 0], a_key[members]))]
+        place = a_key[order].astype(np.float64) + 1j * a_boxes[order, 0]
+        reach = np.ldexp(1.0, int(level) + 1)  # twice the widest: room for rounding
+        low = np.searchsorted(place, b_key_valid + 1j * (b_boxes[b_valid, 0] - reach), side="left")
+        high = np.searchsorted(place, b_key_valid + 1j * b_boxes[b_valid, 2], side="left")
+        count = high - low
+        ends = np.cumsum(count)
+        start = 0
+        while start < len(b_valid):
+            limit = (ends[start - 1] if start else 0) + _PAIR_CHUNK
+            stop = max(start + 1, int(np.searchsorted(ends, limit, side="right")))
+            counts = count[start:stop]
+            total = int(counts.sum())
+            if total:
+                offsets = np.repeat(np.cumsum(counts) - counts, counts)
+                pair_b = np.repeat(b_valid[start:stop], counts)
+                pair_a = order[np.repeat(low[start:stop], counts) + np.arange(total) - offsets]
+                iou = _paired_iou(b_boxes[pair_b], a_boxes[pair_a])
+                overlap = iou > 0
+                if overlap.any():
+                    yield pair_b[overlap], pair_a[overlap], iou[overlap]
+            start = stop
+
+
+def _has_area(boxes: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(boxes).all(axis=1)
+    return finite & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
 
 
 def _paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
