@@ -147,3 +147,26 @@ def test_voc_ap_of_a_large_crowded_image_equals_the_brute_force():
     for name in names:
         assert result.ap[name] == pytest.approx(plain_ap(order, hits, ground, predicted, name), abs=1e-12)
     assert 0.5 < result.map < 0.95
+
+
+def test_boxes_far_apart_and_of_very_different_sizes_are_matched_as_by_every_pair():
+    """Coordinates up to 1e15 in 10 classes (too many grid bands to number: one band), and boxes from 1 px to
+    1e13 (reaching too many bands: looked up over all of them)."""
+    rng = np.random.default_rng(3)
+    corners = rng.choice([0.0, 1e3, 1e15], (200, 2)) + rng.integers(0, 50, (200, 2))
+    truth = np.column_stack([corners, corners + rng.choice([1.0, 8.0, 1e13], (200, 2))])
+    source = rng.integers(0, 200, 300)
+    boxes = truth[source] + rng.integers(-2, 3, (300, 4))
+    boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
+    truth_labels = rng.integers(0, 10, 200)
+    labels = np.where(rng.random(300) < 0.8, truth_labels[source], rng.integers(0, 10, 300))
+    ground = [Annotation(truth, [str(k) for k in truth_labels])]
+    predicted = [Annotation(boxes, [str(k) for k in labels], rng.random(300))]
+    names, gt_labels, pred_labels = evaluation_classes(ground, predicted)
+    class_id = {name: i for i, name in enumerate(names)}
+    best_gt, best_iou = best_matches(flatten(ground, gt_labels, class_id),
+                                     flatten(predicted, pred_labels, class_id, with_scores=True), len(names))
+    expected = brute_best(ground[0], predicted[0])
+    assert sum(index >= 0 for index, _ in expected) > 150
+    assert best_gt.tolist() == [index for index, _ in expected]
+    assert best_iou.tolist() == [iou if iou is not None else -math.inf for _, iou in expected]

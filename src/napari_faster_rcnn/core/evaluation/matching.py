@@ -1,7 +1,7 @@
 """Shared by the VOC and COCO evaluations: labels resolved against a class list, the
 annotations of many images flattened into arrays, and the vectorized search for each
-detection's best ground-truth box among the boxes it overlaps (a sweep along x, so
-that thousands of boxes in one image are not compared pair by pair). See :mod:`.metrics` for the rules."""
+detection's best ground-truth box among the boxes it overlaps (found through a grid,
+so that thousands of boxes in one image are not compared pair by pair). See :mod:`.metrics` for the rules."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation, class_list
 
-# Candidate pairs (boxes overlapping along x) are computed in chunks of at most
+# Candidate pairs (boxes near each other) are computed in chunks of at most
 # this many, to bound memory on crowded images.
 _PAIR_CHUNK = 1 << 22
+# A box reaching more grid bands than this looks up all bands of its key at once.
+_MOST_BANDS = 8
 
 
 def map_labels(labels: Sequence[str], classes: Sequence[str]) -> list[str]:
@@ -192,48 +194,79 @@ def overlapping_pairs(a_boxes, a_key, b_boxes, b_key):
     """The pairs of boxes of ``a`` and ``b`` with the same key whose interiors overlap
     (IoU above 0), with their IoU: yields ``(b_index, a_index, iou)`` arrays in chunks.
 
-    A sweep along x: the boxes of ``a`` are grouped by width into powers of two
-    (a box of width at most ``2**level`` that overlaps a box starting at ``x1``
-    starts after ``x1 - 2**level``), sorted by key and left edge in each group;
-    each box of ``b`` is compared only with the boxes of its key whose left edge
-    lies in that window, then the pairs are kept that overlap in y too. The work
-    grows with the pairs that overlap along x, not with all pairs of a key.
+    A grid per box size: the boxes of ``a`` are grouped by their longer side
+    into powers of two; in the group of sides up to ``s = 2**level`` each box is
+    filed under its key, the band ``s`` high that holds its top edge, and its
+    left edge. A box of ``b`` can only overlap one of them whose top edge lies
+    less than ``s`` above its own and whose left edge lies less than ``s`` left
+    of its own, so it looks up the bands it reaches and, in each, the window of
+    left edges; the pairs found are then checked exactly. A box of ``b`` that
+    reaches more than a few bands looks up the window of left edges over all
+    bands of its key instead. The work grows with the boxes and their near
+    neighbours, not with all pairs of a key.
     """
     a_key, b_key = np.asarray(a_key, dtype=np.int64), np.asarray(b_key, dtype=np.int64)
     a_boxes = np.asarray(a_boxes, dtype=np.float64).reshape(-1, 4)
     b_boxes = np.asarray(b_boxes, dtype=np.float64).reshape(-1, 4)
-    # only boxes with a positive width and height overlap anything (NaN fails both tests)
+    # only boxes with a positive width and height overlap anything
     a_valid = np.flatnonzero(_has_area(a_boxes))
     b_valid = np.flatnonzero(_has_area(b_boxes))
     if len(a_valid) == 0 or len(b_valid) == 0:
         return
-    _, levels = np.frexp(a_boxes[a_valid, 2] - a_boxes[a_valid, 0])  # width <= 2**level
-    b_key_valid = b_key[b_valid].astype(np.float64)
+    sides = np.maximum(a_boxes[a_valid, 2] - a_boxes[a_valid, 0], a_boxes[a_valid, 3] - a_boxes[a_valid, 1])
+    _, levels = np.frexp(sides)  # longer side <= 2**level
+    top = min(a_boxes[a_valid, 1].min(), b_boxes[b_valid, 1].min())
+    keys = int(max(a_key.max(), b_key.max())) + 1
     for level in np.unique(levels):
         members = a_valid[levels == level]
-        # sorted by (key, x1): complex numbers sort and search by real part, then imaginary part
-        order = members[np.lexsort((a_boxes[members, 0], a_key[members]))]
-        place = a_key[order].astype(np.float64) + 1j * a_boxes[order, 0]
-        reach = np.ldexp(1.0, int(level) + 1)  # twice the widest: room for rounding
-        low = np.searchsorted(place, b_key_valid + 1j * (b_boxes[b_valid, 0] - reach), side="left")
-        high = np.searchsorted(place, b_key_valid + 1j * b_boxes[b_valid, 2], side="left")
-        count = high - low
-        ends = np.cumsum(count)
-        start = 0
-        while start < len(b_valid):
-            limit = (ends[start - 1] if start else 0) + _PAIR_CHUNK
-            stop = max(start + 1, int(np.searchsorted(ends, limit, side="right")))
-            counts = count[start:stop]
-            total = int(counts.sum())
-            if total:
-                offsets = np.repeat(np.cumsum(counts) - counts, counts)
-                pair_b = np.repeat(b_valid[start:stop], counts)
-                pair_a = order[np.repeat(low[start:stop], counts) + np.arange(total) - offsets]
-                iou = _paired_iou(b_boxes[pair_b], a_boxes[pair_a])
-                overlap = iou > 0
-                if overlap.any():
-                    yield pair_b[overlap], pair_a[overlap], iou[overlap]
-            start = stop
+        side = np.ldexp(1.0, int(level))
+        reach = side * (1 + 1 / 1024)  # room for rounding: a superset of the candidates is enough
+        band = np.floor((a_boxes[members, 1] - top) / side)
+        bands = int(band.max()) + 1
+        if keys * bands >= 2**52:  # the (key, band) number would lose precision: one band
+            band, bands = np.zeros(len(members)), 1
+        first = np.floor((b_boxes[b_valid, 1] - reach - top) / side).clip(0, bands - 1).astype(np.int64)
+        last = np.floor((b_boxes[b_valid, 3] - top) / side).clip(0, bands - 1).astype(np.int64)
+        lookups = last - first + 1
+        few = lookups <= _MOST_BANDS
+        query = b_valid[few]
+        lookups = lookups[few]
+        query_band = np.repeat(first[few] - np.cumsum(lookups) + lookups, lookups) + np.arange(int(lookups.sum()))
+        query = np.repeat(query, lookups)
+        yield from _window_pairs(a_boxes, a_key[members] * bands + band.astype(np.int64), members,
+                                 b_boxes, b_key[query] * bands + query_band, query, reach)
+        if not few.all():
+            query = b_valid[~few]
+            yield from _window_pairs(a_boxes, a_key[members], members, b_boxes, b_key[query], query, reach)
+
+
+def _window_pairs(a_boxes, a_cell, members, b_boxes, b_cell, query, reach):
+    """Pairs of ``b_boxes[query]`` and ``a_boxes[members]`` of the same cell, the left edge of ``a``
+    in ``(x1 - reach, x2)`` of ``b``, that overlap; chunked."""
+    # sorted by (cell, left edge): complex numbers sort and search by real, then imaginary part
+    sort = np.lexsort((a_boxes[members, 0], a_cell))
+    order = members[sort]
+    place = a_cell[sort].astype(np.float64) + 1j * a_boxes[order, 0]
+    cell = b_cell.astype(np.float64)
+    low = np.searchsorted(place, cell + 1j * (b_boxes[query, 0] - reach), side="left")
+    high = np.searchsorted(place, cell + 1j * b_boxes[query, 2], side="left")
+    count = high - low
+    ends = np.cumsum(count)
+    start = 0
+    while start < len(query):
+        limit = (ends[start - 1] if start else 0) + _PAIR_CHUNK
+        stop = max(start + 1, int(np.searchsorted(ends, limit, side="right")))
+        counts = count[start:stop]
+        total = int(counts.sum())
+        if total:
+            offsets = np.repeat(np.cumsum(counts) - counts, counts)
+            pair_b = np.repeat(query[start:stop], counts)
+            pair_a = order[np.repeat(low[start:stop], counts) + np.arange(total) - offsets]
+            iou = _paired_iou(b_boxes[pair_b], a_boxes[pair_a])
+            overlap = iou > 0
+            if overlap.any():
+                yield pair_b[overlap], pair_a[overlap], iou[overlap]
+        start = stop
 
 
 def _has_area(boxes: np.ndarray) -> np.ndarray:
