@@ -10,7 +10,9 @@ objects, scores rounded to 0.001 so that some tie) for
 
 then times in one run ``evaluate`` (VOC AP at 0.5 and COCO mAP through
 faster-coco-eval, with ``max_dets`` at its default, the most detections of any
-image, or ``--max-dets``), and each half alone.
+image, or ``--max-dets``), each half alone, and the Evaluate widget's sorting
+of the boxes into true positives, false positives and missed
+(``layers.predictions.mark_annotations``).
 
 Target (issue 12): the large images take at most 2x the time of the baseline.
 The code before issue 12 is measured by running this script with PYTHONPATH
@@ -34,6 +36,7 @@ from _common import measure, report  # noqa: E402
 from napari_faster_rcnn.core.data.annotations import Annotation  # noqa: E402
 from napari_faster_rcnn.core.evaluation.coco import coco_evaluation  # noqa: E402
 from napari_faster_rcnn.core.evaluation.metrics import evaluate, voc_evaluation  # noqa: E402
+from napari_faster_rcnn.layers.predictions import mark_annotations  # noqa: E402
 
 CLASSES = [f"class{k}" for k in range(5)]
 
@@ -92,16 +95,20 @@ def main(argv=None) -> int:
         times[name, "voc"], _, _ = measure(lambda: voc_evaluation(ground, predicted), args.repeat)
         cap = results[name].max_dets
         times[name, "coco"], _, _ = measure(lambda: coco_evaluation(ground, predicted, max_dets=cap), 1)
+        pairs = [(str(i), i, i) for i in range(len(ground))]
+        times[name, "marks"], _, _ = measure(lambda: mark_annotations(
+            results[name].voc, pairs, predicted, ground, len(predicted), len(ground)), args.repeat)
     ratio = times["large", "evaluate"] / times["baseline", "evaluate"]
-    rows = [("", "evaluate s", "VOC s", "COCO s", "VOC AP@0.5", "COCO mAP", "max_dets")]
+    rows = [("", "evaluate s", "VOC s", "COCO s", "marks s", "VOC AP@0.5", "COCO mAP", "max_dets")]
     for name, label in (("large", f"large: {args.large_images} images x {args.objects} objects"),
                         ("baseline", f"baseline: {small_images} images x {args.small_objects} objects")):
         result = results[name]
         rows.append((label, f"{times[name, 'evaluate']:.3f}", f"{times[name, 'voc']:.3f}",
-                     f"{times[name, 'coco']:.3f}", f"{result.voc.map:.4f}", f"{result.coco.map:.4f}",
+                     f"{times[name, 'coco']:.3f}", f"{times[name, 'marks']:.3f}", f"{result.voc.map:.4f}", f"{result.coco.map:.4f}",
                      result.max_dets))
     rows.append(("ratio large / baseline", f"{ratio:.3f}", f"{times['large', 'voc'] / times['baseline', 'voc']:.3f}",
-                 f"{times['large', 'coco'] / times['baseline', 'coco']:.3f}", "", "", ""))
+                 f"{times['large', 'coco'] / times['baseline', 'coco']:.3f}",
+                 f"{times['large', 'marks'] / times['baseline', 'marks']:.3f}", "", "", ""))
     report(
         "Evaluation of large crowded images against small images with the same boxes",
         rows,
