@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import math
 
 import numpy as np
 import pytest
@@ -105,3 +106,47 @@ def test_per_class_ap_agrees_with_pycocotools_class_by_class_at_cocos_cap():
     for name in classes:
         alone = pycocotools_evaluation(ground, predicted, classes, 100, only_class=name)
         assert ours.per_class[name] == pytest.approx(alone[0], abs=1e-6), name
+
+
+def large_image_case(seed=0, count=2000, classes=20):
+    """One 3,000 x 3,000 image with ``count`` small objects of ``classes`` classes, found with jitter, some
+    missed, false positives; scores rounded so that many tie."""
+    rng = np.random.default_rng(seed)
+    names = [f"class{k}" for k in range(classes)]
+    corners = rng.uniform(0, 2970, (count, 2))
+    truth = np.column_stack([corners, corners + rng.uniform(6, 30, (count, 2))])
+    labels = [names[k] for k in rng.integers(0, classes, count)]
+    found = rng.random(count) < 0.85
+    boxes = truth[found] + rng.normal(0, 2, (int(found.sum()), 4))
+    false = rng.uniform(0, 2970, (300, 2))
+    boxes = np.concatenate([boxes, np.column_stack([false, false + rng.uniform(6, 100, (300, 2))])])
+    boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
+    predicted_labels = [label for label, keep in zip(labels, found) if keep] + [names[k] for k in
+                                                                                  rng.integers(0, classes, 300)]
+    scores = np.round(rng.random(len(boxes)), 2)
+    return [Annotation(truth, labels)], [Annotation(boxes, predicted_labels, scores)], names
+
+
+@pytest.mark.parametrize("max_dets", [None, 60])
+def test_a_2000_box_image_agrees_with_pycocotools(max_dets):
+    """The image is passed to faster-coco-eval in parts (it has more boxes than SPLIT_SIZE); the AP is
+    pycocotools' on the whole image, with its cap per image and class, and with tied scores."""
+    ground, predicted, classes = large_image_case()
+    result = evaluate(ground, predicted, classes=classes, max_dets=max_dets)
+    cap = result.max_dets
+    assert cap == (len(predicted[0]) if max_dets is None else 60)
+    stats = pycocotools_evaluation(ground, predicted, classes, cap)
+    assert result.coco.map == pytest.approx(stats[0], abs=1e-9)
+    assert result.coco.map50 == pytest.approx(stats[1], abs=1e-9)
+    assert result.coco.map75 == pytest.approx(stats[2], abs=1e-9)
+    assert 0.1 < stats[0] < 0.9
+    assert math.isnan(result.coco.stats["AR_1"])  # recall at 1 detection would count per part
+
+
+def test_parts_of_a_large_image_give_the_ap_of_the_whole():
+    ground, predicted, classes = large_image_case(seed=1, classes=3)
+    whole = coco_evaluation(ground, predicted, classes, max_dets=5000, split_size=10**9)
+    parts = coco_evaluation(ground, predicted, classes, max_dets=5000, split_size=100)
+    assert parts.per_class == pytest.approx(whole.per_class, abs=1e-12)
+    for key in ("AP_all", "AP_50", "AP_75", "AP_small", "AP_medium", "AR_5000", "AR_50", "AR_75"):
+        assert parts.stats[key] == pytest.approx(whole.stats[key], abs=1e-12, nan_ok=True), key

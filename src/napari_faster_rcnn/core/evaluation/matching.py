@@ -1,6 +1,7 @@
 """Shared by the VOC and COCO evaluations: labels resolved against a class list, the
 annotations of many images flattened into arrays, and the vectorized search for each
-detection's best ground-truth box. See :mod:`.metrics` for the rules."""
+detection's best ground-truth box among the boxes it overlaps (found through a grid,
+so that thousands of boxes in one image are not compared pair by pair). See :mod:`.metrics` for the rules."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation, class_list
 
-# Pairs (detection, ground truth of its class in its image) are computed in
-# chunks of at most this many, to bound memory on crowded images.
+# Candidate pairs (boxes near each other) are computed in chunks of at most
+# this many, to bound memory on crowded images.
 _PAIR_CHUNK = 1 << 22
+# A box reaching more grid bands than this looks up all bands of its key at once.
+_MOST_BANDS = 8
 
 
 def map_labels(labels: Sequence[str], classes: Sequence[str]) -> list[str]:
@@ -164,46 +167,111 @@ def flatten(annotations, labels, class_id, with_scores=False) -> dict:
 
 def best_matches(gt: dict, dt: dict, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """For each detection, the ground-truth box (global index) of its class in its
-    image with the highest IoU, and that IoU; -1 and -inf when there is none."""
+    image that it overlaps with the highest IoU (the first in the image's box
+    order on ties), and that IoU; -1 and -inf when it overlaps none.
+
+    Only overlapping pairs are compared (see :func:`overlapping_pairs`), so the
+    time grows with the boxes, not with the pairs of boxes of an image.
+    """
     n_dt = len(dt["classes"])
     best_gt = np.full(n_dt, -1, dtype=np.int64)
     best_iou = np.full(n_dt, -np.inf)
-    if n_dt == 0 or len(gt["classes"]) == 0:
-        return best_gt, best_iou
     gt_key = gt["images"] * n_classes + gt["classes"]
-    gt_order = np.argsort(gt_key, kind="stable")  # stable: boxes of a group keep their order in the image
-    sorted_keys = gt_key[gt_order]
     dt_key = dt["images"] * n_classes + dt["classes"]
-    first = np.searchsorted(sorted_keys, dt_key, side="left")
-    count = np.searchsorted(sorted_keys, dt_key, side="right") - first
-    pair_ends = np.cumsum(count)
-    start = 0
-    while start < n_dt:
-        # detections [start, stop) whose pairs fit in one chunk (at least one detection)
-        limit = (pair_ends[start - 1] if start else 0) + _PAIR_CHUNK
-        stop = max(start + 1, int(np.searchsorted(pair_ends, limit, side="right")))
-        _match_chunk(gt, dt, gt_order, first, count, start, stop, best_gt, best_iou)
-        start = stop
+    for pair_dt, pair_gt, iou in overlapping_pairs(gt["boxes"], gt_key, dt["boxes"], dt_key):
+        # best per detection: highest IoU, then the lowest ground-truth index
+        order = np.lexsort((pair_gt, -iou, pair_dt))
+        pair_dt, pair_gt, iou = pair_dt[order], pair_gt[order], iou[order]
+        first = np.flatnonzero(np.r_[True, pair_dt[1:] != pair_dt[:-1]])
+        pair_dt, pair_gt, iou = pair_dt[first], pair_gt[first], iou[first]
+        better = (iou > best_iou[pair_dt]) | ((iou == best_iou[pair_dt]) & (pair_gt < best_gt[pair_dt]))
+        best_gt[pair_dt[better]] = pair_gt[better]
+        best_iou[pair_dt[better]] = iou[better]
     return best_gt, best_iou
 
 
-def _match_chunk(gt, dt, gt_order, first, count, start, stop, best_gt, best_iou) -> None:
-    counts = count[start:stop]
-    has = np.flatnonzero(counts) + start
-    if len(has) == 0:
+def overlapping_pairs(a_boxes, a_key, b_boxes, b_key):
+    """The pairs of boxes of ``a`` and ``b`` with the same key whose interiors overlap
+    (IoU above 0), with their IoU: yields ``(b_index, a_index, iou)`` arrays in chunks.
+
+    A grid per box size: the boxes of ``a`` are grouped by their longer side
+    into powers of two; in the group of sides up to ``s = 2**level`` each box is
+    filed under its key, the band ``s`` high that holds its top edge, and its
+    left edge. A box of ``b`` can only overlap one of them whose top edge lies
+    less than ``s`` above its own and whose left edge lies less than ``s`` left
+    of its own, so it looks up the bands it reaches and, in each, the window of
+    left edges; the pairs found are then checked exactly. A box of ``b`` that
+    reaches more than a few bands looks up the window of left edges over all
+    bands of its key instead. The work grows with the boxes and their near
+    neighbours, not with all pairs of a key.
+    """
+    a_key, b_key = np.asarray(a_key, dtype=np.int64), np.asarray(b_key, dtype=np.int64)
+    a_boxes = np.asarray(a_boxes, dtype=np.float64).reshape(-1, 4)
+    b_boxes = np.asarray(b_boxes, dtype=np.float64).reshape(-1, 4)
+    # only boxes with a positive width and height overlap anything
+    a_valid = np.flatnonzero(_has_area(a_boxes))
+    b_valid = np.flatnonzero(_has_area(b_boxes))
+    if len(a_valid) == 0 or len(b_valid) == 0:
         return
-    counts = count[has]
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    within = np.arange(int(counts.sum())) - np.repeat(offsets, counts)
-    pair_dt = np.repeat(has, counts)
-    pair_gt = gt_order[np.repeat(first[has], counts) + within]
-    iou = _paired_iou(dt["boxes"][pair_dt], gt["boxes"][pair_gt])
-    maxima = np.maximum.reduceat(iou, offsets)
-    # the first pair (in the image's box order) reaching the maximum
-    position = np.where(iou == np.repeat(maxima, counts), np.arange(len(iou)), len(iou))
-    chosen = np.minimum.reduceat(position, offsets)
-    best_gt[has] = pair_gt[chosen]
-    best_iou[has] = maxima
+    sides = np.maximum(a_boxes[a_valid, 2] - a_boxes[a_valid, 0], a_boxes[a_valid, 3] - a_boxes[a_valid, 1])
+    _, levels = np.frexp(sides)  # longer side <= 2**level
+    top = min(a_boxes[a_valid, 1].min(), b_boxes[b_valid, 1].min())
+    keys = int(max(a_key.max(), b_key.max())) + 1
+    for level in np.unique(levels):
+        members = a_valid[levels == level]
+        side = np.ldexp(1.0, int(level))
+        reach = side * (1 + 1 / 1024)  # room for rounding: a superset of the candidates is enough
+        band = np.floor((a_boxes[members, 1] - top) / side)
+        bands = int(band.max()) + 1
+        if keys * bands >= 2**52:  # the (key, band) number would lose precision: one band
+            band, bands = np.zeros(len(members)), 1
+        first = np.floor((b_boxes[b_valid, 1] - reach - top) / side).clip(0, bands - 1).astype(np.int64)
+        last = np.floor((b_boxes[b_valid, 3] - top) / side).clip(0, bands - 1).astype(np.int64)
+        lookups = last - first + 1
+        few = lookups <= _MOST_BANDS
+        query = b_valid[few]
+        lookups = lookups[few]
+        query_band = np.repeat(first[few] - np.cumsum(lookups) + lookups, lookups) + np.arange(int(lookups.sum()))
+        query = np.repeat(query, lookups)
+        yield from _window_pairs(a_boxes, a_key[members] * bands + band.astype(np.int64), members,
+                                 b_boxes, b_key[query] * bands + query_band, query, reach)
+        if not few.all():
+            query = b_valid[~few]
+            yield from _window_pairs(a_boxes, a_key[members], members, b_boxes, b_key[query], query, reach)
+
+
+def _window_pairs(a_boxes, a_cell, members, b_boxes, b_cell, query, reach):
+    """Pairs of ``b_boxes[query]`` and ``a_boxes[members]`` of the same cell, the left edge of ``a``
+    in ``(x1 - reach, x2)`` of ``b``, that overlap; chunked."""
+    # sorted by (cell, left edge): complex numbers sort and search by real, then imaginary part
+    sort = np.lexsort((a_boxes[members, 0], a_cell))
+    order = members[sort]
+    place = a_cell[sort].astype(np.float64) + 1j * a_boxes[order, 0]
+    cell = b_cell.astype(np.float64)
+    low = np.searchsorted(place, cell + 1j * (b_boxes[query, 0] - reach), side="left")
+    high = np.searchsorted(place, cell + 1j * b_boxes[query, 2], side="left")
+    count = high - low
+    ends = np.cumsum(count)
+    start = 0
+    while start < len(query):
+        limit = (ends[start - 1] if start else 0) + _PAIR_CHUNK
+        stop = max(start + 1, int(np.searchsorted(ends, limit, side="right")))
+        counts = count[start:stop]
+        total = int(counts.sum())
+        if total:
+            offsets = np.repeat(np.cumsum(counts) - counts, counts)
+            pair_b = np.repeat(query[start:stop], counts)
+            pair_a = order[np.repeat(low[start:stop], counts) + np.arange(total) - offsets]
+            iou = _paired_iou(b_boxes[pair_b], a_boxes[pair_a])
+            overlap = iou > 0
+            if overlap.any():
+                yield pair_b[overlap], pair_a[overlap], iou[overlap]
+        start = stop
+
+
+def _has_area(boxes: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(boxes).all(axis=1)
+    return finite & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
 
 
 def _paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

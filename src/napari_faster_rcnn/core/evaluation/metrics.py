@@ -22,7 +22,9 @@ COCO
     re-implementation of pycocotools), with COCO's rules (101 recall points),
     counting at most ``max_dets`` detections per image: COCO's own cap is 100,
     :func:`evaluate` takes the largest number of any image (at least 100) and
-    warns when a smaller cap given to it cuts detections.
+    warns when a smaller cap given to it cuts detections. An image of more than
+    400 boxes goes to the library in parts that give the same AP (see
+    :func:`.coco.coco_evaluation`).
 
 Ground truth
     :func:`evaluate` applies training's rule to the ground truth
