@@ -188,6 +188,9 @@ class LabelingSession(ClassEditing, SliceBoxes):
         if "label" not in features or len(features) != self.layer.nshapes:
             return Counter()
         counts = Counter()
+        rest = self.outside_window()
+        if rest is not None:  # a crowded image: the layer holds the boxes around the view only
+            counts.update(rest.labels)
         for label, count in features["label"].value_counts(dropna=False).items():  # (not one by one: 100,000 boxes)
             counts[str(label)] += int(count)
         return counts
@@ -204,7 +207,8 @@ class LabelingSession(ClassEditing, SliceBoxes):
         """The images without boxes (the one on screen as it is now)."""
         empty = set(self.store.empty)
         if self.current is not None:
-            (empty.discard if self.layer.nshapes else empty.add)(self.current)
+            rest = self.outside_window()
+            (empty.discard if self.layer.nshapes or (rest is not None and len(rest)) else empty.add)(self.current)
         return sorted(empty)
 
     def unsaved(self) -> list[int]:
@@ -330,6 +334,7 @@ class LabelingSession(ClassEditing, SliceBoxes):
         self.closed = True
         if self._connected:
             self.viewer.dims.events.current_step.disconnect(self._on_step)
+            self._disconnect_camera()
             self._connected = False
         for target in {id(b[0]): b[0] for b in self._bound}.values():
             self._unbind(target)

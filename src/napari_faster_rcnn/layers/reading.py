@@ -27,7 +27,8 @@ from napari_faster_rcnn.core.data.images import (
     read_image,
 )
 from napari_faster_rcnn.core.data.labeling import file_stamp
-from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers import box_window, conventions
+from napari_faster_rcnn.layers.slice_view import attach_when_added, hold
 
 logger = logging.getLogger(__name__)
 
@@ -96,14 +97,49 @@ def _single_image_layers(
     size = image.shape[:2]
     image_meta = {conventions.SOURCE_IMAGES: [str(image_path)], conventions.IMAGE_SIZES: [list(size)]}
     image_layer = (image, {"name": image_path.stem, "rgb": True, "metadata": image_meta}, "image")
+    metadata = {conventions.SOURCE_IMAGES: [str(image_path)], conventions.ANNOTATION_FILES: [str(target)],
+                conventions.ANNOTATION_STAMPS: [stamp]}
+    if conventions.windowed(len(annotation)):
+        return [image_layer, *_windowed_layers(annotation, size, _layer_name(image_path.stem, annotation), metadata)]
     shapes = conventions.shapes_layer_data(
         [annotation],
         stacked=False,
         name=_layer_name(image_path.stem, annotation),
         image_sizes=[size],
-        metadata={conventions.SOURCE_IMAGES: [str(image_path)], conventions.ANNOTATION_FILES: [str(target)], conventions.ANNOTATION_STAMPS: [stamp]},
+        metadata=metadata,
     )
     return [image_layer, shapes]
+
+
+def _windowed_layers(annotation: Annotation, size, name: str, metadata: dict) -> list[tuple]:
+    """A crowded image's boxes (see :mod:`~napari_faster_rcnn.layers.box_window`): a display-only picture of
+    every box and an empty box layer, tied to the full annotation; once the box layer is in the viewer, a
+    :class:`~napari_faster_rcnn.layers.slice_view.SliceBoxes` fills it with the boxes around the view."""
+    from napari_faster_rcnn.core.data.annotations import class_list
+    from napari_faster_rcnn.core.data.boxes import clip_boxes
+
+    annotation = Annotation(boxes=clip_boxes(annotation.boxes, *size), labels=list(annotation.labels),
+                            scores=annotation.scores, classes=annotation.classes)  # as the layer would show them
+    display_id = box_window.new_display_id()
+    empty = Annotation(boxes=np.zeros((0, 4)), labels=[], scores=None if annotation.scores is None else np.zeros(0),
+                       classes=annotation.classes)
+    shapes = conventions.shapes_layer_data(
+        [empty], stacked=False, name=name, classes=class_list([annotation]), predictions=annotation.scores is not None,
+        image_sizes=[size], metadata={**metadata, conventions.DISPLAY_ID: display_id},
+    )
+    colors = shapes[1]["metadata"][conventions.CLASS_COLORS]
+    held = box_window.HeldBoxes([annotation])
+    key = hold(shapes[1]["metadata"], held)
+    display = box_window.display_layer_data(annotation, size, colors, box_window.display_name(name), display_id)
+    try:
+        from napari import current_viewer
+
+        viewer = current_viewer()
+    except ImportError:  # pragma: no cover - napari is a dependency
+        viewer = None
+    if viewer is not None:
+        attach_when_added(viewer, key, held)
+    return [display, shapes]
 
 
 # --- folders ------------------------------------------------------------------
