@@ -219,6 +219,14 @@ class SliceBoxes:
         """Whether the layer holds only the boxes around the view (a crowded image)."""
         return self._rest is not None
 
+    def window_status(self) -> str:
+        """For the widgets: how much of a crowded image is editable now ("" for an ordinary image)."""
+        if self._rest is None:
+            return ""
+        if self.window_note:
+            return self.window_note
+        return f"{self.layer.nshapes:,} of {self.layer.nshapes + len(self._rest):,} boxes editable (those around the view)"
+
     def outside_window(self) -> Annotation | None:
         """The current image's boxes that the layer does not hold (None when it holds them all)."""
         return self._rest
