@@ -378,6 +378,16 @@ class SliceBoxes:
             self.layer.refresh()
 
 
+def keep_with_layer(layer, model) -> None:
+    """Let ``layer`` hold its paging model, which lives as long as the layer then.
+
+    The viewer's events and :func:`paging_model` refer to models
+    weakly; a model nobody else holds would vanish and leave its layer showing
+    one image, unsaveable.
+    """
+    layer._napari_faster_rcnn_model = model
+
+
 def hold(layer_metadata: dict, held) -> str:
     """Tie the box layer to be made with ``layer_metadata`` to ``held`` (kept alive until a viewer pages it)."""
     key = uuid.uuid4().hex
@@ -390,8 +400,6 @@ def hold(layer_metadata: dict, held) -> str:
 def attach_when_added(viewer, key: str, held) -> None:
     """Page the layer that the reader tied to ``held`` (:class:`~.box_window.HeldBoxes`, registered under
     ``key``) with a :class:`SliceBoxes` as soon as it is added to ``viewer``."""
-    from napari_faster_rcnn.layers.predictions import keep_with_layer
-
     def added(event) -> None:
         layer = event.value
         if getattr(layer, "metadata", {}).get(SLICE_MODEL) != key or _MODELS.get(key) is not held:
