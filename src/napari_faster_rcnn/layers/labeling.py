@@ -188,9 +188,8 @@ class LabelingSession(ClassEditing, SliceBoxes):
         if "label" not in features or len(features) != self.layer.nshapes:
             return Counter()
         counts = Counter()
-        rest = self.outside_window()
-        if rest is not None:  # a crowded image: the layer holds the boxes around the view only
-            counts.update(rest.labels)
+        if self.outside_window() is not None:  # a crowded image: the layer holds the boxes around the view only
+            counts.update(self.outside_counts())
         for label, count in features["label"].value_counts(dropna=False).items():  # (not one by one: 100,000 boxes)
             counts[str(label)] += int(count)
         return counts

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections import Counter
 import weakref
 from collections.abc import Callable, Sequence
 
@@ -171,6 +172,7 @@ class SliceBoxes:
         # window covers (None: no window, too many boxes in view), and what to tell the person.
         self._rest: Annotation | None = None
         self._covered: np.ndarray | None = None
+        self._rest_counts: Counter | None = None
         self.window_note = ""
         register(layer, self)
         self.show(self.viewer_index())
@@ -227,6 +229,14 @@ class SliceBoxes:
             return self.window_note
         return f"{self.layer.nshapes:,} of {self.layer.nshapes + len(self._rest):,} boxes editable (those around the view)"
 
+    def outside_counts(self) -> Counter:
+        """Boxes per class outside the window (counted once per window, not on every edit)."""
+        if self._rest is None:
+            return Counter()
+        if self._rest_counts is None:
+            self._rest_counts = Counter(self._rest.labels)
+        return self._rest_counts
+
     def outside_window(self) -> Annotation | None:
         """The current image's boxes that the layer does not hold (None when it holds them all)."""
         return self._rest
@@ -269,6 +279,7 @@ class SliceBoxes:
         view = box_window.view_rect(self.viewer, self.layer)
         mask, covered = box_window.choose_window(annotation.boxes, view, conventions.WINDOW_CAP)
         self._rest = box_window.subset(annotation, ~mask)
+        self._rest_counts = None
         self._covered = covered
         self.window_note = "" if covered is not None else (
             f"{len(annotation):,} boxes: {box_window.ZOOM_IN_HINT} (at most {conventions.WINDOW_CAP:,} in view)")
