@@ -128,6 +128,16 @@ def draw_outlines(boxes: np.ndarray, colors: np.ndarray, size, scale: float) -> 
     return picture
 
 
+def clear_region(picture: np.ndarray, rect: np.ndarray, scale: float) -> np.ndarray:
+    """A copy of ``picture`` (see :func:`draw_outlines`) made transparent inside ``rect`` (xyxy, image pixels)."""
+    cleared = picture.copy()
+    height, width = picture.shape[:2]
+    x0, y0 = (int(np.clip(np.floor((v + 0.5) * scale), 0, n)) for v, n in ((rect[0], width), (rect[1], height)))
+    x1, y1 = (int(np.clip(np.floor((v + 0.5) * scale) + 1, 0, n)) for v, n in ((rect[2], width), (rect[3], height)))
+    cleared[y0:y1, x0:x1] = 0
+    return cleared
+
+
 def display_placement(layer, scale: float) -> dict:
     """``scale`` and ``translate`` (last two axes) of the display layer over ``layer``."""
     box_scale = np.asarray(layer.scale[-2:], dtype=float)
