@@ -180,3 +180,43 @@ def test_outlines_are_drawn_where_the_edges_are():
     assert (picture[expected] == [255, 0, 0, 255]).all()
     # a coarser picture of a large image
     assert box_window.draw_outlines(np.zeros((0, 4)), np.zeros((0, 4)), (10000, 5000), 0.4096).shape == (4096, 2048, 4)
+
+
+def test_a_folder_with_a_crowded_image_pages_it_through_a_window(make_napari_viewer, small_window, tmp_path):
+    counts = [3000, 10, 12]
+    originals = []
+    for index, count in enumerate(counts):
+        write_image(tmp_path / "input" / f"img_{index}.png", SIZE, SIZE)
+        originals.append(crowded(count, seed=index))
+        save_annotation(tmp_path / "target" / f"img_{index}.pt", originals[-1])
+    viewer = make_napari_viewer()
+    viewer.open(tmp_path, plugin=PLUGIN)
+    shapes = viewer.layers[-1]
+    viewer.dims.set_current_step(0, 0)
+    viewer.reset_view()
+    model = paging_model(shapes)
+    assert model is not None and model.windowed and shapes.nshapes == 0
+    display = box_window.find_display(viewer, shapes)
+    assert display is not None and display.visible
+    for annotation, held in zip(originals, layer_annotations(shapes)):
+        assert as_rows(held.boxes, held.labels) == as_rows(annotation.boxes, annotation.labels)
+
+    viewer.dims.set_current_step(0, 2)  # a small image: all its boxes in the layer, no display
+    assert not model.windowed and shapes.nshapes == 12 and not display.visible
+    assert as_rows(*rectangles_to_boxes(shapes.data)[:1], shapes.features["label"]) == as_rows(
+        originals[2].boxes, originals[2].labels)
+
+    session = labeling_session(viewer, shapes, autosave=False)
+    viewer.dims.set_current_step(0, 0)
+    zoom_to(viewer, (300, 300), 8)
+    assert session.windowed and 0 < shapes.nshapes <= conventions.WINDOW_CAP
+    shapes.selected_data = {0}
+    removed = (tuple(float(v) for v in window_boxes(shapes)[0]), shapes.features["label"][0])
+    shapes.remove_selected()
+    session.save()
+    rows = as_rows(originals[0].boxes, originals[0].labels)
+    rows.remove(removed)
+    saved = load_annotation(tmp_path / "target" / "img_0.pt")
+    assert as_rows(saved.boxes, saved.labels) == rows
+    assert len(box_window.find_display(viewer, shapes).data)  # one display layer, still there
+    assert sum(1 for layer in viewer.layers if layer.metadata.get(conventions.BOX_DISPLAY)) == 1
