@@ -116,6 +116,9 @@ def test_crowded_image_opens_as_display_and_window(make_napari_viewer, small_win
     assert box_window.touching(expected.boxes, view).sum() == box_window.touching(window_boxes(shapes), view).sum()
     assert as_rows(*_all(layer_annotations(shapes))) == as_rows(expected.boxes, expected.labels)
 
+    viewer.layers.remove(shapes)  # the display goes with its box layer
+    assert [layer.name for layer in viewer.layers] == names[:1]
+
 
 def _all(annotations):
     boxes = np.concatenate([a.boxes for a in annotations])
@@ -220,3 +223,5 @@ def test_a_folder_with_a_crowded_image_pages_it_through_a_window(make_napari_vie
     assert as_rows(saved.boxes, saved.labels) == rows
     assert len(box_window.find_display(viewer, shapes).data)  # one display layer, still there
     assert sum(1 for layer in viewer.layers if layer.metadata.get(conventions.BOX_DISPLAY)) == 1
+    viewer.layers.remove(shapes)  # with a labeling session on it: the display goes too
+    assert not any(layer.metadata.get(conventions.BOX_DISPLAY) for layer in viewer.layers)

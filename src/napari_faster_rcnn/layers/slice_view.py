@@ -181,6 +181,7 @@ class SliceBoxes:
         box_window.camera(viewer).events.center.connect(self._on_camera)
         box_window.camera(viewer).events.zoom.connect(self._on_camera)
         viewer.canvas.events.size.connect(self._on_camera)
+        viewer.layers.events.removed.connect(self._on_layer_removed)
         self._connected = True
 
     # --- model access -------------------------------------------------------
@@ -325,10 +326,19 @@ class SliceBoxes:
         display.scale, display.translate = placement["scale"], placement["translate"]
         display.visible = True
 
+    def _on_layer_removed(self, event) -> None:
+        """The display layer goes with its box layer."""
+        if event.value is not self.layer:
+            return
+        display = box_window.find_display(self.viewer, self.layer)
+        if display is not None and display in self.viewer.layers:
+            self.viewer.layers.remove(display)
+
     def _disconnect_camera(self) -> None:
         model = box_window.camera(self.viewer)
         for emitter in (model.events.center, model.events.zoom, self.viewer.canvas.events.size):
             emitter.disconnect(self._on_camera)
+        # (_on_layer_removed stays: a session closes as its layer is being removed, before the display goes)
 
     def _hide_display(self) -> None:
         display = box_window.find_display(self.viewer, self.layer)
