@@ -42,8 +42,7 @@ from napari_faster_rcnn.core.data.labeling import LabelStore, SaveReport
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.box_layers import find_image_layer, layer_annotations, new_box_layer
 from napari_faster_rcnn.layers.label_classes import ClassEditing
-from napari_faster_rcnn.layers.slice_view import keep_with_layer
-from napari_faster_rcnn.layers.slice_view import SliceBoxes, paging_model, same_boxes
+from napari_faster_rcnn.layers.slice_view import SliceBoxes, keep_with_layer, paging_model, same_boxes
 
 __all__ = ["LabelingSession", "labeling_session", "sessions", "new_box_layer", "find_image_layer",
            "SAVE", "DISCARD", "CANCEL", "NEXT_KEY", "PREVIOUS_KEY", "CLASS_KEYS"]

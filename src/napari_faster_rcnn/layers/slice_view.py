@@ -9,6 +9,11 @@ current image's boxes in the layer (at their image index, so they sit on the
 image stack). :class:`SliceBoxes` does the paging; :func:`show_boxes` is the
 fast replace of a layer's contents that it uses.
 
+An image with more than :data:`~napari_faster_rcnn.layers.conventions.WINDOW_THRESHOLD` boxes is
+shown through a window: the layer holds only the boxes around the view, a display-only picture
+draws the others, and the window follows the camera (see :mod:`~napari_faster_rcnn.layers.box_window`);
+:meth:`SliceBoxes.read_current` gives all of them back.
+
 Saving a paged layer through napari's writer must save every image, not only
 the one on screen: :func:`register` ties the layer to its model, and the writer
 asks :func:`model_annotations` before falling back to the layer's own shapes.
@@ -22,8 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections import Counter
 import weakref
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import numpy as np
