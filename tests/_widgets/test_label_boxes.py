@@ -173,3 +173,26 @@ def test_the_session_outlives_the_widget(docked):
     draw(layer, 0, [3, 4, 13, 14])
     viewer.window._qt_viewer._key_map_handler.press_key("n")  # the layer's own binding, autosave
     assert session.current == 1 and len(load_annotation(target / "000.pt")) == before + 1
+
+
+def test_a_crowded_image_says_what_is_editable(make_napari_viewer, tmp_path, monkeypatch):
+    from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
+    from napari_faster_rcnn.layers import box_window, conventions
+    from tests.conftest import write_image
+
+    monkeypatch.setattr(conventions, "WINDOW_THRESHOLD", 1000)
+    monkeypatch.setattr(conventions, "WINDOW_CAP", 500)
+    rng = np.random.default_rng(0)
+    corner = rng.integers(0, 480, (3000, 2)).astype(float)
+    save_annotation(tmp_path / "target" / "crowd.pt", Annotation(np.concatenate([corner, corner + 10], axis=1),
+                                                                 ["cell"] * 3000, classes=["cell"]))
+    write_image(tmp_path / "input" / "crowd.png", 512, 512)
+    viewer = make_napari_viewer()
+    viewer.open(tmp_path / "input" / "crowd.png", plugin=PLUGIN)
+    viewer.reset_view()
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Label boxes")
+    assert "zoom in to edit" in widget.position.text()
+    assert ("1", "cell", "3000", "3,000") in rows(widget)  # counts every box, not those in the layer
+    box_window.camera(viewer).zoom = 12
+    assert "boxes editable" in widget.position.text()
+    assert ("1", "cell", "3000", "3,000") in rows(widget)

@@ -202,7 +202,8 @@ class LabelBoxesWidget(DockedWidget):
             return
         index, count = session.current or 0, len(session)
         name = session.image_name(index)
-        self.position.setText(f"image {index + 1} of {count}" + (f": {name}" if name else ""))
+        window = session.window_status()  # a crowded image: only the boxes around the view are editable
+        self.position.setText(f"image {index + 1} of {count}" + (f": {name}" if name else "") + (f"; {window}" if window else ""))
         self.previous_button.setEnabled(index > 0)
         self.next_button.setEnabled(index < count - 1)
         self.classes.show_session(session)

@@ -360,3 +360,17 @@ def _feature_column(features, column: str, length: int) -> list:
 def annotation_paths(metadata: dict) -> list[Path | None]:
     """The annotation file of each slice, from the layer metadata (None where unknown)."""
     return [Path(p) if p else None for p in metadata.get(ANNOTATION_FILES) or []]
+
+#: Above this many boxes on the image shown, the editable box layer holds only the boxes around the
+#: view (see :mod:`~napari_faster_rcnn.layers.box_window`): napari's Shapes layer keeps one Python
+#: object per box, and 100,000 of them take 8 to 30 s to open and about a second per edit.
+WINDOW_THRESHOLD = 5000
+#: The most boxes the editable window holds; zoomed out further, it holds none ("zoom in to edit").
+WINDOW_CAP = 2000
+DISPLAY_ID = "box_display_id"  # str (box layer): the id its display-only layer of all boxes carries
+BOX_DISPLAY = "box_display_of"  # str (display layer): the DISPLAY_ID of the box layer it draws for
+
+
+def windowed(count: int) -> bool:
+    """Whether an image of ``count`` boxes is edited through a window (see :data:`WINDOW_THRESHOLD`)."""
+    return count > WINDOW_THRESHOLD

@@ -42,8 +42,7 @@ from napari_faster_rcnn.core.data.labeling import LabelStore, SaveReport
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.box_layers import find_image_layer, layer_annotations, new_box_layer
 from napari_faster_rcnn.layers.label_classes import ClassEditing
-from napari_faster_rcnn.layers.predictions import keep_with_layer
-from napari_faster_rcnn.layers.slice_view import SliceBoxes, paging_model, same_boxes
+from napari_faster_rcnn.layers.slice_view import SliceBoxes, keep_with_layer, paging_model, same_boxes
 
 __all__ = ["LabelingSession", "labeling_session", "sessions", "new_box_layer", "find_image_layer",
            "SAVE", "DISCARD", "CANCEL", "NEXT_KEY", "PREVIOUS_KEY", "CLASS_KEYS"]
@@ -188,6 +187,8 @@ class LabelingSession(ClassEditing, SliceBoxes):
         if "label" not in features or len(features) != self.layer.nshapes:
             return Counter()
         counts = Counter()
+        if self.outside_window() is not None:  # a crowded image: the layer holds the boxes around the view only
+            counts.update(self.outside_counts())
         for label, count in features["label"].value_counts(dropna=False).items():  # (not one by one: 100,000 boxes)
             counts[str(label)] += int(count)
         return counts
@@ -204,7 +205,8 @@ class LabelingSession(ClassEditing, SliceBoxes):
         """The images without boxes (the one on screen as it is now)."""
         empty = set(self.store.empty)
         if self.current is not None:
-            (empty.discard if self.layer.nshapes else empty.add)(self.current)
+            rest = self.outside_window()
+            (empty.discard if self.layer.nshapes or (rest is not None and len(rest)) else empty.add)(self.current)
         return sorted(empty)
 
     def unsaved(self) -> list[int]:
@@ -330,6 +332,7 @@ class LabelingSession(ClassEditing, SliceBoxes):
         self.closed = True
         if self._connected:
             self.viewer.dims.events.current_step.disconnect(self._on_step)
+            self._disconnect_camera()
             self._connected = False
         for target in {id(b[0]): b[0] for b in self._bound}.values():
             self._unbind(target)

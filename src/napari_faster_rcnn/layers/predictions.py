@@ -34,7 +34,7 @@ from napari_faster_rcnn.core.prediction.thresholds import (
 )
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.box_layers import layer_annotations
-from napari_faster_rcnn.layers.slice_view import SliceBoxes, paging_model
+from napari_faster_rcnn.layers.slice_view import SliceBoxes, keep_with_layer, paging_model
 
 #: ``metadata[LAYER_ROLE]`` of the layers that mark an evaluation's results
 EVALUATION = "evaluation"
@@ -87,16 +87,6 @@ class PredictionPages(SliceBoxes):
             "kept_total": sum(len(a) for a in self.annotations),
             "raw_total": self.detections.size,
         }
-
-
-def keep_with_layer(layer, model) -> None:
-    """Let ``layer`` hold its paging model, which lives as long as the layer then.
-
-    The viewer's events and :func:`~napari_faster_rcnn.layers.slice_view.paging_model` refer to models
-    weakly; a model nobody else holds would vanish and leave its layer showing
-    one image, unsaveable.
-    """
-    layer._napari_faster_rcnn_model = model
 
 
 def prediction_pages(layer) -> PredictionPages | None:

@@ -15,9 +15,11 @@ import numpy as np
 from napari_faster_rcnn.core.data.annotations import (
     Annotation,
     AnnotationError,
+    class_list,
     find_annotation_file,
     load_annotation,
 )
+from napari_faster_rcnn.core.data.boxes import clip_boxes
 from napari_faster_rcnn.core.data.folders import DatasetError, discover_dataset, find_image_folder
 from napari_faster_rcnn.core.data.images import (
     ImageReadError,
@@ -33,7 +35,8 @@ from napari_faster_rcnn.core.data.regions import (
     region_levels,
     region_stack_levels,
 )
-from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers import box_window, conventions
+from napari_faster_rcnn.layers.slice_view import attach_when_added, hold
 
 logger = logging.getLogger(__name__)
 
@@ -135,14 +138,36 @@ def _single_image_layers(image_path: Path, image: tuple, annotation: Annotation,
     size = tuple(int(side) for side in size)
     image_meta = {conventions.SOURCE_IMAGES: [str(image_path)], conventions.IMAGE_SIZES: [list(size)]}
     image_layer = (data, {"name": image_path.stem, "rgb": True, "metadata": image_meta, **options}, "image")
+    metadata = {conventions.SOURCE_IMAGES: [str(image_path)], conventions.ANNOTATION_FILES: [str(target)],
+                conventions.ANNOTATION_STAMPS: [stamp]}
+    if conventions.windowed(len(annotation)):
+        return [image_layer, *_windowed_layers(annotation, size, _layer_name(image_path.stem, annotation), metadata)]
     shapes = conventions.shapes_layer_data(
         [annotation],
         stacked=False,
         name=_layer_name(image_path.stem, annotation),
         image_sizes=[size],
-        metadata={conventions.SOURCE_IMAGES: [str(image_path)], conventions.ANNOTATION_FILES: [str(target)], conventions.ANNOTATION_STAMPS: [stamp]},
+        metadata=metadata,
     )
     return [image_layer, shapes]
+
+
+def _windowed_layers(annotation: Annotation, size, name: str, metadata: dict) -> list[tuple]:
+    """A crowded image's boxes (see :mod:`~napari_faster_rcnn.layers.box_window`): a display-only picture of
+    every box and an empty box layer, tied to the full annotation; once the box layer is in the viewer, a
+    :class:`~napari_faster_rcnn.layers.slice_view.SliceBoxes` fills it with the boxes around the view."""
+    annotation = _clipped(annotation, size)  # as the layer would show them
+    display_id = box_window.new_display_id()
+    shapes = conventions.shapes_layer_data(
+        [_empty_like(annotation)], stacked=False, name=name, classes=class_list([annotation]), predictions=annotation.scores is not None,
+        image_sizes=[size], metadata={**metadata, conventions.DISPLAY_ID: display_id},
+    )
+    colors = shapes[1]["metadata"][conventions.CLASS_COLORS]
+    held = box_window.HeldBoxes([annotation])
+    key = hold(shapes[1]["metadata"], held)
+    display = box_window.display_layer_data(annotation, size, colors, box_window.display_name(name), display_id)
+    _attach(held, key)
+    return [display, shapes]
 
 
 # --- folders ------------------------------------------------------------------
@@ -215,14 +240,19 @@ def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dic
         sizes = [size or _extent(annotation) for size, annotation in zip(sizes, annotations)]
     folder_name = path.name or str(path)
     predictions = any(a.scores is not None for a in annotations)
+    crowded = any(conventions.windowed(len(a)) for a in annotations)
     shapes = conventions.shapes_layer_data(
-        annotations,
+        [_empty_like(a) for a in annotations] if crowded else annotations,
         stacked=True,
         name=name or f"{folder_name} {'predictions' if predictions else 'boxes'}",
-        classes=classes,
+        classes=class_list(annotations, known=classes or ()),
+        predictions=predictions,
         image_sizes=sizes,
         metadata=metadata,
     )
+    if crowded:  # an image too crowded for napari's Shapes layer: the boxes are paged in by a SliceBoxes
+        held = box_window.HeldBoxes([_clipped(a, size) for a, size in zip(annotations, sizes)])
+        _attach(held, hold(shapes[1]["metadata"], held))
     layers = []
     if has_images:
         dtype = np.result_type(*dtypes)
@@ -246,6 +276,31 @@ def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dic
         layers.append((stack, image_kwargs, "image"))
     layers.append(shapes)
     return layers
+
+
+def _empty_like(annotation: Annotation) -> Annotation:
+    return Annotation(boxes=np.zeros((0, 4)), labels=[], scores=None if annotation.scores is None else np.zeros(0),
+                      classes=annotation.classes)
+
+
+def _clipped(annotation: Annotation, size) -> Annotation:
+    """``annotation`` with its boxes cut at the image border (as a box layer shows them and the writer saves)."""
+    if size is None:
+        return annotation
+    return Annotation(boxes=clip_boxes(annotation.boxes, *size), labels=list(annotation.labels),
+                      scores=annotation.scores, classes=annotation.classes)
+
+
+def _attach(held, key: str) -> None:
+    """Page the layer tied to ``held`` once it is in the viewer that is opening it (napari's current one)."""
+    try:
+        from napari import current_viewer
+
+        viewer = current_viewer()
+    except ImportError:  # pragma: no cover - napari is a dependency
+        viewer = None
+    if viewer is not None:
+        attach_when_added(viewer, key, held)
 
 
 def _extent(annotation: Annotation) -> tuple[int, int]:

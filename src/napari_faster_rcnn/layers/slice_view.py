@@ -9,6 +9,11 @@ current image's boxes in the layer (at their image index, so they sit on the
 image stack). :class:`SliceBoxes` does the paging; :func:`show_boxes` is the
 fast replace of a layer's contents that it uses.
 
+An image with more than :data:`~napari_faster_rcnn.layers.conventions.WINDOW_THRESHOLD` boxes is
+shown through a window: the layer holds only the boxes around the view, a display-only picture
+draws the others, and the window follows the camera (see :mod:`~napari_faster_rcnn.layers.box_window`);
+:meth:`SliceBoxes.read_current` gives all of them back.
+
 Saving a paged layer through napari's writer must save every image, not only
 the one on screen: :func:`register` ties the layer to its model, and the writer
 asks :func:`model_annotations` before falling back to the layer's own shapes.
@@ -23,18 +28,20 @@ from __future__ import annotations
 import contextlib
 import uuid
 import weakref
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, clip_boxes, rectangles_to_boxes
-from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers import box_window, conventions
 
 #: metadata key holding the id of the model that pages a layer
 SLICE_MODEL = "slice_model"
 
 _MODELS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_HELD: dict = {}  # models of layers the reader made and no viewer pages yet (see attach_when_added)
 
 
 def show_boxes(layer, annotation: Annotation, index: int | None, colors: dict[str, str]) -> None:
@@ -166,9 +173,20 @@ class SliceBoxes:
         self.current: int | None = None
         self._shown: Annotation | None = None
         self._connected = False
+        # A crowded image (see box_window): the boxes outside the editable window, the region the
+        # window covers (None: no window, too many boxes in view), and what to tell the person.
+        self._rest: Annotation | None = None
+        self._covered: np.ndarray | None = None
+        self._rest_counts: Counter | None = None
+        self._picture: tuple | None = None  # (annotation, RGBA picture of all its boxes, scale)
+        self.window_note = ""
         register(layer, self)
         self.show(self.viewer_index())
         viewer.dims.events.current_step.connect(self._on_step)
+        box_window.camera(viewer).events.center.connect(self._on_camera)
+        box_window.camera(viewer).events.zoom.connect(self._on_camera)
+        viewer.canvas.events.size.connect(self._on_camera)
+        viewer.layers.events.removed.connect(self._on_layer_removed)
         self._connected = True
 
     # --- model access -------------------------------------------------------
@@ -198,8 +216,42 @@ class SliceBoxes:
     # --- paging -------------------------------------------------------------
 
     def read_current(self) -> Annotation:
-        """What the layer shows now, as an annotation of the current image."""
-        return read_boxes(self.layer, self.image_size(self.current), self.classes, self.predictions)
+        """What the layer shows now, as an annotation of the current image (with the boxes outside
+        the window of a crowded image: all of them, the window's last)."""
+        shown = read_boxes(self.layer, self.image_size(self.current), self.classes, self.predictions)
+        if self._rest is None:
+            return shown
+        return box_window.join(self._rest, shown, self.classes)
+
+    @property
+    def windowed(self) -> bool:
+        """Whether the layer holds only the boxes around the view (a crowded image)."""
+        return self._rest is not None
+
+    def window_status(self) -> str:
+        """For the widgets: how much of a crowded image is editable now ("" for an ordinary image)."""
+        if self._rest is None:
+            return ""
+        if self.window_note:
+            return self.window_note
+        return f"{self.layer.nshapes:,} of {self.layer.nshapes + len(self._rest):,} boxes editable (those around the view)"
+
+    @property
+    def window_region(self) -> np.ndarray | None:
+        """The region ``[x0, y0, x1, y1]`` (image pixels) whose boxes the layer holds (None: no window)."""
+        return self._covered
+
+    def outside_counts(self) -> Counter:
+        """Boxes per class outside the window (counted once per window, not on every edit)."""
+        if self._rest is None:
+            return Counter()
+        if self._rest_counts is None:
+            self._rest_counts = Counter(self._rest.labels)
+        return self._rest_counts
+
+    def outside_window(self) -> Annotation | None:
+        """The current image's boxes that the layer does not hold (None when it holds them all)."""
+        return self._rest
 
     def commit(self) -> bool:
         """Take the layer's boxes into the model; returns whether anything changed."""
@@ -221,12 +273,98 @@ class SliceBoxes:
         """
         annotation = self.annotations[index] if self.annotations else Annotation()
         stacked = self.layer.ndim >= 3
-        if layer_shows(self.layer, annotation, index if stacked else None):
-            fit_text(self.layer, len(annotation))
+        if conventions.windowed(len(annotation)):
+            self._show_window(annotation, index if stacked else None, index)
         else:
-            show_boxes(self.layer, annotation, index if stacked else None, self.colors)
+            self._rest, self._covered, self.window_note = None, None, ""
+            self._hide_display()
+            if layer_shows(self.layer, annotation, index if stacked else None):
+                fit_text(self.layer, len(annotation))
+            else:
+                show_boxes(self.layer, annotation, index if stacked else None, self.colors)
         self.current = index
         self._shown = self.read_current() if self.editable else annotation
+
+    # --- the window of a crowded image (see box_window) -------------------------------------
+
+    def _show_window(self, annotation: Annotation, at: int | None, index: int) -> None:
+        view = box_window.view_rect(self.viewer, self.layer)
+        mask, covered = box_window.choose_window(annotation.boxes, view, conventions.WINDOW_CAP)
+        self._rest = box_window.subset(annotation, ~mask)
+        self._rest_counts = None
+        self._covered = covered
+        self.window_note = "" if covered is not None else (
+            f"{len(annotation):,} boxes: {box_window.ZOOM_IN_HINT} (at most {conventions.WINDOW_CAP:,} in view)")
+        show_boxes(self.layer, box_window.subset(annotation, mask), at, self.colors)
+        self._draw_display(annotation, covered, index)
+        if self.window_note:
+            self.viewer.status = self.window_note
+
+    def _draw_display(self, annotation: Annotation, covered, index: int) -> None:
+        """Draw ``annotation``'s boxes in the display layer, but for the region the window covers.
+
+        The picture of every box is drawn once per version of the annotation (0.7 s for 100,000
+        boxes) and kept; a window that moves only clears its region in a copy. Boxes of the window
+        that reach out of its region show there as thin outlines under the box layer's edges.
+        """
+        size = self.image_size(index) or box_window.extent(annotation)
+        if self._picture is None or self._picture[0] is not annotation:
+            picture, scale = box_window.display_picture(annotation, size, self.colors)
+            self._picture = (annotation, picture, scale)
+        _, picture, scale = self._picture
+        if covered is not None:
+            picture = box_window.clear_region(picture, covered, scale)
+        placement = box_window.display_placement(self.layer, scale)
+        display = box_window.find_display(self.viewer, self.layer)
+        if display is None:
+            self.layer.metadata.setdefault(conventions.DISPLAY_ID, box_window.new_display_id())
+            kwargs = box_window.display_layer_data(Annotation(), (1, 1), self.colors,
+                                                   box_window.display_name(self.layer.name),
+                                                   self.layer.metadata[conventions.DISPLAY_ID])[1]
+            kwargs.update(placement)
+            display = self.viewer.add_image(picture, **kwargs)
+            layers = self.viewer.layers
+            layers.move(layers.index(display), layers.index(self.layer))  # under the box layer
+            layers.selection.active = self.layer
+            return
+        display.data = picture
+        display.scale, display.translate = placement["scale"], placement["translate"]
+        display.visible = True
+
+    def _on_layer_removed(self, event) -> None:
+        """The display layer goes with its box layer."""
+        if event.value is not self.layer:
+            return
+        display = box_window.find_display(self.viewer, self.layer)
+        if display is not None and display in self.viewer.layers:
+            self.viewer.layers.remove(display)
+
+    def _disconnect_camera(self) -> None:
+        model = box_window.camera(self.viewer)
+        for emitter in (model.events.center, model.events.zoom, self.viewer.canvas.events.size):
+            emitter.disconnect(self._on_camera)
+        # (_on_layer_removed stays: a session closes as its layer is being removed, before the display goes)
+
+    def _hide_display(self) -> None:
+        display = box_window.find_display(self.viewer, self.layer)
+        if display is not None and display.visible:
+            display.visible = False
+
+    def _on_camera(self, event=None) -> None:
+        """Move the window with the view: only when the view leaves the region it covers, zooms far
+        into it, or (no window: too many boxes) comes close enough to edit."""
+        if self._rest is None or self.current is None or not self._connected:
+            return
+        view = box_window.view_rect(self.viewer, self.layer)
+        if self._covered is not None:
+            if box_window.inside(view, self._covered) and box_window.area(view) * 16 >= box_window.area(self._covered):
+                return
+        else:
+            boxes = self._rest.boxes
+            if box_window.touching(boxes, view).sum() > conventions.WINDOW_CAP:
+                return
+        self.commit()
+        self.show(self.current)
 
     def refresh(self) -> None:
         """Show the current image's boxes again, after the model changed."""
@@ -262,8 +400,14 @@ class SliceBoxes:
         if not self._connected:
             return
         self.viewer.dims.events.current_step.disconnect(self._on_step)
+        self._disconnect_camera()
         self._connected = False
         annotations = self.all_annotations()
+        if self._rest is not None and not restore:
+            self.layer.metadata.pop(SLICE_MODEL, None)  # another model takes over at once
+            return
+        if self._rest is not None:
+            return  # the layer holds a window only: it stays tied to this model, which saves every box
         self.layer.metadata.pop(SLICE_MODEL, None)
         if restore and self.layer.ndim >= 3:
             data, kwargs, _ = conventions.shapes_layer_data(
@@ -276,6 +420,39 @@ class SliceBoxes:
                     self.layer.add(data, shape_type="rectangle", edge_color=kwargs["edge_color"])
                 self.layer.features = kwargs["features"]
             self.layer.refresh()
+
+
+def keep_with_layer(layer, model) -> None:
+    """Let ``layer`` hold its paging model, which lives as long as the layer then.
+
+    The viewer's events and :func:`paging_model` refer to models
+    weakly; a model nobody else holds would vanish and leave its layer showing
+    one image, unsaveable.
+    """
+    layer._napari_faster_rcnn_model = model
+
+
+def hold(layer_metadata: dict, held) -> str:
+    """Tie the box layer to be made with ``layer_metadata`` to ``held`` (kept alive until a viewer pages it)."""
+    key = uuid.uuid4().hex
+    layer_metadata[SLICE_MODEL] = key
+    _MODELS[key] = held
+    _HELD[key] = held
+    return key
+
+
+def attach_when_added(viewer, key: str, held) -> None:
+    """Page the layer that the reader tied to ``held`` (:class:`~.box_window.HeldBoxes`, registered under
+    ``key``) with a :class:`SliceBoxes` as soon as it is added to ``viewer``."""
+    def added(event) -> None:
+        layer = event.value
+        if getattr(layer, "metadata", {}).get(SLICE_MODEL) != key or _MODELS.get(key) is not held:
+            return
+        viewer.layers.events.inserted.disconnect(added)
+        _HELD.pop(key, None)
+        keep_with_layer(layer, SliceBoxes(viewer, layer, held.annotations, editable=True))
+
+    viewer.layers.events.inserted.connect(added)
 
 
 def same_boxes(a: Annotation, b: Annotation) -> bool:
