@@ -17,11 +17,10 @@ steps, no validation during the run (the held-out image is the test).
 
 Evaluation of the last checkpoint on the held-out image, VOC AP at IoU 0.5:
 
-- **tiled**: with ``napari_faster_rcnn.core.prediction.tiles`` when the
-  package has it (tiled prediction, another part of issue 12); otherwise this
-  script's own tiling, labelled so in the output: 128 px tiles overlapping by
-  ``--overlap`` px, each tile predicted at scale 1, boxes shifted back, then
-  plain class-wise NMS at IoU 0.5 over the whole image (no partial-box merging);
+- **tiled**: the package's tiled prediction (``core.prediction.tiles``: 128 px
+  tiles overlapping by ``--overlap`` px, cut objects merged into one box);
+- **stitched** (a reference): this script's own tiling, the same tiles, boxes
+  shifted back, then plain class-wise NMS at IoU 0.5 over the whole image;
 - **one pass**: the whole image through the model as ``predict --tile 0``
   does: the model resizes it to its 128 px, so 8-24 px objects become 1-3 px.
 
