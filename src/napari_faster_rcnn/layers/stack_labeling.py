@@ -102,10 +102,16 @@ def next_unlabeled_plane(viewer, layer, go: bool = True) -> tuple[int, ...] | No
     return None
 
 
-def bind_stack_keys(viewer, layer) -> None:
-    """Bind :data:`NO_OBJECTS_KEY` on the stack's box layer (the plane shown becomes labeled),
-    and keep a plane labeled once a box was drawn on it, even when that box is deleted later."""
-    layer.bind_key(NO_OBJECTS_KEY, lambda target: mark_no_objects(viewer, target), overwrite=True)
+def bind_stack_keys(viewer, layer, on_change=None) -> None:
+    """Bind :data:`NO_OBJECTS_KEY` on the stack's box layer (the plane shown becomes labeled, then
+    ``on_change()`` runs), and keep a plane labeled once a box was drawn on it, even when that
+    box is deleted later."""
+    def no_objects(target):
+        mark_no_objects(viewer, target)
+        if on_change is not None:
+            on_change()
+
+    layer.bind_key(NO_OBJECTS_KEY, no_objects, overwrite=True)
     if layer not in _TRACKED:
         layer.events.data.connect(lambda event: _mark_drawn(layer))
         _TRACKED.add(layer)
