@@ -11,7 +11,7 @@ PLUGIN = "napari-faster-rcnn"
 
 
 def open_stack(viewer, path, shape=(10, 32, 40)):
-    tifffile.imwrite(path, np.random.default_rng(0).integers(0, 4096, shape, dtype=np.uint16))
+    tifffile.imwrite(path, np.random.default_rng(0).integers(0, 4096, shape, dtype=np.uint16), photometric="minisblack")
     return viewer.open(path, plugin=PLUGIN)
 
 

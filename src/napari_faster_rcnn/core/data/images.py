@@ -436,7 +436,9 @@ def stack_shape(path: str | Path) -> tuple[int, ...] | None:
             shape, axes = tuple(int(side) for side in series.shape), series.axes
     except Exception:  # not a TIFF tifffile reads: a 2-D image to the other readers
         return None
-    planes = len(shape) - (3 if axes.endswith("S") else 2)
+    if "Y" not in axes or "S" in axes[: axes.index("Y")]:
+        return None  # no rows, or RGB stored as separate planes (SYX): a 2-D image to the other readers
+    planes = axes.index("Y")
     leading = shape[:planes]
     if planes < 1 or int(np.prod(leading)) <= 1:
         return None
@@ -464,3 +466,13 @@ def open_stack(path: str | Path):
     if lazy.ndim < 3:
         raise ImageReadError(path, f"not a stack: shape {lazy.shape}")
     return lazy
+
+
+def read_plane(path: str | Path, plane) -> np.ndarray:
+    """One plane (its leading coordinates) of a stack as ``(H, W, 3)``, as :func:`read_image` gives
+    a 2-D image; only that plane is decoded."""
+    plane = tuple(int(value) for value in np.asarray(plane).reshape(-1))
+    stack = open_stack(path)
+    if len(plane) > stack.ndim - 2 or any(not 0 <= v < s for v, s in zip(plane, stack.shape)):
+        raise ImageReadError(path, f"no plane {list(plane)} in a stack of shape {tuple(stack.shape)}")
+    return as_rgb(np.asarray(stack[plane]))
