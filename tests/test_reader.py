@@ -243,7 +243,9 @@ def test_stacks_are_shown_as_their_first_page_and_the_viewer_says_so(tmp_path, m
     assert shown == ["1 multi-page image(s) shown as their first page (stacks are not supported yet): "
                      "cells.tif: page 1 of 4"]
     shown.clear()
-    (single, _, _), _ = get_reader(str(folder / "cells.tif"))(str(folder / "cells.tif"))
-    np.testing.assert_array_equal(single, pages[0])
-    assert shown == ["1 multi-page image(s) shown as their first page (stacks are not supported yet): "
-                     "cells.tif: page 1 of 4"]
+    # opened alone, the stack is a stack (issue 13): all its pages, lazily, and no warning
+    (single, options, _), (_, box_options, _) = get_reader(str(folder / "cells.tif"))(str(folder / "cells.tif"))
+    assert single.shape == (4, 40, 60, 3) and options["rgb"]
+    np.testing.assert_array_equal(np.asarray(single), pages)
+    assert box_options["ndim"] == 3
+    assert shown == []

@@ -54,3 +54,18 @@ def astronaut() -> list[tuple]:
     )
     image_meta = {conventions.IMAGE_SIZES: [list(image.shape[:2])]}
     return [(image, {"name": "astronaut", "rgb": True, "metadata": image_meta}, "image"), shapes]
+
+
+def nuclei_timelapse() -> list[tuple]:
+    """A synthetic 16-bit time-lapse of nuclei that move and divide; frames 0-4 labeled."""
+    from napari_faster_rcnn.core.data.synthetic_timelapse import nuclei_timelapse as make_timelapse
+
+    stack, annotation = make_timelapse()
+    size = stack.shape[1:]
+    shapes = conventions.stack_shapes_layer_data(annotation, 1, name="nuclei boxes", image_size=size,
+                                                 metadata={conventions.SOURCE_IMAGES: [None],
+                                                           conventions.IMAGE_SIZES: [list(size)]})
+    image_meta = {conventions.IMAGE_SIZES: [list(size)], conventions.PLANE_DIMS: 1}
+    limits = [float(stack.min()), float(stack.max())]
+    return [(stack, {"name": "nuclei", "rgb": False, "metadata": image_meta, "contrast_limits": limits}, "image"),
+            shapes]

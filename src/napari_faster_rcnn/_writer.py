@@ -28,6 +28,9 @@ def write_boxes(path: str, data, attributes: dict) -> list[str]:
     """npe2 single-layer writer for Shapes layers."""
     metadata = dict(attributes.get("metadata") or {})
     features = attributes.get("features")
+    if metadata.get(conventions.PLANE_DIMS):  # a stack read as data: ONE file, with planes
+        return [str(save_annotation(stack_destination(Path(path), metadata),
+                                    conventions.stack_annotation_from_shapes(data, features, metadata)))]
     stacked = metadata.get(conventions.STACKED, attributes.get("ndim", 2) >= 3)
     metadata[conventions.STACKED] = stacked
     # A layer paged by a widget shows one image; its model holds them all.
@@ -56,6 +59,16 @@ def _save_thresholds(metadata: dict, destinations: list[Path]) -> list[str]:
     from napari_faster_rcnn.core.prediction.thresholds import Thresholds, save_thresholds
 
     return [str(save_thresholds(folders.pop(), Thresholds.from_dict(dict(metadata[conventions.THRESHOLDS]))))]
+
+
+def stack_destination(path: Path, metadata: dict) -> Path:
+    """The one file a stack read as data is written to: ``path`` when it names a ``.pt``/``.json``
+    file, else (a folder) the stack's annotation file's name in it."""
+    if path.suffix.lower() in ANNOTATION_SUFFIXES:
+        return path
+    known = conventions.annotation_paths(metadata)
+    name = known[0].name if known and known[0] else "annotation.pt"
+    return path / name
 
 
 def stack_destinations(path: Path, metadata: dict, count: int) -> list[Path]:

@@ -38,6 +38,8 @@ STACKED = "stacked"  # bool: vertices carry the image index first
 ANNOTATION_STAMPS = "annotation_stamps"  # list: each annotation file's [mtime_ns, size, inode] when read, or None
 SOURCE_FORMAT = "source_format"  # str: "coco", "voc" or "yolo" for a folder in that format, opened read-only
 THRESHOLDS = "thresholds"  # dict: the score/NMS/class thresholds a predictions layer shows (core.inference.Thresholds)
+PLANE_DIMS = "plane_dims"  # int: a stack read as data (time, z): each box's leading coordinates are its plane
+LABELED_PLANES = "labeled_planes"  # list of lists: the planes of such a stack a person labeled, boxes or not
 TEXT_HIDDEN = "text_hidden"  # bool: the labels are not drawn because of the box count (see TEXT_LIMIT)
 
 BOXES = "boxes"
@@ -374,3 +376,51 @@ BOX_DISPLAY = "box_display_of"  # str (display layer): the DISPLAY_ID of the box
 def windowed(count: int) -> bool:
     """Whether an image of ``count`` boxes is edited through a window (see :data:`WINDOW_THRESHOLD`)."""
     return count > WINDOW_THRESHOLD
+
+# --- a stack as data: one image (time, z, ...) and one annotation file --------------------------
+
+
+def stack_shapes_layer_data(annotation: Annotation, plane_dims: int, name: str, image_size=None,
+                            metadata: dict | None = None, **options) -> tuple:
+    """Layer data of a stack's boxes: napari Shapes with ``ndim = plane_dims + 2``, each box's
+    vertices led by its plane (``annotation.planes``); the labeled planes go in the metadata."""
+    planes = annotation.planes if annotation.planes is not None else np.zeros((len(annotation), plane_dims))
+    labeled = annotation.labeled_planes if annotation.labeled_planes is not None else np.zeros((0, plane_dims))
+    if planes.shape[1] != plane_dims or labeled.shape[1] != plane_dims:
+        raise ValueError(f"the annotation's planes have {planes.shape[1]} leading coordinates, the stack {plane_dims}")
+    flat = Annotation(annotation.boxes, annotation.labels, annotation.scores, annotation.classes)
+    meta = {PLANE_DIMS: int(plane_dims), LABELED_PLANES: labeled.astype(int).tolist(), **(metadata or {})}
+    vertices, kwargs, kind = shapes_layer_data(
+        [flat], stacked=False, name=name, image_sizes=None if image_size is None else [image_size],
+        metadata=meta, **options)
+    lead = planes.astype(np.float64)
+    vertices = [np.concatenate([np.repeat(lead[i][None], len(v), axis=0), np.asarray(v, dtype=np.float64)], axis=1)
+                for i, v in enumerate(vertices)]
+    kwargs["ndim"] = int(plane_dims) + 2
+    return vertices, kwargs, kind
+
+
+def stack_annotation_from_shapes(data: Sequence[np.ndarray], features: pd.DataFrame | None, metadata: dict,
+                                 clip: bool = True) -> Annotation:
+    """The one annotation of a stack layer (see :func:`stack_shapes_layer_data`): boxes, labels,
+    each box's plane, and the labeled planes (those in the metadata and every plane with a box)."""
+    plane_dims = int(metadata[PLANE_DIMS])
+    data = list(data)
+    boxes, _ = rectangles_to_boxes([np.asarray(v)[:, -2:] for v in data]) if data else (np.zeros((0, 4)), None)
+    planes = (np.array([np.round(np.asarray(v, dtype=np.float64)[0, :plane_dims]) for v in data]).astype(np.int64)
+              .reshape(-1, plane_dims))
+    sizes = metadata.get(IMAGE_SIZES)
+    if clip and sizes:
+        boxes = clip_boxes(boxes, *sizes[0])
+    labels = _feature_column(features, "label", len(boxes))
+    labels = ["object" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v) for v in labels]
+    scores = None
+    if features is not None and "score" in features and metadata.get(LAYER_ROLE) == PREDICTIONS:
+        scores = np.asarray(features["score"], dtype=np.float64)
+    classes = list(metadata.get(CLASSES) or [])
+    for label in labels:
+        if label not in classes:
+            classes.append(label)
+    labeled = np.asarray(metadata.get(LABELED_PLANES) or np.zeros((0, plane_dims)), dtype=np.int64)
+    return Annotation(boxes=boxes, labels=labels, scores=scores, classes=classes, planes=planes,
+                      labeled_planes=labeled.reshape(-1, plane_dims))

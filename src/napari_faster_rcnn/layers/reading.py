@@ -26,7 +26,9 @@ from napari_faster_rcnn.core.data.images import (
     image_header,
     is_image_file,
     lazy_image_stack,
+    open_stack,
     read_image,
+    stack_shape,
 )
 from napari_faster_rcnn.core.data.labeling import file_stamp
 from napari_faster_rcnn.core.data.regions import (
@@ -48,6 +50,8 @@ LARGE_IMAGE_SIDE = 4096
 def read_image_file(path) -> list[tuple]:
     """An image and its boxes (from ``STEM.pt``/``.json`` beside it or in ``../target``)."""
     path = Path(path[0] if isinstance(path, (list, tuple)) else path)
+    if not is_zarr_folder(path) and stack_shape(path) is not None:
+        return read_stack_file(path)
     image = image_layer_data(path)
     annotation_path = find_annotation_file(path)
     target = annotation_path or _default_annotation_path(path)
@@ -70,7 +74,52 @@ def read_annotation_file(path) -> list[tuple]:
             metadata={conventions.ANNOTATION_FILES: [str(path)], conventions.SOURCE_IMAGES: [None], conventions.ANNOTATION_STAMPS: [stamp]},
         )
         return [layer]
+    if annotation.is_stack and stack_shape(image_path) is not None:
+        return read_stack_file(image_path, annotation_path=path)
     return _single_image_layers(image_path, image_layer_data(image_path), annotation, path, stamp)
+
+
+def read_stack_file(path: Path, annotation_path: Path | None = None) -> list[tuple]:
+    """A stack (time-lapse, z stack) as ONE lazy image layer with its leading dimensions and
+    ONE box layer whose boxes carry their plane; its annotation is one file, ``NAME.pt``/``.json``."""
+    data = open_stack(path)
+    rgb = data.ndim >= 4 and data.shape[-1] in (3, 4) and len(stack_shape(path)) == data.ndim - 3
+    plane_dims = data.ndim - (3 if rgb else 2)
+    size = tuple(int(side) for side in data.shape[plane_dims : plane_dims + 2])
+    annotation_path = annotation_path or find_annotation_file(path)
+    target = annotation_path or _default_annotation_path(path)
+    stamp = file_stamp(target)
+    annotation = load_annotation(annotation_path) if annotation_path else Annotation()
+    if not annotation.is_stack:
+        if len(annotation):
+            raise AnnotationError(annotation_path, f"boxes without 'planes', but {path.name} is a stack")
+        annotation = Annotation(classes=annotation.classes, planes=np.zeros((0, plane_dims), dtype=np.int64))
+    if annotation.planes.shape[1] != plane_dims:
+        raise AnnotationError(
+            annotation_path, f"planes have {annotation.planes.shape[1]} leading coordinates, {path.name} has {plane_dims}")
+    outside = (annotation.labeled_planes >= np.array(data.shape[:plane_dims])).any(axis=1)
+    if outside.any():
+        raise AnnotationError(annotation_path, f"planes {annotation.labeled_planes[outside][:5].tolist()} lie outside "
+                                               f"{path.name}'s {data.shape[:plane_dims]}")
+    options = {"contrast_limits": _stack_contrast_limits(data, plane_dims)} if not rgb else {}
+    image_meta = {conventions.SOURCE_IMAGES: [str(path)], conventions.IMAGE_SIZES: [list(size)],
+                  conventions.PLANE_DIMS: plane_dims}
+    image_layer = (data, {"name": path.stem, "rgb": rgb, "metadata": image_meta, **options}, "image")
+    shapes = conventions.stack_shapes_layer_data(
+        annotation, plane_dims, name=_layer_name(path.stem, annotation), image_size=size,
+        metadata={conventions.SOURCE_IMAGES: [str(path)], conventions.ANNOTATION_FILES: [str(target)],
+                  conventions.ANNOTATION_STAMPS: [stamp], conventions.IMAGE_SIZES: [list(size)]},
+    )
+    return [image_layer, shapes]
+
+
+def _stack_contrast_limits(data, plane_dims: int) -> list:
+    """uint8: its range; else the range of the first plane (one plane read, never the stack)."""
+    if data.dtype == np.uint8:
+        return [0, 255]
+    sample = np.asarray(data[(0,) * plane_dims])
+    low, high = float(sample.min()), float(sample.max())
+    return [low, high if high > low else low + 1]
 
 
 def image_layer_data(path: Path) -> tuple:

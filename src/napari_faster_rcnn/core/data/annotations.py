@@ -6,6 +6,10 @@ One file per image, named after the image's stem:
   ``labels`` (N class names; integers are read too) and optional ``scores`` (N,)
   and ``classes`` (the dataset's class list). Values may be tensors, numpy arrays,
   lists of arrays or lists of numbers.
+- Stacks (time-lapse, z stacks) add ``planes`` (N, k) integers, each box's leading
+  coordinates (its frame, its z, ...), and ``labeled_planes`` (M, k) integers, the
+  planes a person labeled, with or without boxes. A plane not listed is unlabeled,
+  never "no objects". A 2-D image's file has neither key.
 - ``NAME.json``: the same keys as JSON lists.
 
 Loading never runs code from a file (see :mod:`.safe_load`); anything that is
@@ -58,12 +62,19 @@ class Annotation:
         Confidence per box, for predictions.
     classes : list of str or None
         The dataset's class list, when the file carries one.
+    planes : (N, k) int64 array or None
+        For a stack: each box's leading coordinates (its plane). ``None`` for a 2-D image.
+    labeled_planes : (M, k) int64 array or None
+        For a stack: the planes a person labeled (unique, sorted), with or without
+        boxes. Every plane holding a box is labeled. ``None`` for a 2-D image.
     """
 
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
     labels: list = field(default_factory=list)
     scores: np.ndarray | None = None
     classes: list | None = None
+    planes: np.ndarray | None = None
+    labeled_planes: np.ndarray | None = None
 
     def __post_init__(self):
         self.boxes = as_boxes(self.boxes)
@@ -77,6 +88,52 @@ class Annotation:
                 raise ValueError(f"{len(self.boxes)} boxes but {len(self.scores)} scores")
         if self.classes is not None:
             self.classes = as_labels(self.classes)
+        self._check_planes()
+
+    def _check_planes(self) -> None:
+        if self.planes is None and self.labeled_planes is None:
+            return
+        if self.planes is None and len(self.boxes):
+            raise ValueError(f"{len(self.boxes)} boxes but no 'planes' (a stack's boxes need their plane)")
+        planes = None if self.planes is None else as_planes(self.planes, "planes")
+        labeled = None if self.labeled_planes is None else as_planes(self.labeled_planes, "labeled_planes")
+        # an empty list says nothing about k: take it from the other key
+        if planes is not None and len(planes) == 0 and labeled is not None:
+            planes = np.zeros((0, labeled.shape[1]), dtype=np.int64)
+        if labeled is not None and len(labeled) == 0 and planes is not None:
+            labeled = np.zeros((0, planes.shape[1]), dtype=np.int64)
+        if planes is None:
+            planes = np.zeros((0, labeled.shape[1]), dtype=np.int64)
+        if labeled is None:
+            labeled = np.zeros((0, planes.shape[1]), dtype=np.int64)
+        if len(planes) != len(self.boxes):
+            raise ValueError(f"{len(self.boxes)} boxes but {len(planes)} planes")
+        if labeled.shape[1] != planes.shape[1]:
+            raise ValueError(
+                f"'planes' have {planes.shape[1]} leading coordinates but 'labeled_planes' {labeled.shape[1]}"
+            )
+        # a plane with a box is labeled: the union, unique and sorted
+        depth = planes.shape[1]
+        self.planes = planes
+        self.labeled_planes = np.unique(np.concatenate([labeled, planes]), axis=0).reshape(-1, depth)
+
+    @property
+    def is_stack(self) -> bool:
+        """Whether this annotation belongs to a stack (its boxes carry planes)."""
+        return self.planes is not None
+
+    def on_plane(self, plane) -> Annotation:
+        """The boxes of one plane (leading coordinates) as a 2-D annotation."""
+        if self.planes is None:
+            raise ValueError("not a stack's annotation: it has no planes")
+        plane = np.asarray(plane, dtype=np.int64).reshape(-1)
+        keep = np.flatnonzero((self.planes == plane).all(axis=1))
+        return Annotation(
+            boxes=self.boxes[keep],
+            labels=[self.labels[i] for i in keep],
+            scores=None if self.scores is None else self.scores[keep],
+            classes=self.classes,
+        )
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -92,6 +149,8 @@ class Annotation:
             and self.labels == other.labels
             and same_scores
             and self.classes == other.classes
+            and _same_optional(self.planes, other.planes)
+            and _same_optional(self.labeled_planes, other.labeled_planes)
         )
 
     def select(self, keep) -> Annotation:
@@ -105,6 +164,8 @@ class Annotation:
             labels=[self.labels[i] for i in keep],
             scores=None if self.scores is None else self.scores[keep],
             classes=self.classes,
+            planes=None if self.planes is None else self.planes[keep],
+            labeled_planes=self.labeled_planes,
         )
 
     def to_dict(self, tensors: bool = False) -> dict:
@@ -121,6 +182,15 @@ class Annotation:
                 data["scores"] = self.scores.tolist()
         if self.classes is not None:
             data["classes"] = list(self.classes)
+        if self.planes is not None:
+            if tensors:
+                import torch
+
+                data["planes"] = torch.as_tensor(self.planes, dtype=torch.int64)
+                data["labeled_planes"] = torch.as_tensor(self.labeled_planes, dtype=torch.int64)
+            else:
+                data["planes"] = self.planes.tolist()
+                data["labeled_planes"] = self.labeled_planes.tolist()
         return data
 
     @classmethod
@@ -141,7 +211,20 @@ class Annotation:
             labels = []
         else:
             raise ValueError(f"{len(boxes)} boxes but no 'labels' key")
-        return cls(boxes=boxes, labels=labels, scores=mapping.get("scores"), classes=mapping.get("classes"))
+        return cls(
+            boxes=boxes,
+            labels=labels,
+            scores=mapping.get("scores"),
+            classes=mapping.get("classes"),
+            planes=mapping.get("planes"),
+            labeled_planes=mapping.get("labeled_planes"),
+        )
+
+
+def _same_optional(first, second) -> bool:
+    if first is None or second is None:
+        return first is None and second is None
+    return first.shape == second.shape and np.array_equal(first, second)
 
 
 def _label_text(value) -> str:
@@ -189,6 +272,36 @@ def as_scores(values) -> np.ndarray:
     if not np.isfinite(scores).all():
         raise ValueError("scores contain NaN or infinite values")
     return scores
+
+
+def as_planes(values, name: str = "planes") -> np.ndarray:
+    """Return plane coordinates as a non-negative int64 ``(N, k)`` array, ``k >= 1``.
+
+    A flat list of integers is ``k = 1`` (one leading dimension, as a time-lapse).
+    """
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    if isinstance(values, (list, tuple)):
+        values = [v.detach().cpu().numpy() if hasattr(v, "detach") else v for v in values]
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError):
+        raise ValueError(f"'{name}' must be an (N, k) array of integers") from None
+    if array.size == 0:
+        return np.zeros((0, array.shape[1] if array.ndim == 2 and array.shape[1] else 1), dtype=np.int64)
+    if array.dtype == bool or not (
+        np.issubdtype(array.dtype, np.integer)
+        or (np.issubdtype(array.dtype, np.floating) and np.isfinite(array).all() and (array == np.round(array)).all())
+    ):
+        raise ValueError(f"'{name}' must be integers (plane indices); got {array.dtype}")
+    if array.ndim == 1:
+        array = array.reshape(-1, 1)
+    if array.ndim != 2 or array.shape[1] < 1:
+        raise ValueError(f"'{name}' must be an (N, k) array of integers; got shape {array.shape}")
+    array = array.astype(np.int64)
+    if (array < 0).any():
+        raise ValueError(f"'{name}' must not be negative")
+    return array
 
 
 # --- files -----------------------------------------------------------------

@@ -420,3 +420,59 @@ def lazy_image_stack(paths, sizes, dtype=np.uint8, on_error=None):
     # A name from the paths saves dask hashing the closure; same files, same name.
     name = "images-" + hashlib.sha1("\n".join(map(str, paths)).encode()).hexdigest()
     return da.map_blocks(load, chunks=chunks, dtype=dtype, meta=np.empty((0, 0, 0, 0), dtype=dtype), name=name)
+
+
+def stack_shape(path: str | Path) -> tuple[int, ...] | None:
+    """The leading dimensions (time, z, ...) of a TIFF/OME-TIFF stack from its header, or
+    None for a single-plane image or a file tifffile cannot read as a series."""
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape, axes = tuple(int(side) for side in series.shape), series.axes
+    except Exception:  # not a TIFF tifffile reads: a 2-D image to the other readers
+        return None
+    if "Y" not in axes or "S" in axes[: axes.index("Y")]:
+        return None  # no rows, or RGB stored as separate planes (SYX): a 2-D image to the other readers
+    planes = axes.index("Y")
+    leading = shape[:planes]
+    if planes < 1 or int(np.prod(leading)) <= 1:
+        return None
+    return leading
+
+
+def open_stack(path: str | Path):
+    """A TIFF/OME-TIFF stack as a lazy dask array ``(*leading, height, width[, 3])``.
+
+    Nothing is decoded here: tifffile's zarr store reads a plane when it is
+    asked for (one chunk per plane). Raises :class:`ImageReadError` naming the
+    file when it is not a stack tifffile can read.
+    """
+    path = Path(path)
+    try:
+        import dask.array
+        import tifffile
+        import zarr
+
+        store = tifffile.imread(path, aszarr=True, series=0, level=0)
+        array = zarr.open(store, mode="r")
+    except Exception as error:
+        raise ImageReadError(path, f"not a readable stack ({error})") from None
+    lazy = dask.array.from_zarr(array)
+    if lazy.ndim < 3:
+        raise ImageReadError(path, f"not a stack: shape {lazy.shape}")
+    return lazy
+
+
+def read_plane(path: str | Path, plane) -> np.ndarray:
+    """One plane (its leading coordinates) of a stack as ``(H, W, 3)``, as :func:`read_image` gives
+    a 2-D image; only that plane is decoded."""
+    plane = tuple(int(value) for value in np.asarray(plane).reshape(-1))
+    stack = open_stack(path)
+    if len(plane) > stack.ndim - 2 or any(not 0 <= v < s for v, s in zip(plane, stack.shape)):
+        raise ImageReadError(path, f"no plane {list(plane)} in a stack of shape {tuple(stack.shape)}")
+    return as_rgb(np.asarray(stack[plane]))

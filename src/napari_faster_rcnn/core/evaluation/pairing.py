@@ -86,4 +86,38 @@ def load_evaluation_folders(ground_truth_folder, prediction_folder) -> Evaluatio
         if annotation.scores is None and len(annotation):
             raise ValueError(f"{predicted_files[name]}: predictions need scores (a 'scores' key), to be ranked")
         predictions.append(annotation)
+    names, ground_truths, predictions, image_sizes = labeled_planes_only(
+        names, ground_truths, predictions, image_sizes, [predicted_files.get(name) for name in names], notes)
     return EvaluationFolders(names, ground_truths, predictions, notes, image_sizes)
+
+
+def labeled_planes_only(names, ground_truths, predictions, image_sizes, prediction_files, notes):
+    """Split each stack's annotation (see :class:`Annotation` ``planes``) into one entry per plane a
+    person LABELED, named ``NAME[t]`` (``NAME[t,z]``): predictions on unlabeled planes are left out,
+    never counted as false positives. 2-D images pass unchanged."""
+    from napari_faster_rcnn.core.data.annotations import AnnotationError
+
+    out = ([], [], [], [])
+    left_out = 0
+    for name, truth, predicted, size, source in zip(names, ground_truths, predictions, image_sizes, prediction_files):
+        if not truth.is_stack:
+            for values, value in zip(out, (name, truth, predicted, size)):
+                values.append(value)
+            continue
+        if not predicted.is_stack and len(predicted):
+            raise AnnotationError(source, f"predictions without 'planes' for the stack {name}")
+        labeled = {tuple(plane) for plane in truth.labeled_planes.tolist()}
+        if predicted.is_stack:
+            left_out += sum(tuple(plane) not in labeled for plane in predicted.planes.tolist())
+        for plane in truth.labeled_planes.tolist():
+            on_plane = (predicted.on_plane(plane) if predicted.is_stack
+                        else Annotation(np.zeros((0, 4)), [], np.zeros(0)))
+            if on_plane.scores is None:
+                on_plane.scores = np.zeros(len(on_plane))
+            for values, value in zip(out, (f"{name}[{','.join(map(str, plane))}]", truth.on_plane(plane), on_plane,
+                                           size)):
+                values.append(value)
+    if left_out:
+        notes.append(f"{left_out} predicted box(es) on planes nobody labeled were left out (an unlabeled plane "
+                     "is not ground truth)")
+    return out

@@ -369,8 +369,13 @@ def iter_folder_statistics(
                     unlabeled += 1
                     annotation = Annotation()
                 classes.extend(name for name in annotation.classes or () if name not in classes)
-                items.append((size, annotation))
-                names.append(sample.name)
+                if annotation.is_stack:  # a stack: its labeled planes only, one item each
+                    for plane in annotation.labeled_planes.tolist():
+                        items.append((size, annotation.on_plane(plane)))
+                        names.append(f"{sample.name}[{','.join(map(str, plane))}]")
+                else:
+                    items.append((size, annotation))
+                    names.append(sample.name)
             if done % report_every == 0 or done == total:
                 yield done, total
     return dataset_statistics(

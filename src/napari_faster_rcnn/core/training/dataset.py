@@ -43,7 +43,7 @@ import torch
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.boxes import usable_boxes
 from napari_faster_rcnn.core.data.image_tensors import image_to_tensor, image_to_unit_float
-from napari_faster_rcnn.core.data.images import image_info, read_image
+from napari_faster_rcnn.core.data.images import image_info, read_image, read_plane
 from napari_faster_rcnn.core.data.memory import available_memory
 from napari_faster_rcnn.core.training.samples import (
     TrainingDataError,
@@ -256,7 +256,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         x0, y0, x1, y1 = (int(value) for value in window)
         height, width, _ = self._image_info[index]
         cached = self._cache[index]
-        if cached is None and (x0, y0, x1, y1) != (0, 0, width, height):
+        if cached is None and self.samples[index].plane is None and (x0, y0, x1, y1) != (0, 0, width, height):
             region = read_tiff_window(self.samples[index].image, (x0, y0, x1, y1), (height, width))
             if region is not None:
                 return region
@@ -285,8 +285,8 @@ class DetectionDataset(torch.utils.data.Dataset):
         return cached if cached is not None else self._read(index)
 
     def _read(self, index: int) -> np.ndarray:
-        path = self.samples[index].image
-        image = read_image(path)
+        path, plane = self.samples[index].image, self.samples[index].plane
+        image = read_image(path) if plane is None else read_plane(path, plane)
         height, width, _ = self._image_info[index]
         if image.shape[:2] != (height, width):
             raise TrainingDataError(

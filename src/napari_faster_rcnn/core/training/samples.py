@@ -23,6 +23,7 @@ import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation
 from napari_faster_rcnn.core.data.folders import DatasetError, discover_dataset
+from napari_faster_rcnn.core.data.images import stack_shape
 from napari_faster_rcnn.core.evaluation.matching import map_labels
 
 logger = logging.getLogger(__name__)
@@ -43,9 +44,13 @@ class TrainingSample:
 
     image: Path
     annotation: Annotation | Path | None = None
+    #: For one plane of a stack (time, z): its leading coordinates; None for a 2-D image.
+    plane: tuple | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "image", Path(self.image))
+        if self.plane is not None:
+            object.__setattr__(self, "plane", tuple(int(v) for v in self.plane))
         if isinstance(self.annotation, (str, os.PathLike)):
             object.__setattr__(self, "annotation", Path(self.annotation))
         elif self.annotation is not None and not isinstance(self.annotation, Annotation):
@@ -99,6 +104,8 @@ def folder_samples(folder: str | Path, include_unlabeled: bool = False) -> list[
             logger.warning("%s: left out of training (no image with this name)", sample.annotation)
         elif sample.annotation is None and not include_unlabeled:
             unlabeled.append(sample.image)
+        elif sample.annotation is not None and stack_shape(sample.image) is not None:
+            samples.extend(stack_samples(sample.image, sample.annotation))
         else:
             samples.append(TrainingSample(sample.image, sample.annotation))
     if unlabeled:
@@ -110,6 +117,18 @@ def folder_samples(folder: str | Path, include_unlabeled: bool = False) -> list[
     if not samples:
         raise DatasetError(found.root, "no labeled images (no image has an annotation file)")
     return samples
+
+
+def stack_samples(image: Path, annotation_path: Path) -> list[TrainingSample]:
+    """One sample per LABELED plane of a stack (an unlabeled plane is never a negative), each
+    with the boxes of its plane. A file without planes beside a stack is refused, naming it."""
+    annotation = load_annotation(annotation_path)
+    if not annotation.is_stack:
+        if len(annotation):
+            raise TrainingDataError(annotation_path, f"boxes without 'planes', but {image.name} is a stack")
+        return []
+    return [TrainingSample(image, annotation.on_plane(plane), plane=tuple(plane))
+            for plane in annotation.labeled_planes.tolist()]
 
 
 def dataset_classes(source) -> list[str]:

@@ -1,0 +1,139 @@
+"""A large stack opened with the plugin's reader: lazy open, memory, paging between planes.
+
+A ``(planes, size, size)`` uint16 TIFF stack ((50, 2048, 2048) by default: 400 MB) with
+``NAME.pt`` beside it holding ``boxes`` boxes on every plane (500 by default), all planes
+labeled. In one run, under a display (``xvfb-run -a``):
+
+- open: ``viewer.open(path, plugin="napari-faster-rcnn")`` until both layers are painted;
+  resident memory growth (RSS) during it; baseline: napari's own ``add_image`` of a dask array
+  over tifffile's zarr store of the same file plus ``add_shapes`` of the same rectangles
+  (``ndim=3``), painted;
+- page: moving the time slider to another plane, painted (median over the planes);
+  baseline: the same on the baseline viewer.
+
+Targets (issue 13): open under 1 s with memory far below the stack's size, paging under
+50 ms; reported as ratios against the baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Painter, report  # noqa: E402
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as file:
+        import os
+
+        return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def make_stack(path: Path, planes: int, size: int, boxes: int):
+    import tifffile
+
+    from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
+
+    rng = np.random.default_rng(0)
+    plane = rng.integers(100, 4000, (size, size), dtype=np.uint16)
+    with tifffile.TiffWriter(path) as tif:
+        for _ in range(planes):  # one page at a time: the script never holds the stack
+            tif.write(plane, contiguous=True, photometric="minisblack")
+    corner = rng.uniform(0, size - 30, (planes * boxes, 2))
+    xyxy = np.concatenate([corner, corner + rng.uniform(5, 30, corner.shape)], axis=1)
+    where = np.repeat(np.arange(planes), boxes).reshape(-1, 1)
+    save_annotation(path.with_suffix(".pt"), Annotation(xyxy, ["cell"] * len(xyxy), planes=where,
+                                                        labeled_planes=np.arange(planes).reshape(-1, 1)))
+    return xyxy, where
+
+
+def timed(function, paint) -> float:
+    start = time.perf_counter()
+    function()
+    paint()
+    return time.perf_counter() - start
+
+
+def page_times(viewer, paint, planes: int, repeat: int) -> list[float]:
+    steps = [(k * 7 + 3) % planes for k in range(repeat)]
+    return [timed(lambda s=s: viewer.dims.set_current_step(0, s), paint) for s in steps]
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--planes", type=int, default=50)
+    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--boxes", type=int, default=500, help="boxes per plane")
+    parser.add_argument("--repeat", type=int, default=10, help="page turns measured")
+    args = parser.parse_args(argv)
+
+    import dask.array
+    import napari
+    import tifffile
+    import zarr
+    from qtpy.QtWidgets import QApplication
+
+    from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles
+
+    app = QApplication.instance() or QApplication([])
+    with tempfile.TemporaryDirectory() as workdir:
+        path = Path(workdir) / "movie.tif"
+        xyxy, where = make_stack(path, args.planes, args.size, args.boxes)
+        stack_bytes = args.planes * args.size * args.size * 2
+
+        viewer = napari.Viewer()
+        viewer.window._qt_window.resize(1200, 800)
+        paint = Painter(app, viewer.window._qt_viewer.canvas._scene_canvas)
+        paint()
+        before = rss_bytes()
+        open_s = timed(lambda: viewer.open(path, plugin="napari-faster-rcnn"), paint)
+        open_rss = rss_bytes() - before
+        image, shapes = viewer.layers
+        assert image.data.shape == (args.planes, args.size, args.size) and shapes.nshapes == len(xyxy)
+        pages = page_times(viewer, paint, args.planes, args.repeat)
+
+        own = napari.Viewer()
+        own.window._qt_window.resize(1200, 800)
+        own_paint = Painter(app, own.window._qt_viewer.canvas._scene_canvas)
+        own_paint()
+        rectangles = [np.concatenate([np.full((4, 1), float(p)), r], axis=1)
+                      for p, r in zip(where[:, 0], boxes_to_rectangles(xyxy))]
+        before = rss_bytes()
+
+        def baseline_open():
+            lazy = dask.array.from_zarr(zarr.open(tifffile.imread(path, aszarr=True), mode="r"))
+            own.add_image(lazy, contrast_limits=[0, 4095])
+            own.add_shapes(rectangles, shape_type="rectangle", ndim=3, edge_color="yellow",
+                           face_color="transparent")
+
+        own_open_s = timed(baseline_open, own_paint)
+        own_rss = rss_bytes() - before
+        own_pages = page_times(own, own_paint, args.planes, args.repeat)
+        viewer.close()
+        own.close()
+
+    page_s, own_page_s = statistics.median(pages), statistics.median(own_pages)
+    summary = {
+        "stack": [args.planes, args.size, args.size], "stack_mb": round(stack_bytes / 1e6),
+        "boxes": len(xyxy), "open_s": round(open_s, 3), "open_rss_mb": round(open_rss / 1e6, 1),
+        "baseline_open_s": round(own_open_s, 3), "baseline_open_rss_mb": round(own_rss / 1e6, 1),
+        "open_ratio": round(open_s / own_open_s, 2), "page_ms": round(page_s * 1e3, 1),
+        "baseline_page_ms": round(own_page_s * 1e3, 1), "page_ratio": round(page_s / own_page_s, 2),
+    }
+    report("stack open and paging", [
+        ("open", f"{open_s:.3f} s", f"{open_rss / 1e6:.0f} MB RSS", f"baseline {own_open_s:.3f} s"),
+        ("page", f"{page_s * 1e3:.1f} ms", f"baseline {own_page_s * 1e3:.1f} ms"),
+    ], summary)
+    return summary
+
+
+if __name__ == "__main__":
+    main()

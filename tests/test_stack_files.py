@@ -1,0 +1,92 @@
+"""A stack (time-lapse, z stack) opens as one image layer and one box layer, and saves as ONE
+annotation file with planes and labeled planes (issue 13), through a real viewer."""
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_faster_rcnn.core.data.annotations import load_annotation
+from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles
+from napari_faster_rcnn.layers import conventions
+
+PLUGIN = "napari-faster-rcnn"
+
+
+def write_stack(path, shape=(10, 48, 64), axes=None):
+    rng = np.random.default_rng(0)
+    stack = rng.integers(0, 4096, size=shape, dtype=np.uint16)
+    tifffile.imwrite(path, stack, metadata={"axes": axes} if axes else None)
+    return stack
+
+
+def save_layer(viewer, layer, path):
+    viewer.layers.selection = {layer}
+    return viewer.layers.save(str(path), selected=True, plugin=PLUGIN)
+
+
+def with_leading(plane, rectangles):
+    return [np.concatenate([np.full((len(r), len(plane)), plane, dtype=float), r], axis=1) for r in rectangles]
+
+
+def test_a_tiff_stack_opens_as_one_lazy_image_layer_and_one_box_layer(make_napari_viewer, tmp_path):
+    stack = write_stack(tmp_path / "movie.tif")
+    viewer = make_napari_viewer()
+    layers = viewer.open(tmp_path / "movie.tif", plugin=PLUGIN)
+    assert len(layers) == 2
+    image, boxes = layers
+    assert image.data.shape == (10, 48, 64) and image.data.dtype == np.uint16
+    assert not isinstance(image.data, np.ndarray)  # lazy: a dask array over tifffile's zarr store
+    np.testing.assert_array_equal(np.asarray(image.data[6]), stack[6])
+    assert boxes.ndim == 3 and len(boxes.data) == 0
+    assert viewer.dims.nsteps[0] == 10
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".json"])
+def test_label_planes_3_and_7_save_one_file_and_reopen(make_napari_viewer, tmp_path, suffix):
+    # the figure of issue 13: boxes on plane 3, "no objects" on plane 7 of a 10-frame 16-bit stack
+    write_stack(tmp_path / "movie.tif")
+    viewer = make_napari_viewer()
+    _, shapes = viewer.open(tmp_path / "movie.tif", plugin=PLUGIN)
+    boxes = np.array([[5.0, 6.0, 20.0, 30.0], [30.0, 10.0, 40.0, 25.0]])
+    shapes.feature_defaults = {"label": "nucleus"}
+    shapes.add_rectangles(with_leading([3], boxes_to_rectangles(boxes)))
+    shapes.metadata[conventions.LABELED_PLANES] = [[7]]
+    written = save_layer(viewer, shapes, tmp_path / f"movie{suffix}")
+    assert written == [str(tmp_path / f"movie{suffix}")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["movie.tif", f"movie{suffix}"])
+    saved = load_annotation(tmp_path / f"movie{suffix}")
+    assert saved.planes.tolist() == [[3], [3]]
+    assert saved.labeled_planes.tolist() == [[3], [7]]
+
+    reopened = make_napari_viewer()
+    _, again = reopened.open(tmp_path / "movie.tif", plugin=PLUGIN)
+    assert again.ndim == 3
+    found = np.array(again.data)
+    assert (found[:, :, 0] == 3).all()
+    np.testing.assert_allclose(np.sort(found[:, :, 1:].reshape(-1, 2), axis=0),
+                               np.sort(np.concatenate(boxes_to_rectangles(boxes)), axis=0))
+    assert list(again.features["label"]) == ["nucleus", "nucleus"]
+    assert again.metadata[conventions.LABELED_PLANES] == [[3], [7]]
+
+
+def test_a_time_and_z_ome_tiff_keeps_both_leading_coordinates(make_napari_viewer, tmp_path):
+    write_stack(tmp_path / "tz.ome.tif", shape=(2, 5, 32, 40), axes="TZYX")
+    viewer = make_napari_viewer()
+    image, shapes = viewer.open(tmp_path / "tz.ome.tif", plugin=PLUGIN)
+    assert image.data.shape == (2, 5, 32, 40)
+    assert shapes.ndim == 4
+    shapes.add_rectangles(with_leading([1, 4], boxes_to_rectangles(np.array([[1.0, 2.0, 10.0, 12.0]]))))
+    save_layer(viewer, shapes, tmp_path / "tz.ome.json")
+    saved = load_annotation(tmp_path / "tz.ome.json")
+    assert saved.planes.tolist() == [[1, 4]] and saved.labeled_planes.tolist() == [[1, 4]]
+    np.testing.assert_allclose(saved.boxes, [[1, 2, 10, 12]])
+
+
+def test_boxes_without_planes_beside_a_stack_name_the_file(make_napari_viewer, tmp_path):
+    from napari_faster_rcnn.core.data.annotations import Annotation, AnnotationError, save_annotation
+    from napari_faster_rcnn.layers.reading import read_stack_file
+
+    write_stack(tmp_path / "movie.tif")
+    save_annotation(tmp_path / "movie.json", Annotation(boxes=[[0, 0, 4, 4]], labels=["a"]))
+    with pytest.raises(AnnotationError, match="movie.json.*without 'planes'"):
+        read_stack_file(tmp_path / "movie.tif")
