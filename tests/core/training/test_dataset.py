@@ -391,3 +391,22 @@ def test_16_bit_samples_are_scaled_by_their_percentiles_and_tiles_by_the_whole_i
     # a tile without the bright object is scaled as the whole image (as tiled prediction scales it)
     tile, _ = dataset.window_item(0, (30, 20, 60, 40))
     torch.testing.assert_close(tile, dim[:, 20:40, 30:60], atol=1e-6, rtol=0)
+
+
+def test_the_data_module_applies_the_models_normalization(tmp_path):
+    from types import SimpleNamespace
+
+    from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset
+    from napari_faster_rcnn.core.training.data_module import DetectionDataModule
+    from napari_faster_rcnn.core.training.module import DetectorModule
+
+    write_synthetic_dataset(tmp_path / "data", 4, seed=1, height=64, width=64)
+    data = DetectionDataModule(tmp_path / "data", ratios=[0.5, 0.5], num_workers=0, tile_size=0,
+                               cache=False)
+    model = DetectorModule(config={"min_size": 64, "max_size": 64}, preset="cpu", classes=data.classes,
+                           normalization="range:0,1000")
+    data.trainer = SimpleNamespace(global_rank=0, lightning_module=model)
+    data.setup("fit")
+    assert model.config.normalization == "range:0,1000"
+    assert data.train_dataset.normalization == data.val_dataset.normalization == "range:0,1000"
+    assert float(data.val_dataset[0][0].max()) <= 255 / 1000 + 1e-6  # 8-bit values over 0..1000
