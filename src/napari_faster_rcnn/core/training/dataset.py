@@ -43,6 +43,7 @@ import torch
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.boxes import usable_boxes
 from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
+from napari_faster_rcnn.core.data.images import image_info, read_image
 from napari_faster_rcnn.core.data.intensity import (
     Normalization,
     channel_percentiles,
@@ -50,7 +51,6 @@ from napari_faster_rcnn.core.data.intensity import (
     normalize,
     normalize_text,
 )
-from napari_faster_rcnn.core.data.images import image_info, read_image
 from napari_faster_rcnn.core.data.memory import available_memory
 from napari_faster_rcnn.core.training.samples import (
     TrainingDataError,
