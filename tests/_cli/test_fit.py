@@ -45,7 +45,8 @@ def write_config(path, config) -> Path:
 
 def test_fit_runs_a_config_file_with_command_line_overrides(shapes, tmp_path):
     config = write_config(tmp_path / "run.yaml", run_config(shapes, tmp_path / "run"))
-    assert main(["fit", "--config", str(config), "--trainer.max_steps", "2", "--data.batch_size", "3"]) == 0
+    assert main(["fit", "--config", str(config), "--trainer.max_steps", "2", "--data.batch_size", "3",
+                 "--model.normalization", "percentiles:0.5,99.5"]) == 0
 
     run = tmp_path / "run"
     saved = yaml.safe_load((run / "config.yaml").read_text())
@@ -55,6 +56,7 @@ def test_fit_runs_a_config_file_with_command_line_overrides(shapes, tmp_path):
     loaded = load_checkpoint(run / "checkpoints" / "last.ckpt")
     assert loaded.global_step == 2 and loaded.classes == list(SHAPE_CLASSES)
     assert loaded.config.min_size == 64 and loaded.config.backbone == "resnet18_slim"
+    assert loaded.config.normalization == "percentiles:0.5,99.5"  # prediction repeats it
     assert loaded.hyperparameters["optimizer"] == "adamw"
     assert "val/voc_map" in (run / "logs" / "version_0" / "metrics.csv").read_text().splitlines()[0]
 

@@ -108,3 +108,18 @@ def test_the_preview_shows_training_images_through_the_training_transform(tmp_pa
     train = [sample.image.name for sample in split_samples(folder_samples(data), (0.8, 0.2, 0.0), 0)[0]]
     assert len(preview.names) == 4 and set(preview.names) <= set(train)
     np.testing.assert_array_equal(preview.images[0], read_image(data / "input" / preview.names[0])[:, ::-1])
+
+
+def test_the_preview_shows_16_bit_images_normalized_as_training_sees_them(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "input").mkdir()
+    (tmp_path / "target").mkdir()
+    pixels = np.full((32, 40), 100, np.uint16)
+    pixels[8:24, 8:24] = 2100  # a 12-bit signal: 0.03 of 65535
+    Image.fromarray(pixels).save(tmp_path / "input" / "cell.png")
+    save_annotation(tmp_path / "target" / "cell.pt", Annotation([[8, 8, 24, 24]], ["cell"]))
+    shown = training_data.augmentation_preview(tmp_path, AugmentationConfig.none()).images[0]
+    assert shown[12:20, 12:20].min() == 255 and shown[:4, :4].max() == 0  # percentiles: black to white
+    old = training_data.augmentation_preview(tmp_path, AugmentationConfig.none(), normalization="none").images[0]
+    assert old.max() <= 9  # what /65535 showed: nearly black

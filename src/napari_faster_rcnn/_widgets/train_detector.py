@@ -27,6 +27,7 @@ from napari_faster_rcnn._widgets._common import DockedWidget
 from napari_faster_rcnn._widgets._train_form import TrainingForm
 from napari_faster_rcnn._widgets._training_plot import REDRAW_INTERVAL_MS, TrainingPlot
 from napari_faster_rcnn._widgets._training_worker import CloseWatcher, QuietFunctionWorker, TrainingWorker
+from napari_faster_rcnn.core.data.intensity import normalize_text
 from napari_faster_rcnn.core.training.samples import folder_samples
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.training import (
@@ -287,6 +288,7 @@ class TrainDetectorWidget(DockedWidget):
         try:
             data, validation, classes, layer_data = self._data()
             augmentation = self.form.augmentation()
+            normalization = normalize_text(self.form.model_fields.values().get("normalization", "auto"))
         except (ValueError, OSError) as error:
             self._failed(error, "no preview")
             return None
@@ -296,7 +298,8 @@ class TrainDetectorWidget(DockedWidget):
         if layer_data is not None:
             colors = self.form.layer.layer().metadata.get(conventions.CLASS_COLORS)
         worker = create_worker(augmentation_preview, data, augmentation, ratios, self.form.split_seed.value(),
-                               PREVIEW_COUNT, self._previews, classes, _worker_class=QuietFunctionWorker,
+                               PREVIEW_COUNT, self._previews, classes, normalization=normalization,
+                               _worker_class=QuietFunctionWorker,
                                _connect={"errored": lambda error: self._failed(error, "no preview")},
                                _start_thread=False)
         worker.returned.connect(lambda preview: self._show_preview(preview, colors))

@@ -168,9 +168,11 @@ class PreviewImages:
 
 
 def augmentation_preview(data, augmentation, ratios=None, split_seed: int = 0, count: int = 8, seed: int = 0,
-                         classes=None) -> PreviewImages:
+                         classes=None, normalization: str = "auto") -> PreviewImages:
     """``count`` training images through the training's augmentation (the same
-    ``build_transform(config, train=True)``), spread over the training part.
+    ``build_transform(config, train=True)``), spread over the training part, after
+    the model's ``normalization`` (as training sees them: a 16-bit image by its
+    percentiles, not dark at a fraction of 65535).
 
     ``data`` is a dataset folder or samples; ``ratios`` (None: all of it trains)
     and ``split_seed`` split it as the run will.
@@ -187,7 +189,8 @@ def augmentation_preview(data, augmentation, ratios=None, split_seed: int = 0, c
         raise ValueError("no training images to preview")
     picks = np.unique(np.linspace(0, len(samples) - 1, min(count, len(samples))).round().astype(int))
     dataset = DetectionDataset([samples[i] for i in picks], classes,
-                               transform=build_transform(augmentation, train=True, seed=seed))
+                               transform=build_transform(augmentation, train=True, seed=seed),
+                               normalization=normalization)
     images, annotations, sizes = [], [], []
     for index in range(len(dataset)):
         tensor, target = dataset[index]

@@ -60,6 +60,9 @@ _CHOICES = {
 }
 #: Tooltips for fields whose name alone says too little.
 _HELP = {
+    "normalization": "how pixel values become 0-1: auto (8-bit / 255, 16-bit and float: each image's 1st to "
+                     "99.8th percentile), percentiles:LOW,HIGH, range:LOW,HIGH (fixed) or none (the type's "
+                     "maximum); kept in the checkpoint, so prediction repeats it",
     "returned_layers": "backbone stages feeding the FPN (ResNet 1-4), or the one stage used without FPN",
     "out_channels": "channels of the maps the RPN and box head see (empty: 256)",
     "anchor_sizes": "anchor sizes in pixels of the resized image, one list per feature map (empty: the default)",

@@ -155,7 +155,14 @@ def test_arrays_predict_as_their_files_do(loaded, images, tmp_path):
     assert_same_detections(records[0].annotation, from_file[0].annotation)
     assert_same_detections(records[1].annotation, from_file[1].annotation)
     assert_same_detections(records[2].annotation, from_file[0].annotation)  # alpha dropped
-    assert_same_detections(records[3].annotation, from_file[0].annotation, atol=1e-2)
+    # the same picture in 16 bits: under "auto" scaled by its percentiles, so compare under "none"
+    model_config = loaded.model.config
+    try:
+        loaded.model.config = model_config.replace(normalization="none")
+        (wide_record,), _ = predict_images(loaded.model, [wide], loaded.classes)
+    finally:
+        loaded.model.config = model_config
+    assert_same_detections(wide_record.annotation, from_file[0].annotation, atol=1e-2)
     assert records[4].annotation is None and "expected a 2-D gray or RGB(A) image" in records[4].error
     assert summary.skipped == [("image 4", records[4].error.split(": ", 1)[1])]
     torch.testing.assert_close(read_image_tensor(images[0]), read_image_tensor(pixels))
@@ -197,3 +204,27 @@ def test_devices_and_starting_thresholds(loaded):
     assert starting_thresholds(loaded.config.replace(box_score_thresh=0.3, box_nms_thresh=0.4)) == Thresholds(0.3, 0.4)
     with pytest.raises(ValueError, match="batch_size must be at least 1 and read_ahead at least 0"):
         next(iter_predictions(loaded.model, [], loaded.classes, batch_size=0))
+
+
+def test_prediction_repeats_the_models_normalization(loaded, images):
+    """A 16-bit picture at two exposures reaches the network as the same input under percentiles (the
+    default for 16 bits) and gives the same detections; under the type's own scale (what every
+    16-bit image got before) the brighter one reaches it four times as bright."""
+    pixels = read_image(images[0]).astype(np.uint16)
+    dim, bright = pixels * 16 + 100, pixels * 64 + 400  # a 12-bit camera at two exposures
+    seen = []
+    hook = loaded.model.transform.register_forward_pre_hook(
+        lambda module, args: seen.extend(image.detach().clone() for image in args[0]))
+    model_config = loaded.model.config
+    assert model_config.normalization == "auto"
+    try:
+        (dim_record, bright_record), _ = predict_images(loaded.model, [dim, bright], loaded.classes)
+        loaded.model.config = model_config.replace(normalization="none")
+        predict_images(loaded.model, [dim, bright], loaded.classes)
+    finally:
+        loaded.model.config = model_config
+        hook.remove()
+    assert_same_detections(dim_record.annotation, bright_record.annotation, atol=1e-2)
+    torch.testing.assert_close(seen[0], seen[1], atol=2e-3, rtol=0)
+    assert float(seen[0].max()) == pytest.approx(1.0) and float(seen[0].min()) == 0.0
+    assert float(seen[3].max()) > 3.5 * float(seen[2].max()) and float(seen[2].max()) < 0.07

@@ -125,7 +125,8 @@ def test_a_folder_without_labeled_images_is_an_error(tmp_path):
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "I;16"])
 def test_every_image_mode_gives_three_channels_in_unit_range(tmp_path, mode):
     stored = write_image(tmp_path / "image.png", 24, 36, mode=mode, seed=4)
-    image, _ = check_item(DetectionDataset([(tmp_path / "image.png", None)])[0], 24, 36)
+    # "none": the type's own scale (the default, "auto", differs for 16 bits: see test_intensity.py)
+    image, _ = check_item(DetectionDataset([(tmp_path / "image.png", None)], normalization="none")[0], 24, 36)
     top = 65535.0 if mode == "I;16" else 255.0
     expected = stored.astype(np.float64) / top
     expected = np.repeat(expected[:, :, None], 3, axis=2) if expected.ndim == 2 else expected[:, :, :3]
@@ -373,3 +374,39 @@ def test_collated_batches_train_a_torchvision_detector(tmp_path):
     assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
     assert all(torch.isfinite(value) for value in losses.values())
     sum(losses.values()).backward()
+
+
+def test_16_bit_samples_are_scaled_by_their_percentiles_and_tiles_by_the_whole_image(tmp_path):
+    rng = np.random.default_rng(3)
+    base = rng.normal(100, 10, (40, 60))
+    base[5:15, 5:15] += 2000
+    for name, factor in (("dim", 1), ("bright", 4)):
+        Image.fromarray(np.clip(base * factor, 0, 65535).astype(np.uint16)).save(tmp_path / f"{name}.png")
+    labeled = Annotation([[5, 5, 15, 15]], ["a"])
+    dataset = DetectionDataset([(tmp_path / "dim.png", labeled), (tmp_path / "bright.png", labeled)])
+    assert dataset.normalization == "auto"
+    dim, bright = dataset[0][0], dataset[1][0]
+    torch.testing.assert_close(dim, bright, atol=2e-3, rtol=0)
+    assert float(dim[:, 6:14, 6:14].mean()) > 0.9  # the object: not the 0.03 of /65535
+    # a tile without the bright object is scaled as the whole image (as tiled prediction scales it)
+    tile, _ = dataset.window_item(0, (30, 20, 60, 40))
+    torch.testing.assert_close(tile, dim[:, 20:40, 30:60], atol=1e-6, rtol=0)
+
+
+def test_the_data_module_applies_the_models_normalization(tmp_path):
+    from types import SimpleNamespace
+
+    from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset
+    from napari_faster_rcnn.core.training.data_module import DetectionDataModule
+    from napari_faster_rcnn.core.training.module import DetectorModule
+
+    write_synthetic_dataset(tmp_path / "data", 4, seed=1, height=64, width=64)
+    data = DetectionDataModule(tmp_path / "data", ratios=[0.5, 0.5], num_workers=0, tile_size=0,
+                               cache=False)
+    model = DetectorModule(config={"min_size": 64, "max_size": 64}, preset="cpu", classes=data.classes,
+                           normalization="range:0,1000")
+    data.trainer = SimpleNamespace(global_rank=0, lightning_module=model)
+    data.setup("fit")
+    assert model.config.normalization == "range:0,1000"
+    assert data.train_dataset.normalization == data.val_dataset.normalization == "range:0,1000"
+    assert float(data.val_dataset[0][0].max()) <= 255 / 1000 + 1e-6  # 8-bit values over 0..1000

@@ -211,3 +211,32 @@ def test_the_same_seed_gives_the_same_augmentations():
     for (a_image, a_boxes, _), (b_image, b_boxes, _) in zip(first, again):
         assert np.array_equal(a_image, b_image) and np.array_equal(a_boxes, b_boxes)
     assert any(not np.array_equal(a[0], b[0]) for a, b in zip(first, other))
+
+
+@pytest.mark.parametrize("normalization", ["auto", "none"])
+def test_brightness_and_contrast_never_black_out_a_16_bit_sample(tmp_path, normalization):
+    """Issue 13: a 12-bit signal in a 16-bit file under the default augmentation, 200 draws: every
+    sample keeps its object visibly brighter than its background and at least half its peak, under
+    percentiles (the default) and under the type's own scale (where the signal ends at 0.03)."""
+    from PIL import Image
+
+    from napari_faster_rcnn.core.data.annotations import Annotation
+    from napari_faster_rcnn.core.training.dataset import DetectionDataset
+
+    rng = np.random.default_rng(0)
+    pixels = rng.normal(100, 10, (48, 48))
+    pixels[16:32, 16:32] += 2000
+    Image.fromarray(np.clip(pixels, 0, 65535).astype(np.uint16)).save(tmp_path / "nuclei.png")
+    config = AugmentationConfig(horizontal_flip_probability=0.0, vertical_flip_probability=0.0,
+                                scale_probability=0.0, brightness_contrast_probability=1.0)
+    samples = [(tmp_path / "nuclei.png", Annotation([[16, 16, 32, 32]], ["nucleus"]))]
+    plain = DetectionDataset(samples, normalization=normalization)[0][0]
+    dataset = DetectionDataset(samples, transform=build_transform(config, train=True, seed=1),
+                               normalization=normalization)
+    blacked = 0
+    for _ in range(200):
+        image, target = dataset[0]
+        assert len(target["boxes"]) == 1
+        inside, outside = image[:, 18:30, 18:30].mean(), image[:, :10, :10].mean()
+        blacked += not (float(image.max()) >= 0.5 * float(plain.max()) and inside > outside + 0.25 * plain.max())
+    assert blacked == 0

@@ -142,6 +142,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
             f"{path}: not a napari-faster-rcnn training checkpoint (no model config and weights in it); a file "
             "of weights alone can be a model config's weights"
         )
+    if "normalization" not in values:  # saved before the option: scaled by the type's own range
+        values = {**values, "normalization": "none"}
     try:
         config = ModelConfig.from_dict(values)
     except ConfigError as error:

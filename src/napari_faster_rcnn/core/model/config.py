@@ -107,6 +107,10 @@ class ModelConfig:
     frozen_batch_norm: bool | None = None
     #: "none", "imagenet" (backbone), "coco" (whole detector, new box predictor) or a file path.
     weights: str = "none"
+    #: How image values become [0, 1] (see core/data/intensity.py): "auto" (8-bit / 255, anything
+    #: else per-image percentiles 1 to 99.8), "percentiles[:LOW,HIGH]", "range:LOW,HIGH" or "none"
+    #: (the type's own scale). Checkpoints saved without it read as "none", as they were trained.
+    normalization: str = "auto"
 
     def __post_init__(self):
         for item in dataclasses.fields(self):

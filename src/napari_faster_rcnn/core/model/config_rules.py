@@ -12,6 +12,8 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
+from napari_faster_rcnn.core.data.intensity import normalize_text
+
 #: Backbone name -> what it is. ``resnet18_slim`` is a ResNet-18 with half the
 #: channels in every stage (32, 64, 128, 256), made for training from scratch on a CPU.
 BACKBONES = {
@@ -162,6 +164,7 @@ _BY_NAME = {
     "anchor_sizes": _optional(_nested(_as_size)),
     "aspect_ratios": _optional(_nested(_as_ratio)),
     "weights": lambda value: "none" if value is None else _as_str(value),  # YAML's null reads as None
+    "normalization": normalize_text,
 }
 
 

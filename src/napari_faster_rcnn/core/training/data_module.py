@@ -238,6 +238,12 @@ class DetectionDataModule(pl.LightningDataModule):
         rank = self.trainer.global_rank if self.trainer is not None else 0
         # Each process its own augmentations (workers are reseeded by the dataset per worker).
         train.transform = build_transform(self.augmentation, train=True, seed=self.seed + 1000 * rank)
+        # the model's intensity rule (its config, so the checkpoint carries it to prediction)
+        model = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
+        rule = getattr(getattr(model, "config", None), "normalization", None)
+        if rule is not None:
+            for dataset in (train, validation):
+                dataset.normalization = rule
         self.used_tile_size = self.resolve_tile_size()
         # what the run trained on, for the checkpoint (tiled prediction defaults from it)
         self.hparams["training_tile_size"] = self.used_tile_size

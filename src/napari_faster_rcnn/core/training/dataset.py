@@ -42,8 +42,15 @@ import torch
 
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.boxes import usable_boxes
-from napari_faster_rcnn.core.data.image_tensors import image_to_tensor, image_to_unit_float
+from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
 from napari_faster_rcnn.core.data.images import image_info, read_image, read_plane
+from napari_faster_rcnn.core.data.intensity import (
+    Normalization,
+    channel_percentiles,
+    needs_levels,
+    normalize,
+    normalize_text,
+)
 from napari_faster_rcnn.core.data.memory import available_memory
 from napari_faster_rcnn.core.training.samples import (
     TrainingDataError,
@@ -109,7 +116,10 @@ class DetectionDataset(torch.utils.data.Dataset):
         cache: bool = False,
         cache_workers: int | None = None,
         cache_limit_bytes: int | None = None,
+        normalization: str = "auto",
     ):
+        self.normalization = normalize_text(normalization)
+        self._levels: dict = {}  # image path -> its percentiles (of the whole image), for its tiles
         self.samples = [as_training_sample(sample) for sample in samples]
         annotations = [sample.load() for sample in self.samples]
         if isinstance(classes, str):
@@ -233,10 +243,12 @@ class DetectionDataset(torch.utils.data.Dataset):
         index = index % len(self)
         return self._item(index, self._image(index), self._boxes[index], self._labels[index], index)
 
-    def _item(self, index: int, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, image_id: int):
-        """``(tensor, target)`` of an image (or a tile of it) and its boxes, augmented."""
-        if image.dtype != np.uint8:  # albumentations works on uint8 or float32 in [0, 1]
-            image = image_to_unit_float(image)
+    def _item(self, index: int, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, image_id: int,
+              levels=None):
+        """``(tensor, target)`` of an image (or a tile of it) and its boxes, normalized
+        (:mod:`~napari_faster_rcnn.core.data.intensity`; uint8 or float32 in [0, 1], as albumentations
+        wants), then augmented."""
+        image = normalize(image, self.normalization, levels)
         if self.transform is not None:
             self._prepare_worker()
             result = self.transform(image=image, bboxes=boxes, labels=labels)
@@ -250,7 +262,25 @@ class DetectionDataset(torch.utils.data.Dataset):
         keeps (:func:`~.tiling.boxes_in_window`), augmented as :meth:`__getitem__` is."""
         boxes, keep = boxes_in_window(self._boxes[index], window, min_visible)
         image = self._window_pixels(index, window)
-        return self._item(index, image, boxes, self._labels[index][keep], index if image_id is None else image_id)
+        return self._item(index, image, boxes, self._labels[index][keep], index if image_id is None else image_id,
+                          levels=self._whole_levels(index, image))
+
+    def _whole_levels(self, index: int, window_pixels: np.ndarray):
+        """The percentiles of item ``index``'s whole image, so that its tiles are scaled alike (as
+        tiled prediction scales them); None where the rule needs none. An image too large to hold
+        (read window by window, not cached) uses its window's own."""
+        if window_pixels.dtype == np.uint8 and self.normalization.startswith("auto") or not needs_levels(
+                self.normalization):
+            return None
+        key = str(self.samples[index].image)
+        if key not in self._levels:
+            cached = self._cache[index]
+            if cached is None and read_tiff_window(self.samples[index].image, (0, 0, 1, 1),
+                                                   self._image_info[index][:2]) is not None:
+                return None  # read by windows: the window's own percentiles
+            whole = cached if cached is not None else self._read(index)
+            self._levels[key] = channel_percentiles(whole, Normalization.parse(self.normalization).percentiles)
+        return self._levels[key]
 
     def _window_pixels(self, index: int, window) -> np.ndarray:
         x0, y0, x1, y1 = (int(value) for value in window)

@@ -119,6 +119,11 @@ class DetectorModule(pl.LightningModule):
     training_items
         ``((height, width), Annotation)`` of the training images that ``auto``
         fits to (the command line links them from the data module).
+    normalization
+        How image values become [0, 1] (the config's ``normalization``, see
+        :mod:`~napari_faster_rcnn.core.data.intensity`): ``auto`` (8-bit / 255,
+        anything else per-image 1st-99.8th percentiles), ``percentiles:LOW,HIGH``,
+        ``range:LOW,HIGH`` or ``none``; None: the config's (default ``auto``).
     """
 
     def __init__(
@@ -138,6 +143,7 @@ class DetectorModule(pl.LightningModule):
         validation_score_threshold: float = 0.01,
         auto: bool = False,
         training_items: Sequence | None = None,
+        normalization: str | None = None,
     ):
         super().__init__()
         check_optimization(optimizer, scheduler, learning_rate, warmup_steps, milestones, gamma, weight_decay,
@@ -147,6 +153,8 @@ class DetectorModule(pl.LightningModule):
         if not 0.0 <= validation_score_threshold <= 1.0:
             raise ValueError(f"validation_score_threshold must be in [0, 1], got {validation_score_threshold!r}")
         self.config = resolve_model_config(config, preset, classes)
+        if normalization is not None:
+            self.config = self.config.replace(normalization=normalization)
         #: What auto sizing chose and why (:class:`~napari_faster_rcnn.core.model.auto_size.AutoSize`), or None.
         self.auto_size = None
         if auto:
@@ -185,6 +193,7 @@ class DetectorModule(pl.LightningModule):
             "iou_threshold": self.iou_threshold,
             "validation_score_threshold": self.validation_score_threshold,
             "auto": False,  # config holds the sizes auto sizing chose: loading must not choose again
+            "normalization": None,  # in config
         })
         self.model = build_model(self.config)
         self.validation_metrics: dict[str, float] = {}

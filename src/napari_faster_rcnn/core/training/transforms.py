@@ -19,7 +19,10 @@ objects near the border partly out of the image; their boxes are cut at the
 border (a box keeping less than ``min_visibility`` of its area is dropped).
 Zooming out pads with black.
 
-**Brightness and contrast** change pixels only. Boxes that the input already
+**Brightness and contrast** change pixels only, on the normalized ``[0, 1]``
+values (:mod:`napari_faster_rcnn.core.data.intensity`): contrast multiplies
+the values and brightness adds a fraction of the image's mean (not of 1), so a dim
+image is never pushed to black with its boxes still attached. Boxes that the input already
 had outside the image are clipped by the dataset before any transform (see
 :mod:`.training_data`), where they are counted.
 """
@@ -215,6 +218,9 @@ def _training_steps(A, config: AugmentationConfig) -> list:
             A.RandomBrightnessContrast(
                 brightness_limit=config.brightness_limit,
                 contrast_limit=config.contrast_limit,
+                # brightness as a fraction of the image's mean, not of the type's maximum: a dim
+                # image (a 12-bit signal under "none" normalization ends at 0.06) is never shifted to black
+                brightness_by_max=False,
                 p=config.brightness_contrast_probability,
             )
         )
