@@ -315,15 +315,7 @@ def annotations_from_shapes(
     sizes = metadata.get(IMAGE_SIZES)
     if n_images is None:
         n_images = _slice_count(metadata) or (int(index.max()) + 1 if len(index) else 1)
-    labels = _feature_column(features, "label", len(boxes))
-    labels = ["object" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v) for v in labels]
-    scores = None
-    if features is not None and "score" in features and metadata.get(LAYER_ROLE) == PREDICTIONS:
-        scores = np.asarray(features["score"], dtype=np.float64)
-    classes = list(metadata.get(CLASSES) or [])
-    for label in labels:
-        if label not in classes:
-            classes.append(label)
+    labels, scores, classes = _labels_scores_classes(features, metadata, len(boxes))
     if len(index) and (index.min() < 0 or index.max() >= n_images):
         outside = sorted(set(index[(index < 0) | (index >= n_images)].tolist()))
         raise ValueError(f"boxes lie on image indices {outside[:5]} outside the {n_images} images of the stack")
@@ -344,6 +336,21 @@ def annotations_from_shapes(
             )
         )
     return result
+
+
+def _labels_scores_classes(features, metadata: dict, count: int) -> tuple[list[str], np.ndarray | None, list[str]]:
+    """A box layer's labels (a missing one is "object"), its scores (predictions only) and its class
+    list (the metadata's, then any label not in it)."""
+    labels = _feature_column(features, "label", count)
+    labels = ["object" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v) for v in labels]
+    scores = None
+    if features is not None and "score" in features and metadata.get(LAYER_ROLE) == PREDICTIONS:
+        scores = np.asarray(features["score"], dtype=np.float64)
+    classes = list(metadata.get(CLASSES) or [])
+    for label in labels:
+        if label not in classes:
+            classes.append(label)
+    return labels, scores, classes
 
 
 def _slice_count(metadata: dict) -> int | None:
@@ -412,15 +419,7 @@ def stack_annotation_from_shapes(data: Sequence[np.ndarray], features: pd.DataFr
     sizes = metadata.get(IMAGE_SIZES)
     if clip and sizes:
         boxes = clip_boxes(boxes, *sizes[0])
-    labels = _feature_column(features, "label", len(boxes))
-    labels = ["object" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v) for v in labels]
-    scores = None
-    if features is not None and "score" in features and metadata.get(LAYER_ROLE) == PREDICTIONS:
-        scores = np.asarray(features["score"], dtype=np.float64)
-    classes = list(metadata.get(CLASSES) or [])
-    for label in labels:
-        if label not in classes:
-            classes.append(label)
+    labels, scores, classes = _labels_scores_classes(features, metadata, len(boxes))
     labeled = np.asarray(metadata.get(LABELED_PLANES) or np.zeros((0, plane_dims)), dtype=np.int64)
     return Annotation(boxes=boxes, labels=labels, scores=scores, classes=classes, planes=planes,
                       labeled_planes=labeled.reshape(-1, plane_dims))
