@@ -58,3 +58,12 @@ def pytest_configure(config):
             "the GUI tests need a display: install Xvfb and Mesa OpenGL "
             "(apt-get install xvfb libgl1-mesa-dri), or set DISPLAY"
         )
+
+
+def crowded_annotation(count: int, size: int, classes, seed: int = 0):
+    """``count`` boxes of 1-30 px inside a ``size`` x ``size`` image, at multiples of 1/8 px (exact in
+    napari's float32), labeled at random with ``classes``."""
+    rng = np.random.default_rng(seed)
+    corner = rng.integers(0, (size - 40) * 8, (count, 2)) / 8
+    boxes = np.concatenate([corner, corner + rng.integers(8, 30 * 8, (count, 2)) / 8], axis=1)
+    return Annotation(boxes, [classes[k] for k in rng.integers(0, len(classes), count)], classes=list(classes))

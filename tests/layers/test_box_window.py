@@ -6,13 +6,13 @@ The threshold is lowered to keep the test quick (20,000 boxes, windowed above 5,
 import numpy as np
 import pytest
 
-from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation
+from napari_faster_rcnn.core.data.annotations import load_annotation, save_annotation
 from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, rectangles_to_boxes
 from napari_faster_rcnn.layers import box_window, conventions
 from napari_faster_rcnn.layers.box_layers import layer_annotations
 from napari_faster_rcnn.layers.labeling import labeling_session
 from napari_faster_rcnn.layers.slice_view import paging_model
-from tests.conftest import write_image
+from tests.conftest import crowded_annotation, write_image
 
 PLUGIN = "napari-faster-rcnn"
 NAMES = ["cell", "nucleus", "debris"]
@@ -21,11 +21,7 @@ SIZE = 1024
 
 
 def crowded(count, seed=0):
-    """``count`` boxes in a SIZE x SIZE image at multiples of 1/8 px (exact in napari's float32)."""
-    rng = np.random.default_rng(seed)
-    corner = rng.integers(0, (SIZE - 40) * 8, (count, 2)) / 8
-    boxes = np.concatenate([corner, corner + rng.integers(8, 30 * 8, (count, 2)) / 8], axis=1)
-    return Annotation(boxes, [NAMES[k] for k in rng.integers(0, 3, count)], classes=NAMES)
+    return crowded_annotation(count, SIZE, NAMES, seed)
 
 
 @pytest.fixture

@@ -4,11 +4,11 @@ that napari cannot lay out fast are switched off (the timing is in benchmarks/be
 import numpy as np
 import pytest
 
-from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation
+from napari_faster_rcnn.core.data.annotations import load_annotation, save_annotation
 from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, rectangles_to_boxes
 from napari_faster_rcnn.layers import conventions, slice_view
 from napari_faster_rcnn.layers.labeling import labeling_session
-from tests.conftest import write_image
+from tests.conftest import crowded_annotation, write_image
 
 PLUGIN = "napari-faster-rcnn"
 NAMES = ["cell", "nucleus", "debris"]
@@ -17,11 +17,7 @@ SIZE = 512
 
 
 def crowded(count, seed=0):
-    """``count`` boxes inside a SIZE x SIZE image, at multiples of 1/8 px (exact in napari's float32)."""
-    rng = np.random.default_rng(seed)
-    corner = rng.integers(0, (SIZE - 40) * 8, (count, 2)) / 8
-    boxes = np.concatenate([corner, corner + rng.integers(8, 30 * 8, (count, 2)) / 8], axis=1)
-    return Annotation(boxes, [NAMES[k] for k in rng.integers(0, 3, count)], classes=NAMES)
+    return crowded_annotation(count, SIZE, NAMES, seed)
 
 
 @pytest.fixture
