@@ -15,6 +15,16 @@ size (--overlap, a fraction of the tile), at the scale the model was trained
 at, and the detections of its tiles are merged so that an object cut by a
 tile's border is one box. Both default from the checkpoint's training images;
 --tile 0 predicts each image whole, in one pass.
+
+A stack (a multi-page TIFF or OME-TIFF: a time-lapse or a z stack) is predicted
+plane by plane and written as ONE file, NAME.pt (or .json), whose boxes carry
+their plane ("planes": each box's leading coordinates); predictions are not
+labels, so the file has no "labeled_planes". --planes chooses planes along the
+first leading dimension: 5, 3:7 (planes 3 to 6: the end is excluded, as in
+Python), 3: (from 3 on), :4, or several joined by commas (0,10:12); planes are
+counted from 0, as napari's slider counts them. Folders may mix stacks and 2-D
+images; --planes concerns the stacks only. The progress bar counts images and
+planes.
 """
 
 from __future__ import annotations
@@ -46,6 +56,10 @@ def configure(parser) -> None:
     parser.add_argument("--overlap", type=float, metavar="FRACTION",
                         help="the tiles' overlap, a fraction of the tile from 0 to 0.9 (default: from the "
                         "checkpoint's training boxes, 0.1 to 0.5)")
+    parser.add_argument("--planes", metavar="RANGE",
+                        help="the planes of each stack to predict, along its first leading dimension (time or z): "
+                        "5, 3:7 (3 to 6, the end excluded), 3:, :4, or several joined by commas; counted from 0 "
+                        "(default: every plane)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                         help="where the model runs (default auto: a CUDA GPU, else MPS, else the CPU)")
     parser.add_argument("--overwrite", action="store_true", help="replace prediction files already in --out")
@@ -101,6 +115,13 @@ def run(args) -> int:
         raise ValueError(f"--tile must be 0 (each image whole) or at least {MIN_TILE} pixels, got {args.tile}")
     if args.overlap is not None and not 0.0 <= args.overlap <= 0.9:
         raise ValueError(f"--overlap must be a fraction from 0 to 0.9, got {args.overlap}")
+    if args.planes is not None:
+        from napari_faster_rcnn.core.prediction.stacks import parse_planes
+
+        try:
+            parse_planes(args.planes)
+        except ValueError as error:
+            raise ValueError(f"--planes: {error}") from None
     device = resolve_device(args.device)
     start = time.perf_counter()
     checkpoint = load_checkpoint(args.checkpoint, device=device)
@@ -114,12 +135,15 @@ def run(args) -> int:
                              file=sys.stderr))
         bar = bars[0]
         bar.total = record.total  # unreadable images are left out of it as they are found
+        if record.plane is not None:  # a stack counts its planes, and says which one is done
+            bar.unit = "plane"
+            bar.set_description(f"{record.source.stem} plane {','.join(map(str, record.plane))}", refresh=False)
         bar.update(record.done - bar.n)
 
     try:
         result = predict_folder(checkpoint, args.images, args.out, thresholds=thresholds, raw=args.raw,
                                 suffix=f".{args.format}", batch_size=args.batch_size, device=None,
-                                overwrite=args.overwrite, progress=progress, tiling=tiling)
+                                overwrite=args.overwrite, progress=progress, tiling=tiling, planes=args.planes)
     finally:
         for bar in bars:
             bar.close()
@@ -128,7 +152,8 @@ def run(args) -> int:
     applied = "raw detections (no thresholds applied)" if args.raw else describe(thresholds)
     tiles = (f"{result.tiled} images in {tiling.describe()} ({result.summary.tiles} forward passes)"
              if tiling.enabled else "each image whole (--tile 0)")
-    print(f"{len(result.written)} images, {result.boxes} boxes, {result.summary.seconds:.1f} s on {device} "
+    stacks = f" ({result.stacks} stacks, {result.planes} planes)" if result.stacks else ""
+    print(f"{len(result.written)} images{stacks}, {result.boxes} boxes, {result.summary.seconds:.1f} s on {device} "
           f"({time.perf_counter() - start:.1f} s with loading), "
           f"{len(result.skipped)} skipped; {applied}; written to {result.out_dir} "
           f"(with {result.thresholds_file.name}); {tiles}")

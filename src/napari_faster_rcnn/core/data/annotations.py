@@ -168,8 +168,11 @@ class Annotation:
             labeled_planes=self.labeled_planes,
         )
 
-    def to_dict(self, tensors: bool = False) -> dict:
-        """Plain dict of lists (JSON) or of tensors and a list of strings (``.pt``)."""
+    def to_dict(self, tensors: bool = False, labeled_planes: bool = True) -> dict:
+        """Plain dict of lists (JSON) or of tensors and a list of strings (``.pt``).
+
+        ``labeled_planes=False`` leaves a stack's ``labeled_planes`` out: predictions are not labels.
+        """
         if tensors:
             import torch
 
@@ -187,10 +190,12 @@ class Annotation:
                 import torch
 
                 data["planes"] = torch.as_tensor(self.planes, dtype=torch.int64)
-                data["labeled_planes"] = torch.as_tensor(self.labeled_planes, dtype=torch.int64)
+                if labeled_planes:
+                    data["labeled_planes"] = torch.as_tensor(self.labeled_planes, dtype=torch.int64)
             else:
                 data["planes"] = self.planes.tolist()
-                data["labeled_planes"] = self.labeled_planes.tolist()
+                if labeled_planes:
+                    data["labeled_planes"] = self.labeled_planes.tolist()
         return data
 
     @classmethod
@@ -358,18 +363,19 @@ def _read_json(path: Path):
         raise AnnotationError(path, f"not valid JSON ({error})") from None
 
 
-def save_annotation(path: str | Path, annotation: Annotation) -> Path:
+def save_annotation(path: str | Path, annotation: Annotation, labeled_planes: bool = True) -> Path:
     """Write ``annotation`` to ``path`` (``.pt`` or ``.json``) atomically.
 
     ``.pt`` files hold tensors and a list of strings, so a plain ``torch.load``
-    with PyTorch's safe defaults reads them.
+    with PyTorch's safe defaults reads them. ``labeled_planes=False`` writes a
+    stack's predictions: ``planes`` without ``labeled_planes`` (predictions are not labels).
     """
     path = Path(path)
-    atomic_write_bytes(path, annotation_bytes(path, annotation))
+    atomic_write_bytes(path, annotation_bytes(path, annotation, labeled_planes))
     return path
 
 
-def annotation_bytes(path: str | Path, annotation: Annotation) -> bytes:
+def annotation_bytes(path: str | Path, annotation: Annotation, labeled_planes: bool = True) -> bytes:
     """The content of the annotation file ``path`` (``.pt`` or ``.json``) for ``annotation``.
 
     For writers that make the file safe another way (a whole new folder renamed
@@ -383,10 +389,10 @@ def annotation_bytes(path: str | Path, annotation: Annotation) -> bytes:
         import torch
 
         buffer = io.BytesIO()
-        torch.save(annotation.to_dict(tensors=True), buffer)
+        torch.save(annotation.to_dict(tensors=True, labeled_planes=labeled_planes), buffer)
         return buffer.getvalue()
     if suffix == ".json":
-        return json.dumps(annotation.to_dict(), indent=1).encode("utf-8")
+        return json.dumps(annotation.to_dict(labeled_planes=labeled_planes), indent=1).encode("utf-8")
     raise ValueError(f"{path}: unknown annotation format {path.suffix!r} (use .pt or .json)")
 
 

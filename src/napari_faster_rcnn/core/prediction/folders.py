@@ -13,6 +13,13 @@ tuning from. With ``tiling``, images larger than a tile are predicted in
 overlapping tiles whose detections are merged (:mod:`.tiles`); the files hold
 the merged detections, raw or thresholded, as for any image.
 
+A stack (a multi-page TIFF or OME-TIFF with leading dimensions, time or z) is predicted plane
+by plane, every plane or those ``planes`` chooses (see :mod:`.stacks`), and written as ONE file,
+``NAME.pt`` (or ``.json``), with ``boxes``, ``labels``, ``scores``, ``classes`` and ``planes``
+(each box's leading coordinates). Predictions are not labels: the file has no
+``labeled_planes``. The thresholds (score, per-class NMS) apply plane by plane, as they do
+image by image. A folder may mix stacks and 2-D images; ``planes`` concerns stacks only.
+
 Nothing is overwritten unless asked: files already in the output folder that
 this run would write are listed, and the run refuses before any work.
 """
@@ -22,6 +29,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +37,7 @@ from pathlib import Path
 from napari_faster_rcnn.core.data.annotations import THRESHOLDS_FILE, save_annotation
 from napari_faster_rcnn.core.prediction.run import PredictionRecord, PredictionSummary, iter_predictions
 from napari_faster_rcnn.core.prediction.settings import starting_thresholds
+from napari_faster_rcnn.core.prediction.stacks import join_planes, stack_items
 from napari_faster_rcnn.core.prediction.thresholds import Thresholds, apply_thresholds
 from napari_faster_rcnn.core.prediction.tiles import Tiling
 
@@ -51,6 +60,8 @@ class FolderPrediction:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # found but left out, and unreadable
     tiling: Tiling | None = None  # how images were tiled (None: each whole)
     tiled: int = 0  # images predicted in more than one tile
+    stacks: int = 0  # stacks written (one file each)
+    planes: int = 0  # planes of stacks predicted
 
 
 def find_images(inputs: str | Path | Sequence[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -115,6 +126,7 @@ def predict_folder(
     overwrite: bool = False,
     progress: Callable[[PredictionRecord], None] | None = None,
     tiling: Tiling | None = None,
+    planes: str | None = None,
 ) -> FolderPrediction:
     """Predict every image and write one annotation file per image into ``out_dir``.
 
@@ -145,6 +157,9 @@ def predict_folder(
         Predict images larger than a tile in overlapping tiles, merged
         (:func:`~.tiles.chosen_tiling` gives the checkpoint's default); None:
         each image whole, in one pass.
+    planes
+        The planes of each stack to predict, a text such as ``"3:7"`` (see
+        :mod:`.stacks`); None: every plane. 2-D images are predicted whatever it says.
 
     Raises
     ------
@@ -167,11 +182,16 @@ def predict_folder(
     paths, skipped = find_images(images)
     if not paths:
         raise ValueError("no images to predict" + "".join(f"; {path}: {reason}" for path, reason in skipped[:5]))
-    destinations = [out_dir / f"{path.stem}{suffix}" for path in paths]
-    _refuse_overwrite(out_dir, destinations, thresholds, overwrite)
+    items, owners, stacks = _run_items(paths, planes, skipped)
+    if not items:
+        raise ValueError("no images to predict" + "".join(f"; {path}: {reason}" for path, reason in skipped[:5]))
+    destinations = {owner: out_dir / f"{paths[owner].stem}{suffix}" for owner in dict.fromkeys(owners)}
+    _refuse_overwrite(out_dir, list(destinations.values()), thresholds, overwrite)
 
-    written, boxes, tiled = [], 0, 0
-    generator = iter_predictions(model, paths, classes, batch_size=batch_size, device=device, read_ahead=read_ahead,
+    written, boxes, tiled, stacks_written, planes_done = [], 0, 0, 0, 0
+    left = Counter(owner for owner in owners if owner in stacks)  # planes of each stack still to come
+    stack_planes: dict[int, list] = {owner: [] for owner in stacks}  # (plane, annotation) of each stack
+    generator = iter_predictions(model, items, classes, batch_size=batch_size, device=device, read_ahead=read_ahead,
                                  tiling=tiling)
     writer = _BackgroundWriter()
     try:
@@ -181,12 +201,29 @@ def predict_folder(
             except StopIteration as finished:
                 summary = finished.value
                 break
-            if record.annotation is not None:
+            owner = owners[record.index]
+            annotation = None
+            if record.annotation is not None:  # thresholds per image, and per plane of a stack
                 annotation = record.annotation if raw else apply_thresholds(record.annotation, thresholds)
-                writer.save(destinations[record.index], annotation)
-                written.append(destinations[record.index])
-                boxes += len(annotation)
                 tiled += record.tiles > 1
+            if owner not in stacks:
+                if annotation is not None:
+                    writer.save(destinations[owner], annotation)
+                    written.append(destinations[owner])
+                    boxes += len(annotation)
+            else:
+                left[owner] -= 1
+                if annotation is not None:
+                    stack_planes[owner].append((record.plane, annotation))
+                    planes_done += 1
+                if left[owner] == 0 and stack_planes[owner]:  # the stack's last plane: its one file
+                    done = stack_planes.pop(owner)
+                    joined = join_planes([a for _, a in done], [p for p, _ in done], plane_dims=stacks[owner],
+                                         classes=classes)
+                    writer.save(destinations[owner], joined)
+                    written.append(destinations[owner])
+                    boxes += len(joined)
+                    stacks_written += 1
             if progress is not None:
                 progress(record)
     finally:
@@ -198,7 +235,34 @@ def predict_folder(
 
     thresholds_file = save_thresholds(out_dir, thresholds)
     return FolderPrediction(out_dir, written, thresholds, thresholds_file, raw, summary, boxes,
-                            skipped=[*skipped, *summary.skipped], tiling=tiling, tiled=tiled)
+                            skipped=[*skipped, *summary.skipped], tiling=tiling, tiled=tiled,
+                            stacks=stacks_written, planes=planes_done)
+
+
+def _run_items(paths: list[Path], planes: str | None, skipped: list) -> tuple[list, list[int], dict[int, int]]:
+    """The run's images: each 2-D image, and each chosen plane of each stack (a
+    :class:`~.stacks.StackPlane`); per item, the index of its file in ``paths``; and per stack,
+    its number of leading dimensions. A stack without a chosen plane goes to ``skipped``."""
+    from napari_faster_rcnn.core.data.images import stack_shape
+    from napari_faster_rcnn.core.prediction.stacks import parse_planes
+
+    if planes is not None:
+        parse_planes(planes)  # a bad text is refused before any work, whatever the images
+    items, owners, stacks = [], [], {}
+    for index, path in enumerate(paths):
+        shape = stack_shape(path)
+        if shape is None:
+            items.append(path)
+            owners.append(index)
+            continue
+        chosen = stack_items(path, shape, planes)
+        if not chosen:
+            skipped.append((str(path), f"no plane {planes} in a stack of {shape[0]} planes"))
+            continue
+        items.extend(chosen)
+        owners.extend([index] * len(chosen))
+        stacks[index] = len(shape)
+    return items, owners, stacks
 
 
 def _model_and_classes(checkpoint_or_model, classes):
@@ -253,7 +317,7 @@ class _BackgroundWriter:
                 return
             if self._error is None:
                 try:
-                    save_annotation(*item)
+                    save_annotation(*item, labeled_planes=False)  # predictions are not labels
                 except BaseException as error:  # kept for finish(), the files after it are not written
                     self._error = error
 

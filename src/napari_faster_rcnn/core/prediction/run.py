@@ -47,6 +47,12 @@ Tiles
     ``tile_progress`` also yields a :class:`TileProgress` after each batch that
     holds tiles of a tiled image, for a progress bar per tile.
 
+Stacks
+    A plane of a stack is an image of the run given as a :class:`.stacks.StackPlane` (see
+    :func:`.stacks.stack_items`: every plane, or those chosen): only that plane is read, and its
+    record carries ``plane`` and its annotation ``planes`` (each box's leading coordinates),
+    so that :func:`.stacks.join_planes` makes the stack's one annotation of them.
+
 The settings live in :mod:`.settings`; :func:`.folders.predict_folder` writes
 one annotation file per image for the command line.
 """
@@ -72,6 +78,7 @@ from napari_faster_rcnn.core.prediction.settings import (
     raw_detection_settings,
     resolve_device,
 )
+from napari_faster_rcnn.core.prediction.stacks import StackPlane
 from napari_faster_rcnn.core.prediction.tiles import TileGrid, Tiling, merge_tile_detections
 from napari_faster_rcnn.core.progress import collect
 
@@ -97,10 +104,11 @@ class PredictionRecord:
     index : int
         The image's position in the input.
     source : Path or None
-        The image file (None for an image given as an array).
+        The image file, or the stack's file for a plane (None for an image given as an array).
     annotation : Annotation or None
-        The detections (labels as class names, scores, ``classes``); None when
-        the image could not be read.
+        The detections (labels as class names, scores, ``classes``; for a plane
+        of a stack also ``planes``, the plane of each box); None when the image
+        could not be read.
     image_size : (height, width) or None
     error : str or None
         Why the image could not be read (names the file).
@@ -111,6 +119,8 @@ class PredictionRecord:
         predicted).
     tiles : int
         The tiles the image was predicted in (1: whole; 0: not read).
+    plane : tuple of int or None
+        For a plane of a stack (a :class:`.stacks.StackPlane`): its leading coordinates.
     """
 
     index: int
@@ -121,6 +131,7 @@ class PredictionRecord:
     done: int
     total: int
     tiles: int = 1
+    plane: tuple | None = None
 
 
 @dataclass
@@ -183,7 +194,10 @@ def read_image_array(item, normalization="auto") -> np.ndarray:
     from napari_faster_rcnn.core.data.images import as_rgb, read_image
     from napari_faster_rcnn.core.data.intensity import normalize
 
-    image = read_image(item) if isinstance(item, (str, Path)) else as_rgb(np.asarray(item))
+    if isinstance(item, StackPlane):  # one plane of a stack, normalized alone as training reads its planes
+        image = item.read()
+    else:
+        image = read_image(item) if isinstance(item, (str, Path)) else as_rgb(np.asarray(item))
     return normalize(image, normalization)
 
 
@@ -443,19 +457,25 @@ def iter_predictions(
             while pending and pending[0].complete:
                 image = pending.popleft()
                 item = items[image.index]
-                source = Path(item) if isinstance(item, (str, Path)) else None
+                plane = item.plane if isinstance(item, StackPlane) else None
+                source = Path(item) if isinstance(item, (str, Path)) else (item.path if plane is not None else None)
                 if image.reason is not None:
                     name = str(source) if source is not None else f"image {image.index}"
+                    if plane is not None:
+                        name += f" plane {list(plane)}"
                     summary.skipped.append((name, image.reason))
                     yield PredictionRecord(image.index, source, None, None, f"{name}: {image.reason}", done,
-                                           len(items) - len(summary.skipped), tiles=0)
+                                           len(items) - len(summary.skipped), tiles=0, plane=plane)
                     continue
                 done += 1
                 annotation = image.annotation(names, list(classes), tiling)
+                if plane is not None:
+                    annotation = Annotation(annotation.boxes, annotation.labels, annotation.scores, annotation.classes,
+                                            planes=np.tile(np.asarray(plane, dtype=np.int64), (len(annotation), 1)))
                 summary.images += 1
                 summary.boxes += len(annotation)
                 yield PredictionRecord(image.index, source, annotation, image.size, None, done,
-                                       len(items) - len(summary.skipped), tiles=image.expected)
+                                       len(items) - len(summary.skipped), tiles=image.expected, plane=plane)
             if not batch:
                 break
     finally:
