@@ -11,7 +11,8 @@ Every image of a stack gets a file, an empty one where all boxes were
 deleted, so no stale annotation survives a save. A layer that a labeling session
 pages is saved by the session (see :meth:`~napari_faster_rcnn.layers.labeling.LabelingSession.write_files`),
 which asks before overwriting files another program changed. Boxes are clipped to the
-image, and every write is atomic. A predictions layer tuned in the viewer
+image, and every write is atomic. A stack read as data is written as ONE file with ``planes``
+(and ``labeled_planes`` for labels; a stack's predictions have none). A predictions layer tuned in the viewer
 (``metadata["thresholds"]``) also writes ``thresholds.json`` beside its files.
 """
 
@@ -29,8 +30,12 @@ def write_boxes(path: str, data, attributes: dict) -> list[str]:
     metadata = dict(attributes.get("metadata") or {})
     features = attributes.get("features")
     if metadata.get(conventions.PLANE_DIMS):  # a stack read as data: ONE file, with planes
-        return [str(save_annotation(stack_destination(Path(path), metadata),
-                                    conventions.stack_annotation_from_shapes(data, features, metadata)))]
+        # (a stack's predictions are not labels: their file has no labeled_planes)
+        predictions = metadata.get(conventions.LAYER_ROLE) == conventions.PREDICTIONS
+        destination = save_annotation(stack_destination(Path(path), metadata),
+                                      conventions.stack_annotation_from_shapes(data, features, metadata),
+                                      labeled_planes=not predictions)
+        return [str(destination)] + (_save_thresholds(metadata, [destination]) if predictions else [])
     stacked = metadata.get(conventions.STACKED, attributes.get("ndim", 2) >= 3)
     metadata[conventions.STACKED] = stacked
     # A layer paged by a widget shows one image; its model holds them all.

@@ -83,14 +83,18 @@ class EvaluateWidget(DockedWidget):
             return None
         inputs = predictions.evaluation_inputs(ground_layer, predicted_layer)
         pairs, ground, predicted = inputs["pairs"], inputs["ground"], inputs["predicted"]
+        planes = inputs.get("planes")  # a stack: one pair per labeled plane
         if not pairs:
-            self.summary.setText(f"{ground_layer.name!r} and {predicted_layer.name!r} share no image (by file name)")
+            self.summary.setText(f"{ground_layer.name!r} and {predicted_layer.name!r} share no image (by file name)"
+                                 if planes is None else f"{ground_layer.name!r} has no labeled plane, or "
+                                 f"{predicted_layer.name!r} is not of the same stack")
             return None
-        self.summary.setText(f"evaluating {len(pairs)} images ...")
+        self.summary.setText(f"evaluating {len(pairs)} {'labeled planes' if planes is not None else 'images'} ...")
         self.worker = start_worker(
             partial(evaluate, image_sizes=inputs["image_sizes"], names=inputs["names"]),
             inputs["ground_truths"], inputs["predictions"], float(self.iou.value()), None, desc="Evaluating", errored=self._failed, button=self.run_button,
-            returned=lambda result: self._show(result, pairs, ground, predicted, ground_layer, predicted_layer),
+            returned=lambda result: self._show(result, pairs, ground, predicted, ground_layer, predicted_layer, planes,
+                                               inputs.get("notes", ())),
         )
         return self.worker
 
@@ -100,13 +104,15 @@ class EvaluateWidget(DockedWidget):
         self.summary.setText(f"evaluation failed: {error}")
         show_error(f"Evaluate: {error}")
 
-    def _show(self, result, pairs, ground, predicted, ground_layer, predicted_layer) -> None:
+    def _show(self, result, pairs, ground, predicted, ground_layer, predicted_layer, planes=None, notes=()) -> None:
         self.result = result
         voc, coco = result.voc, result.coco
+        unit = "labeled planes" if planes is not None else "images"
         lines = [
-            f"{result.images} images · VOC mAP@{voc.iou_threshold:g} {_number(voc.map)} · COCO mAP "
+            f"{result.images} {unit} · VOC mAP@{voc.iou_threshold:g} {_number(voc.map)} · COCO mAP "
             f"{_number(coco.map)} (@0.5 {_number(coco.map50)}, @0.75 {_number(coco.map75)}; at most "
             f"{coco.max_dets} detections per image)",
+            *notes,
             *result.notes,
             *(f"⚠ {warning}" for warning in result.warnings),
         ]
@@ -130,7 +136,12 @@ class EvaluateWidget(DockedWidget):
             for kind, annotations in marks.items():
                 source = ground_layer if kind == "missed" else predicted_layer
                 name = f"{source.name} {kind}"
-                self.marks[kind] = predictions.show_marks(self.viewer, kind, annotations, source, name, self.marks.get(kind))
+                if planes is not None:  # a stack: the marks of its labeled planes, on their planes
+                    self.marks[kind] = predictions.show_stack_marks(self.viewer, kind, annotations, planes, source,
+                                                                    name, self.marks.get(kind))
+                else:
+                    self.marks[kind] = predictions.show_marks(self.viewer, kind, annotations, source, name,
+                                                              self.marks.get(kind))
 
     def _plot(self, voc, colors: dict) -> None:
         self.figure.clear()

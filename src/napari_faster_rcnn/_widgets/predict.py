@@ -13,6 +13,11 @@ An image larger than the tile size is predicted in overlapping tiles, merged
 (:mod:`~napari_faster_rcnn.core.prediction.tiles`); the tile size and overlap
 start from the checkpoint's training images, and 0 predicts each image whole.
 The progress bar then counts tiles.
+
+On a stack read as data (a time-lapse or z stack) "current image" predicts the plane shown,
+"whole stack" every plane and "range of planes" the planes the text chooses (``3:7``: planes 3
+to 6, the end excluded; ``5``; ``3:``; several joined by commas; counted from 0 along the first
+leading dimension). The result is a predictions layer whose boxes carry their planes.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from napari_faster_rcnn.core.prediction.tiles import DEFAULT_OVERLAP, Tiling, de
 from napari_faster_rcnn.layers import prediction_targets
 from napari_faster_rcnn.layers.predictions import prediction_pages
 
-CURRENT, STACK, FOLDER = "current image", "whole stack", "folder"
+CURRENT, STACK, PLANES, FOLDER = "current image", "whole stack", "range of planes", "folder"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -95,6 +100,7 @@ class PredictWidget(DockedWidget):
         self.layer = None  # the predictions layer of the last run
         self._total_passes = self._done_passes = 0  # the progress bar counts forward passes: tiles, or images
         self._passes: dict[int, int] = {}  # per image, its passes done
+        self._unit = "image"  # what the run counts: images, or planes of a stack
 
         self.path = QLineEdit()
         self.path.setPlaceholderText("best.ckpt of a training run")
@@ -106,8 +112,13 @@ class PredictWidget(DockedWidget):
         self.info.setWordWrap(True)
 
         self.target = QComboBox()
-        self.target.addItems([CURRENT, STACK, FOLDER])
-        self.target.setToolTip("the image on screen, every image of the layer's stack, or a folder's images")
+        self.target.addItems([CURRENT, STACK, PLANES, FOLDER])
+        self.target.setToolTip("the image (or plane) on screen, every image of the layer's stack (every plane of a "
+                               "time-lapse or z stack), a range of a stack's planes, or a folder's images")
+        self.planes = QLineEdit()
+        self.planes.setPlaceholderText("3:7")
+        self.planes.setToolTip("planes along the stack's first dimension (time or z), counted from 0: 5, 3:7 "
+                               "(3 to 6, the end excluded), 3:, :4, or several joined by commas")
         self.image_layer = LayerCombo(napari_viewer, prediction_targets.is_image_layer)
         self.image_layer.setToolTip("the image layer to predict")
         self.folder = QLineEdit()
@@ -149,6 +160,7 @@ class PredictWidget(DockedWidget):
         form.addRow(self.info)
         form.addRow("predict", self.target)
         form.addRow("image layer", self.image_layer)
+        form.addRow("planes", self.planes)
         form.addRow("folder", self.folder_row)
         form.addRow("batch size", _row(self.batch_size, QLabel("device"), self.device))
         form.addRow("tiles", _row(self.tile, QLabel("overlap"), self.overlap))
@@ -218,7 +230,9 @@ class PredictWidget(DockedWidget):
 
     def _show_target(self, *_) -> None:
         from_folder = self.target.currentText() == FOLDER
-        for field, visible in ((self.image_layer, not from_folder), (self.folder_row, from_folder)):
+        ranged = self.target.currentText() == PLANES
+        for field, visible in ((self.image_layer, not from_folder), (self.folder_row, from_folder),
+                               (self.planes, ranged)):
             field.setVisible(visible)
             self.form.labelForField(field).setVisible(visible)
 
@@ -239,7 +253,12 @@ class PredictWidget(DockedWidget):
         layer = self.image_layer.layer()
         if layer is None:
             raise ValueError("open an image (or a dataset folder) first")
-        return prediction_targets.layer_target(self.viewer, layer, whole_stack=kind == STACK)
+        planes = None
+        if kind == PLANES:
+            planes = self.planes.text().strip()
+            if not planes:
+                raise ValueError("type the planes to predict, e.g. 3:7 (planes 3 to 6)")
+        return prediction_targets.layer_target(self.viewer, layer, whole_stack=kind == STACK, planes=planes)
 
     # --- predicting ---------------------------------------------------------------
 
@@ -266,7 +285,9 @@ class PredictWidget(DockedWidget):
         self._expected_passes = [tiling.passes(size) for size in target.sizes]
         passes = sum(self._expected_passes)
         tiled = f" in {passes} tiles" if passes > len(target) else ""
-        self.status.setText(f"predicting {len(target)} image{'s' if len(target) != 1 else ''}{tiled} on {device} ...")
+        self._unit = "plane" if target.planes is not None else "image"
+        self.status.setText(f"predicting {len(target)} {self._unit}{'s' if len(target) != 1 else ''}{tiled} on "
+                            f"{device} ...")
         self._total_passes, self._done_passes, self._passes = passes, 0, {}
         self.worker = create_worker(
             _drain, self._generator,
@@ -292,7 +313,7 @@ class PredictWidget(DockedWidget):
     def _on_record(self, record) -> None:
         if isinstance(record, TileProgress):
             self._advance(record.index, record.done)
-            self.status.setText(f"image {record.images_done + 1} / {record.total}: "
+            self.status.setText(f"{self._unit} {record.images_done + 1} / {record.total}: "
                                 f"tile {record.done} / {record.tiles} ...")
             return
         self.records.append(record)
@@ -302,7 +323,7 @@ class PredictWidget(DockedWidget):
         else:
             self._advance(record.index, max(record.tiles, 1))
         if record.done % 4 == 0 or record.done == record.total:
-            self.status.setText(f"predicted {record.done} / {record.total} images ...")
+            self.status.setText(f"predicted {record.done} / {record.total} {self._unit}s ...")
 
     def _advance(self, index: int, done: int) -> None:
         """The progress bar counts forward passes: tiles, or whole images."""
@@ -326,11 +347,12 @@ class PredictWidget(DockedWidget):
                                        count=count, checkpoint=str(self.checkpoint.path))
         raw = sum(len(r.annotation) for r in self.records if r.annotation is not None and r.index < count)
         shown = sum(len(a) for a in prediction_pages(self.layer).annotations)
-        text = (f"{count} image{'s' if count != 1 else ''}: {shown:,} boxes pass score ≥ "
+        unit = self._unit
+        text = (f"{count} {unit}{'s' if count != 1 else ''}: {shown:,} boxes pass score ≥ "
                 f"{self._thresholds.score_threshold:g} and NMS {self._thresholds.nms_threshold:g} "
                 f"({raw:,} raw detections kept for Tune predictions)")
         if cancelled:
-            text = f"cancelled after {count} of {len(target)} images; " + text
+            text = f"cancelled after {count} of {len(target)} {unit}s; " + text
         if unreadable:
             text += f"; {len(unreadable)} unreadable (no boxes)"
             show_warning("Predict: could not read " + "; ".join(unreadable[:5])

@@ -148,9 +148,10 @@ class TunePredictionsWidget(DockedWidget):
         if self.pages is None:
             return
         counts = self.pages.counts()
-        text = f"{counts['kept']} of {counts['raw']} boxes kept in this image"
+        unit = getattr(self.pages, "unit", "image")  # a stack's predictions count planes
+        text = f"{counts['kept']} of {counts['raw']} boxes kept in this {unit}"
         if whole:
-            text += f"; {counts['kept_total']:,} of {counts['raw_total']:,} in all {len(self.pages.raw)} images"
+            text += f"; {counts['kept_total']:,} of {counts['raw_total']:,} in all {len(self.pages.raw)} {unit}s"
         self.counts.setText(text)
 
     # --- accept ----------------------------------------------------------------------

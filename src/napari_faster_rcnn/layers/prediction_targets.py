@@ -15,6 +15,12 @@
   labels by file name. No annotation files are named: saving asks where, so
   no label file is overwritten by predictions.
 
+A stack read as data (time-lapse, z stack: an image layer with ``plane_dims`` in its metadata,
+or any image layer of 4 or more dimensions) is predicted plane by plane: the plane shown, every
+plane, or those a planes text chooses (``"3:7"``, see :mod:`~napari_faster_rcnn.core.prediction.stacks`);
+its predictions layer is a stack's, whose boxes carry their planes
+(:func:`~napari_faster_rcnn.layers.predictions.add_stack_prediction_layer`).
+
 No Qt here.
 """
 
@@ -28,10 +34,11 @@ import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.folders import DatasetError
+from napari_faster_rcnn.core.prediction.stacks import StackPlane, select_planes
 from napari_faster_rcnn.core.prediction.thresholds import Thresholds
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.conventions import is_boxes
-from napari_faster_rcnn.layers.predictions import add_prediction_layer
+from napari_faster_rcnn.layers.predictions import add_prediction_layer, add_stack_prediction_layer
 from napari_faster_rcnn.layers.reading import read_dataset_folder
 
 #: ``metadata[CHECKPOINT]`` of a predictions layer: the checkpoint that predicted it
@@ -55,6 +62,11 @@ class PredictionTarget:
         The index in the image layer's stack of the first image (0 for the whole stack).
     stacked : bool
         The layer has a stack axis (a 3-D layer), even for one image of a stack.
+    planes : list of tuple or None
+        For a stack read as data (time, z): each image's plane (``images`` are
+        :class:`~napari_faster_rcnn.core.prediction.stacks.StackPlane`); None otherwise.
+    plane_dims : int
+        The stack's leading dimensions (0 for images).
     """
 
     image_layer: object
@@ -64,6 +76,9 @@ class PredictionTarget:
     first: int = 0
     stacked: bool = False
     metadata: dict = field(default_factory=dict)
+    #: For a stack read as data: the leading coordinates of each plane predicted (None: images)
+    planes: list | None = None
+    plane_dims: int = 0
 
     def __len__(self) -> int:
         return len(self.images)
@@ -82,14 +97,30 @@ def current_index(viewer, layer) -> int:
     return int(np.clip(round(float(position[0])), 0, count - 1))
 
 
-def layer_target(viewer, layer, whole_stack: bool) -> PredictionTarget:
-    """The current image of ``layer``, or every image of its stack.
+def stack_plane_dims(layer) -> int:
+    """The leading dimensions (time, z) of a stack read as data: from the reader's metadata, else
+    those of an image layer of 4 or more dimensions; 0 for a 2-D image or a folder's stack of them."""
+    dims = layer.metadata.get(conventions.PLANE_DIMS)
+    if dims:
+        return int(dims)
+    return layer.ndim - 2 if layer.ndim >= 4 and not getattr(layer, "multiscale", False) else 0
+
+
+def layer_target(viewer, layer, whole_stack: bool, planes: str | None = None) -> PredictionTarget:
+    """The current image of ``layer``, or every image of its stack; for a stack read as data (see
+    :func:`stack_plane_dims`) the plane shown, every plane, or the planes ``planes`` chooses.
 
     Raises
     ------
     ValueError
-        For a layer that is not a 2-D image or a stack of them.
+        For a layer that is not a 2-D image or a stack of them; for ``planes`` on a layer
+        that is not a stack read as data, or that chooses no plane.
     """
+    if stack_plane_dims(layer):
+        return stack_target(viewer, layer, whole_stack, planes)
+    if planes is not None:
+        raise ValueError(f"{layer.name!r} is not a stack read as data (time-lapse, z stack): choose the current "
+                         "image or the whole stack")
     # a multiscale layer predicts on its full resolution: its file, read tile by tile, or level 0
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     spatial = layer.ndim  # napari counts the colour channels of an RGB layer out
@@ -122,6 +153,41 @@ def layer_target(viewer, layer, whole_stack: bool) -> PredictionTarget:
         first=indices[0],
         stacked=stacked,
         metadata=metadata,
+    )
+
+
+def stack_target(viewer, layer, whole_stack: bool, planes: str | None = None) -> PredictionTarget:
+    """The planes of a stack read as data to predict (see :func:`layer_target`)."""
+    from napari_faster_rcnn.core.data.images import stack_shape
+
+    dims = stack_plane_dims(layer)
+    data = layer.data
+    lead = tuple(int(side) for side in data.shape[:dims])
+    size = tuple(int(side) for side in data.shape[dims:dims + 2])
+    if planes is not None:
+        chosen = select_planes(lead, planes)
+        if not chosen:
+            raise ValueError(f"planes {planes}: no plane of {layer.name!r} ({lead[0]} along its first dimension)")
+    elif whole_stack:
+        chosen = select_planes(lead)
+    else:
+        position = layer.world_to_data(viewer.dims.point)[:dims]
+        chosen = [tuple(int(np.clip(round(float(v)), 0, side - 1)) for v, side in zip(position, lead))]
+    sources = [s for s in layer.metadata.get(conventions.SOURCE_IMAGES) or [] if s]
+    path = Path(sources[0]) if len(sources) == 1 else None
+    # read plane by plane from its file (where tifffile reads it as this stack), else from the layer's pixels
+    source = path if path is not None and path.is_file() and stack_shape(path) == lead else data
+    metadata = {key: layer.metadata[key] for key in (conventions.DATASET_ROOT,) if key in layer.metadata}
+    return PredictionTarget(
+        image_layer=layer,
+        images=[StackPlane(source, plane) for plane in chosen],
+        sources=[str(path) if path is not None else None] * len(chosen),
+        sizes=[size] * len(chosen),
+        first=0,
+        stacked=True,
+        metadata=metadata,
+        planes=chosen,
+        plane_dims=dims,
     )
 
 
@@ -177,6 +243,8 @@ def add_predictions(
 ):
     """Add the predictions layer of a run over ``target`` (its first ``count`` images) and return it."""
     count = len(target) if count is None else count
+    if target.planes is not None:
+        return _add_stack_predictions(viewer, target, records, classes, thresholds, count, checkpoint)
     raw = raw_annotations(records, count)
     sizes = list(target.sizes[:count])
     for record in records:
@@ -194,6 +262,21 @@ def add_predictions(
     if target.stacked:
         translate[0] += target.first * scale[0]  # one image of a stack sits on its slice
     layer.scale, layer.translate = scale, translate
+    return layer
+
+
+def _add_stack_predictions(viewer, target: PredictionTarget, records, classes, thresholds, count: int, checkpoint):
+    """A stack's predictions layer over its first ``count`` planes predicted, on the stack's image."""
+    raw = raw_annotations(records, count)
+    size = target.sizes[0]
+    metadata = {**target.metadata, conventions.SOURCE_IMAGES: [target.sources[0]], conventions.IMAGE_SIZES: [list(size)]}
+    if checkpoint:
+        metadata[CHECKPOINT] = str(checkpoint)
+    image = target.image_layer
+    layer = add_stack_prediction_layer(viewer, raw, target.planes[:count], target.plane_dims, thresholds,
+                                       name=f"{image.name} predictions", classes=classes, image_size=size,
+                                       metadata=metadata, colors=known_colors(viewer))
+    layer.scale, layer.translate = np.asarray(image.scale, float), np.asarray(image.translate, float)
     return layer
 
 

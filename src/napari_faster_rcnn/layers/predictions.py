@@ -14,17 +14,30 @@ Where raw detections live
     prediction). Saving the layer writes the filtered boxes, one file per
     image, and ``thresholds.json`` beside them.
 
+Stacks (time-lapse, z stacks)
+    A stack's predictions layer is a stack box layer (see
+    :func:`~napari_faster_rcnn.layers.conventions.stack_shapes_layer_data`): each box carries its
+    plane, and napari shows a plane's boxes with the dims slider. :class:`StackPredictions` holds
+    the raw detections of every plane predicted (:func:`add_stack_prediction_layer`) and puts the
+    boxes that pass the thresholds into the layer, so "Tune predictions" works on it as on a folder's.
+    Saving writes the stack's one file with ``planes`` and no ``labeled_planes``. Accepting
+    predictions into the stack's box layer (:func:`accept_as_labels`) marks the planes accepted on
+    as labeled (:func:`~napari_faster_rcnn.layers.stack_labeling.mark_planes`), with or without boxes:
+    every plane predicted, or with ``selected_only`` the planes of the selected boxes.
+
 No Qt here.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
+from napari_faster_rcnn.core.prediction.stacks import join_planes
 from napari_faster_rcnn.core.prediction.thresholds import (
     KEEP_ALL,
     DetectionSet,
@@ -35,6 +48,7 @@ from napari_faster_rcnn.core.prediction.thresholds import (
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.box_layers import layer_annotations
 from napari_faster_rcnn.layers.slice_view import SliceBoxes, keep_with_layer, paging_model
+from napari_faster_rcnn.layers.stack_labeling import current_plane, is_stack_layer, mark_planes
 
 #: ``metadata[LAYER_ROLE]`` of the layers that mark an evaluation's results
 EVALUATION = "evaluation"
@@ -89,8 +103,123 @@ class PredictionPages(SliceBoxes):
         }
 
 
-def prediction_pages(layer) -> PredictionPages | None:
-    """The :class:`PredictionPages` behind ``layer``, or None."""
+class StackPredictions:
+    """Raw detections and thresholds behind a stack's predictions layer (see the module docstring).
+
+    It answers as :class:`PredictionPages` does (``detections``, ``raw``, ``thresholds``,
+    ``annotations``, :meth:`preview`, :meth:`apply`, :meth:`counts`), per plane rather than per image.
+
+    Parameters
+    ----------
+    viewer, layer
+        ``layer`` is a stack's predictions layer (its metadata names ``plane_dims``).
+    raw
+        One annotation with scores per plane predicted: the detections before thresholds.
+    planes
+        The leading coordinates of each of those planes.
+    thresholds
+        What passes to the layer.
+    """
+
+    unit = "plane"
+
+    def __init__(self, viewer, layer, raw: Sequence[Annotation], planes: Sequence, thresholds: Thresholds):
+        self.viewer, self.layer = viewer, layer
+        self.plane_dims = int(layer.metadata[conventions.PLANE_DIMS])
+        self.planes = [tuple(int(v) for v in plane) for plane in planes]
+        self.detections = DetectionSet(raw)
+        self.thresholds = thresholds
+        self.annotations = self.detections.filtered(thresholds)
+        layer.metadata[conventions.THRESHOLDS] = thresholds.to_dict()
+        _STACK_MODELS[layer] = self
+        self.show()
+
+    @property
+    def raw(self) -> list[Annotation]:
+        """Every plane's raw detections."""
+        return self.detections.annotations
+
+    def plane_index(self) -> int | None:
+        """The position in :attr:`planes` of the plane the viewer shows (None: not predicted)."""
+        plane = current_plane(self.viewer, self.layer)
+        return self.planes.index(plane) if plane in self.planes else None
+
+    def annotation(self) -> Annotation:
+        """The boxes that pass, of every plane, as the stack's one annotation (with ``planes``)."""
+        return join_planes(self.annotations, self.planes, plane_dims=self.plane_dims,
+                           classes=self.layer.metadata.get(conventions.CLASSES))
+
+    def show(self) -> None:
+        """Put the boxes that pass into the layer."""
+        put_stack_boxes(self.layer, self.annotation())
+
+    def preview(self, thresholds: Thresholds) -> None:
+        """Filter the plane shown again (fast, for a slider being dragged) and show it."""
+        index = self.plane_index()
+        if index is None:
+            return
+        self.annotations[index] = self.detections.filtered_image(index, thresholds)
+        self.show()
+
+    def apply(self, thresholds: Thresholds) -> None:
+        """Filter every plane at once."""
+        self.thresholds = thresholds
+        self.layer.metadata[conventions.THRESHOLDS] = thresholds.to_dict()
+        self.annotations = self.detections.filtered(thresholds)
+        self.show()
+
+    def counts(self) -> dict[str, int]:
+        """Boxes kept and raw, in the plane shown and in all planes."""
+        index = self.plane_index()
+        return {
+            "kept": len(self.annotations[index]) if index is not None else 0,
+            "raw": len(self.raw[index]) if index is not None else 0,
+            "kept_total": sum(len(a) for a in self.annotations),
+            "raw_total": self.detections.size,
+        }
+
+
+_STACK_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def put_stack_boxes(layer, annotation: Annotation) -> None:
+    """Replace the boxes of a stack's box or predictions layer with ``annotation``'s (with
+    ``planes``), built as :func:`~napari_faster_rcnn.layers.conventions.stack_shapes_layer_data`
+    builds a stack layer; the layer's labeled planes and other metadata stay."""
+    dims = int(layer.metadata[conventions.PLANE_DIMS])
+    predictions = conventions.is_predictions(layer)
+    sizes = layer.metadata.get(conventions.IMAGE_SIZES)
+    vertices, kwargs, _ = conventions.stack_shapes_layer_data(
+        annotation, dims, name=layer.name, image_size=sizes[0] if sizes else None, predictions=predictions,
+        classes=list(layer.metadata.get(conventions.CLASSES) or []) or None,
+        colors=layer.metadata.get(conventions.CLASS_COLORS))
+    labeled = layer.metadata.get(conventions.LABELED_PLANES)
+    defaults = layer.feature_defaults.copy()
+    with layer.events.blocker_all():
+        layer.selected_data = set()
+        layer.data = []
+        if vertices:
+            layer.add(vertices, shape_type="rectangle", edge_color=kwargs["edge_color"])
+        layer.features = kwargs["features"]
+        layer.feature_defaults = defaults
+    layer.metadata[conventions.CLASSES] = kwargs["metadata"][conventions.CLASSES]
+    layer.metadata[conventions.CLASS_COLORS] = kwargs["metadata"][conventions.CLASS_COLORS]
+    layer.metadata[conventions.LABELED_PLANES] = [] if predictions else labeled or []
+    layer.refresh()
+
+
+def stack_layer_annotation(layer) -> Annotation:
+    """The one annotation (boxes with ``planes``, labeled planes) of a stack's box or predictions layer."""
+    model = _STACK_MODELS.get(layer)
+    if model is not None:
+        return model.annotation()
+    return conventions.stack_annotation_from_shapes(layer.data, layer.features, layer.metadata)
+
+
+def prediction_pages(layer) -> PredictionPages | StackPredictions | None:
+    """The :class:`PredictionPages` (or, for a stack, :class:`StackPredictions`) behind ``layer``, or None."""
+    if layer in _STACK_MODELS:
+        return _STACK_MODELS[layer]
     model = paging_model(layer)
     return model if isinstance(model, PredictionPages) else None
 
@@ -106,6 +235,11 @@ def tune(viewer, layer) -> PredictionPages:
     pages = prediction_pages(layer)
     if pages is not None:
         return pages
+    if is_stack_layer(layer):  # its boxes, plane by plane, become the raw detections
+        stack = conventions.stack_annotation_from_shapes(layer.data, layer.features, layer.metadata)
+        planes = [tuple(plane) for plane in np.unique(stack.planes, axis=0).tolist()]
+        return StackPredictions(viewer, layer, [stack.on_plane(plane) for plane in planes], planes,
+                                _initial_thresholds(layer))
     raw = layer_annotations(layer)
     other = paging_model(layer)
     if other is not None:
@@ -161,6 +295,35 @@ def add_prediction_layer(
     return viewer.add_layer(layer)
 
 
+def add_stack_prediction_layer(
+    viewer,
+    raw: Sequence[Annotation],
+    planes: Sequence,
+    plane_dims: int,
+    thresholds: Thresholds,
+    *,
+    name: str,
+    classes: Sequence[str] | None = None,
+    image_size=None,
+    metadata: dict | None = None,
+    colors: dict | None = None,
+):
+    """Add a stack's predictions layer over raw detections (one per plane, on ``planes``) and return it.
+
+    ``metadata`` should name the stack's file in :data:`~napari_faster_rcnn.layers.conventions.SOURCE_IMAGES`.
+    """
+    from napari.layers import Layer
+
+    known = list(dict.fromkeys([*(classes or []), *(label for a in raw for label in a.labels)]))
+    empty = Annotation(classes=known, planes=np.zeros((0, plane_dims), dtype=np.int64))
+    data, kwargs, kind = conventions.stack_shapes_layer_data(
+        empty, plane_dims, name=name, image_size=image_size, metadata=metadata, predictions=True, classes=known,
+        colors=colors)
+    layer = Layer.create(data, kwargs, kind)
+    StackPredictions(viewer, layer, raw, planes, thresholds)  # before it joins the viewer, as add_prediction_layer
+    return viewer.add_layer(layer)
+
+
 # --- pairing images of two layers ----------------------------------------------------
 
 
@@ -197,6 +360,8 @@ def evaluation_inputs(ground_layer, predicted_layer) -> dict:
     names), the ``image_sizes`` (None where the layer does not know them) and
     the ``names``.
     """
+    if is_stack_layer(ground_layer) or is_stack_layer(predicted_layer):
+        return _stack_evaluation_inputs(ground_layer, predicted_layer)
     pairs = pair_images(ground_layer, predicted_layer)
     ground, predicted = layer_annotations(ground_layer), layer_annotations(predicted_layer)
 
@@ -221,6 +386,44 @@ def evaluation_inputs(ground_layer, predicted_layer) -> dict:
     }
 
 
+def _stack_evaluation_inputs(ground_layer, predicted_layer) -> dict:
+    """:func:`evaluation_inputs` of a stack's box layer and its predictions: one pair per plane a
+    person LABELED (``NAME[t]``), as :func:`~napari_faster_rcnn.core.evaluation.pairing.labeled_planes_only`
+    pairs them for the ``evaluate`` command; predictions on unlabeled planes are left out (``notes``
+    says how many). ``planes`` holds each pair's plane, for the marks."""
+    from napari_faster_rcnn.core.evaluation.pairing import labeled_planes_only
+
+    empty = {"pairs": [], "ground": [], "predicted": [], "ground_truths": [], "predictions": [], "image_sizes": [],
+             "names": [], "planes": [], "notes": []}
+    if not (is_stack_layer(ground_layer) and is_stack_layer(predicted_layer)):
+        return empty
+    names = image_names(ground_layer)
+    if names != image_names(predicted_layer):
+        return empty
+    truth, predicted = stack_layer_annotation(ground_layer), stack_layer_annotation(predicted_layer)
+    truth.classes = list(ground_layer.metadata.get(conventions.CLASSES) or []) or truth.classes
+    predicted.classes = list(predicted_layer.metadata.get(conventions.CLASSES) or []) or predicted.classes
+    if predicted.scores is None:
+        predicted.scores = np.ones(len(predicted))
+    sizes = ground_layer.metadata.get(conventions.IMAGE_SIZES) or predicted_layer.metadata.get(conventions.IMAGE_SIZES)
+    size = tuple(sizes[0]) if sizes else None
+    notes: list[str] = []
+    plane_names, truths, predictions, image_sizes = labeled_planes_only(
+        [names[0]], [truth], [predicted], [size], [None], notes)
+    pairs = [(name, k, k) for k, name in enumerate(plane_names)]
+    return {
+        "pairs": pairs,
+        "ground": truths,
+        "predicted": predictions,
+        "ground_truths": truths,
+        "predictions": predictions,
+        "image_sizes": image_sizes,
+        "names": plane_names,
+        "planes": [tuple(plane) for plane in truth.labeled_planes.tolist()],
+        "notes": notes,
+    }
+
+
 # --- accepting predictions as labels ----------------------------------------------------
 
 
@@ -231,6 +434,8 @@ def accept_as_labels(predictions_layer, labels_layer, selected_only: bool = Fals
     (on the image shown) are copied. Boxes already labeled are skipped (see
     :func:`~napari_faster_rcnn.core.prediction.thresholds.accept_predictions`). Returns how many were added.
     """
+    if is_stack_layer(predictions_layer) or is_stack_layer(labels_layer):
+        return _accept_on_stack(predictions_layer, labels_layer, selected_only)
     pairs = pair_images(predictions_layer, labels_layer)
     if not pairs:
         raise ValueError(f"{predictions_layer.name!r} and {labels_layer.name!r} share no image (paired by file name)")
@@ -251,6 +456,37 @@ def accept_as_labels(predictions_layer, labels_layer, selected_only: bool = Fals
         added += count
     if added:
         _put_labels(labels_layer, model, labels)
+    return added
+
+
+def _accept_on_stack(predictions_layer, labels_layer, selected_only: bool) -> int:
+    """:func:`accept_as_labels` for a stack: plane by plane, and the planes accepted on become labeled."""
+    if not (is_stack_layer(predictions_layer) and is_stack_layer(labels_layer)):
+        raise ValueError(f"{predictions_layer.name!r} and {labels_layer.name!r}: accept a stack's predictions into "
+                         "the box layer of the same stack")
+    if image_names(predictions_layer) != image_names(labels_layer):
+        raise ValueError(f"{predictions_layer.name!r} and {labels_layer.name!r} are not of the same stack "
+                         f"({', '.join(image_names(predictions_layer))} and {', '.join(image_names(labels_layer))})")
+    predicted = stack_layer_annotation(predictions_layer)
+    model = _STACK_MODELS.get(predictions_layer)
+    planes = list(model.planes) if model is not None else [tuple(p) for p in np.unique(predicted.planes, axis=0).tolist()]
+    if selected_only:  # the layer holds every plane's boxes, in the annotation's order
+        predicted = predicted.select(sorted(int(i) for i in predictions_layer.selected_data))
+        planes = [tuple(p) for p in np.unique(predicted.planes, axis=0).tolist()]
+    labels = stack_layer_annotation(labels_layer)
+    classes = list(labels_layer.metadata.get(conventions.CLASSES) or []) or None
+    kept = [plane for plane in np.unique(labels.planes, axis=0).tolist() if tuple(plane) not in planes]
+    per_plane, where, added = [labels.on_plane(p) for p in kept], [tuple(p) for p in kept], 0
+    for plane in planes:
+        merged, count = accept_predictions(labels.on_plane(plane), predicted.on_plane(plane), classes)
+        per_plane.append(merged)
+        where.append(plane)
+        added += count
+    if added:
+        joined = join_planes(per_plane, where, plane_dims=labels.planes.shape[1],
+                             classes=list(dict.fromkeys([*(classes or []), *(n for a in per_plane for n in a.labels)])))
+        put_stack_boxes(labels_layer, joined)
+    mark_planes(labels_layer, planes)
     return added
 
 
@@ -317,6 +553,37 @@ def mark_annotations(result, pairs, predicted, ground, n_predicted: int, n_groun
         missed_labels = [result.ground_truth_labels[k][i] for i in np.flatnonzero(missed)]
         marks["missed"][g] = Annotation(ground[g].boxes[missed], missed_labels)
     return marks
+
+
+def show_stack_marks(viewer, kind: str, annotations: list[Annotation], planes: Sequence, source_layer, name: str,
+                     existing=None):
+    """:func:`show_marks` on a stack: the marks of each plane evaluated (``annotations[i]`` on
+    ``planes[i]``) in a display-only stack layer over the source layer's stack."""
+    from napari.layers import Layer
+
+    dims = int(source_layer.metadata[conventions.PLANE_DIMS])
+    classes = list(dict.fromkeys(label for a in annotations for label in a.labels))
+    colors = {label: MARKS[kind] for label in classes}
+    joined = join_planes([Annotation(a.boxes, a.labels) for a in annotations], planes, plane_dims=dims,
+                         classes=classes)
+    if existing is not None and existing in viewer.layers and is_stack_layer(existing):
+        existing.metadata[conventions.CLASS_COLORS] = colors
+        existing.metadata[conventions.CLASSES] = classes
+        put_stack_boxes(existing, joined)
+        return existing
+    keep = {key: source_layer.metadata[key] for key in (conventions.SOURCE_IMAGES, conventions.IMAGE_SIZES)
+            if key in source_layer.metadata}
+    sizes = keep.get(conventions.IMAGE_SIZES)
+    data, kwargs, kind_name = conventions.stack_shapes_layer_data(
+        joined, dims, name=name, image_size=sizes[0] if sizes else None, metadata=keep, predictions=False,
+        classes=classes, colors=colors)
+    kwargs["metadata"].update({conventions.LAYER_ROLE: EVALUATION, conventions.LABELED_PLANES: []})
+    kwargs["edge_color"] = MARKS[kind]
+    kwargs["opacity"] = 0.9
+    kwargs["scale"], kwargs["translate"] = source_layer.scale, source_layer.translate
+    layer = Layer.create(data, kwargs, kind_name)
+    layer.text.visible = False
+    return viewer.add_layer(layer)
 
 
 def show_marks(viewer, kind: str, annotations: list[Annotation], source_layer, name: str, existing=None):
