@@ -63,3 +63,24 @@ def test_a_bad_planes_range_is_refused_before_any_work(checkpoint, movie, tmp_pa
     assert not out.exists()
     assert main(["predict", str(checkpoint), str(movie), "--out", str(out), "--planes", "20:", "--quiet"]) == 2
     assert "no plane 20: in a stack of 10 planes" in capsys.readouterr().err
+
+
+def test_evaluate_a_stacks_predictions_on_its_labeled_planes_only(checkpoint, movie, tmp_path, capsys):
+    from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
+
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    (truth / "movie.tif").write_bytes(movie.read_bytes())
+    # plane 2 has its square, plane 5 was labeled "no objects here"; the other planes are unlabeled
+    save_annotation(truth / "movie.pt", Annotation([[20, 12, 40, 32]], ["square"], planes=[[2]],
+                                                   labeled_planes=[[2], [5]]))
+    out = tmp_path / "out"
+    assert main(["predict", str(checkpoint), str(truth / "movie.tif"), "--out", str(out), "--raw", "--quiet"]) == 0
+    predicted = load_annotation(out / "movie.pt")
+    capsys.readouterr()
+    assert main(["evaluate", "--gt", str(truth), "--pred", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 2  # the two labeled planes, not the ten frames
+    on_labeled = len(predicted.on_plane([2])) + len(predicted.on_plane([5]))
+    assert sum(c["predictions"] for c in result["classes"].values()) == on_labeled < len(predicted)
+    assert sum(c["ground_truth"] for c in result["classes"].values()) == 1

@@ -157,6 +157,12 @@ def test_tune_accept_and_evaluate_on_a_stack(opened, qtbot):
 
     # accept as labels: the stack's box layer gets the kept boxes on their planes, and those planes are labeled
     tune.labels.set_layer(boxes)
+    tune.score.setValue(1.0)  # nothing passes: accepting says "no objects" on the planes predicted
+    assert len(layer.data) == 0 and tune.accept_as_labels() == 0 and len(boxes.data) == 0
+    assert labeled_planes(boxes) == {(2,), (3,), (4,)}
+    assert tune.accept_status.text().endswith("(3 of 6 planes labeled)")
+    tune.score.setValue(chosen.score_threshold)
+    assert tune.thresholds() == chosen
     added = tune.accept_as_labels()
     assert added == kept > 0
     labels = stack_of(boxes)

@@ -23,6 +23,7 @@ from superqt import QLabeledDoubleSlider
 from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo
 from napari_faster_rcnn.core.prediction.thresholds import Thresholds
 from napari_faster_rcnn.layers import conventions, predictions
+from napari_faster_rcnn.layers.stack_labeling import is_stack_layer, plane_counts
 
 
 def _slider(tooltip: str) -> QLabeledDoubleSlider:
@@ -167,10 +168,12 @@ class TunePredictionsWidget(DockedWidget):
         except ValueError as error:
             self.accept_status.setText(str(error))
             return 0
-        self.accept_status.setText(
-            f"added {added} box{'es' if added != 1 else ''} to {labels.name!r}; save that layer to keep them"
-            if added else f"nothing added: every kept box is already labeled in {labels.name!r}"
-        )
+        text = (f"added {added} box{'es' if added != 1 else ''} to {labels.name!r}; save that layer to keep them"
+                if added else f"nothing added: every kept box is already labeled in {labels.name!r}")
+        if is_stack_layer(labels):  # accepting labels the planes, with or without boxes
+            labeled, every = plane_counts(self.viewer, labels)
+            text += f" ({labeled} of {every} planes labeled)"
+        self.accept_status.setText(text)
         return added
 
     def teardown(self) -> None:

@@ -1,0 +1,40 @@
+"""A stack's predictions file opened beside its stack is tuned plane by plane (issue 13)."""
+
+from __future__ import annotations
+
+import numpy as np
+import tifffile
+
+from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
+from napari_faster_rcnn.core.prediction.stacks import join_planes
+from napari_faster_rcnn.core.prediction.thresholds import Thresholds, apply_thresholds
+from napari_faster_rcnn.layers import conventions, predictions
+
+PLUGIN = "napari-faster-rcnn"
+
+
+def test_tune_a_stacks_predictions_read_from_its_file(make_napari_viewer, tmp_path):
+    tifffile.imwrite(tmp_path / "movie.tif", np.zeros((4, 32, 32), np.uint8), photometric="minisblack")
+    rng = np.random.default_rng(1)
+    per_plane = []
+    for _ in range(3):
+        corners = rng.uniform(0, 20, (6, 2))
+        per_plane.append(Annotation(np.concatenate([corners, corners + rng.uniform(4, 10, (6, 2))], axis=1),
+                                    list(rng.choice(["a", "b"], 6)), rng.uniform(0, 1, 6)))
+    planes = [(0,), (1,), (3,)]
+    save_annotation(tmp_path / "movie.pt", join_planes(per_plane, planes), labeled_planes=False)
+    viewer = make_napari_viewer()
+    _, layer = viewer.open(tmp_path / "movie.tif", plugin=PLUGIN)
+    assert conventions.is_predictions(layer) and len(layer.data) == 18
+    pages = predictions.tune(viewer, layer)
+    assert pages.planes == planes and predictions.prediction_pages(layer) is pages
+    chosen = Thresholds(0.5, 0.3)
+    pages.apply(chosen)
+    shown = predictions.stack_layer_annotation(layer)
+    for plane, raw in zip(planes, per_plane):
+        kept = apply_thresholds(raw, chosen)  # NMS within the plane, never across planes
+        on = shown.on_plane(plane)
+        np.testing.assert_allclose(sorted(on.boxes.tolist()), sorted(kept.boxes.tolist()), atol=1e-4)
+    viewer.dims.set_current_step(0, 1)
+    assert pages.counts() == {"kept": len(apply_thresholds(per_plane[1], chosen)), "raw": 6,
+                              "kept_total": len(shown), "raw_total": 18}
