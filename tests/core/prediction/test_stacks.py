@@ -123,3 +123,13 @@ def _annotation(boxes, scores):
     from napari_faster_rcnn.core.data.annotations import Annotation
 
     return Annotation(np.asarray(boxes, float), ["circle"] * len(boxes), np.asarray(scores, float))
+
+
+def test_a_plane_read_is_the_files_plane_even_after_the_file_changed(tmp_path):
+    path = tmp_path / "movie.tif"
+    first = np.arange(3 * 8 * 8, dtype=np.uint16).reshape(3, 8, 8)
+    tifffile.imwrite(path, first, photometric="minisblack")
+    items = stack_items(path)
+    assert [item.read()[:, :, 0].tolist() for item in items] == [plane.tolist() for plane in first]
+    tifffile.imwrite(path, first[:, ::-1] + 7, photometric="minisblack")  # the stack kept open is stale now
+    assert stack_items(path)[1].read()[:, :, 0].tolist() == (first[1, ::-1] + 7).tolist()

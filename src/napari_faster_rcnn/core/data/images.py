@@ -468,11 +468,12 @@ def open_stack(path: str | Path):
     return lazy
 
 
-def read_plane(path: str | Path, plane) -> np.ndarray:
+def read_plane(path: str | Path, plane, stack=None) -> np.ndarray:
     """One plane (its leading coordinates) of a stack as ``(H, W, 3)``, as :func:`read_image` gives
-    a 2-D image; only that plane is decoded."""
+    a 2-D image; only that plane is decoded. ``stack``: the file's :func:`open_stack`, when the
+    caller keeps it open for several planes (opening costs more than reading a 1024 x 1024 plane)."""
     plane = tuple(int(value) for value in np.asarray(plane).reshape(-1))
-    stack = open_stack(path)
+    stack = open_stack(path) if stack is None else stack
     if len(plane) > stack.ndim - 2 or any(not 0 <= v < s for v, s in zip(plane, stack.shape)):
         raise ImageReadError(path, f"no plane {list(plane)} in a stack of shape {tuple(stack.shape)}")
     return as_rgb(np.asarray(stack[plane]))

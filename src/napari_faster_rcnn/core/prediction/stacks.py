@@ -18,6 +18,7 @@ Choosing planes (the ``predict`` command's ``--planes``, the Predict widget's ra
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +55,32 @@ class StackPlane:
         from napari_faster_rcnn.core.data.images import as_rgb, read_plane
 
         if self.path is not None:
-            return read_plane(self.path, self.plane)
+            return read_plane(self.path, self.plane, stack=_open_stack(self.path))
         return as_rgb(np.asarray(self.source[tuple(self.plane)]))
+
+
+class _LastStack(threading.local):
+    key: tuple | None = None
+    stack: object = None
+
+
+_LAST = _LastStack()
+
+
+def _open_stack(path: Path):
+    """The stack of ``path``, kept open per thread for its next plane (a run reads a stack's planes one
+    after the other, in one reader thread): opened again when the file changed or another stack comes."""
+    from napari_faster_rcnn.core.data.images import ImageReadError, open_stack
+
+    try:
+        status = path.stat()
+    except OSError as error:
+        raise ImageReadError(path, f"cannot be read ({error.strerror or error})") from None
+    key = (str(path.resolve()), status.st_mtime_ns, status.st_size)
+    if _LAST.key != key:
+        _LAST.key, _LAST.stack = None, None  # the previous stack is let go before the next opens
+        _LAST.stack, _LAST.key = open_stack(path), key
+    return _LAST.stack
 
 
 def parse_planes(text: str) -> list[tuple[int | None, int | None]]:
