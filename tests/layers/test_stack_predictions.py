@@ -38,3 +38,23 @@ def test_tune_a_stacks_predictions_read_from_its_file(make_napari_viewer, tmp_pa
     viewer.dims.set_current_step(0, 1)
     assert pages.counts() == {"kept": len(apply_thresholds(per_plane[1], chosen)), "raw": 6,
                               "kept_total": len(shown), "raw_total": 18}
+
+
+def test_the_planes_to_predict_of_a_time_and_z_stack(make_napari_viewer, tmp_path):
+    from napari_faster_rcnn.layers.prediction_targets import layer_target
+
+    path = tmp_path / "tz.tif"
+    pixels = np.random.default_rng(0).integers(0, 255, (3, 2, 16, 16), dtype=np.uint8)
+    tifffile.imwrite(path, pixels, metadata={"axes": "TZYX"})
+    viewer = make_napari_viewer()
+    image, _ = viewer.open(path, plugin=PLUGIN)
+    viewer.dims.current_step = (2, 1, 0, 0)
+    shown = layer_target(viewer, image, whole_stack=False)
+    assert shown.planes == [(2, 1)] and shown.plane_dims == 2 and shown.sources == [str(path)]
+    assert np.array_equal(shown.images[0].read()[:, :, 0], pixels[2, 1])  # the plane shown, read from its file
+    assert layer_target(viewer, image, whole_stack=True).planes == [(t, z) for t in range(3) for z in range(2)]
+    assert layer_target(viewer, image, whole_stack=False, planes="1:").planes == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    import pytest
+
+    with pytest.raises(ValueError, match="no plane of"):
+        layer_target(viewer, image, whole_stack=False, planes="5")

@@ -378,7 +378,8 @@ def iter_predictions(
     model
         A torchvision Faster R-CNN (``LoadedCheckpoint.model``); put in eval mode.
     images
-        Image paths and/or arrays (see :func:`read_image_tensor`).
+        Image paths and/or arrays (see :func:`read_image_tensor`), and/or planes of stacks
+        (:class:`.stacks.StackPlane`: their records carry ``plane``).
     classes
         Class names: the model's label ``k`` is ``classes[k - 1]``.
     batch_size
