@@ -271,7 +271,8 @@ def as_scores(values) -> np.ndarray:
     if isinstance(values, (list, tuple)):
         values = [v.detach().cpu().numpy() if hasattr(v, "detach") else v for v in values]
     try:
-        scores = np.asarray(values, dtype=np.float64).reshape(-1)
+        # a copy: a view of a layer's features is read-only, which torch.save warns about
+        scores = np.array(values, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
         raise ValueError("scores must be numbers") from None
     if not np.isfinite(scores).all():
