@@ -58,3 +58,32 @@ def test_the_planes_to_predict_of_a_time_and_z_stack(make_napari_viewer, tmp_pat
 
     with pytest.raises(ValueError, match="no plane of"):
         layer_target(viewer, image, whole_stack=False, planes="5")
+
+
+def test_accept_the_selected_predictions_of_a_stack_labels_their_planes_only(make_napari_viewer, tmp_path):
+    from napari_faster_rcnn.layers.stack_labeling import labeled_planes
+
+    path = tmp_path / "movie.tif"
+    tifffile.imwrite(path, np.zeros((5, 32, 32), np.uint8), photometric="minisblack")
+    viewer = make_napari_viewer()
+    _, labels = viewer.open(path, plugin=PLUGIN)
+    raw = [Annotation([[1, 1, 9, 9], [12, 12, 20, 22]], ["a", "b"], [0.9, 0.8]),
+           Annotation([[2, 3, 10, 12]], ["a"], [0.7])]
+    layer = predictions.add_stack_prediction_layer(
+        viewer, raw, [(1,), (4,)], 1, Thresholds(0.5, 0.5), name="movie predictions", classes=["a", "b"],
+        image_size=(32, 32), metadata={conventions.SOURCE_IMAGES: [str(path)]})
+    assert conventions.is_predictions(layer) and len(layer.data) == 3
+    layer.selected_data = {2}  # the box on plane 4
+    assert predictions.accept_as_labels(layer, labels, selected_only=True) == 1
+    accepted = conventions.stack_annotation_from_shapes(labels.data, labels.features, labels.metadata)
+    assert accepted.planes.tolist() == [[4]] and accepted.labels == ["a"]
+    np.testing.assert_allclose(accepted.boxes, [[2, 3, 10, 12]], atol=1e-4)
+    assert labeled_planes(labels) == {(4,)}  # plane 1 was not accepted on
+    assert predictions.accept_as_labels(layer, labels) == 2  # all: plane 1's two boxes; plane 4's is labeled
+    assert labeled_planes(labels) == {(1,), (4,)}
+    viewer.layers.selection = {labels}
+    viewer.layers.save(str(tmp_path / "movie.pt"), selected=True, plugin=PLUGIN)
+    from napari_faster_rcnn.core.data.annotations import load_annotation
+
+    saved = load_annotation(tmp_path / "movie.pt")
+    assert sorted(saved.planes[:, 0].tolist()) == [1, 1, 4] and saved.labeled_planes.tolist() == [[1], [4]]
