@@ -68,11 +68,14 @@ def _save_thresholds(metadata: dict, destinations: list[Path]) -> list[str]:
 
 def stack_destination(path: Path, metadata: dict) -> Path:
     """The one file a stack read as data is written to: ``path`` when it names a ``.pt``/``.json``
-    file, else (a folder) the stack's annotation file's name in it."""
+    file, else (a folder) the stack's annotation file's name in it (``NAME.pt`` after the stack
+    ``NAME.tif`` for a layer without one, as a stack's predictions layer)."""
     if path.suffix.lower() in ANNOTATION_SUFFIXES:
         return path
     known = conventions.annotation_paths(metadata)
-    name = known[0].name if known and known[0] else "annotation.pt"
+    sources = [source for source in metadata.get(conventions.SOURCE_IMAGES) or [] if source]
+    # its annotation file's name, else (a stack's predictions) the stack's own name
+    name = known[0].name if known and known[0] else f"{Path(sources[0]).stem}.pt" if sources else "annotation.pt"
     return path / name
 
 

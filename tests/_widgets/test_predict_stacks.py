@@ -127,6 +127,13 @@ def test_predict_the_plane_shown_a_range_and_every_plane(opened, qtbot, tmp_path
     assert sorted(p.name for p in out.iterdir()) == ["movie.pt", THRESHOLDS_FILE]
     assert "labeled_planes" not in torch.load(out / "movie.pt", weights_only=True)
     assert len(load_annotation(out / "movie.pt")) == len(layer.data)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    from napari_faster_rcnn._writer import write_boxes
+
+    data, attributes, _ = layer.as_layer_data_tuple()
+    write_boxes(str(folder), data, attributes)  # into a folder: named after the stack
+    assert sorted(p.name for p in folder.iterdir()) == ["movie.pt", THRESHOLDS_FILE]
 
 
 def test_tune_accept_and_evaluate_on_a_stack(opened, qtbot):
