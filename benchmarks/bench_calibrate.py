@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     count_time, _, count = measure(lambda: calibrate(ground, predicted, "count"), 1)
     voc_time, _, voc = measure(lambda: voc_evaluation(ground, predicted), args.repeat)
     detections = DetectionSet(predicted)
-    nms_time, _, _ = measure(lambda: detections._run_nms(0.5), 1)
+    nms_time, _, _ = measure(lambda: detections.nms_mask(0.5), 1)
     ratio = f1_time / voc_time
     report(
         f"calibrate on {args.images} images x {args.detections} detections, {args.classes} classes, "

@@ -6,7 +6,7 @@ import torch
 from torchvision.ops import box_iou, nms
 
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.core.prediction.calibration import _nms_edges, calibrate, greedy_nms
+from napari_faster_rcnn.core.prediction.calibration import nms_edges, calibrate, greedy_nms
 from napari_faster_rcnn.core.prediction.thresholds import DetectionSet, Thresholds, apply_thresholds
 
 CLASSES = ("cat", "dog")
@@ -153,7 +153,7 @@ def test_the_vectorized_nms_is_torchvisions():
             [CLASSES.index(n) for r in raws for n in r.labels], dtype=np.int64)
         rank = np.empty(detections.size, dtype=np.int64)
         rank[np.argsort(-detections.scores, kind="stable")] = np.arange(detections.size)
-        mine = greedy_nms(_nms_edges(detections.boxes, key, rank), rank, threshold)
+        mine = greedy_nms(nms_edges(detections.boxes, key, rank), rank, threshold)
         np.testing.assert_array_equal(mine, detections.nms_mask(threshold))
 
 

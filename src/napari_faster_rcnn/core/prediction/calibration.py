@@ -67,7 +67,7 @@ from napari_faster_rcnn.core.evaluation.matching import (
 from napari_faster_rcnn.core.prediction.settings import RAW_SCORE_THRESHOLD
 from napari_faster_rcnn.core.prediction.thresholds import Thresholds
 
-__all__ = ["NMS_CANDIDATES", "OBJECTIVES", "THRESHOLDED_SCORE", "Calibration", "calibrate", "greedy_nms"]
+__all__ = ["NMS_CANDIDATES", "OBJECTIVES", "THRESHOLDED_SCORE", "Calibration", "calibrate", "greedy_nms", "nms_edges"]
 
 #: The NMS IoU thresholds tried (1.0: NMS off).
 NMS_CANDIDATES = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.0)
@@ -209,7 +209,7 @@ def calibrate(
     gt_key_counts = np.bincount(gt["images"] * n_classes + gt["classes"], minlength=count * n_classes)
     gt_counts = np.bincount(gt["classes"], minlength=n_classes)
     with_truth = np.flatnonzero(gt_counts > 0)
-    edges = _nms_edges(dt["boxes"], key, rank)
+    edges = nms_edges(dt["boxes"], key, rank)
 
     # orders made once; each NMS value only filters them
     by_box = np.lexsort((rank, best_gt))
@@ -337,7 +337,7 @@ def _best_cut(objective, scores, true_positive, change, truth) -> dict:
 # --- NMS for every image at once ---------------------------------------------------------
 
 
-def _nms_edges(boxes, key, rank) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def nms_edges(boxes, key, rank) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(better, worse, iou)``: every pair of overlapping detections of the same image and class,
     the better-ranked first.
 
@@ -401,7 +401,7 @@ def _paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def greedy_nms(edges, rank, nms_threshold: float) -> np.ndarray:
     """Which detections greedy NMS keeps (a ``(n,)`` bool mask), given the overlapping pairs of
-    :func:`_nms_edges` and each detection's rank: a detection is dropped when a kept, better-ranked
+    :func:`nms_edges` and each detection's rank: a detection is dropped when a kept, better-ranked
     one overlaps it with IoU above ``nms_threshold``, as ``torchvision.ops.batched_nms``.
     """
     better, worse, iou = edges
