@@ -6,7 +6,7 @@ import torch
 from torchvision.ops import box_iou, nms
 
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.core.prediction.calibration import nms_edges, calibrate, greedy_nms
+from napari_faster_rcnn.core.prediction.calibration import calibrate, greedy_nms, nms_edges
 from napari_faster_rcnn.core.prediction.thresholds import DetectionSet, Thresholds, apply_thresholds
 
 CLASSES = ("cat", "dog")

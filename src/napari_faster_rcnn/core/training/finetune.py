@@ -1,7 +1,8 @@
 """Continue training with new labels: fine-tune a trained model rather than start from scratch.
 
 A new run starts from a checkpoint's weights and its model config (classes,
-image sizes, anchors, normalization), with a fresh optimizer and schedule, on
+image sizes, anchors, normalization, BatchNorm and trainable blocks as that run
+had them), with a fresh optimizer and schedule, on
 the data as it is now (the labels added or corrected since). It is not a
 resume: the optimizer state, the epoch count and the run folder are new.
 
@@ -36,6 +37,7 @@ def finetune_config(checkpoint: str | Path) -> ModelConfig:
     CheckpointError
         For a missing, unreadable or refused file, or one without a valid model config.
     """
+    from napari_faster_rcnn.core.model.backbones import frozen_batch_norm, trainable_layers
     from napari_faster_rcnn.core.model.config_rules import ConfigError
 
     path = Path(checkpoint).resolve()
@@ -48,7 +50,11 @@ def finetune_config(checkpoint: str | Path) -> ModelConfig:
     if "normalization" not in values:  # saved before the option: scaled by the type's own range
         values = {**values, "normalization": "none"}
     try:
-        return ModelConfig.from_dict({**values, "weights": str(path)})
+        trained = ModelConfig.from_dict(values)
+        # the same network as trained: BatchNorm and the trainable blocks as that run resolved them
+        # (left to their defaults, they would follow "starts from weights" now)
+        return ModelConfig.from_dict({**values, "weights": str(path), "frozen_batch_norm": frozen_batch_norm(trained),
+                                      "trainable_backbone_layers": trainable_layers(trained)})
     except ConfigError as error:
         raise CheckpointError(f"{path}: the model config in it is not valid: {error}") from None
 
