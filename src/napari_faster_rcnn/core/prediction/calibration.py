@@ -209,7 +209,8 @@ def calibrate(
     gt_key_counts = np.bincount(gt["images"] * n_classes + gt["classes"], minlength=count * n_classes)
     gt_counts = np.bincount(gt["classes"], minlength=n_classes)
     with_truth = np.flatnonzero(gt_counts > 0)
-    edges = nms_edges(dt["boxes"], key, rank)
+    edges = nms_edges(dt["boxes"], key, rank, above=min(candidates))
+    targets = np.unique(edges[1], return_inverse=True)
 
     # orders made once; each NMS value only filters them
     by_box = np.lexsort((rank, best_gt))
@@ -221,7 +222,7 @@ def calibrate(
     }
     choices = {}
     for nms in candidates:
-        kept = greedy_nms(edges, rank, nms) if nms < 1.0 else np.ones(n, dtype=bool)
+        kept = greedy_nms(edges, rank, nms, targets) if nms < 1.0 else np.ones(n, dtype=bool)
         choices[nms] = _best_per_class(objective, kept, orders, scores, dt, key, best_gt, gt_key_counts,
                                        gt_counts, with_truth, n_classes)
     aggregate = {nms: choice["value"] for nms, choice in choices.items()}
@@ -337,51 +338,58 @@ def _best_cut(objective, scores, true_positive, change, truth) -> dict:
 # --- NMS for every image at once ---------------------------------------------------------
 
 
-def nms_edges(boxes, key, rank) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(better, worse, iou)``: every pair of overlapping detections of the same image and class,
-    the better-ranked first.
+def nms_edges(boxes, key, rank, above: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(better, worse, iou)``: every pair of detections of the same image and class that overlap
+    with IoU above ``above``, the better-ranked first.
 
-    Groups (an image's detections of one class) are usually small: then every pair of a group
-    is compared, in chunks; when they are large (more than :data:`_DENSE_PAIRS` pairs per
-    detection on average), only boxes that can overlap, through the grid of ``overlapping_pairs``.
+    A sweep along x: sorted by (group, left edge), a detection is compared with the detections
+    after it in its group whose left edge lies before its right edge, the only ones that can
+    overlap it there (each overlapping pair is found once, from the one further left). When that
+    leaves too many pairs (more than :data:`_DENSE_PAIRS` per detection: crowded columns), the
+    grid of ``overlapping_pairs`` finds them instead.
     """
-    n = len(rank)
-    order = np.lexsort((rank, key))  # by group, best first
-    sorted_key = key[order]
-    starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]]) if n else np.zeros(0, np.int64)
-    sizes = np.diff(np.r_[starts, n])
-    if int((sizes * (sizes - 1) // 2).sum()) > _DENSE_PAIRS * max(n, 1):
-        return _grid_edges(boxes, key, rank)
-    # position p of a group of end e pairs with the positions after it: e - p - 1 pairs
-    group_end = np.repeat(starts + sizes, sizes)
-    after = group_end - np.arange(n) - 1
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    valid = np.flatnonzero(np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
+    if len(valid) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    order = valid[np.lexsort((boxes[valid, 0], key[valid]))]
+    # complex numbers sort and search by real part (the group), then imaginary part (the left edge)
+    place = key[order].astype(np.float64) + 1j * boxes[order, 0]
+    # IoU above t needs an overlap wider than t times either width: the right one starts before
+    # x2 - t w of the left one (a little wider, for rounding)
+    reach = boxes[order, 2] - max(float(above) * (1 - 1e-6), 0.0) * (boxes[order, 2] - boxes[order, 0])
+    end = np.searchsorted(place, key[order].astype(np.float64) + 1j * reach, side="left")
+    after = np.maximum(end - np.arange(len(order)) - 1, 0)
+    if int(after.sum()) > _DENSE_PAIRS * len(order):
+        return _grid_edges(boxes, key, rank, above)
     better, worse, ious = [], [], []
     ends = np.cumsum(after)
-    first = 0
-    while first < n:
+    first, count = 0, len(order)
+    while first < count:
         stop = max(first + 1, int(np.searchsorted(ends, (ends[first - 1] if first else 0) + _PAIR_CHUNK, "right")))
         counts = after[first:stop]
         total = int(counts.sum())
         if total:
             left = np.repeat(np.arange(first, stop), counts)
-            offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-            right = left + 1 + offsets
+            right = left + 1 + np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
             a, b = order[left], order[right]
             iou = _paired_iou(boxes[a], boxes[b])
-            overlap = iou > 0
-            better.append(a[overlap])
-            worse.append(b[overlap])
-            ious.append(iou[overlap])
+            overlap = iou > max(float(above), 0.0)
+            a, b, iou = a[overlap], b[overlap], iou[overlap]
+            swap = rank[b] < rank[a]
+            better.append(np.where(swap, b, a))
+            worse.append(np.where(swap, a, b))
+            ious.append(iou)
         first = stop
     if not better:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
     return np.concatenate(better), np.concatenate(worse), np.concatenate(ious)
 
 
-def _grid_edges(boxes, key, rank):
+def _grid_edges(boxes, key, rank, above: float = 0.0):
     better, worse, ious = [], [], []
     for b_index, a_index, iou in overlapping_pairs(boxes, key, boxes, key):
-        keep = rank[a_index] < rank[b_index]
+        keep = (rank[a_index] < rank[b_index]) & (iou > above)
         better.append(a_index[keep])
         worse.append(b_index[keep])
         ious.append(iou[keep])
@@ -399,25 +407,31 @@ def _paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(union > 0, intersection / union, 0.0)
 
 
-def greedy_nms(edges, rank, nms_threshold: float) -> np.ndarray:
+def greedy_nms(edges, rank, nms_threshold: float, targets=None) -> np.ndarray:
     """Which detections greedy NMS keeps (a ``(n,)`` bool mask), given the overlapping pairs of
     :func:`nms_edges` and each detection's rank: a detection is dropped when a kept, better-ranked
     one overlaps it with IoU above ``nms_threshold``, as ``torchvision.ops.batched_nms``.
+
+    In rounds: a detection whose better overlapping ones are all decided is kept when none of
+    them is kept, else dropped; the rounds are as many as the longest chain of overlaps.
+    ``targets``: ``np.unique(worse, return_inverse=True)`` of the edges, when made once for many calls.
     """
     better, worse, iou = edges
+    targets, local = np.unique(worse, return_inverse=True) if targets is None else targets
     n = len(rank)
     over = iou > nms_threshold
-    better, worse = better[over], worse[over]
-    state = np.zeros(n, dtype=np.int8)  # 0 undecided, 1 kept, 2 dropped
-    while True:
+    better, worse, local = better[over], worse[over], local[over]
+    state = np.ones(n, dtype=np.int8)  # 1 kept, 2 dropped, 0 undecided: those with a better overlapping one
+    state[worse] = 0
+    while len(better):
         source = state[better]
-        dropped = np.zeros(n, dtype=bool)
-        dropped[worse[source == 1]] = True
-        waiting = np.bincount(worse[source == 0], minlength=n)
-        undecided = state == 0
-        state[undecided & dropped] = 2
-        state[undecided & ~dropped & (waiting == 0)] = 1
-        if not (state == 0).any():
-            return state == 1
+        dropped = np.zeros(len(targets), dtype=bool)
+        dropped[local[source == 1]] = True
+        waiting = np.zeros(len(targets), dtype=bool)
+        waiting[local[source == 0]] = True
+        undecided = state[targets] == 0
+        state[targets[undecided & dropped]] = 2
+        state[targets[undecided & ~dropped & ~waiting]] = 1
         open_edge = state[worse] == 0
-        better, worse = better[open_edge], worse[open_edge]
+        better, worse, local = better[open_edge], worse[open_edge], local[open_edge]
+    return state == 1
