@@ -177,3 +177,11 @@ def test_class_thresholds_round_trip_and_filter_per_class():
     assert DetectionSet([raw]).keep_mask(thresholds).tolist() == [True, False]
     with pytest.raises(ValueError, match="class_score_thresholds"):
         Thresholds(0.5, 0.5, None, {"cat": 1.5})
+
+
+def test_no_detections_keep_nothing_and_other_classes_get_a_note():
+    truth = [Annotation([[0, 0, 10, 10]], ["cat"])]
+    empty = calibrate(truth, [Annotation(np.zeros((0, 4)), [], np.zeros(0))])
+    assert empty.value == 0.0 and empty.per_class["cat"]["predictions"] == 0
+    other = calibrate(truth, [Annotation([[0, 0, 10, 10], [0, 0, 10, 10]], ["cat", "dog"], np.array([0.9, 0.02]))])
+    assert other.value == 1.0 and any("no ground truth in these images" in note for note in other.notes)

@@ -262,12 +262,14 @@ def _best_per_class(objective, kept, orders, scores, dt, key, best_gt, gt_key_co
     candidate = orders["found"][kept[orders["found"]]]  # by box found, best first
     found_box = best_gt[candidate]
     true_positive = np.zeros(len(scores), dtype=bool)
-    true_positive[candidate[np.r_[True, found_box[1:] != found_box[:-1]]]] = True
+    if len(candidate):
+        true_positive[candidate[np.r_[True, found_box[1:] != found_box[:-1]]]] = True
     # count changes: a survivor beyond the true count of its image and class adds 1 to the error, else removes 1
     by_key = orders["key"][kept[orders["key"]]]  # by image and class, best first
     key_sorted = key[by_key]
     position = np.arange(len(by_key))
-    group_start = np.maximum.accumulate(np.where(np.r_[True, key_sorted[1:] != key_sorted[:-1]], position, 0))
+    starts = np.r_[True, key_sorted[1:] != key_sorted[:-1]] if len(key_sorted) else np.zeros(0, bool)
+    group_start = np.maximum.accumulate(np.where(starts, position, 0)) if len(position) else position
     within = np.empty(len(scores), dtype=np.int64)
     within[by_key] = position - group_start
     change = np.where(within >= gt_key_counts[key], 1, -1)
