@@ -73,7 +73,7 @@ __all__ = ["NMS_CANDIDATES", "OBJECTIVES", "THRESHOLDED_SCORE", "Calibration", "
 NMS_CANDIDATES = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.0)
 OBJECTIVES = ("f1", "count")
 #: Predictions whose lowest score is at least this look thresholded already (a note says so).
-THRESHOLDED_SCORE = 0.05
+THRESHOLDED_SCORE = 0.1
 # Pairs of detections compared at once, to bound memory.
 _PAIR_CHUNK = 1 << 22
 # Above this many pairs per detection (groups of ~100 detections of one class in one image),
