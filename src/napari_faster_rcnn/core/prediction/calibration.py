@@ -220,16 +220,16 @@ def calibrate(
         "class": np.lexsort((rank, dt["classes"])),
         "found": by_box[found[by_box]],
     }
-    choices = {}
-    for nms in candidates:
-        kept = greedy_nms(edges, rank, nms, targets) if nms < 1.0 else np.ones(n, dtype=bool)
-        choices[nms] = _best_per_class(objective, kept, orders, scores, dt, key, best_gt, gt_key_counts,
-                                       gt_counts, with_truth, n_classes)
-    aggregate = {nms: choice["value"] for nms, choice in choices.items()}
+    def survivors(nms):
+        return greedy_nms(edges, rank, nms, targets) if nms < 1.0 else np.ones(n, dtype=bool)
+
+    parts = (orders, scores, dt, key, best_gt, gt_key_counts, gt_counts, with_truth, n_classes)
+    aggregate = {nms: _best_per_class(objective, survivors(nms), *parts, final=False)["value"]
+                 for nms in candidates}
     better = max if objective == "f1" else min
     best_value = better(aggregate.values())
     nms = min((value for value in candidates if aggregate[value] == best_value), key=lambda value: abs(value - 0.5))
-    choice = choices[nms]
+    choice = _best_per_class(objective, survivors(nms), *parts)
 
     # thresholds.json names the raw predicted labels; each takes its class's threshold
     raw_labels = list(dict.fromkeys(label for a in predictions for label in a.labels))
@@ -255,9 +255,9 @@ def calibrate(
 
 
 def _best_per_class(objective, kept, orders, scores, dt, key, best_gt, gt_key_counts, gt_counts, with_truth,
-                    n_classes) -> dict:
-    """Every class's best threshold over the survivors ``kept`` of one NMS value, and the common one."""
-    order = orders["rank"][kept[orders["rank"]]]  # survivors, best first
+                    n_classes, final=True) -> dict:
+    """Every class's best threshold over the survivors ``kept`` of one NMS value, and (``final``) the
+    common one and every statistic; without ``final``, only what the objective needs."""
     # true positives: the first survivor (in rank order) that finds a box takes it
     candidate = orders["found"][kept[orders["found"]]]  # by box found, best first
     found_box = best_gt[candidate]
@@ -265,14 +265,17 @@ def _best_per_class(objective, kept, orders, scores, dt, key, best_gt, gt_key_co
     if len(candidate):
         true_positive[candidate[np.r_[True, found_box[1:] != found_box[:-1]]]] = True
     # count changes: a survivor beyond the true count of its image and class adds 1 to the error, else removes 1
-    by_key = orders["key"][kept[orders["key"]]]  # by image and class, best first
-    key_sorted = key[by_key]
-    position = np.arange(len(by_key))
-    starts = np.r_[True, key_sorted[1:] != key_sorted[:-1]] if len(key_sorted) else np.zeros(0, bool)
-    group_start = np.maximum.accumulate(np.where(starts, position, 0)) if len(position) else position
-    within = np.empty(len(scores), dtype=np.int64)
-    within[by_key] = position - group_start
-    change = np.where(within >= gt_key_counts[key], 1, -1)
+    if final or objective == "count":
+        by_key = orders["key"][kept[orders["key"]]]  # by image and class, best first
+        key_sorted = key[by_key]
+        position = np.arange(len(by_key))
+        starts = np.r_[True, key_sorted[1:] != key_sorted[:-1]] if len(key_sorted) else np.zeros(0, bool)
+        group_start = np.maximum.accumulate(np.where(starts, position, 0)) if len(position) else position
+        within = np.empty(len(scores), dtype=np.int64)
+        within[by_key] = position - group_start
+        change = np.where(within >= gt_key_counts[key], 1, -1)
+    else:
+        change = np.zeros(len(scores), dtype=np.int64)  # not needed for the choice
 
     classes = dt["classes"]
     by_class = orders["class"][kept[orders["class"]]]  # by class, best first within each
@@ -286,7 +289,10 @@ def _best_per_class(objective, kept, orders, scores, dt, key, best_gt, gt_key_co
         result["per_class"][k] = chosen["stats"]
         values.append(chosen["value"])
     result["value"] = float(np.mean(values)) if objective == "f1" else float(np.sum(values))
+    if not final:
+        return result
     # one threshold for all classes with ground truth together
+    order = orders["rank"][kept[orders["rank"]]]  # survivors, best first
     common = order[np.isin(classes[order], with_truth)]
     pooled = _best_cut(objective, scores[common], true_positive[common], change[common], int(gt_counts.sum()))
     result["common"] = pooled["threshold"]
