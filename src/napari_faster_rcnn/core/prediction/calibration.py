@@ -220,6 +220,7 @@ def calibrate(
         "class": np.lexsort((rank, dt["classes"])),
         "found": by_box[found[by_box]],
     }
+
     def survivors(nms):
         return greedy_nms(edges, rank, nms, targets) if nms < 1.0 else np.ones(n, dtype=bool)
 
