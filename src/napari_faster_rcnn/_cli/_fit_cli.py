@@ -13,6 +13,10 @@ What it adds to Lightning's own CLI:
   training boxes (the data module's ``training_items`` are linked into the
   model); what it chose is printed, and a warning when most boxes are too
   small for the model's anchors or feature map, auto or not;
+- ``--finetune_from CKPT`` continues training with new labels: the run
+  starts from the checkpoint's weights and model config (classes, sizes,
+  anchors; see :mod:`~napari_faster_rcnn.core.training.finetune`), with a
+  fresh optimizer, in a new run folder;
 - ``--early_stopping_patience N`` stops after N validations without a better
   ``val/voc_map``;
 - it says at the start how the data was split (images, those without boxes,
@@ -41,8 +45,10 @@ from napari_faster_rcnn.core.model.auto_size import small_box_warning
 from napari_faster_rcnn.core.model.checkpoints import SafeCheckpointIO, read_checkpoint
 from napari_faster_rcnn.core.training.callbacks import prepare_run_folder, progress_bar, run_callbacks, run_loggers
 from napari_faster_rcnn.core.training.data_module import DetectionDataModule
+from napari_faster_rcnn.core.training.finetune import check_finetune_classes, finetune_config
 from napari_faster_rcnn.core.training.module import DetectorModule
 from napari_faster_rcnn.core.training.noise import quiet_lightning
+from napari_faster_rcnn.core.training.samples import dataset_classes
 from napari_faster_rcnn.core.training.summary import (
     WARNING_PREFIX,
     data_split,
@@ -81,6 +87,10 @@ class FitCLI(LightningCLI):
         parser.link_arguments("data.training_items", "model.training_items", apply_on="instantiate")
         parser.add_argument("--early_stopping_patience", type=int | None, default=None,
                             help="stop after this many validations without a better val/voc_map (default: never)")
+        parser.add_argument("--finetune_from", type=str | None, default=None,
+                            help="continue training with new labels: start from this checkpoint's weights and "
+                            "model config (classes, sizes, anchors), with a fresh optimizer and run; labels of "
+                            "classes the model does not know are refused (unlike --ckpt_path, which resumes a run)")
         parser.add_argument("--overwrite", type=bool, default=False,
                             help="start over in a run folder that holds another run's checkpoints (removes its "
                             "checkpoints, logs and config.yaml, nothing else)")
@@ -91,12 +101,30 @@ class FitCLI(LightningCLI):
         # naming the file and what it would import) for a refused or missing file.
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        finetune = self.config[subcommand].get("finetune_from") if subcommand else None
+        if finetune is not None:
+            if path is not None:
+                raise ValueError("--finetune_from starts a new run from a model's weights and --ckpt_path resumes a "
+                                 "run: give one of them")
+            self._finetune(subcommand, finetune)
+            return
         if path is None:
             return
         hyperparameters = dict(read_checkpoint(path).get("hyper_parameters") or {})
         hyperparameters = {key: value for key, value in hyperparameters.items() if not key.startswith("_")}
         if hyperparameters:
             self.config = self.parser.parse_object({subcommand: {"model": hyperparameters}}, self.config)
+
+    def _finetune(self, subcommand: str, checkpoint: str) -> None:
+        """The model config (classes included) of ``checkpoint`` with its weights; sizes not fitted again."""
+        config = finetune_config(checkpoint)
+        data = self.config[subcommand].data
+        roots = [root for root in (data.get("root"), data.get("val_root")) if root]
+        if roots:
+            check_finetune_classes(config.classes, dataset_classes(roots), checkpoint)
+        overrides = {"model": {"config": config.to_dict(), "preset": None, "auto": False},
+                     "data": {"classes": list(config.classes)}}
+        self.config = self.parser.parse_object({subcommand: overrides}, self.config)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]

@@ -93,6 +93,8 @@ def chosen_thresholds(args, config):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"--{flag} must be from 0 to 1, got {value}")
             changes[key] = value
+    if "score_threshold" in changes:  # --score is one threshold for every class
+        changes["class_score_thresholds"] = None
     if args.classes:
         changes["classes"] = tuple(name.strip() for name in args.classes.split(",") if name.strip())
     return thresholds.replace(**changes) if changes else thresholds
@@ -163,6 +165,9 @@ def run(args) -> int:
 def describe(thresholds) -> str:
     """The thresholds in words, for the results line."""
     text = f"score >= {thresholds.score_threshold:g}, NMS IoU {thresholds.nms_threshold:g}"
+    if thresholds.class_score_thresholds:
+        text += " (per class: " + ", ".join(f"{name} >= {value:.3g}"
+                                            for name, value in thresholds.class_score_thresholds) + ")"
     if thresholds.classes is not None:
         text += f", classes {','.join(thresholds.classes)}"
     return text

@@ -80,6 +80,11 @@ class TrainDetectorWidget(DockedWidget):
         self.continue_button = QPushButton("Continue last run")
         self.continue_button.setToolTip("train on from the last run's last.ckpt, in its folder (raise the epochs "
                                         "first if it finished)")
+        self.finetune_button = QPushButton("Continue training")
+        self.finetune_button.setToolTip(
+            "fine-tune the last run's model on the labels as they are now: its checkpoint's weights, model config "
+            "and classes, a fresh optimizer, the form's data, epochs and learning rate, into a new run folder "
+            "(labels of classes the model does not know are refused)")
         self.preview_button = QPushButton("Preview augmentations")
         self.preview_button.setToolTip(f"{PREVIEW_COUNT} training images as the training sees them, with their "
                                        "boxes, as layers")
@@ -101,7 +106,7 @@ class TrainDetectorWidget(DockedWidget):
 
         layout = QVBoxLayout(self)
         layout.addWidget(scroll, 3)
-        layout.addLayout(_hbox(self.train_button, self.stop_button, self.continue_button))
+        layout.addLayout(_hbox(self.train_button, self.stop_button, self.continue_button, self.finetune_button))
         layout.addLayout(_hbox(self.preview_button, self.export_button))
         layout.addWidget(self.status)
         layout.addLayout(_hbox(QLabel("checkpoint"), self.checkpoint))
@@ -111,6 +116,7 @@ class TrainDetectorWidget(DockedWidget):
         self.train_button.clicked.connect(self.train)
         self.stop_button.clicked.connect(self.stop)
         self.continue_button.clicked.connect(self.continue_last_run)
+        self.finetune_button.clicked.connect(self.continue_training)
         self.preview_button.clicked.connect(self.preview)
         self.export_button.clicked.connect(self.export)
         self.copy_button.clicked.connect(lambda: QApplication.clipboard().setText(self.command.text()))
@@ -171,6 +177,30 @@ class TrainDetectorWidget(DockedWidget):
         except (ValueError, OSError) as error:
             self._failed(error)
             return None
+        return self._start(settings, layer_data.describe() if layer_data is not None else str(data))
+
+    def continue_training(self):
+        """Fine-tune the last run's model (the checkpoint shown) on the current labels, as a new run:
+        see :func:`~napari_faster_rcnn.core.training.finetune.finetune_settings`. Returns its worker, or None."""
+        from napari_faster_rcnn.core.training.finetune import finetune_settings
+
+        if self.running:
+            return self.worker
+        checkpoint = self.checkpoint.text().strip()
+        if not checkpoint:
+            self.status.setText("not continued: no model yet; train one first")
+            return None
+        try:
+            data, validation, classes, layer_data = self._data()
+            settings = finetune_settings(checkpoint, self.form.settings(data, validation, classes))
+        except (ValueError, OSError) as error:
+            self._failed(error, "not continued")
+            return None
+        source = layer_data.describe() if layer_data is not None else str(data)
+        return self._start(settings, f"fine-tuning {Path(checkpoint).name} of {Path(checkpoint).parent.parent.name} "
+                                     f"on {source}")
+
+    def _start(self, settings, source: str):
         self.job = TrainingJob(settings)
         self.progress = TrainingProgress(settings.epochs)
         self.result = None
@@ -184,7 +214,6 @@ class TrainDetectorWidget(DockedWidget):
         self.worker.returned.connect(self._on_result)
         self.worker.finished.connect(self._on_finished)
         self._set_running(True)
-        source = layer_data.describe() if layer_data is not None else str(data)
         self.status.setText(f"starting: {source}")
         self.worker.start()
         return self.worker
@@ -279,6 +308,7 @@ class TrainDetectorWidget(DockedWidget):
         self.train_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
         self.continue_button.setEnabled(not running and self.last_run is not None)
+        self.finetune_button.setEnabled(not running and bool(self.checkpoint.text().strip()))
         self.form.setEnabled(not running)
 
     # --- preview and export -----------------------------------------------------------------

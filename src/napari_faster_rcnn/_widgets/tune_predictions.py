@@ -10,6 +10,7 @@ from __future__ import annotations
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QFormLayout,
     QGroupBox,
     QLabel,
@@ -76,9 +77,31 @@ class TunePredictionsWidget(DockedWidget):
         accept_box = QGroupBox("Labeling from predictions")
         accept_box.setLayout(accept_form)
 
+        # Calibrate: thresholds from the labels of the box layer above ("into")
+        self._calibrated: Thresholds | None = None  # per-class thresholds the sliders stand for
+        self._calibrated_at = (None, None)  # the slider values they were put at
+        self.objective = QComboBox()
+        self.objective.addItems(["f1", "count"])
+        self.objective.setToolTip("f1: the score threshold per class and NMS IoU of the best F1 on the labeled images; "
+                                  "count: those whose box counts per image come nearest the labels'")
+        self.calibrate_button = QPushButton("Calibrate")
+        self.calibrate_button.setToolTip(
+            "choose the score threshold per class and the NMS IoU from the labels of the box layer above (images "
+            "paired by file name; images without labels left out); the sliders move to them and thresholds.json "
+            "is written beside the prediction files. Moving the score slider then sets one threshold for every class")
+        self.calibrate_status = QLabel("")
+        self.calibrate_status.setWordWrap(True)
+        calibrate_form = QFormLayout()
+        calibrate_form.addRow("objective", self.objective)
+        calibrate_form.addRow(self.calibrate_button)
+        calibrate_form.addRow(self.calibrate_status)
+        calibrate_box = QGroupBox("Calibrate from labels")
+        calibrate_box.setLayout(calibrate_form)
+
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(accept_box)
+        layout.addWidget(calibrate_box)
         layout.addStretch(1)
 
         self.predictions.currentIndexChanged.connect(self._on_layer)
@@ -87,6 +110,7 @@ class TunePredictionsWidget(DockedWidget):
             slider.sliderReleased.connect(self.apply)
         self.classes.itemChanged.connect(self.apply)
         self.accept.clicked.connect(self.accept_as_labels)
+        self.calibrate_button.clicked.connect(self.calibrate)
         napari_viewer.dims.events.current_step.connect(self._show_counts)
         self._on_layer()
 
@@ -96,11 +120,24 @@ class TunePredictionsWidget(DockedWidget):
         """The thresholds the controls show."""
         items = [self.classes.item(i) for i in range(self.classes.count())]
         chosen = tuple(item.text() for item in items if item.checkState() == Qt.CheckState.Checked)
+        score, nms, per_class = self.score.value(), self.nms.value(), None
+        calibrated = self._calibrated
+        if calibrated is not None:  # the sliders still where calibration put them: its exact values
+            if score == self._calibrated_at[0]:
+                score, per_class = calibrated.score_threshold, calibrated.class_score_thresholds
+            if nms == self._calibrated_at[1]:
+                nms = calibrated.nms_threshold
         return Thresholds(
-            score_threshold=min(max(self.score.value(), 0.0), 1.0),
-            nms_threshold=min(max(self.nms.value(), 0.0), 1.0),
+            score_threshold=min(max(score, 0.0), 1.0),
+            nms_threshold=min(max(nms, 0.0), 1.0),
             classes=None if len(chosen) == len(items) else chosen,
+            class_score_thresholds=per_class,
         )
+
+    def _remember(self, thresholds: Thresholds) -> None:
+        """Keep per-class thresholds (and exact values) while the sliders stay where they were put."""
+        self._calibrated = thresholds if thresholds.class_score_thresholds else None
+        self._calibrated_at = (self.score.value(), self.nms.value())
 
     def _on_value(self, value=None) -> None:
         if self.pages is None:
@@ -143,6 +180,7 @@ class TunePredictionsWidget(DockedWidget):
         self.classes.setFixedHeight(row * rows + 2 * self.classes.frameWidth() + 2)
         for control in (self.score, self.nms, self.classes):
             control.blockSignals(False)
+        self._remember(thresholds)
         self._show_counts()
 
     def _show_counts(self, event=None, whole: bool = True) -> None:
@@ -154,6 +192,49 @@ class TunePredictionsWidget(DockedWidget):
         if whole:
             text += f"; {counts['kept_total']:,} of {counts['raw_total']:,} in all {len(self.pages.raw)} {unit}s"
         self.counts.setText(text)
+
+    # --- calibrate -------------------------------------------------------------------
+
+    def calibrate(self):
+        """Calibrate the thresholds on the labels of the chosen box layer, move the sliders to them,
+        filter every image and write ``thresholds.json`` beside the prediction files.
+
+        Returns the :class:`~napari_faster_rcnn.core.prediction.calibration.Calibration`, or None.
+        """
+        predicted, labels = self.predictions.layer(), self.labels.layer()
+        if predicted is None or labels is None or self.pages is None:
+            self.calibrate_status.setText("choose a predictions layer and a box layer with labels")
+            return None
+        try:
+            result = predictions.calibrate_predictions(predicted, labels, self.objective.currentText())
+        except ValueError as error:
+            self.calibrate_status.setText(str(error))
+            return None
+        chosen = result.thresholds
+        for control in (self.score, self.nms, self.classes):
+            control.blockSignals(True)
+        self.score.setValue(chosen.score_threshold)
+        self.nms.setValue(chosen.nms_threshold)
+        for index in range(self.classes.count()):
+            self.classes.item(index).setCheckState(Qt.CheckState.Checked)
+        for control in (self.score, self.nms, self.classes):
+            control.blockSignals(False)
+        self._remember(chosen)
+        self._calibrated = chosen  # exact values even with one class
+        self.pages.apply(chosen)
+        self._show_counts()
+        written = predictions.save_layer_thresholds(predicted)
+        per_class = ", ".join(f"{name} ≥ {stats['score_threshold']:.3f} (F1 {stats['f1']:.2f})"
+                              for name, stats in result.per_class.items())
+        what = (f"macro F1 {result.value:.3f}" if result.objective == "f1"
+                else f"count error {result.value:g} boxes")
+        text = (f"calibrated on {result.images} image(s): {what}; NMS IoU {chosen.nms_threshold:g}; {per_class}; "
+                f"other classes ≥ {chosen.score_threshold:.3f}")
+        text += f"; written to {written}" if written is not None else "; save the layer to keep them"
+        if result.notes:
+            text += "\n" + "\n".join(result.notes)
+        self.calibrate_status.setText(text)
+        return result
 
     # --- accept ----------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from napari_faster_rcnn.core.prediction.thresholds import (
     Thresholds,
     accept_predictions,
     load_thresholds,
+    save_thresholds,
 )
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.box_layers import layer_annotations
@@ -422,6 +423,56 @@ def _stack_evaluation_inputs(ground_layer, predicted_layer) -> dict:
         "planes": [tuple(plane) for plane in truth.labeled_planes.tolist()],
         "notes": notes,
     }
+
+
+# --- calibrating thresholds on labels ---------------------------------------------------
+
+
+def calibrate_predictions(predictions_layer, labels_layer, objective: str = "f1"):
+    """Thresholds of a predictions layer calibrated on the labels of a box layer (same images, by file name).
+
+    The raw detections behind ``predictions_layer`` (see :func:`tune`) are
+    matched to the labels of the images both layers share; images without any
+    label are taken as not labeled yet and left out. Returns the
+    :class:`~napari_faster_rcnn.core.prediction.calibration.Calibration` (its
+    ``notes`` say what was left out); the layer is not changed.
+
+    Raises
+    ------
+    ValueError
+        When the layers share no labeled image, or the core refuses the input.
+    """
+    from napari_faster_rcnn.core.prediction.calibration import calibrate
+
+    pages = prediction_pages(predictions_layer)
+    raw = pages.raw if pages is not None else layer_annotations(predictions_layer)
+    model = paging_model(labels_layer)
+    labels = model.all_annotations() if model is not None else layer_annotations(labels_layer)
+    pairs = [(name, p, g) for name, p, g in pair_images(predictions_layer, labels_layer) if len(labels[g])]
+    if not pairs:
+        raise ValueError(f"{predictions_layer.name!r} and {labels_layer.name!r} share no labeled image "
+                         "(paired by file name): label some of the predicted images first")
+    label_classes = list(labels_layer.metadata.get(conventions.CLASSES) or []) or None
+    ground = [Annotation(labels[g].boxes, labels[g].labels, classes=label_classes or labels[g].classes)
+              for _, _, g in pairs]
+    sizes = labels_layer.metadata.get(conventions.IMAGE_SIZES)
+    image_sizes = [tuple(sizes[g]) if sizes is not None and g < len(sizes) else None for _, _, g in pairs]
+    result = calibrate(ground, [raw[p] for _, p, _ in pairs], objective, image_sizes=image_sizes)
+    unlabeled = len(pair_images(predictions_layer, labels_layer)) - len(pairs)
+    if unlabeled:
+        result.notes.append(f"{unlabeled} shared image(s) without labels left out (not labeled yet)")
+    return result
+
+
+def save_layer_thresholds(predictions_layer) -> Path | None:
+    """Write the layer's current thresholds as ``thresholds.json`` into the folder of its prediction
+    files, when they lie in one folder; returns the file written, or None."""
+    pages = prediction_pages(predictions_layer)
+    files = conventions.annotation_paths(predictions_layer.metadata)
+    folders = {path.parent for path in files if path is not None}
+    if pages is None or len(folders) != 1:
+        return None
+    return save_thresholds(folders.pop(), pages.thresholds)
 
 
 # --- accepting predictions as labels ----------------------------------------------------

@@ -12,7 +12,8 @@ the classes to keep, and sees the result at once. Three pieces:
 
 The rules, the same for one image and for many:
 
-- a detection is kept when its score is at least ``score_threshold``, its label
+- a detection is kept when its score is at least its class's threshold
+  (``class_score_thresholds[label]``, else ``score_threshold``), its label
   is in ``classes`` (``None`` keeps every class), and per-class NMS keeps it;
 - NMS runs per image and per class: a box is dropped when a box of its class
   with a higher score that is itself kept overlaps it with IoU above
@@ -50,6 +51,7 @@ __all__ = [
     "filter_detections",
     "load_thresholds",
     "save_thresholds",
+    "save_thresholds_file",
 ]
 
 #: An accepted prediction is skipped when a label of the same class already
@@ -72,11 +74,16 @@ class Thresholds:
         Per-class NMS IoU threshold (0 to 1; 1 keeps overlapping boxes).
     classes : tuple of str or None
         Labels to keep; ``None`` keeps every class.
+    class_score_thresholds : tuple of (str, float) pairs or None
+        A score threshold of its own per label (as ``calibrate`` chooses them),
+        over ``score_threshold`` for the labels it names. Given as a dict or
+        pairs; kept as sorted pairs (hashable); :meth:`score_threshold_of` reads it.
     """
 
     score_threshold: float = 0.5
     nms_threshold: float = 0.5
     classes: tuple[str, ...] | None = None
+    class_score_thresholds: tuple[tuple[str, float], ...] | None = None
 
     def __post_init__(self):
         for name in ("score_threshold", "nms_threshold"):
@@ -88,14 +95,37 @@ class Thresholds:
             if isinstance(self.classes, str) or not all(isinstance(c, str) for c in self.classes):
                 raise ValueError(f"classes must be a list of class names or null, got {self.classes!r}")
             object.__setattr__(self, "classes", tuple(self.classes))
+        if self.class_score_thresholds is not None:
+            pairs = self.class_score_thresholds
+            pairs = pairs.items() if isinstance(pairs, dict) else pairs
+            try:
+                pairs = [(name, value) for name, value in pairs]
+            except (TypeError, ValueError):
+                raise ValueError("class_score_thresholds must map class names to numbers from 0 to 1, got "
+                                 f"{self.class_score_thresholds!r}") from None
+            for name, value in pairs:
+                if (not isinstance(name, str) or isinstance(value, bool) or not isinstance(value, (int, float))
+                        or not 0.0 <= float(value) <= 1.0):
+                    raise ValueError(f"class_score_thresholds must map class names to numbers from 0 to 1, got "
+                                     f"{name!r}: {value!r}")
+            object.__setattr__(self, "class_score_thresholds",
+                               tuple(sorted((name, float(value)) for name, value in dict(pairs).items())))
+
+    def score_threshold_of(self, label: str) -> float:
+        """The score threshold of detections labeled ``label``."""
+        return dict(self.class_score_thresholds or ()).get(label, self.score_threshold)
 
     def to_dict(self) -> dict:
-        """``{"score_threshold", "nms_threshold", "classes"}``, as in ``thresholds.json``."""
-        return {
+        """``{"score_threshold", "nms_threshold", "classes"}`` (and ``"class_score_thresholds"``, a
+        ``{label: threshold}`` object, when set), as in ``thresholds.json``."""
+        values = {
             "score_threshold": self.score_threshold,
             "nms_threshold": self.nms_threshold,
             "classes": None if self.classes is None else list(self.classes),
         }
+        if self.class_score_thresholds is not None:
+            values["class_score_thresholds"] = dict(self.class_score_thresholds)
+        return values
 
     @classmethod
     def from_dict(cls, mapping) -> Thresholds:
@@ -107,9 +137,10 @@ class Thresholds:
             raise ValueError(
                 f"expected an object with score_threshold, nms_threshold, classes; got {type(mapping).__name__}"
             )
-        unknown = set(mapping) - {"score_threshold", "nms_threshold", "classes"}
+        unknown = set(mapping) - {"score_threshold", "nms_threshold", "classes", "class_score_thresholds"}
         if unknown:
-            raise ValueError(f"unknown keys {sorted(unknown)} (expected score_threshold, nms_threshold, classes)")
+            raise ValueError(f"unknown keys {sorted(unknown)} (expected score_threshold, nms_threshold, classes, "
+                             "class_score_thresholds)")
         return cls(**mapping)
 
     def replace(self, **changes) -> Thresholds:
@@ -123,7 +154,12 @@ KEEP_ALL = Thresholds(score_threshold=0.0, nms_threshold=1.0, classes=None)
 
 def save_thresholds(folder: str | Path, thresholds: Thresholds) -> Path:
     """Write ``thresholds.json`` into the prediction folder ``folder`` (atomically)."""
-    path = Path(folder) / THRESHOLDS_FILE
+    return save_thresholds_file(Path(folder) / THRESHOLDS_FILE, thresholds)
+
+
+def save_thresholds_file(path: str | Path, thresholds: Thresholds) -> Path:
+    """Write ``thresholds`` to the file ``path`` as ``thresholds.json`` holds them (atomically)."""
+    path = Path(path)
     atomic_write_bytes(path, (json.dumps(thresholds.to_dict(), indent=1) + "\n").encode("utf-8"))
     return path
 
@@ -153,17 +189,25 @@ def filter_detections(
     score_threshold: float = 0.5,
     nms_threshold: float = 0.5,
     classes: Sequence[str] | None = None,
+    class_score_thresholds: dict[str, float] | None = None,
 ) -> np.ndarray:
     """Indices of the detections of one image that pass (ascending).
 
     Score and class filters, then per-class NMS with
     ``torchvision.ops.batched_nms``. Detections without scores count as 1.0.
+    ``class_score_thresholds`` (label -> threshold) overrides ``score_threshold``
+    for the labels it names.
     """
     import torch
     from torchvision.ops import batched_nms
 
     scores = annotation.scores if annotation.scores is not None else np.ones(len(annotation))
-    keep = scores >= score_threshold
+    if class_score_thresholds:
+        own = dict(class_score_thresholds)
+        limits = np.fromiter((own.get(label, score_threshold) for label in annotation.labels), float, len(annotation))
+        keep = scores >= limits
+    else:
+        keep = scores >= score_threshold
     if classes is not None:
         wanted = set(classes)
         keep &= np.fromiter((label in wanted for label in annotation.labels), bool, len(annotation))
@@ -183,7 +227,8 @@ def filter_detections(
 def apply_thresholds(annotation: Annotation, thresholds: Thresholds) -> Annotation:
     """The detections of ``annotation`` that pass ``thresholds``, in their original order."""
     return annotation.select(
-        filter_detections(annotation, thresholds.score_threshold, thresholds.nms_threshold, thresholds.classes)
+        filter_detections(annotation, thresholds.score_threshold, thresholds.nms_threshold, thresholds.classes,
+                          dict(thresholds.class_score_thresholds or ()))
     )
 
 
@@ -236,7 +281,11 @@ class DetectionSet:
 
     def keep_mask(self, thresholds: Thresholds) -> np.ndarray:
         """A ``(size,)`` bool mask of the detections that pass, over every image."""
-        keep = self.scores >= thresholds.score_threshold
+        if thresholds.class_score_thresholds:
+            limits = np.array([thresholds.score_threshold_of(name) for name in self.labels] + [0.0])
+            keep = self.scores >= limits[self.label_ids]
+        else:
+            keep = self.scores >= thresholds.score_threshold
         if thresholds.classes is not None:
             wanted = set(thresholds.classes)
             keep &= np.array([name in wanted for name in self.labels] + [False], dtype=bool)[self.label_ids]

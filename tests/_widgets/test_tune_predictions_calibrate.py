@@ -1,0 +1,65 @@
+"""The "Calibrate" button of "Tune predictions": thresholds from the labels, sliders moved, file written."""
+
+import json
+
+from qtpy.QtCore import Qt
+
+from napari_faster_rcnn._widgets.tune_predictions import TunePredictionsWidget
+from napari_faster_rcnn.core.data.annotations import load_annotation
+from napari_faster_rcnn.core.prediction.calibration import calibrate
+from napari_faster_rcnn.core.prediction.thresholds import Thresholds, apply_thresholds, load_thresholds
+from napari_faster_rcnn.layers.predictions import prediction_pages
+from tests.predictions_data import write_predictions
+
+PLUGIN = "napari-faster-rcnn"
+
+
+def test_calibrate_moves_the_sliders_filters_every_image_and_writes_thresholds(make_napari_viewer, tutorial_dataset):
+    viewer = make_napari_viewer()
+    raw = write_predictions(tutorial_dataset)
+    viewer.open(tutorial_dataset, plugin=PLUGIN)  # the labels
+    viewer.open(tutorial_dataset / "predictions", plugin=PLUGIN)
+    widget = TunePredictionsWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    labels, predicted = viewer.layers[1], viewer.layers[-1]
+    widget.labels.set_layer(labels)
+    assert widget.labels.layer() is labels and widget.predictions.layer() is predicted
+    assert load_thresholds(tutorial_dataset / "predictions") is None
+
+    widget.calibrate_button.click()
+
+    truths = [load_annotation(path) for path in sorted((tutorial_dataset / "target").glob("*.pt"))]
+    expected = calibrate(truths, raw, "f1").thresholds
+    status = widget.calibrate_status.text()
+    assert status.startswith("calibrated on 6 image(s): macro F1"), status
+    # the sliders show the calibrated values
+    assert abs(widget.score.value() - expected.score_threshold) <= 0.005  # two decimals shown
+    assert abs(widget.nms.value() - expected.nms_threshold) < 1e-6
+    items = [widget.classes.item(i) for i in range(widget.classes.count())]
+    assert all(item.checkState() == Qt.CheckState.Checked for item in items)
+    # the controls stand for the exact thresholds, every image is filtered with them
+    assert widget.thresholds() == expected
+    pages = prediction_pages(predicted)
+    assert pages.thresholds == expected
+    for index in (0, 3):
+        assert pages.annotations[index].labels == apply_thresholds(raw[index], expected).labels
+    # the file predict --thresholds and Tune predictions read
+    written = tutorial_dataset / "predictions" / "thresholds.json"
+    assert f"written to {written}" in status
+    assert Thresholds.from_dict(json.loads(written.read_text())) == expected
+    assert expected.class_score_thresholds  # a threshold per class
+
+    # moving the score slider makes it one threshold for every class again
+    widget.score.setValue(0.7)
+    assert widget.thresholds() == Thresholds(0.7, expected.nms_threshold)
+    assert pages.thresholds == Thresholds(0.7, expected.nms_threshold)
+
+
+def test_calibrate_says_why_it_cannot(make_napari_viewer, tutorial_dataset):
+    viewer = make_napari_viewer()
+    write_predictions(tutorial_dataset)
+    viewer.open(tutorial_dataset / "predictions", plugin=PLUGIN)
+    widget = TunePredictionsWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.calibrate() is None
+    assert "box layer with labels" in widget.calibrate_status.text()
