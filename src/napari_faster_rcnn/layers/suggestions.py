@@ -28,6 +28,7 @@ Predicting ahead
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Hashable
 from pathlib import Path
 
@@ -175,11 +176,16 @@ class BoxSuggestions:
         self._predict_ahead()
 
     def _draw(self, suggestions: Annotation) -> None:
+        empty_before = not len(self.shown) and not self.layer.nshapes
         self.shown = suggestions
+        if empty_before and not len(suggestions):
+            return
         layer = self.layer
         stacked = layer.ndim >= 3
         vertices = boxes_to_rectangles(suggestions.boxes, self._index) if stacked else boxes_to_rectangles(suggestions.boxes)
-        with layer.events.blocker_all():
+        # one refresh for the replace (napari's private _block_refresh, as slice_view.show_boxes holds it)
+        block = getattr(layer, "_block_refresh", None)
+        with layer.events.blocker_all(), (block() if callable(block) else contextlib.nullcontext()):
             layer.selected_data = set()
             layer.data = []
             if len(suggestions):
@@ -273,7 +279,7 @@ class BoxSuggestions:
     def _add_layer(self):
         box_layer = self.session.layer
         stacked = box_layer.ndim >= 3
-        width = max(1.0, float(box_layer.current_edge_width) / 2)  # thinner than the labels
+        width = max(0.5, float(box_layer.current_edge_width) / 3)  # thinner than the labels
         layer = self.viewer.add_shapes(
             [], ndim=3 if stacked else 2, shape_type="rectangle", name=SUGGESTIONS_NAME,
             edge_color=SUGGESTION_COLOR, face_color="transparent", edge_width=width, opacity=0.9,
