@@ -120,10 +120,10 @@ def test_a_checkpoint_loaded_in_the_box_suggests(make_napari_viewer, qtbot, unla
     assert box.status.text() == "no run of Train detector in this viewer has written a checkpoint yet"
     box.threshold.setValue(0.0)
     box.path.setText(str(checkpoint))
-    with qtbot.waitSignal(box.load().finished, timeout=20000):
-        pass
+    box.load()
+    qtbot.waitUntil(lambda: SUGGESTIONS_NAME in viewer.layers and viewer.layers[SUGGESTIONS_NAME].nshapes > 0,
+                    timeout=30000)
     layer = viewer.layers[SUGGESTIONS_NAME]
-    qtbot.waitUntil(lambda: layer.nshapes > 0, timeout=20000)
     assert box.status.text().startswith("last.ckpt: ")
     assert set(layer.features["label"]) <= {"circle", "square", "triangle"}
     viewer.layers.remove(widget.session.layer)  # the box layer goes: its suggestions with it
@@ -138,8 +138,7 @@ def test_a_checkpoint_that_is_not_one_is_named(make_napari_viewer, qtbot, unlabe
     bad = tmp_path / "notes.ckpt"
     bad.write_text("not a checkpoint")
     widget.suggestions.path.setText(str(bad))
-    with qtbot.waitSignal(widget.suggestions.load().finished, timeout=20000):
-        pass
-    assert widget.suggestions.status.text().startswith("not loaded: ")
+    widget.suggestions.load()  # (a worker that fails at once may finish before a wait for its signal begins)
+    qtbot.waitUntil(lambda: widget.suggestions.status.text().startswith("not loaded: "), timeout=20000)
     assert "notes.ckpt" in widget.suggestions.status.text()
     assert SUGGESTIONS_NAME not in viewer.layers
