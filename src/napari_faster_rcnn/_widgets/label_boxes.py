@@ -37,6 +37,7 @@ from napari_faster_rcnn._widgets import _label_dialogs as dialogs
 from napari_faster_rcnn._widgets._class_table import ClassTable
 from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo
 from napari_faster_rcnn._widgets._interchange_actions import InterchangeActions
+from napari_faster_rcnn._widgets._suggestions import SuggestionsBox
 from napari_faster_rcnn.layers import conventions, labeling, stack_labeling
 from napari_faster_rcnn.layers.conventions import is_boxes
 from napari_faster_rcnn.layers.interchange import read_only_note
@@ -134,6 +135,8 @@ class LabelBoxesWidget(DockedWidget):
         layout.addWidget(class_box)
         layout.addWidget(navigation_box)
         layout.addWidget(file_box)
+        self.suggestions = SuggestionsBox(napari_viewer)  # a model's boxes as suggestions (_suggestions)
+        layout.addWidget(self.suggestions)
         layout.addStretch(1)
 
         self.boxes.currentIndexChanged.connect(self._on_layer)
@@ -169,6 +172,7 @@ class LabelBoxesWidget(DockedWidget):
             self.session = None
             stack_labeling.bind_stack_keys(self.viewer, layer, on_change=self._on_step)
             layer.events.data.connect(self.refresh)
+            self.suggestions.set_session(None)
             self.refresh()
             return
         self.session = labeling.labeling_session(self.viewer, layer) if layer is not None else None
@@ -180,6 +184,7 @@ class LabelBoxesWidget(DockedWidget):
             self.session.events.changed.connect(self.refresh)
             self.session.events.saved.connect(self._on_saved)
             self.status.setText(_file_note(self.session))
+        self.suggestions.set_session(self.session)
         self.refresh()
 
     def start_new_layer(self):
@@ -395,6 +400,7 @@ class LabelBoxesWidget(DockedWidget):
             self._refresh_stack()
 
     def teardown(self) -> None:
+        self.suggestions.teardown()
         self.viewer.dims.events.current_step.disconnect(self._on_step)
         if self.stack_layer is not None:
             self.stack_layer.events.data.disconnect(self.refresh)
