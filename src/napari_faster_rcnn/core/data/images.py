@@ -408,6 +408,9 @@ def _note_pages(path: Path, pages: int) -> None:
         if key in _NOTED_STACKS:
             return
         _NOTED_STACKS.add(key)
+    layout = series_layout(path)
+    if layout is not None and not layout.leading:  # the pages are a multichannel image's channels
+        return
     logger.warning("%s", first_page_note(path, pages))
 
 
