@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 from napari_faster_rcnn._widgets._anchor_settings import AnchorSettings, row
 from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo, set_progress, start_worker
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.core.data.images import read_image
+from napari_faster_rcnn.core.data.images import read_image, read_plane
 from napari_faster_rcnn.core.model.anchor_inputs import iter_folder_items
 from napari_faster_rcnn.core.model.anchor_suggestion import suggest_anchors
 from napari_faster_rcnn.core.model.anchors import BACKGROUND_IOU, FOREGROUND_IOU, REACHED_IOU, anchor_coverage
@@ -70,6 +70,7 @@ class AnchorBoxesWidget(DockedWidget):
         self.view = anchors.AnchorLayers(napari_viewer, on_click=self.move_point)
         self.config = None
         self.items, self.names, self.colors, self.paths = [], [], {}, None
+        self.planes: list = []  # a folder's: each item's plane of its stack, None for a 2-D image
         self.coverage = self.suggestion = self.worker = None
         self.fraction = None  # the point, as a share of the resized image's width and height
         self.hidden: list = []  # source layers hidden while the anchor layers show
@@ -208,6 +209,7 @@ class AnchorBoxesWidget(DockedWidget):
 
     def _folder_read(self, result) -> None:
         self.items, self.names, self.paths = result.items, result.names, result.images
+        self.planes = result.planes
         self.colors = conventions.class_colors(result.classes)
         self._stale = False
         self.index.setRange(0, max(0, len(self.items) - 1))
@@ -245,7 +247,10 @@ class AnchorBoxesWidget(DockedWidget):
         index = min(self.index.value(), len(self.items) - 1)
         size, annotation = self.items[index]
         if self.paths is not None:
-            key, read = (str(self.paths[index]), index), (lambda path=self.paths[index]: read_image(path))
+            plane = self.planes[index] if index < len(self.planes) else None
+            key = (str(self.paths[index]), index)
+            read = ((lambda path=self.paths[index]: read_image(path)) if plane is None
+                    else (lambda path=self.paths[index], plane=plane: read_plane(path, plane)))
         elif (layer := self.image_layer.layer()) is not None:
             key, read = (id(layer), index), (lambda: anchors.layer_image(layer, index))
         else:

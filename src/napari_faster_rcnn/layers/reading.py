@@ -50,7 +50,7 @@ LARGE_IMAGE_SIDE = 4096
 def read_image_file(path) -> list[tuple]:
     """An image and its boxes (from ``STEM.pt``/``.json`` beside it or in ``../target``)."""
     path = Path(path[0] if isinstance(path, (list, tuple)) else path)
-    if not is_zarr_folder(path) and stack_shape(path) is not None:
+    if stack_shape(path) is not None:  # a TIFF, OME-TIFF or Zarr stack
         return read_stack_file(path)
     image = image_layer_data(path)
     annotation_path = find_annotation_file(path)
@@ -168,12 +168,12 @@ def _find_image_for(annotation_path: Path) -> Path | None:
     for candidate in candidates:
         if candidate.is_dir():
             for image in sorted(candidate.iterdir()):
-                if image.stem == annotation_path.stem and is_image_file(image):
+                if image.stem == annotation_path.stem and (is_image_file(image) or is_zarr_folder(image)):
                     return image
     sibling = find_image_folder(folder, {annotation_path.stem}) if folder.parent.is_dir() else None
     if sibling is not None:
         for image in sorted(sibling.iterdir()):
-            if image.stem == annotation_path.stem and is_image_file(image):
+            if image.stem == annotation_path.stem and (is_image_file(image) or is_zarr_folder(image)):
                 return image
     return None
 

@@ -334,7 +334,10 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def _read(self, index: int) -> np.ndarray:
         path, plane = self.samples[index].image, self.samples[index].plane
-        image = read_image(path, self._channels) if plane is None else read_plane(path, plane, self._channels)
+        if plane is not None:
+            image = read_plane(path, plane, self._channels)
+        else:
+            image = read_image(path) if self._channels is None else read_image(path, self._channels)
         height, width, _ = self._image_info[index]
         if image.shape[:2] != (height, width):
             raise TrainingDataError(
