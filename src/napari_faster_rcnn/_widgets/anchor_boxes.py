@@ -167,8 +167,10 @@ class AnchorBoxesWidget(DockedWidget):
         image_layer, box_layer = self.image_layer.layer(), self.box_layer.layer()
         self.paths = None
         try:
+            self.planes = []
             if box_layer is not None:
                 self.items, self.names, self.colors = anchors.layer_items(box_layer, image_layer)
+                self.planes = anchors.layer_planes(box_layer) or []
             elif image_layer is not None:
                 count = anchors.stack_length(image_layer)
                 sizes = image_layer.metadata.get(conventions.IMAGE_SIZES) or [anchors.image_shape(image_layer)] * count
@@ -182,7 +184,9 @@ class AnchorBoxesWidget(DockedWidget):
         self._stale = False
         self.index.blockSignals(True)
         self.index.setRange(0, max(0, len(self.items) - 1))
-        self.index.setValue(anchors.stack_index(self.viewer, image_layer))
+        shown = anchors.shown_plane(self.viewer, image_layer, self.planes) if self.planes else None
+        self.index.setValue(shown if shown is not None else 0 if self.planes else
+                            anchors.stack_index(self.viewer, image_layer))
         self.index.blockSignals(False)
         return True
 
@@ -252,7 +256,8 @@ class AnchorBoxesWidget(DockedWidget):
             read = ((lambda path=self.paths[index]: read_image(path)) if plane is None
                     else (lambda path=self.paths[index], plane=plane: read_plane(path, plane)))
         elif (layer := self.image_layer.layer()) is not None:
-            key, read = (id(layer), index), (lambda: anchors.layer_image(layer, index))
+            where = self.planes[index] if index < len(self.planes) else index  # a labeled plane of a stack
+            key, read = (id(layer), where), (lambda: anchors.layer_image(layer, where))
         else:
             key, read = ("blank", size), (lambda: np.zeros((*size, 3), np.uint8))
         point = None
@@ -305,7 +310,9 @@ class AnchorBoxesWidget(DockedWidget):
 
     def _index_chosen(self, index: int) -> None:
         image_layer = self.image_layer.layer()
-        if self.source.currentText() == LAYERS and image_layer is not None and anchors.is_stack(image_layer):
+        if self.source.currentText() == LAYERS and image_layer is not None and index < len(self.planes):
+            anchors.show_plane(self.viewer, image_layer, self.planes[index])  # a labeled plane of a stack
+        elif self.source.currentText() == LAYERS and image_layer is not None and anchors.is_stack(image_layer):
             axis = self.viewer.dims.ndim - image_layer.ndim
             if self.viewer.dims.current_step[axis] != index:
                 self.viewer.dims.set_current_step(axis, index)  # the slider follows (_dims_moved: nothing to do)
@@ -314,8 +321,11 @@ class AnchorBoxesWidget(DockedWidget):
     def _dims_moved(self, event=None) -> None:
         if self.source.currentText() != LAYERS:
             return
-        index = anchors.stack_index(self.viewer, self.image_layer.layer())
-        if index != self.index.value():
+        if self.planes:  # a stack's labeled planes: follow the slider onto one of them
+            index = anchors.shown_plane(self.viewer, self.image_layer.layer(), self.planes)
+        else:
+            index = anchors.stack_index(self.viewer, self.image_layer.layer())
+        if index is not None and index != self.index.value():
             self.index.setValue(index)  # _index_chosen shows it
 
     def _go_to_unreached(self, row: int) -> None:
