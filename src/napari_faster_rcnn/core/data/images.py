@@ -140,8 +140,8 @@ def read_image(path: str | Path, channels=None) -> np.ndarray:
     tiff = _tiff_layout(path)
     if tiff is not None:
         _note_pages(path, tiff.pages)
-        layout = series_layout(path) if tiff.tifffile_reads or tiff.pages > 1 else None
-        if layout is not None and layout.channel_axis == "C":  # channels on pages of their own
+        layout = series_layout(path) if tiff.pages > 1 else None  # channels on pages of their own
+        if layout is not None and layout.channel_axis == "C":
             return read_plane(path, (0,) * len(layout.leading), channels)
         if tiff.tifffile_reads:
             _check_memory(path, tiff.height, tiff.width, tiff.dtype.itemsize)
@@ -176,9 +176,9 @@ def select_channels(array: np.ndarray, channels=None, path: str | Path = "image"
         channels = check_channels(channels)
     except ValueError as error:
         raise ImageReadError(path, str(error)) from None
-    pixels = array if array.ndim == 3 else array.reshape(*array.shape[:2], 1)
     if array.ndim not in (2, 3):
         raise ImageReadError(path, f"expected (height, width[, channels]) pixels, got shape {array.shape}")
+    pixels = array if array.ndim == 3 else array.reshape(*array.shape[:2], 1)
     count = pixels.shape[2]
     if channels is None:
         if axis != "C":
