@@ -104,3 +104,20 @@ def test_a_2d_file_beside_a_stack_labels_no_plane_in_statistics(tmp_path):
     write_image(tmp_path / "flat.png", 16, 16)
     save_annotation(tmp_path / "flat.json", Annotation(boxes=[[1, 1, 5, 5]], labels=["a"]))
     assert folder_statistics(tmp_path, 64, 64).names == ["flat"]
+
+
+def test_evaluation_pairs_the_labeled_planes_of_a_zarr_stack_in_a_mixed_folder(tmp_path):
+    from napari_faster_rcnn.core.evaluation.pairing import load_evaluation_folders
+
+    make_mixed_folder(tmp_path / "data")
+    predicted = tmp_path / "predicted"
+    predicted.mkdir()
+    save_annotation(predicted / "embryo.pt", Annotation(
+        boxes=[[1, 2, 9, 12]] * 3, labels=["cell"] * 3, scores=[0.9] * 3, planes=[[1], [4], [5]]))
+    save_annotation(predicted / "flat.pt", Annotation())
+    save_annotation(predicted / "movie.pt", Annotation(boxes=[[3, 3, 10, 10]], labels=["cell"], scores=[0.8],
+                                                       planes=[[2]]))
+    folders = load_evaluation_folders(tmp_path / "data", predicted)
+    assert folders.names == ["embryo[1]", "embryo[4]", "flat", "movie[2]"]  # no unlabeled plane or stack
+    assert [len(a) for a in folders.predictions] == [1, 1, 0, 1]  # the box on plane 5 is left out
+    assert folders.image_sizes == [(24, 32)] * 4  # sizes from the Zarr header, the TIFF and the PNG
