@@ -90,3 +90,15 @@ def test_boxes_without_planes_beside_a_stack_name_the_file(make_napari_viewer, t
     save_annotation(tmp_path / "movie.json", Annotation(boxes=[[0, 0, 4, 4]], labels=["a"]))
     with pytest.raises(AnnotationError, match="movie.json.*without 'planes'"):
         read_stack_file(tmp_path / "movie.tif")
+
+
+def test_a_multichannel_time_lapse_opens_one_layer_per_channel_and_time_planes(make_napari_viewer, tmp_path):
+    movie = np.random.default_rng(3).integers(0, 4096, (5, 2, 24, 32), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "stains.tif", movie, imagej=True, metadata={"axes": "TCYX"})
+    viewer = make_napari_viewer()
+    layers = viewer.open(tmp_path / "stains.tif", plugin=PLUGIN)
+    images, boxes = layers[:-1], layers[-1]
+    assert [layer.data.shape for layer in images] == [(5, 24, 32), (5, 24, 32)]  # the channels are not planes
+    np.testing.assert_array_equal(np.asarray(images[1].data[3]), movie[3, 1])
+    assert boxes.ndim == 3 and boxes.metadata[conventions.PLANE_DIMS] == 1
+    assert viewer.dims.nsteps[0] == 5

@@ -331,3 +331,23 @@ def test_fit_trains_on_tiles_given_on_the_command_line(tmp_path):
     assert (saved["data"]["tile_size"], saved["data"]["min_visible"]) == (128, 0.6)
     checkpoint = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert checkpoint["datamodule_hyper_parameters"]["training_tile_size"] == 128
+
+
+def test_fit_takes_channels_and_prediction_repeats_them(shapes, tmp_path):
+    from PIL import Image
+
+    from napari_faster_rcnn.core.prediction.run import predict_images
+
+    config = write_config(tmp_path / "run.yaml", run_config(shapes, tmp_path / "run"))
+    assert main(["fit", "--config", str(config), "--trainer.max_steps", "1", "--model.channels", "2,0"]) == 0
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["model"]["channels"] == "2,0"
+    loaded = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert loaded.config.channels == (2, 0)
+    # prediction reads channel 2 of each image: a gray image (one channel) is skipped, saying why
+    gray = tmp_path / "gray.png"
+    Image.new("L", (64, 64)).save(gray)
+    colour = next((shapes / "input").glob("*.png"))
+    records, summary = predict_images(loaded.model, [colour, gray], loaded.classes)
+    assert summary.images == 1
+    assert [reason for _, reason in summary.skipped] == ["has 1 channel (0 to 0), but the channels [2, 0] ask for 2"]

@@ -81,3 +81,13 @@ def test_tile_size_setting_of_the_form_controls():
     assert tile_size_setting(False, 256) == 0
     assert tile_size_setting(True, 0) is None
     assert tile_size_setting(True, 256) == 256
+
+
+@pytest.mark.parametrize(("text", "expected"), [("", None), ("1", (1,)), ("0, 2", (0, 2)), ("[2, 1, 0]", (2, 1, 0))])
+def test_the_channels_field_takes_what_a_person_types(text, expected):
+    spec = next(spec for spec in training_fields.model_specs(folded=True) if spec.name == "channels")
+    assert spec.optional and "zeros" in spec.help
+    value = training_fields.parse_value(spec, text)
+    assert ModelConfig(classes=("cell",), channels=value).channels == expected
+    assert training_fields.parse_value(spec, training_fields.format_value(expected)) in (expected, list(expected or ()),
+                                                                                          None)

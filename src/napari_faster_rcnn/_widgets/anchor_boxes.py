@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 from napari_faster_rcnn._widgets._anchor_settings import AnchorSettings, row
 from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo, set_progress, start_worker
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.core.data.images import read_image
+from napari_faster_rcnn.core.data.images import read_image, read_plane
 from napari_faster_rcnn.core.model.anchor_inputs import iter_folder_items
 from napari_faster_rcnn.core.model.anchor_suggestion import suggest_anchors
 from napari_faster_rcnn.core.model.anchors import BACKGROUND_IOU, FOREGROUND_IOU, REACHED_IOU, anchor_coverage
@@ -70,6 +70,7 @@ class AnchorBoxesWidget(DockedWidget):
         self.view = anchors.AnchorLayers(napari_viewer, on_click=self.move_point)
         self.config = None
         self.items, self.names, self.colors, self.paths = [], [], {}, None
+        self.planes: list = []  # a folder's: each item's plane of its stack, None for a 2-D image
         self.coverage = self.suggestion = self.worker = None
         self.fraction = None  # the point, as a share of the resized image's width and height
         self.hidden: list = []  # source layers hidden while the anchor layers show
@@ -166,8 +167,10 @@ class AnchorBoxesWidget(DockedWidget):
         image_layer, box_layer = self.image_layer.layer(), self.box_layer.layer()
         self.paths = None
         try:
+            self.planes = []
             if box_layer is not None:
                 self.items, self.names, self.colors = anchors.layer_items(box_layer, image_layer)
+                self.planes = anchors.layer_planes(box_layer) or []
             elif image_layer is not None:
                 count = anchors.stack_length(image_layer)
                 sizes = image_layer.metadata.get(conventions.IMAGE_SIZES) or [anchors.image_shape(image_layer)] * count
@@ -181,7 +184,9 @@ class AnchorBoxesWidget(DockedWidget):
         self._stale = False
         self.index.blockSignals(True)
         self.index.setRange(0, max(0, len(self.items) - 1))
-        self.index.setValue(anchors.stack_index(self.viewer, image_layer))
+        shown = anchors.shown_plane(self.viewer, image_layer, self.planes) if self.planes else None
+        self.index.setValue(shown if shown is not None else 0 if self.planes else
+                            anchors.stack_index(self.viewer, image_layer))
         self.index.blockSignals(False)
         return True
 
@@ -208,6 +213,7 @@ class AnchorBoxesWidget(DockedWidget):
 
     def _folder_read(self, result) -> None:
         self.items, self.names, self.paths = result.items, result.names, result.images
+        self.planes = result.planes
         self.colors = conventions.class_colors(result.classes)
         self._stale = False
         self.index.setRange(0, max(0, len(self.items) - 1))
@@ -245,9 +251,13 @@ class AnchorBoxesWidget(DockedWidget):
         index = min(self.index.value(), len(self.items) - 1)
         size, annotation = self.items[index]
         if self.paths is not None:
-            key, read = (str(self.paths[index]), index), (lambda path=self.paths[index]: read_image(path))
+            plane = self.planes[index] if index < len(self.planes) else None
+            key = (str(self.paths[index]), index)
+            read = ((lambda path=self.paths[index]: read_image(path)) if plane is None
+                    else (lambda path=self.paths[index], plane=plane: read_plane(path, plane)))
         elif (layer := self.image_layer.layer()) is not None:
-            key, read = (id(layer), index), (lambda: anchors.layer_image(layer, index))
+            where = self.planes[index] if index < len(self.planes) else index  # a labeled plane of a stack
+            key, read = (id(layer), where), (lambda: anchors.layer_image(layer, where))
         else:
             key, read = ("blank", size), (lambda: np.zeros((*size, 3), np.uint8))
         point = None
@@ -300,7 +310,9 @@ class AnchorBoxesWidget(DockedWidget):
 
     def _index_chosen(self, index: int) -> None:
         image_layer = self.image_layer.layer()
-        if self.source.currentText() == LAYERS and image_layer is not None and anchors.is_stack(image_layer):
+        if self.source.currentText() == LAYERS and image_layer is not None and index < len(self.planes):
+            anchors.show_plane(self.viewer, image_layer, self.planes[index])  # a labeled plane of a stack
+        elif self.source.currentText() == LAYERS and image_layer is not None and anchors.is_stack(image_layer):
             axis = self.viewer.dims.ndim - image_layer.ndim
             if self.viewer.dims.current_step[axis] != index:
                 self.viewer.dims.set_current_step(axis, index)  # the slider follows (_dims_moved: nothing to do)
@@ -309,8 +321,11 @@ class AnchorBoxesWidget(DockedWidget):
     def _dims_moved(self, event=None) -> None:
         if self.source.currentText() != LAYERS:
             return
-        index = anchors.stack_index(self.viewer, self.image_layer.layer())
-        if index != self.index.value():
+        if self.planes:  # a stack's labeled planes: follow the slider onto one of them
+            index = anchors.shown_plane(self.viewer, self.image_layer.layer(), self.planes)
+        else:
+            index = anchors.stack_index(self.viewer, self.image_layer.layer())
+        if index is not None and index != self.index.value():
             self.index.setValue(index)  # _index_chosen shows it
 
     def _go_to_unreached(self, row: int) -> None:

@@ -27,6 +27,7 @@ from napari_faster_rcnn._widgets._common import DockedWidget
 from napari_faster_rcnn._widgets._train_form import TrainingForm
 from napari_faster_rcnn._widgets._training_plot import REDRAW_INTERVAL_MS, TrainingPlot
 from napari_faster_rcnn._widgets._training_worker import CloseWatcher, QuietFunctionWorker, TrainingWorker
+from napari_faster_rcnn.core.data.channels import check_channels
 from napari_faster_rcnn.core.data.intensity import normalize_text
 from napari_faster_rcnn.core.training.samples import folder_samples
 from napari_faster_rcnn.layers import conventions
@@ -319,6 +320,7 @@ class TrainDetectorWidget(DockedWidget):
             data, validation, classes, layer_data = self._data()
             augmentation = self.form.augmentation()
             normalization = normalize_text(self.form.model_fields.values().get("normalization", "auto"))
+            channels = check_channels(self.form.model_fields.values().get("channels"))
         except (ValueError, OSError) as error:
             self._failed(error, "no preview")
             return None
@@ -329,6 +331,7 @@ class TrainDetectorWidget(DockedWidget):
             colors = self.form.layer.layer().metadata.get(conventions.CLASS_COLORS)
         worker = create_worker(augmentation_preview, data, augmentation, ratios, self.form.split_seed.value(),
                                PREVIEW_COUNT, self._previews, classes, normalization=normalization,
+                               channels=channels,
                                _worker_class=QuietFunctionWorker,
                                _connect={"errored": lambda error: self._failed(error, "no preview")},
                                _start_thread=False)

@@ -323,11 +323,27 @@ def layer_items(box_layer, image_layer=None) -> tuple[list, list[str], dict]:
     """``(items, names, class colours)`` of a box layer's images: ``((height, width), Annotation)``
     each, sizes from its metadata (else the image layer's), names from its source images.
 
+    A stack's box layer (time, z) gives one item per LABELED plane, in the order of
+    :func:`layer_planes`: an unlabeled plane is never an image without objects.
+
     Raises
     ------
     ValueError
         When the sizes of its images are not known.
     """
+    planes = layer_planes(box_layer)
+    if planes is not None:
+        annotation = conventions.stack_annotation_from_shapes(box_layer.data, box_layer.features, box_layer.metadata)
+        sizes = box_layer.metadata.get(conventions.IMAGE_SIZES)
+        size = tuple(sizes[0]) if sizes else (image_shape(image_layer) if image_layer is not None else None)
+        if size is None:
+            raise ValueError(f"layer {box_layer.name!r} does not know the size of its stack's planes; open the "
+                             "stack with the Faster R-CNN reader")
+        source = (box_layer.metadata.get(conventions.SOURCE_IMAGES) or [None])[0]
+        stem = str(source).rsplit("/", 1)[-1].rsplit(".", 1)[0] if source else box_layer.name
+        return ([(tuple(int(v) for v in size), annotation.on_plane(plane)) for plane in planes],
+                [f"{stem}[{','.join(map(str, plane))}]" for plane in planes],
+                dict(box_layer.metadata.get(conventions.CLASS_COLORS) or {}))
     annotations = layer_annotations(box_layer)
     sizes = box_layer.metadata.get(conventions.IMAGE_SIZES)
     if (not sizes or len(sizes) != len(annotations)) and image_layer is not None:
@@ -340,6 +356,33 @@ def layer_items(box_layer, image_layer=None) -> tuple[list, list[str], dict]:
              enumerate(sources)]
     return ([(tuple(int(v) for v in size), annotation) for size, annotation in zip(sizes, annotations)], names,
             dict(box_layer.metadata.get(conventions.CLASS_COLORS) or {}))
+
+
+def layer_planes(box_layer) -> list[tuple[int, ...]] | None:
+    """The labeled planes of a stack's box layer (marked, or holding a box), sorted; None for a
+    layer of 2-D images."""
+    if not box_layer.metadata.get(conventions.PLANE_DIMS):
+        return None
+    annotation = conventions.stack_annotation_from_shapes(box_layer.data, box_layer.features, box_layer.metadata)
+    return [tuple(int(v) for v in plane) for plane in annotation.labeled_planes.tolist()]
+
+
+def shown_plane(viewer, image_layer, planes) -> int | None:
+    """The position in ``planes`` (of :func:`layer_planes`) of the plane the dims sliders show, or
+    None when that plane is not labeled."""
+    if image_layer is None or not planes:
+        return None
+    axis = viewer.dims.ndim - image_layer.ndim
+    step = tuple(int(v) for v in viewer.dims.current_step[axis:axis + len(planes[0])])
+    return planes.index(step) if step in planes else None
+
+
+def show_plane(viewer, image_layer, plane) -> None:
+    """Move the dims sliders to ``plane`` (leading coordinates) of a stack's image layer."""
+    axis = viewer.dims.ndim - image_layer.ndim
+    for offset, value in enumerate(plane):
+        if viewer.dims.current_step[axis + offset] != value:
+            viewer.dims.set_current_step(axis + offset, int(value))
 
 
 def is_stack(image_layer) -> bool:
@@ -355,9 +398,12 @@ def image_shape(image_layer) -> tuple[int, int]:
     return tuple(int(v) for v in (shape[-3:-1] if image_layer.rgb else shape[-2:]))
 
 
-def layer_image(image_layer, index: int) -> np.ndarray:
+def layer_image(image_layer, index) -> np.ndarray:
     """Image ``index`` of an image layer (a stack or one image), cut to its own size when the
-    layer's metadata knows it (a stack pads smaller images)."""
+    layer's metadata knows it (a stack pads smaller images); for a plane (a tuple of leading
+    coordinates, see :func:`layer_planes`), that plane of a stack read as data."""
+    if isinstance(index, tuple):  # a plane of a stack read as data: its leading coordinates
+        return np.asarray(image_layer.data[index])
     data = image_layer.data[index] if is_stack(image_layer) else image_layer.data
     image = np.asarray(data)
     sizes = image_layer.metadata.get(conventions.IMAGE_SIZES)

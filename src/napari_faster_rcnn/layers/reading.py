@@ -28,6 +28,7 @@ from napari_faster_rcnn.core.data.images import (
     lazy_image_stack,
     open_stack,
     read_image,
+    series_layout,
     stack_shape,
 )
 from napari_faster_rcnn.core.data.labeling import file_stamp
@@ -50,7 +51,7 @@ LARGE_IMAGE_SIDE = 4096
 def read_image_file(path) -> list[tuple]:
     """An image and its boxes (from ``STEM.pt``/``.json`` beside it or in ``../target``)."""
     path = Path(path[0] if isinstance(path, (list, tuple)) else path)
-    if not is_zarr_folder(path) and stack_shape(path) is not None:
+    if stack_shape(path) is not None:  # a TIFF, OME-TIFF or Zarr stack
         return read_stack_file(path)
     image = image_layer_data(path)
     annotation_path = find_annotation_file(path)
@@ -82,9 +83,13 @@ def read_annotation_file(path) -> list[tuple]:
 def read_stack_file(path: Path, annotation_path: Path | None = None) -> list[tuple]:
     """A stack (time-lapse, z stack) as ONE lazy image layer with its leading dimensions and
     ONE box layer whose boxes carry their plane; its annotation is one file, ``NAME.pt``/``.json``."""
-    data = open_stack(path)
-    rgb = data.ndim >= 4 and data.shape[-1] in (3, 4) and len(stack_shape(path)) == data.ndim - 3
-    plane_dims = data.ndim - (3 if rgb else 2)
+    data = open_stack(path)  # (*planes, height, width[, channels])
+    plane_dims = len(stack_shape(path))
+    channels = data.ndim - plane_dims - 2  # 1: a channel axis, last
+    microscope = channels == 1 and series_layout(path).channel_axis == "C"  # one layer per channel
+    rgb = channels == 1 and not microscope and data.shape[-1] in (3, 4)
+    if channels == 1 and not (rgb or microscope):
+        data = data[..., 0]  # gray and alpha samples: the gray, as for 2-D images
     size = tuple(int(side) for side in data.shape[plane_dims : plane_dims + 2])
     annotation_path = annotation_path or find_annotation_file(path)
     target = annotation_path or _default_annotation_path(path)
@@ -102,9 +107,16 @@ def read_stack_file(path: Path, annotation_path: Path | None = None) -> list[tup
         raise AnnotationError(annotation_path, f"planes {annotation.labeled_planes[outside][:5].tolist()} lie outside "
                                                f"{path.name}'s {data.shape[:plane_dims]}")
     options = {"contrast_limits": _stack_contrast_limits(data, plane_dims)} if not rgb else {}
+    if microscope:  # napari splits the channels into layers, each with the same metadata
+        count = int(data.shape[-1])
+        options = {"channel_axis": data.ndim - 1,
+                   "contrast_limits": [_stack_contrast_limits(data[..., c], plane_dims) for c in range(count)]}
     image_meta = {conventions.SOURCE_IMAGES: [str(path)], conventions.IMAGE_SIZES: [list(size)],
                   conventions.PLANE_DIMS: plane_dims}
-    image_layer = (data, {"name": path.stem, "rgb": rgb, "metadata": image_meta, **options}, "image")
+    name = [f"{path.stem} [channel {c}]" for c in range(int(data.shape[-1]))] if microscope else path.stem
+    image_layer = (data, {"name": name, "rgb": rgb, "metadata": image_meta, **options}, "image")
+    if microscope:
+        del image_layer[1]["rgb"]
     shapes = conventions.stack_shapes_layer_data(
         annotation, plane_dims, name=_layer_name(path.stem, annotation), image_size=size,
         metadata={conventions.SOURCE_IMAGES: [str(path)], conventions.ANNOTATION_FILES: [str(target)],
@@ -168,12 +180,12 @@ def _find_image_for(annotation_path: Path) -> Path | None:
     for candidate in candidates:
         if candidate.is_dir():
             for image in sorted(candidate.iterdir()):
-                if image.stem == annotation_path.stem and is_image_file(image):
+                if image.stem == annotation_path.stem and (is_image_file(image) or is_zarr_folder(image)):
                     return image
     sibling = find_image_folder(folder, {annotation_path.stem}) if folder.parent.is_dir() else None
     if sibling is not None:
         for image in sorted(sibling.iterdir()):
-            if image.stem == annotation_path.stem and is_image_file(image):
+            if image.stem == annotation_path.stem and (is_image_file(image) or is_zarr_folder(image)):
                 return image
     return None
 

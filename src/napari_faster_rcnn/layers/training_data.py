@@ -168,11 +168,11 @@ class PreviewImages:
 
 
 def augmentation_preview(data, augmentation, ratios=None, split_seed: int = 0, count: int = 8, seed: int = 0,
-                         classes=None, normalization: str = "auto") -> PreviewImages:
+                         classes=None, normalization: str = "auto", channels=None) -> PreviewImages:
     """``count`` training images through the training's augmentation (the same
     ``build_transform(config, train=True)``), spread over the training part, after
     the model's ``normalization`` (as training sees them: a 16-bit image by its
-    percentiles, not dark at a fraction of 65535).
+    percentiles, not dark at a fraction of 65535) and with its ``channels``.
 
     ``data`` is a dataset folder or samples; ``ratios`` (None: all of it trains)
     and ``split_seed`` split it as the run will.
@@ -190,7 +190,7 @@ def augmentation_preview(data, augmentation, ratios=None, split_seed: int = 0, c
     picks = np.unique(np.linspace(0, len(samples) - 1, min(count, len(samples))).round().astype(int))
     dataset = DetectionDataset([samples[i] for i in picks], classes,
                                transform=build_transform(augmentation, train=True, seed=seed),
-                               normalization=normalization)
+                               normalization=normalization, channels=channels)
     images, annotations, sizes = [], [], []
     for index in range(len(dataset)):
         tensor, target = dataset[index]

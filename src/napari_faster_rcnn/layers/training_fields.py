@@ -63,6 +63,9 @@ _HELP = {
     "normalization": "how pixel values become 0-1: auto (8-bit / 255, 16-bit and float: each image's 1st to "
                      "99.8th percentile), percentiles:LOW,HIGH, range:LOW,HIGH (fixed) or none (the type's "
                      "maximum); kept in the checkpoint, so prediction repeats it",
+    "channels": "image channels the detector sees, in order, from 0: 0 (one, repeated), 0, 2 (two; the third "
+                "is zeros) or 2, 1, 0; empty: gray, RGB or RGBA as they are (more than 3 channels then need a "
+                "choice); kept in the checkpoint, so prediction repeats it",
     "returned_layers": "backbone stages feeding the FPN (ResNet 1-4), or the one stage used without FPN",
     "out_channels": "channels of the maps the RPN and box head see (empty: 256)",
     "anchor_sizes": "anchor sizes in pixels of the resized image, one list per feature map (empty: the default)",

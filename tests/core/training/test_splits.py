@@ -85,3 +85,33 @@ def test_every_sample_lands_in_exactly_one_part(count, train_ratio, share, seed)
 
 def test_plain_paths_and_strings_split_too():
     assert sum(map(len, split_samples([f"{i}.png" for i in range(10)], (0.5, 0.5)))) == 10
+
+
+def stack_planes(name, count):
+    return [TrainingSample(f"/data/{name}.tif", plane=(index,)) for index in range(count)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_planes_of_one_stack_never_lie_on_both_sides(seed):
+    items = stack_planes("movie_a", 6) + samples(8) + stack_planes("movie_b", 4) + stack_planes("movie_c", 3)
+    parts = split_samples(items, (0.7, 0.2, 0.1), seed=seed)
+    assert sum(map(len, parts)) == len(items)
+    for part in parts:
+        assert part  # every part with a ratio gets something
+    for stack in ("movie_a", "movie_b", "movie_c"):
+        holding = [index for index, part in enumerate(parts) if any(s.image.stem == stack for s in part)]
+        assert len(holding) == 1, (stack, holding)
+
+
+def test_2d_images_split_as_before_groups_existed():
+    # one sample per file: the old rule, the first ranked images held out
+    items = samples(40)
+    train, validation, test = split_samples(items, (0.8, 0.1, 0.1), seed=3)
+    assert (len(train), len(validation), len(test)) == (32, 4, 4)
+
+
+def test_a_single_stack_cannot_be_split_and_says_what_to_do():
+    with pytest.raises(ValueError, match="planes of one stack stay in one part.*validation ratio|ratios to 0"):
+        split_samples(stack_planes("movie", 10), (0.8, 0.2, 0.0))
+    train, validation, test = split_samples(stack_planes("movie", 10), (1.0, 0.0, 0.0))
+    assert len(train) == 10 and not validation and not test

@@ -8,6 +8,11 @@ Two layouts are recognised:
 
 A folder of annotation files alone (predictions, say) is read too; its images
 are looked for in a sibling folder whose images have the same stems.
+
+An image is an image file or a Zarr store (a folder, see
+:func:`~.regions.is_zarr_folder`); stacks (multi-page TIFF, OME-TIFF, Zarr with
+leading time or z dimensions) and 2-D images mix freely: each has one
+annotation file of its stem (``movie.zarr`` and ``movie.pt``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 from napari_faster_rcnn.core.data.annotations import ANNOTATION_SUFFIXES, THRESHOLDS_FILE
 from napari_faster_rcnn.core.data.images import is_image_file
+from napari_faster_rcnn.core.data.regions import is_zarr_folder
 
 INPUT_TARGET = "input/target"
 SIDE_BY_SIDE = "side by side"
@@ -106,7 +112,7 @@ def discover_dataset(folder: str | Path) -> DatasetFolder:
         layout, image_folder, annotation_folder = INPUT_TARGET, root / "input", root / "target"
     else:
         image_folder, annotation_folder = root, root
-        layout = SIDE_BY_SIDE if any(is_image_file(p) for p in _files(root)) else ANNOTATIONS_ONLY
+        layout = SIDE_BY_SIDE if _images(root) else ANNOTATIONS_ONLY
 
     if layout == ANNOTATIONS_ONLY:
         annotations = _by_stem(_annotation_files(root), "annotation", skipped)
@@ -131,7 +137,9 @@ def discover_dataset(folder: str | Path) -> DatasetFolder:
 
 
 def _images(folder: Path) -> list[Path]:
-    return [p for p in _files(folder) if is_image_file(p)]
+    """Image files and Zarr stores, sorted by name."""
+    stores = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and is_zarr_folder(p)]
+    return sorted([p for p in _files(folder) if is_image_file(p)] + stores, key=lambda p: p.name)
 
 
 def find_image_folder(annotation_folder: Path, names: set[str]) -> Path | None:

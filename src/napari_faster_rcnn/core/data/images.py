@@ -72,6 +72,12 @@ def image_header(path: str | Path) -> ImageHeader:
         If the file is missing, a folder, or not a readable image.
     """
     path = Path(path)
+    if path.is_dir():
+        layout = series_layout(path)
+        if layout is None or layout.dtype is None or layout.dtype.kind not in "biuf":
+            raise ImageReadError(path, "is a folder, not an image file or a Zarr store of pixels")
+        dtype = np.dtype(np.uint8) if layout.dtype.kind == "b" else layout.dtype.newbyteorder("=")
+        return ImageHeader(*layout.size, dtype, int(np.prod(layout.leading)) if layout.leading else 1)
     tiff = _tiff_layout(path)
     if tiff is not None and tiff.tifffile_reads:
         header = ImageHeader(tiff.height, tiff.width, tiff.dtype, tiff.pages)
@@ -108,31 +114,95 @@ _MODE_DTYPES = {
 }
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, channels=None) -> np.ndarray:
     """Read an image as ``(H, W, 3)``: grayscale is repeated, alpha dropped, palettes expanded.
 
     Pixels are kept as stored (no EXIF rotation), so box coordinates refer to
     the stored pixel grid, as most annotation tools and torchvision read it.
-    A multi-page TIFF gives its first page (with a warning, once per file).
+    A multi-page TIFF gives its first page (with a warning, once per file); a
+    multichannel TIFF or a Zarr store its first plane.
+
+    ``channels`` chooses and orders the channels (see :mod:`.channels` and
+    :func:`select_channels`); None keeps the rule above. Values keep their type.
 
     Raises
     ------
     ImageReadError
-        If the file cannot be read, or its pixels would not fit in the memory available.
+        If the file cannot be read, or its pixels would not fit in the memory available,
+        or it lacks a channel asked for.
     """
     path = Path(path)
+    if path.is_dir():
+        layout = series_layout(path)
+        if layout is None:
+            raise ImageReadError(path, "is a folder, not an image file or a Zarr store")
+        return read_plane(path, (0,) * len(layout.leading), channels)
     tiff = _tiff_layout(path)
     if tiff is not None:
         _note_pages(path, tiff.pages)
+        layout = series_layout(path) if tiff.pages > 1 else None  # channels on pages of their own
+        if layout is not None and layout.channel_axis == "C":
+            return read_plane(path, (0,) * len(layout.leading), channels)
         if tiff.tifffile_reads:
             _check_memory(path, tiff.height, tiff.width, tiff.dtype.itemsize)
             try:
-                return as_rgb(_read_tiff_page(path, tiff))
+                return select_channels(_read_tiff_page(path, tiff, keep_samples=channels is not None), channels,
+                                       path)
+            except ImageReadError:
+                raise
             except MemoryError:
                 raise ImageReadError(path, _no_memory(tiff.height, tiff.width)) from None
             except Exception:  # noqa: BLE001 - a codec tifffile lacks, odd data: Pillow tries, and names the problem
                 pass
-    return as_rgb(_read_with_pillow(path, tiff is not None))
+    return select_channels(_read_with_pillow(path, tiff is not None), channels, path)
+
+
+def select_channels(array: np.ndarray, channels=None, path: str | Path = "image", axis: str = "S") -> np.ndarray:
+    """``(H, W)`` or ``(H, W, C)`` pixels as ``(H, W, 3)`` by the ``channels`` rule of :mod:`.channels`.
+
+    ``axis``: ``"S"`` for the samples of a pixel (gray, RGB, RGBA: None keeps the rule of
+    :func:`as_rgb`; gray and alpha gives the gray, extra samples are dropped), ``"C"`` for
+    a microscope's channel axis (None: 1 to 3 channels in order, more refused). Values
+    keep their type; a third channel made up for two is zeros of that type.
+
+    Raises
+    ------
+    ImageReadError
+        Naming ``path``, for a channel the image lacks or more than 3 channels without ``channels``.
+    """
+    from napari_faster_rcnn.core.data.channels import check_channels
+
+    try:
+        channels = check_channels(channels)
+    except ValueError as error:
+        raise ImageReadError(path, str(error)) from None
+    if array.ndim not in (2, 3):
+        raise ImageReadError(path, f"expected (height, width[, channels]) pixels, got shape {array.shape}")
+    pixels = array if array.ndim == 3 else array.reshape(*array.shape[:2], 1)
+    count = pixels.shape[2]
+    if channels is None:
+        if axis != "C":
+            if count == 2:  # gray and alpha
+                pixels = pixels[:, :, :1]
+            elif count > 4:  # RGB and extra samples
+                pixels = pixels[:, :, :3]
+            return as_rgb(pixels)
+        if count > 3:
+            raise ImageReadError(
+                path, f"{count} channels, and no rule says which three the detector sees: choose one to three "
+                "with the model's channels (for example 'fit --model.channels 0,2' or Channels in Train detector)")
+        channels = tuple(range(count))
+    missing = [index for index in channels if index >= count]
+    if missing:
+        raise ImageReadError(
+            path, f"has {count} channel{'s' if count != 1 else ''} (0 to {count - 1}), but the channels "
+            f"{list(channels)} ask for {', '.join(map(str, missing))}")
+    picked = pixels[:, :, list(channels)]
+    if len(channels) == 1:
+        return np.repeat(picked, 3, axis=2)
+    if len(channels) == 2:
+        return np.concatenate([picked, np.zeros_like(picked[:, :, :1])], axis=2)
+    return np.ascontiguousarray(picked)
 
 
 def as_rgb(array: np.ndarray) -> np.ndarray:
@@ -303,7 +373,9 @@ def _has_imagecodecs() -> bool:
     return True
 
 
-def _read_tiff_page(path: Path, layout: _TiffLayout) -> np.ndarray:
+def _read_tiff_page(path: Path, layout: _TiffLayout, keep_samples: bool = False) -> np.ndarray:
+    """The first page as stored (``H, W[, S]``); ``keep_samples`` False: gray and alpha as gray,
+    extra samples after RGB dropped."""
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
@@ -312,7 +384,9 @@ def _read_tiff_page(path: Path, layout: _TiffLayout) -> np.ndarray:
         array = np.moveaxis(array, 0, -1)
     if array.dtype.kind == "b":  # 1-bit, as Pillow reads it: 0 and 255
         array = np.where(array, np.uint8(255), np.uint8(0))
-    if array.ndim == 3 and array.shape[2] == 2:  # gray and alpha
+    if keep_samples:
+        pass
+    elif array.ndim == 3 and array.shape[2] == 2:  # gray and alpha
         array = array[:, :, :1]
     elif array.ndim == 3 and array.shape[2] > 4:  # RGB and extra samples
         array = array[:, :, :3]
@@ -334,6 +408,9 @@ def _note_pages(path: Path, pages: int) -> None:
         if key in _NOTED_STACKS:
             return
         _NOTED_STACKS.add(key)
+    layout = series_layout(path)
+    if layout is not None and not layout.leading:  # the pages are a multichannel image's channels
+        return
     logger.warning("%s", first_page_note(path, pages))
 
 
@@ -422,58 +499,171 @@ def lazy_image_stack(paths, sizes, dtype=np.uint8, on_error=None):
     return da.map_blocks(load, chunks=chunks, dtype=dtype, meta=np.empty((0, 0, 0, 0), dtype=dtype), name=name)
 
 
-def stack_shape(path: str | Path) -> tuple[int, ...] | None:
-    """The leading dimensions (time, z, ...) of a TIFF/OME-TIFF stack from its header, or
-    None for a single-plane image or a file tifffile cannot read as a series."""
+@dataclass(frozen=True)
+class SeriesLayout:
+    """The axes of an image file or store as tifffile's first series (or Zarr) gives them.
+
+    ``axes`` has one letter per dimension: ``Y`` and ``X`` the rows and columns, ``C`` a
+    microscope's channels, ``S`` a pixel's samples (RGB), any other (``T``, ``Z``, ``Q``,
+    ``I``, ...) a leading dimension, whose coordinates name a plane.
+    """
+
+    shape: tuple[int, ...]
+    axes: str
+    dtype: np.dtype | None = None
+
+    @property
+    def leading(self) -> tuple[int, ...]:
+        """The sizes of the leading (plane) dimensions, in stored order; ``()`` for one plane."""
+        return tuple(side for side, axis in zip(self.shape, self.axes) if axis not in "YXCS")
+
+    @property
+    def channel_axis(self) -> str | None:
+        """``"C"`` (a microscope's channels), ``"S"`` (RGB samples) or None (gray)."""
+        return "C" if "C" in self.axes else "S" if "S" in self.axes else None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(height, width)`` of a plane."""
+        return self.shape[self.axes.index("Y")], self.shape[self.axes.index("X")]
+
+
+def series_layout(path: str | Path) -> SeriesLayout | None:
+    """The :class:`SeriesLayout` of a TIFF/OME-TIFF (its first series) or a Zarr store; None for
+    other files and for those tifffile or zarr cannot read (the other readers name the problem)."""
     path = Path(path)
-    if path.suffix.lower() not in (".tif", ".tiff"):
+    if path.is_dir():
+        try:
+            import zarr
+
+            arrays, axes = zarr_arrays(zarr.open(str(path), mode="r"), path)
+        except Exception:  # noqa: BLE001 - not a Zarr store zarr reads
+            return None
+        return SeriesLayout(tuple(int(side) for side in arrays[0].shape), axes, np.dtype(arrays[0].dtype))
+    if path.suffix.lower() not in TIFF_SUFFIXES:
         return None
     try:
         import tifffile
 
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
-            shape, axes = tuple(int(side) for side in series.shape), series.axes
-    except Exception:  # not a TIFF tifffile reads: a 2-D image to the other readers
+            shape, axes, dtype = tuple(int(side) for side in series.shape), str(series.axes), series.dtype
+    except Exception:  # noqa: BLE001 - not a TIFF tifffile reads as a series
         return None
-    if "Y" not in axes or "S" in axes[: axes.index("Y")]:
-        return None  # no rows, or RGB stored as separate planes (SYX): a 2-D image to the other readers
-    planes = axes.index("Y")
-    leading = shape[:planes]
-    if planes < 1 or int(np.prod(leading)) <= 1:
+    if "Y" not in axes or "X" not in axes or len(axes) != len(shape):
+        return None
+    return SeriesLayout(shape, axes, None if dtype is None else np.dtype(dtype))
+
+
+def stack_shape(path: str | Path) -> tuple[int, ...] | None:
+    """The leading dimensions (time, z, ...) of a TIFF/OME-TIFF or Zarr stack from its header, or
+    None for a single-plane image or a file tifffile (or zarr) cannot read as a series. A channel
+    axis (``C``) and RGB samples are never leading: the planes of a stack are its times and depths."""
+    layout = series_layout(path)
+    if layout is None:
+        return None
+    leading = layout.leading
+    if not leading or int(np.prod(leading)) <= 1:
         return None
     return leading
 
 
 def open_stack(path: str | Path):
-    """A TIFF/OME-TIFF stack as a lazy dask array ``(*leading, height, width[, 3])``.
+    """A TIFF/OME-TIFF or Zarr stack as a lazy dask array ``(*leading, height, width[, channels])``:
+    the leading (plane) axes in stored order, then rows, columns and the channel axis, if any.
 
-    Nothing is decoded here: tifffile's zarr store reads a plane when it is
-    asked for (one chunk per plane). Raises :class:`ImageReadError` naming the
-    file when it is not a stack tifffile can read.
+    Nothing is decoded here: tifffile's zarr store (or the Zarr store itself) reads a
+    chunk when it is asked for. Raises :class:`ImageReadError` naming the file when it is
+    not a stack tifffile or zarr can read.
     """
     path = Path(path)
+    layout = series_layout(path)
     try:
         import dask.array
-        import tifffile
         import zarr
 
-        store = tifffile.imread(path, aszarr=True, series=0, level=0)
-        array = zarr.open(store, mode="r")
+        if path.is_dir():
+            array = zarr_arrays(zarr.open(str(path), mode="r"), path)[0][0]
+        else:
+            import tifffile
+
+            store = tifffile.imread(path, aszarr=True, series=0, level=0)
+            array = zarr.open(store, mode="r")
     except Exception as error:
         raise ImageReadError(path, f"not a readable stack ({error})") from None
+    if layout is None or tuple(array.shape) != layout.shape:
+        raise ImageReadError(path, f"not a readable stack (shape {tuple(array.shape)})")
+    if "C" in layout.axes and "S" in layout.axes:
+        raise ImageReadError(path, f"both channels (C) and colour samples (S) in axes {layout.axes}: not supported")
     lazy = dask.array.from_zarr(array)
     if lazy.ndim < 3:
         raise ImageReadError(path, f"not a stack: shape {lazy.shape}")
-    return lazy
+    order = [index for index, axis in enumerate(layout.axes) if axis not in "YXCS"]
+    order += [layout.axes.index("Y"), layout.axes.index("X")]
+    if layout.channel_axis is not None:
+        order.append(layout.axes.index(layout.channel_axis))
+    return lazy if order == list(range(lazy.ndim)) else lazy.transpose(order)
 
 
-def read_plane(path: str | Path, plane, stack=None) -> np.ndarray:
+def read_plane(path: str | Path, plane, channels=None, stack=None) -> np.ndarray:
     """One plane (its leading coordinates) of a stack as ``(H, W, 3)``, as :func:`read_image` gives
-    a 2-D image; only that plane is decoded. ``stack``: the file's :func:`open_stack`, when the
-    caller keeps it open for several planes (opening costs more than reading a 1024 x 1024 plane)."""
-    plane = tuple(int(value) for value in np.asarray(plane).reshape(-1))
+    a 2-D image, channels chosen by ``channels`` (see :func:`select_channels`); only that plane
+    is decoded. ``stack``: the file's :func:`open_stack`, when the caller keeps it open for
+    several planes (opening costs more than reading a 1024 x 1024 plane)."""
+    plane = tuple(int(value) for value in np.asarray(plane, dtype=np.int64).reshape(-1))
     stack = open_stack(path) if stack is None else stack
-    if len(plane) > stack.ndim - 2 or any(not 0 <= v < s for v, s in zip(plane, stack.shape)):
-        raise ImageReadError(path, f"no plane {list(plane)} in a stack of shape {tuple(stack.shape)}")
-    return as_rgb(np.asarray(stack[plane]))
+    layout = series_layout(path)
+    leading = layout.leading
+    if len(plane) != len(leading) or any(not 0 <= v < s for v, s in zip(plane, leading)):
+        raise ImageReadError(path, f"no plane {list(plane)} in a stack of {len(leading)} leading dimension(s) "
+                                   f"{tuple(leading)}")
+    pixels = np.asarray(stack[plane])
+    if pixels.dtype.kind == "b":
+        pixels = np.where(pixels, np.uint8(255), np.uint8(0))
+    return select_channels(pixels, channels, path, axis=layout.channel_axis or "S")
+
+
+# --- Zarr -------------------------------------------------------------------------
+
+
+def zarr_arrays(node, path: Path):
+    """The arrays of a zarr node (the full resolution first) and their axes letters (see
+    :class:`SeriesLayout`): OME-NGFF axes where the store names them, else :func:`guess_axes`."""
+    import zarr
+
+    if isinstance(node, zarr.Array):
+        return [node], guess_axes(node.shape, path)
+    attributes = dict(node.attrs)
+    multiscales = attributes.get("multiscales") or attributes.get("ome", {}).get("multiscales")
+    if multiscales:
+        first = multiscales[0]
+        arrays = [node[dataset["path"]] for dataset in first["datasets"]]
+        names = [axis["name"] if isinstance(axis, dict) else axis for axis in first.get("axes", [])]
+        if names and len(names) == arrays[0].ndim:
+            axes = "".join({"y": "Y", "x": "X", "c": "C", "t": "T", "z": "Z"}.get(name.lower(), "Q")
+                           for name in names)
+            if "Y" in axes and "X" in axes:
+                return arrays, axes
+        return arrays, guess_axes(arrays[0].shape, path)
+    keys = sorted(node.array_keys())
+    if not keys:
+        raise ImageReadError(path, "a Zarr group with no array")
+    array = node[keys[0]]
+    return [array], guess_axes(array.shape, path)
+
+
+def guess_axes(shape, path: Path) -> str:
+    """Axes of an array without names: ``YX``; ``YXS`` when the last side is 1 to 4 (RGB(A));
+    ``SYX`` for three dimensions whose first is 1 to 4; otherwise the last two (or, before
+    a last side of 1 to 4, the two before it) are rows and columns and all before them
+    are leading (``T``): a (time, z, height, width) stack."""
+    shape = tuple(int(side) for side in shape)
+    if len(shape) == 2:
+        return "YX"
+    if len(shape) >= 3 and shape[-1] in (1, 2, 3, 4):
+        return "T" * (len(shape) - 3) + "YXS"
+    if len(shape) == 3 and shape[0] in (1, 2, 3, 4):
+        return "SYX"
+    if len(shape) >= 3:
+        return "T" * (len(shape) - 2) + "YX"
+    raise ImageReadError(path, f"shape {shape} is not an image")

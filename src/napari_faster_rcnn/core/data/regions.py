@@ -44,6 +44,7 @@ from napari_faster_rcnn.core.data.images import (
     as_rgb,
     image_header,
     read_image,
+    zarr_arrays,
 )
 
 #: Largest block, in pixels a side, that a strided read decodes at once.
@@ -343,7 +344,7 @@ def _open_zarr(path: Path) -> ImageRegions:
         node = zarr.open(str(path), mode="r")
     except Exception as error:  # noqa: BLE001 - not a zarr store zarr can read
         raise ImageReadError(path, f"not a readable Zarr store ({error})") from None
-    arrays, axes = _zarr_arrays(node, path)
+    arrays, axes = zarr_arrays(node, path)
     levels = []
     for array in arrays:
         height, width = array.shape[axes.index("Y")], array.shape[axes.index("X")]
@@ -356,40 +357,6 @@ def _open_zarr(path: Path) -> ImageRegions:
     if channel is not None and arrays[0].shape[axes.index(channel)] > 4 and "C" != channel:
         raise ImageReadError(path, f"shape {arrays[0].shape} is not an image (axes {axes})")
     return ImageRegions(path, levels[0].height, levels[0].width, dtype, levels, by_region=True)
-
-
-def _zarr_arrays(node, path: Path):
-    """The arrays of a zarr node (the full resolution first) and their axes letters."""
-    import zarr
-
-    if isinstance(node, zarr.Array):
-        return [node], _guess_axes(node.shape, path)
-    attributes = dict(node.attrs)
-    multiscales = attributes.get("multiscales") or attributes.get("ome", {}).get("multiscales")
-    if multiscales:
-        first = multiscales[0]
-        arrays = [node[dataset["path"]] for dataset in first["datasets"]]
-        names = [axis["name"] if isinstance(axis, dict) else axis for axis in first.get("axes", [])]
-        if names and len(names) == arrays[0].ndim:
-            axes = "".join({"y": "Y", "x": "X", "c": "C"}.get(name.lower(), "T") for name in names)
-            if "Y" in axes and "X" in axes:
-                return arrays, axes
-        return arrays, _guess_axes(arrays[0].shape, path)
-    keys = sorted(node.array_keys())
-    if not keys:
-        raise ImageReadError(path, "a Zarr group with no array")
-    array = node[keys[0]]
-    return [array], _guess_axes(array.shape, path)
-
-
-def _guess_axes(shape, path: Path) -> str:
-    if len(shape) == 2:
-        return "YX"
-    if len(shape) == 3 and shape[2] in (1, 2, 3, 4):
-        return "YXS"
-    if len(shape) == 3 and shape[0] in (1, 2, 3, 4):
-        return "SYX"
-    raise ImageReadError(path, f"shape {tuple(shape)} is not a 2-D gray or RGB(A) image")
 
 
 def _fill(out: np.ndarray, array: np.ndarray) -> None:

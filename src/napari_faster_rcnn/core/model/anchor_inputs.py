@@ -104,6 +104,9 @@ class FolderItems:
     ``items`` holds ``((height, width), Annotation)`` per readable image (an
     image without an annotation file has no boxes); ``images`` its file, ``names``
     its stem; ``skipped`` the ``(file, reason)`` of what could not be read.
+    A stack (time, z) gives one item per LABELED plane (``names`` ``stem[t]``,
+    ``planes`` its leading coordinates, None for a 2-D image); a stack without
+    a labeled plane gives none: an unlabeled plane is never an image without objects.
     """
 
     root: Path
@@ -112,6 +115,7 @@ class FolderItems:
     items: list[tuple[tuple[int, int], Annotation]]
     classes: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    planes: list[tuple[int, ...] | None] = field(default_factory=list)
 
 
 def iter_folder_items(folder: str | Path, workers: int = 8, report_every: int = 25) -> Iterator[tuple[int, int]]:
@@ -138,9 +142,12 @@ def iter_folder_items(folder: str | Path, workers: int = 8, report_every: int = 
             if size is not None:
                 annotation = annotation if annotation is not None else Annotation()
                 result.classes.extend(name for name in annotation.classes or () if name not in result.classes)
-                result.items.append((size, annotation))
-                result.images.append(sample.image)
-                result.names.append(sample.name)
+                planes = annotation.labeled_planes.tolist() if annotation.is_stack else [None]
+                for plane in planes:
+                    result.items.append((size, annotation if plane is None else annotation.on_plane(plane)))
+                    result.images.append(sample.image)
+                    result.names.append(sample.name if plane is None else f"{sample.name}[{','.join(map(str, plane))}]")
+                    result.planes.append(None if plane is None else tuple(plane))
             if done % report_every == 0 or done == total:
                 yield done, total
     for _, annotation in result.items:

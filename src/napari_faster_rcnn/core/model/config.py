@@ -111,6 +111,10 @@ class ModelConfig:
     #: else per-image percentiles 1 to 99.8), "percentiles[:LOW,HIGH]", "range:LOW,HIGH" or "none"
     #: (the type's own scale). Checkpoints saved without it read as "none", as they were trained.
     normalization: str = "auto"
+    #: The image channels the detector sees, in order (see core/data/channels.py): None as before
+    #: (gray repeated, RGB, RGBA without alpha; a multichannel image of more than 3 channels is
+    #: refused), or 1 to 3 channel indices from 0: one is repeated to three, two get zeros as the third.
+    channels: tuple[int, ...] | None = None
 
     def __post_init__(self):
         for item in dataclasses.fields(self):

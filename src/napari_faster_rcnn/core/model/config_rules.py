@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
+from napari_faster_rcnn.core.data.channels import check_channels
 from napari_faster_rcnn.core.data.intensity import normalize_text
 
 #: Backbone name -> what it is. ``resnet18_slim`` is a ResNet-18 with half the
@@ -165,6 +166,7 @@ _BY_NAME = {
     "aspect_ratios": _optional(_nested(_as_ratio)),
     "weights": lambda value: "none" if value is None else _as_str(value),  # YAML's null reads as None
     "normalization": normalize_text,
+    "channels": check_channels,
 }
 
 

@@ -169,7 +169,7 @@ class PredictionSummary:
 # --- reading ----------------------------------------------------------------------
 
 
-def read_image_tensor(item, normalization="auto"):
+def read_image_tensor(item, normalization="auto", channels=None):
     """An image file or array as the detector's input: float32 ``(3, H, W)`` in ``[0, 1]``.
 
     Arrays may be ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` of
@@ -183,21 +183,24 @@ def read_image_tensor(item, normalization="auto"):
     """
     from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
 
-    return image_to_tensor(read_image_array(item, normalization))
+    return image_to_tensor(read_image_array(item, normalization, channels))
 
 
-def read_image_array(item, normalization="auto") -> np.ndarray:
+def read_image_array(item, normalization="auto", channels=None) -> np.ndarray:
     """An image file or array as ``(H, W, 3)``, normalized by the model's rule
     (:func:`~napari_faster_rcnn.core.data.intensity.normalize`: uint8 as read under "auto" and
     "none", anything else float32 in ``[0, 1]``) over the whole image, so that its tiles are scaled
-    alike; see :func:`read_image_tensor`."""
-    from napari_faster_rcnn.core.data.images import as_rgb, read_image
+    alike; see :func:`read_image_tensor`. ``channels``: the model's (see
+    :mod:`~napari_faster_rcnn.core.data.channels`); an array's channels are its last axis."""
+    from napari_faster_rcnn.core.data.images import as_rgb, read_image, select_channels
     from napari_faster_rcnn.core.data.intensity import normalize
 
     if isinstance(item, StackPlane):  # one plane of a stack, normalized alone as training reads its planes
-        image = item.read()
+        image = item.read(channels)
+    elif isinstance(item, (str, Path)):
+        image = read_image(item, channels)
     else:
-        image = read_image(item) if isinstance(item, (str, Path)) else as_rgb(np.asarray(item))
+        image = as_rgb(np.asarray(item)) if channels is None else select_channels(np.asarray(item), channels)
     return normalize(image, normalization)
 
 
@@ -205,7 +208,7 @@ _END = object()
 
 
 def _read_ahead(items: Sequence, buffer: queue.Queue, stop: threading.Event, tiling: Tiling | None,
-                normalization="auto") -> None:
+                normalization="auto", channels=None) -> None:
     """The reader thread: ``(index, tensor or None, reason or None)`` per item, then ``_END``."""
 
     def put(entry) -> bool:
@@ -219,7 +222,7 @@ def _read_ahead(items: Sequence, buffer: queue.Queue, stop: threading.Event, til
 
     try:
         for index, item in enumerate(items):
-            if stop.is_set() or not put(_read_one(index, item, tiling, normalization)):
+            if stop.is_set() or not put(_read_one(index, item, tiling, normalization, channels)):
                 return
     except BaseException as error:  # anything else ends the run, raised where the caller sees it
         put(error)
@@ -227,16 +230,16 @@ def _read_ahead(items: Sequence, buffer: queue.Queue, stop: threading.Event, til
     put(_END)
 
 
-def _read_one(index: int, item, tiling: Tiling | None, normalization="auto") -> tuple:
+def _read_one(index: int, item, tiling: Tiling | None, normalization="auto", channels=None) -> tuple:
     """``(index, tensor, None)``; ``(index, array, None)`` for an image to tile; ``(index, None, reason)``."""
     from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
 
     try:
         # tile by tile only where the rule needs nothing of the whole image (8-bit data under "auto"/"none")
-        regions = _tile_regions(item, tiling) if normalization in ("auto", "none") else None
+        regions = _tile_regions(item, tiling) if normalization in ("auto", "none") and channels is None else None
         if regions is not None:  # read tile by tile when the model gets to it: memory follows the tile
             return (index, regions, None)
-        image = read_image_array(item, normalization)
+        image = read_image_array(item, normalization, channels)
         if tiling is not None and tiling.tiles_image(image.shape[:2]):
             return (index, image, None)
         return (index, image_to_tensor(image), None)
@@ -264,10 +267,10 @@ def _tile_regions(item, tiling: Tiling | None):
     return None
 
 
-def _read_inline(items: Sequence, tiling: Tiling | None, normalization="auto"):
+def _read_inline(items: Sequence, tiling: Tiling | None, normalization="auto", channels=None):
     """Read in the caller's thread (``read_ahead=0``): the same entries, no helper thread."""
     for index, item in enumerate(items):
-        yield _read_one(index, item, tiling, normalization)
+        yield _read_one(index, item, tiling, normalization, channels)
     yield _END
 
 
@@ -426,18 +429,19 @@ def iter_predictions(
         tiling = None
     # the rule the model trained with (a bare torchvision model: "auto", the default)
     normalization = getattr(getattr(model, "config", None), "normalization", "auto")
+    channels = getattr(getattr(model, "config", None), "channels", None)  # and its channels
     summary = PredictionSummary()
     start = time.perf_counter()
     stop = threading.Event()
     reader = None
     if read_ahead:
         buffer: queue.Queue = queue.Queue(maxsize=batch_size * read_ahead)
-        reader = threading.Thread(target=_read_ahead, args=(items, buffer, stop, tiling, normalization), daemon=True,
+        reader = threading.Thread(target=_read_ahead, args=(items, buffer, stop, tiling, normalization, channels), daemon=True,
                                   name="napari-faster-rcnn-read-ahead")
         reader.start()
         next_entry = buffer.get
     else:
-        next_entry = _read_inline(items, tiling, normalization).__next__
+        next_entry = _read_inline(items, tiling, normalization, channels).__next__
     pending: deque[_Pending] = deque()
     work = _work(next_entry, tiling, pending)
     done = 0

@@ -50,13 +50,15 @@ class StackPlane:
     def path(self) -> Path | None:
         return self.source if isinstance(self.source, Path) else None
 
-    def read(self) -> np.ndarray:
-        """The plane's pixels as ``(H, W, 3)`` (only this plane is read)."""
-        from napari_faster_rcnn.core.data.images import as_rgb, read_plane
+    def read(self, channels=None) -> np.ndarray:
+        """The plane's pixels as ``(H, W, 3)`` (only this plane is read), channels chosen by the
+        model's ``channels`` (see :mod:`~napari_faster_rcnn.core.data.channels`)."""
+        from napari_faster_rcnn.core.data.images import as_rgb, read_plane, select_channels
 
         if self.path is not None:
-            return read_plane(self.path, self.plane, stack=_open_stack(self.path))
-        return as_rgb(np.asarray(self.source[tuple(self.plane)]))
+            return read_plane(self.path, self.plane, channels, stack=_open_stack(self.path))
+        pixels = np.asarray(self.source[tuple(self.plane)])
+        return as_rgb(pixels) if channels is None else select_channels(pixels, channels)
 
 
 class _LastStack(threading.local):

@@ -29,7 +29,7 @@ import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation, AnnotationError, class_list, load_annotation
 from napari_faster_rcnn.core.data.folders import discover_dataset
-from napari_faster_rcnn.core.data.images import ImageReadError, image_size
+from napari_faster_rcnn.core.data.images import ImageReadError, image_size, stack_shape
 from napari_faster_rcnn.core.progress import run_to_end
 
 #: torchvision's defaults for Faster R-CNN (``fasterrcnn_resnet50_fpn``)
@@ -317,7 +317,9 @@ def dataset_statistics(
 
 
 def read_sample(sample):
-    """``(size, annotation, skipped)`` of one sample; ``size`` is None when it cannot be used."""
+    """``(size, annotation, skipped)`` of one sample; ``size`` is None when it cannot be used, the
+    annotation None for a 2-D image without a file. A stack's annotation always has planes (none
+    labeled for a stack without a file, or with a 2-D file and no boxes)."""
     if sample.image is None:
         return None, None, [(sample.annotation, "no image with this name, so its size is unknown")]
     try:
@@ -325,11 +327,22 @@ def read_sample(sample):
     except ImageReadError as error:
         return None, None, [(sample.image, error.reason)]
     if sample.annotation is None:
+        leading = stack_shape(sample.image)
+        if leading is not None:  # a stack without a file: no labeled plane, never images without objects
+            return size, Annotation(planes=np.zeros((0, len(leading)), dtype=np.int64)), []
         return size, None, []
     try:
-        return size, load_annotation(sample.annotation), []
+        annotation = load_annotation(sample.annotation)
     except AnnotationError as error:
         return None, None, [(sample.annotation, error.reason), (sample.image, "skipped with its unreadable annotation")]
+    if not annotation.is_stack:
+        leading = stack_shape(sample.image)
+        if leading is not None:  # a 2-D file beside a stack: no plane is labeled (training refuses its boxes)
+            if len(annotation):
+                return None, None, [(sample.annotation, f"boxes without 'planes', but {sample.image.name} is a "
+                                                        "stack")]
+            annotation = Annotation(classes=annotation.classes, planes=np.zeros((0, len(leading)), dtype=np.int64))
+    return size, annotation, []
 
 
 def iter_folder_statistics(
@@ -365,8 +378,9 @@ def iter_folder_statistics(
         ):
             skipped.extend(problems)
             if size is not None:
-                if annotation is None:
+                if sample.annotation is None:
                     unlabeled += 1
+                if annotation is None:
                     annotation = Annotation()
                 classes.extend(name for name in annotation.classes or () if name not in classes)
                 if annotation.is_stack:  # a stack: its labeled planes only, one item each

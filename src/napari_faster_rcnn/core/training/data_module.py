@@ -244,6 +244,11 @@ class DetectionDataModule(pl.LightningDataModule):
         if rule is not None:
             for dataset in (train, validation):
                 dataset.normalization = rule
+        # and its channels (None: gray, RGB and RGBA as they are)
+        config = getattr(model, "config", None)
+        if config is not None:
+            for dataset in (train, validation):
+                dataset.channels = config.channels
         self.used_tile_size = self.resolve_tile_size()
         # what the run trained on, for the checkpoint (tiled prediction defaults from it)
         self.hparams["training_tile_size"] = self.used_tile_size

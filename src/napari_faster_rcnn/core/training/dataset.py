@@ -42,6 +42,7 @@ import torch
 
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.boxes import usable_boxes
+from napari_faster_rcnn.core.data.channels import check_channels
 from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
 from napari_faster_rcnn.core.data.images import image_info, read_image, read_plane
 from napari_faster_rcnn.core.data.intensity import (
@@ -117,8 +118,10 @@ class DetectionDataset(torch.utils.data.Dataset):
         cache_workers: int | None = None,
         cache_limit_bytes: int | None = None,
         normalization: str = "auto",
+        channels=None,
     ):
         self.normalization = normalize_text(normalization)
+        self._channels = check_channels(channels)
         self._levels: dict = {}  # image path -> its percentiles (of the whole image), for its tiles
         self.samples = [as_training_sample(sample) for sample in samples]
         annotations = [sample.load() for sample in self.samples]
@@ -162,6 +165,20 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    @property
+    def channels(self) -> tuple[int, ...] | None:
+        """The image channels items take, in order (the model's ``channels``; see
+        :mod:`~napari_faster_rcnn.core.data.channels`); setting others empties the cache."""
+        return self._channels
+
+    @channels.setter
+    def channels(self, value) -> None:
+        value = check_channels(value)
+        if value != self._channels:
+            self._channels = value
+            self.clear_cache()
+            self._levels = {}
 
     @property
     def num_classes(self) -> int:
@@ -272,11 +289,11 @@ class DetectionDataset(torch.utils.data.Dataset):
         if window_pixels.dtype == np.uint8 and self.normalization.startswith("auto") or not needs_levels(
                 self.normalization):
             return None
-        key = str(self.samples[index].image)
+        key = (str(self.samples[index].image), self.samples[index].plane)
         if key not in self._levels:
             cached = self._cache[index]
-            if cached is None and read_tiff_window(self.samples[index].image, (0, 0, 1, 1),
-                                                   self._image_info[index][:2]) is not None:
+            if cached is None and self._channels is None and read_tiff_window(
+                    self.samples[index].image, (0, 0, 1, 1), self._image_info[index][:2]) is not None:
                 return None  # read by windows: the window's own percentiles
             whole = cached if cached is not None else self._read(index)
             self._levels[key] = channel_percentiles(whole, Normalization.parse(self.normalization).percentiles)
@@ -286,7 +303,8 @@ class DetectionDataset(torch.utils.data.Dataset):
         x0, y0, x1, y1 = (int(value) for value in window)
         height, width, _ = self._image_info[index]
         cached = self._cache[index]
-        if cached is None and self.samples[index].plane is None and (x0, y0, x1, y1) != (0, 0, width, height):
+        if (cached is None and self.samples[index].plane is None and self._channels is None
+                and (x0, y0, x1, y1) != (0, 0, width, height)):
             region = read_tiff_window(self.samples[index].image, (x0, y0, x1, y1), (height, width))
             if region is not None:
                 return region
@@ -316,7 +334,10 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def _read(self, index: int) -> np.ndarray:
         path, plane = self.samples[index].image, self.samples[index].plane
-        image = read_image(path) if plane is None else read_plane(path, plane)
+        if plane is not None:
+            image = read_plane(path, plane, self._channels)
+        else:
+            image = read_image(path) if self._channels is None else read_image(path, self._channels)
         height, width, _ = self._image_info[index]
         if image.shape[:2] != (height, width):
             raise TrainingDataError(

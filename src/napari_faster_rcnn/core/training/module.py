@@ -124,6 +124,10 @@ class DetectorModule(pl.LightningModule):
         :mod:`~napari_faster_rcnn.core.data.intensity`): ``auto`` (8-bit / 255,
         anything else per-image 1st-99.8th percentiles), ``percentiles:LOW,HIGH``,
         ``range:LOW,HIGH`` or ``none``; None: the config's (default ``auto``).
+    channels
+        The image channels the detector sees, in order (the config's ``channels``, see
+        :mod:`~napari_faster_rcnn.core.data.channels`): ``"0"``, ``"0,2"``, ``"2,1,0"`` or a list;
+        None: the config's (default: gray, RGB or RGBA as they are).
     """
 
     def __init__(
@@ -144,6 +148,7 @@ class DetectorModule(pl.LightningModule):
         auto: bool = False,
         training_items: Sequence | None = None,
         normalization: str | None = None,
+        channels: str | list[int] | None = None,
     ):
         super().__init__()
         check_optimization(optimizer, scheduler, learning_rate, warmup_steps, milestones, gamma, weight_decay,
@@ -155,6 +160,8 @@ class DetectorModule(pl.LightningModule):
         self.config = resolve_model_config(config, preset, classes)
         if normalization is not None:
             self.config = self.config.replace(normalization=normalization)
+        if channels is not None:
+            self.config = self.config.replace(channels=channels)
         #: What auto sizing chose and why (:class:`~napari_faster_rcnn.core.model.auto_size.AutoSize`), or None.
         self.auto_size = None
         if auto:
@@ -194,6 +201,7 @@ class DetectorModule(pl.LightningModule):
             "validation_score_threshold": self.validation_score_threshold,
             "auto": False,  # config holds the sizes auto sizing chose: loading must not choose again
             "normalization": None,  # in config
+            "channels": None,  # in config
         })
         self.model = build_model(self.config)
         self.validation_metrics: dict[str, float] = {}

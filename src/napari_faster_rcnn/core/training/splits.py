@@ -6,6 +6,14 @@ any order (a folder listing or the layers open in napari), and adding images
 moves few of the old ones to another part. Part sizes follow the ratios with
 largest-remainder rounding, so they always add up to the number of samples,
 and every part with a positive ratio gets at least one sample.
+
+The planes of one stack (samples with the same image file, each with its
+``plane``) are one group: a stack lies wholly in one part, never with some of
+its planes training and others validating the same scene a frame later. Groups
+are ranked by the hash of their file name; the validation part, then the test
+part, takes the first groups in that order that keep it within its size (the
+smallest group when none fits), and the train part the rest. Folders of 2-D
+images (one sample per file) split exactly as without groups.
 """
 
 from __future__ import annotations
@@ -52,11 +60,46 @@ def split_indices(samples: Sequence, ratios: Sequence[float] = (0.8, 0.1, 0.1), 
     """Like :func:`split_samples`, but the indices of the samples in each part."""
     ratios = check_ratios(ratios)
     sizes = part_sizes(len(samples), ratios)
-    ranked = sorted(range(len(samples)), key=lambda i: (_rank_key(seed, samples[i]), i))
-    validation = sorted(ranked[: sizes[1]])
-    test = sorted(ranked[sizes[1] : sizes[1] + sizes[2]])
-    train = sorted(ranked[sizes[1] + sizes[2] :])
-    return train, validation, test
+    groups: dict[str, list[int]] = {}
+    for index, sample in enumerate(samples):
+        groups.setdefault(_group_key(sample, index), []).append(index)
+    remaining = sorted(groups.values(), key=lambda group: (_rank_key(seed, samples[group[0]]), group[0]))
+    held_out = []
+    for size in sizes[1:]:
+        chosen, count = [], 0
+        for group in list(remaining):
+            if count + len(group) <= size:
+                chosen.append(group)
+                count += len(group)
+                remaining.remove(group)
+            if count == size:
+                break
+        if size and not chosen and remaining:
+            smallest = min(remaining, key=len)
+            chosen.append(smallest)
+            remaining.remove(smallest)
+        held_out.append(sorted(index for group in chosen for index in group))
+    train = sorted(index for group in remaining for index in group)
+    if any(size and not part for size, part in zip(sizes, (train, *held_out))):
+        raise ValueError(_too_few_files(len(samples), len(groups), ratios))
+    return train, held_out[0], held_out[1]
+
+
+def _too_few_files(count: int, files: int, ratios) -> str:
+    needed = sum(1 for ratio in ratios if ratio > 0)
+    return (
+        f"cannot split {count} samples from {files} image file{'s' if files != 1 else ''} by the ratios "
+        f"{', '.join(f'{r:g}' for r in ratios)}: the planes of one stack stay in one part, so each part needs "
+        f"its own file ({needed} at least); label planes of another stack or image, give a separate validation "
+        "folder, or set the validation and test ratios to 0"
+    )
+
+
+def _group_key(sample, index: int) -> tuple:
+    """Samples of one image file (the planes of a stack) share a key; other samples have their own."""
+    if getattr(sample, "plane", None) is None:
+        return ("item", index)
+    return ("stack", str(sample.image))
 
 
 def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:

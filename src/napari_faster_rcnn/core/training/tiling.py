@@ -162,6 +162,8 @@ def read_tiff_window(path, window, size: tuple[int, int]) -> np.ndarray | None:
             page = tiff.pages[0]
             if page.shape[:2] != tuple(size) or (not page.is_tiled and len(page.dataoffsets) < 2):
                 return None
+            if len(tiff.pages) > 1 and "C" in tiff.series[0].axes:  # channels on pages of their own
+                return None
             store = page.aszarr()
             try:
                 array = zarr.open_array(store, mode="r")
