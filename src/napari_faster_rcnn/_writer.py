@@ -29,8 +29,11 @@ def write_boxes(path: str, data, attributes: dict) -> list[str]:
     metadata = dict(attributes.get("metadata") or {})
     features = attributes.get("features")
     if metadata.get(conventions.PLANE_DIMS):  # a stack read as data: ONE file, with planes
-        return [str(save_annotation(stack_destination(Path(path), metadata),
-                                    conventions.stack_annotation_from_shapes(data, features, metadata)))]
+        destination = stack_destination(Path(path), metadata)
+        model = metadata_model(metadata)  # the layer holds the plane shown; its model every plane
+        if model is not None:
+            return [str(p) for p in model.write_stack(destination)]
+        return [str(save_annotation(destination, conventions.stack_annotation_from_shapes(data, features, metadata)))]
     stacked = metadata.get(conventions.STACKED, attributes.get("ndim", 2) >= 3)
     metadata[conventions.STACKED] = stacked
     # A layer paged by a widget shows one image; its model holds them all.

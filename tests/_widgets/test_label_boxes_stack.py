@@ -17,7 +17,7 @@ def test_label_planes_of_a_stack_with_the_widget(make_napari_viewer, tmp_path, q
     viewer = make_napari_viewer()
     _, shapes = viewer.open(path, plugin=PLUGIN)
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Label boxes")
-    assert widget.stack_layer is shapes and widget.session is None
+    assert widget.stack_layer is shapes and widget.session.is_stack
     assert widget.unlabeled.text().startswith("0 of 10 planes labeled")
     (rectangle,) = boxes_to_rectangles(np.array([[2.0, 2.0, 10.0, 12.0]]))
     shapes.add_rectangles([np.concatenate([np.full((4, 1), 3.0), rectangle], axis=1)])

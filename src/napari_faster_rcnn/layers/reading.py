@@ -26,11 +26,11 @@ from napari_faster_rcnn.core.data.images import (
     image_header,
     is_image_file,
     lazy_image_stack,
-    open_stack,
+    open_stack_array,
     read_image,
     stack_shape,
 )
-from napari_faster_rcnn.core.data.labeling import file_stamp
+from napari_faster_rcnn.core.data.labeling import StackLabelStore, file_stamp
 from napari_faster_rcnn.core.data.regions import (
     is_zarr_folder,
     open_regions,
@@ -39,6 +39,7 @@ from napari_faster_rcnn.core.data.regions import (
 )
 from napari_faster_rcnn.layers import box_window, conventions
 from napari_faster_rcnn.layers.slice_view import attach_when_added, hold
+from napari_faster_rcnn.layers.stack_labeling import HeldStack
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def read_annotation_file(path) -> list[tuple]:
 def read_stack_file(path: Path, annotation_path: Path | None = None) -> list[tuple]:
     """A stack (time-lapse, z stack) as ONE lazy image layer with its leading dimensions and
     ONE box layer whose boxes carry their plane; its annotation is one file, ``NAME.pt``/``.json``."""
-    data = open_stack(path)
+    data = open_stack_array(path)  # lazy: napari decodes the plane shown only
     rgb = data.ndim >= 4 and data.shape[-1] in (3, 4) and len(stack_shape(path)) == data.ndim - 3
     plane_dims = data.ndim - (3 if rgb else 2)
     size = tuple(int(side) for side in data.shape[plane_dims : plane_dims + 2])
@@ -105,11 +106,23 @@ def read_stack_file(path: Path, annotation_path: Path | None = None) -> list[tup
     image_meta = {conventions.SOURCE_IMAGES: [str(path)], conventions.IMAGE_SIZES: [list(size)],
                   conventions.PLANE_DIMS: plane_dims}
     image_layer = (data, {"name": path.stem, "rgb": rgb, "metadata": image_meta, **options}, "image")
+    planes_shape = tuple(int(side) for side in data.shape[:plane_dims])
+    annotation = Annotation(clip_boxes(annotation.boxes, *size), annotation.labels, annotation.scores,
+                            annotation.classes, planes=annotation.planes, labeled_planes=annotation.labeled_planes)
+    # The layer holds the plane shown only (a StackPages swaps the boxes in as the slider moves);
+    # every plane's boxes and the labeled planes are in the store.
+    store = StackLabelStore(annotation, target, planes_shape, stamp=stamp, size=size)
+    empty = Annotation(np.zeros((0, 4)), [], None if annotation.scores is None else np.zeros(0), annotation.classes,
+                       planes=np.zeros((0, plane_dims), np.int64), labeled_planes=annotation.labeled_planes)
     shapes = conventions.stack_shapes_layer_data(
-        annotation, plane_dims, name=_layer_name(path.stem, annotation), image_size=size,
+        empty, plane_dims, name=_layer_name(path.stem, annotation), image_size=size,
+        classes=class_list([annotation]), predictions=annotation.scores is not None,
         metadata={conventions.SOURCE_IMAGES: [str(path)], conventions.ANNOTATION_FILES: [str(target)],
-                  conventions.ANNOTATION_STAMPS: [stamp], conventions.IMAGE_SIZES: [list(size)]},
+                  conventions.ANNOTATION_STAMPS: [stamp], conventions.IMAGE_SIZES: [list(size)],
+                  conventions.PLANES_SHAPE: list(planes_shape)},
     )
+    held = HeldStack(store)
+    _attach(held, hold(shapes[1]["metadata"], held), make=held.pager)
     return [image_layer, shapes]
 
 
@@ -340,8 +353,9 @@ def _clipped(annotation: Annotation, size) -> Annotation:
                       scores=annotation.scores, classes=annotation.classes)
 
 
-def _attach(held, key: str) -> None:
-    """Page the layer tied to ``held`` once it is in the viewer that is opening it (napari's current one)."""
+def _attach(held, key: str, make=None) -> None:
+    """Page the layer tied to ``held`` once it is in the viewer that is opening it (napari's current one);
+    ``make(viewer, layer)`` makes the paging model (default: a SliceBoxes)."""
     try:
         from napari import current_viewer
 
@@ -349,7 +363,7 @@ def _attach(held, key: str) -> None:
     except ImportError:  # pragma: no cover - napari is a dependency
         viewer = None
     if viewer is not None:
-        attach_when_added(viewer, key, held)
+        attach_when_added(viewer, key, held, make=make)
 
 
 def _extent(annotation: Annotation) -> tuple[int, int]:

@@ -445,16 +445,13 @@ def stack_shape(path: str | Path) -> tuple[int, ...] | None:
     return leading
 
 
-def open_stack(path: str | Path):
-    """A TIFF/OME-TIFF stack as a lazy dask array ``(*leading, height, width[, 3])``.
-
-    Nothing is decoded here: tifffile's zarr store reads a plane when it is
-    asked for (one chunk per plane). Raises :class:`ImageReadError` naming the
-    file when it is not a stack tifffile can read.
-    """
+def open_stack_array(path: str | Path):
+    """A TIFF/OME-TIFF stack as a lazy zarr array ``(*leading, height, width[, 3])`` over
+    tifffile's store: nothing is decoded here, indexing decodes only the planes asked for (one
+    chunk per plane). napari slices it directly, without a task graph per step of the slider.
+    Raises :class:`ImageReadError` naming the file when it is not a stack tifffile can read."""
     path = Path(path)
     try:
-        import dask.array
         import tifffile
         import zarr
 
@@ -462,10 +459,17 @@ def open_stack(path: str | Path):
         array = zarr.open(store, mode="r")
     except Exception as error:
         raise ImageReadError(path, f"not a readable stack ({error})") from None
-    lazy = dask.array.from_zarr(array)
-    if lazy.ndim < 3:
-        raise ImageReadError(path, f"not a stack: shape {lazy.shape}")
-    return lazy
+    if array.ndim < 3:
+        raise ImageReadError(path, f"not a stack: shape {array.shape}")
+    return array
+
+
+def open_stack(path: str | Path):
+    """A TIFF/OME-TIFF stack as a lazy dask array ``(*leading, height, width[, 3])``
+    (see :func:`open_stack_array`)."""
+    import dask.array
+
+    return dask.array.from_zarr(open_stack_array(path))
 
 
 def read_plane(path: str | Path, plane) -> np.ndarray:
