@@ -17,7 +17,7 @@ def write_movie(folder, shape=(6, 48, 64), per_plane=4):
     planes = np.repeat(np.arange(0, shape[0], 2), per_plane)  # boxes on planes 0, 2, 4
     corner = rng.uniform(0, 30, (len(planes), 2))
     boxes = np.concatenate([corner, corner + rng.uniform(3, 12, corner.shape)], axis=1)
-    labels = [["cell", "debris"][i % 2] for i in range(len(planes))]
+    labels = [["cell", "debris"][(i * i // 3) % 2] for i in range(len(planes))]  # differ from plane to plane
     annotation = Annotation(boxes, labels, classes=["cell", "debris"], planes=planes[:, None],
                             labeled_planes=np.array([[5]]))
     save_annotation(folder / "movie.pt", annotation)
@@ -41,6 +41,8 @@ def test_the_layer_holds_the_plane_shown_and_the_slider_swaps_the_boxes_in(make_
         assert shapes.nshapes == len(reference) and labels == reference.labels
         np.testing.assert_allclose(boxes, reference.boxes)
         assert leads <= {plane}
+        drawn = viewer.window._qt_viewer.canvas.layer_to_visual[shapes].node.text.text  # the labels on screen
+        assert list(drawn if len(reference) else []) == reference.labels
     assert stack_labeling.labeled_planes(shapes) == {(0,), (2,), (4,), (5,)}
     assert stack_labeling.plane_counts(viewer, shapes) == (4, 6)
 

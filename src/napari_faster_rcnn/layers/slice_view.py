@@ -59,7 +59,7 @@ def show_boxes(layer, annotation: Annotation, index: int | None, colors: dict[st
     defaults = layer.feature_defaults.copy()
     if not conventions.text_fits(len(labels)):
         fit_text(layer, len(labels))  # before the new features: their labels would be laid out at once
-    with layer.events.blocker_all(), _refresh_held(layer):
+    with layer.events.blocker_all(), layer.text.events.blocker_all(), _refresh_held(layer):
         layer.selected_data = set()
         layer.data = []
         if labels:
