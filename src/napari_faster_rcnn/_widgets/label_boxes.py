@@ -213,6 +213,7 @@ class LabelBoxesWidget(DockedWidget):
         self.save_button.setText(f"Save ({unsaved} unsaved)" if unsaved else "Save")
         empty = session.unlabeled()
         self.unlabeled_button.setEnabled(bool([i for i in empty if i != index]))
+        self.unlabeled_button.setToolTip("go to the next image without boxes")
         if session.is_stack:
             self._refresh_stack(count - len(empty), count)
         elif not empty:
@@ -230,6 +231,8 @@ class LabelBoxesWidget(DockedWidget):
                               + (f"; {window}" if window else ""))
         self.unlabeled.setText(f"{labeled} of {count} planes labeled (draw a box, or press "
                                f"{stack_labeling.NO_OBJECTS_KEY} for 'no objects here')")
+        self.unlabeled_button.setToolTip("go to the next plane nobody labeled (no box drawn, not marked with "
+                                         f"{stack_labeling.NO_OBJECTS_KEY})")
 
     def selected_class(self) -> str | None:
         return self.classes.selected_class() if self.session is not None else None
