@@ -76,3 +76,26 @@ def test_autosave_and_the_class_table_work_on_a_stack(make_napari_viewer, tmp_pa
     assert list(again.features["label"]) == ["mitosis"]
     found, _ = rectangles_to_boxes(again.data)
     np.testing.assert_allclose(found, [[3.0, 4, 12, 15]])
+
+
+def test_a_stack_layer_holding_every_box_is_paged_once_labeled(make_napari_viewer, tmp_path):
+    from napari_faster_rcnn.core.data.synthetic_timelapse import nuclei_timelapse
+
+    _, annotation = nuclei_timelapse()
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "nuclei-timelapse")  # its box layer holds every frame's boxes
+    _, shapes = viewer.layers
+    viewer.dims.set_current_step(0, 2)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Label boxes")
+    widget.boxes.set_layer(shapes)
+    assert widget.session.is_stack
+    assert shapes.nshapes == len(annotation.on_plane([2]))  # now the frame shown only
+    assert widget.unlabeled.text().startswith("5 of 10 planes labeled")
+    assert widget.classes.item(0, 3).text() == f"{len(annotation):,}"
+    assert widget.next_unlabeled() == (5,) and viewer.dims.current_step[0] == 5
+    viewer.layers.selection = {shapes}
+    viewer.layers.save(str(tmp_path / "nuclei.pt"), selected=True, plugin=PLUGIN)
+    saved = load_annotation(tmp_path / "nuclei.pt")
+    assert len(saved) == len(annotation) and saved.labeled_planes.tolist() == [[f] for f in range(5)]
+    for frame in range(5):
+        np.testing.assert_allclose(saved.on_plane([frame]).boxes, annotation.on_plane([frame]).boxes, atol=1e-6)
