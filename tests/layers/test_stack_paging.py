@@ -89,3 +89,25 @@ def test_a_time_and_z_stack_pages_by_both_sliders(make_napari_viewer, tmp_path):
     assert list(shapes.features["label"]) == ["b"]
     assert stack_labeling.next_unlabeled_plane(viewer, shapes) == (0, 2)
     assert stack_labeling.stack_annotation(shapes).planes.tolist() == [[0, 1], [1, 2]]
+
+
+def test_the_0_key_marks_the_plane_shown_without_the_widget_and_after_it(make_napari_viewer, tmp_path):
+    from napari_faster_rcnn.layers import labeling
+
+    path, _ = write_movie(tmp_path)
+    viewer = make_napari_viewer()
+    _, shapes = viewer.open(path, plugin=PLUGIN)
+
+    def press_0():
+        keys = {str(key): function for key, function in shapes.keymap.items()}
+        keys[stack_labeling.NO_OBJECTS_KEY](shapes)  # the key press, as napari dispatches it
+
+    viewer.dims.set_current_step(0, 1)
+    press_0()
+    session = labeling.labeling_session(viewer, shapes)  # Label boxes takes the layer over
+    viewer.dims.set_current_step(0, 3)
+    press_0()
+    assert stack_labeling.labeled_planes(shapes) == {(0,), (1,), (2,), (3,), (4,), (5,)}
+    session.close()  # the layer removed from Label boxes: the old pager's key must not come back
+    viewer.dims.set_current_step(0, 2)
+    assert {str(key) for key in shapes.keymap} == set()

@@ -63,7 +63,8 @@ class StackPages(SliceBoxes):
         self.store = store
         super().__init__(viewer, layer, store.annotations, editable=True, planes_shape=store.shape)
         layer.events.data.connect(self._on_data)
-        layer.bind_key(NO_OBJECTS_KEY, lambda target: self.mark_shown(), overwrite=True)
+        self._key = lambda target: self.mark_shown()
+        self._previous_key = layer.bind_key(NO_OBJECTS_KEY, self._key, overwrite=True)
 
     @property
     def annotations(self) -> list[Annotation]:
@@ -94,7 +95,7 @@ class StackPages(SliceBoxes):
         self.store.set(index, annotation)
 
     def mark_shown(self) -> None:
-        if self.current is not None:
+        if self.current is not None and self._connected:
             self.store.mark([self.current])
 
     def _on_data(self, event=None) -> None:
@@ -106,6 +107,9 @@ class StackPages(SliceBoxes):
     def disconnect(self, restore: bool = True) -> None:
         if self._connected:
             self.layer.events.data.disconnect(self._on_data)
+            bound = {str(key): function for key, function in self.layer.keymap.items()}
+            if bound.get(NO_OBJECTS_KEY) is self._key:  # (a session that takes over binds its own)
+                self.layer.bind_key(NO_OBJECTS_KEY, self._previous_key, overwrite=True)
         super().disconnect(restore)
 
     def stack_annotation(self) -> Annotation:
