@@ -61,6 +61,8 @@ def test_label_planes_3_and_7_save_one_file_and_reopen(make_napari_viewer, tmp_p
     reopened = make_napari_viewer()
     _, again = reopened.open(tmp_path / "movie.tif", plugin=PLUGIN)
     assert again.ndim == 3
+    assert again.nshapes == 0  # the layer holds the plane shown (0); the others are paged in
+    reopened.dims.set_current_step(0, 3)
     found = np.array(again.data)
     assert (found[:, :, 0] == 3).all()
     np.testing.assert_allclose(np.sort(found[:, :, 1:].reshape(-1, 2), axis=0),

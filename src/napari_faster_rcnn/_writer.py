@@ -30,12 +30,16 @@ def write_boxes(path: str, data, attributes: dict) -> list[str]:
     metadata = dict(attributes.get("metadata") or {})
     features = attributes.get("features")
     if metadata.get(conventions.PLANE_DIMS):  # a stack read as data: ONE file, with planes
+        destination = stack_destination(Path(path), metadata)
         # (a stack's predictions are not labels: their file has no labeled_planes)
         predictions = metadata.get(conventions.LAYER_ROLE) == conventions.PREDICTIONS
-        destination = save_annotation(stack_destination(Path(path), metadata),
-                                      conventions.stack_annotation_from_shapes(data, features, metadata),
-                                      labeled_planes=not predictions)
-        return [str(destination)] + (_save_thresholds(metadata, [destination]) if predictions else [])
+        model = metadata_model(metadata)  # a paged layer holds the plane shown; its model every plane
+        if model is not None:
+            written = [Path(p) for p in model.write_stack(destination)]
+        else:
+            written = [save_annotation(destination, conventions.stack_annotation_from_shapes(data, features, metadata),
+                                       labeled_planes=not predictions)]
+        return [str(p) for p in written] + (_save_thresholds(metadata, written[:1]) if predictions and written else [])
     stacked = metadata.get(conventions.STACKED, attributes.get("ndim", 2) >= 3)
     metadata[conventions.STACKED] = stacked
     # A layer paged by a widget shows one image; its model holds them all.

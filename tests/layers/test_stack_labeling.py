@@ -64,6 +64,7 @@ def test_a_plane_stays_labeled_when_its_box_is_deleted(make_napari_viewer, tmp_p
     viewer = make_napari_viewer()
     _, shapes = open_stack(viewer, tmp_path / "movie.tif", shape=(4, 16, 16))
     stack_labeling.bind_stack_keys(viewer, shapes)
+    viewer.dims.set_current_step(0, 2)
     shapes.add_rectangles(box_on([2], [1, 1, 5, 5]))
     shapes.selected_data = {0}
     shapes.remove_selected()

@@ -154,7 +154,6 @@ class LabelBoxesWidget(DockedWidget):
         self.save_button.clicked.connect(self.save)
         self.autosave.toggled.connect(self._on_autosave)
         self._bind_viewer_keys()
-        napari_viewer.dims.events.current_step.connect(self._on_step)
         dialogs.CloseGuard.install(napari_viewer)
         self._on_layer()
 
@@ -164,17 +163,8 @@ class LabelBoxesWidget(DockedWidget):
         if self.session is not None:
             self.session.events.changed.disconnect(self.refresh)
             self.session.events.saved.disconnect(self._on_saved)
-        if self.stack_layer is not None:
-            self.stack_layer.events.data.disconnect(self.refresh)
         layer = self.boxes.layer()
         self.stack_layer = layer if layer is not None and stack_labeling.is_stack_layer(layer) else None
-        if self.stack_layer is not None:
-            self.session = None
-            stack_labeling.bind_stack_keys(self.viewer, layer, on_change=self._on_step)
-            layer.events.data.connect(self.refresh)
-            self.suggestions.set_session(None)
-            self.refresh()
-            return
         self.session = labeling.labeling_session(self.viewer, layer) if layer is not None else None
         if self.session is not None:
             self.session.confirm_overwrite = lambda paths: self.confirm_overwrite(paths)
@@ -203,9 +193,6 @@ class LabelBoxesWidget(DockedWidget):
 
     def refresh(self, event=None) -> None:
         """Show what the session holds now."""
-        if self.stack_layer is not None:
-            self._refresh_stack()
-            return
         session = self.session
         enabled = session is not None and not session.closed
         for control in (self.classes, self.class_name, self.add_button, self.color_button, self.remove_button,
@@ -230,27 +217,26 @@ class LabelBoxesWidget(DockedWidget):
         self.save_button.setText(f"Save ({unsaved} unsaved)" if unsaved else "Save")
         empty = session.unlabeled()
         self.unlabeled_button.setEnabled(bool([i for i in empty if i != index]))
-        if not empty:
+        self.unlabeled_button.setToolTip("go to the next image without boxes")
+        if session.is_stack:
+            self._refresh_stack(count - len(empty), count)
+        elif not empty:
             self.unlabeled.setText("every image has boxes")
         else:
             names = [session.image_name(i) or f"#{i + 1}" for i in empty[:SHOWN_UNLABELED]]
             more = f" and {len(empty) - SHOWN_UNLABELED} more" if len(empty) > SHOWN_UNLABELED else ""
             self.unlabeled.setText(f"{len(empty)} of {count} without boxes: {', '.join(names)}{more}")
 
-    def _refresh_stack(self) -> None:
-        """A stack's box layer: the plane shown and the labeled planes out of all."""
-        layer = self.stack_layer
-        for control in (self.classes, self.class_name, self.add_button, self.color_button, self.remove_button,
-                        self.move_button, self.previous_button, self.next_button):
-            control.setEnabled(False)
-        self.unlabeled_button.setEnabled(True)
-        self.save_button.setEnabled(True)
-        self.save_button.setText("Save")
-        labeled, count = stack_labeling.plane_counts(self.viewer, layer)
-        plane = stack_labeling.current_plane(self.viewer, layer)
-        self.position.setText(f"plane {', '.join(str(p) for p in plane)} of a stack of {count} planes")
+    def _refresh_stack(self, labeled: int, count: int) -> None:
+        """A stack read as data: the plane shown and the labeled planes out of all."""
+        session = self.session
+        window = session.window_status()
+        self.position.setText(f"{session.image_name(session.current or 0)} of a stack of {count} planes"
+                              + (f"; {window}" if window else ""))
         self.unlabeled.setText(f"{labeled} of {count} planes labeled (draw a box, or press "
                                f"{stack_labeling.NO_OBJECTS_KEY} for 'no objects here')")
+        self.unlabeled_button.setToolTip("go to the next plane nobody labeled (no box drawn, not marked with "
+                                         f"{stack_labeling.NO_OBJECTS_KEY})")
 
     def selected_class(self) -> str | None:
         return self.classes.selected_class() if self.session is not None else None
@@ -316,37 +302,19 @@ class LabelBoxesWidget(DockedWidget):
         return moved
 
     def next_unlabeled(self) -> int | None:
-        if self.stack_layer is not None:
-            plane = stack_labeling.next_unlabeled_plane(self.viewer, self.stack_layer)
-            if plane is None:
-                self.status.setText("every other plane is labeled")
-            self._refresh_stack()
-            return plane
         if self.session is None:
             return None
         target = self.session.next_unlabeled()
+        if self.session.is_stack:  # a plane: its leading coordinates
+            if target is None:
+                self.status.setText("every other plane is labeled")
+            return None if target is None else stack_labeling.plane_of(self.session, target)
         if target is None:
             self.status.setText("every other image has boxes")
         return target
 
     def save(self):
-        if self.stack_layer is not None:
-            return self._save_stack()
         return self.session.save() if self.session is not None else None
-
-    def _save_stack(self):
-        """Write the stack's ONE annotation file (boxes, planes and labeled planes)."""
-        from napari_faster_rcnn.core.data.annotations import save_annotation
-
-        layer = self.stack_layer
-        paths = conventions.annotation_paths(layer.metadata)
-        if not paths or paths[0] is None:
-            self.status.setText("this stack has no annotation file: use File > Save Selected Layers")
-            return None
-        annotation = conventions.stack_annotation_from_shapes(layer.data, layer.features, layer.metadata)
-        written = save_annotation(paths[0], annotation)
-        self.status.setText(f"saved {written.name}")
-        return written
 
     def _on_autosave(self, checked: bool) -> None:
         if self.session is not None:
@@ -395,15 +363,8 @@ class LabelBoxesWidget(DockedWidget):
         for key, action in bindings.items():
             self._viewer_keys.append((key, self.viewer.bind_key(key, action, overwrite=True)))
 
-    def _on_step(self, event=None) -> None:
-        if self.stack_layer is not None:
-            self._refresh_stack()
-
     def teardown(self) -> None:
         self.suggestions.teardown()
-        self.viewer.dims.events.current_step.disconnect(self._on_step)
-        if self.stack_layer is not None:
-            self.stack_layer.events.data.disconnect(self.refresh)
         for key, previous in reversed(self._viewer_keys):
             self.viewer.bind_key(key, previous, overwrite=True)
         self._viewer_keys = []
@@ -419,6 +380,8 @@ def _file_note(session) -> str:
     if read_only:
         return read_only
     missing = sum(path is None for path in session.store.files)
+    if session.is_stack and not missing:
+        return "autosave writes the stack's file when you leave a plane" if session.autosave else ""
     if missing == len(session):
         return "these images have no files: save the boxes with File > Save Selected Layers"
     return "autosave writes each image's file when you leave it" if session.autosave else ""

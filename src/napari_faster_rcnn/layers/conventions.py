@@ -40,6 +40,7 @@ SOURCE_FORMAT = "source_format"  # str: "coco", "voc" or "yolo" for a folder in 
 THRESHOLDS = "thresholds"  # dict: the score/NMS/class thresholds a predictions layer shows (core.inference.Thresholds)
 PLANE_DIMS = "plane_dims"  # int: a stack read as data (time, z): each box's leading coordinates are its plane
 LABELED_PLANES = "labeled_planes"  # list of lists: the planes of such a stack a person labeled, boxes or not
+PLANES_SHAPE = "planes_shape"  # list of int: such a stack's number of planes along each leading dimension
 TEXT_HIDDEN = "text_hidden"  # bool: the labels are not drawn because of the box count (see TEXT_LIMIT)
 
 BOXES = "boxes"

@@ -38,11 +38,11 @@ from pathlib import Path
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.core.data.labeling import LabelStore, SaveReport
-from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.core.data.labeling import LabelStore, SaveReport, StackLabelStore, index_plane, plane_index
+from napari_faster_rcnn.layers import conventions, stack_labeling
 from napari_faster_rcnn.layers.box_layers import find_image_layer, layer_annotations, new_box_layer
 from napari_faster_rcnn.layers.label_classes import ClassEditing
-from napari_faster_rcnn.layers.slice_view import SliceBoxes, keep_with_layer, paging_model, same_boxes
+from napari_faster_rcnn.layers.slice_view import SLICE_MODEL, SliceBoxes, keep_with_layer, paging_model, same_boxes
 
 __all__ = ["LabelingSession", "labeling_session", "sessions", "new_box_layer", "find_image_layer",
            "SAVE", "DISCARD", "CANCEL", "NEXT_KEY", "PREVIOUS_KEY", "CLASS_KEYS"]
@@ -75,6 +75,14 @@ class LabelingSession(ClassEditing, SliceBoxes):
         The image layer under the boxes; it gets the same keys.
     autosave
         Save an image's file when leaving it and after class changes.
+    store
+        The store of every image's boxes to label, when another model paged the layer (a stack
+        read as data: its :class:`~napari_faster_rcnn.core.data.labeling.StackLabelStore`).
+
+    A stack read as data (time, z; see :mod:`~napari_faster_rcnn.layers.stack_labeling`) is labeled
+    plane by plane: each plane is an "image" of the session, ``n``/``b`` walk the planes, ``0``
+    marks the plane shown as labeled ("no objects here"), a box drawn marks it too, and a save
+    writes the stack's one file.
 
     Attributes
     ----------
@@ -90,21 +98,30 @@ class LabelingSession(ClassEditing, SliceBoxes):
         :class:`~napari_faster_rcnn.core.data.labeling.SaveReport`).
     """
 
-    def __init__(self, viewer, layer, annotations=None, *, image_layer=None, autosave: bool = True):
+    def __init__(self, viewer, layer, annotations=None, *, image_layer=None, autosave: bool = True, store=None):
         from napari.utils.events import EmitterGroup
 
         metadata = layer.metadata
-        if annotations is None:
-            annotations = layer_annotations(layer)
         self.layer = layer  # (SliceBoxes sets it too, but the class list needs it first)
-        self.store = LabelStore(
-            annotations,
-            conventions.annotation_paths(metadata),
-            classes=metadata.get(conventions.CLASSES) or (),
-            stamps=metadata.get(conventions.ANNOTATION_STAMPS),
-            sizes=metadata.get(conventions.IMAGE_SIZES),
-        )
-        metadata[conventions.ANNOTATION_STAMPS] = self.store.stamps  # kept current, for a later session on this layer
+        if store is None and stack_labeling.is_stack_layer(layer):
+            store = _stack_store_of(viewer, layer)
+        if store is not None:
+            self.store = store
+            for name in metadata.get(conventions.CLASSES) or ():
+                if name not in store.classes:
+                    store.classes.append(name)
+            annotations = store.annotations
+        else:
+            if annotations is None:
+                annotations = layer_annotations(layer)
+            self.store = LabelStore(
+                annotations,
+                conventions.annotation_paths(metadata),
+                classes=metadata.get(conventions.CLASSES) or (),
+                stamps=metadata.get(conventions.ANNOTATION_STAMPS),
+                sizes=metadata.get(conventions.IMAGE_SIZES),
+            )
+            metadata[conventions.ANNOTATION_STAMPS] = self.store.stamps  # kept current, for a later session on this layer
         self.autosave = autosave
         self.image_layer = image_layer
         self.confirm_overwrite: Callable[[list[Path]], bool] = _refuse_overwrite
@@ -116,7 +133,8 @@ class LabelingSession(ClassEditing, SliceBoxes):
         self._bound: list[tuple] = []
         self._current_class = self.store.classes[0] if self.store.classes else None
         self._mirror_classes()
-        super().__init__(viewer, layer, self.store.annotations, editable=True, on_leave=self._left)
+        super().__init__(viewer, layer, self.store.annotations, editable=True, on_leave=self._left,
+                         planes_shape=self.store.shape if self.is_stack else None)
         keep_with_layer(layer, self)
         _SESSIONS.add(self)
         layer.events.data.connect(self._on_edit)
@@ -146,9 +164,17 @@ class LabelingSession(ClassEditing, SliceBoxes):
     def classes(self) -> list[str]:
         return list(self.store.classes)
 
+    @property
+    def is_stack(self) -> bool:
+        """Whether the session labels the planes of a stack read as data (one file)."""
+        return isinstance(self.store, StackLabelStore)
+
     def commit(self) -> bool:
         if self.current is None or self.closed:
             return False
+        self.take_strays()
+        if self.is_stack:
+            stack_labeling.sync_marks(self.layer, self.store)  # planes code marked in the metadata
         annotation = self.read_current()
         if self._shown is not None and same_boxes(annotation, self._shown):
             return False
@@ -156,6 +182,9 @@ class LabelingSession(ClassEditing, SliceBoxes):
         self.store.set(self.current, annotation)
         self._mirror_classes()  # a box drawn before any class was added brings its label
         return True
+
+    def _put(self, index: int, annotation: Annotation) -> None:
+        self.store.set(index, annotation)
 
     def refresh(self) -> None:
         if self.store.sync():  # annotations replaced item by item (see paging_model)
@@ -175,6 +204,8 @@ class LabelingSession(ClassEditing, SliceBoxes):
         return len(self.store)
 
     def image_name(self, index: int) -> str:
+        if self.is_stack:
+            return "plane " + ", ".join(str(v) for v in index_plane(index, self.store.shape))
         sources = self.layer.metadata.get(conventions.SOURCE_IMAGES) or []
         if index < len(sources) and sources[index]:
             return Path(sources[index]).name
@@ -202,8 +233,12 @@ class LabelingSession(ClassEditing, SliceBoxes):
         return Counter({name: count for name, count in totals.items() if count > 0})
 
     def unlabeled(self) -> list[int]:
-        """The images without boxes (the one on screen as it is now)."""
+        """The images without boxes (the one on screen as it is now); of a stack, the planes not labeled."""
         empty = set(self.store.empty)
+        if self.is_stack:
+            if self.current is not None and self.layer.nshapes:
+                empty.discard(self.current)
+            return sorted(empty)
         if self.current is not None:
             rest = self.outside_window()
             (empty.discard if self.layer.nshapes or (rest is not None and len(rest)) else empty.add)(self.current)
@@ -219,7 +254,7 @@ class LabelingSession(ClassEditing, SliceBoxes):
     def go_to(self, index: int) -> None:
         index = int(np.clip(index, 0, len(self.store) - 1))
         if index != self.current and self.layer.ndim >= 3:
-            self.viewer.dims.set_current_step(self.axis, index)
+            self.step_to(index)
 
     def next_image(self) -> None:
         self.go_to((self.current or 0) + 1)
@@ -242,7 +277,34 @@ class LabelingSession(ClassEditing, SliceBoxes):
         # the counts change after. With 100,000 boxes each redraw of the counts costs milliseconds.
         if str(getattr(event, "action", "")).endswith("ing"):
             return
+        if self.is_stack and self.layer.nshapes and self.current is not None and not self.closed:
+            self.take_strays()  # boxes put on another plane by code go to their plane
+            if self.layer.nshapes:
+                self.store.mark([self.current])  # a box drawn labels its plane, for good
         self.events.changed()
+
+    # --- the planes of a stack ------------------------------------------------------------
+
+    def mark_no_objects(self) -> None:
+        """Mark the plane shown as labeled ("no objects here" when it has no boxes)."""
+        if self.is_stack and self.current is not None:
+            self.store.mark([self.current])
+            self.events.changed()
+
+    def mark_planes(self, planes) -> None:
+        """Mark ``planes`` (leading coordinates) of the stack as labeled (predictions accepted)."""
+        self.store.mark([plane_index(plane, self.store.shape) for plane in planes])
+        self.events.changed()
+
+    def stack_annotation(self):
+        """The stack's one annotation, the edits on screen included."""
+        self.commit()
+        stack_labeling.sync_marks(self.layer, self.store)
+        return self.store.stack_annotation()
+
+    def write_stack(self, destination) -> list[Path]:
+        """napari's writer saves a stack's layer: its one file (see :meth:`write_files`)."""
+        return self.write_files([Path(destination)])
 
     # --- saving ----------------------------------------------------------------------------
 
@@ -299,6 +361,8 @@ class LabelingSession(ClassEditing, SliceBoxes):
         actions = {NEXT_KEY: self.next_image, PREVIOUS_KEY: self.previous_image}
         for number, key in enumerate(CLASS_KEYS, start=1):
             actions[key] = lambda number=number: self.class_for_key(number)
+        if self.is_stack:
+            actions[stack_labeling.NO_OBJECTS_KEY] = self.mark_no_objects
         return actions
 
     def _bind_keys(self) -> None:
@@ -357,12 +421,35 @@ def labeling_session(viewer, layer, **options) -> LabelingSession:
     model = paging_model(layer)
     if isinstance(model, LabelingSession) and not model.closed:
         return model
+    options.setdefault("image_layer", find_image_layer(viewer, layer))
+    store = getattr(model, "store", None)
+    if isinstance(store, StackLabelStore):  # a stack's planes: the store goes on to the session
+        if hasattr(model, "disconnect") and not (isinstance(model, LabelingSession) and model.closed):
+            model.disconnect(restore=False)
+        elif isinstance(model, LabelingSession):
+            model.commit()
+        layer.metadata.pop(SLICE_MODEL, None)
+        return LabelingSession(viewer, layer, store=store, **options)
     if model is not None:  # paged by something else: take its boxes, stop it
         annotations = model.all_annotations()
         model.disconnect(restore=False)
     else:
         annotations = layer_annotations(layer)
-    options.setdefault("image_layer", find_image_layer(viewer, layer))
     return LabelingSession(viewer, layer, annotations, **options)
+
+
+def _stack_store_of(viewer, layer) -> StackLabelStore:
+    """A store of a stack layer that holds every box (made by other code, not paged)."""
+    from napari_faster_rcnn.core.data.labeling import file_stamp
+
+    annotation = conventions.stack_annotation_from_shapes(layer.data, layer.features, layer.metadata)
+    paths = conventions.annotation_paths(layer.metadata)
+    path = paths[0] if paths else None
+    stamps = layer.metadata.get(conventions.ANNOTATION_STAMPS) or [file_stamp(path)]
+    sizes = layer.metadata.get(conventions.IMAGE_SIZES)
+    return StackLabelStore(annotation, path, stack_labeling.stack_planes_shape(viewer, layer),
+                           classes=layer.metadata.get(conventions.CLASSES) or (),
+                           stamp=tuple(stamps[0]) if stamps[0] is not None else None,
+                           size=sizes[0] if sizes else None)
 
 

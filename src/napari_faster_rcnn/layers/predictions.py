@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
+from napari_faster_rcnn.core.data.labeling import plane_index
 from napari_faster_rcnn.core.prediction.stacks import join_planes
 from napari_faster_rcnn.core.prediction.thresholds import (
     KEEP_ALL,
@@ -49,7 +50,13 @@ from napari_faster_rcnn.core.prediction.thresholds import (
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.box_layers import layer_annotations
 from napari_faster_rcnn.layers.slice_view import SliceBoxes, keep_with_layer, paging_model
-from napari_faster_rcnn.layers.stack_labeling import current_plane, is_stack_layer, mark_planes
+from napari_faster_rcnn.layers.stack_labeling import (
+    current_plane,
+    is_stack_layer,
+    mark_planes,
+    stack_annotation,
+    stack_store,
+)
 
 #: ``metadata[LAYER_ROLE]`` of the layers that mark an evaluation's results
 EVALUATION = "evaluation"
@@ -214,7 +221,7 @@ def stack_layer_annotation(layer) -> Annotation:
     model = _STACK_MODELS.get(layer)
     if model is not None:
         return model.annotation()
-    return conventions.stack_annotation_from_shapes(layer.data, layer.features, layer.metadata)
+    return stack_annotation(layer)  # a box layer paged plane by plane, or one holding every box
 
 
 def prediction_pages(layer) -> PredictionPages | StackPredictions | None:
@@ -536,7 +543,14 @@ def _accept_on_stack(predictions_layer, labels_layer, selected_only: bool) -> in
     if added:
         joined = join_planes(per_plane, where, plane_dims=labels.planes.shape[1],
                              classes=list(dict.fromkeys([*(classes or []), *(n for a in per_plane for n in a.labels)])))
-        put_stack_boxes(labels_layer, joined)
+        store = stack_store(labels_layer)
+        if store is None:  # a layer holding every plane's boxes
+            put_stack_boxes(labels_layer, joined)
+        else:  # paged plane by plane: the planes accepted on go into the store
+            per_index = list(store.annotations)
+            for annotation, plane in zip(per_plane, where):
+                per_index[plane_index(plane, store.shape)] = annotation
+            _put_labels(labels_layer, paging_model(labels_layer), per_index)
     mark_planes(labels_layer, planes)
     return added
 

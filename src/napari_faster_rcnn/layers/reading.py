@@ -27,11 +27,12 @@ from napari_faster_rcnn.core.data.images import (
     is_image_file,
     lazy_image_stack,
     open_stack,
+    open_stack_array,
     read_image,
     series_layout,
     stack_shape,
 )
-from napari_faster_rcnn.core.data.labeling import file_stamp
+from napari_faster_rcnn.core.data.labeling import StackLabelStore, file_stamp
 from napari_faster_rcnn.core.data.regions import (
     is_zarr_folder,
     open_regions,
@@ -40,6 +41,7 @@ from napari_faster_rcnn.core.data.regions import (
 )
 from napari_faster_rcnn.layers import box_window, conventions
 from napari_faster_rcnn.layers.slice_view import attach_when_added, hold
+from napari_faster_rcnn.layers.stack_labeling import HeldStack
 
 logger = logging.getLogger(__name__)
 
@@ -83,11 +85,13 @@ def read_annotation_file(path) -> list[tuple]:
 def read_stack_file(path: Path, annotation_path: Path | None = None) -> list[tuple]:
     """A stack (time-lapse, z stack) as ONE lazy image layer with its leading dimensions and
     ONE box layer whose boxes carry their plane; its annotation is one file, ``NAME.pt``/``.json``."""
-    data = open_stack(path)  # (*planes, height, width[, channels])
+    data = open_stack_array(path)  # lazy: napari decodes the plane shown only
     plane_dims = len(stack_shape(path))
     channels = data.ndim - plane_dims - 2  # 1: a channel axis, last
     microscope = channels == 1 and series_layout(path).channel_axis == "C"  # one layer per channel
     rgb = channels == 1 and not microscope and data.shape[-1] in (3, 4)
+    if channels == 1 and not rgb:
+        data = open_stack(path)  # dask, so that taking a channel stays lazy
     if channels == 1 and not (rgb or microscope):
         data = data[..., 0]  # gray and alpha samples: the gray, as for 2-D images
     size = tuple(int(side) for side in data.shape[plane_dims : plane_dims + 2])
@@ -117,11 +121,23 @@ def read_stack_file(path: Path, annotation_path: Path | None = None) -> list[tup
     image_layer = (data, {"name": name, "rgb": rgb, "metadata": image_meta, **options}, "image")
     if microscope:
         del image_layer[1]["rgb"]
+    planes_shape = tuple(int(side) for side in data.shape[:plane_dims])
+    annotation = Annotation(clip_boxes(annotation.boxes, *size), annotation.labels, annotation.scores,
+                            annotation.classes, planes=annotation.planes, labeled_planes=annotation.labeled_planes)
+    # The layer holds the plane shown only (a StackPages swaps the boxes in as the slider moves);
+    # every plane's boxes and the labeled planes are in the store.
+    store = StackLabelStore(annotation, target, planes_shape, stamp=stamp, size=size)
+    empty = Annotation(np.zeros((0, 4)), [], None if annotation.scores is None else np.zeros(0), annotation.classes,
+                       planes=np.zeros((0, plane_dims), np.int64), labeled_planes=annotation.labeled_planes)
     shapes = conventions.stack_shapes_layer_data(
-        annotation, plane_dims, name=_layer_name(path.stem, annotation), image_size=size,
+        empty, plane_dims, name=_layer_name(path.stem, annotation), image_size=size,
+        classes=class_list([annotation]), predictions=annotation.scores is not None,
         metadata={conventions.SOURCE_IMAGES: [str(path)], conventions.ANNOTATION_FILES: [str(target)],
-                  conventions.ANNOTATION_STAMPS: [stamp], conventions.IMAGE_SIZES: [list(size)]},
+                  conventions.ANNOTATION_STAMPS: [stamp], conventions.IMAGE_SIZES: [list(size)],
+                  conventions.PLANES_SHAPE: list(planes_shape)},
     )
+    held = HeldStack(store)
+    _attach(held, hold(shapes[1]["metadata"], held), make=held.pager)
     return [image_layer, shapes]
 
 
@@ -352,8 +368,9 @@ def _clipped(annotation: Annotation, size) -> Annotation:
                       scores=annotation.scores, classes=annotation.classes)
 
 
-def _attach(held, key: str) -> None:
-    """Page the layer tied to ``held`` once it is in the viewer that is opening it (napari's current one)."""
+def _attach(held, key: str, make=None) -> None:
+    """Page the layer tied to ``held`` once it is in the viewer that is opening it (napari's current one);
+    ``make(viewer, layer)`` makes the paging model (default: a SliceBoxes)."""
     try:
         from napari import current_viewer
 
@@ -361,7 +378,7 @@ def _attach(held, key: str) -> None:
     except ImportError:  # pragma: no cover - napari is a dependency
         viewer = None
     if viewer is not None:
-        attach_when_added(viewer, key, held)
+        attach_when_added(viewer, key, held, make=make)
 
 
 def _extent(annotation: Annotation) -> tuple[int, int]:

@@ -47,11 +47,11 @@ _HELD: dict = {}  # models of layers the reader made and no viewer pages yet (se
 def show_boxes(layer, annotation: Annotation, index: int | None, colors: dict[str, str]) -> None:
     """Replace everything in ``layer`` with ``annotation``'s boxes, fast.
 
-    ``index`` is the image's position in the stack (``None`` for a 2-D layer).
-    Events are held back while data, features and colours change, and the
+    ``index`` is the image's position in the stack (``None`` for a 2-D layer), or the
+    leading coordinates (a tuple) of a plane of a stack read as data. Events are held back while data, features and colours change, and the
     layer refreshes once (about 20 ms for 100 boxes with napari 0.9 and bermuda).
     """
-    vertices = boxes_to_rectangles(annotation.boxes, index) if index is not None else boxes_to_rectangles(annotation.boxes)
+    vertices = rectangles_at(annotation.boxes, index)
     labels = list(annotation.labels)
     scores = annotation.scores if layer.metadata.get(conventions.LAYER_ROLE) == conventions.PREDICTIONS else None
     # An empty features table resets the defaults to None: new shapes would get no label, and
@@ -59,7 +59,7 @@ def show_boxes(layer, annotation: Annotation, index: int | None, colors: dict[st
     defaults = layer.feature_defaults.copy()
     if not conventions.text_fits(len(labels)):
         fit_text(layer, len(labels))  # before the new features: their labels would be laid out at once
-    with layer.events.blocker_all(), _refresh_held(layer):
+    with layer.events.blocker_all(), layer.text.events.blocker_all(), _refresh_held(layer):
         layer.selected_data = set()
         layer.data = []
         if labels:
@@ -68,6 +68,21 @@ def show_boxes(layer, annotation: Annotation, index: int | None, colors: dict[st
         layer.feature_defaults = defaults
     fit_text(layer, len(labels))  # (after the replace: labels switched back on are laid out for the new boxes)
     layer.refresh()
+
+
+def rectangles_at(boxes: np.ndarray, at) -> np.ndarray:
+    """Rectangle vertices of ``boxes``: 2-D (``at`` None), led by an image index (an int) or by a
+    plane's leading coordinates (a tuple)."""
+    if not isinstance(at, tuple):
+        return boxes_to_rectangles(boxes, at) if at is not None else boxes_to_rectangles(boxes)
+    flat = boxes_to_rectangles(boxes)
+    lead = np.broadcast_to(np.asarray(at, dtype=np.float64), (len(flat), flat.shape[1], len(at)))
+    return np.concatenate([lead, flat], axis=2)
+
+
+def _leads(layer, depth: int) -> np.ndarray:
+    """The first vertex's leading ``depth`` coordinates of every shape of ``layer``, rounded."""
+    return np.rint(np.array([np.asarray(v)[0, :depth] for v in layer.data], dtype=np.float64)).reshape(-1, depth)
 
 
 def fit_text(layer, count: int) -> None:
@@ -93,7 +108,10 @@ def layer_shows(layer, annotation: Annotation, index: int | None) -> bool:
     if any(kind != "rectangle" for kind in layer.shape_type):
         return False
     boxes, at = rectangles_to_boxes(layer.data)
-    if (index is None) != (at is None) or (at is not None and np.any(at != index)):
+    if isinstance(index, tuple):
+        if layer.ndim != len(index) + 2 or np.any(_leads(layer, len(index)) != np.asarray(index)):
+            return False
+    elif (index is None) != (at is None) or (at is not None and np.any(at != index)):
         return False
     features = layer.features
     if "label" not in features or [str(label) for label in features["label"]] != list(annotation.labels):
@@ -152,6 +170,11 @@ class SliceBoxes:
         of image ``index``, before another image is shown (saving goes here).
     axis
         The dims axis that walks through the images.
+    planes_shape
+        For a stack read as data (time, z): the number of planes along each leading
+        dimension. Each plane is an "image" then, at position
+        :func:`~napari_faster_rcnn.core.data.labeling.plane_index`, and its boxes are led by
+        the plane's coordinates; ``axis`` is unused.
     """
 
     def __init__(
@@ -163,7 +186,9 @@ class SliceBoxes:
         editable: bool = True,
         on_leave: Callable[[int, bool], None] | None = None,
         axis: int = 0,
+        planes_shape: Sequence[int] | None = None,
     ):
+        self.planes_shape = tuple(int(s) for s in planes_shape) if planes_shape else None
         self.viewer = viewer
         self.layer = layer
         self.annotations = list(annotations)
@@ -205,9 +230,41 @@ class SliceBoxes:
 
     def image_size(self, index: int):
         sizes = self.layer.metadata.get(conventions.IMAGE_SIZES)
+        if self.planes_shape is not None:  # every plane of a stack has the one size
+            return tuple(sizes[0]) if sizes else None
         return tuple(sizes[index]) if sizes and index < len(sizes) else None
 
+    def lead(self, index: int):
+        """What leads image ``index``'s vertices in the layer: None (a 2-D layer), the index (a stack
+        of images) or the plane's coordinates (a stack read as data)."""
+        if self.planes_shape is not None:
+            return tuple(int(v) for v in np.unravel_index(int(index), self.planes_shape))
+        return index if self.layer.ndim >= 3 else None
+
+    def _plane_axes(self) -> list[int]:
+        """The dims axes of a stack's leading dimensions (those just before the plane's two)."""
+        ndim = len(self.viewer.dims.current_step)
+        depth = len(self.planes_shape)
+        return list(range(ndim - depth - 2, ndim - 2))
+
+    def step_to(self, index: int) -> None:
+        """Move the dims slider(s) to image ``index`` (the layer follows)."""
+        if self.planes_shape is None:
+            self.viewer.dims.set_current_step(self.axis, index)
+            return
+        step = list(self.viewer.dims.current_step)
+        for axis, value in zip(self._plane_axes(), self.lead(index)):
+            step[axis] = value
+        self.viewer.dims.current_step = tuple(step)
+
     def viewer_index(self) -> int:
+        if self.planes_shape is not None:
+            axes = self._plane_axes()
+            if not axes or axes[0] < 0:
+                return 0
+            step = self.viewer.dims.current_step
+            plane = [int(np.clip(step[axis], 0, side - 1)) for axis, side in zip(axes, self.planes_shape)]
+            return int(np.ravel_multi_index(plane, self.planes_shape))
         if len(self.viewer.dims.current_step) <= self.axis:
             return 0
         step = int(self.viewer.dims.current_step[self.axis])
@@ -253,10 +310,51 @@ class SliceBoxes:
         """The current image's boxes that the layer does not hold (None when it holds them all)."""
         return self._rest
 
+    def _put(self, index: int, annotation: Annotation) -> None:
+        """Replace image ``index``'s boxes in the model (subclasses keep their counts)."""
+        self.annotations[index] = annotation
+
+    def take_strays(self) -> bool:
+        """A stack read as data: boxes put into the layer on another plane than the one shown (by
+        code, not by hand) go to their plane in the model and leave the layer; returns whether any did."""
+        if self.planes_shape is None or self.current is None or not self.layer.nshapes:
+            return False
+        leads = _leads(self.layer, len(self.planes_shape))
+        away = np.flatnonzero((leads != np.asarray(self.lead(self.current))).any(axis=1))
+        if not len(away):
+            return False
+        data = self.layer.data
+        boxes, _ = rectangles_to_boxes([data[i] for i in away])
+        size = self.image_size(self.current)
+        if size is not None:
+            boxes = clip_boxes(boxes, *size)
+        features = self.layer.features
+        labels = ([str(features["label"].iloc[i]) for i in away] if "label" in features and len(features) == len(data)
+                  else ["object"] * len(away))
+        scores = None
+        if self.predictions:
+            scores = (np.asarray(features["score"], dtype=np.float64)[away] if "score" in features
+                      and len(features) == len(data) else np.ones(len(away)))
+        planes = np.clip(leads[away].astype(np.int64), 0, np.asarray(self.planes_shape) - 1)
+        flat = np.ravel_multi_index(tuple(planes.T), self.planes_shape)
+        for index in np.unique(flat):
+            keep = np.flatnonzero(flat == index)
+            old = self.annotations[index]
+            added = [labels[i] for i in keep]
+            old_scores = old.scores if old.scores is not None else np.ones(len(old))
+            self._put(int(index), Annotation(
+                np.concatenate([old.boxes, boxes[keep]]), list(old.labels) + added,
+                None if scores is None else np.concatenate([old_scores, scores[keep]]),
+                self.classes + [label for label in dict.fromkeys(added) if label not in self.classes]))
+        self.layer.selected_data = set(int(i) for i in away)
+        self.layer.remove_selected()
+        return True
+
     def commit(self) -> bool:
         """Take the layer's boxes into the model; returns whether anything changed."""
         if not self.editable or self.current is None:
             return False
+        self.take_strays()
         annotation = self.read_current()
         if self._shown is not None and same_boxes(annotation, self._shown):
             return False
@@ -272,16 +370,16 @@ class SliceBoxes:
         by themselves would take napari seconds.
         """
         annotation = self.annotations[index] if self.annotations else Annotation()
-        stacked = self.layer.ndim >= 3
+        at = self.lead(index)
         if conventions.windowed(len(annotation)):
-            self._show_window(annotation, index if stacked else None, index)
+            self._show_window(annotation, at, index)
         else:
             self._rest, self._covered, self.window_note = None, None, ""
             self._hide_display()
-            if layer_shows(self.layer, annotation, index if stacked else None):
+            if layer_shows(self.layer, annotation, at):
                 fit_text(self.layer, len(annotation))
             else:
-                show_boxes(self.layer, annotation, index if stacked else None, self.colors)
+                show_boxes(self.layer, annotation, at, self.colors)
         self.current = index
         self._shown = self.read_current() if self.editable else annotation
 
@@ -372,7 +470,7 @@ class SliceBoxes:
 
     def go_to(self, index: int) -> None:
         """Commit the current image, then move the dims slider (and the layer) to ``index``."""
-        self.viewer.dims.set_current_step(self.axis, index)
+        self.step_to(index)
 
     def _on_step(self, event=None) -> None:
         index = self.viewer_index()
@@ -409,7 +507,9 @@ class SliceBoxes:
         if self._rest is not None:
             return  # the layer holds a window only: it stays tied to this model, which saves every box
         self.layer.metadata.pop(SLICE_MODEL, None)
-        if restore and self.layer.ndim >= 3:
+        if restore and self.planes_shape is not None:
+            self._restore_planes(annotations)
+        elif restore and self.layer.ndim >= 3:
             data, kwargs, _ = conventions.shapes_layer_data(
                 annotations, stacked=True, name=self.layer.name, classes=self.classes, colors=self.colors
             )
@@ -420,6 +520,24 @@ class SliceBoxes:
                     self.layer.add(data, shape_type="rectangle", edge_color=kwargs["edge_color"])
                 self.layer.features = kwargs["features"]
             self.layer.refresh()
+
+
+    def _restore_planes(self, annotations: list[Annotation]) -> None:
+        """A stack read as data gets every plane's boxes back, each led by its plane."""
+        data, labels, scores = [], [], []
+        for index, annotation in enumerate(annotations):
+            if len(annotation):
+                data.extend(rectangles_at(annotation.boxes, self.lead(index)))
+                labels.extend(annotation.labels)
+                if self.predictions:
+                    scores.extend(annotation.scores if annotation.scores is not None else np.ones(len(annotation)))
+        with self.layer.events.blocker_all():
+            self.layer.selected_data = set()
+            self.layer.data = []
+            if data:
+                self.layer.add(data, shape_type="rectangle", edge_color=conventions.edge_colors(labels, self.colors))
+            self.layer.features = conventions.features_frame(labels, scores if self.predictions else None)
+        self.layer.refresh()
 
 
 def keep_with_layer(layer, model) -> None:
@@ -441,16 +559,18 @@ def hold(layer_metadata: dict, held) -> str:
     return key
 
 
-def attach_when_added(viewer, key: str, held) -> None:
+def attach_when_added(viewer, key: str, held, make: Callable | None = None) -> None:
     """Page the layer that the reader tied to ``held`` (:class:`~.box_window.HeldBoxes`, registered under
-    ``key``) with a :class:`SliceBoxes` as soon as it is added to ``viewer``."""
+    ``key``) with a :class:`SliceBoxes` as soon as it is added to ``viewer``; ``make(viewer, layer)``,
+    when given, makes the paging model instead."""
     def added(event) -> None:
         layer = event.value
         if getattr(layer, "metadata", {}).get(SLICE_MODEL) != key or _MODELS.get(key) is not held:
             return
         viewer.layers.events.inserted.disconnect(added)
         _HELD.pop(key, None)
-        keep_with_layer(layer, SliceBoxes(viewer, layer, held.annotations, editable=True))
+        model = make(viewer, layer) if make is not None else SliceBoxes(viewer, layer, held.annotations, editable=True)
+        keep_with_layer(layer, model)
 
     viewer.layers.events.inserted.connect(added)
 

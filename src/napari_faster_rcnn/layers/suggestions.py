@@ -36,6 +36,7 @@ import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, rectangles_to_boxes
+from napari_faster_rcnn.core.data.labeling import StackLabelStore, index_plane
 from napari_faster_rcnn.core.prediction.suggestions import (
     CACHE_SIZE,
     LOOK_AHEAD,
@@ -45,6 +46,7 @@ from napari_faster_rcnn.core.prediction.suggestions import (
     iter_suggestions,
     shown_suggestions,
 )
+from napari_faster_rcnn.core.prediction.stacks import StackPlane
 from napari_faster_rcnn.core.prediction.thresholds import Thresholds, accept_predictions
 from napari_faster_rcnn.layers import conventions
 
@@ -122,13 +124,24 @@ class BoxSuggestions:
     def image_key(self, index: int) -> Hashable:
         """What identifies image ``index`` for the cache and the rejected boxes: its file, else its position."""
         sources = self.session.layer.metadata.get(conventions.SOURCE_IMAGES) or []
+        plane = self._plane(index)
+        if plane is not None and sources and sources[0]:  # a stack's plane
+            return (str(Path(sources[0]).resolve()), plane)
         if index < len(sources) and sources[index]:
             return str(Path(sources[index]).resolve())
         return (id(self.session.layer), index)
 
+    def _plane(self, index: int) -> tuple[int, ...] | None:
+        """The leading coordinates of position ``index`` when the session labels a stack's planes."""
+        store = getattr(self.session, "store", None)
+        return index_plane(index, store.shape) if isinstance(store, StackLabelStore) else None
+
     def image_item(self, index: int):
         """Image ``index`` as the model reads it: its file, else the image layer's pixels."""
         sources = self.session.layer.metadata.get(conventions.SOURCE_IMAGES) or []
+        plane = self._plane(index)
+        if plane is not None and sources and sources[0]:  # a stack's plane: only that plane is read
+            return StackPlane(Path(sources[0]), plane)
         if index < len(sources) and sources[index]:
             return sources[index]
         image = self.session.image_layer

@@ -568,13 +568,15 @@ def stack_shape(path: str | Path) -> tuple[int, ...] | None:
     return leading
 
 
-def open_stack(path: str | Path):
-    """A TIFF/OME-TIFF or Zarr stack as a lazy dask array ``(*leading, height, width[, channels])``:
+def open_stack_array(path: str | Path):
+    """A TIFF/OME-TIFF or Zarr stack as a lazy array ``(*leading, height, width[, channels])``:
     the leading (plane) axes in stored order, then rows, columns and the channel axis, if any.
 
-    Nothing is decoded here: tifffile's zarr store (or the Zarr store itself) reads a
-    chunk when it is asked for. Raises :class:`ImageReadError` naming the file when it is
-    not a stack tifffile or zarr can read.
+    Nothing is decoded here: tifffile's zarr store (or the Zarr store itself) reads a chunk
+    when it is asked for. Where the stored axes are already in that order this is the zarr
+    array itself, which napari slices directly, without a task graph per step of the slider;
+    otherwise a transposed dask array. Raises :class:`ImageReadError` naming the file when it
+    is not a stack tifffile or zarr can read.
     """
     path = Path(path)
     layout = series_layout(path)
@@ -595,14 +597,24 @@ def open_stack(path: str | Path):
         raise ImageReadError(path, f"not a readable stack (shape {tuple(array.shape)})")
     if "C" in layout.axes and "S" in layout.axes:
         raise ImageReadError(path, f"both channels (C) and colour samples (S) in axes {layout.axes}: not supported")
-    lazy = dask.array.from_zarr(array)
-    if lazy.ndim < 3:
-        raise ImageReadError(path, f"not a stack: shape {lazy.shape}")
+    if array.ndim < 3:
+        raise ImageReadError(path, f"not a stack: shape {array.shape}")
     order = [index for index, axis in enumerate(layout.axes) if axis not in "YXCS"]
     order += [layout.axes.index("Y"), layout.axes.index("X")]
     if layout.channel_axis is not None:
         order.append(layout.axes.index(layout.channel_axis))
-    return lazy if order == list(range(lazy.ndim)) else lazy.transpose(order)
+    if order == list(range(array.ndim)):
+        return array
+    return dask.array.from_zarr(array).transpose(order)
+
+
+def open_stack(path: str | Path):
+    """A TIFF/OME-TIFF or Zarr stack as a lazy dask array ``(*leading, height, width[, channels])``
+    (see :func:`open_stack_array`)."""
+    import dask.array
+
+    array = open_stack_array(path)
+    return array if isinstance(array, dask.array.Array) else dask.array.from_zarr(array)
 
 
 def read_plane(path: str | Path, plane, channels=None, stack=None) -> np.ndarray:
