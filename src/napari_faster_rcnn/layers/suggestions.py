@@ -37,6 +37,7 @@ import numpy as np
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, rectangles_to_boxes
 from napari_faster_rcnn.core.data.labeling import StackLabelStore, index_plane
+from napari_faster_rcnn.core.prediction.stacks import StackPlane
 from napari_faster_rcnn.core.prediction.suggestions import (
     CACHE_SIZE,
     LOOK_AHEAD,
@@ -46,7 +47,6 @@ from napari_faster_rcnn.core.prediction.suggestions import (
     iter_suggestions,
     shown_suggestions,
 )
-from napari_faster_rcnn.core.prediction.stacks import StackPlane
 from napari_faster_rcnn.core.prediction.thresholds import Thresholds, accept_predictions
 from napari_faster_rcnn.layers import conventions
 
