@@ -68,7 +68,10 @@ def run(qtbot, widget):
 
 
 def stack_of(layer) -> Annotation:
-    return conventions.stack_annotation_from_shapes(layer.data, layer.features, layer.metadata)
+    """Every plane's boxes of a stack layer (a box layer read from a file shows one plane at a time)."""
+    from napari_faster_rcnn.layers.predictions import stack_layer_annotation
+
+    return stack_layer_annotation(layer)
 
 
 def assert_planes_show(layer, raw, planes, thresholds):

@@ -25,7 +25,8 @@ def test_tune_a_stacks_predictions_read_from_its_file(make_napari_viewer, tmp_pa
     save_annotation(tmp_path / "movie.pt", join_planes(per_plane, planes), labeled_planes=False)
     viewer = make_napari_viewer()
     _, layer = viewer.open(tmp_path / "movie.tif", plugin=PLUGIN)
-    assert conventions.is_predictions(layer) and len(layer.data) == 18
+    assert conventions.is_predictions(layer) and len(layer.data) == 6  # read paged: the plane shown
+    assert len(predictions.stack_layer_annotation(layer)) == 18
     pages = predictions.tune(viewer, layer)
     assert pages.planes == planes and predictions.prediction_pages(layer) is pages
     chosen = Thresholds(0.5, 0.3)
@@ -75,7 +76,7 @@ def test_accept_the_selected_predictions_of_a_stack_labels_their_planes_only(mak
     assert conventions.is_predictions(layer) and len(layer.data) == 3
     layer.selected_data = {2}  # the box on plane 4
     assert predictions.accept_as_labels(layer, labels, selected_only=True) == 1
-    accepted = conventions.stack_annotation_from_shapes(labels.data, labels.features, labels.metadata)
+    accepted = predictions.stack_layer_annotation(labels)  # every plane, paged or not
     assert accepted.planes.tolist() == [[4]] and accepted.labels == ["a"]
     np.testing.assert_allclose(accepted.boxes, [[2, 3, 10, 12]], atol=1e-4)
     assert labeled_planes(labels) == {(4,)}  # plane 1 was not accepted on

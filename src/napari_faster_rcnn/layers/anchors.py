@@ -38,6 +38,7 @@ from napari_faster_rcnn.core.model.config import ModelConfig
 from napari_faster_rcnn.core.model.detector import padded_image_size, resized_image_size
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.box_layers import layer_annotations
+from napari_faster_rcnn.layers.stack_labeling import stack_annotation
 
 #: metadata key naming what an anchor layer shows ("image", "centres", "at point", ...)
 ANCHOR_ROLE = "napari_faster_rcnn_anchors"
@@ -333,7 +334,7 @@ def layer_items(box_layer, image_layer=None) -> tuple[list, list[str], dict]:
     """
     planes = layer_planes(box_layer)
     if planes is not None:
-        annotation = conventions.stack_annotation_from_shapes(box_layer.data, box_layer.features, box_layer.metadata)
+        annotation = stack_annotation(box_layer)  # paged plane by plane or holding every box
         sizes = box_layer.metadata.get(conventions.IMAGE_SIZES)
         size = tuple(sizes[0]) if sizes else (image_shape(image_layer) if image_layer is not None else None)
         if size is None:
@@ -363,7 +364,7 @@ def layer_planes(box_layer) -> list[tuple[int, ...]] | None:
     layer of 2-D images."""
     if not box_layer.metadata.get(conventions.PLANE_DIMS):
         return None
-    annotation = conventions.stack_annotation_from_shapes(box_layer.data, box_layer.features, box_layer.metadata)
+    annotation = stack_annotation(box_layer)  # paged plane by plane or holding every box
     return [tuple(int(v) for v in plane) for plane in annotation.labeled_planes.tolist()]
 
 

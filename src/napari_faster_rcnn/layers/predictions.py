@@ -244,7 +244,10 @@ def tune(viewer, layer) -> PredictionPages:
     if pages is not None:
         return pages
     if is_stack_layer(layer):  # its boxes, plane by plane, become the raw detections
-        stack = conventions.stack_annotation_from_shapes(layer.data, layer.features, layer.metadata)
+        stack = stack_annotation(layer)
+        pager = paging_model(layer)
+        if pager is not None:  # read from a file: paged plane by plane until now; the planes' boxes go back
+            pager.disconnect(restore=True)  # into the layer, which StackPredictions shows from now on
         planes = [tuple(plane) for plane in np.unique(stack.planes, axis=0).tolist()]
         return StackPredictions(viewer, layer, [stack.on_plane(plane) for plane in planes], planes,
                                 _initial_thresholds(layer))
