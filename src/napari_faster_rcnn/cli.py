@@ -20,6 +20,7 @@ COMMANDS = {
     "synthetic": "napari_faster_rcnn._cli.synthetic",
     "predict": "napari_faster_rcnn._cli.predict",
     "evaluate": "napari_faster_rcnn._cli.evaluate",
+    "rank": "napari_faster_rcnn._cli.rank",
     "convert": "napari_faster_rcnn._cli.convert",
     "stats": "napari_faster_rcnn._cli.stats",
     "demo": "napari_faster_rcnn._cli.demo",
