@@ -37,6 +37,7 @@ from napari_faster_rcnn._widgets import _label_dialogs as dialogs
 from napari_faster_rcnn._widgets._class_table import ClassTable
 from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo
 from napari_faster_rcnn._widgets._interchange_actions import InterchangeActions
+from napari_faster_rcnn._widgets._ranking import NextMostUseful
 from napari_faster_rcnn.layers import conventions, labeling, stack_labeling
 from napari_faster_rcnn.layers.conventions import is_boxes
 from napari_faster_rcnn.layers.interchange import read_only_note
@@ -107,6 +108,8 @@ class LabelBoxesWidget(DockedWidget):
         navigation_layout.addWidget(self.position)
         navigation_layout.addLayout(navigation_row)
         navigation_layout.addWidget(self.unlabeled)
+        self.next_useful = NextMostUseful(self)  # "Next most useful": ranks the unlabeled images with a model
+        navigation_layout.addWidget(self.next_useful)
         navigation_box = QGroupBox("Images")
         navigation_box.setLayout(navigation_layout)
 
@@ -395,6 +398,7 @@ class LabelBoxesWidget(DockedWidget):
             self._refresh_stack()
 
     def teardown(self) -> None:
+        self.next_useful.teardown()
         self.viewer.dims.events.current_step.disconnect(self._on_step)
         if self.stack_layer is not None:
             self.stack_layer.events.data.disconnect(self.refresh)
