@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     ranked = time.perf_counter() - start
     index_of = {score.image: int(score.image.split()[-1]) for score in ranking}
     order = np.empty(len(pool))
-    parts = {name: np.empty(len(pool)) for name in ("uncertainty", "confusion", "disagreement", "informativeness")}
+    parts = {name: np.empty(len(pool)) for name in ("uncertainty", "confusion", "disagreement", "low_confidence", "informativeness")}
     for score in ranking:
         k = index_of[score.image]
         order[k] = -score.rank  # higher is more useful

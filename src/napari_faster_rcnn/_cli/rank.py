@@ -4,13 +4,15 @@ IMAGES is a dataset folder (input/ + target/, or images with annotations beside
 them) or image files; the unlabeled ones are those without an annotation file
 where the folder rules look for one (target/NAME.pt or .json beside input/, or
 NAME.pt or .json beside the image). Each is predicted with CHECKPOINT, and with
-its mirror image, and scored from 0 to 1 by three measures of doubt:
+its mirror image, and scored from 0 to 1 by four measures of doubt:
 
   uncertainty    detections scoring near the score threshold (--score)
   confusion      boxes whose class the box head hesitates between
   disagreement   boxes the image and its mirror image do not agree on
+  low_confidence no proposal the model is sure is an object (1 - the highest
+                 foreground probability): images unlike the training images
 
-The ranking is greedy: each next image is the one of highest mean of the three
+The ranking is greedy: each next image is the one of highest mean of the four
 (its informativeness) minus --diversity times its cosine similarity (its
 redundancy) to the images ranked before it, on the model's pooled features,
 so that the top images are not near-duplicates. "score" is that value.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 HELP = "rank unlabeled images by how much labeling them should help (which image to label next)"
 
-PARTS = ("uncertainty", "confusion", "disagreement", "redundancy")
+PARTS = ("uncertainty", "confusion", "disagreement", "low_confidence", "redundancy")
 
 
 def configure(parser) -> None:

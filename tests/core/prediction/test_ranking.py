@@ -157,12 +157,17 @@ def test_the_detections_are_the_models_own(model):
 
     images = [image for image, _ in make_synthetic_dataset(2, seed=6, height=64, width=64)]
     tensors = [torch.from_numpy(image).permute(2, 0, 1).float() / 255 for image in images]
+    seen = []  # the box head's class probabilities of every proposal, as the model's own forward computes them
+    hook = model.roi_heads.box_predictor.register_forward_hook(lambda module, args, out: seen.append(out[0]))
     with torch.inference_mode():
         model.roi_heads.score_thresh = 0.01
-        expected = model(tensors)
+        expected = [model([tensor])[0] for tensor in tensors]
         model.roi_heads.score_thresh = 0.05
+    hook.remove()
     measured = run_to_end(iter_image_measures(model, images, threshold=0.3, batch_size=2))
-    for output, measure in zip(expected, measured):
+    for output, measure, logits in zip(expected, measured, seen):
+        foreground = 1 - torch.softmax(logits, dim=-1)[:, 0]
+        assert measure.low_confidence == pytest.approx(1 - float(foreground.max()), abs=1e-4)
         assert measure.detections == int((output["scores"] >= 0.3).sum())
         assert measure.uncertainty == pytest.approx(uncertainty_of(output["scores"].numpy()[
             output["scores"].numpy() >= 0.05], 0.3), abs=1e-4)

@@ -1,7 +1,7 @@
 """Which image to label next: unlabeled images ranked by how much labeling them should help.
 
 :func:`iter_ranking` runs a trained detector over the images (each image and its
-horizontal mirror image in one batch) and measures three kinds of doubt, each
+horizontal mirror image in one batch) and measures four kinds of doubt, each
 from 0 (none) to 1:
 
 uncertainty
@@ -21,8 +21,12 @@ disagreement
     and matched greedily (same class, highest IoU first, IoU >= 0.1) to the
     image's, among the boxes of either scoring at least ``t / 2``; a matched pair
     counts ``1 - IoU`` and an unmatched box 1, each weighted by its score.
+low_confidence
+    ``1 -`` the highest foreground probability (1 - background) the box head gives any of the
+    RPN's proposals: an image where the model is sure of no object at all, as on images unlike
+    the training images (an image truly without objects ranks high too).
 
-``informativeness`` is their mean (weights :class:`RankingWeights`). The
+``informativeness`` is their weighted mean (weights :class:`RankingWeights`). The
 diversity term then orders the images greedily: each next image is the one of
 highest ``informativeness - diversity * redundancy``, where ``redundancy`` is
 its highest cosine similarity (0 or more) to the images chosen before it, on
@@ -65,17 +69,18 @@ MATCH_IOU = 0.1
 
 @dataclass(frozen=True)
 class RankingWeights:
-    """How much each part counts: ``informativeness`` is the weighted mean of the three measures,
+    """How much each part counts: ``informativeness`` is the weighted mean of the four measures,
     and ``diversity`` the penalty per unit of cosine similarity to an image ranked higher."""
 
     uncertainty: float = 1.0
     confusion: float = 1.0
     disagreement: float = 1.0
+    low_confidence: float = 1.0
     diversity: float = 0.5
 
     def __post_init__(self):
-        values = (self.uncertainty, self.confusion, self.disagreement, self.diversity)
-        if min(values) < 0 or self.uncertainty + self.confusion + self.disagreement <= 0:
+        values = (self.uncertainty, self.confusion, self.disagreement, self.low_confidence, self.diversity)
+        if min(values) < 0 or sum(values[:4]) <= 0:
             raise ValueError(f"ranking weights must be 0 or more, one measure above 0; got {self}")
 
 
@@ -90,6 +95,7 @@ class ImageMeasures:
     disagreement: float
     detections: int  # scoring at least the threshold
     features: np.ndarray  # pooled backbone features (1-D)
+    low_confidence: float = 0.0
 
 
 @dataclass
@@ -105,6 +111,7 @@ class ImageScore:
     informativeness: float
     redundancy: float
     detections: int
+    low_confidence: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -187,8 +194,9 @@ def order_by_usefulness(measures: Sequence[ImageMeasures], weights: RankingWeigh
     count = len(measures)
     if count == 0:
         return []
-    parts = np.array([[m.uncertainty, m.confusion, m.disagreement] for m in measures], dtype=np.float64)
-    mix = np.array([weights.uncertainty, weights.confusion, weights.disagreement])
+    parts = np.array([[m.uncertainty, m.confusion, m.disagreement, m.low_confidence] for m in measures],
+                     dtype=np.float64)
+    mix = np.array([weights.uncertainty, weights.confusion, weights.disagreement, weights.low_confidence])
     informativeness = parts @ mix / mix.sum()
     features = np.stack([np.asarray(m.features, np.float64).ravel() for m in measures])
     features = features - features.mean(axis=0, keepdims=True)
@@ -203,7 +211,8 @@ def order_by_usefulness(measures: Sequence[ImageMeasures], weights: RankingWeigh
         left[chosen] = False
         m = measures[chosen]
         ranked.append(ImageScore(m.image, float(adjusted[chosen]), rank, m.uncertainty, m.confusion, m.disagreement,
-                                 float(informativeness[chosen]), float(redundancy[chosen]), m.detections))
+                                 float(informativeness[chosen]), float(redundancy[chosen]), m.detections,
+                                 m.low_confidence))
         redundancy = np.maximum(redundancy, np.clip(features @ features[chosen], 0.0, 1.0))
     return ranked
 
@@ -273,6 +282,9 @@ def _forward_with_probabilities(model, tensors):
     pooled = heads.box_roi_pool(features, [d["boxes"] for d in detections], batch.image_sizes)
     logits, _ = heads.box_predictor(heads.box_head(pooled))
     probabilities = torch.softmax(logits, dim=-1).split([len(d["boxes"]) for d in detections])
+    proposal_logits, _ = heads.box_predictor(heads.box_head(heads.box_roi_pool(features, proposals, batch.image_sizes)))
+    foreground = 1.0 - torch.softmax(proposal_logits, dim=-1)[:, 0]
+    most_sure = [float(part.max()) if len(part) else 0.0 for part in foreground.split([len(p) for p in proposals])]
     detections = model.transform.postprocess(detections, batch.image_sizes, original_sizes)
     padded_height = batch.tensors.shape[-2]
     vectors = []
@@ -283,7 +295,7 @@ def _forward_with_probabilities(model, tensors):
             rows, cols = max(1, -(-height // stride)), max(1, -(-width // stride))
             parts.append(fmap[index, :, :rows, :cols].float().mean(dim=(1, 2)))
         vectors.append(torch.cat(parts).cpu().numpy())
-    return detections, [p.float().cpu().numpy() for p in probabilities], vectors
+    return detections, [p.float().cpu().numpy() for p in probabilities], vectors, most_sure
 
 
 def _measure(detection, probabilities, mirror, width: int, threshold: float):
@@ -348,11 +360,12 @@ def iter_image_measures(model, images: Sequence, threshold: float | None = None,
                 continue
             inputs = [t.to(target) for _, _, t in batch] + [t.flip(-1).to(target) for _, _, t in batch]
             with torch.inference_mode():
-                detections, probabilities, vectors = _forward_with_probabilities(model, inputs)
+                detections, probabilities, vectors, most_sure = _forward_with_probabilities(model, inputs)
             half = len(batch)
             for k, (index, name, tensor) in enumerate(batch):
                 parts = _measure(detections[k], probabilities[k], detections[half + k], int(tensor.shape[-1]), threshold)
-                measures.append(ImageMeasures(index, name, *parts, features=vectors[k]))
+                measures.append(ImageMeasures(index, name, *parts, features=vectors[k],
+                                              low_confidence=1.0 - most_sure[k]))
             yield RankingProgress(len(measures), len(items) - failed)
     finally:
         previous.apply(model)
