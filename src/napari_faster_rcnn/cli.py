@@ -21,6 +21,7 @@ COMMANDS = {
     "predict": "napari_faster_rcnn._cli.predict",
     "evaluate": "napari_faster_rcnn._cli.evaluate",
     "calibrate": "napari_faster_rcnn._cli.calibrate",
+    "rank": "napari_faster_rcnn._cli.rank",
     "convert": "napari_faster_rcnn._cli.convert",
     "stats": "napari_faster_rcnn._cli.stats",
     "demo": "napari_faster_rcnn._cli.demo",

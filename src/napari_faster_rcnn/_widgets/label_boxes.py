@@ -37,6 +37,7 @@ from napari_faster_rcnn._widgets import _label_dialogs as dialogs
 from napari_faster_rcnn._widgets._class_table import ClassTable
 from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo
 from napari_faster_rcnn._widgets._interchange_actions import InterchangeActions
+from napari_faster_rcnn._widgets._ranking import NextMostUseful
 from napari_faster_rcnn._widgets._suggestions import SuggestionsBox
 from napari_faster_rcnn.layers import conventions, labeling, stack_labeling
 from napari_faster_rcnn.layers.conventions import is_boxes
@@ -108,6 +109,8 @@ class LabelBoxesWidget(DockedWidget):
         navigation_layout.addWidget(self.position)
         navigation_layout.addLayout(navigation_row)
         navigation_layout.addWidget(self.unlabeled)
+        self.next_useful = NextMostUseful(self)  # "Next most useful": ranks the unlabeled images with a model
+        navigation_layout.addWidget(self.next_useful)
         navigation_box = QGroupBox("Images")
         navigation_box.setLayout(navigation_layout)
 
@@ -365,6 +368,7 @@ class LabelBoxesWidget(DockedWidget):
 
     def teardown(self) -> None:
         self.suggestions.teardown()
+        self.next_useful.teardown()
         for key, previous in reversed(self._viewer_keys):
             self.viewer.bind_key(key, previous, overwrite=True)
         self._viewer_keys = []

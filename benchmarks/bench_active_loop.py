@@ -1,0 +1,157 @@
+"""Active loop: labeling in ``rank``'s order against labeling in random order.
+
+A simulated user labels a pool of 512 synthetic 64 px images in rounds of 16 (labeling an image
+reveals its ground truth). The pool mixes the ``plain`` style (75%) with three rarer styles
+(``inverted``, ``faint``, ``small``, about 8% each; see ``_active.py``); the held-out test images
+hold the four styles equally, so a detector must learn the rare ones too. Round 0 labels 16 random
+images and trains a ``cpu``-preset model from scratch (``--first-steps``); every later round picks
+16 more images, in one of two orders, and fine-tunes the previous model on everything labeled so
+far (``--steps``):
+
+- random: the next 16 of a random order of the pool;
+- rank: the 16 first of :func:`rank_images` (uncertainty, class confusion, mirror disagreement,
+  diversity) over the images not labeled yet, with the model of the round before.
+
+After each round the model's AP@0.5 on the test images is measured. The figure: the number of
+labeled images with which ``rank``'s order first reaches random order's final AP@0.5 (after
+``--rounds`` rounds), divided by the number random order itself first reached that AP with, averaged
+over the seeds. Below 1, ranking saves labeling; never reached counts as the budget plus one round
+(a lower bound, marked ">").
+
+Target (issue 14): at most 0.6 (``--check`` exits 1 above it).
+
+    nice -n 10 python benchmarks/bench_active_loop.py --seeds 0,1,2 --jobs 3 --check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+TARGET_FRACTION = 0.6
+ROUND = 16
+POOL_STYLES = (("plain", 0.75), ("inverted", 0.25 / 3), ("faint", 0.25 / 3), ("small", 0.25 / 3))
+TEST_STYLES = ("plain", "inverted", "faint", "small")
+
+
+def one_seed(seed: int, pool_size: int, test_size: int, rounds: int, first_steps: int, steps: int,
+             threads: int) -> dict:
+    """Both orders for one seed: AP@0.5 after each round, and the seconds it took."""
+    import copy
+
+    import torch
+    from _active import ap50, new_model, styled_sample, train
+
+    from napari_faster_rcnn.core.prediction.ranking import rank_images
+
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(seed)
+    styles = rng.choice([s for s, _ in POOL_STYLES], size=pool_size, p=[p for _, p in POOL_STYLES])
+    pool = [styled_sample(seed, index, str(style)) for index, style in enumerate(styles)]
+    test = [styled_sample(seed + 5000, index, TEST_STYLES[index % len(TEST_STYLES)]) for index in range(test_size)]
+    order = rng.permutation(pool_size)
+    first = list(order[:ROUND])
+    start = time.perf_counter()
+    base = train(new_model(seed), [pool[i] for i in first], first_steps, seed)
+    first_ap = ap50(base, test)
+    result = {"seed": seed, "labeled": [ROUND * (r + 1) for r in range(rounds + 1)], "seconds": {}}
+    for name in ("random", "rank"):
+        began = time.perf_counter()
+        model = copy.deepcopy(base)
+        labeled = list(first)
+        aps = [first_ap]
+        picked_styles = []
+        for round_index in range(1, rounds + 1):
+            left = [i for i in range(pool_size) if i not in set(labeled)]
+            if name == "random":
+                chosen = [i for i in order if i not in set(labeled)][:ROUND]
+            else:
+                ranking = rank_images(model, [pool[i][0] for i in left], top=ROUND, batch_size=16)
+                chosen = [left[int(score.image.split()[-1])] for score in ranking]
+            picked_styles += [str(styles[i]) for i in chosen]
+            labeled += chosen
+            model = train(model, [pool[i] for i in labeled], steps, seed * 100 + round_index)
+            aps.append(ap50(model, test))
+            print(f"seed {seed} {name} round {round_index}: {len(labeled)} labeled, AP@0.5 {aps[-1]:.3f}",
+                  file=sys.stderr, flush=True)
+        result[name] = aps
+        result[f"{name}_styles"] = {style: picked_styles.count(style) for style, _ in POOL_STYLES}
+        result["seconds"][name] = round(time.perf_counter() - began, 1)
+    result["seconds"]["first"] = round(time.perf_counter() - start - sum(result["seconds"].values()), 1)
+    return result
+
+
+def images_needed(labeled, aps, target: float):
+    """The first labeled count whose AP reaches ``target`` (None: never)."""
+    for count, ap in zip(labeled, aps):
+        if ap >= target - 1e-12:
+            return count
+    return None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--pool", type=int, default=512)
+    parser.add_argument("--test", type=int, default=48)
+    parser.add_argument("--rounds", type=int, default=4, help="rounds after the first (labeled: 16 x (rounds + 1))")
+    parser.add_argument("--first-steps", type=int, default=120, help="steps training the first model (batch 8)")
+    parser.add_argument("--steps", type=int, default=30, help="fine-tuning steps per round (batch 8)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per seed")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds run at once, in separate processes")
+    parser.add_argument("--save", metavar="FILE", help="write every seed's curves as JSON")
+    parser.add_argument("--check", action="store_true", help=f"exit 1 when the fraction is above {TARGET_FRACTION}")
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    options = (args.pool, args.test, args.rounds, args.first_steps, args.steps, args.threads)
+    start = time.perf_counter()
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+            results = list(pool.map(one_seed, seeds, *([option] * len(seeds) for option in options)))
+    else:
+        results = [one_seed(seed, *options) for seed in seeds]
+    if args.save:
+        Path(args.save).write_text(json.dumps(results, indent=1))
+
+    from _common import report
+
+    rows = [("seed", "labeled", "AP@0.5 random", "AP@0.5 rank", "random reaches its final AP at",
+             "rank reaches it at", "fraction")]
+    fractions = []
+    budget = ROUND * (args.rounds + 1)
+    for result in results:
+        target = result["random"][-1]
+        random_needed = images_needed(result["labeled"], result["random"], target)
+        rank_needed = images_needed(result["labeled"], result["rank"], target)
+        fraction = (rank_needed if rank_needed is not None else budget + ROUND) / random_needed
+        fractions.append(fraction)
+        rows.append((result["seed"], " ".join(map(str, result["labeled"])),
+                     " ".join(f"{ap:.3f}" for ap in result["random"]), " ".join(f"{ap:.3f}" for ap in result["rank"]),
+                     random_needed, rank_needed if rank_needed is not None else f">{budget}",
+                     f"{'>' if rank_needed is None else ''}{fraction:.2f}"))
+        rows.append(("", "styles picked", json.dumps(result["random_styles"]), json.dumps(result["rank_styles"]),
+                     "", "", ""))
+    mean = float(np.mean(fractions))
+    report(f"Active loop: rounds of {ROUND} from a pool of {args.pool}, {len(seeds)} seeds", rows,
+           {"fraction_mean": round(mean, 3), "fractions": [round(f, 3) for f in fractions], "pool": args.pool,
+            "rounds": args.rounds, "first_steps": args.first_steps, "steps": args.steps, "test": args.test,
+            "seconds": round(time.perf_counter() - start, 1), "load_average": [round(v, 2) for v in os.getloadavg()]})
+    if args.check and mean > TARGET_FRACTION:
+        print(f"FAILED: rank's order needs {mean:.2f} of random order's images (target at most {TARGET_FRACTION})",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Rank unlabeled images by how much labeling them should help: which image to label next.
+
+IMAGES is a dataset folder (input/ + target/, or images with annotations beside
+them) or image files; the unlabeled ones are those without an annotation file
+where the folder rules look for one (target/NAME.pt or .json beside input/, or
+NAME.pt or .json beside the image). Each is predicted with CHECKPOINT, and with
+its mirror image, and scored from 0 to 1 by four measures of doubt:
+
+  uncertainty    detections scoring near the score threshold (--score)
+  confusion      boxes whose class the box head hesitates between
+  disagreement   boxes the image and its mirror image do not agree on
+  low_confidence no proposal the model is sure is an object (1 - the highest
+                 foreground probability): images unlike the training images
+
+The ranking is greedy: each next image is the one of highest mean of the four
+(its informativeness) minus --diversity times its cosine similarity (its
+redundancy) to the images ranked before it, on the model's pooled features,
+so that the top images are not near-duplicates. "score" is that value.
+--json prints one JSON list of objects with image, score and the parts of the score.
+"""
+
+from __future__ import annotations
+
+HELP = "rank unlabeled images by how much labeling them should help (which image to label next)"
+
+PARTS = ("uncertainty", "confusion", "disagreement", "low_confidence", "redundancy")
+
+
+def configure(parser) -> None:
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a training checkpoint (best.ckpt, last.ckpt)")
+    parser.add_argument("images", metavar="IMAGES", nargs="+", help="a dataset folder or image files")
+    parser.add_argument("--top", type=int, metavar="K", help="print only the K most useful images (default: all)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON list of objects with image, score and the parts of the score")
+    parser.add_argument("--score", type=float, metavar="S",
+                        help="the score threshold detections are judged against (default: the checkpoint's, 0.5)")
+    parser.add_argument("--diversity", type=float, default=0.5, metavar="D",
+                        help="how much similarity to an image ranked higher costs (default 0.5; 0: none)")
+    parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="images per forward pass (default 4)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                        help="where the model runs (default auto: a CUDA GPU, else MPS, else the CPU)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    import json
+    import sys
+
+    from tqdm.auto import tqdm
+
+    from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
+    from napari_faster_rcnn.core.prediction.ranking import RankingWeights, find_unlabeled_images, iter_ranking
+    from napari_faster_rcnn.core.prediction.settings import resolve_device
+    from napari_faster_rcnn.core.progress import run_to_end
+
+    if args.top is not None and args.top < 1:
+        raise ValueError(f"--top must be at least 1, got {args.top}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.score is not None and not 0.0 < args.score < 1.0:
+        raise ValueError(f"--score must be between 0 and 1, got {args.score}")
+    if args.diversity < 0:
+        raise ValueError(f"--diversity must be 0 or more, got {args.diversity}")
+    images, skipped = find_unlabeled_images(args.images)
+    labeled = sum(reason.startswith("labeled") for _, reason in skipped)
+    for path, reason in skipped:
+        if not reason.startswith("labeled"):
+            print(f"skipped {path}: {reason}", file=sys.stderr)
+    if not images:
+        raise ValueError(f"{', '.join(args.images)}: no unlabeled images ({labeled} labeled)")
+    device = resolve_device(args.device)
+    checkpoint = load_checkpoint(args.checkpoint, device=device)
+    bar = tqdm(total=len(images), desc="ranking", unit="image", disable=args.quiet, file=sys.stderr)
+
+    def progress(step) -> None:
+        if step.error is not None:
+            bar.write(f"skipped {step.error}", file=sys.stderr)
+        bar.total = step.total
+        bar.update(step.done - bar.n)
+
+    try:
+        ranking = run_to_end(iter_ranking(checkpoint.model, images, top=args.top,
+                                          weights=RankingWeights(diversity=args.diversity), threshold=args.score,
+                                          batch_size=args.batch_size), progress)
+    finally:
+        bar.close()
+    print(f"{len(images)} unlabeled images ranked ({labeled} labeled left out)", file=sys.stderr)
+    if args.json:
+        print(json.dumps([score.to_dict() for score in ranking], indent=1))
+        return 0
+    print("rank   score  " + "  ".join(f"{name:>12}" for name in PARTS) + "  image")
+    for score in ranking:
+        print(f"{score.rank:>4}  {score.score:6.3f}  " + "  ".join(f"{getattr(score, name):12.3f}" for name in PARTS)
+              + f"  {score.image}")
+    return 0

@@ -1,0 +1,78 @@
+"""Label boxes' "Next most useful": ranks the open folder's unlabeled images with a checkpoint, goes to
+the top one, and to the next one on each press."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from qtpy.QtWidgets import QWidget
+
+from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
+from napari_faster_rcnn.core.prediction.ranking import rank_images
+from tests.checkpoint_data import tiny_checkpoint
+
+PLUGIN = "napari-faster-rcnn"
+UNLABELED = ("001", "003", "004")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory)
+
+
+@pytest.fixture
+def docked(make_napari_viewer, tutorial_dataset):
+    for name in UNLABELED:
+        (tutorial_dataset / "target" / f"{name}.pt").unlink()
+    viewer = make_napari_viewer()
+    viewer.open(tutorial_dataset, plugin=PLUGIN)
+    viewer.dims.set_current_step(0, 0)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Label boxes")
+    return viewer, widget, tutorial_dataset
+
+
+def expected_order(checkpoint, folder) -> list[int]:
+    """The ranking of the unlabeled images, by the core function on the files (image index = file order)."""
+    model = load_checkpoint(checkpoint).model
+    ranking = rank_images(model, [folder / "input" / f"{name}.png" for name in UNLABELED])
+    return [int(score.image.rsplit("/", 1)[-1][:3]) for score in ranking]
+
+
+def press(widget, qtbot):
+    row = widget.next_useful
+    row.button.click()
+    if row.worker is not None:
+        qtbot.waitUntil(lambda: row.button.isEnabled(), timeout=60000)
+
+
+def test_next_most_useful_walks_the_ranking_of_the_unlabeled_images(docked, checkpoint, qtbot):
+    viewer, widget, folder = docked
+    order = expected_order(checkpoint, folder)
+    assert sorted(order) == [1, 3, 4]
+    widget.next_useful.path.setText(str(checkpoint))
+    press(widget, qtbot)
+    assert viewer.dims.current_step[0] == order[0]
+    assert widget.next_useful.info.text().startswith(f"{order[0]:03d}.png: rank 1 of 3")
+    press(widget, qtbot)  # no new ranking: the next of the same one
+    assert widget.next_useful.worker is None or not widget.next_useful.worker.is_running
+    assert viewer.dims.current_step[0] == order[1]
+    press(widget, qtbot)
+    assert viewer.dims.current_step[0] == order[2]
+
+
+def test_the_last_train_detector_run_is_the_default_and_nothing_to_rank_is_said(docked, checkpoint, qtbot):
+    viewer, widget, folder = docked
+    row = widget.next_useful
+    row.button.click()
+    assert row.info.text() == "choose a checkpoint, or train one with Train detector"
+    trained = QWidget()
+    trained.result = SimpleNamespace(best_checkpoint=None, last_checkpoint=checkpoint)  # as Train detector keeps it
+    viewer.window.add_dock_widget(trained, name="Train detector (fake)")
+    press(widget, qtbot)
+    assert viewer.dims.current_step[0] in (1, 3, 4) and "rank 1 of 3" in row.info.text()
+    for name in UNLABELED:
+        (folder / "target" / f"{name}.pt").write_bytes((folder / "target" / "000.pt").read_bytes())
+    row.walk = None
+    row.button.click()
+    assert row.info.text() == "every image is labeled"
