@@ -33,7 +33,7 @@ under 1 s or at most 3 times napari's own repaint; a page turn between
 small images no slower than 1.5 times the same turn in a stack of three
 images of 100 boxes (the baseline: what napari's slicing, the image and the
 widget cost anyway). Labels are not
-drawn above ``TEXT_LIMIT`` (1,000) boxes on an image: napari's text costs grow
+drawn above ``TEXT_LIMIT`` (200) boxes on an image: napari's text costs grow
 with the square of the boxes. Run under a display (``xvfb-run -a``); there,
 OpenGL is Mesa's software renderer.
 """

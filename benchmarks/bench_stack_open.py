@@ -8,9 +8,10 @@ labeled. In one run, under a display (``xvfb-run -a``):
   resident memory growth (RSS) during it; baseline: napari's own ``add_image`` of a dask array
   over tifffile's zarr store of the same file plus ``add_shapes`` of the same rectangles
   (``ndim=3``), painted;
-- page: moving the time slider to another plane, painted (median over the planes), with the
-  box labels drawn (the default up to ``TEXT_LIMIT`` boxes per plane) and with them switched
-  off (the baseline draws none); baseline: the same on the baseline viewer.
+- page: moving the time slider to another plane, painted (median over the planes), as the
+  plugin shows a plane (labels drawn up to ``TEXT_LIMIT`` boxes per plane: 200; 500 boxes show
+  none, as the baseline) and with the labels drawn on every page (``TEXT_LIMIT`` raised for the
+  run; reported, not checked: napari's text layout and, under Mesa, its drawing); baseline: the same on the baseline viewer.
 
 Both are warmed up first on a small stack (the first open in a process imports torch for the
 ``.pt`` file and napari's layer machinery: reported as ``cold_open_s``).
@@ -27,6 +28,7 @@ also reads every plane's boxes back through the paging model.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -41,8 +43,6 @@ from _common import Painter, report  # noqa: E402
 
 def rss_bytes() -> int:
     with open("/proc/self/statm") as file:
-        import os
-
         return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
@@ -122,9 +122,15 @@ def main(argv=None) -> dict:
 
         assert image.data.shape == (args.planes, args.size, args.size) and shapes.nshapes == args.boxes
         assert len(stack_annotation(shapes)) == len(xyxy)
+        text_default = bool(shapes.text.visible)
         pages = page_times(viewer, paint, args.planes, args.repeat)
-        shapes.text.visible = False
-        plain_pages = page_times(viewer, paint, args.planes, args.repeat)
+        from napari_faster_rcnn.layers import conventions
+
+        limit, conventions.TEXT_LIMIT = conventions.TEXT_LIMIT, max(conventions.TEXT_LIMIT, args.boxes)
+        shapes.text.visible = True  # labels on every page: as before TEXT_LIMIT came down to 200
+        shapes.metadata.pop(conventions.TEXT_HIDDEN, None)
+        labeled_pages = page_times(viewer, paint, args.planes, args.repeat)
+        conventions.TEXT_LIMIT = limit
 
         own = napari.Viewer()
         own.window._qt_window.resize(1200, 800)
@@ -147,20 +153,22 @@ def main(argv=None) -> dict:
         own.close()
 
     page_s, own_page_s = statistics.median(pages), statistics.median(own_pages)
-    plain_s = statistics.median(plain_pages)
+    labeled_s = statistics.median(labeled_pages)
     summary = {
         "stack": [args.planes, args.size, args.size], "stack_mb": round(stack_bytes / 1e6),
         "boxes": len(xyxy), "open_s": round(open_s, 3), "open_rss_mb": round(open_rss / 1e6, 1),
         "baseline_open_s": round(own_open_s, 3), "baseline_open_rss_mb": round(own_rss / 1e6, 1),
         "open_ratio": round(open_s / own_open_s, 2), "page_ms": round(page_s * 1e3, 1),
         "baseline_page_ms": round(own_page_s * 1e3, 1), "page_ratio": round(page_s / own_page_s, 2),
-        "page_without_labels_ms": round(plain_s * 1e3, 1), "page_without_labels_ratio": round(plain_s / own_page_s, 2),
-        "cold_open_s": round(cold_open_s, 3),
+        "labels_drawn_by_default": text_default,
+        "page_labels_drawn_ms": round(labeled_s * 1e3, 1), "page_labels_drawn_ratio": round(labeled_s / own_page_s, 2),
+        "cold_open_s": round(cold_open_s, 3), "load_average": round(os.getloadavg()[0], 1),
     }
     report("stack open and paging", [
         ("open", f"{open_s:.3f} s", f"{open_rss / 1e6:.0f} MB RSS", f"baseline {own_open_s:.3f} s"),
-        ("page", f"{page_s * 1e3:.1f} ms", f"baseline {own_page_s * 1e3:.1f} ms"),
-        ("page, labels off", f"{plain_s * 1e3:.1f} ms", f"baseline {own_page_s * 1e3:.1f} ms"),
+        ("page" + (" (labels drawn)" if text_default else " (labels off: over TEXT_LIMIT)"), f"{page_s * 1e3:.1f} ms",
+         f"baseline {own_page_s * 1e3:.1f} ms"),
+        ("page, labels drawn (limit raised)", f"{labeled_s * 1e3:.1f} ms", f"baseline {own_page_s * 1e3:.1f} ms"),
         ("first open in the process (small stack)", f"{cold_open_s:.3f} s"),
     ], summary)
     failures = []

@@ -100,7 +100,31 @@ def test_labels_follow_the_count_of_boxes_on_the_page(make_napari_viewer, tmp_pa
     assert not shapes.text.visible
 
 
+def test_labels_a_person_switches_on_over_the_limit_stay_on_while_paging(make_napari_viewer, tmp_path, monkeypatch):
+    monkeypatch.setattr(conventions, "TEXT_LIMIT", 15)  # pages of 30 and 40 boxes are over it, 10 under
+    for index, count in enumerate([30, 40, 10, 30]):
+        write_image(tmp_path / "input" / f"{index}.png", SIZE, SIZE, seed=index)
+        save_annotation(tmp_path / "target" / f"{index}.pt", crowded(count, seed=index))
+    viewer = make_napari_viewer()
+    viewer.open(tmp_path, plugin=PLUGIN)
+    viewer.dims.set_current_step(0, 0)
+    session = labeling_session(viewer, viewer.layers[1])
+    shapes = viewer.layers[1]
+    assert shapes.nshapes == 30 and not shapes.text.visible
+    session.go_to(1)
+    assert shapes.nshapes == 40 and not shapes.text.visible  # the count keeps them off
+    shapes.text.visible = True  # a person wants them
+    session.go_to(0)
+    drawn = viewer.window._qt_viewer.canvas.layer_to_visual[shapes].node.text.text
+    assert shapes.nshapes == 30 and shapes.text.visible and len(drawn) == 30
+    session.go_to(2)
+    assert shapes.nshapes == 10 and shapes.text.visible
+    session.go_to(3)  # back over the limit after a small page: the count decides again
+    assert shapes.nshapes == 30 and not shapes.text.visible
+
+
 def test_text_fits_the_square_of_the_limit():
     assert conventions.text_fits(conventions.TEXT_LIMIT)
     assert not conventions.text_fits(conventions.TEXT_LIMIT + 1)
-    assert conventions.text_fits(20, 20_000) and not conventions.text_fits(200, 20_000)
+    limit = conventions.TEXT_LIMIT  # a page of a few boxes in a layer of very many: the product counts
+    assert conventions.text_fits(limit // 50, 20 * limit) and not conventions.text_fits(limit // 5, 20 * limit)

@@ -165,11 +165,16 @@ def text_properties(colors: dict[str, str], predictions: bool, size: int = 9) ->
 
 
 #: Labels are drawn while (boxes in view) x (boxes in the layer) stays within this square: one
-#: image of up to 1,000 boxes. napari 0.9 finds each label's position by building the list of
-#: *every* shape's vertices once per shape in view, so its text costs grow with that product:
-#: 10,000 boxes with labels took 13 s to open and 12 s per added box; without labels 1.2 s and
-#: 0.2 s. Above it the labels are switched off (the layer's "display text" box turns them on).
-TEXT_LIMIT = 1000
+#: image (one page, one plane) of up to 200 boxes. Labels are the costliest part of showing boxes:
+#: napari 0.9 finds each label's position by building the list of *every* shape's vertices once
+#: per shape in view, so its text costs grow with that product (10,000 boxes with labels took 13 s
+#: to open and 12 s per added box; without labels 1.2 s and 0.2 s), vispy lays out each string in
+#: Python (500 labels: ~100 ms per page turn), and a software OpenGL (Mesa, a remote desktop)
+#: draws each label in about 0.6-1 ms per frame (500 labels: ~300 ms per frame, panning included;
+#: paging a 500-box plane took 0.82 s with labels, 0.29 s without). Above it the labels are
+#: switched off (the layer's "display text" box turns them on); the class colours still tell
+#: the classes apart.
+TEXT_LIMIT = 200
 
 
 def text_fits(in_view: int, total: int | None = None) -> bool:

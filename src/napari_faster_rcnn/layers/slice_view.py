@@ -87,10 +87,11 @@ def _leads(layer, depth: int) -> np.ndarray:
 
 def fit_text(layer, count: int) -> None:
     """Switch the labels off for a page of more than :data:`~.conventions.TEXT_LIMIT` boxes, and back
-    on for a smaller one when it was the count that switched them off (a person's choice stays)."""
+    on for a smaller one when it was the count that switched them off (a person's choice stays: labels
+    switched off stay off; labels switched on over the limit stay on while the pages are large)."""
     hidden = layer.metadata.get(conventions.TEXT_HIDDEN, False)
     if not conventions.text_fits(count):
-        if layer.text.visible:
+        if layer.text.visible and not hidden:  # (visible and hidden: a person switched them on)
             layer.text.visible = False
             layer.metadata[conventions.TEXT_HIDDEN] = True
     elif hidden:
