@@ -40,7 +40,9 @@ Tiles
     ``batch_size`` (tiles of one image, or of neighbouring images, together);
     their detections are shifted back into the image and merged across tile
     borders (:func:`.tiles.merge_tile_detections`: an object cut by a border
-    ends as one box) before the image's record is yielded. Each tile gets the
+    ends as one box) before the image's record is yielded. The merge runs as the
+    tiles come in (:class:`.tiles.TileMerger`, row of tiles by row of tiles, the
+    same result), so that an image's raw detections are never held all at once. Each tile gets the
     raw-detection settings above, so the merged detections are raw too and the
     thresholds apply to them as to a whole image's. Such an image is kept as
     read (uint8 for most files) until its tiles are converted, one by one.
@@ -72,7 +74,7 @@ from napari_faster_rcnn.core.prediction.settings import (
     raw_detection_settings,
     resolve_device,
 )
-from napari_faster_rcnn.core.prediction.tiles import TileGrid, Tiling, merge_tile_detections
+from napari_faster_rcnn.core.prediction.tiles import TileGrid, TileMerger, Tiling
 from napari_faster_rcnn.core.progress import collect
 
 __all__ = [
@@ -280,28 +282,36 @@ def _annotation(boxes, scores, labels, names: np.ndarray, classes) -> Annotation
 
 
 class _Pending:
-    """An image on its way through the model: its tiles' detections, until all are in."""
+    """An image on its way through the model: its detections, merged tile by tile until all are in."""
 
-    def __init__(self, index: int, size=None, grid: TileGrid | None = None, reason: str | None = None):
+    def __init__(self, index: int, size=None, grid: TileGrid | None = None, reason: str | None = None,
+                 tiling: Tiling | None = None):
         self.index, self.size, self.grid, self.reason = index, size, grid, reason
         self.expected = 0 if reason is not None else (len(grid) if grid is not None else 1)
-        self.outputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.received = 0
+        self.output: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # a whole image's
+        # a tiled image's detections are merged as its rows of tiles come in: memory follows a row, not the image
+        self.merger = None if grid is None else TileMerger(grid, edge_tolerance=tiling.edge_tolerance,
+                                                           match_threshold=tiling.match_threshold)
 
     @property
     def complete(self) -> bool:
-        return len(self.outputs) == self.expected
+        return self.received == self.expected
 
-    def annotation(self, names: np.ndarray, classes, tiling: Tiling | None) -> Annotation:
-        if self.grid is None:
-            return _annotation(*self.outputs[0], names, classes)
-        rects = self.grid.rects
-        shifts = rects[:, [0, 1, 0, 1]].astype(np.float64)
-        boxes = np.concatenate([np.zeros((0, 4)), *(out[0] + shifts[k] for k, out in enumerate(self.outputs))])
-        scores = np.concatenate([np.zeros(0), *(out[1] for out in self.outputs)])
-        labels = np.concatenate([np.zeros(0, np.int64), *(out[2] for out in self.outputs)])
-        tile_ids = np.repeat(np.arange(len(self.outputs)), [len(out[1]) for out in self.outputs])
-        merged = merge_tile_detections(self.grid, boxes, scores, labels, tile_ids,
-                                       edge_tolerance=tiling.edge_tolerance, match_threshold=tiling.match_threshold)
+    def add(self, output: dict) -> None:
+        """The model's output for the next tile (or the whole image)."""
+        if self.merger is None:
+            self.output = _detection_arrays(output)
+        else:
+            self.merger.add(self.received, output["boxes"].float().cpu().numpy(),
+                            output["scores"].float().cpu().numpy(), output["labels"].cpu().numpy())
+        self.received += 1
+
+    def annotation(self, names: np.ndarray, classes) -> Annotation:
+        if self.merger is None:
+            return _annotation(*self.output, names, classes)
+        merged = self.merger.result()
+        self.merger = None
         return _annotation(merged.boxes, merged.scores, merged.labels, names, classes)
 
 
@@ -323,7 +333,7 @@ def _work(next_entry, tiling: Tiling | None, pending: deque):
             pending.append(_Pending(index, reason=reason))
         elif isinstance(data, ImageRegions):  # an image to tile read by region: each tile read when its turn comes
             grid = tiling.grid((data.height, data.width))
-            image = _Pending(index, size=(data.height, data.width), grid=grid)
+            image = _Pending(index, size=(data.height, data.width), grid=grid, tiling=tiling)
             pending.append(image)
             try:
                 for x0, y0, x1, y1 in grid.rects.tolist():
@@ -332,7 +342,7 @@ def _work(next_entry, tiling: Tiling | None, pending: deque):
                 data.close()
         elif isinstance(data, np.ndarray):  # an image to tile: its tiles, converted one at a time
             grid = tiling.grid(data.shape[:2])
-            image = _Pending(index, size=(int(data.shape[0]), int(data.shape[1])), grid=grid)
+            image = _Pending(index, size=(int(data.shape[0]), int(data.shape[1])), grid=grid, tiling=tiling)
             pending.append(image)
             for x0, y0, x1, y1 in grid.rects.tolist():
                 yield image, image_to_tensor(data[y0:y1, x0:x1])
@@ -434,11 +444,11 @@ def iter_predictions(
                 with torch.inference_mode():
                     outputs = model(inputs)
                 for (image, _), output in zip(batch, outputs):
-                    image.outputs.append(_detection_arrays(output))
+                    image.add(output)
                 summary.tiles += len(batch)
                 if tile_progress:
                     for image in dict.fromkeys(image for image, _ in batch if image.grid is not None):
-                        yield TileProgress(image.index, len(image.outputs), image.expected, done,
+                        yield TileProgress(image.index, image.received, image.expected, done,
                                            len(items) - len(summary.skipped))
             while pending and pending[0].complete:
                 image = pending.popleft()
@@ -451,7 +461,7 @@ def iter_predictions(
                                            len(items) - len(summary.skipped), tiles=0)
                     continue
                 done += 1
-                annotation = image.annotation(names, list(classes), tiling)
+                annotation = image.annotation(names, list(classes))
                 summary.images += 1
                 summary.boxes += len(annotation)
                 yield PredictionRecord(image.index, source, annotation, image.size, None, done,
