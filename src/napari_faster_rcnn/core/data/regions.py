@@ -418,6 +418,18 @@ def _spans(start: int, stop: int, step: int, chunk: int) -> list[tuple[int, int]
     return [(int(part[0]), int(part[-1]) + 1) for part in np.split(wanted, cuts)]
 
 
+def sampled_percentiles(regions: ImageRegions, percentiles=None) -> tuple[np.ndarray, np.ndarray]:
+    """The per-channel percentiles of the whole image that :func:`~napari_faster_rcnn.core.data.intensity.normalize`
+    takes (:func:`~napari_faster_rcnn.core.data.intensity.channel_percentiles`), from a strided read of
+    the same subsample (every :func:`~napari_faster_rcnn.core.data.intensity.sample_stride`-th pixel):
+    the same values, with memory bounded by :data:`BLOCK`, not by the image."""
+    from napari_faster_rcnn.core.data.intensity import DEFAULT_PERCENTILES, channel_percentiles, sample_stride
+
+    stride = sample_stride(regions.height, regions.width)
+    sample = regions.read(0, regions.height, 0, regions.width, step=stride)
+    return channel_percentiles(sample, DEFAULT_PERCENTILES if percentiles is None else percentiles, stride=1)
+
+
 # --- lazy levels for display --------------------------------------------------
 
 
