@@ -422,3 +422,49 @@ def test_a_tiled_tiff_is_predicted_tile_by_tile_without_decoding_it_whole(tmp_pa
     # a PNG cannot be read by region: decoded once, then the same tiles and the same result
     decoded, _ = predict_images(PaintedObjects(), [png], CLASSES, tiling=tiling, batch_size=4)
     assert decoded[0].annotation == records[0].annotation
+
+
+class RecordingModel(torch.nn.Module):
+    """A stand-in detector that keeps every input and finds nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.roi_heads = SimpleNamespace(score_thresh=0.05, nms_thresh=0.5, detections_per_img=100)
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, images):
+        self.inputs.extend(image.clone() for image in images)
+        empty = {"boxes": torch.zeros((0, 4)), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}
+        return [dict(empty) for _ in images]
+
+
+@pytest.mark.parametrize("normalization", ["auto", "percentiles:2,98", "none"])
+def test_a_16_bit_tiled_tiff_is_tiled_by_region_scaled_as_the_whole_image(tmp_path, monkeypatch, normalization):
+    """Each tile the model gets equals the same tile of the whole image normalized at once (the
+    reference), and the image is never decoded whole."""
+    import tifffile
+
+    from napari_faster_rcnn.core.data import images as image_module
+    from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
+    from napari_faster_rcnn.core.prediction.run import read_image_array
+
+    rng = np.random.default_rng(4)
+    image = rng.gamma(2.0, 700.0, (700, 900)).clip(0, 65535).astype(np.uint16)  # a subsample stride of 2
+    path = tmp_path / "large16.tif"
+    tifffile.imwrite(path, image, tile=(128, 128), photometric="minisblack", compression="zlib")
+    tiling = Tiling(256, 0.2)
+    reference = read_image_array(path, normalization)
+    expected = [image_to_tensor(reference[y0:y1, x0:x1]) for x0, y0, x1, y1 in tiling.grid((700, 900)).rects.tolist()]
+
+    def whole(*args, **kwargs):
+        raise AssertionError("the image was decoded whole")
+
+    monkeypatch.setattr(image_module, "read_image", whole)
+    model = RecordingModel()
+    model.config = SimpleNamespace(normalization=normalization)
+    records, summary = predict_images(model, [path], CLASSES, tiling=tiling, batch_size=3)
+    assert records[0].error is None and summary.tiles == len(expected)
+    assert len(model.inputs) == len(expected)
+    for got, want in zip(model.inputs, expected):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
