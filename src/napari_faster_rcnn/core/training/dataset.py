@@ -43,7 +43,7 @@ import torch
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.boxes import usable_boxes
 from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
-from napari_faster_rcnn.core.data.images import image_info, read_image, read_plane
+from napari_faster_rcnn.core.data.images import read_plane
 from napari_faster_rcnn.core.data.intensity import (
     Normalization,
     channel_percentiles,
@@ -52,6 +52,7 @@ from napari_faster_rcnn.core.data.intensity import (
     normalize_text,
 )
 from napari_faster_rcnn.core.data.memory import available_memory
+from napari_faster_rcnn.core.data.regions import open_regions, read_whole, region_image_info, sampled_percentiles
 from napari_faster_rcnn.core.training.samples import (
     TrainingDataError,
     as_training_sample,
@@ -66,7 +67,7 @@ from napari_faster_rcnn.core.training.tiling import (
     boxes_in_window,
     grid_windows,
     random_window,
-    read_tiff_window,
+    read_window,
 )
 
 __all__ = [
@@ -130,7 +131,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         self.transform = transform
         self.cache_limit_bytes = cache_limit_bytes
         self.cache_workers = cache_workers
-        self._image_info = [image_info(sample.image) for sample in self.samples]
+        self._image_info = [region_image_info(sample.image) for sample in self.samples]
         self._boxes, self._labels, dropped, clipped = [], [], [], []
         for sample, annotation, (height, width, _) in zip(self.samples, annotations, self._image_info):
             labels = label_ids(annotation.labels, self.classes, sample.source)
@@ -267,19 +268,22 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def _whole_levels(self, index: int, window_pixels: np.ndarray):
         """The percentiles of item ``index``'s whole image, so that its tiles are scaled alike (as
-        tiled prediction scales them); None where the rule needs none. An image too large to hold
-        (read window by window, not cached) uses its window's own."""
+        tiled prediction scales them); None where the rule needs none. An image read window by window
+        (not cached) takes them from a strided subsample (:func:`~.regions.sampled_percentiles`), the same values."""
         if window_pixels.dtype == np.uint8 and self.normalization.startswith("auto") or not needs_levels(
                 self.normalization):
             return None
         key = str(self.samples[index].image)
         if key not in self._levels:
             cached = self._cache[index]
-            if cached is None and read_tiff_window(self.samples[index].image, (0, 0, 1, 1),
-                                                   self._image_info[index][:2]) is not None:
-                return None  # read by windows: the window's own percentiles
+            percentiles = Normalization.parse(self.normalization).percentiles
+            if cached is None and self.samples[index].plane is None and read_window(
+                    self.samples[index].image, (0, 0, 1, 1), self._image_info[index][:2]) is not None:
+                with open_regions(self.samples[index].image) as regions:  # read by windows: never whole
+                    self._levels[key] = sampled_percentiles(regions, percentiles)
+                return self._levels[key]
             whole = cached if cached is not None else self._read(index)
-            self._levels[key] = channel_percentiles(whole, Normalization.parse(self.normalization).percentiles)
+            self._levels[key] = channel_percentiles(whole, percentiles)
         return self._levels[key]
 
     def _window_pixels(self, index: int, window) -> np.ndarray:
@@ -287,7 +291,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         height, width, _ = self._image_info[index]
         cached = self._cache[index]
         if cached is None and self.samples[index].plane is None and (x0, y0, x1, y1) != (0, 0, width, height):
-            region = read_tiff_window(self.samples[index].image, (x0, y0, x1, y1), (height, width))
+            region = read_window(self.samples[index].image, (x0, y0, x1, y1), (height, width))
             if region is not None:
                 return region
         image = cached if cached is not None else self._read(index)
@@ -316,7 +320,7 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def _read(self, index: int) -> np.ndarray:
         path, plane = self.samples[index].image, self.samples[index].plane
-        image = read_image(path) if plane is None else read_plane(path, plane)
+        image = read_whole(path) if plane is None else read_plane(path, plane)
         height, width, _ = self._image_info[index]
         if image.shape[:2] != (height, width):
             raise TrainingDataError(
