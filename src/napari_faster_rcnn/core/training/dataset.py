@@ -43,7 +43,7 @@ import torch
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.boxes import usable_boxes
 from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
-from napari_faster_rcnn.core.data.images import read_plane
+from napari_faster_rcnn.core.data.images import read_image, read_plane
 from napari_faster_rcnn.core.data.intensity import (
     Normalization,
     channel_percentiles,
@@ -52,7 +52,13 @@ from napari_faster_rcnn.core.data.intensity import (
     normalize_text,
 )
 from napari_faster_rcnn.core.data.memory import available_memory
-from napari_faster_rcnn.core.data.regions import open_regions, read_whole, region_image_info, sampled_percentiles
+from napari_faster_rcnn.core.data.regions import (
+    is_zarr_folder,
+    open_regions,
+    read_whole,
+    region_image_info,
+    sampled_percentiles,
+)
 from napari_faster_rcnn.core.training.samples import (
     TrainingDataError,
     as_training_sample,
@@ -320,7 +326,10 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def _read(self, index: int) -> np.ndarray:
         path, plane = self.samples[index].image, self.samples[index].plane
-        image = read_whole(path) if plane is None else read_plane(path, plane)
+        if plane is not None:
+            image = read_plane(path, plane)
+        else:
+            image = read_whole(path) if is_zarr_folder(path) else read_image(path)
         height, width, _ = self._image_info[index]
         if image.shape[:2] != (height, width):
             raise TrainingDataError(
