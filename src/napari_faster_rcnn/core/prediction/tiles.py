@@ -58,6 +58,13 @@ The merge (:func:`merge_tile_detections`)
        one box: the union of its pieces, with the highest score of them and
        their class. A partial box that matches nothing is kept as it is.
 
+    Tile by tile (:class:`TileMerger`, what tiled prediction uses): a box can
+    only match boxes of tiles that meet its own, so once those tiles are in,
+    nothing added later changes its fate but through a box it matches; the
+    groups of boxes linked by matching pairs whose tiles' neighbours are all in
+    are merged and released after each row of tiles. The result equals the
+    merge of all the boxes at once, and memory follows a row of tiles.
+
     Candidate pairs come from bucketing the boxes near tile borders by class
     and into a grid of cells (sorting by cell), never from comparing every box
     with every other; the rest is numpy over the candidate pairs. Only the
