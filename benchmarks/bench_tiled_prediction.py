@@ -61,16 +61,16 @@ if how == "replay":
     # the real model on the first bare_tiles tiles; then a stand-in returns those outputs again, cycled, for
     # every tile of the image: reading, converting and merging the whole image at the model's detection
     # density, without its hours of compute (the model's own memory per batch is the same as in "ours")
-    with open_regions(path) as regions:
-        rects = tiling.grid((regions.height, regions.width)).rects[:bare_tiles]
-        inputs = [image_to_tensor(regions.read(y0, y1, x0, x1)) for x0, y0, x1, y1 in rects.tolist()]
-    recorded = []
-    model_start = time.perf_counter()
-    with torch.inference_mode():  # in batches, as "ours" runs them: the same activations
-        for first in range(0, len(inputs), batch):
-            recorded += model(inputs[first:first + batch])
-    model_seconds = (time.perf_counter() - model_start) / len(inputs)  # the bare model per tile
-    del inputs
+    recorded, model_seconds = [], 0.0
+    with open_regions(path) as regions:  # a batch read at a time: no preloaded tiles in the peak
+        rects = tiling.grid((regions.height, regions.width)).rects[:bare_tiles].tolist()
+        for first in range(0, len(rects), batch):
+            inputs = [image_to_tensor(regions.read(y0, y1, x0, x1)) for x0, y0, x1, y1 in rects[first:first + batch]]
+            model_start = time.perf_counter()
+            with torch.inference_mode():  # in batches, as "ours" runs them: the same activations
+                recorded += model(inputs)
+            model_seconds += time.perf_counter() - model_start
+    model_seconds /= len(rects)  # the bare model per tile
     real = model
 
     class Replay(torch.nn.Module):
