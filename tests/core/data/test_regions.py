@@ -178,3 +178,37 @@ def test_region_stack_levels_pad_per_chunk(tmp_path):
     expected[1, :100, :700] = small
     np.testing.assert_array_equal(full, expected)
     np.testing.assert_array_equal(levels[2].compute(), expected[:, ::4, ::4])
+
+
+@pytest.mark.parametrize("kind", ["uint16 tiled TIFF", "float32 Zarr"])
+def test_the_percentiles_of_a_large_image_come_from_a_strided_read_equal_to_the_whole_images(tmp_path, kind):
+    """The normalization's percentiles of an image read by region are those of the image decoded
+    whole (the same strided subsample), and the strided read holds a block (2048 px), not the image."""
+    from napari_faster_rcnn.core.data.intensity import channel_percentiles, sample_stride
+    from napari_faster_rcnn.core.data.regions import sampled_percentiles
+
+    height, width = 600, 12000  # a stride of 6; six blocks wide
+    rng = np.random.default_rng(3)
+    if kind.startswith("uint16"):
+        image = (rng.gamma(2.0, 900.0, (height, width))).clip(0, 65535).astype(np.uint16)
+        path = tmp_path / "large.tif"
+        tifffile.imwrite(path, image, tile=(256, 256), photometric="minisblack", compression="zlib")
+    else:
+        image = rng.normal(0.0, 3.0, (height, width)).astype(np.float32)
+        image[::7, ::5] = np.nan
+        path = tmp_path / "large.zarr"
+        zarr.create_array(str(path), shape=image.shape, chunks=(256, 256), dtype=image.dtype)[:] = image
+    assert sample_stride(height, width) > 1
+    whole = channel_percentiles(rgb(image), (1.0, 99.8))
+    tracemalloc.start()
+    try:
+        with open_regions(path) as regions:
+            assert regions.by_region
+            low, high = sampled_percentiles(regions, (1.0, 99.8))
+            _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(low, whole[0])
+    np.testing.assert_array_equal(high, whole[1])
+    decoded = height * width * 3 * image.itemsize  # the image as read_image gives it
+    assert peak < decoded / 3, f"peak {peak / 2**20:.1f} MiB for a {decoded / 2**20:.0f} MiB image"

@@ -14,6 +14,7 @@ from napari_faster_rcnn.core.prediction.run import TileProgress, iter_prediction
 from napari_faster_rcnn.core.prediction.thresholds import DetectionSet, Thresholds, apply_thresholds
 from napari_faster_rcnn.core.prediction.tiles import (
     MIN_TILE,
+    TileMerger,
     Tiling,
     default_tiling,
     merge_tile_detections,
@@ -199,6 +200,73 @@ def test_one_tile_or_no_boxes_pass_through():
         merge_tile_detections(grid, boxes, [0.5, 0.4], [1, 1], [0, 100])
 
 
+# --- the incremental merge equals the one-shot merge ---------------------------------------
+
+
+def raw_tile_detections(grid, count: int, seed: int):
+    """Per tile, raw-looking detections in the tile's coordinates (float32): each visible piece of
+    ``count`` random objects (6 to 30 px, overlapping freely) one to three times, half of them jittered,
+    of two classes, with scores rounded to 0.1 (many ties)."""
+    rng = np.random.default_rng(seed)
+    height, width = grid.image_size
+    corners = np.column_stack([rng.uniform(0, width - 30, count), rng.uniform(0, height - 30, count)])
+    truth = np.concatenate([corners, corners + rng.uniform(6, 30, (count, 2))], axis=1)
+    per_tile = []
+    for x0, y0, x1, y1 in grid.rects.tolist():
+        boxes = truth.copy()
+        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], x0, x1)
+        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], y0, y1)
+        boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
+        copies = rng.integers(1, 4, len(boxes))
+        boxes = np.repeat(boxes, copies, axis=0)
+        boxes += rng.normal(0, 1, boxes.shape) * (rng.random((len(boxes), 1)) < 0.5)
+        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], x0, x1)
+        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], y0, y1)
+        boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 0.5)
+        per_tile.append(((boxes - [x0, y0, x0, y0]).astype(np.float32),
+                         np.round(rng.random(len(boxes)), 1).astype(np.float32), rng.integers(1, 3, len(boxes))))
+    return per_tile
+
+
+@pytest.mark.parametrize(("height", "width", "tile", "overlap"), [
+    (700, 900, 128, 0.2), (500, 500, 100, 0.0), (600, 400, 100, 0.6), (300, 1000, 64, 0.1), (100, 90, 128, 0.2)])
+def test_the_merge_tile_by_tile_equals_the_merge_of_everything_at_once(height, width, tile, overlap):
+    grid = tile_grid(height, width, tile, overlap)
+    per_tile = raw_tile_detections(grid, 300, seed=tile)
+    rects = grid.rects
+    boxes = np.concatenate([local.astype(np.float64) + rects[k][[0, 1, 0, 1]]
+                            for k, (local, _, _) in enumerate(per_tile)])
+    scores = np.concatenate([tile_scores for _, tile_scores, _ in per_tile]).astype(np.float64)
+    labels = np.concatenate([tile_labels for _, _, tile_labels in per_tile])
+    tiles = np.repeat(np.arange(len(per_tile)), [len(tile_scores) for _, tile_scores, _ in per_tile])
+    at_once = merge_tile_detections(grid, boxes, scores, labels, tiles)
+    merger = TileMerger(grid)
+    most_held = 0
+    for number, detections in enumerate(per_tile):
+        merger.add(number, *detections)
+        most_held = max(most_held, merger.held)
+    by_tile = merger.result()
+    for field in ("boxes", "scores", "labels", "sources", "pieces"):
+        np.testing.assert_array_equal(getattr(by_tile, field), getattr(at_once, field), err_msg=field)
+    if len(grid) > 1:
+        assert (at_once.pieces > 1).sum() > 10  # the comparison includes objects merged across tiles
+    if grid.rows > 3 and overlap < 0.5:  # held: about two rows of tiles, not the image
+        assert most_held <= len(boxes) * 3 / grid.rows
+
+
+def test_the_tile_merger_wants_the_tiles_in_order_and_all_of_them():
+    grid = tile_grid(200, 200, 100, 0.0)
+    merger = TileMerger(grid)
+    with pytest.raises(ValueError, match="expected tile 0 of 4, got 1"):
+        merger.add(1, np.zeros((0, 4)), [], [])
+    merger.add(0, [[10, 10, 20, 20]], [0.5], [1])
+    with pytest.raises(ValueError, match="1 of the 4 tiles"):
+        merger.result()
+    for number in (1, 2, 3):
+        merger.add(number, np.zeros((0, 4)), [], [])
+    np.testing.assert_array_equal(merger.result().boxes, [[10, 10, 20, 20]])
+
+
 # --- through iter_predictions, with a model that sees painted objects ---------------------
 
 
@@ -354,3 +422,49 @@ def test_a_tiled_tiff_is_predicted_tile_by_tile_without_decoding_it_whole(tmp_pa
     # a PNG cannot be read by region: decoded once, then the same tiles and the same result
     decoded, _ = predict_images(PaintedObjects(), [png], CLASSES, tiling=tiling, batch_size=4)
     assert decoded[0].annotation == records[0].annotation
+
+
+class RecordingModel(torch.nn.Module):
+    """A stand-in detector that keeps every input and finds nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.roi_heads = SimpleNamespace(score_thresh=0.05, nms_thresh=0.5, detections_per_img=100)
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, images):
+        self.inputs.extend(image.clone() for image in images)
+        empty = {"boxes": torch.zeros((0, 4)), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}
+        return [dict(empty) for _ in images]
+
+
+@pytest.mark.parametrize("normalization", ["auto", "percentiles:2,98", "none"])
+def test_a_16_bit_tiled_tiff_is_tiled_by_region_scaled_as_the_whole_image(tmp_path, monkeypatch, normalization):
+    """Each tile the model gets equals the same tile of the whole image normalized at once (the
+    reference), and the image is never decoded whole."""
+    import tifffile
+
+    from napari_faster_rcnn.core.data import images as image_module
+    from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
+    from napari_faster_rcnn.core.prediction.run import read_image_array
+
+    rng = np.random.default_rng(4)
+    image = rng.gamma(2.0, 700.0, (700, 900)).clip(0, 65535).astype(np.uint16)  # a subsample stride of 2
+    path = tmp_path / "large16.tif"
+    tifffile.imwrite(path, image, tile=(128, 128), photometric="minisblack", compression="zlib")
+    tiling = Tiling(256, 0.2)
+    reference = read_image_array(path, normalization)
+    expected = [image_to_tensor(reference[y0:y1, x0:x1]) for x0, y0, x1, y1 in tiling.grid((700, 900)).rects.tolist()]
+
+    def whole(*args, **kwargs):
+        raise AssertionError("the image was decoded whole")
+
+    monkeypatch.setattr(image_module, "read_image", whole)
+    model = RecordingModel()
+    model.config = SimpleNamespace(normalization=normalization)
+    records, summary = predict_images(model, [path], CLASSES, tiling=tiling, batch_size=3)
+    assert records[0].error is None and summary.tiles == len(expected)
+    assert len(model.inputs) == len(expected)
+    for got, want in zip(model.inputs, expected):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)

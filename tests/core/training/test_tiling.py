@@ -220,3 +220,48 @@ def test_the_data_module_takes_the_tile_size_from_the_model_by_default(tmp_path)
     whole = DetectionDataModule(root=str(data), val_root=str(data), num_workers=0, cache=False, tile_size=0)
     whole.setup("fit")
     assert whole.train_dataloader().dataset is whole.train_dataset
+
+
+def test_tiles_of_a_large_zarr_image_are_read_by_region(tmp_path, monkeypatch):
+    """Uncached, a Zarr image's tiles hold the pixels and boxes of their window, read chunk by chunk
+    (never the whole image); a 16-bit one is scaled by the whole image's percentiles, as the image
+    normalized whole (the reference) is."""
+    import zarr
+
+    from napari_faster_rcnn.core.data.intensity import normalize
+    from napari_faster_rcnn.core.training import dataset as dataset_module
+
+    image = coordinate_image(300, 520)
+    path = tmp_path / "large.zarr"
+    zarr.create_array(str(path), shape=image.shape, chunks=(64, 64, 3), dtype=image.dtype)[:] = image
+    boxes = random_boxes(np.random.default_rng(1), 120, 500)
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, 520)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, 300)
+    boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
+    annotation = Annotation(boxes, ["a"] * len(boxes))
+
+    def whole(path):
+        raise AssertionError(f"{path} was read whole")
+
+    monkeypatch.setattr(dataset_module, "read_whole", whole)
+    dataset = DetectionDataset([(path, annotation)], ["a"])
+    assert dataset.image_sizes == [(300, 520)]
+    tiles = TileDataset(dataset, 128, train=True, generator=torch.Generator().manual_seed(2))
+    for index in range(len(tiles)):
+        tile, target = tiles[index]
+        assert tile.shape == (3, 128, 128)
+        x0, y0 = where(tile)
+        np.testing.assert_array_equal((tile.permute(1, 2, 0).numpy() * 255).round(), image[y0:y0 + 128, x0:x0 + 128])
+        expected, _ = brute_force_tile(annotation.boxes, (x0, y0, x0 + 128, y0 + 128), 0.5)
+        np.testing.assert_array_equal(target["boxes"].numpy(), expected - [x0, y0, x0, y0])
+
+    rng = np.random.default_rng(5)
+    deep = rng.gamma(2.0, 800.0, (2, 700, 900)).clip(0, 65535).astype(np.uint16)  # channels first
+    group = zarr.open_group(str(tmp_path / "deep.zarr"), mode="w")
+    group.create_array("0", shape=deep.shape, chunks=(1, 128, 128), dtype=deep.dtype)[:] = deep
+    dataset = DetectionDataset([(tmp_path / "deep.zarr", Annotation())], ["a"], normalization="auto")
+    reference = normalize(np.repeat(deep[0][:, :, None], 3, axis=2), "auto")
+    for window in grid_windows(700, 900, 256):
+        tile, _ = dataset.window_item(0, window)
+        x0, y0, x1, y1 = window
+        torch.testing.assert_close(tile, torch.from_numpy(reference[y0:y1, x0:x1]).permute(2, 0, 1), rtol=0, atol=0)

@@ -11,8 +11,13 @@ string (YAML, ``fit --model.normalization ...``, the Train detector form):
     Per image and per channel, the ``LOW``-th percentile maps to 0 and the
     ``HIGH``-th to 1, clipped (default 1 and 99.8). A camera's exposure or gain
     then hardly changes what the detector sees. Percentiles come from a strided
-    subsample of at most about 260,000 pixels of the *whole* image (tiled
-    prediction normalizes before cutting tiles, so all tiles are scaled alike).
+    subsample of at most about 260,000 pixels of the *whole* image: every
+    ``s``-th pixel of every ``s``-th row from the top left, ``s`` =
+    ``ceil(sqrt(H * W / 262144))`` (:func:`sample_stride`), so that all tiles of
+    an image are scaled alike. A large image read by region (tiled prediction,
+    training tiles) takes that subsample by a strided read
+    (:func:`~napari_faster_rcnn.core.data.regions.sampled_percentiles`, memory
+    bounded by a block) and gets the same percentiles as the whole image decoded.
 ``"range:LOW,HIGH"``
     A fixed range for every image: ``LOW`` maps to 0 and ``HIGH`` to 1, clipped.
 ``"none"``
@@ -115,6 +120,18 @@ def normalize_text(text) -> str:
     return Normalization.parse(text).to_text()
 
 
+def sample_stride(height: int, width: int) -> int:
+    """The stride of the percentiles' subsample of an image of ``height x width`` (see the module docstring)."""
+    return max(1, int(np.ceil(np.sqrt(int(height) * int(width) / SAMPLE_PIXELS))))
+
+
+def needs_image_levels(rule, dtype) -> bool:
+    """Whether ``rule`` scales an image of ``dtype`` by that image's percentiles (a tile of it then
+    needs the whole image's: :func:`channel_percentiles`)."""
+    mode = Normalization.parse(rule).mode
+    return mode == "percentiles" or (mode == "auto" and np.dtype(dtype) != np.uint8)
+
+
 def needs_levels(rule) -> bool:
     """Whether ``rule`` scales ``image`` by its own percentiles (so tiles of it need the whole image's)."""
     return Normalization.parse(rule).mode in ("auto", "percentiles")
@@ -142,11 +159,14 @@ def normalize(image: np.ndarray, rule=None, levels=None) -> np.ndarray:
     return _scale(image, low, high)
 
 
-def channel_percentiles(image: np.ndarray, percentiles=DEFAULT_PERCENTILES) -> tuple[np.ndarray, np.ndarray]:
+def channel_percentiles(image: np.ndarray, percentiles=DEFAULT_PERCENTILES,
+                        stride: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The two percentiles of each channel (arrays of shape ``(C,)``, or scalars' shape ``()`` for a
-    2-D image), over finite values of a strided subsample of at most :data:`SAMPLE_PIXELS` pixels."""
+    2-D image), over finite values of a strided subsample of at most :data:`SAMPLE_PIXELS` pixels
+    (``stride``: that of the subsample, default :func:`sample_stride`; 1 for an image that is the
+    subsample already)."""
     height, width = image.shape[:2]
-    stride = max(1, int(np.ceil(np.sqrt(height * width / SAMPLE_PIXELS))))
+    stride = sample_stride(height, width) if stride is None else max(1, int(stride))
     sample = np.asarray(image[::stride, ::stride], dtype=np.float64)
     flat = sample.reshape(-1, *sample.shape[2:])
     lows, highs = [], []

@@ -385,6 +385,38 @@ def _spans(start: int, stop: int, step: int, chunk: int) -> list[tuple[int, int]
     return [(int(part[0]), int(part[-1]) + 1) for part in np.split(wanted, cuts)]
 
 
+def region_image_info(path: str | Path) -> tuple[int, int, np.dtype]:
+    """``(height, width, dtype)`` of an image file (:func:`~napari_faster_rcnn.core.data.images.image_info`)
+    or of a Zarr folder's full resolution, from headers and metadata only."""
+    if is_zarr_folder(path):
+        with open_regions(path) as regions:
+            return regions.height, regions.width, regions.dtype
+    from napari_faster_rcnn.core.data.images import image_info
+
+    return image_info(path)
+
+
+def read_whole(path: str | Path) -> np.ndarray:
+    """The whole image as ``(H, W, 3)``: :func:`~napari_faster_rcnn.core.data.images.read_image` of a
+    file, the full resolution of a Zarr folder."""
+    if is_zarr_folder(path):
+        with open_regions(path) as regions:
+            return regions.read_all()
+    return read_image(path)
+
+
+def sampled_percentiles(regions: ImageRegions, percentiles=None) -> tuple[np.ndarray, np.ndarray]:
+    """The per-channel percentiles of the whole image that :func:`~napari_faster_rcnn.core.data.intensity.normalize`
+    takes (:func:`~napari_faster_rcnn.core.data.intensity.channel_percentiles`), from a strided read of
+    the same subsample (every :func:`~napari_faster_rcnn.core.data.intensity.sample_stride`-th pixel):
+    the same values, with memory bounded by :data:`BLOCK`, not by the image."""
+    from napari_faster_rcnn.core.data.intensity import DEFAULT_PERCENTILES, channel_percentiles, sample_stride
+
+    stride = sample_stride(regions.height, regions.width)
+    sample = regions.read(0, regions.height, 0, regions.width, step=stride)
+    return channel_percentiles(sample, DEFAULT_PERCENTILES if percentiles is None else percentiles, stride=1)
+
+
 # --- lazy levels for display --------------------------------------------------
 
 

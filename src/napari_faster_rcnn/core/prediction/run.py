@@ -40,10 +40,16 @@ Tiles
     ``batch_size`` (tiles of one image, or of neighbouring images, together);
     their detections are shifted back into the image and merged across tile
     borders (:func:`.tiles.merge_tile_detections`: an object cut by a border
-    ends as one box) before the image's record is yielded. Each tile gets the
+    ends as one box) before the image's record is yielded. The merge runs as the
+    tiles come in (:class:`.tiles.TileMerger`, row of tiles by row of tiles, the
+    same result), so that an image's raw detections are never held all at once. Each tile gets the
     raw-detection settings above, so the merged detections are raw too and the
-    thresholds apply to them as to a whole image's. Such an image is kept as
-    read (uint8 for most files) until its tiles are converted, one by one.
+    thresholds apply to them as to a whole image's. Such an image is read tile
+    by tile where its format allows (:mod:`~napari_faster_rcnn.core.data.regions`:
+    tiled or striped TIFF, OME-TIFF, Zarr; of any type), else kept as read
+    (uint8, uint16, ...) until its tiles are normalized and converted, one by
+    one; the percentiles of an image of more than 8 bits are the whole image's,
+    from a strided subsample (:func:`~napari_faster_rcnn.core.data.regions.sampled_percentiles`).
     ``tile_progress`` also yields a :class:`TileProgress` after each batch that
     holds tiles of a tiled image, for a progress bar per tile.
 
@@ -79,7 +85,7 @@ from napari_faster_rcnn.core.prediction.settings import (
     resolve_device,
 )
 from napari_faster_rcnn.core.prediction.stacks import StackPlane
-from napari_faster_rcnn.core.prediction.tiles import TileGrid, Tiling, merge_tile_detections
+from napari_faster_rcnn.core.prediction.tiles import TileGrid, TileMerger, Tiling
 from napari_faster_rcnn.core.progress import collect
 
 __all__ = [
@@ -231,37 +237,91 @@ def _read_ahead(items: Sequence, buffer: queue.Queue, stop: threading.Event, til
 
 
 def _read_one(index: int, item, tiling: Tiling | None, normalization="auto", channels=None) -> tuple:
-    """``(index, tensor, None)``; ``(index, array, None)`` for an image to tile; ``(index, None, reason)``."""
+    """``(index, tensor, None)``; ``(index, _TileSource, None)`` for an image to tile; ``(index, None, reason)``."""
     from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
 
     try:
-        # tile by tile only where the rule needs nothing of the whole image (8-bit data under "auto"/"none")
-        regions = _tile_regions(item, tiling) if normalization in ("auto", "none") and channels is None else None
+        regions = _tile_regions(item, tiling) if channels is None else None
         if regions is not None:  # read tile by tile when the model gets to it: memory follows the tile
-            return (index, regions, None)
-        image = read_image_array(item, normalization, channels)
-        if tiling is not None and tiling.tiles_image(image.shape[:2]):
-            return (index, image, None)
-        return (index, image_to_tensor(image), None)
+            return (index, _TileSource(regions, normalization), None)
+        if tiling is not None:
+            image = _read_as_stored(item, channels)
+            if tiling.tiles_image(image.shape[:2]):  # kept as read; its tiles normalized one by one
+                return (index, _TileSource(image, normalization), None)
+            return (index, image_to_tensor(_normalize(image, normalization)), None)
+        return (index, image_to_tensor(read_image_array(item, normalization, channels)), None)
     except ImageReadError as error:
         return (index, None, error.reason)
     except ValueError as error:  # an array of the wrong shape
         return (index, None, str(error))
 
 
+def _read_as_stored(item, channels=None) -> np.ndarray:
+    """An image file, a stack's plane or an array as ``(H, W, 3)`` of its own type (see :func:`read_image_array`)."""
+    from napari_faster_rcnn.core.data.images import as_rgb, read_image, select_channels
+
+    if isinstance(item, StackPlane):
+        return item.read(channels)
+    if isinstance(item, (str, Path)):
+        return read_image(item, channels)
+    return as_rgb(np.asarray(item)) if channels is None else select_channels(np.asarray(item), channels)
+
+
+def _normalize(image: np.ndarray, normalization, levels=None) -> np.ndarray:
+    from napari_faster_rcnn.core.data.intensity import normalize
+
+    return normalize(image, normalization, levels)
+
+
+class _TileSource:
+    """An image to tile: read by region (:class:`ImageRegions`) or held as read, with the percentiles
+    of the whole image where the model's normalization needs them, so that every tile is scaled alike."""
+
+    def __init__(self, pixels, normalization):
+        from napari_faster_rcnn.core.data.intensity import Normalization, channel_percentiles, needs_image_levels
+        from napari_faster_rcnn.core.data.regions import sampled_percentiles
+
+        self.pixels, self.normalization = pixels, normalization
+        if isinstance(pixels, ImageRegions):
+            self.size = (pixels.height, pixels.width)
+        else:
+            self.size = (int(pixels.shape[0]), int(pixels.shape[1]))
+        self.levels = None
+        if needs_image_levels(normalization, pixels.dtype):
+            rule = Normalization.parse(normalization)
+            try:  # the same subsample either way: the same percentiles
+                self.levels = (sampled_percentiles(pixels, rule.percentiles) if isinstance(pixels, ImageRegions)
+                               else channel_percentiles(pixels, rule.percentiles))
+            except BaseException:
+                self.close()
+                raise
+
+    def tile(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        if isinstance(self.pixels, ImageRegions):
+            pixels = self.pixels.read(y0, y1, x0, x1)
+        else:
+            pixels = self.pixels[y0:y1, x0:x1]
+        return _normalize(pixels, self.normalization, self.levels)
+
+    def close(self) -> None:
+        if isinstance(self.pixels, ImageRegions):
+            self.pixels.close()
+
+
 def _tile_regions(item, tiling: Tiling | None):
     """An :class:`~napari_faster_rcnn.core.data.regions.ImageRegions` for a file to tile that can be
-    read by region (a tiled or striped TIFF, OME-TIFF, Zarr) in 8 bits, else None.
+    read by region (a tiled or striped TIFF, OME-TIFF, Zarr), of any type, else None.
 
-    Other images are decoded whole (PNG and JPEG cannot be read by region), as are images of more
-    than 8 bits: their scaling to [0, 1] is the whole image's, so that its tiles are scaled alike.
+    Other images are decoded whole (PNG and JPEG cannot be read by region). Images of more than 8
+    bits are scaled by the whole image's percentiles (``"auto"``, ``"percentiles"``): those come
+    from a strided read of a subsample (:func:`~napari_faster_rcnn.core.data.regions.sampled_percentiles`).
     """
     if tiling is None or not isinstance(item, (str, Path)):
         return None
     from napari_faster_rcnn.core.data.regions import open_regions
 
     regions = open_regions(item)
-    if regions.by_region and regions.dtype == np.uint8 and tiling.tiles_image((regions.height, regions.width)):
+    if regions.by_region and tiling.tiles_image((regions.height, regions.width)):
         return regions
     regions.close()
     return None
@@ -297,28 +357,36 @@ def _annotation(boxes, scores, labels, names: np.ndarray, classes) -> Annotation
 
 
 class _Pending:
-    """An image on its way through the model: its tiles' detections, until all are in."""
+    """An image on its way through the model: its detections, merged tile by tile until all are in."""
 
-    def __init__(self, index: int, size=None, grid: TileGrid | None = None, reason: str | None = None):
+    def __init__(self, index: int, size=None, grid: TileGrid | None = None, reason: str | None = None,
+                 tiling: Tiling | None = None):
         self.index, self.size, self.grid, self.reason = index, size, grid, reason
         self.expected = 0 if reason is not None else (len(grid) if grid is not None else 1)
-        self.outputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.received = 0
+        self.output: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # a whole image's
+        # a tiled image's detections are merged as its rows of tiles come in: memory follows a row, not the image
+        self.merger = None if grid is None else TileMerger(grid, edge_tolerance=tiling.edge_tolerance,
+                                                           match_threshold=tiling.match_threshold)
 
     @property
     def complete(self) -> bool:
-        return len(self.outputs) == self.expected
+        return self.received == self.expected
 
-    def annotation(self, names: np.ndarray, classes, tiling: Tiling | None) -> Annotation:
-        if self.grid is None:
-            return _annotation(*self.outputs[0], names, classes)
-        rects = self.grid.rects
-        shifts = rects[:, [0, 1, 0, 1]].astype(np.float64)
-        boxes = np.concatenate([np.zeros((0, 4)), *(out[0] + shifts[k] for k, out in enumerate(self.outputs))])
-        scores = np.concatenate([np.zeros(0), *(out[1] for out in self.outputs)])
-        labels = np.concatenate([np.zeros(0, np.int64), *(out[2] for out in self.outputs)])
-        tile_ids = np.repeat(np.arange(len(self.outputs)), [len(out[1]) for out in self.outputs])
-        merged = merge_tile_detections(self.grid, boxes, scores, labels, tile_ids,
-                                       edge_tolerance=tiling.edge_tolerance, match_threshold=tiling.match_threshold)
+    def add(self, output: dict) -> None:
+        """The model's output for the next tile (or the whole image)."""
+        if self.merger is None:
+            self.output = _detection_arrays(output)
+        else:
+            self.merger.add(self.received, output["boxes"].float().cpu().numpy(),
+                            output["scores"].float().cpu().numpy(), output["labels"].cpu().numpy())
+        self.received += 1
+
+    def annotation(self, names: np.ndarray, classes) -> Annotation:
+        if self.merger is None:
+            return _annotation(*self.output, names, classes)
+        merged = self.merger.result()
+        self.merger = None
         return _annotation(merged.boxes, merged.scores, merged.labels, names, classes)
 
 
@@ -338,21 +406,15 @@ def _work(next_entry, tiling: Tiling | None, pending: deque):
         index, data, reason = entry
         if data is None:
             pending.append(_Pending(index, reason=reason))
-        elif isinstance(data, ImageRegions):  # an image to tile read by region: each tile read when its turn comes
-            grid = tiling.grid((data.height, data.width))
-            image = _Pending(index, size=(data.height, data.width), grid=grid)
+        elif isinstance(data, _TileSource):  # an image to tile: each tile read and converted when its turn comes
+            grid = tiling.grid(data.size)
+            image = _Pending(index, size=data.size, grid=grid, tiling=tiling)
             pending.append(image)
             try:
                 for x0, y0, x1, y1 in grid.rects.tolist():
-                    yield image, image_to_tensor(data.read(y0, y1, x0, x1))
+                    yield image, image_to_tensor(data.tile(y0, y1, x0, x1))
             finally:
                 data.close()
-        elif isinstance(data, np.ndarray):  # an image to tile: its tiles, converted one at a time
-            grid = tiling.grid(data.shape[:2])
-            image = _Pending(index, size=(int(data.shape[0]), int(data.shape[1])), grid=grid)
-            pending.append(image)
-            for x0, y0, x1, y1 in grid.rects.tolist():
-                yield image, image_to_tensor(data[y0:y1, x0:x1])
         else:
             image = _Pending(index, size=(int(data.shape[1]), int(data.shape[2])))
             pending.append(image)
@@ -453,11 +515,11 @@ def iter_predictions(
                 with torch.inference_mode():
                     outputs = model(inputs)
                 for (image, _), output in zip(batch, outputs):
-                    image.outputs.append(_detection_arrays(output))
+                    image.add(output)
                 summary.tiles += len(batch)
                 if tile_progress:
                     for image in dict.fromkeys(image for image, _ in batch if image.grid is not None):
-                        yield TileProgress(image.index, len(image.outputs), image.expected, done,
+                        yield TileProgress(image.index, image.received, image.expected, done,
                                            len(items) - len(summary.skipped))
             while pending and pending[0].complete:
                 image = pending.popleft()
@@ -473,7 +535,7 @@ def iter_predictions(
                                            len(items) - len(summary.skipped), tiles=0, plane=plane)
                     continue
                 done += 1
-                annotation = image.annotation(names, list(classes), tiling)
+                annotation = image.annotation(names, list(classes))
                 if plane is not None:
                     annotation = Annotation(annotation.boxes, annotation.labels, annotation.scores, annotation.classes,
                                             planes=np.tile(np.asarray(plane, dtype=np.int64), (len(annotation), 1)))

@@ -58,6 +58,13 @@ The merge (:func:`merge_tile_detections`)
        one box: the union of its pieces, with the highest score of them and
        their class. A partial box that matches nothing is kept as it is.
 
+    Tile by tile (:class:`TileMerger`, what tiled prediction uses): a box can
+    only match boxes of tiles that meet its own, so once those tiles are in,
+    nothing added later changes its fate but through a box it matches; the
+    groups of boxes linked by matching pairs whose tiles' neighbours are all in
+    are merged and released after each row of tiles. The result equals the
+    merge of all the boxes at once, and memory follows a row of tiles.
+
     Candidate pairs come from bucketing the boxes near tile borders by class
     and into a grid of cells (sorting by cell), never from comparing every box
     with every other; the rest is numpy over the candidate pairs. Only the
@@ -95,6 +102,7 @@ __all__ = [
     "MATCH_THRESHOLD",
     "MergedDetections",
     "TileGrid",
+    "TileMerger",
     "Tiling",
     "chosen_tiling",
     "default_tiling",
@@ -376,11 +384,15 @@ def merge_tile_detections(
                          f"{len(labels)}, {len(tile_ids)}")
     if count and (tile_ids.min() < 0 or tile_ids.max() >= len(grid)):
         raise ValueError(f"tile ids must be from 0 to {len(grid) - 1}, got {tile_ids.min()} to {tile_ids.max()}")
-    tolerance = float(edge_tolerance)
-    everything = np.arange(count)
     if len(grid) == 1 or count == 0:
-        return MergedDetections(boxes, scores, labels, everything, np.ones(count, dtype=np.int64))
+        return MergedDetections(boxes, scores, labels, np.arange(count), np.ones(count, dtype=np.int64))
+    return _merge(grid, boxes, scores, labels, tile_ids, float(edge_tolerance), float(match_threshold))
 
+
+def _merge(grid: TileGrid, boxes, scores, labels, tile_ids, tolerance: float, threshold: float,
+           pairs: tuple[np.ndarray, np.ndarray] | None = None) -> MergedDetections:
+    """Steps 1 to 4 over detections in image coordinates (``pairs``: their matching pairs, when known)."""
+    count = len(boxes)
     rects = grid.rects.astype(np.float64)
     own = rects[tile_ids]
     height, width = grid.image_size
@@ -393,7 +405,9 @@ def merge_tile_detections(
     centres_y = (boxes[:, 1] + boxes[:, 3]) / 2.0
     owned = grid.owner(centres_x, centres_y) == tile_ids
 
-    first, second = _matching_pairs(grid, rects, boxes, labels, tile_ids, tolerance, float(match_threshold))
+    if pairs is None:
+        pairs = _matching_pairs(grid, rects, boxes, labels, tile_ids, tolerance, threshold)
+    first, second = pairs
 
     # 3. a complete box outside its owner tile goes when it matches an owned complete box of another tile
     owned_complete = complete & owned
@@ -429,6 +443,129 @@ def merge_tile_detections(
     return MergedDetections(merged_boxes, merged_scores, labels[keep], keep, pieces)
 
 
+class TileMerger:
+    """The merge of :func:`merge_tile_detections`, tile by tile, with memory that follows a row of tiles.
+
+    Add the tiles' detections in the order of the grid (:meth:`add`, tile ``0``
+    first; each tile once), then :meth:`result`: the same boxes, scores, labels,
+    sources and pieces, in the same order, as :func:`merge_tile_detections` of
+    all the detections at once (``sources`` counts the detections in the order
+    they were added).
+
+    How: a detection can only match detections of tiles that meet its own
+    (steps 2 to 4 compare nothing else), so once every tile meeting its tile is
+    in, the detection is *settled*: nothing added later can change its fate but
+    through another detection it matches. The detections not yet merged are
+    held, compactly (boxes in tile coordinates as float32, scores float32,
+    labels int32), and after each row of tiles they are merged together; the
+    groups of detections linked by matching pairs whose members are all settled
+    come out final (their fate depends on nothing outside the group) and are
+    released, the others wait for the next row. Held at once: about two rows of
+    tiles' detections (more with an overlap of half a tile or more, where tiles
+    two rows apart meet), plus the merged detections so far.
+    """
+
+    def __init__(self, grid: TileGrid, edge_tolerance: float = EDGE_TOLERANCE,
+                 match_threshold: float = MATCH_THRESHOLD):
+        self.grid = grid
+        self.tolerance, self.threshold = float(edge_tolerance), float(match_threshold)
+        self._rects = grid.rects
+        # the last tile (in the grid's order) that meets each tile: touching counts, as in the merge
+        last_row = np.searchsorted(grid.y_starts, grid.y_starts + grid.tile_size[0], side="right") - 1
+        last_column = np.searchsorted(grid.x_starts, grid.x_starts + grid.tile_size[1], side="right") - 1
+        self._last_meeting = (last_row[:, None] * grid.columns + last_column[None, :]).reshape(-1)
+        self.tiles = 0  # tiles added
+        self.detections = 0  # detections added
+        self._held: list[tuple[np.ndarray, ...]] = []  # (local boxes, scores, labels, tiles, sources) chunks
+        self._done: list[MergedDetections] = []
+
+    def add(self, tile: int, boxes, scores, labels) -> None:
+        """Tile ``tile``'s detections: ``boxes`` ``(n, 4)`` in the tile's own coordinates."""
+        if int(tile) != self.tiles or self.tiles >= len(self.grid):
+            raise ValueError(f"tiles must be added in the order of the grid: expected tile {self.tiles} of "
+                             f"{len(self.grid)}, got {tile}")
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+        labels = np.asarray(labels).reshape(-1).astype(np.int32)
+        count = len(boxes)
+        if not len(scores) == len(labels) == count:
+            raise ValueError(f"boxes, scores and labels differ in length: {count}, {len(scores)}, {len(labels)}")
+        self._held.append((boxes, scores, labels, np.full(count, tile, dtype=np.int32),
+                           np.arange(self.detections, self.detections + count, dtype=np.int64)))
+        self.detections += count
+        self.tiles += 1
+        if self.tiles == len(self.grid) or self.tiles % self.grid.columns == 0:
+            self._settle()
+
+    @property
+    def held(self) -> int:
+        """Detections held, not merged yet."""
+        return sum(len(chunk[1]) for chunk in self._held)
+
+    def result(self) -> MergedDetections:
+        """The merged detections of every tile (all tiles must have been added)."""
+        if self.tiles != len(self.grid):
+            raise ValueError(f"{self.tiles} of the {len(self.grid)} tiles were added")
+        done = [chunk for chunk in self._done if len(chunk)]
+        if not done:
+            empty = np.zeros(0, dtype=np.int64)
+            return MergedDetections(np.zeros((0, 4)), np.zeros(0), empty, empty, empty)
+        sources = np.concatenate([chunk.sources for chunk in done])
+        order = np.argsort(sources, kind="stable")
+        return MergedDetections(np.concatenate([chunk.boxes for chunk in done])[order],
+                                np.concatenate([chunk.scores for chunk in done])[order],
+                                np.concatenate([chunk.labels for chunk in done])[order],
+                                sources[order],
+                                np.concatenate([chunk.pieces for chunk in done])[order])
+
+    def _settle(self) -> None:
+        """Merge what is held; release the groups whose members are all settled."""
+        if not self._held:
+            return
+        local, scores32, labels32, tiles, sources = (np.concatenate(parts) for parts in zip(*self._held))
+        self._held = []
+        count = len(tiles)
+        if count == 0:
+            return
+        boxes = local.astype(np.float64) + self._rects[tiles][:, [0, 1, 0, 1]].astype(np.float64)
+        scores = scores32.astype(np.float64)
+        labels = labels32.astype(np.int64)
+        tile_ids = tiles.astype(np.int64)
+        if len(self.grid) == 1:
+            pairs = (np.zeros(0, dtype=np.int64),) * 2
+            merged = MergedDetections(boxes, scores, labels, np.arange(count), np.ones(count, dtype=np.int64))
+        else:
+            pairs = _matching_pairs(self.grid, self._rects.astype(np.float64), boxes, labels, tile_ids,
+                                    self.tolerance, self.threshold)
+            merged = _merge(self.grid, boxes, scores, labels, tile_ids, self.tolerance, self.threshold, pairs)
+        group = _components(count, *pairs)
+        unsettled = self._last_meeting[tile_ids] >= self.tiles
+        waiting = np.zeros(count, dtype=bool)
+        waiting[group[unsettled]] = True  # a group waits while any member waits
+        final = ~waiting[group]
+        out = final[merged.sources]
+        self._done.append(MergedDetections(merged.boxes[out], merged.scores[out], merged.labels[out],
+                                           sources[merged.sources[out]], merged.pieces[out]))
+        rest = ~final
+        if rest.any():
+            self._held.append((local[rest], scores32[rest], labels32[rest], tiles[rest], sources[rest]))
+
+
+def _components(count: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """For each of ``count`` nodes, a node naming its group: the same for all nodes linked through the pairs."""
+    group = np.arange(count)
+    if len(first) == 0:
+        return group
+    while True:
+        low = np.minimum(group[first], group[second])
+        previous = group.copy()
+        np.minimum.at(group, first, low)
+        np.minimum.at(group, second, low)
+        group = group[group]  # jump to the root found so far
+        if np.array_equal(group, previous):
+            return group
+
+
 def _matching_pairs(grid: TileGrid, rects, boxes, labels, tile_ids, tolerance: float, threshold: float):
     """Pairs ``(i, j)``, ``i < j``, of boxes of one class from different tiles that match."""
     exclusive = grid.exclusive()[tile_ids]
@@ -447,8 +584,11 @@ def _matching_pairs(grid: TileGrid, rects, boxes, labels, tile_ids, tolerance: f
     agreement = shared_view_iou(boxes[first], boxes[second], rects[tile_ids[first]], rects[tile_ids[second]],
                                 tolerance)
     matched = agreement >= threshold
-    order = np.argsort(-agreement[matched], kind="stable")  # the best matches first, for the greedy merge
-    return first[matched][order], second[matched][order]
+    first, second, agreement = first[matched], second[matched], agreement[matched]
+    # the best matches first, for the greedy merge; equal ones in the order of the boxes, so that the
+    # order does not hang on the bucketing (the incremental merge finds the same pairs in smaller sets)
+    order = np.lexsort((second, first, -agreement))
+    return first[order], second[order]
 
 
 def _sharing_cells(boxes: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

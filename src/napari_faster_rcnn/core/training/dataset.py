@@ -53,6 +53,13 @@ from napari_faster_rcnn.core.data.intensity import (
     normalize_text,
 )
 from napari_faster_rcnn.core.data.memory import available_memory
+from napari_faster_rcnn.core.data.regions import (
+    is_zarr_folder,
+    open_regions,
+    read_whole,
+    region_image_info,
+    sampled_percentiles,
+)
 from napari_faster_rcnn.core.training.samples import (
     TrainingDataError,
     as_training_sample,
@@ -67,7 +74,7 @@ from napari_faster_rcnn.core.training.tiling import (
     boxes_in_window,
     grid_windows,
     random_window,
-    read_tiff_window,
+    read_window,
 )
 
 __all__ = [
@@ -133,7 +140,8 @@ class DetectionDataset(torch.utils.data.Dataset):
         self.transform = transform
         self.cache_limit_bytes = cache_limit_bytes
         self.cache_workers = cache_workers
-        self._image_info = [image_info(sample.image) for sample in self.samples]
+        self._image_info = [image_info(sample.image) if sample.plane is not None else region_image_info(sample.image)
+                            for sample in self.samples]  # (a stack's plane: the stack's header)
         self._boxes, self._labels, dropped, clipped = [], [], [], []
         for sample, annotation, (height, width, _) in zip(self.samples, annotations, self._image_info):
             labels = label_ids(annotation.labels, self.classes, sample.source)
@@ -284,19 +292,22 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def _whole_levels(self, index: int, window_pixels: np.ndarray):
         """The percentiles of item ``index``'s whole image, so that its tiles are scaled alike (as
-        tiled prediction scales them); None where the rule needs none. An image too large to hold
-        (read window by window, not cached) uses its window's own."""
+        tiled prediction scales them); None where the rule needs none. An image read window by window
+        (not cached) takes them from a strided subsample (:func:`~.regions.sampled_percentiles`), the same values."""
         if window_pixels.dtype == np.uint8 and self.normalization.startswith("auto") or not needs_levels(
                 self.normalization):
             return None
         key = (str(self.samples[index].image), self.samples[index].plane)
         if key not in self._levels:
             cached = self._cache[index]
-            if cached is None and self._channels is None and read_tiff_window(
+            percentiles = Normalization.parse(self.normalization).percentiles
+            if cached is None and self.samples[index].plane is None and self._channels is None and read_window(
                     self.samples[index].image, (0, 0, 1, 1), self._image_info[index][:2]) is not None:
-                return None  # read by windows: the window's own percentiles
+                with open_regions(self.samples[index].image) as regions:  # read by windows: never whole
+                    self._levels[key] = sampled_percentiles(regions, percentiles)
+                return self._levels[key]
             whole = cached if cached is not None else self._read(index)
-            self._levels[key] = channel_percentiles(whole, Normalization.parse(self.normalization).percentiles)
+            self._levels[key] = channel_percentiles(whole, percentiles)
         return self._levels[key]
 
     def _window_pixels(self, index: int, window) -> np.ndarray:
@@ -305,7 +316,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         cached = self._cache[index]
         if (cached is None and self.samples[index].plane is None and self._channels is None
                 and (x0, y0, x1, y1) != (0, 0, width, height)):
-            region = read_tiff_window(self.samples[index].image, (x0, y0, x1, y1), (height, width))
+            region = read_window(self.samples[index].image, (x0, y0, x1, y1), (height, width))
             if region is not None:
                 return region
         image = cached if cached is not None else self._read(index)
@@ -336,8 +347,10 @@ class DetectionDataset(torch.utils.data.Dataset):
         path, plane = self.samples[index].image, self.samples[index].plane
         if plane is not None:
             image = read_plane(path, plane, self._channels)
+        elif self._channels is None:
+            image = read_whole(path) if is_zarr_folder(path) else read_image(path)
         else:
-            image = read_image(path) if self._channels is None else read_image(path, self._channels)
+            image = read_image(path, self._channels)
         height, width, _ = self._image_info[index]
         if image.shape[:2] != (height, width):
             raise TrainingDataError(

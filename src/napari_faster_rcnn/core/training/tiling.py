@@ -21,10 +21,14 @@ shows the model the image at its own scale, as tiled prediction sees it.
   (default :data:`MIN_VISIBLE`, half), and dropped otherwise. So a half-visible
   object is still an object to learn, and a sliver at the border is neither an
   object nor background the model is punished for finding.
-- **Reading**: a tile of a tiled or striped TIFF is read alone
-  (:func:`read_tiff_window`, through tifffile's zarr store); other images are
-  decoded whole, once, into the dataset's cache (within its memory limit) and
-  cut from there.
+- **Reading**: a tile of an image stored in tiles, strips or chunks (a tiled
+  or striped TIFF, OME-TIFF, or a Zarr folder) is read alone (:func:`read_window`,
+  through :mod:`~napari_faster_rcnn.core.data.regions`), when the image is not
+  in the dataset's cache; other images are decoded whole, once, into the
+  cache (within its memory limit) and cut from there. A tile read alone is
+  scaled by the whole image's percentiles where the normalization needs them,
+  taken once per image from a strided subsample
+  (:func:`~napari_faster_rcnn.core.data.regions.sampled_percentiles`).
 """
 
 from __future__ import annotations
@@ -35,8 +39,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_faster_rcnn.core.data.images import as_rgb
-
 __all__ = [
     "MIN_VISIBLE",
     "OBJECT_PROBABILITY",
@@ -45,6 +47,7 @@ __all__ = [
     "grid_windows",
     "random_window",
     "read_tiff_window",
+    "read_window",
     "tile_count",
 ]
 
@@ -148,29 +151,43 @@ def boxes_in_window(boxes: np.ndarray, window, min_visible: float = MIN_VISIBLE)
 
 
 def read_tiff_window(path, window, size: tuple[int, int]) -> np.ndarray | None:
-    """The pixels of ``window`` ``(x0, y0, x1, y1)`` of a tiled or striped TIFF, as ``(h, w, 3)``,
-    reading only the tiles or strips it touches; None when the file is no such TIFF (or its first
-    page is not ``size`` ``(height, width)`` with the channels last), so the caller reads it whole."""
+    """:func:`read_window` for TIFF files only (None for any other file)."""
+    if Path(path).suffix.lower() not in (".tif", ".tiff"):
+        return None
+    return read_window(path, window, size)
+
+
+def _channels_on_pages(path: Path) -> bool:
+    """Whether a TIFF keeps its channels on pages of their own (read whole, with every channel)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            return len(tiff.pages) > 1 and "C" in tiff.series[0].axes
+    except Exception:  # noqa: BLE001 - not a TIFF tifffile reads: open_regions says why
+        return False
+
+
+def read_window(path, window, size: tuple[int, int]) -> np.ndarray | None:
+    """The pixels of ``window`` ``(x0, y0, x1, y1)`` of an image that can be read by region (a tiled
+    or striped TIFF, OME-TIFF, a Zarr folder: :func:`~napari_faster_rcnn.core.data.regions.open_regions`),
+    as ``(h, w, 3)`` of the image's type, reading only the tiles, strips or chunks it touches; None for
+    other images (PNG, JPEG, a TIFF in one strip) or when the image is not ``size`` ``(height, width)``,
+    so that the caller reads it whole."""
+    from napari_faster_rcnn.core.data.images import TIFF_SUFFIXES, ImageReadError
+    from napari_faster_rcnn.core.data.regions import is_zarr_folder, open_regions
+
     path = Path(path)
-    if path.suffix.lower() not in (".tif", ".tiff"):
+    if not (is_zarr_folder(path) or path.suffix.lower() in TIFF_SUFFIXES):
+        return None
+    if path.suffix.lower() in TIFF_SUFFIXES and _channels_on_pages(path):
         return None
     try:
-        import tifffile
-        import zarr
-
-        with tifffile.TiffFile(path) as tiff:
-            page = tiff.pages[0]
-            if page.shape[:2] != tuple(size) or (not page.is_tiled and len(page.dataoffsets) < 2):
-                return None
-            if len(tiff.pages) > 1 and "C" in tiff.series[0].axes:  # channels on pages of their own
-                return None
-            store = page.aszarr()
-            try:
-                array = zarr.open_array(store, mode="r")
-                x0, y0, x1, y1 = (int(value) for value in window)
-                region = np.asarray(array[y0:y1, x0:x1])
-            finally:
-                store.close()
-        return as_rgb(region)
-    except Exception:  # noqa: BLE001 - any reason tifffile cannot read it by region: read it whole instead
+        regions = open_regions(path)
+    except ImageReadError:
         return None
+    with regions:
+        if not regions.by_region or (regions.height, regions.width) != tuple(size):
+            return None
+        x0, y0, x1, y1 = (int(value) for value in window)
+        return regions.read(y0, y1, x0, x1)
