@@ -82,9 +82,10 @@ def read_annotation_file(path) -> list[tuple]:
     return _single_image_layers(image_path, image_layer_data(image_path), annotation, path, stamp)
 
 
-def read_stack_file(path: Path, annotation_path: Path | None = None) -> list[tuple]:
+def read_stack_file(path: Path, annotation_path: Path | None = None, target: Path | None = None) -> list[tuple]:
     """A stack (time-lapse, z stack) as ONE lazy image layer with its leading dimensions and
-    ONE box layer whose boxes carry their plane; its annotation is one file, ``NAME.pt``/``.json``."""
+    ONE box layer whose boxes carry their plane; its annotation is one file, ``NAME.pt``/``.json``
+    (``annotation_path`` when given, else the one found beside it; ``target``: where a new one goes)."""
     data = open_stack_array(path)  # lazy: napari decodes the plane shown only
     plane_dims = len(stack_shape(path))
     channels = data.ndim - plane_dims - 2  # 1: a channel axis, last
@@ -95,8 +96,8 @@ def read_stack_file(path: Path, annotation_path: Path | None = None) -> list[tup
     if channels == 1 and not (rgb or microscope):
         data = data[..., 0]  # gray and alpha samples: the gray, as for 2-D images
     size = tuple(int(side) for side in data.shape[plane_dims : plane_dims + 2])
-    annotation_path = annotation_path or find_annotation_file(path)
-    target = annotation_path or _default_annotation_path(path)
+    annotation_path = annotation_path or (None if target is not None else find_annotation_file(path))
+    target = annotation_path or target or _default_annotation_path(path)
     stamp = file_stamp(target)
     annotation = load_annotation(annotation_path) if annotation_path else Annotation()
     if not annotation.is_stack:
@@ -261,6 +262,7 @@ def read_dataset_folder(path) -> list[tuple]:
     dataset = discover_dataset(path)
     skipped = list(dataset.skipped)
     images, sizes, dtypes, annotations, targets, stamps, stacks = [], [], [], [], [], [], []
+    stack_layers, stack_names = [], []
     for sample in dataset.samples:
         size = None
         dtype = None
@@ -269,6 +271,16 @@ def read_dataset_folder(path) -> list[tuple]:
                 header = image_header(sample.image)
             except ImageReadError as error:
                 skipped.append((sample.image, error.reason))
+                continue
+            if (header.pages > 1 or Path(sample.image).is_dir()) and stack_shape(sample.image) is not None:
+                # a stack (time-lapse, z stack): its own layers, paged plane by plane, its one annotation file
+                try:
+                    stack_layers.extend(read_stack_file(Path(sample.image), annotation_path=sample.annotation,
+                                                        target=dataset.annotation_path(sample)))
+                except (AnnotationError, ImageReadError) as error:
+                    skipped.append((error.path, error.reason))
+                    continue
+                stack_names.append((Path(sample.image), stack_shape(sample.image)))
                 continue
             size, dtype = [header.height, header.width], header.dtype
             stacks.append((sample.image, header.pages))
@@ -291,6 +303,9 @@ def read_dataset_folder(path) -> list[tuple]:
     if skipped:
         report_skipped(path, skipped)
     report_stacks(stacks)
+    report_folder_stacks(path, stack_names)
+    if not annotations and stack_layers:
+        return stack_layers
     if not annotations:
         raise DatasetError(path, "nothing could be read: " + "; ".join(f"{p.name}: {r}" for p, r in skipped[:5]))
 
@@ -300,7 +315,8 @@ def read_dataset_folder(path) -> list[tuple]:
         conventions.ANNOTATION_STAMPS: stamps,  # so a labeling session sees what another program changed since
         conventions.DATASET_ROOT: str(path),
     }
-    return dataset_layers(path, images, sizes, dtypes, annotations, metadata)
+    # the stacks first: the folder's box layer stays the one on top (the active one), as without stacks
+    return stack_layers + dataset_layers(path, images, sizes, dtypes, annotations, metadata)
 
 
 def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dict, *, classes=None,
@@ -419,6 +435,29 @@ def report_stacks(images: list) -> None:
         show_warning(message)
     except ImportError:  # pragma: no cover - napari is a dependency
         logger.warning(message)
+
+
+def report_folder_stacks(folder: Path, stacks: list) -> None:
+    """Say in the viewer that the stacks of a dataset folder opened as their own layers.
+
+    ``stacks`` are ``(path, leading dimensions)``. Each stack is an image layer and a box layer
+    of its own, paged plane by plane by the dims slider, saved to its one annotation file; the
+    folder's layers hold its 2-D images. The slider is napari's one: a stack's first leading
+    dimension and the folder's image axis are the same slider.
+    """
+    if not stacks:
+        return
+    lines = [f"{p.name} ({' x '.join(str(side) for side in shape)} planes)" for p, shape in stacks]
+    message = (f"{folder.name}: {len(stacks)} stack(s) opened as their own image and box layers, paged plane "
+               "by plane by the slider and saved to their own file: " + "; ".join(lines[:10])
+               + (f"; and {len(lines) - 10} more" if len(lines) > 10 else ""))
+    logger.info(message)
+    try:
+        from napari.utils.notifications import show_info
+
+        show_info(message)
+    except ImportError:  # pragma: no cover - napari is a dependency
+        pass
 
 
 def _warn_unreadable(error: ImageReadError) -> None:

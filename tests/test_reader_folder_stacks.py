@@ -1,0 +1,106 @@
+"""A dataset folder mixing 2-D images and stacks (issue 13): each stack opens as its own layers,
+paged plane by plane and saved to its one file; the folder's layers hold its 2-D images."""
+
+import json
+
+import numpy as np
+import tifffile
+
+from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation
+from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles
+from napari_faster_rcnn.layers import conventions, stack_labeling
+from tests.conftest import write_image
+
+PLUGIN = "napari-faster-rcnn"
+
+
+def mixed_folder(tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    pngs = {name: write_image(folder / f"{name}.png", 32, 32, seed=seed) for seed, name in enumerate(("a", "b"))}
+    movie = np.random.default_rng(3).integers(0, 4096, (5, 32, 32), dtype=np.uint16)
+    tifffile.imwrite(folder / "movie.tif", movie, photometric="minisblack")
+    save_annotation(folder / "a.json", Annotation(np.array([[2.0, 3, 12, 14]]), ["cell"]))
+    save_annotation(folder / "movie.pt", Annotation(np.array([[4.0, 4, 10, 9]]), ["cell"], planes=np.array([[1]]),
+                                                    labeled_planes=np.array([[1]])))
+    return folder, pngs, movie
+
+
+def by_name(viewer):
+    return {layer.name: layer for layer in viewer.layers}
+
+
+def lead(plane, box):
+    (rectangle,) = boxes_to_rectangles(np.array([box], dtype=float))
+    return np.concatenate([np.full((4, 1), float(plane)), rectangle], axis=1)
+
+
+def test_a_stack_in_a_folder_is_its_own_stack_layers_paged_by_plane_and_saved_to_its_file(make_napari_viewer, tmp_path,
+                                                                                          monkeypatch):
+    import napari.utils.notifications
+
+    said = []
+    monkeypatch.setattr(napari.utils.notifications, "show_info", said.append)
+    monkeypatch.setattr(napari.utils.notifications, "show_warning", said.append)
+    folder, pngs, movie = mixed_folder(tmp_path)
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin=PLUGIN)
+    layers = by_name(viewer)
+    assert set(layers) == {"movie", "movie boxes", "mixed", "mixed boxes"}
+    assert viewer.layers[-1] is layers["mixed boxes"]  # the folder's box layer on top, as without stacks
+    assert said == ["mixed: 1 stack(s) opened as their own image and box layers, paged plane by plane by the slider "
+                    "and saved to their own file: movie.tif (5 planes)"]
+    # the folder's layers: its two 2-D images only, at their own pixels
+    folder_image, folder_boxes = layers["mixed"], layers["mixed boxes"]
+    assert [p and p.rsplit("/", 1)[-1] for p in folder_boxes.metadata[conventions.SOURCE_IMAGES]] == ["a.png", "b.png"]
+    np.testing.assert_array_equal(np.asarray(folder_image.data[1]), pngs["b"])
+    # the stack: every plane, paged into its box layer
+    stack_image, stack_boxes = layers["movie"], layers["movie boxes"]
+    assert stack_image.data.shape == (5, 32, 32) and stack_boxes.metadata[conventions.PLANE_DIMS] == 1
+    viewer.dims.set_current_step(0, 3)
+    np.testing.assert_array_equal(np.asarray(stack_image.data[3]), movie[3])
+    assert stack_boxes.nshapes == 0
+    viewer.dims.set_current_step(0, 1)
+    assert list(stack_boxes.features["label"]) == ["cell"]
+
+    # a box put on plane 3 of the stack and one on b.png, then both layers saved
+    viewer.dims.set_current_step(0, 3)
+    stack_boxes.add_rectangles([lead(3, [5, 6, 20, 22])])
+    folder_boxes.add_rectangles([lead(1, [1, 2, 9, 8])])
+    viewer.dims.set_current_step(0, 0)  # leaves plane 3 (its box into the stack's store)
+    viewer.layers.selection = {stack_boxes}
+    assert viewer.layers.save(str(folder / "movie.pt"), selected=True, plugin=PLUGIN) == [str(folder / "movie.pt")]
+    viewer.layers.selection = {folder_boxes}
+    written = viewer.layers.save(str(folder / "boxes.json"), selected=True, plugin=PLUGIN)
+    assert sorted(written) == [str(folder / "a.json"), str(folder / "b.json")]
+
+    saved = load_annotation(folder / "movie.pt")
+    assert saved.planes.tolist() == [[1], [3]] and saved.labels == ["cell", "cell"]
+    np.testing.assert_allclose(saved.boxes, [[4, 4, 10, 9], [5, 6, 20, 22]])
+    assert saved.labeled_planes.tolist() == [[1], [3]]  # planes 0, 2 and 4 stay unlabeled
+    for name, box in (("a", [2, 3, 12, 14]), ("b", [1, 2, 9, 8])):
+        raw = json.loads((folder / f"{name}.json").read_text())
+        assert "planes" not in raw and "labeled_planes" not in raw  # 2-D files stay 2-D
+        np.testing.assert_allclose(load_annotation(folder / f"{name}.json").boxes, [box])
+    assert sorted(p.name for p in folder.iterdir()) == ["a.json", "a.png", "b.json", "b.png", "movie.pt", "movie.tif"]
+
+    # reopened: the same
+    again = make_napari_viewer()
+    again.open(str(folder), plugin=PLUGIN)
+    layers = by_name(again)
+    again.dims.set_current_step(0, 3)
+    assert list(layers["movie boxes"].features["label"]) == ["cell"]
+    assert stack_labeling.labeled_planes(layers["movie boxes"]) == {(1,), (3,)}
+    boxes = conventions.annotations_from_shapes(layers["mixed boxes"].data, layers["mixed boxes"].features,
+                                                dict(layers["mixed boxes"].metadata))
+    assert [len(a) for a in boxes] == [1, 1]
+
+
+def test_a_folder_of_stacks_alone_opens_its_stacks(make_napari_viewer, tmp_path):
+    folder = tmp_path / "only"
+    folder.mkdir()
+    tifffile.imwrite(folder / "t1.tif", np.zeros((3, 16, 16), np.uint8), photometric="minisblack")
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin=PLUGIN)
+    assert [layer.name for layer in viewer.layers] == ["t1", "t1 boxes"]
+    assert viewer.layers["t1"].data.shape == (3, 16, 16)
