@@ -275,11 +275,14 @@ def read_dataset_folder(path) -> list[tuple]:
             if (header.pages > 1 or Path(sample.image).is_dir()) and stack_shape(sample.image) is not None:
                 # a stack (time-lapse, z stack): its own layers, paged plane by plane, its one annotation file
                 try:
-                    stack_layers.extend(read_stack_file(Path(sample.image), annotation_path=sample.annotation,
-                                                        target=dataset.annotation_path(sample)))
+                    layers = read_stack_file(Path(sample.image), annotation_path=sample.annotation,
+                                             target=dataset.annotation_path(sample))
                 except (AnnotationError, ImageReadError) as error:
                     skipped.append((error.path, error.reason))
                     continue
+                for layer in layers:  # so that Predict's folder mode finds the stacks of the folder
+                    layer[1]["metadata"][conventions.STACK_FOLDER] = str(path)
+                stack_layers.extend(layers)
                 stack_names.append((Path(sample.image), stack_shape(sample.image)))
                 continue
             size, dtype = [header.height, header.width], header.dtype
