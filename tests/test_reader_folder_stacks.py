@@ -104,3 +104,44 @@ def test_a_folder_of_stacks_alone_opens_its_stacks(make_napari_viewer, tmp_path)
     viewer.open(str(folder), plugin=PLUGIN)
     assert [layer.name for layer in viewer.layers] == ["t1", "t1 boxes"]
     assert viewer.layers["t1"].data.shape == (3, 16, 16)
+
+
+def predictions_out(tmp_path):
+    """A ``predict --out`` folder: a stack's file (planes, scores) and a 2-D image's, no images."""
+    out = tmp_path / "out"
+    out.mkdir()
+    stack = Annotation(np.array([[1.0, 1, 5, 5], [2, 2, 8, 8], [3, 3, 9, 9]]), ["a", "b", "a"], np.array([0.9, 0.5, 0.7]),
+                       ["a", "b"], planes=np.array([[0], [3], [3]]))
+    save_annotation(out / "movie.pt", stack, labeled_planes=False)
+    save_annotation(out / "a.pt", Annotation(np.array([[1.0, 1, 5, 5]]), ["a"], np.array([0.8]), ["a", "b"]))
+    return out, stack
+
+
+def test_a_stack_prediction_file_without_its_stack_shows_its_boxes_per_plane(make_napari_viewer, tmp_path, monkeypatch):
+    import napari.utils.notifications
+
+    said = []
+    monkeypatch.setattr(napari.utils.notifications, "show_info", said.append)
+    out, stack = predictions_out(tmp_path)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(out / "movie.pt"), plugin=PLUGIN)
+    assert layer.name == "movie predictions" and layer.ndim == 3 and conventions.is_predictions(layer)
+    assert [int(np.asarray(v)[0, 0]) for v in layer.data] == [0, 3, 3]  # each box on its plane, not one 2-D picture
+    assert viewer.dims.range[0][1] >= 3  # the slider reaches the last plane with a box
+    assert said == ["movie.pt: the boxes of a stack (3 boxes on 2 planes), shown plane by plane; its stack (movie.tif "
+                    "or another image named movie) is not beside it nor in ../input: open the stack to see its pixels"]
+    viewer.layers.selection = {layer}
+    viewer.layers.save(str(tmp_path / "again.pt"), selected=True, plugin=PLUGIN)
+    saved = load_annotation(tmp_path / "again.pt")
+    assert saved.planes.tolist() == stack.planes.tolist() and saved.labels == stack.labels
+    np.testing.assert_allclose(saved.scores, stack.scores)
+
+    # the --out folder opened whole: the stack's file its own stack box layer, the 2-D file in the folder's layer
+    said.clear()
+    folder = make_napari_viewer()
+    folder.open(str(out), plugin=PLUGIN)
+    layers = by_name(folder)
+    assert set(layers) == {"movie predictions", "out predictions"}
+    assert layers["movie predictions"].ndim == 3 and layers["out predictions"].nshapes == 1
+    assert said == ["out: 1 stack annotation file(s) without their stack shown plane by plane, each as its own box "
+                    "layer: movie.pt"]

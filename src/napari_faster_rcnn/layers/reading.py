@@ -69,6 +69,8 @@ def read_annotation_file(path) -> list[tuple]:
     stamp = file_stamp(path)
     annotation = load_annotation(path)
     image_path = _find_image_for(path)
+    if image_path is None and annotation.is_stack:
+        return [stack_boxes_without_image(path, annotation, stamp)]
     if image_path is None:
         layer = conventions.shapes_layer_data(
             [annotation],
@@ -140,6 +142,26 @@ def read_stack_file(path: Path, annotation_path: Path | None = None, target: Pat
     held = HeldStack(store)
     _attach(held, hold(shapes[1]["metadata"], held), make=held.pager)
     return [image_layer, shapes]
+
+
+def stack_boxes_without_image(path: Path, annotation: Annotation, stamp=None, report: bool = True) -> tuple:
+    """A stack's annotation file (``planes``) whose stack is not found: its boxes per plane, in a box layer
+    whose leading dimensions are the planes (the slider steps through them, up to the last plane with a
+    box), never as one 2-D picture of every plane's boxes. With ``report`` the viewer says so."""
+    dims = int(annotation.planes.shape[1])
+    # (no PLANES_SHAPE: the stack's own number of planes is not known without it)
+    layer = conventions.stack_shapes_layer_data(
+        annotation, dims, name=_layer_name(path.stem, annotation), classes=class_list([annotation]),
+        predictions=annotation.scores is not None,
+        metadata={conventions.ANNOTATION_FILES: [str(path)], conventions.SOURCE_IMAGES: [None],
+                  conventions.ANNOTATION_STAMPS: [stamp]})
+    if report:
+        message = (f"{path.name}: the boxes of a stack ({len(annotation)} boxes on "
+                   f"{len({tuple(p) for p in annotation.planes.tolist()})} planes), shown plane by plane; its stack "
+                   f"({path.stem}.tif or another image named {path.stem}) is not beside it nor in ../input: "
+                   "open the stack to see its pixels")
+        _report(message)
+    return layer
 
 
 def _stack_contrast_limits(data, plane_dims: int) -> list:
@@ -262,7 +284,7 @@ def read_dataset_folder(path) -> list[tuple]:
     dataset = discover_dataset(path)
     skipped = list(dataset.skipped)
     images, sizes, dtypes, annotations, targets, stamps, stacks = [], [], [], [], [], [], []
-    stack_layers, stack_names = [], []
+    stack_layers, stack_names, lone = [], [], []
     for sample in dataset.samples:
         size = None
         dtype = None
@@ -295,6 +317,12 @@ def read_dataset_folder(path) -> list[tuple]:
             if sample.image is not None:
                 skipped.append((sample.image, "skipped with its unreadable annotation"))
             continue
+        if sample.image is None and annotation.is_stack:  # a stack's file (predict --out) without its stack
+            layer = stack_boxes_without_image(dataset.annotation_path(sample), annotation, stamp, report=False)
+            layer[1]["metadata"][conventions.STACK_FOLDER] = str(path)
+            stack_layers.append(layer)
+            lone.append(dataset.annotation_path(sample))
+            continue
         if dtype is not None:
             dtypes.append(dtype)
         images.append(sample.image)
@@ -307,6 +335,10 @@ def read_dataset_folder(path) -> list[tuple]:
         report_skipped(path, skipped)
     report_stacks(stacks)
     report_folder_stacks(path, stack_names)
+    if lone:
+        _report(f"{path.name}: {len(lone)} stack annotation file(s) without their stack shown plane by plane, each "
+                "as its own box layer: " + "; ".join(p.name for p in lone[:10])
+                + (f"; and {len(lone) - 10} more" if len(lone) > 10 else ""))
     if not annotations and stack_layers:
         return stack_layers
     if not annotations:
@@ -454,6 +486,11 @@ def report_folder_stacks(folder: Path, stacks: list) -> None:
     message = (f"{folder.name}: {len(stacks)} stack(s) opened as their own image and box layers, paged plane "
                "by plane by the slider and saved to their own file: " + "; ".join(lines[:10])
                + (f"; and {len(lines) - 10} more" if len(lines) > 10 else ""))
+    _report(message)
+
+
+def _report(message: str) -> None:
+    """Log ``message`` and show it in the viewer (an information, not a warning)."""
     logger.info(message)
     try:
         from napari.utils.notifications import show_info
