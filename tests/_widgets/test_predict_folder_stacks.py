@@ -75,3 +75,10 @@ def test_the_folder_mode_predicts_every_plane_of_a_stack_in_the_folder(make_napa
     widget.predict()  # again: the layers already open are used, not opened twice
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
     assert sorted(layer.name for layer in viewer.layers if layer.name in ("mixed", "movie")) == ["mixed", "movie"]
+    # the stack's layers closed, the folder's open: the stack is opened again and predicted, not left out
+    for name in ("movie", "movie predictions", "movie predictions [1]"):
+        viewer.layers.remove(name)
+    widget.predict()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert [layer.name for layer in viewer.layers if layer.name.startswith("movie")] == ["movie", "movie predictions"]
+    assert prediction_pages(viewer.layers["movie predictions"]).planes == [(0,), (1,), (2,)]

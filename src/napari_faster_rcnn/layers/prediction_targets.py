@@ -39,7 +39,7 @@ from napari_faster_rcnn.core.prediction.thresholds import Thresholds
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.conventions import is_boxes
 from napari_faster_rcnn.layers.predictions import add_prediction_layer, add_stack_prediction_layer
-from napari_faster_rcnn.layers.reading import read_dataset_folder
+from napari_faster_rcnn.layers.reading import read_dataset_folder, read_stack_file
 
 #: ``metadata[CHECKPOINT]`` of a predictions layer: the checkpoint that predicted it
 CHECKPOINT = "checkpoint"
@@ -222,7 +222,13 @@ def open_folder_layers(viewer, folder: str | Path) -> tuple:
     folder = Path(folder)
     images, stacks = _open_folder_layers(viewer, folder)
     if images is not None or stacks:
-        return images, stacks
+        shown = {source for layer in stacks for source in layer.metadata.get(conventions.SOURCE_IMAGES) or ()}
+        closed = [p for p in (images.metadata.get(conventions.FOLDER_STACKS) or []) if p not in shown] if images else []
+        for path in closed:  # a stack of the folder whose layers were closed: its image layer again
+            data, kwargs, _ = read_stack_file(Path(path))[0]
+            kwargs["metadata"][conventions.STACK_FOLDER] = str(folder)
+            viewer.add_image(data, **kwargs)
+        return _open_folder_layers(viewer, folder) if closed else (images, stacks)
     opened = [layer for layer in read_dataset_folder(folder) if layer[2] == "image"]
     if not opened:
         raise DatasetError(folder, "no images to predict (a folder of annotation files alone)")

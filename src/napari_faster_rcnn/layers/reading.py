@@ -350,8 +350,12 @@ def read_dataset_folder(path) -> list[tuple]:
         conventions.ANNOTATION_STAMPS: stamps,  # so a labeling session sees what another program changed since
         conventions.DATASET_ROOT: str(path),
     }
+    layers = dataset_layers(path, images, sizes, dtypes, annotations, metadata)
+    for _, kwargs, kind in layers:
+        if kind == "image":  # the folder's image layer knows its stacks (Predict's folder mode predicts them too)
+            kwargs["metadata"][conventions.FOLDER_STACKS] = [str(p) for p, _ in stack_names]
     # the stacks first: the folder's box layer stays the one on top (the active one), as without stacks
-    return stack_layers + dataset_layers(path, images, sizes, dtypes, annotations, metadata)
+    return stack_layers + layers
 
 
 def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dict, *, classes=None,
