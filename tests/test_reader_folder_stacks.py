@@ -145,3 +145,28 @@ def test_a_stack_prediction_file_without_its_stack_shows_its_boxes_per_plane(mak
     assert layers["movie predictions"].ndim == 3 and layers["out predictions"].nshapes == 1
     assert said == ["out: 1 stack annotation file(s) without their stack shown plane by plane, each as its own box "
                     "layer: movie.pt"]
+
+
+def test_in_an_input_and_target_folder_a_stacks_new_file_goes_to_target_and_a_bad_one_is_skipped(tmp_path, monkeypatch):
+    import napari.utils.notifications
+
+    from napari_faster_rcnn._reader import get_reader
+
+    warned = []
+    monkeypatch.setattr(napari.utils.notifications, "show_warning", warned.append)
+    monkeypatch.setattr(napari.utils.notifications, "show_info", lambda message: None)
+    root = tmp_path / "data"
+    (root / "input").mkdir(parents=True)
+    (root / "target").mkdir()
+    write_image(root / "input" / "a.png", 32, 32)
+    save_annotation(root / "target" / "a.pt", Annotation(np.array([[2.0, 3, 12, 14]]), ["cell"]))
+    for name in ("movie", "broken"):
+        tifffile.imwrite(root / "input" / f"{name}.tif", np.zeros((4, 32, 32), np.uint8), photometric="minisblack")
+    # a 2-D annotation with boxes beside a stack: refused, naming the file; nothing overwrites it
+    save_annotation(root / "target" / "broken.pt", Annotation(np.array([[1.0, 1, 4, 4]]), ["cell"]))
+    layers = get_reader(str(root))(str(root))
+    names = [kwargs["name"] for _, kwargs, _ in layers]
+    assert names == ["movie", "movie boxes", "data", "data boxes"]
+    assert layers[1][1]["metadata"][conventions.ANNOTATION_FILES] == [str(root / "target" / "movie.pt")]
+    assert layers[2][1]["metadata"][conventions.FOLDER_STACKS] == [str(root / "input" / "movie.tif")]
+    assert len(warned) == 1 and "broken.pt: boxes without 'planes', but broken.tif is a stack" in warned[0]
