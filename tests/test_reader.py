@@ -247,7 +247,8 @@ def test_stacks_in_a_folder_open_as_their_own_layers_and_the_viewer_says_so(tmp_
     np.testing.assert_array_equal(np.asarray(image_data[0]), flat)
     assert [Path(p).name for p in boxes["metadata"][conventions.SOURCE_IMAGES]] == ["flat.png"]
     assert shown == ["stacks: 1 stack(s) opened as their own image and box layers, paged plane by plane by the "
-                     "slider and saved to their own file: cells.tif (4 planes)"]
+                     "slider and saved to their own file: cells.tif (4 planes) (one slider for all, the folder's image "
+                     "at 0: hide the layers above a stack to see its planes there)"]
     shown.clear()
     # opened alone, the stack is a stack (issue 13): all its pages, lazily, and no warning
     (single, options, _), (_, box_options, _) = get_reader(str(folder / "cells.tif"))(str(folder / "cells.tif"))

@@ -49,7 +49,8 @@ def test_a_stack_in_a_folder_is_its_own_stack_layers_paged_by_plane_and_saved_to
     assert set(layers) == {"movie", "movie boxes", "mixed", "mixed boxes"}
     assert viewer.layers[-1] is layers["mixed boxes"]  # the folder's box layer on top, as without stacks
     assert said == ["mixed: 1 stack(s) opened as their own image and box layers, paged plane by plane by the slider "
-                    "and saved to their own file: movie.tif (5 planes)"]
+                    "and saved to their own file: movie.tif (5 planes) (one slider for all, the folder's images at 0 to 1: "
+                    "hide the layers above a stack to see its planes there)"]
     # the folder's layers: its two 2-D images only, at their own pixels
     folder_image, folder_boxes = layers["mixed"], layers["mixed boxes"]
     assert [p and p.rsplit("/", 1)[-1] for p in folder_boxes.metadata[conventions.SOURCE_IMAGES]] == ["a.png", "b.png"]

@@ -289,12 +289,9 @@ def read_dataset_folder(path) -> list[tuple]:
         size = None
         dtype = None
         if sample.image is not None:
-            try:
-                header = image_header(sample.image)
-            except ImageReadError as error:
-                skipped.append((sample.image, error.reason))
-                continue
-            if (header.pages > 1 or Path(sample.image).is_dir()) and stack_shape(sample.image) is not None:
+            # (a TIFF or Zarr store: asked whether it is a stack before its header says "read as its first page")
+            candidate = Path(sample.image).is_dir() or Path(sample.image).suffix.lower() in (".tif", ".tiff")
+            if candidate and stack_shape(sample.image) is not None:
                 # a stack (time-lapse, z stack): its own layers, paged plane by plane, its one annotation file
                 try:
                     layers = read_stack_file(Path(sample.image), annotation_path=sample.annotation,
@@ -306,6 +303,11 @@ def read_dataset_folder(path) -> list[tuple]:
                     layer[1]["metadata"][conventions.STACK_FOLDER] = str(path)
                 stack_layers.extend(layers)
                 stack_names.append((Path(sample.image), stack_shape(sample.image)))
+                continue
+            try:
+                header = image_header(sample.image)
+            except ImageReadError as error:
+                skipped.append((sample.image, error.reason))
                 continue
             size, dtype = [header.height, header.width], header.dtype
             stacks.append((sample.image, header.pages))
@@ -334,7 +336,7 @@ def read_dataset_folder(path) -> list[tuple]:
     if skipped:
         report_skipped(path, skipped)
     report_stacks(stacks)
-    report_folder_stacks(path, stack_names)
+    report_folder_stacks(path, stack_names, len(images))
     if lone:
         _report(f"{path.name}: {len(lone)} stack annotation file(s) without their stack shown plane by plane, each "
                 "as its own box layer: " + "; ".join(p.name for p in lone[:10])
@@ -476,13 +478,14 @@ def report_stacks(images: list) -> None:
         logger.warning(message)
 
 
-def report_folder_stacks(folder: Path, stacks: list) -> None:
+def report_folder_stacks(folder: Path, stacks: list, images: int = 0) -> None:
     """Say in the viewer that the stacks of a dataset folder opened as their own layers.
 
     ``stacks`` are ``(path, leading dimensions)``. Each stack is an image layer and a box layer
     of its own, paged plane by plane by the dims slider, saved to its one annotation file; the
-    folder's layers hold its 2-D images. The slider is napari's one: a stack's first leading
-    dimension and the folder's image axis are the same slider.
+    folder's layers hold its 2-D images (``images`` of them). The slider is napari's one: a stack's
+    first leading dimension and the folder's image axis are the same slider, so where both have a
+    picture the layer above hides the one below.
     """
     if not stacks:
         return
@@ -490,6 +493,9 @@ def report_folder_stacks(folder: Path, stacks: list) -> None:
     message = (f"{folder.name}: {len(stacks)} stack(s) opened as their own image and box layers, paged plane "
                "by plane by the slider and saved to their own file: " + "; ".join(lines[:10])
                + (f"; and {len(lines) - 10} more" if len(lines) > 10 else ""))
+    if images or len(stacks) > 1:
+        at = "" if not images else ", the folder's image at 0" if images == 1 else f", the folder's images at 0 to {images - 1}"
+        message += f" (one slider for all{at}: hide the layers above a stack to see its planes there)"
     _report(message)
 
 
