@@ -289,8 +289,12 @@ def read_dataset_folder(path) -> list[tuple]:
         size = None
         dtype = None
         if sample.image is not None:
-            # (a TIFF or Zarr store: asked whether it is a stack before its header says "read as its first page")
-            candidate = Path(sample.image).is_dir() or Path(sample.image).suffix.lower() in (".tif", ".tiff")
+            try:
+                header = image_header(sample.image, note_pages=False)  # (a stack is opened whole: no note)
+            except ImageReadError as error:
+                skipped.append((sample.image, error.reason))
+                continue
+            candidate = header.pages > 1 or Path(sample.image).is_dir()  # (stack_shape parses: only these)
             if candidate and stack_shape(sample.image) is not None:
                 # a stack (time-lapse, z stack): its own layers, paged plane by plane, its one annotation file
                 try:
@@ -304,11 +308,8 @@ def read_dataset_folder(path) -> list[tuple]:
                 stack_layers.extend(layers)
                 stack_names.append((Path(sample.image), stack_shape(sample.image)))
                 continue
-            try:
-                header = image_header(sample.image)
-            except ImageReadError as error:
-                skipped.append((sample.image, error.reason))
-                continue
+            if header.pages > 1:
+                image_header(sample.image)  # the note (once per file) that it shows as its first page
             size, dtype = [header.height, header.width], header.dtype
             stacks.append((sample.image, header.pages))
         stamp = file_stamp(dataset.annotation_path(sample))
