@@ -82,3 +82,31 @@ def test_the_folder_mode_predicts_every_plane_of_a_stack_in_the_folder(make_napa
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
     assert [layer.name for layer in viewer.layers if layer.name.startswith("movie")] == ["movie", "movie predictions"]
     assert prediction_pages(viewer.layers["movie predictions"]).planes == [(0,), (1,), (2,)]
+
+
+def test_a_folder_of_stacks_alone_predicts_each_stack_even_one_whose_layers_were_closed(make_napari_viewer, qtbot, mixed,
+                                                                                      tmp_path):
+    checkpoint, folder, raw = mixed
+    stacks = tmp_path / "stacks"
+    stacks.mkdir()
+    for name in ("m1", "m2"):
+        (stacks / f"{name}.tif").write_bytes((folder / "movie.tif").read_bytes())
+    viewer = make_napari_viewer()
+    viewer.open(str(stacks), plugin=PLUGIN)
+    assert [layer.name for layer in viewer.layers] == ["m1", "m1 boxes", "m2", "m2 boxes"]
+    viewer.layers.remove("m1")  # one stack's image layer closed
+    widget = PredictWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.path.setText(str(checkpoint))
+    assert widget.load() is not None
+    qtbot.waitUntil(widget.load_button.isEnabled, timeout=60_000)
+    widget.tile.setValue(0)
+    widget.target.setCurrentText(FOLDER)
+    widget.folder.setText(str(stacks))
+    assert widget.predict() is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    for name in ("m1", "m2"):
+        pages = prediction_pages(viewer.layers[f"{name} predictions"])
+        assert pages.planes == [(0,), (1,), (2,)], widget.status.text()
+        for t in range(3):
+            assert_same_detections(pages.raw[t], raw[2 + t])

@@ -223,7 +223,9 @@ def open_folder_layers(viewer, folder: str | Path) -> tuple:
     images, stacks = _open_folder_layers(viewer, folder)
     if images is not None or stacks:
         shown = {source for layer in stacks for source in layer.metadata.get(conventions.SOURCE_IMAGES) or ()}
-        closed = [p for p in (images.metadata.get(conventions.FOLDER_STACKS) or []) if p not in shown] if images else []
+        listed = dict.fromkeys(p for layer in ([images] if images is not None else []) + stacks
+                               for p in layer.metadata.get(conventions.FOLDER_STACKS) or [])
+        closed = [p for p in listed if p not in shown]
         for path in closed:  # a stack of the folder whose layers were closed: its image layer again
             data, kwargs, _ = read_stack_file(Path(path))[0]
             kwargs["metadata"][conventions.STACK_FOLDER] = str(folder)

@@ -342,6 +342,11 @@ def read_dataset_folder(path) -> list[tuple]:
         _report(f"{path.name}: {len(lone)} stack annotation file(s) without their stack shown plane by plane, each "
                 "as its own box layer: " + "; ".join(p.name for p in lone[:10])
                 + (f"; and {len(lone) - 10} more" if len(lone) > 10 else ""))
+    # every image layer of the folder knows its stacks (Predict's folder mode predicts them all)
+    listed = [str(p) for p, _ in stack_names]
+    for _, kwargs, kind in stack_layers:
+        if kind == "image":
+            kwargs["metadata"][conventions.FOLDER_STACKS] = listed
     if not annotations and stack_layers:
         return stack_layers
     if not annotations:
@@ -355,8 +360,8 @@ def read_dataset_folder(path) -> list[tuple]:
     }
     layers = dataset_layers(path, images, sizes, dtypes, annotations, metadata)
     for _, kwargs, kind in layers:
-        if kind == "image":  # the folder's image layer knows its stacks (Predict's folder mode predicts them too)
-            kwargs["metadata"][conventions.FOLDER_STACKS] = [str(p) for p, _ in stack_names]
+        if kind == "image":
+            kwargs["metadata"][conventions.FOLDER_STACKS] = listed
     # the stacks first: the folder's box layer stays the one on top (the active one), as without stacks
     return stack_layers + layers
 
