@@ -171,3 +171,23 @@ def test_in_an_input_and_target_folder_a_stacks_new_file_goes_to_target_and_a_ba
     assert layers[1][1]["metadata"][conventions.ANNOTATION_FILES] == [str(root / "target" / "movie.pt")]
     assert layers[2][1]["metadata"][conventions.FOLDER_STACKS] == [str(root / "input" / "movie.tif")]
     assert len(warned) == 1 and "broken.pt: boxes without 'planes', but broken.tif is a stack" in warned[0]
+
+
+def test_label_boxes_labels_a_stack_of_an_input_and_target_folder_into_its_one_target_file(make_napari_viewer, tmp_path):
+    root = tmp_path / "data"
+    (root / "input").mkdir(parents=True)
+    write_image(root / "input" / "a.png", 32, 32)
+    tifffile.imwrite(root / "input" / "movie.tif", np.zeros((4, 32, 32), np.uint8), photometric="minisblack")
+    viewer = make_napari_viewer()
+    viewer.open(str(root), plugin=PLUGIN)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Label boxes")
+    stack_boxes = viewer.layers["movie boxes"]
+    widget.boxes.set_layer(stack_boxes)
+    assert widget.stack_layer is stack_boxes and widget.unlabeled.text().startswith("0 of 4 planes labeled")
+    viewer.dims.set_current_step(0, 2)
+    stack_boxes.add_rectangles([lead(2, [3, 4, 12, 15])])
+    assert widget.unlabeled.text().startswith("1 of 4 planes labeled")
+    widget.save()
+    saved = load_annotation(root / "target" / "movie.pt")
+    assert saved.planes.tolist() == [[2]] and saved.labeled_planes.tolist() == [[2]]
+    assert sorted(p.name for p in (root / "target").iterdir()) == ["movie.pt"]  # the PNG's file not written
