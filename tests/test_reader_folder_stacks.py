@@ -191,3 +191,19 @@ def test_label_boxes_labels_a_stack_of_an_input_and_target_folder_into_its_one_t
     saved = load_annotation(root / "target" / "movie.pt")
     assert saved.planes.tolist() == [[2]] and saved.labeled_planes.tolist() == [[2]]
     assert sorted(p.name for p in (root / "target").iterdir()) == ["movie.pt"]  # the PNG's file not written
+
+
+def test_a_multichannel_stack_in_a_folder_is_one_layer_per_channel_and_one_stack_to_predict(make_napari_viewer, tmp_path):
+    from napari_faster_rcnn.layers.prediction_targets import folder_target
+
+    folder = tmp_path / "multi"
+    folder.mkdir()
+    write_image(folder / "a.png", 32, 32)
+    tifffile.imwrite(folder / "cells.ome.tif", np.zeros((3, 2, 32, 32), np.uint16), metadata={"axes": "TCYX"})
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin=PLUGIN)
+    assert [layer.name for layer in viewer.layers] == [
+        "cells.ome [channel 0]", "cells.ome [channel 1]", "cells.ome boxes", "multi", "multi boxes"]
+    target = folder_target(viewer, folder)
+    assert [len(part) for part in target.parts] == [1, 3]  # the PNG, and the stack's 3 planes once (not per channel)
+    assert target.parts[1].planes == [(0,), (1,), (2,)]
