@@ -207,3 +207,30 @@ def test_a_multichannel_stack_in_a_folder_is_one_layer_per_channel_and_one_stack
     target = folder_target(viewer, folder)
     assert [len(part) for part in target.parts] == [1, 3]  # the PNG, and the stack's 3 planes once (not per channel)
     assert target.parts[1].planes == [(0,), (1,), (2,)]
+
+
+def test_a_folder_run_cancelled_in_a_stack_keeps_the_images_and_the_planes_predicted(make_napari_viewer, tmp_path):
+    from napari_faster_rcnn.core.prediction.run import PredictionRecord
+    from napari_faster_rcnn.core.prediction.thresholds import Thresholds
+    from napari_faster_rcnn.layers.prediction_targets import add_folder_predictions, folder_target
+    from napari_faster_rcnn.layers.predictions import prediction_pages
+
+    folder, _, _ = mixed_folder(tmp_path)
+    viewer = make_napari_viewer()
+    target = folder_target(viewer, folder)  # a.png, b.png, then the stack's 5 planes
+    assert len(target) == 7 and [len(part) for part in target.parts] == [2, 5]
+
+    def record(index, x):
+        plane = target.parts[1].planes[index - 2] if index >= 2 else None
+        annotation = Annotation(np.array([[x, x, x + 5, x + 5]]), ["cell"], np.array([0.9]), ["cell"],
+                                planes=None if plane is None else np.array([plane]))
+        return PredictionRecord(index, None, annotation, (32, 32), None, index + 1, 7, 1, plane)
+
+    records = [record(i, float(i)) for i in range(4)]  # cancelled after plane 1 of the stack
+    layers = add_folder_predictions(viewer, target, records, ["cell"], Thresholds(0.5, 0.5), count=4)
+    assert [layer.name for layer in layers] == ["mixed predictions", "movie predictions"]
+    assert [a.boxes[0, 0] for a in prediction_pages(layers[0]).raw] == [0.0, 1.0]
+    stack = prediction_pages(layers[1])
+    assert stack.planes == [(0,), (1,)] and [a.boxes[0, 0] for a in stack.raw] == [2.0, 3.0]
+    assert [layer.name for layer in add_folder_predictions(viewer, target, records[:1], ["cell"], Thresholds(0.5, 0.5),
+                                                          count=1)] == ["mixed predictions [1]"]
