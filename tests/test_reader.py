@@ -1,6 +1,7 @@
 """The reader, driven through a real viewer."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -228,20 +229,26 @@ def test_the_slices_of_images_above_pillows_limit_show_their_pixels(tutorial_dat
     np.testing.assert_array_equal(np.asarray(image_data[2]), expected)
 
 
-def test_stacks_are_shown_as_their_first_page_and_the_viewer_says_so(tmp_path, monkeypatch):
+def test_stacks_in_a_folder_open_as_their_own_layers_and_the_viewer_says_so(tmp_path, monkeypatch):
     import napari.utils.notifications
 
     shown = []
     monkeypatch.setattr(napari.utils.notifications, "show_warning", shown.append)
+    monkeypatch.setattr(napari.utils.notifications, "show_info", shown.append)
     folder = tmp_path / "stacks"
     pages = np.random.default_rng(0).integers(0, 256, (4, 40, 60, 3), dtype=np.uint8)
     folder.mkdir()
     tifffile.imwrite(folder / "cells.tif", pages, photometric="rgb")
-    write_image(folder / "flat.png", 40, 60)
-    (image_data, _, _), _ = get_reader(str(folder))(str(folder))
-    np.testing.assert_array_equal(np.asarray(image_data[0]), pages[0])
-    assert shown == ["1 multi-page image(s) shown as their first page (stacks are not supported yet): "
-                     "cells.tif: page 1 of 4"]
+    flat = write_image(folder / "flat.png", 40, 60)
+    (stack, stack_kwargs, _), (_, stack_boxes, _), (image_data, _, _), (_, boxes, _) = get_reader(str(folder))(str(folder))
+    assert stack.shape == (4, 40, 60, 3) and stack_kwargs["rgb"] and stack_boxes["ndim"] == 3
+    np.testing.assert_array_equal(np.asarray(stack), pages)  # every page, not the first one
+    assert image_data.shape[0] == 1  # the folder's own stack: its 2-D image only
+    np.testing.assert_array_equal(np.asarray(image_data[0]), flat)
+    assert [Path(p).name for p in boxes["metadata"][conventions.SOURCE_IMAGES]] == ["flat.png"]
+    assert shown == ["stacks: 1 stack(s) opened as their own image and box layers, paged plane by plane by the "
+                     "slider and saved to their own file: cells.tif (4 planes) (one slider for all, the folder's image "
+                     "at 0: hide the layers above a stack to see its planes there)"]
     shown.clear()
     # opened alone, the stack is a stack (issue 13): all its pages, lazily, and no warning
     (single, options, _), (_, box_options, _) = get_reader(str(folder / "cells.tif"))(str(folder / "cells.tif"))

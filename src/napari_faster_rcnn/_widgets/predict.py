@@ -18,6 +18,10 @@ On a stack read as data (a time-lapse or z stack) "current image" predicts the p
 "whole stack" every plane and "range of planes" the planes the text chooses (``3:7``: planes 3
 to 6, the end excluded; ``5``; ``3:``; several joined by commas; counted from 0 along the first
 leading dimension). The result is a predictions layer whose boxes carry their planes.
+
+"folder" predicts a dataset folder's 2-D images (the folder's predictions layer) and every plane
+of each stack in it (each stack opens as its own layers, as the reader opens it; a stack's
+predictions layer each), in one run.
 """
 
 from __future__ import annotations
@@ -247,9 +251,10 @@ class PredictWidget(DockedWidget):
             folder = self.folder.text().strip()
             if not folder:
                 raise ValueError("choose a folder of images first")
-            layer = prediction_targets.open_folder_images(self.viewer, folder)
-            self.image_layer.set_layer(layer)
-            return prediction_targets.layer_target(self.viewer, layer, whole_stack=True)
+            # the folder's 2-D images and every plane of each of its stacks (as the command line predicts them)
+            target = prediction_targets.folder_target(self.viewer, folder)
+            self.image_layer.set_layer(target.image_layer)
+            return target
         layer = self.image_layer.layer()
         if layer is None:
             raise ValueError("open an image (or a dataset folder) first")
@@ -343,12 +348,16 @@ class PredictWidget(DockedWidget):
         if count == 0:
             self.status.setText("cancelled before the first image: no predictions")
             return
-        self.layer = prediction_targets.add_predictions(self.viewer, target, self.records, self.checkpoint.classes, self._thresholds,
-                                       count=count, checkpoint=str(self.checkpoint.path))
+        layers = prediction_targets.add_folder_predictions(
+            self.viewer, target, self.records, self.checkpoint.classes, self._thresholds, count=count,
+            checkpoint=str(self.checkpoint.path))
+        self.layer = layers[0]
         raw = sum(len(r.annotation) for r in self.records if r.annotation is not None and r.index < count)
-        shown = sum(len(a) for a in prediction_pages(self.layer).annotations)
+        shown = sum(len(a) for layer in layers for a in prediction_pages(layer).annotations)
         unit = self._unit
-        text = (f"{count} {unit}{'s' if count != 1 else ''}: {shown:,} boxes pass score ≥ "
+        stacks = sum(part.planes is not None for part in target.parts or ())
+        parts = f" ({stacks} stack{'s' if stacks != 1 else ''}: a predictions layer each)" if stacks else ""
+        text = (f"{count} {unit}{'s' if count != 1 else ''}{parts}: {shown:,} boxes pass score ≥ "
                 f"{self._thresholds.score_threshold:g} and NMS {self._thresholds.nms_threshold:g} "
                 f"({raw:,} raw detections kept for Tune predictions)")
         if cancelled:

@@ -30,6 +30,8 @@ from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, clip_boxes, 
 SOURCE_IMAGES = "source_images"  # list of str: the image file of each slice (None if unknown)
 IMAGE_SIZES = "image_sizes"  # list of [height, width] per slice
 DATASET_ROOT = "dataset_root"  # str: the folder that was opened, if any
+STACK_FOLDER = "stack_folder"  # str: a stack's layers opened with a dataset folder: the folder
+FOLDER_STACKS = "folder_stacks"  # list of str: a dataset folder's image layers (its own, its stacks'): its stacks
 ANNOTATION_FILES = "annotation_files"  # list of str: where each slice's annotation is saved
 CLASSES = "classes"  # list of str: the class list, in class-id order (id = position + 1)
 CLASS_COLORS = "class_colors"  # dict: class name -> "#rrggbb"

@@ -27,7 +27,7 @@ No Qt here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ from napari_faster_rcnn.core.prediction.thresholds import Thresholds
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.conventions import is_boxes
 from napari_faster_rcnn.layers.predictions import add_prediction_layer, add_stack_prediction_layer
-from napari_faster_rcnn.layers.reading import read_dataset_folder
+from napari_faster_rcnn.layers.reading import read_dataset_folder, read_stack_file
 
 #: ``metadata[CHECKPOINT]`` of a predictions layer: the checkpoint that predicted it
 CHECKPOINT = "checkpoint"
@@ -79,6 +79,8 @@ class PredictionTarget:
     #: For a stack read as data: the leading coordinates of each plane predicted (None: images)
     planes: list | None = None
     plane_dims: int = 0
+    #: A folder's run (see :func:`folder_target`): the targets it joins, each its own predictions layer
+    parts: list | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -194,22 +196,84 @@ def stack_target(viewer, layer, whole_stack: bool, planes: str | None = None) ->
 def open_folder_images(viewer, folder: str | Path):
     """The image stack layer of a dataset folder: the one already open, or a new one as the reader makes it.
 
+    Returns the folder's image stack layer (its 2-D images), or, for a folder of stacks alone, the image
+    layer of its first stack. The image layers of the folder's stacks (see :func:`open_folder_layers`) are
+    opened with it.
+
     Raises
     ------
     ValueError
         (``DatasetError``) naming the folder when it has no readable images.
     """
-    from napari.layers import Layer
+    images, stacks = open_folder_layers(viewer, folder)
+    return images if images is not None else stacks[0]
 
 
+def open_folder_layers(viewer, folder: str | Path) -> tuple:
+    """``(images, stacks)``: a dataset folder's image stack layer (its 2-D images; None when it has none)
+    and one image layer per stack of the folder (time-lapse, z stack; the first channel's of a
+    multichannel one): those already open, or new ones as the reader makes them.
+
+    Raises
+    ------
+    ValueError
+        (``DatasetError``) naming the folder when it has no readable images.
+    """
     folder = Path(folder)
-    for layer in viewer.layers:
-        if is_image_layer(layer) and layer.metadata.get(conventions.DATASET_ROOT) == str(folder):
-            return layer
-    image = [layer for layer in read_dataset_folder(folder) if layer[2] == "image"]
-    if not image:
+    images, stacks = _open_folder_layers(viewer, folder)
+    if images is not None or stacks:
+        shown = {source for layer in stacks for source in layer.metadata.get(conventions.SOURCE_IMAGES) or ()}
+        listed = dict.fromkeys(p for layer in ([images] if images is not None else []) + stacks
+                               for p in layer.metadata.get(conventions.FOLDER_STACKS) or [])
+        closed = [p for p in listed if p not in shown]
+        for path in closed:  # a stack of the folder whose layers were closed: its image layer again
+            data, kwargs, _ = read_stack_file(Path(path))[0]
+            kwargs["metadata"][conventions.STACK_FOLDER] = str(folder)
+            viewer.add_image(data, **kwargs)
+        return _open_folder_layers(viewer, folder) if closed else (images, stacks)
+    opened = [layer for layer in read_dataset_folder(folder) if layer[2] == "image"]
+    if not opened:
         raise DatasetError(folder, "no images to predict (a folder of annotation files alone)")
-    return viewer.add_layer(Layer.create(*image[0]))
+    for data, kwargs, _ in opened:
+        viewer.add_image(data, **kwargs)  # (a list of layers for a multichannel stack: channel_axis)
+    return _open_folder_layers(viewer, folder)
+
+
+def _open_folder_layers(viewer, folder: Path) -> tuple:
+    images, stacks, seen = None, [], set()
+    for layer in viewer.layers:
+        if not is_image_layer(layer):
+            continue
+        if images is None and layer.metadata.get(conventions.DATASET_ROOT) == str(folder):
+            images = layer
+        sources = tuple(layer.metadata.get(conventions.SOURCE_IMAGES) or ())
+        if layer.metadata.get(conventions.STACK_FOLDER) == str(folder) and sources not in seen:
+            seen.add(sources)  # one layer per stack (a multichannel stack has one per channel)
+            stacks.append(layer)
+    return images, stacks
+
+
+def folder_target(viewer, folder: str | Path) -> PredictionTarget:
+    """Every image of a dataset folder and every plane of each of its stacks, as one run.
+
+    Its ``parts`` are the folder's 2-D images (one target, on the folder's image stack layer) and each
+    stack's planes (one target per stack, on the stack's image layer); :func:`add_predictions` gives each
+    part its own predictions layer: the folder's, and a stack's predictions layer per stack.
+    """
+    images, stacks = open_folder_layers(viewer, folder)
+    parts = ([layer_target(viewer, images, whole_stack=True)] if images is not None else []) + [
+        stack_target(viewer, layer, whole_stack=True) for layer in stacks]
+    if len(parts) == 1:
+        return parts[0]
+    return PredictionTarget(
+        image_layer=parts[0].image_layer,
+        images=[image for part in parts for image in part.images],
+        sources=[source for part in parts for source in part.sources],
+        sizes=[size for part in parts for size in part.sizes],
+        stacked=True,
+        metadata=dict(parts[0].metadata),
+        parts=parts,
+    )
 
 
 def known_colors(viewer) -> dict[str, str]:
@@ -241,8 +305,13 @@ def add_predictions(
     count: int | None = None,
     checkpoint: str | None = None,
 ):
-    """Add the predictions layer of a run over ``target`` (its first ``count`` images) and return it."""
+    """Add the predictions layer of a run over ``target`` (its first ``count`` images) and return it
+    (for a folder's run with stacks, :func:`folder_target`: the first of its layers; see
+    :func:`add_folder_predictions` for them all)."""
     count = len(target) if count is None else count
+    if target.parts is not None:
+        return add_folder_predictions(viewer, target, records, classes, thresholds, count=count,
+                                      checkpoint=checkpoint)[0]
     if target.planes is not None:
         return _add_stack_predictions(viewer, target, records, classes, thresholds, count, checkpoint)
     raw = raw_annotations(records, count)
@@ -263,6 +332,24 @@ def add_predictions(
         translate[0] += target.first * scale[0]  # one image of a stack sits on its slice
     layer.scale, layer.translate = scale, translate
     return layer
+
+
+def add_folder_predictions(viewer, target: PredictionTarget, records: Sequence, classes: Sequence[str],
+                           thresholds: Thresholds, *, count: int | None = None, checkpoint: str | None = None) -> list:
+    """The predictions layers of a run over a folder's target (:func:`folder_target`): one per part
+    that the run reached (its first ``count`` images); a target without parts gives its one layer."""
+    count = len(target) if count is None else count
+    if target.parts is None:
+        return [add_predictions(viewer, target, records, classes, thresholds, count=count, checkpoint=checkpoint)]
+    layers, offset = [], 0
+    for part in target.parts:
+        reached = int(np.clip(count - offset, 0, len(part)))
+        if reached:
+            own = [replace(record, index=record.index - offset) for record in records
+                   if offset <= record.index < offset + len(part)]
+            layers.append(add_predictions(viewer, part, own, classes, thresholds, count=reached, checkpoint=checkpoint))
+        offset += len(part)
+    return layers
 
 
 def _add_stack_predictions(viewer, target: PredictionTarget, records, classes, thresholds, count: int, checkpoint):

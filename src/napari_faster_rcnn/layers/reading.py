@@ -69,6 +69,8 @@ def read_annotation_file(path) -> list[tuple]:
     stamp = file_stamp(path)
     annotation = load_annotation(path)
     image_path = _find_image_for(path)
+    if image_path is None and annotation.is_stack:
+        return [stack_boxes_without_image(path, annotation, stamp)]
     if image_path is None:
         layer = conventions.shapes_layer_data(
             [annotation],
@@ -82,9 +84,10 @@ def read_annotation_file(path) -> list[tuple]:
     return _single_image_layers(image_path, image_layer_data(image_path), annotation, path, stamp)
 
 
-def read_stack_file(path: Path, annotation_path: Path | None = None) -> list[tuple]:
+def read_stack_file(path: Path, annotation_path: Path | None = None, target: Path | None = None) -> list[tuple]:
     """A stack (time-lapse, z stack) as ONE lazy image layer with its leading dimensions and
-    ONE box layer whose boxes carry their plane; its annotation is one file, ``NAME.pt``/``.json``."""
+    ONE box layer whose boxes carry their plane; its annotation is one file, ``NAME.pt``/``.json``
+    (``annotation_path`` when given, else the one found beside it; ``target``: where a new one goes)."""
     data = open_stack_array(path)  # lazy: napari decodes the plane shown only
     plane_dims = len(stack_shape(path))
     channels = data.ndim - plane_dims - 2  # 1: a channel axis, last
@@ -95,8 +98,8 @@ def read_stack_file(path: Path, annotation_path: Path | None = None) -> list[tup
     if channels == 1 and not (rgb or microscope):
         data = data[..., 0]  # gray and alpha samples: the gray, as for 2-D images
     size = tuple(int(side) for side in data.shape[plane_dims : plane_dims + 2])
-    annotation_path = annotation_path or find_annotation_file(path)
-    target = annotation_path or _default_annotation_path(path)
+    annotation_path = annotation_path or (None if target is not None else find_annotation_file(path))
+    target = annotation_path or target or _default_annotation_path(path)
     stamp = file_stamp(target)
     annotation = load_annotation(annotation_path) if annotation_path else Annotation()
     if not annotation.is_stack:
@@ -139,6 +142,26 @@ def read_stack_file(path: Path, annotation_path: Path | None = None) -> list[tup
     held = HeldStack(store)
     _attach(held, hold(shapes[1]["metadata"], held), make=held.pager)
     return [image_layer, shapes]
+
+
+def stack_boxes_without_image(path: Path, annotation: Annotation, stamp=None, report: bool = True) -> tuple:
+    """A stack's annotation file (``planes``) whose stack is not found: its boxes per plane, in a box layer
+    whose leading dimensions are the planes (the slider steps through them, up to the last plane with a
+    box), never as one 2-D picture of every plane's boxes. With ``report`` the viewer says so."""
+    dims = int(annotation.planes.shape[1])
+    # (no PLANES_SHAPE: the stack's own number of planes is not known without it)
+    layer = conventions.stack_shapes_layer_data(
+        annotation, dims, name=_layer_name(path.stem, annotation), classes=class_list([annotation]),
+        predictions=annotation.scores is not None,
+        metadata={conventions.ANNOTATION_FILES: [str(path)], conventions.SOURCE_IMAGES: [None],
+                  conventions.ANNOTATION_STAMPS: [stamp]})
+    if report:
+        message = (f"{path.name}: the boxes of a stack ({len(annotation)} boxes on "
+                   f"{len({tuple(p) for p in annotation.planes.tolist()})} planes), shown plane by plane; its stack "
+                   f"({path.stem}.tif or another image named {path.stem}) is not beside it nor in ../input: "
+                   "open the stack to see its pixels")
+        _report(message)
+    return layer
 
 
 def _stack_contrast_limits(data, plane_dims: int) -> list:
@@ -261,15 +284,32 @@ def read_dataset_folder(path) -> list[tuple]:
     dataset = discover_dataset(path)
     skipped = list(dataset.skipped)
     images, sizes, dtypes, annotations, targets, stamps, stacks = [], [], [], [], [], [], []
+    stack_layers, stack_names, lone = [], [], []
     for sample in dataset.samples:
         size = None
         dtype = None
         if sample.image is not None:
             try:
-                header = image_header(sample.image)
+                header = image_header(sample.image, note_pages=False)  # (a stack is opened whole: no note)
             except ImageReadError as error:
                 skipped.append((sample.image, error.reason))
                 continue
+            candidate = header.pages > 1 or Path(sample.image).is_dir()  # (stack_shape parses: only these)
+            if candidate and stack_shape(sample.image) is not None:
+                # a stack (time-lapse, z stack): its own layers, paged plane by plane, its one annotation file
+                try:
+                    layers = read_stack_file(Path(sample.image), annotation_path=sample.annotation,
+                                             target=dataset.annotation_path(sample))
+                except (AnnotationError, ImageReadError) as error:
+                    skipped.append((error.path, error.reason))
+                    continue
+                for layer in layers:  # so that Predict's folder mode finds the stacks of the folder
+                    layer[1]["metadata"][conventions.STACK_FOLDER] = str(path)
+                stack_layers.extend(layers)
+                stack_names.append((Path(sample.image), stack_shape(sample.image)))
+                continue
+            if header.pages > 1:
+                image_header(sample.image)  # the note (once per file) that it shows as its first page
             size, dtype = [header.height, header.width], header.dtype
             stacks.append((sample.image, header.pages))
         stamp = file_stamp(dataset.annotation_path(sample))
@@ -279,6 +319,12 @@ def read_dataset_folder(path) -> list[tuple]:
             skipped.append((sample.annotation, error.reason))
             if sample.image is not None:
                 skipped.append((sample.image, "skipped with its unreadable annotation"))
+            continue
+        if sample.image is None and annotation.is_stack:  # a stack's file (predict --out) without its stack
+            layer = stack_boxes_without_image(dataset.annotation_path(sample), annotation, stamp, report=False)
+            layer[1]["metadata"][conventions.STACK_FOLDER] = str(path)
+            stack_layers.append(layer)
+            lone.append(dataset.annotation_path(sample))
             continue
         if dtype is not None:
             dtypes.append(dtype)
@@ -291,6 +337,18 @@ def read_dataset_folder(path) -> list[tuple]:
     if skipped:
         report_skipped(path, skipped)
     report_stacks(stacks)
+    report_folder_stacks(path, stack_names, len(images))
+    if lone:
+        _report(f"{path.name}: {len(lone)} stack annotation file(s) without their stack shown plane by plane, each "
+                "as its own box layer: " + "; ".join(p.name for p in lone[:10])
+                + (f"; and {len(lone) - 10} more" if len(lone) > 10 else ""))
+    # every image layer of the folder knows its stacks (Predict's folder mode predicts them all)
+    listed = [str(p) for p, _ in stack_names]
+    for _, kwargs, kind in stack_layers:
+        if kind == "image":
+            kwargs["metadata"][conventions.FOLDER_STACKS] = listed
+    if not annotations and stack_layers:
+        return stack_layers
     if not annotations:
         raise DatasetError(path, "nothing could be read: " + "; ".join(f"{p.name}: {r}" for p, r in skipped[:5]))
 
@@ -300,7 +358,12 @@ def read_dataset_folder(path) -> list[tuple]:
         conventions.ANNOTATION_STAMPS: stamps,  # so a labeling session sees what another program changed since
         conventions.DATASET_ROOT: str(path),
     }
-    return dataset_layers(path, images, sizes, dtypes, annotations, metadata)
+    layers = dataset_layers(path, images, sizes, dtypes, annotations, metadata)
+    for _, kwargs, kind in layers:
+        if kind == "image":
+            kwargs["metadata"][conventions.FOLDER_STACKS] = listed
+    # the stacks first: the folder's box layer stays the one on top (the active one), as without stacks
+    return stack_layers + layers
 
 
 def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dict, *, classes=None,
@@ -419,6 +482,38 @@ def report_stacks(images: list) -> None:
         show_warning(message)
     except ImportError:  # pragma: no cover - napari is a dependency
         logger.warning(message)
+
+
+def report_folder_stacks(folder: Path, stacks: list, images: int = 0) -> None:
+    """Say in the viewer that the stacks of a dataset folder opened as their own layers.
+
+    ``stacks`` are ``(path, leading dimensions)``. Each stack is an image layer and a box layer
+    of its own, paged plane by plane by the dims slider, saved to its one annotation file; the
+    folder's layers hold its 2-D images (``images`` of them). The slider is napari's one: a stack's
+    first leading dimension and the folder's image axis are the same slider, so where both have a
+    picture the layer above hides the one below.
+    """
+    if not stacks:
+        return
+    lines = [f"{p.name} ({' x '.join(str(side) for side in shape)} planes)" for p, shape in stacks]
+    message = (f"{folder.name}: {len(stacks)} stack(s) opened as their own image and box layers, paged plane "
+               "by plane by the slider and saved to their own file: " + "; ".join(lines[:10])
+               + (f"; and {len(lines) - 10} more" if len(lines) > 10 else ""))
+    if images or len(stacks) > 1:
+        at = "" if not images else ", the folder's image at 0" if images == 1 else f", the folder's images at 0 to {images - 1}"
+        message += f" (one slider for all{at}: hide the layers above a stack to see its planes there)"
+    _report(message)
+
+
+def _report(message: str) -> None:
+    """Log ``message`` and show it in the viewer (an information, not a warning)."""
+    logger.info(message)
+    try:
+        from napari.utils.notifications import show_info
+
+        show_info(message)
+    except ImportError:  # pragma: no cover - napari is a dependency
+        pass
 
 
 def _warn_unreadable(error: ImageReadError) -> None:

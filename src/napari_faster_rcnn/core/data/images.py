@@ -63,8 +63,11 @@ def is_image_file(path: str | Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def image_header(path: str | Path) -> ImageHeader:
+def image_header(path: str | Path, note_pages: bool = True) -> ImageHeader:
     """Size, dtype and page count of an image from its header (see :class:`ImageHeader`).
+
+    ``note_pages`` False: no note that a multi-page file is read as its first page (for a
+    caller that opens a stack whole).
 
     Raises
     ------
@@ -86,7 +89,8 @@ def image_header(path: str | Path) -> ImageHeader:
             width, height = image.size
             dtype = _MODE_DTYPES.get(image.mode, np.dtype(np.uint8))
         header = ImageHeader(height, width, dtype, tiff.pages if tiff is not None else 1)
-    _note_pages(path, header.pages)
+    if note_pages:
+        _note_pages(path, header.pages)
     return header
 
 
