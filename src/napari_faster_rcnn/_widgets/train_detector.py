@@ -30,6 +30,7 @@ from napari_faster_rcnn._widgets._training_worker import CloseWatcher, QuietFunc
 from napari_faster_rcnn.core.data.channels import check_channels
 from napari_faster_rcnn.core.data.intensity import normalize_text
 from napari_faster_rcnn.core.training.samples import folder_samples
+from napari_faster_rcnn.core.training.splits import split_indices
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.training import (
     TrainingJob,
@@ -147,6 +148,10 @@ class TrainDetectorWidget(DockedWidget):
         layer_data = layer_training_data(layer)
         if validation is not None and not export:
             validation = folder_samples(validation)  # samples too, as the layer's
+        elif validation is None and not export:
+            # refused here, before a run folder is made: one stack alone with a validation ratio
+            # (its planes stay in one part), with what to change
+            split_indices(layer_data.samples, self.form.split_ratios(), self.form.split_seed.value())
         return layer_data.samples, validation, layer_data.classes, layer_data
 
     def _dataset_root(self):
