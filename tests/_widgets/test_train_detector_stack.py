@@ -68,7 +68,6 @@ def test_training_from_a_stack_layer_trains_on_its_labeled_planes_only(make_napa
     assert widget.form.layer.layer() is shapes
     for spin, ratio in zip(widget.form.ratios, (1.0, 0.0, 0.0)):
         spin.setValue(ratio)
-    widget.form.training_fields.set_values({"validation": False})
     worker = widget.train()
     assert worker is not None, widget.status.text()
     assert widget.status.text().startswith("starting: 2 labeled planes of 6 of the stack movie.tif")

@@ -438,6 +438,57 @@ def _stack_evaluation_inputs(ground_layer, predicted_layer) -> dict:
 # --- calibrating thresholds on labels ---------------------------------------------------
 
 
+class CalibrationJob:
+    """What :func:`calibrate_predictions` needs, taken from the layers on the main thread (the
+    labels copied: later edits in the viewer do not reach it); :meth:`run` does the work, in any
+    thread."""
+
+    def __init__(self, ground, raw, image_sizes, objective: str, unlabeled: int):
+        self.ground, self.raw, self.image_sizes = ground, raw, image_sizes
+        self.objective, self.unlabeled = objective, unlabeled
+
+    @property
+    def images(self) -> int:
+        return len(self.ground)
+
+    def run(self):
+        """The :class:`~napari_faster_rcnn.core.prediction.calibration.Calibration`."""
+        from napari_faster_rcnn.core.prediction.calibration import calibrate
+
+        result = calibrate(self.ground, self.raw, self.objective, image_sizes=self.image_sizes)
+        if self.unlabeled:
+            result.notes.append(f"{self.unlabeled} shared image(s) without labels left out (not labeled yet)")
+        return result
+
+
+def calibration_job(predictions_layer, labels_layer, objective: str = "f1") -> CalibrationJob:
+    """The inputs of a calibration of ``predictions_layer`` on the labels of ``labels_layer``
+    (see :func:`calibrate_predictions`), read now (main thread); run it with :meth:`CalibrationJob.run`.
+
+    Raises
+    ------
+    ValueError
+        When the layers share no labeled image.
+    """
+    pages = prediction_pages(predictions_layer)
+    raw = pages.raw if pages is not None else layer_annotations(predictions_layer)
+    model = paging_model(labels_layer)
+    labels = model.all_annotations() if model is not None else layer_annotations(labels_layer)
+    shared = pair_images(predictions_layer, labels_layer)
+    pairs = [(name, p, g) for name, p, g in shared if len(labels[g])]
+    if not pairs:
+        raise ValueError(f"{predictions_layer.name!r} and {labels_layer.name!r} share no labeled image "
+                         "(paired by file name): label some of the predicted images first")
+    label_classes = list(labels_layer.metadata.get(conventions.CLASSES) or []) or None
+    ground = [Annotation(np.array(labels[g].boxes, dtype=np.float64), list(labels[g].labels),
+                         classes=label_classes or labels[g].classes)
+              for _, _, g in pairs]
+    detections = [raw[p] for _, p, _ in pairs]  # the raw detections as read: never changed in place
+    sizes = labels_layer.metadata.get(conventions.IMAGE_SIZES)
+    image_sizes = [tuple(sizes[g]) if sizes is not None and g < len(sizes) else None for _, _, g in pairs]
+    return CalibrationJob(ground, detections, image_sizes, objective, len(shared) - len(pairs))
+
+
 def calibrate_predictions(predictions_layer, labels_layer, objective: str = "f1"):
     """Thresholds of a predictions layer calibrated on the labels of a box layer (same images, by file name).
 
@@ -445,33 +496,15 @@ def calibrate_predictions(predictions_layer, labels_layer, objective: str = "f1"
     matched to the labels of the images both layers share; images without any
     label are taken as not labeled yet and left out. Returns the
     :class:`~napari_faster_rcnn.core.prediction.calibration.Calibration` (its
-    ``notes`` say what was left out); the layer is not changed.
+    ``notes`` say what was left out); the layer is not changed. The same as
+    ``calibration_job(...).run()`` (the widget runs the job in a worker).
 
     Raises
     ------
     ValueError
         When the layers share no labeled image, or the core refuses the input.
     """
-    from napari_faster_rcnn.core.prediction.calibration import calibrate
-
-    pages = prediction_pages(predictions_layer)
-    raw = pages.raw if pages is not None else layer_annotations(predictions_layer)
-    model = paging_model(labels_layer)
-    labels = model.all_annotations() if model is not None else layer_annotations(labels_layer)
-    pairs = [(name, p, g) for name, p, g in pair_images(predictions_layer, labels_layer) if len(labels[g])]
-    if not pairs:
-        raise ValueError(f"{predictions_layer.name!r} and {labels_layer.name!r} share no labeled image "
-                         "(paired by file name): label some of the predicted images first")
-    label_classes = list(labels_layer.metadata.get(conventions.CLASSES) or []) or None
-    ground = [Annotation(labels[g].boxes, labels[g].labels, classes=label_classes or labels[g].classes)
-              for _, _, g in pairs]
-    sizes = labels_layer.metadata.get(conventions.IMAGE_SIZES)
-    image_sizes = [tuple(sizes[g]) if sizes is not None and g < len(sizes) else None for _, _, g in pairs]
-    result = calibrate(ground, [raw[p] for _, p, _ in pairs], objective, image_sizes=image_sizes)
-    unlabeled = len(pair_images(predictions_layer, labels_layer)) - len(pairs)
-    if unlabeled:
-        result.notes.append(f"{unlabeled} shared image(s) without labels left out (not labeled yet)")
-    return result
+    return calibration_job(predictions_layer, labels_layer, objective).run()
 
 
 def save_layer_thresholds(predictions_layer) -> Path | None:
