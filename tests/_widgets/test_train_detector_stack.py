@@ -68,6 +68,8 @@ def test_training_from_a_stack_layer_trains_on_its_labeled_planes_only(make_napa
     assert widget.form.layer.layer() is shapes
     for spin, ratio in zip(widget.form.ratios, (1.0, 0.0, 0.0)):
         spin.setValue(ratio)
+    widget.form.training_fields.set_values({"validation": False})  # nothing to validate on: off
+    assert widget.form.training_fields.values()["validation"] is False
     worker = widget.train()
     assert worker is not None, widget.status.text()
     assert widget.status.text().startswith("starting: 2 labeled planes of 6 of the stack movie.tif")
@@ -93,6 +95,7 @@ def test_one_stack_with_a_validation_ratio_is_refused_with_what_to_change(make_n
     message = widget.status.text()
     assert message.startswith("not trained: cannot split 2 samples from 1 image file")
     assert "set the validation and test ratios to 0" in message and "separate validation folder" in message
+    assert "turn off 'validation' in the training options" in message
     assert len(errors) == 1
 
 

@@ -151,7 +151,12 @@ class TrainDetectorWidget(DockedWidget):
         elif validation is None and not export:
             # refused here, before a run folder is made: one stack alone with a validation ratio
             # (its planes stay in one part), with what to change
-            split_indices(layer_data.samples, self.form.split_ratios(), self.form.split_seed.value())
+            try:
+                split_indices(layer_data.samples, self.form.split_ratios(), self.form.split_seed.value())
+            except ValueError as error:
+                raise ValueError(f"{error}. Here: choose a validation folder, or set the validation and test "
+                                 "ratios to 0 and turn off 'validation' in the training options (the run then "
+                                 "has no validation score and keeps its last checkpoint)") from error
         return layer_data.samples, validation, layer_data.classes, layer_data
 
     def _dataset_root(self):
