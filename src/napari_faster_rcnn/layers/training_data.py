@@ -197,6 +197,11 @@ def export_run(settings, path: str | Path, layer_data: LayerTrainingData | None 
 
     from napari_faster_rcnn.core.training.settings import export_command
 
+    if isinstance(layer_data, StackTrainingData) and layer_data.dataset_root is None:
+        folder = layer_data.samples[0].image.parent if layer_data.samples else None
+        raise ValueError(f"the boxes of {layer_data.name!r} are a stack's, not a dataset folder: save them (Label "
+                         f"boxes > Save), choose the stack's folder ({folder}) as the source and export again "
+                         "(a folder trains the labeled planes of every stack in it, and its labeled images)")
     if layer_data is not None:
         if layer_data.dataset_root is None:
             raise ValueError(f"the boxes of {layer_data.name!r} are not a dataset folder on disk; save them "
