@@ -216,11 +216,16 @@ class TunePredictionsWidget(DockedWidget):
         except ValueError as error:
             self.calibrate_status.setText(str(error))
             return None
+        images = job.images
+        if not images:
+            self.calibrate_status.setText(f"{predicted.name!r} and {labels.name!r} share no labeled image (paired "
+                                          "by file name): label some of the predicted images first")
+            return None
         self.last_calibration = None
-        self.calibrate_status.setText(f"calibrating on {job.images} image(s) …")
+        self.calibrate_status.setText(f"calibrating on {images} image(s) …")
         self.calibration_worker = start_worker(
             job.run, errored=self._calibration_failed, desc="Calibrate", button=self.calibrate_button,
-            returned=lambda result: self._calibrated_result(predicted, result),
+            returned=lambda result: self._calibrated_result(predicted, result, job),
             finished=self._calibration_finished)
         return self.calibration_worker
 
@@ -231,7 +236,7 @@ class TunePredictionsWidget(DockedWidget):
     def _calibration_finished(self) -> None:
         self.calibration_worker = None
 
-    def _calibrated_result(self, predicted, result) -> None:
+    def _calibrated_result(self, predicted, result, job=None) -> None:
         """A calibration's result (main thread): sliders, every image filtered, the file written."""
         if self._closed:
             return
@@ -251,7 +256,10 @@ class TunePredictionsWidget(DockedWidget):
             control.blockSignals(False)
         self._remember(chosen)
         self._calibrated = chosen  # exact values even with one class
-        self.pages.apply(chosen)
+        filtered = getattr(job, "filtered", None)
+        if filtered is not None and len(filtered) != len(self.pages.raw):
+            filtered = None  # not this layer's images (cannot happen while the layer stays): filter here
+        self.pages.apply(chosen, filtered)
         self._show_counts()
         written = predictions.save_layer_thresholds(predicted)
         per_class = ", ".join(f"{name} ≥ {stats['score_threshold']:.3f} (F1 {stats['f1']:.2f})"
