@@ -91,3 +91,18 @@ def test_calibrating_a_layer_closed_meanwhile_changes_nothing(make_napari_viewer
     assert "no longer the layer tuned" in widget.calibrate_status.text()
     assert widget.last_calibration is None and widget.thresholds() == before
     assert load_thresholds(tutorial_dataset / "predictions") is None
+
+
+def test_calibrate_without_shared_labels_says_so_at_once(make_napari_viewer, tutorial_dataset):
+    write_predictions(tutorial_dataset)
+    for path in (tutorial_dataset / "target").glob("*.pt"):
+        path.unlink()  # nothing labeled yet
+    viewer = make_napari_viewer()
+    viewer.open(tutorial_dataset, plugin=PLUGIN)
+    viewer.open(tutorial_dataset / "predictions", plugin=PLUGIN)
+    widget = TunePredictionsWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.labels.set_layer(viewer.layers[1])
+    assert widget.calibrate() is None and widget.calibration_worker is None
+    assert "share no labeled image" in widget.calibrate_status.text()
+    assert widget.calibrate_button.isEnabled()
