@@ -106,3 +106,20 @@ def test_calibrate_without_shared_labels_says_so_at_once(make_napari_viewer, tut
     assert widget.calibrate() is None and widget.calibration_worker is None
     assert "share no labeled image" in widget.calibrate_status.text()
     assert widget.calibrate_button.isEnabled()
+
+
+def test_closing_the_dock_during_a_calibration_changes_nothing(make_napari_viewer, qtbot, tutorial_dataset):
+    write_predictions(tutorial_dataset)
+    viewer = make_napari_viewer()
+    viewer.open(tutorial_dataset, plugin=PLUGIN)
+    viewer.open(tutorial_dataset / "predictions", plugin=PLUGIN)
+    dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Tune predictions")
+    widget.labels.set_layer(viewer.layers[1])
+    worker = widget.calibrate()
+    assert worker is not None
+    finished = []
+    worker.finished.connect(lambda: finished.append(True))
+    dock.destroyOnClose()  # the dock's x, before the result arrives
+    qtbot.waitUntil(lambda: bool(finished), timeout=30_000)
+    qtbot.wait(50)
+    assert load_thresholds(tutorial_dataset / "predictions") is None  # no file written for a closed widget
