@@ -14,7 +14,8 @@ from tests.predictions_data import write_predictions
 PLUGIN = "napari-faster-rcnn"
 
 
-def test_calibrate_moves_the_sliders_filters_every_image_and_writes_thresholds(make_napari_viewer, tutorial_dataset):
+def test_calibrate_moves_the_sliders_filters_every_image_and_writes_thresholds(make_napari_viewer, qtbot,
+                                                                             tutorial_dataset):
     viewer = make_napari_viewer()
     raw = write_predictions(tutorial_dataset)
     viewer.open(tutorial_dataset, plugin=PLUGIN)  # the labels
@@ -27,6 +28,13 @@ def test_calibrate_moves_the_sliders_filters_every_image_and_writes_thresholds(m
     assert load_thresholds(tutorial_dataset / "predictions") is None
 
     widget.calibrate_button.click()
+    # in a worker: the button disabled and a status until it is done (its result reaches the main
+    # thread as an event, so nothing has changed yet)
+    assert widget.calibration_worker is not None and not widget.calibrate_button.isEnabled()
+    assert widget.calibrate_status.text() == "calibrating on 6 image(s) …"
+    assert load_thresholds(tutorial_dataset / "predictions") is None
+    qtbot.waitUntil(lambda: widget.calibrate_button.isEnabled() and widget.calibration_worker is None,
+                    timeout=30_000)
 
     truths = [load_annotation(path) for path in sorted((tutorial_dataset / "target").glob("*.pt"))]
     expected = calibrate(truths, raw, "f1").thresholds
@@ -63,3 +71,52 @@ def test_calibrate_says_why_it_cannot(make_napari_viewer, tutorial_dataset):
     viewer.window.add_dock_widget(widget)
     assert widget.calibrate() is None
     assert "box layer with labels" in widget.calibrate_status.text()
+    assert widget.calibrate_button.isEnabled()
+
+
+def test_calibrating_a_layer_closed_meanwhile_changes_nothing(make_napari_viewer, qtbot, tutorial_dataset):
+    viewer = make_napari_viewer()
+    write_predictions(tutorial_dataset)
+    viewer.open(tutorial_dataset, plugin=PLUGIN)
+    viewer.open(tutorial_dataset / "predictions", plugin=PLUGIN)
+    widget = TunePredictionsWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.labels.set_layer(viewer.layers[1])
+    predicted = viewer.layers[-1]
+    before = widget.thresholds()
+    worker = widget.calibrate()
+    assert worker is not None
+    viewer.layers.remove(predicted)  # before the result arrives
+    qtbot.waitUntil(lambda: widget.calibrate_button.isEnabled(), timeout=30_000)
+    assert "no longer the layer tuned" in widget.calibrate_status.text()
+    assert widget.last_calibration is None and widget.thresholds() == before
+    assert load_thresholds(tutorial_dataset / "predictions") is None
+
+
+def test_calibrate_without_shared_labels_says_so_at_once(make_napari_viewer, tutorial_dataset):
+    write_predictions(tutorial_dataset)
+    for path in (tutorial_dataset / "target").glob("*.pt"):
+        path.unlink()  # nothing labeled yet
+    viewer = make_napari_viewer()
+    viewer.open(tutorial_dataset, plugin=PLUGIN)
+    viewer.open(tutorial_dataset / "predictions", plugin=PLUGIN)
+    widget = TunePredictionsWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.labels.set_layer(viewer.layers[1])
+    assert widget.calibrate() is None and widget.calibration_worker is None
+    assert "share no labeled image" in widget.calibrate_status.text()
+    assert widget.calibrate_button.isEnabled()
+
+
+def test_closing_the_dock_during_a_calibration_changes_nothing(make_napari_viewer, qtbot, tutorial_dataset):
+    write_predictions(tutorial_dataset)
+    viewer = make_napari_viewer()
+    viewer.open(tutorial_dataset, plugin=PLUGIN)
+    viewer.open(tutorial_dataset / "predictions", plugin=PLUGIN)
+    dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Tune predictions")
+    widget.labels.set_layer(viewer.layers[1])
+    assert widget.calibrate() is not None
+    dock.destroyOnClose()  # the dock's x, before the result arrives
+    qtbot.waitUntil(lambda: widget.calibration_worker is None, timeout=30_000)  # its "finished" came
+    qtbot.wait(50)
+    assert load_thresholds(tutorial_dataset / "predictions") is None  # no file written for a closed widget

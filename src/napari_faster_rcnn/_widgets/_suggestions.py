@@ -138,7 +138,7 @@ class SuggestionsBox(QGroupBox):
     # --- the session ----------------------------------------------------------------------------
 
     def set_session(self, session) -> None:
-        """Suggest on ``session``'s images (None: a stack read as data or no box layer: nothing)."""
+        """Suggest on ``session``'s images, or a stack's planes (None: no box layer: nothing)."""
         if session is self.session and self.suggestions is not None and not self.suggestions.closed:
             return
         self.session = session
@@ -150,8 +150,8 @@ class SuggestionsBox(QGroupBox):
         if self.predict is None:
             return
         if self.session is None or self.session.closed:
-            self.status.setText(f"{self.model_name} loaded; suggestions need a box layer of images "
-                                "(not a stack read as data)")
+            self.status.setText(f"{self.model_name} loaded; suggestions need a box layer (of images or of a "
+                                "stack) in Label boxes")
             return
         if not self.enabled.isChecked():
             self.status.setText(f"{self.model_name} loaded; suggestions off")

@@ -30,6 +30,7 @@ from napari_faster_rcnn._widgets._training_worker import CloseWatcher, QuietFunc
 from napari_faster_rcnn.core.data.channels import check_channels
 from napari_faster_rcnn.core.data.intensity import normalize_text
 from napari_faster_rcnn.core.training.samples import folder_samples
+from napari_faster_rcnn.core.training.splits import split_indices
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.training import (
     TrainingJob,
@@ -147,6 +148,15 @@ class TrainDetectorWidget(DockedWidget):
         layer_data = layer_training_data(layer)
         if validation is not None and not export:
             validation = folder_samples(validation)  # samples too, as the layer's
+        elif validation is None and not export:
+            # refused here, before a run folder is made: one stack alone with a validation ratio
+            # (its planes stay in one part), with what to change
+            try:
+                split_indices(layer_data.samples, self.form.split_ratios(), self.form.split_seed.value())
+            except ValueError as error:
+                raise ValueError(f"{error}. Here: choose a validation folder, or set the validation and test "
+                                 "ratios to 0 and turn off 'validation' in the training options (the run then "
+                                 "has no validation score and keeps its last checkpoint)") from error
         return layer_data.samples, validation, layer_data.classes, layer_data
 
     def _dataset_root(self):

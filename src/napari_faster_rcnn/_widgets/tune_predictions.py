@@ -21,7 +21,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
-from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo
+from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo, start_worker
 from napari_faster_rcnn.core.prediction.thresholds import Thresholds
 from napari_faster_rcnn.layers import conventions, predictions
 from napari_faster_rcnn.layers.stack_labeling import is_stack_layer, plane_counts
@@ -80,6 +80,9 @@ class TunePredictionsWidget(DockedWidget):
         # Calibrate: thresholds from the labels of the box layer above ("into")
         self._calibrated: Thresholds | None = None  # per-class thresholds the sliders stand for
         self._calibrated_at = (None, None)  # the slider values they were put at
+        self.calibration_worker = None  # the calibration running, if any
+        self.last_calibration = None  # its Calibration, once done
+        self._closed = False
         self.objective = QComboBox()
         self.objective.addItems(["f1", "count"])
         self.objective.setToolTip("f1: the score threshold per class and NMS IoU of the best F1 on the labeled images; "
@@ -196,20 +199,52 @@ class TunePredictionsWidget(DockedWidget):
     # --- calibrate -------------------------------------------------------------------
 
     def calibrate(self):
-        """Calibrate the thresholds on the labels of the chosen box layer, move the sliders to them,
-        filter every image and write ``thresholds.json`` beside the prediction files.
+        """Calibrate the thresholds on the labels of the chosen box layer in a worker (the button
+        disabled meanwhile); when it is done, move the sliders to them, filter every image and write
+        ``thresholds.json`` beside the prediction files (see :meth:`_calibrated_result`).
 
-        Returns the :class:`~napari_faster_rcnn.core.prediction.calibration.Calibration`, or None.
+        Returns the worker, or None when the layers cannot be calibrated (the status says why).
         """
         predicted, labels = self.predictions.layer(), self.labels.layer()
         if predicted is None or labels is None or self.pages is None:
             self.calibrate_status.setText("choose a predictions layer and a box layer with labels")
             return None
-        try:
-            result = predictions.calibrate_predictions(predicted, labels, self.objective.currentText())
+        if self.calibration_worker is not None:
+            return self.calibration_worker
+        try:  # the layers are read here (main thread); the search runs in the worker
+            job = predictions.calibration_job(predicted, labels, self.objective.currentText())
         except ValueError as error:
             self.calibrate_status.setText(str(error))
             return None
+        images = job.images
+        if not images:
+            self.calibrate_status.setText(f"{predicted.name!r} and {labels.name!r} share no labeled image (paired "
+                                          "by file name): label some of the predicted images first")
+            return None
+        self.last_calibration = None
+        self.calibrate_status.setText(f"calibrating on {images} image(s) …")
+        self.calibration_worker = start_worker(
+            job.run, errored=self._calibration_failed, desc="Calibrate", button=self.calibrate_button,
+            returned=lambda result: self._calibrated_result(predicted, result, job),
+            finished=self._calibration_finished)
+        return self.calibration_worker
+
+    def _calibration_failed(self, error) -> None:
+        if not self._closed:
+            self.calibrate_status.setText(f"not calibrated: {error}")
+
+    def _calibration_finished(self) -> None:
+        self.calibration_worker = None
+
+    def _calibrated_result(self, predicted, result, job=None) -> None:
+        """A calibration's result (main thread): sliders, every image filtered, the file written."""
+        if self._closed:
+            return
+        if self.predictions.layer() is not predicted or self.pages is None:
+            self.calibrate_status.setText(f"calibrated, but {predicted.name!r} is no longer the layer tuned: "
+                                          "nothing changed; calibrate again")
+            return
+        self.last_calibration = result
         chosen = result.thresholds
         for control in (self.score, self.nms, self.classes):
             control.blockSignals(True)
@@ -221,7 +256,10 @@ class TunePredictionsWidget(DockedWidget):
             control.blockSignals(False)
         self._remember(chosen)
         self._calibrated = chosen  # exact values even with one class
-        self.pages.apply(chosen)
+        filtered = getattr(job, "filtered", None)
+        if filtered is not None and len(filtered) != len(self.pages.raw):
+            filtered = None  # not this layer's images (cannot happen while the layer stays): filter here
+        self.pages.apply(chosen, filtered)
         self._show_counts()
         written = predictions.save_layer_thresholds(predicted)
         per_class = ", ".join(f"{name} ≥ {stats['score_threshold']:.3f} (F1 {stats['f1']:.2f})"
@@ -234,7 +272,6 @@ class TunePredictionsWidget(DockedWidget):
         if result.notes:
             text += "\n" + "\n".join(result.notes)
         self.calibrate_status.setText(text)
-        return result
 
     # --- accept ----------------------------------------------------------------------
 
@@ -258,6 +295,7 @@ class TunePredictionsWidget(DockedWidget):
         return added
 
     def teardown(self) -> None:
+        self._closed = True  # a calibration still running finds no widget to show its result in
         self.viewer.dims.events.current_step.disconnect(self._show_counts)
         self.predictions.disconnect_viewer()
         self.labels.disconnect_viewer()

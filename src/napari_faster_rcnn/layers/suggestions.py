@@ -194,8 +194,11 @@ class BoxSuggestions:
         if empty_before and not len(suggestions):
             return
         layer = self.layer
-        stacked = layer.ndim >= 3
-        vertices = boxes_to_rectangles(suggestions.boxes, self._index) if stacked else boxes_to_rectangles(suggestions.boxes)
+        vertices = boxes_to_rectangles(suggestions.boxes)
+        if layer.ndim > 2:  # led by the image's position, or a stack's plane (all its leading coordinates)
+            plane = self._plane(self._index)
+            lead = np.asarray(plane if plane is not None else (self._index,), dtype=np.float64)[-(layer.ndim - 2):]
+            vertices = np.concatenate([np.broadcast_to(lead, (*vertices.shape[:2], len(lead))), vertices], axis=2)
         # one refresh for the replace (napari's private _block_refresh, as slice_view.show_boxes holds it)
         block = getattr(layer, "_block_refresh", None)
         with layer.events.blocker_all(), (block() if callable(block) else contextlib.nullcontext()):
@@ -291,10 +294,9 @@ class BoxSuggestions:
 
     def _add_layer(self):
         box_layer = self.session.layer
-        stacked = box_layer.ndim >= 3
         width = max(0.5, float(box_layer.current_edge_width) / 3)  # thinner than the labels
         layer = self.viewer.add_shapes(
-            [], ndim=3 if stacked else 2, shape_type="rectangle", name=SUGGESTIONS_NAME,
+            [], ndim=max(2, box_layer.ndim), shape_type="rectangle", name=SUGGESTIONS_NAME,
             edge_color=SUGGESTION_COLOR, face_color="transparent", edge_width=width, opacity=0.9,
             features=conventions.features_frame([], np.zeros(0)),
             text={"string": "{label} {score:.2f}", "size": 9, "color": SUGGESTION_COLOR, "anchor": "lower_left"},

@@ -19,6 +19,7 @@ No Qt here.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,8 +29,17 @@ from napari_faster_rcnn.core.data.annotations import Annotation, atomic_write_by
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.box_layers import layer_annotations
 from napari_faster_rcnn.layers.slice_view import paging_model
+from napari_faster_rcnn.layers.stack_labeling import (
+    NO_OBJECTS_KEY,
+    is_stack_layer,
+    labeled_planes,
+    plane_dims,
+    stack_annotation,
+    stack_store,
+)
 
-__all__ = ["LayerTrainingData", "PreviewImages", "augmentation_preview", "export_run", "layer_training_data"]
+__all__ = ["LayerTrainingData", "PreviewImages", "StackTrainingData", "augmentation_preview", "export_run",
+           "layer_training_data", "sample_name"]
 
 
 # --- training data from a box layer ----------------------------------------------------------------
@@ -79,6 +89,8 @@ def layer_training_data(layer) -> LayerTrainingData:
     """
     from napari_faster_rcnn.core.training.samples import TrainingSample
 
+    if is_stack_layer(layer):
+        return _stack_training_data(layer)
     annotations = layer_annotations(layer)  # a session's edits on screen included
     metadata = layer.metadata
     sources = list(metadata.get(conventions.SOURCE_IMAGES) or [])
@@ -113,10 +125,58 @@ def layer_training_data(layer) -> LayerTrainingData:
                              Path(root) if root else None)
 
 
+def _stack_training_data(layer) -> LayerTrainingData:
+    """Each LABELED plane of a stack's box layer as a sample (its boxes, possibly none); an
+    unlabeled plane is never a negative. The planes come from the layer's paging store (every
+    plane's boxes, the edits on screen included) or, unpaged, from its shapes."""
+    from napari_faster_rcnn.core.training.samples import TrainingSample
+
+    metadata = layer.metadata
+    sources = [s for s in metadata.get(conventions.SOURCE_IMAGES) or [] if s]
+    if not sources:
+        raise ValueError(f"layer {layer.name!r} is a stack without an image file; training reads the planes "
+                         "from the file: save the stack as a TIFF and open it with the Faster R-CNN reader")
+    source = Path(sources[0])
+    annotation = stack_annotation(layer)
+    dims = plane_dims(layer)
+    planes = {tuple(int(v) for v in plane) for plane in annotation.labeled_planes.reshape(-1, dims).tolist()}
+    planes |= {tuple(int(v) for v in plane) for plane in annotation.planes.reshape(-1, dims).tolist()}
+    planes |= labeled_planes(layer)
+    samples = [TrainingSample(source, _plain_annotation(annotation.on_plane(plane)), plane=plane)
+               for plane in sorted(planes)]
+    store = stack_store(layer)
+    shape = store.shape if store is not None else tuple(metadata.get(conventions.PLANES_SHAPE) or ())
+    total = int(np.prod(shape)) if shape else len(samples)
+    if not samples:
+        raise ValueError(f"layer {layer.name!r} has no labeled planes: draw boxes on a plane, or press "
+                         f"{NO_OBJECTS_KEY!r} on a plane without objects (Label boxes) so that it trains as one")
+    classes = list(metadata.get(conventions.CLASSES) or [])
+    classes.extend(label for label in dict.fromkeys(annotation.labels) if label not in classes)
+    root = metadata.get(conventions.DATASET_ROOT)
+    unlabeled = [f"{source.name}[{','.join(map(str, plane))}]" for plane in itertools.product(*map(range, shape))
+                 if plane not in planes] if shape else []
+    return StackTrainingData(layer.name, samples, classes, unlabeled, len(store.dirty) if store is not None else 0,
+                             Path(root) if root else None, planes_total=total)
+
+
 def _plain_annotation(annotation: Annotation) -> Annotation:
     """A copy the training thread owns: boxes and labels only (edits in the viewer do not reach it)."""
     return Annotation(np.array(annotation.boxes, dtype=np.float64), list(annotation.labels),
                       classes=list(annotation.classes or ()))
+
+
+@dataclass
+class StackTrainingData(LayerTrainingData):
+    """:class:`LayerTrainingData` of a stack's box layer: one sample per labeled plane."""
+
+    planes_total: int = 0
+
+    def describe(self) -> str:
+        image = self.samples[0].image.name if self.samples else self.name
+        text = f"{len(self.samples)} labeled planes of {self.planes_total} of the stack {image}"
+        if self.unsaved:
+            text += f"; {self.unsaved} planes with unsaved edits (trained as shown)"
+        return text
 
 
 # --- export -------------------------------------------------------------------------------------------
@@ -137,6 +197,11 @@ def export_run(settings, path: str | Path, layer_data: LayerTrainingData | None 
 
     from napari_faster_rcnn.core.training.settings import export_command
 
+    if isinstance(layer_data, StackTrainingData) and layer_data.dataset_root is None:
+        folder = layer_data.samples[0].image.parent if layer_data.samples else None
+        raise ValueError(f"the boxes of {layer_data.name!r} are a stack's, not a dataset folder: save them (Label "
+                         f"boxes > Save), choose the stack's folder ({folder}) as the source and export again "
+                         "(a folder trains the labeled planes of every stack in it, and its labeled images)")
     if layer_data is not None:
         if layer_data.dataset_root is None:
             raise ValueError(f"the boxes of {layer_data.name!r} are not a dataset folder on disk; save them "
@@ -151,6 +216,12 @@ def export_run(settings, path: str | Path, layer_data: LayerTrainingData | None 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, text.encode("utf-8"))
     return path, command
+
+
+def sample_name(sample) -> str:
+    """``001.png``, or for a plane of a stack ``movie.tif[3]`` (``[t,z]`` for two leading dimensions)."""
+    plane = getattr(sample, "plane", None)
+    return sample.image.name if plane is None else f"{sample.image.name}[{','.join(map(str, plane))}]"
 
 
 # --- augmentation preview ----------------------------------------------------------------------------
@@ -204,5 +275,5 @@ def augmentation_preview(data, augmentation, ratios=None, split_seed: int = 0, c
     stack = np.zeros((len(images), height, width, 3), dtype=np.uint8)
     for index, image in enumerate(images):
         stack[index, : image.shape[0], : image.shape[1]] = image
-    names = [sample.image.name for sample in dataset.samples]
+    names = [sample_name(sample) for sample in dataset.samples]
     return PreviewImages(stack, annotations, sizes, names, list(dataset.classes))
