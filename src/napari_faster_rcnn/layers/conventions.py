@@ -145,7 +145,7 @@ def edge_colors(labels: Sequence[str], colors: dict[str, str]) -> np.ndarray:
     names = list(colors)
     table = np.array([hex_to_rgba(colors[name]) for name in names] + [np.ones(4)])
     # one lookup for all labels (100,000 boxes): an unknown label's code is -1, the white last row
-    codes = pd.Categorical(np.asarray(labels, dtype=object), categories=names).codes
+    codes = pd.Index(names).get_indexer(np.asarray(labels, dtype=object))
     return table[codes]
 
 
