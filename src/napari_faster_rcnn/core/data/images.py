@@ -621,14 +621,15 @@ def open_stack(path: str | Path):
     return array if isinstance(array, dask.array.Array) else dask.array.from_zarr(array)
 
 
-def read_plane(path: str | Path, plane, channels=None, stack=None) -> np.ndarray:
+def read_plane(path: str | Path, plane, channels=None, stack=None, layout=None) -> np.ndarray:
     """One plane (its leading coordinates) of a stack as ``(H, W, 3)``, as :func:`read_image` gives
     a 2-D image, channels chosen by ``channels`` (see :func:`select_channels`); only that plane
-    is decoded. ``stack``: the file's :func:`open_stack`, when the caller keeps it open for
-    several planes (opening costs more than reading a 1024 x 1024 plane)."""
+    is decoded. ``stack`` and ``layout``: the file's :func:`open_stack` and :func:`series_layout`,
+    when the caller keeps them for several planes (opening and parsing the file's layout cost more
+    than reading a 1024 x 1024 plane)."""
     plane = tuple(int(value) for value in np.asarray(plane, dtype=np.int64).reshape(-1))
     stack = open_stack(path) if stack is None else stack
-    layout = series_layout(path)
+    layout = series_layout(path) if layout is None else layout
     leading = layout.leading
     if len(plane) != len(leading) or any(not 0 <= v < s for v, s in zip(plane, leading)):
         raise ImageReadError(path, f"no plane {list(plane)} in a stack of {len(leading)} leading dimension(s) "

@@ -56,7 +56,8 @@ class StackPlane:
         from napari_faster_rcnn.core.data.images import as_rgb, read_plane, select_channels
 
         if self.path is not None:
-            return read_plane(self.path, self.plane, channels, stack=_open_stack(self.path))
+            stack, layout = _open_stack(self.path)
+            return read_plane(self.path, self.plane, channels, stack=stack, layout=layout)
         pixels = np.asarray(self.source[tuple(self.plane)])
         return as_rgb(pixels) if channels is None else select_channels(pixels, channels)
 
@@ -64,15 +65,17 @@ class StackPlane:
 class _LastStack(threading.local):
     key: tuple | None = None
     stack: object = None
+    layout: object = None
 
 
 _LAST = _LastStack()
 
 
 def _open_stack(path: Path):
-    """The stack of ``path``, kept open per thread for its next plane (a run reads a stack's planes one
-    after the other, in one reader thread): opened again when the file changed or another stack comes."""
-    from napari_faster_rcnn.core.data.images import ImageReadError, open_stack
+    """The stack of ``path`` and its layout (:func:`~napari_faster_rcnn.core.data.images.series_layout`),
+    kept per thread for its next plane (a run reads a stack's planes one after the other, in one reader
+    thread): opened and parsed again when the file changed or another stack comes."""
+    from napari_faster_rcnn.core.data.images import ImageReadError, open_stack, series_layout
 
     try:
         status = path.stat()
@@ -80,9 +83,9 @@ def _open_stack(path: Path):
         raise ImageReadError(path, f"cannot be read ({error.strerror or error})") from None
     key = (str(path.resolve()), status.st_mtime_ns, status.st_size)
     if _LAST.key != key:
-        _LAST.key, _LAST.stack = None, None  # the previous stack is let go before the next opens
-        _LAST.stack, _LAST.key = open_stack(path), key
-    return _LAST.stack
+        _LAST.key, _LAST.stack, _LAST.layout = None, None, None  # the previous stack is let go first
+        _LAST.stack, _LAST.layout, _LAST.key = open_stack(path), series_layout(path), key
+    return _LAST.stack, _LAST.layout
 
 
 def parse_planes(text: str) -> list[tuple[int | None, int | None]]:
