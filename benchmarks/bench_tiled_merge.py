@@ -10,7 +10,7 @@ and the objects' classes): what a perfect detector would give. So an object
 on a tile edge comes back in pieces, or whole from one tile and cut from
 another.
 
-Ours is :func:`~napari_faster_rcnn.core.prediction.tiles.merge_tile_detections`
+Ours is :func:`~napari_faster_rcnn.core.prediction.tile_merge.merge_tile_detections`
 over every tile's boxes; the baseline is ``torchvision.ops.batched_nms`` (IoU
 0.5, per class) over the same boxes, the usual way of joining tiled
 detections. Each output is matched one to one with the ground truth at IoU >=
@@ -42,7 +42,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import measure, report  # noqa: E402
 
-from napari_faster_rcnn.core.prediction.tiles import merge_tile_detections, tile_grid  # noqa: E402
+from napari_faster_rcnn.core.prediction.tile_merge import merge_tile_detections  # noqa: E402
+from napari_faster_rcnn.core.prediction.tiles import tile_grid  # noqa: E402
 
 MATCH_IOU = 0.9
 

@@ -12,14 +12,8 @@ import torch
 from napari_faster_rcnn.core.model.config import ModelConfig
 from napari_faster_rcnn.core.prediction.run import TileProgress, iter_predictions, predict_images
 from napari_faster_rcnn.core.prediction.thresholds import DetectionSet, Thresholds, apply_thresholds
-from napari_faster_rcnn.core.prediction.tiles import (
-    MIN_TILE,
-    TileMerger,
-    Tiling,
-    default_tiling,
-    merge_tile_detections,
-    tile_grid,
-)
+from napari_faster_rcnn.core.prediction.tile_merge import TileMerger, merge_tile_detections
+from napari_faster_rcnn.core.prediction.tiles import MIN_TILE, Tiling, default_tiling, tile_grid
 
 CLASSES = ["cell", "star", "blob"]
 

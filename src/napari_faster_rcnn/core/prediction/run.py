@@ -39,9 +39,9 @@ Tiles
     (:meth:`.tiles.Tiling.grid`), which go through the model in the batches of
     ``batch_size`` (tiles of one image, or of neighbouring images, together);
     their detections are shifted back into the image and merged across tile
-    borders (:func:`.tiles.merge_tile_detections`: an object cut by a border
+    borders (:func:`.tile_merge.merge_tile_detections`: an object cut by a border
     ends as one box) before the image's record is yielded. The merge runs as the
-    tiles come in (:class:`.tiles.TileMerger`, row of tiles by row of tiles, the
+    tiles come in (:class:`.tile_merge.TileMerger`, row of tiles by row of tiles, the
     same result), so that an image's raw detections are never held all at once. Each tile gets the
     raw-detection settings above, so the merged detections are raw too and the
     thresholds apply to them as to a whole image's. Such an image is read tile
@@ -85,7 +85,8 @@ from napari_faster_rcnn.core.prediction.settings import (
     resolve_device,
 )
 from napari_faster_rcnn.core.prediction.stacks import StackPlane
-from napari_faster_rcnn.core.prediction.tiles import TileGrid, TileMerger, Tiling
+from napari_faster_rcnn.core.prediction.tile_merge import TileMerger
+from napari_faster_rcnn.core.prediction.tiles import TileGrid, Tiling
 from napari_faster_rcnn.core.progress import collect
 
 __all__ = [

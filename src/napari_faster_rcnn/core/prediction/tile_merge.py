@@ -1,0 +1,467 @@
+"""The merge of the detections of overlapping tiles into one image's detections
+(the grid itself is :mod:`.tiles`).
+
+Each tile's detections, shifted into image coordinates, come with the
+number of their tile. An object cut by a tile's edge gives a *partial*
+box there; NMS cannot join the pieces of an object cut in two (they
+hardly overlap), and would keep a cut piece beside the whole box from a
+neighbouring tile. The rule, in four steps:
+
+1. **Partial or complete.** A box is *partial* when it reaches, within
+   ``edge_tolerance`` pixels, an edge of its tile that is inside the image
+   (an edge on the image's border cuts nothing); other boxes are *complete*.
+2. **Agreement.** Two boxes of the same class from different tiles are
+   compared on the part of the image both tiles see, ``R`` (the
+   intersection of the two tiles): each box is clipped to ``R`` and the
+   *agreement* is the IoU of the clipped boxes. Both tiles see the whole
+   of ``R``, so the two views of one object agree there even when one or
+   both of them is cut. When the tiles only touch (no overlap, ``R`` a
+   line or a corner point), a box *reaches* ``R`` when it comes within
+   ``edge_tolerance`` of it, and the comparison is along the line (the
+   boxes' extents along the shared edge; 1 at a shared corner).
+   Boxes *match* when they agree by at least ``match_threshold``. Unlike
+   the IoS (intersection over the smaller box) of SAHI's merging, this
+   does not let a large, loose box (a raw detection with a low score)
+   swallow the small cut pieces inside it.
+3. **Complete boxes: one tile owns each point.** The overlap between two
+   neighbouring tiles is split at its middle; each tile *owns* the points
+   on its side. A complete box is kept when its tile owns its centre, or
+   when no complete box of another tile, itself in its owner tile, matches
+   it (the owner's detector missed what this tile saw: kept, rather than
+   lost). An object that lies whole in two tiles is thus kept from one
+   tile only, together with that tile's other (raw) boxes around it, and
+   nothing is suppressed inside a tile: the raw detections stay raw for
+   the score and NMS thresholds applied afterwards. (A box whose centre a
+   tile owns lies whole in that tile when it lies whole in any tile: the
+   owner's view is complete whenever any view is.)
+4. **Partial boxes.** A partial box is dropped when it matches a kept
+   complete box of another tile: the whole object is seen there, so the
+   piece adds nothing (a box fully inside another tile wins over a cut
+   one). The partial boxes left are the pieces of objects that no tile
+   sees whole (objects larger than the overlap, or tiles without
+   overlap). They are merged greedily, in order of score (the highest
+   first): a box takes, from each other tile, the matching partial box
+   still free with the highest score (raw detections around one object
+   pair up best with best), and so on through the boxes taken (a piece
+   joins through a piece it matches: the four pieces of an object cut at
+   a tile corner become one), at most one box per tile. The group becomes
+   one box: the union of its pieces, with the highest score of them and
+   their class. A partial box that matches nothing is kept as it is.
+
+Tile by tile (:class:`TileMerger`, what tiled prediction uses): a box can
+only match boxes of tiles that meet its own, so once those tiles are in,
+nothing added later changes its fate but through a box it matches; the
+groups of boxes linked by matching pairs whose tiles' neighbours are all in
+are merged and released after each row of tiles. The result equals the
+merge of all the boxes at once, and memory follows a row of tiles.
+
+Candidate pairs come from bucketing the boxes near tile borders by class
+and into a grid of cells (sorting by cell), never from comparing every box
+with every other; the rest is numpy over the candidate pairs. Only the
+greedy merge of step 4 loops in Python, once per partial box left.
+
+Known limit: an object that ends within ``edge_tolerance`` of a tile's
+edge while lying whole in that tile may count as cut there by some of its
+raw boxes and as whole by others; with an overlap smaller than the
+objects, a cut one can then join a slightly different box of the next
+tile (a union 1-2 px too large). The default overlap (at least 0.1 of the
+tile, and at least the training boxes' size) avoids it in the benchmark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from napari_faster_rcnn.core.prediction.tiles import EDGE_TOLERANCE, MATCH_THRESHOLD, TileGrid
+
+__all__ = ["MergedDetections", "TileMerger", "merge_tile_detections", "shared_view_iou"]
+
+
+# --- the merge ------------------------------------------------------------------------
+
+
+@dataclass
+class MergedDetections:
+    """The detections of an image, merged from its tiles.
+
+    Attributes
+    ----------
+    boxes : (n, 4) float64
+    scores : (n,) float64
+    labels : (n,) int64
+    sources : (n,) int64
+        For each box, the input detection it comes from (for a merged box, the
+        highest-scoring piece).
+    pieces : (n,) int64
+        How many input boxes were merged into each box (1 for a box kept as it was).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    sources: np.ndarray
+    pieces: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def merge_tile_detections(
+    grid: TileGrid,
+    boxes,
+    scores,
+    labels,
+    tile_ids,
+    edge_tolerance: float = EDGE_TOLERANCE,
+    match_threshold: float = MATCH_THRESHOLD,
+) -> MergedDetections:
+    """One box per object from the detections of every tile of ``grid`` (see the module docstring).
+
+    Parameters
+    ----------
+    grid
+        The tiles.
+    boxes : (n, 4)
+        ``x0, y0, x1, y1`` in image coordinates (shifted back from their tile).
+    scores : (n,)
+    labels : (n,) int
+    tile_ids : (n,) int
+        The tile each detection comes from.
+
+    Returns
+    -------
+    MergedDetections
+        In the order of the detections they come from.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    tile_ids = np.asarray(tile_ids).reshape(-1).astype(np.int64)
+    count = len(boxes)
+    if not len(scores) == len(labels) == len(tile_ids) == count:
+        raise ValueError(f"boxes, scores, labels and tile_ids differ in length: {count}, {len(scores)}, "
+                         f"{len(labels)}, {len(tile_ids)}")
+    if count and (tile_ids.min() < 0 or tile_ids.max() >= len(grid)):
+        raise ValueError(f"tile ids must be from 0 to {len(grid) - 1}, got {tile_ids.min()} to {tile_ids.max()}")
+    if len(grid) == 1 or count == 0:
+        return MergedDetections(boxes, scores, labels, np.arange(count), np.ones(count, dtype=np.int64))
+    return _merge(grid, boxes, scores, labels, tile_ids, float(edge_tolerance), float(match_threshold))
+
+
+def _merge(grid: TileGrid, boxes, scores, labels, tile_ids, tolerance: float, threshold: float,
+           pairs: tuple[np.ndarray, np.ndarray] | None = None) -> MergedDetections:
+    """Steps 1 to 4 over detections in image coordinates (``pairs``: their matching pairs, when known)."""
+    count = len(boxes)
+    rects = grid.rects.astype(np.float64)
+    own = rects[tile_ids]
+    height, width = grid.image_size
+    partial = (((own[:, 0] > 0) & (boxes[:, 0] <= own[:, 0] + tolerance))
+               | ((own[:, 1] > 0) & (boxes[:, 1] <= own[:, 1] + tolerance))
+               | ((own[:, 2] < width) & (boxes[:, 2] >= own[:, 2] - tolerance))
+               | ((own[:, 3] < height) & (boxes[:, 3] >= own[:, 3] - tolerance)))
+    complete = ~partial
+    centres_x = (boxes[:, 0] + boxes[:, 2]) / 2.0
+    centres_y = (boxes[:, 1] + boxes[:, 3]) / 2.0
+    owned = grid.owner(centres_x, centres_y) == tile_ids
+
+    if pairs is None:
+        pairs = _matching_pairs(grid, rects, boxes, labels, tile_ids, tolerance, threshold)
+    first, second = pairs
+
+    # 3. a complete box outside its owner tile goes when it matches an owned complete box of another tile
+    owned_complete = complete & owned
+    dropped = np.zeros(count, dtype=bool)
+    for one, other in ((first, second), (second, first)):
+        dropped[one[complete[one] & ~owned[one] & owned_complete[other]]] = True
+    kept_complete = complete & ~dropped
+    # 4. a partial box goes when it matches a kept complete box of another tile
+    covered = np.zeros(count, dtype=bool)
+    for one, other in ((first, second), (second, first)):
+        covered[one[partial[one] & kept_complete[other]]] = True
+    loose = partial & ~covered
+    both = loose[first] & loose[second]
+    groups = _greedy_groups(scores, tile_ids, loose, first[both], second[both])
+
+    seeds = np.flatnonzero(groups >= 0)
+    seeds = seeds[groups[seeds] == seeds]  # a group is numbered by its seed
+    keep = np.sort(np.concatenate([np.flatnonzero(kept_complete), seeds]))
+    merged_boxes = boxes[keep].copy()
+    merged_scores = scores[keep].copy()
+    pieces = np.ones(len(keep), dtype=np.int64)
+    members = np.flatnonzero(groups >= 0)
+    if len(members):
+        position = np.searchsorted(keep, groups[members])
+        np.minimum.at(merged_boxes[:, 0], position, boxes[members, 0])
+        np.minimum.at(merged_boxes[:, 1], position, boxes[members, 1])
+        np.maximum.at(merged_boxes[:, 2], position, boxes[members, 2])
+        np.maximum.at(merged_boxes[:, 3], position, boxes[members, 3])
+        np.maximum.at(merged_scores, position, scores[members])
+        pieces[:] = 0
+        np.add.at(pieces, position, 1)
+        pieces[pieces == 0] = 1
+    return MergedDetections(merged_boxes, merged_scores, labels[keep], keep, pieces)
+
+
+class TileMerger:
+    """The merge of :func:`merge_tile_detections`, tile by tile, with memory that follows a row of tiles.
+
+    Add the tiles' detections in the order of the grid (:meth:`add`, tile ``0``
+    first; each tile once), then :meth:`result`: the same boxes, scores, labels,
+    sources and pieces, in the same order, as :func:`merge_tile_detections` of
+    all the detections at once (``sources`` counts the detections in the order
+    they were added).
+
+    How: a detection can only match detections of tiles that meet its own
+    (steps 2 to 4 compare nothing else), so once every tile meeting its tile is
+    in, the detection is *settled*: nothing added later can change its fate but
+    through another detection it matches. The detections not yet merged are
+    held, compactly (boxes in tile coordinates as float32, scores float32,
+    labels int32), and after each row of tiles they are merged together; the
+    groups of detections linked by matching pairs whose members are all settled
+    come out final (their fate depends on nothing outside the group) and are
+    released, the others wait for the next row. Held at once: about two rows of
+    tiles' detections (more with an overlap of half a tile or more, where tiles
+    two rows apart meet), plus the merged detections so far.
+    """
+
+    def __init__(self, grid: TileGrid, edge_tolerance: float = EDGE_TOLERANCE,
+                 match_threshold: float = MATCH_THRESHOLD):
+        self.grid = grid
+        self.tolerance, self.threshold = float(edge_tolerance), float(match_threshold)
+        self._rects = grid.rects
+        # the last tile (in the grid's order) that meets each tile: touching counts, as in the merge
+        last_row = np.searchsorted(grid.y_starts, grid.y_starts + grid.tile_size[0], side="right") - 1
+        last_column = np.searchsorted(grid.x_starts, grid.x_starts + grid.tile_size[1], side="right") - 1
+        self._last_meeting = (last_row[:, None] * grid.columns + last_column[None, :]).reshape(-1)
+        self.tiles = 0  # tiles added
+        self.detections = 0  # detections added
+        self._held: list[tuple[np.ndarray, ...]] = []  # (local boxes, scores, labels, tiles, sources) chunks
+        self._done: list[MergedDetections] = []
+
+    def add(self, tile: int, boxes, scores, labels) -> None:
+        """Tile ``tile``'s detections: ``boxes`` ``(n, 4)`` in the tile's own coordinates."""
+        if int(tile) != self.tiles or self.tiles >= len(self.grid):
+            raise ValueError(f"tiles must be added in the order of the grid: expected tile {self.tiles} of "
+                             f"{len(self.grid)}, got {tile}")
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+        labels = np.asarray(labels).reshape(-1).astype(np.int32)
+        count = len(boxes)
+        if not len(scores) == len(labels) == count:
+            raise ValueError(f"boxes, scores and labels differ in length: {count}, {len(scores)}, {len(labels)}")
+        self._held.append((boxes, scores, labels, np.full(count, tile, dtype=np.int32),
+                           np.arange(self.detections, self.detections + count, dtype=np.int64)))
+        self.detections += count
+        self.tiles += 1
+        if self.tiles == len(self.grid) or self.tiles % self.grid.columns == 0:
+            self._settle()
+
+    @property
+    def held(self) -> int:
+        """Detections held, not merged yet."""
+        return sum(len(chunk[1]) for chunk in self._held)
+
+    def result(self) -> MergedDetections:
+        """The merged detections of every tile (all tiles must have been added)."""
+        if self.tiles != len(self.grid):
+            raise ValueError(f"{self.tiles} of the {len(self.grid)} tiles were added")
+        done = [chunk for chunk in self._done if len(chunk)]
+        if not done:
+            empty = np.zeros(0, dtype=np.int64)
+            return MergedDetections(np.zeros((0, 4)), np.zeros(0), empty, empty, empty)
+        sources = np.concatenate([chunk.sources for chunk in done])
+        order = np.argsort(sources, kind="stable")
+        return MergedDetections(np.concatenate([chunk.boxes for chunk in done])[order],
+                                np.concatenate([chunk.scores for chunk in done])[order],
+                                np.concatenate([chunk.labels for chunk in done])[order],
+                                sources[order],
+                                np.concatenate([chunk.pieces for chunk in done])[order])
+
+    def _settle(self) -> None:
+        """Merge what is held; release the groups whose members are all settled."""
+        if not self._held:
+            return
+        local, scores32, labels32, tiles, sources = (np.concatenate(parts) for parts in zip(*self._held))
+        self._held = []
+        count = len(tiles)
+        if count == 0:
+            return
+        boxes = local.astype(np.float64) + self._rects[tiles][:, [0, 1, 0, 1]].astype(np.float64)
+        scores = scores32.astype(np.float64)
+        labels = labels32.astype(np.int64)
+        tile_ids = tiles.astype(np.int64)
+        if len(self.grid) == 1:
+            pairs = (np.zeros(0, dtype=np.int64),) * 2
+            merged = MergedDetections(boxes, scores, labels, np.arange(count), np.ones(count, dtype=np.int64))
+        else:
+            pairs = _matching_pairs(self.grid, self._rects.astype(np.float64), boxes, labels, tile_ids,
+                                    self.tolerance, self.threshold)
+            merged = _merge(self.grid, boxes, scores, labels, tile_ids, self.tolerance, self.threshold, pairs)
+        group = _components(count, *pairs)
+        unsettled = self._last_meeting[tile_ids] >= self.tiles
+        waiting = np.zeros(count, dtype=bool)
+        waiting[group[unsettled]] = True  # a group waits while any member waits
+        final = ~waiting[group]
+        out = final[merged.sources]
+        self._done.append(MergedDetections(merged.boxes[out], merged.scores[out], merged.labels[out],
+                                           sources[merged.sources[out]], merged.pieces[out]))
+        rest = ~final
+        if rest.any():
+            self._held.append((local[rest], scores32[rest], labels32[rest], tiles[rest], sources[rest]))
+
+
+def _components(count: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """For each of ``count`` nodes, a node naming its group: the same for all nodes linked through the pairs."""
+    group = np.arange(count)
+    if len(first) == 0:
+        return group
+    while True:
+        low = np.minimum(group[first], group[second])
+        previous = group.copy()
+        np.minimum.at(group, first, low)
+        np.minimum.at(group, second, low)
+        group = group[group]  # jump to the root found so far
+        if np.array_equal(group, previous):
+            return group
+
+
+def _matching_pairs(grid: TileGrid, rects, boxes, labels, tile_ids, tolerance: float, threshold: float):
+    """Pairs ``(i, j)``, ``i < j``, of boxes of one class from different tiles that match."""
+    exclusive = grid.exclusive()[tile_ids]
+    near_border = ((boxes[:, 0] - tolerance <= exclusive[:, 0]) | (boxes[:, 1] - tolerance <= exclusive[:, 1])
+                   | (boxes[:, 2] + tolerance >= exclusive[:, 2]) | (boxes[:, 3] + tolerance >= exclusive[:, 3]))
+    candidates = np.flatnonzero(near_border)
+    if len(candidates) < 2:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    grown = boxes[candidates] + np.array([-tolerance, -tolerance, tolerance, tolerance])
+    _, kinds = np.unique(labels[candidates], return_inverse=True)
+    one, other = _sharing_cells(grown, kinds.reshape(-1))
+    first, second = candidates[one], candidates[other]
+    across = tile_ids[first] != tile_ids[second]
+    first, second = first[across], second[across]
+    agreement = shared_view_iou(boxes[first], boxes[second], rects[tile_ids[first]], rects[tile_ids[second]],
+                                tolerance)
+    matched = agreement >= threshold
+    first, second, agreement = first[matched], second[matched], agreement[matched]
+    # the best matches first, for the greedy merge; equal ones in the order of the boxes, so that the
+    # order does not hang on the bucketing (the incremental merge finds the same pairs in smaller sets)
+    order = np.lexsort((second, first, -agreement))
+    return first[order], second[order]
+
+
+def _sharing_cells(boxes: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``(i, j)``, ``i < j``, of boxes of one kind that intersect (touching counts), each once.
+
+    The boxes are bucketed into the cells of a grid (a box into every cell it
+    covers) and sorted by kind and cell; pairs are formed inside each bucket,
+    and a pair is kept only in the cell holding the corner of its intersection
+    (``max x0``, ``max y0``), so that a pair sharing several cells counts once
+    and boxes that share a cell but do not meet are left out.
+    """
+    sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    cell = max(8.0, float(np.percentile(sides, 90)))
+    origin = boxes[:, :2].min(axis=0)
+    cells_low = np.floor((boxes[:, :2] - origin) / cell).astype(np.int64)
+    cells_high = np.floor((boxes[:, 2:] - origin) / cell).astype(np.int64)
+    spans = cells_high - cells_low + 1
+    counts = spans[:, 0] * spans[:, 1]
+    box = np.repeat(np.arange(len(boxes)), counts)
+    offset = np.arange(len(box)) - np.repeat(np.cumsum(counts) - counts, counts)
+    row, column = np.divmod(offset, spans[box, 0])
+    columns = int(cells_high[:, 0].max()) + 1
+    rows = int(cells_high[:, 1].max()) + 1
+    cell_x, cell_y = cells_low[box, 0] + column, cells_low[box, 1] + row
+    key = (kinds[box] * rows + cell_y) * columns + cell_x
+    order = np.argsort(key, kind="stable")
+    key, box, cell_x, cell_y = key[order], box[order], cell_x[order], cell_y[order]
+    group_end = np.searchsorted(key, key, side="right")
+    after = group_end - np.arange(len(key)) - 1
+    left = np.repeat(np.arange(len(key)), after)
+    right = left + 1 + np.arange(len(left)) - np.repeat(np.cumsum(after) - after, after)
+    one, other = box[left], box[right]
+    corner = np.maximum(boxes[one, :2], boxes[other, :2])
+    meets = (corner <= np.minimum(boxes[one, 2:], boxes[other, 2:])).all(axis=1)
+    corner_cell = np.floor((corner - origin) / cell).astype(np.int64)
+    here = meets & (corner_cell[:, 0] == cell_x[left]) & (corner_cell[:, 1] == cell_y[left])
+    one, other = one[here], other[here]
+    return np.minimum(one, other), np.maximum(one, other)
+
+
+def shared_view_iou(first, second, first_tiles, second_tiles, tolerance: float = EDGE_TOLERANCE) -> np.ndarray:
+    """The agreement of box pairs from two tiles: the IoU of the boxes clipped to the tiles' intersection.
+
+    Where the tiles only touch (their intersection has no width or no height),
+    the intersection is widened by ``tolerance`` across the shared line and a
+    box reaching it counts as spanning that width, so that the comparison is
+    along the line. Pairs of tiles that do not meet, and boxes that do not
+    reach the intersection, agree 0.
+    """
+    first, second = np.asarray(first, np.float64), np.asarray(second, np.float64)
+    low = np.maximum(first_tiles[:, :2], second_tiles[:, :2]).astype(np.float64)
+    high = np.minimum(first_tiles[:, 2:], second_tiles[:, 2:]).astype(np.float64)
+    meets = (high >= low).all(axis=1)
+    thin = (high - low) < 1.0
+    low = np.where(thin, low - tolerance, low)
+    high = np.where(thin, high + tolerance, high)
+    clipped = []
+    for box in (first, second):
+        box_low = np.maximum(box[:, :2], low)
+        box_high = np.minimum(box[:, 2:], high)
+        reaches = box_high >= box_low
+        # across a line both boxes count as spanning the widened line
+        box_low = np.where(thin & reaches, low, box_low)
+        box_high = np.where(thin & reaches, high, box_high)
+        clipped.append((box_low, box_high, reaches.all(axis=1)))
+    (a_low, a_high, a_in), (b_low, b_high, b_in) = clipped
+    a_area = np.prod(np.clip(a_high - a_low, 0.0, None), axis=1)
+    b_area = np.prod(np.clip(b_high - b_low, 0.0, None), axis=1)
+    inter = np.prod(np.clip(np.minimum(a_high, b_high) - np.maximum(a_low, b_low), 0.0, None), axis=1)
+    union = a_area + b_area - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    return np.where(meets & a_in & b_in, iou, 0.0)
+
+
+def _greedy_groups(scores, tile_ids, loose, first, second) -> np.ndarray:
+    """For each box, the seed of its group (-1 for boxes not in the merge): step 4's greedy merge.
+
+    ``first``, ``second`` are the matching pairs among the loose partial boxes,
+    best match first. A box takes from each tile the matching box of the
+    highest score (the best match among equal scores), so that the raw boxes
+    of two tiles around one object pair up best with best, second with second.
+    """
+    count = len(scores)
+    groups = np.full(count, -1, dtype=np.int64)
+    nodes = np.concatenate([first, second])
+    neighbours = np.concatenate([second, first])
+    rank = np.concatenate([np.arange(len(first))] * 2)
+    order = np.lexsort((rank, -scores[neighbours], nodes))  # by node, then highest score, then best match
+    nodes, neighbours = nodes[order], neighbours[order]
+    starts = np.searchsorted(nodes, np.arange(count + 1))
+    neighbour_list = neighbours.tolist()
+    tiles = tile_ids.tolist()
+    loose_boxes = np.flatnonzero(loose)
+    by_score = loose_boxes[np.argsort(-scores[loose_boxes], kind="stable")].tolist()
+    start_list = starts.tolist()
+    group_list = groups.tolist()
+    for seed in by_score:
+        if group_list[seed] >= 0:
+            continue
+        group_list[seed] = seed
+        if start_list[seed] == start_list[seed + 1]:
+            continue
+        used = {tiles[seed]}
+        stack = [seed]
+        while stack:
+            node = stack.pop()
+            for neighbour in neighbour_list[start_list[node]:start_list[node + 1]]:
+                if group_list[neighbour] < 0 and tiles[neighbour] not in used:
+                    group_list[neighbour] = seed
+                    used.add(tiles[neighbour])
+                    stack.append(neighbour)
+    groups[:] = group_list
+    groups[~loose] = -1
+    return groups
