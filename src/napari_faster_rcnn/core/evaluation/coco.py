@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse
+from scipy.sparse.csgraph import connected_components
 
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.evaluation.matching import evaluation_classes, flatten, overlapping_pairs
@@ -158,8 +160,9 @@ def _sub_images(gt: dict, dt: dict, kept: np.ndarray, n_keys: int, split_size: i
         first_v.append(n_gt + dt_part[pair_dt[linked]])
     u = np.concatenate(first_u) if first_u else np.zeros(0, np.int64)
     v = np.concatenate(first_v) if first_v else np.zeros(0, np.int64)
-    component = _components(len(node_image), u, v)
-    # per image, its components (named by their first node) packed in turn into parts of about split_size boxes
+    links = scipy.sparse.coo_array((np.ones(len(u), dtype=bool), (u, v)), shape=(len(node_image),) * 2)
+    component = connected_components(links, directed=False)[1]
+    # per image, its components (numbered in the order of their first node) packed in turn into parts of about split_size boxes
     order = np.lexsort((component, node_image))
     image_sorted, component_sorted = node_image[order], component[order]
     image_start = np.searchsorted(image_sorted, image_sorted, side="left")
@@ -173,25 +176,6 @@ def _sub_images(gt: dict, dt: dict, kept: np.ndarray, n_keys: int, split_size: i
     offset = np.concatenate([[0], np.cumsum(parts)[:-1]])
     image = offset[node_image] + part
     return image[:n_gt], image[n_gt:], True
-
-
-def _components(count: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Connected components of a graph given by its edges: each node's label is the
-    smallest node of its component."""
-    label = np.arange(count)
-    while True:
-        low = np.minimum(label[u], label[v])
-        new = label.copy()
-        for ends in (u, v, label[u], label[v]):
-            np.minimum.at(new, ends, low)
-        while True:  # follow each node's label to its root
-            jumped = new[new]
-            if np.array_equal(jumped, new):
-                break
-            new = jumped
-        if np.array_equal(new, label):
-            return label
-        label = new
 
 
 def _xywh(boxes: np.ndarray) -> np.ndarray:

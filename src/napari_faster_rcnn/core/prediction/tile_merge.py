@@ -73,6 +73,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse
+from scipy.sparse.csgraph import connected_components
 
 from napari_faster_rcnn.core.prediction.tiles import EDGE_TOLERANCE, MATCH_THRESHOLD, TileGrid
 
@@ -299,7 +301,9 @@ class TileMerger:
             pairs = _matching_pairs(self.grid, self._rects.astype(np.float64), boxes, labels, tile_ids,
                                     self.tolerance, self.threshold)
             merged = _merge(self.grid, boxes, scores, labels, tile_ids, self.tolerance, self.threshold, pairs)
-        group = _components(count, *pairs)
+        first, second = pairs
+        links = scipy.sparse.coo_array((np.ones(len(first), dtype=bool), (first, second)), shape=(count, count))
+        group = connected_components(links, directed=False)[1]  # the same number for the boxes linked by pairs
         unsettled = self._last_meeting[tile_ids] >= self.tiles
         waiting = np.zeros(count, dtype=bool)
         waiting[group[unsettled]] = True  # a group waits while any member waits
@@ -310,21 +314,6 @@ class TileMerger:
         rest = ~final
         if rest.any():
             self._held.append((local[rest], scores32[rest], labels32[rest], tiles[rest], sources[rest]))
-
-
-def _components(count: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """For each of ``count`` nodes, a node naming its group: the same for all nodes linked through the pairs."""
-    group = np.arange(count)
-    if len(first) == 0:
-        return group
-    while True:
-        low = np.minimum(group[first], group[second])
-        previous = group.copy()
-        np.minimum.at(group, first, low)
-        np.minimum.at(group, second, low)
-        group = group[group]  # jump to the root found so far
-        if np.array_equal(group, previous):
-            return group
 
 
 def _matching_pairs(grid: TileGrid, rects, boxes, labels, tile_ids, tolerance: float, threshold: float):
