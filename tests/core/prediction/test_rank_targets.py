@@ -70,3 +70,23 @@ def iter_ranking_all(model, targets):
     by_name = {str(item) if not isinstance(item, np.ndarray) else f"image {i}": t
                for i, (item, t) in enumerate(zip(items, targets))}
     return [type("Entry", (), {"target": by_name[s.image], "score": s})() for s in scores]
+
+
+def test_the_planes_of_a_stack_are_read_one_batch_at_a_time(model, tmp_path, monkeypatch):
+    import tifffile
+
+    from napari_faster_rcnn.core.prediction.stacks import StackPlane
+
+    tifffile.imwrite(tmp_path / "movie.tif", np.random.default_rng(3).integers(0, 4096, (6, 64, 64), dtype=np.uint16),
+                     photometric="minisblack")
+    targets, _, labeled = find_rank_targets(tmp_path)
+    assert [t.plane for t in targets] == [(p,) for p in range(6)] and labeled == 0
+    assert [t.name.rsplit("/", 1)[-1] for t in targets[:2]] == ["movie.tif[0]", "movie.tif[1]"]
+    read = []
+    original = StackPlane.read
+    monkeypatch.setattr(StackPlane, "read", lambda self, channels=None: read.append(self.plane) or original(self, channels))
+    ranking = iter_target_ranking(model, targets, batch_size=2)
+    first = next(ranking)
+    assert first.done == 2 and read == [(0,), (1,)]  # nothing read ahead of the batch scored
+    result = run_to_end(ranking)
+    assert sorted(read) == [(p,) for p in range(6)] and len(result) == 6
