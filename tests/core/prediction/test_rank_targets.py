@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -90,3 +92,14 @@ def test_the_planes_of_a_stack_are_read_one_batch_at_a_time(model, tmp_path, mon
     assert first.done == 2 and read == [(0,), (1,)]  # nothing read ahead of the batch scored
     result = run_to_end(ranking)
     assert sorted(read) == [(p,) for p in range(6)] and len(result) == 6
+
+
+def test_a_very_large_grid_is_thinned_to_rows_and_columns_spread_over_the_image():
+    tiling = Tiling(tile=32, overlap=0.2)
+    grid = tiling.grid((1000, 1500))
+    tiles = tile_targets(Path("huge.tif"), (1000, 1500), tiling, large_pixels=100, max_tiles=16)
+    rects = [t.region for t in tiles]
+    assert 9 <= len(rects) <= 16 and len(set(rects)) == len(rects)
+    assert set(rects) <= {tuple(r) for r in grid.rects.tolist()}
+    assert rects[0] == (0, 0, 32, 32) and rects[-1] == (1500 - 32, 1000 - 32, 1500, 1000)  # both corners
+    assert len({r[0] for r in rects}) >= 3 and len({r[1] for r in rects}) >= 3

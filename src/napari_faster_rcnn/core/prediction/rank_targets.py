@@ -9,8 +9,10 @@ Targets (:class:`RankTarget`)
       ``movie.tif[3]`` (``[t,z]`` for two leading dimensions), as training names planes;
     - an image of more than :data:`LARGE_PIXELS` pixels that the checkpoint's tiling cuts into tiles
       (:class:`~napari_faster_rcnn.core.prediction.tiles.Tiling`, as ``predict`` tiles it) is scored
-      through its tiles: each tile is measured as an image, and the image takes the place and the
-      score of its most useful tile (:func:`collapse_tiles`); its other tiles leave the ranking.
+      through its tiles (at most :data:`MAX_TILES`, rows and columns spread evenly over the image):
+      each tile is measured as an image (its intensities scaled by the tile's own), and the image
+      takes the place and the score of its most useful tile (:func:`collapse_tiles`); its other
+      tiles leave the ranking.
       Smaller images are scored whole, as before (the model resizes them to its ``min_size``/``max_size``).
 
 Reading is lazy: a target is a path, a :class:`~napari_faster_rcnn.core.prediction.stacks.StackPlane`
@@ -30,11 +32,13 @@ import numpy as np
 from napari_faster_rcnn.core.prediction.ranking import ImageScore, RankingProgress, iter_ranking
 from napari_faster_rcnn.core.prediction.stacks import StackPlane, select_planes
 
-__all__ = ["LARGE_PIXELS", "RankTarget", "RankedTarget", "TileRegion", "collapse_tiles", "find_rank_targets",
+__all__ = ["LARGE_PIXELS", "MAX_TILES", "RankTarget", "RankedTarget", "TileRegion", "collapse_tiles", "find_rank_targets",
            "iter_target_ranking", "plane_label", "stack_targets", "tile_targets"]
 
 #: Images of more pixels than this (and larger than a tile) are scored through their tiles.
 LARGE_PIXELS = 4096 * 4096
+#: At most this many tiles of one large image are measured (rows and columns spread over it).
+MAX_TILES = 64
 
 
 def plane_label(name: str, plane: Sequence[int]) -> str:
@@ -133,14 +137,24 @@ def stack_targets(path: Path, shape: Sequence[int], annotation_file: Path | None
     return targets, len(planes) - len(targets)
 
 
-def tile_targets(path: Path, size: tuple[int, int], tiling, large_pixels: int = LARGE_PIXELS) -> list[RankTarget]:
+def tile_targets(path: Path, size: tuple[int, int], tiling, large_pixels: int = LARGE_PIXELS,
+                 max_tiles: int = MAX_TILES) -> list[RankTarget]:
     """The tiles of ``path`` (``(height, width)``) when it is larger than ``large_pixels`` pixels and than
-    a tile of ``tiling``; else the image whole (one target)."""
+    a tile of ``tiling``; else the image whole (one target). Of a grid of more than ``max_tiles`` tiles,
+    rows and columns spread evenly over the image (the first and the last among them) are kept, at
+    most ``max_tiles`` tiles in all."""
     height, width = int(size[0]), int(size[1])
     if tiling is None or height * width <= large_pixels or not tiling.tiles_image((height, width)):
         return [RankTarget(path)]
     grid = tiling.grid((height, width))
-    return [RankTarget(path, region=tuple(int(v) for v in rect)) for rect in grid.rects]
+    rects = grid.rects
+    if len(grid) > max_tiles:
+        rows_kept = min(grid.rows, max(1, int(np.sqrt(max_tiles * grid.rows / grid.columns))))
+        columns_kept = min(grid.columns, max(1, max_tiles // rows_kept))
+        rows = np.unique(np.linspace(0, grid.rows - 1, rows_kept).round().astype(int))
+        columns = np.unique(np.linspace(0, grid.columns - 1, columns_kept).round().astype(int))
+        rects = rects[(rows[:, None] * grid.columns + columns[None, :]).reshape(-1)]
+    return [RankTarget(path, region=tuple(int(v) for v in rect)) for rect in rects]
 
 
 def find_rank_targets(inputs, tiling=None, large_pixels: int = LARGE_PIXELS
