@@ -52,3 +52,47 @@ def test_a_fully_labeled_folder_and_bad_flags_are_refused(checkpoint, tutorial_d
     assert "no unlabeled images (6 labeled)" in capsys.readouterr().err
     assert main(["rank", str(checkpoint), str(tutorial_dataset), "--top", "0"]) == 2
     assert "--top must be at least 1" in capsys.readouterr().err
+
+
+def test_json_lists_the_unlabeled_planes_of_a_stack_and_the_image(checkpoint, tmp_path, capsys):
+    """A folder with one PNG and one (4, 64, 64) uint16 stack whose planes 0 and 2 are labeled (plane 0
+    with a box, plane 2 marked empty): the ranking holds the PNG and planes 1 and 3, nothing else."""
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(folder / "cells.png")
+    tifffile.imwrite(folder / "movie.tif", rng.integers(0, 4096, (4, 64, 64), dtype=np.uint16),
+                     photometric="minisblack")
+    save_annotation(folder / "movie.json", Annotation([[4, 4, 20, 20]], ["cell"], planes=[[0]],
+                                                      labeled_planes=[[0], [2]]))
+    assert main(["rank", str(checkpoint), str(folder), "--json"]) == 0
+    captured = capsys.readouterr()
+    ranking = json.loads(captured.out)
+    entries = sorted((item["image"].rsplit("/", 1)[-1], tuple(item.get("plane", ()))) for item in ranking)
+    assert entries == [("cells.png", ()), ("movie.tif", (1,)), ("movie.tif", (3,))]
+    assert [item["rank"] for item in ranking] == [1, 2, 3]
+    for item in ranking:
+        assert {"image", "score", "uncertainty", "confusion", "disagreement", "redundancy"} <= set(item)
+    assert "1 unlabeled images and 2 unlabeled planes ranked (2 labeled left out)" in captured.err
+    # the same scores as the core ranking of the pixels read independently (tifffile, Pillow)
+    from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
+    from napari_faster_rcnn.core.prediction.ranking import rank_images
+
+    stack = tifffile.imread(folder / "movie.tif")
+    pixels = [np.asarray(Image.open(folder / "cells.png")), stack[1], stack[3]]
+    reference = {("cells.png", ()): 0, ("movie.tif", (1,)): 1, ("movie.tif", (3,)): 2}
+    expected = {int(score.image.split()[-1]): score.score
+                for score in rank_images(load_checkpoint(checkpoint).model, pixels)}
+    for item in ranking:
+        key = (item["image"].rsplit("/", 1)[-1], tuple(item.get("plane", ())))
+        assert item["score"] == pytest.approx(expected[reference[key]], abs=1e-5)
+    # the table names a plane as training does: movie.tif[3]
+    assert main(["rank", str(checkpoint), str(folder), "--quiet"]) == 0
+    names = sorted(line.split()[-1].rsplit("/", 1)[-1] for line in capsys.readouterr().out.splitlines()[1:])
+    assert names == ["cells.png", "movie.tif[1]", "movie.tif[3]"]

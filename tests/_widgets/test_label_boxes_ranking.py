@@ -76,3 +76,32 @@ def test_the_last_train_detector_run_is_the_default_and_nothing_to_rank_is_said(
     row.walk = None
     row.button.click()
     assert row.info.text() == "every image is labeled"
+
+
+def test_next_most_useful_on_a_stack_moves_the_slider_to_its_unlabeled_planes(make_napari_viewer, checkpoint,
+                                                                              qtbot, tmp_path):
+    """A (4, 64, 64) uint16 stack with planes 0 and 2 labeled: the presses go to planes 1 and 3, in the order
+    the core ranking gives the two planes read independently (tifffile)."""
+    import numpy as np
+    import tifffile
+
+    from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
+
+    path = tmp_path / "movie.tif"
+    stack = np.random.default_rng(0).integers(0, 4096, (4, 64, 64), dtype=np.uint16)
+    tifffile.imwrite(path, stack, photometric="minisblack")
+    save_annotation(tmp_path / "movie.json", Annotation([[4, 4, 20, 20]], ["cell"], planes=[[0]],
+                                                        labeled_planes=[[0], [2]]))
+    ranking = rank_images(load_checkpoint(checkpoint).model, [stack[1], stack[3]])
+    order = [(1, 3)[int(score.image.split()[-1])] for score in ranking]
+    viewer = make_napari_viewer()
+    viewer.open(path, plugin=PLUGIN)
+    viewer.dims.set_current_step(0, 0)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Label boxes")
+    assert widget.session.is_stack and widget.session.current == 0
+    widget.next_useful.path.setText(str(checkpoint))
+    press(widget, qtbot)
+    assert viewer.dims.current_step[0] == order[0] and widget.session.current == order[0]
+    assert widget.next_useful.info.text().startswith(f"plane {order[0]}: rank 1 of 2")
+    press(widget, qtbot)
+    assert viewer.dims.current_step[0] == order[1]

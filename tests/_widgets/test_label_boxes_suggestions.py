@@ -142,3 +142,50 @@ def test_a_checkpoint_that_is_not_one_is_named(make_napari_viewer, qtbot, unlabe
     qtbot.waitUntil(lambda: widget.suggestions.status.text().startswith("not loaded: "), timeout=20000)
     assert "notes.ckpt" in widget.suggestions.status.text()
     assert SUGGESTIONS_NAME not in viewer.layers
+
+
+def test_a_rejected_suggestion_stays_away_after_the_folder_is_opened_again(make_napari_viewer, qtbot, unlabeled):
+    """Rejected in one viewer, written beside the images; a new viewer on the folder does not suggest it
+    again, but does suggest a box there of another class."""
+    import json
+
+    from napari_faster_rcnn.core.prediction.rejections import REJECTED_FILE
+
+    folder, truth = unlabeled
+    first = truth["000"]
+    viewer = make_napari_viewer()
+    viewer.open(folder, plugin=PLUGIN)
+    viewer.dims.set_current_step(0, 0)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Label boxes")
+    widget.suggestions.use_predictor(stub_predictor(truth, []), "stub")
+    layer = viewer.layers[SUGGESTIONS_NAME]
+    qtbot.waitUntil(lambda: layer.nshapes == len(first) - 1, timeout=5000)
+    layer.selected_data = {0}
+    key(viewer, qtbot, "j")  # reject the first suggestion
+    assert layer.nshapes == len(first) - 2
+    sidecar = folder / "input" / REJECTED_FILE
+    saved = json.loads(sidecar.read_text())["images"]["000.png"][""]
+    assert np.allclose(saved["boxes"], first.boxes[[0]]) and saved["labels"] == [first.labels[0]]
+
+    other = "hexagon" if first.labels[0] != "hexagon" else "star"
+    moved = first.boxes[0] + np.array([1.0, -1.0, 1.0, 0.0])  # a retrained model's box a pixel away
+
+    def predict_again(item):  # the rejected box (moved a little) again, and once more under another class
+        from pathlib import Path
+
+        annotation = truth[Path(item).stem]
+        if Path(item).stem != "000":
+            return stub_predictor(truth, [])(item)
+        boxes = np.concatenate([[moved], annotation.boxes[1:-1], [first.boxes[0]]])
+        return Annotation(boxes, [first.labels[0], *annotation.labels[1:-1], other],
+                          scores=np.full(len(boxes), 0.9), classes=annotation.classes)
+
+    again = make_napari_viewer()
+    again.open(folder, plugin=PLUGIN)
+    again.dims.set_current_step(0, 0)
+    _, widget = again.window.add_plugin_dock_widget(PLUGIN, "Label boxes")
+    widget.suggestions.use_predictor(predict_again, "stub")
+    layer = again.layers[SUGGESTIONS_NAME]
+    qtbot.waitUntil(lambda: layer.nshapes == len(first) - 1, timeout=5000)
+    assert list(layer.features["label"]) == [*first.labels[1:-1], other]
+    assert np.allclose(boxes_of(layer), np.concatenate([first.boxes[1:-1], first.boxes[[0]]]), atol=1e-6)

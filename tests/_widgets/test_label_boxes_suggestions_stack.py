@@ -9,6 +9,7 @@ from qtpy.QtCore import Qt
 
 from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation
 from napari_faster_rcnn.core.data.boxes import rectangles_to_boxes
+from napari_faster_rcnn.core.prediction.rejections import REJECTED_FILE, read_rejected_file
 from napari_faster_rcnn.core.prediction.stacks import StackPlane
 from napari_faster_rcnn.layers.suggestions import SUGGESTIONS_NAME
 
@@ -90,6 +91,11 @@ def test_suggestions_on_the_planes_of_a_stack(make_napari_viewer, qtbot, tmp_pat
 
     layer.selected_data = {0}
     key(viewer, qtbot, "j")  # reject one on plane 2; accept the rest
+    # kept beside the stack, under its file name and plane, for the next time the stack is opened
+    rejected = read_rejected_file(tmp_path / REJECTED_FILE)
+    assert list(rejected) == ["movie.tif"] and list(rejected["movie.tif"]) == ["2"]
+    np.testing.assert_allclose(rejected["movie.tif"]["2"][0], TRUTH[2].boxes[:1], atol=1e-6)
+    assert rejected["movie.tif"]["2"][1] == ["cell"]
     key(viewer, qtbot, "k", shift=True)
     widget.save()
     saved = load_annotation(tmp_path / "movie.pt")

@@ -1,10 +1,18 @@
-"""Rank unlabeled images by how much labeling them should help: which image to label next.
+"""Rank unlabeled images and planes by how much labeling them should help: which to label next.
 
 IMAGES is a dataset folder (input/ + target/, or images with annotations beside
 them) or image files; the unlabeled ones are those without an annotation file
 where the folder rules look for one (target/NAME.pt or .json beside input/, or
-NAME.pt or .json beside the image). Each is predicted with CHECKPOINT, and with
-its mirror image, and scored from 0 to 1 by four measures of doubt:
+NAME.pt or .json beside the image). A stack (multi-page TIFF, OME-TIFF, Zarr with
+leading t/z dimensions) gives each of its UNLABELED planes, those not in its
+annotation's "labeled_planes" (all of them when it has no annotation file); a plane
+is named movie.tif[3] ([t,z] for two leading dimensions) and its --json object
+carries "image" (the stack) and "plane" (its leading indices). An image of more than
+16.8 megapixels that the checkpoint's tiling cuts into tiles (as predict tiles it)
+is scored through its tiles, read one at a time: it takes the place and score of its
+most useful tile, whose [x0, y0, x1, y1] its --json object carries as "tile".
+Each is predicted with CHECKPOINT, and with its mirror image, and scored from 0 to 1
+by four measures of doubt:
 
   uncertainty    detections scoring near the score threshold (--score)
   confusion      boxes whose class the box head hesitates between
@@ -16,22 +24,23 @@ The ranking is greedy: each next image is the one of highest mean of the four
 (its informativeness) minus --diversity times its cosine similarity (its
 redundancy) to the images ranked before it, on the model's pooled features,
 so that the top images are not near-duplicates. "score" is that value.
---json prints one JSON list of objects with image, score and the parts of the score.
+--json prints one JSON list of objects with image (plane, tile), score and the parts of the score.
 """
 
 from __future__ import annotations
 
-HELP = "rank unlabeled images by how much labeling them should help (which image to label next)"
+HELP = "rank unlabeled images and planes of stacks by how much labeling them should help (which to label next)"
 
 PARTS = ("uncertainty", "confusion", "disagreement", "low_confidence", "redundancy")
 
 
 def configure(parser) -> None:
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a training checkpoint (best.ckpt, last.ckpt)")
-    parser.add_argument("images", metavar="IMAGES", nargs="+", help="a dataset folder or image files")
-    parser.add_argument("--top", type=int, metavar="K", help="print only the K most useful images (default: all)")
+    parser.add_argument("images", metavar="IMAGES", nargs="+", help="a dataset folder or image files (stacks too)")
+    parser.add_argument("--top", type=int, metavar="K", help="print only the K most useful images or planes (default: all)")
     parser.add_argument("--json", action="store_true",
-                        help="print one JSON list of objects with image, score and the parts of the score")
+                        help="print one JSON list of objects with image (and plane, for a plane of a stack), score and "
+                        "the parts of the score")
     parser.add_argument("--score", type=float, metavar="S",
                         help="the score threshold detections are judged against (default: the checkpoint's, 0.5)")
     parser.add_argument("--diversity", type=float, default=0.5, metavar="D",
@@ -49,8 +58,10 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
-    from napari_faster_rcnn.core.prediction.ranking import RankingWeights, find_unlabeled_images, iter_ranking
+    from napari_faster_rcnn.core.prediction.rank_targets import find_rank_targets, iter_target_ranking
+    from napari_faster_rcnn.core.prediction.ranking import RankingWeights
     from napari_faster_rcnn.core.prediction.settings import resolve_device
+    from napari_faster_rcnn.core.prediction.tiles import default_tiling
     from napari_faster_rcnn.core.progress import run_to_end
 
     if args.top is not None and args.top < 1:
@@ -61,16 +72,16 @@ def run(args) -> int:
         raise ValueError(f"--score must be between 0 and 1, got {args.score}")
     if args.diversity < 0:
         raise ValueError(f"--diversity must be 0 or more, got {args.diversity}")
-    images, skipped = find_unlabeled_images(args.images)
-    labeled = sum(reason.startswith("labeled") for _, reason in skipped)
+    device = resolve_device(args.device)
+    checkpoint = load_checkpoint(args.checkpoint, device=device)
+    tiling = default_tiling(checkpoint.config, checkpoint.training_images)
+    targets, skipped, labeled = find_rank_targets(args.images, tiling)
     for path, reason in skipped:
         if not reason.startswith("labeled"):
             print(f"skipped {path}: {reason}", file=sys.stderr)
-    if not images:
+    if not targets:
         raise ValueError(f"{', '.join(args.images)}: no unlabeled images ({labeled} labeled)")
-    device = resolve_device(args.device)
-    checkpoint = load_checkpoint(args.checkpoint, device=device)
-    bar = tqdm(total=len(images), desc="ranking", unit="image", disable=args.quiet, file=sys.stderr)
+    bar = tqdm(total=len(targets), desc="ranking", unit="image", disable=args.quiet, file=sys.stderr)
 
     def progress(step) -> None:
         if step.error is not None:
@@ -79,17 +90,23 @@ def run(args) -> int:
         bar.update(step.done - bar.n)
 
     try:
-        ranking = run_to_end(iter_ranking(checkpoint.model, images, top=args.top,
-                                          weights=RankingWeights(diversity=args.diversity), threshold=args.score,
-                                          batch_size=args.batch_size), progress)
+        ranking = run_to_end(iter_target_ranking(checkpoint.model, targets, top=args.top,
+                                                 weights=RankingWeights(diversity=args.diversity),
+                                                 threshold=args.score, batch_size=args.batch_size), progress)
     finally:
         bar.close()
-    print(f"{len(images)} unlabeled images ranked ({labeled} labeled left out)", file=sys.stderr)
+    planes = sum(target.plane is not None for target in targets)
+    tiles = sum(target.region is not None for target in targets)
+    kinds = f"{len(targets) - planes - tiles} unlabeled images" + (f" and {planes} unlabeled planes" if planes else "")
+    if tiles:
+        kinds += f" and {len({t.image for t in targets if t.region is not None})} large images in {tiles} tiles"
+    print(f"{kinds} ranked ({labeled} labeled left out)", file=sys.stderr)
     if args.json:
-        print(json.dumps([score.to_dict() for score in ranking], indent=1))
+        print(json.dumps([entry.to_dict() for entry in ranking], indent=1))
         return 0
     print("rank   score  " + "  ".join(f"{name:>12}" for name in PARTS) + "  image")
-    for score in ranking:
+    for entry in ranking:
+        score = entry.score
         print(f"{score.rank:>4}  {score.score:6.3f}  " + "  ".join(f"{getattr(score, name):12.3f}" for name in PARTS)
-              + f"  {score.image}")
+              + f"  {entry.target.name}")
     return 0

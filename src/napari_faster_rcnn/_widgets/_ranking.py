@@ -1,5 +1,6 @@
-"""The "Next most useful" row of Label boxes: rank the open folder's unlabeled images with a
-checkpoint (in a worker) and go to the most useful one; pressing again goes to the next one.
+"""The "Next most useful" row of Label boxes: rank the open folder's unlabeled images (on a stack's box
+layer, its unlabeled planes) with a checkpoint (in a worker) and go to the most useful one (the dims
+slider moves there); pressing again goes to the next one.
 
 The checkpoint is the one in the path field, or, when that is empty, the best (else last)
 checkpoint of the last run of a docked "Train detector". The ranking is made once per checkpoint
@@ -41,11 +42,11 @@ class NextMostUseful(QWidget):
         self.worker = None
         self.path = QLineEdit()
         self.path.setPlaceholderText("checkpoint (empty: the last Train detector run)")
-        self.path.setToolTip("the checkpoint that ranks the unlabeled images; read weights-only")
+        self.path.setToolTip("the checkpoint that ranks the unlabeled images or planes; read weights-only")
         self.browse = QPushButton("…")
         self.browse.setMaximumWidth(30)
         self.button = QPushButton("Next most useful")
-        self.button.setToolTip("rank the unlabeled images by how much labeling them should help (uncertain, "
+        self.button.setToolTip("rank the unlabeled images (or a stack's planes) by how much labeling them should help (uncertain, "
                                "confused and mirror-inconsistent detections, not near-duplicates) and go to the "
                                "top one; press again for the next")
         self.info = QLabel("")
@@ -87,9 +88,10 @@ class NextMostUseful(QWidget):
                 return None
         images = ranking.unlabeled_images(session)
         if not images:
-            self.info.setText("every image is labeled")
+            self.info.setText("every plane is labeled" if session.is_stack else "every image is labeled")
             return None
-        self.info.setText(f"ranking {len(images)} unlabeled images with {checkpoint.name} ...")
+        kind = "planes" if session.is_stack else "images"
+        self.info.setText(f"ranking {len(images)} unlabeled {kind} with {checkpoint.name} ...")
         key = (checkpoint, id(session))
         self.worker = start_worker(ranking.iter_session_ranking, checkpoint, images, errored=self._failed,
                                    desc="ranking images", button=self.button, yielded=self._progress,

@@ -1,10 +1,11 @@
-"""The layer side of "Next most useful" in Label boxes: which images of a labeling session to rank,
-the ranking job for a worker, and walking through the ranking.
+"""The layer side of "Next most useful" in Label boxes: which images (or planes) of a labeling session
+to rank, the ranking job for a worker, and walking through the ranking.
 
 The images ranked are the session's unlabeled ones: without an annotation file on disk and without
-boxes in the session (:func:`unlabeled_images`). :func:`iter_session_ranking` is the worker's job:
-it reads the checkpoint weights-only and runs
-:func:`~napari_faster_rcnn.core.prediction.ranking.iter_ranking` over those image files.
+boxes in the session; on a stack's box layer, the planes not labeled (:func:`unlabeled_images`).
+:func:`iter_session_ranking` is the worker's job: it reads the checkpoint weights-only and ranks those
+images or planes with :func:`~napari_faster_rcnn.core.prediction.rank_targets.iter_target_ranking`
+(a plane read only when it is measured; a very large image through its tiles).
 :class:`RankingWalk` then hands out the ranked images one by one, skipping any labeled meanwhile.
 """
 
@@ -13,14 +14,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from napari_faster_rcnn.core.data.labeling import index_plane
+from napari_faster_rcnn.core.prediction.rank_targets import RankTarget
 from napari_faster_rcnn.layers import conventions
 
 __all__ = ["RankingWalk", "iter_session_ranking", "unlabeled_images"]
 
 
-def unlabeled_images(session) -> list[tuple[int, Path]]:
-    """``(index, image file)`` of each image of ``session`` with no annotation file and no boxes."""
+def unlabeled_images(session) -> list[tuple[int, RankTarget]]:
+    """``(index, target)`` of each image of ``session`` with no annotation file and no boxes, or, when
+    the session labels a stack's planes, of each plane not labeled (the target names the stack's file
+    and the plane)."""
     sources = session.layer.metadata.get(conventions.SOURCE_IMAGES) or []
+    if getattr(session, "is_stack", False):
+        source = sources[0] if sources else None
+        if not source:
+            return []
+        return [(index, RankTarget(Path(source), index_plane(index, session.store.shape)))
+                for index in session.unlabeled()]
     files = session.store.files
     empty = set(session.unlabeled())
     found = []
@@ -28,22 +39,27 @@ def unlabeled_images(session) -> list[tuple[int, Path]]:
         source = sources[index] if index < len(sources) else None
         annotation = files[index] if index < len(files) else None
         if source and index in empty and (annotation is None or not Path(annotation).exists()):
-            found.append((index, Path(source)))
+            found.append((index, RankTarget(Path(source))))
     return found
 
 
-def iter_session_ranking(checkpoint_path, images: list[tuple[int, Path]], batch_size: int = 4):
-    """Load ``checkpoint_path`` and rank ``images`` (``(index, path)``); yields progress
-    (:class:`~napari_faster_rcnn.core.prediction.ranking.RankingProgress`) and returns a
-    :class:`RankingWalk`."""
+def iter_session_ranking(checkpoint_path, images: list[tuple[int, RankTarget]], batch_size: int = 4):
+    """Load ``checkpoint_path`` and rank ``images`` (``(index, target)``, as :func:`unlabeled_images`
+    gives them); yields progress (:class:`~napari_faster_rcnn.core.prediction.ranking.RankingProgress`)
+    and returns a :class:`RankingWalk`."""
     from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
-    from napari_faster_rcnn.core.prediction.ranking import iter_ranking
+    from napari_faster_rcnn.core.prediction.rank_targets import image_targets, iter_target_ranking
+    from napari_faster_rcnn.core.prediction.tiles import default_tiling
 
     checkpoint = load_checkpoint(checkpoint_path)
-    ranking = yield from iter_ranking(checkpoint.model, [path for _, path in images], batch_size=batch_size)
-    index_of = {str(path): index for index, path in images}
-    return RankingWalk(Path(checkpoint_path), [index_of[score.image] for score in ranking],
-                       {index_of[score.image]: score for score in ranking})
+    tiling = default_tiling(checkpoint.config, checkpoint.training_images)
+    index_of, targets = {}, []
+    for index, target in images:
+        index_of[(target.image, target.plane)] = index
+        targets.extend([target] if target.plane is not None else image_targets(target.image, tiling))
+    ranking = yield from iter_target_ranking(checkpoint.model, targets, batch_size=batch_size)
+    order = [index_of[(entry.target.image, entry.target.plane)] for entry in ranking]
+    return RankingWalk(Path(checkpoint_path), order, {index: entry.score for index, entry in zip(order, ranking)})
 
 
 @dataclass

@@ -14,10 +14,13 @@ box and image layers):
 
 Accepted boxes join the image's labels through the session (as drawn boxes do: the image is
 unsaved, and autosave writes it when the person leaves it; a box that a label of its class already
-covers is not added twice). Rejected boxes are remembered per image (the image file's path, or the
-image's position in the layer when it has no file) for as long as this object lives, i.e. while the
-widget keeps suggesting on this layer; they are not written anywhere and do not persist across
-sessions.
+covers is not added twice). Rejected boxes are remembered per image with their classes: of an image
+file (or a plane of a stack's file) in ``.napari-faster-rcnn/rejected-suggestions.json`` in the
+image's folder, written at each rejection, so that they stay away after the folder is opened again
+(:class:`~napari_faster_rcnn.core.prediction.rejections.RejectedSuggestions`; a folder that cannot be
+written, or a file that cannot be read, keeps them for the session, with one warning naming the
+file); of an image without a file, by its position, for as long as this object lives. A rejected box
+keeps away the suggestions of its class that it covers.
 
 Predicting ahead
     The raw detections of the image shown and of the :data:`~napari_faster_rcnn.core.prediction.suggestions.LOOK_AHEAD`
@@ -37,12 +40,12 @@ import numpy as np
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, rectangles_to_boxes
 from napari_faster_rcnn.core.data.labeling import StackLabelStore, index_plane
+from napari_faster_rcnn.core.prediction.rejections import RejectedSuggestions
 from napari_faster_rcnn.core.prediction.stacks import StackPlane
 from napari_faster_rcnn.core.prediction.suggestions import (
     CACHE_SIZE,
     LOOK_AHEAD,
     PredictAhead,
-    RejectedBoxes,
     SuggestionCache,
     iter_suggestions,
     shown_suggestions,
@@ -103,7 +106,7 @@ class BoxSuggestions:
         self.look_ahead = look_ahead
         self.cache = SuggestionCache(cache_size)
         self.ahead = PredictAhead(self.cache)
-        self.rejected = RejectedBoxes()
+        self.rejected = RejectedSuggestions(warn=_warn)
         self.start_worker: Callable | None = None
         self.on_status: Callable[[str], None] = lambda text: None
         self.worker = None
@@ -129,6 +132,17 @@ class BoxSuggestions:
             return (str(Path(sources[0]).resolve()), plane)
         if index < len(sources) and sources[index]:
             return str(Path(sources[index]).resolve())
+        return (id(self.session.layer), index)
+
+    def rejection_key(self, index: int) -> Hashable:
+        """What the rejected boxes of image ``index`` are kept under: ``(its file, its plane or None)``,
+        kept in the file's folder; else its position in this layer (in memory)."""
+        sources = self.session.layer.metadata.get(conventions.SOURCE_IMAGES) or []
+        plane = self._plane(index)
+        if plane is not None and sources and sources[0]:
+            return (Path(sources[0]).resolve(), plane)
+        if plane is None and index < len(sources) and sources[index]:
+            return (Path(sources[index]).resolve(), None)
         return (id(self.session.layer), index)
 
     def _plane(self, index: int) -> tuple[int, ...] | None:
@@ -183,7 +197,8 @@ class BoxSuggestions:
                 self.on_status("predicting this image ...")
         else:
             labels = self.session.read_current()
-            self._draw(shown_suggestions(raw, self.thresholds, labels, self.rejected.get(key)))
+            boxes, classes = self.rejected.get(self.rejection_key(index))
+            self._draw(shown_suggestions(raw, self.thresholds, labels, boxes, rejected_labels=classes))
             self.on_status(f"{len(self.shown)} suggestion{'s' if len(self.shown) != 1 else ''} "
                            f"(score ≥ {self.thresholds.score_threshold:.2f})")
         self._predict_ahead()
@@ -286,7 +301,8 @@ class BoxSuggestions:
         indices = self.selected() if indices is None else list(indices)
         if not indices:
             indices = list(range(len(self.shown)))
-        self.rejected.add(self.image_key(self.session.current), self.shown.boxes[indices])
+        chosen = self.shown.select(np.asarray(indices, dtype=np.int64))
+        self.rejected.add(self.rejection_key(self.session.current), chosen.boxes, chosen.labels)
         self.show()
         return len(indices)
 
@@ -342,6 +358,12 @@ class BoxSuggestions:
         self._bound = []
         if self.layer in self.viewer.layers:
             self.viewer.layers.remove(self.layer)
+
+
+def _warn(text: str) -> None:
+    from napari.utils.notifications import show_warning
+
+    show_warning(text)
 
 
 class _One:

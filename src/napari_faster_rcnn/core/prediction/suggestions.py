@@ -4,14 +4,17 @@ what was rejected there, predicting ahead of the person, and the simulated label
 A model's raw detections of an image (see :func:`~.run.iter_predictions`) become *suggestions* by
 
 1. the score threshold and per-class NMS (:func:`~.thresholds.apply_thresholds`);
-2. leaving out every detection that a label of the image already covers, and every detection
-   that a box the person rejected on that image covers: "covers" is an IoU of at least
-   :data:`COVERED_IOU` (0.5), whatever the classes (a box labeled or rejected under one class is
-   not offered again under another).
+2. leaving out every detection that a label of the image already covers, whatever the classes
+   (a box labeled under one class is not offered again under another), and every detection that a
+   box the person rejected on that image UNDER ITS CLASS covers (when the rejected boxes come with
+   their classes; without, whatever the classes): "covers" is an IoU of at least
+   :data:`COVERED_IOU` (0.5).
 
-Rejected boxes are kept per image in a :class:`RejectedBoxes` (in memory: they last as long as
-the labeling session, not across sessions). Because the rule is an overlap rather than identity,
-a rejected box also stays away when a retrained model puts it a few pixels elsewhere.
+Rejected boxes are kept per image in a :class:`RejectedBoxes` (in memory), or, with their classes,
+in a :class:`~napari_faster_rcnn.core.prediction.rejections.RejectedSuggestions` (the labeling
+widget's: written to a JSON file in the images' folder, so that they last across sessions).
+Because the rule is an overlap rather than identity, a rejected box also stays away when a
+retrained model puts it a few pixels elsewhere.
 
 Predicting ahead
     :class:`PredictAhead` holds the images the person will want next (the one shown first, then
@@ -84,16 +87,29 @@ def covered_mask(boxes: np.ndarray, others: np.ndarray, iou: float = COVERED_IOU
 
 
 def shown_suggestions(raw: Annotation, thresholds: Thresholds, labels: Annotation | None = None,
-                      rejected: np.ndarray | None = None, iou: float = COVERED_IOU) -> Annotation:
+                      rejected: np.ndarray | None = None, iou: float = COVERED_IOU,
+                      rejected_labels: Sequence[str] | None = None) -> Annotation:
     """The suggestions to show on an image: ``raw`` detections through ``thresholds``, less those that
-    a label (``labels``) or a rejected box (``rejected``, ``(N, 4)``) covers (module docstring)."""
+    a label (``labels``) or a rejected box (``rejected``, ``(N, 4)``) covers (module docstring). With
+    ``rejected_labels`` (the class of each rejected box) a rejected box covers suggestions of its class only."""
     kept = apply_thresholds(raw, thresholds)
     others = [np.zeros((0, 4))]
     if labels is not None:
         others.append(labels.boxes)
-    if rejected is not None:
-        others.append(np.asarray(rejected, dtype=np.float64).reshape(-1, 4))
-    return kept.select(np.flatnonzero(~covered_mask(kept.boxes, np.concatenate(others), iou)))
+    rejected = np.zeros((0, 4)) if rejected is None else np.asarray(rejected, dtype=np.float64).reshape(-1, 4)
+    if rejected_labels is None:
+        others.append(rejected)
+    covered = covered_mask(kept.boxes, np.concatenate(others), iou)
+    if rejected_labels is not None and len(rejected) and len(kept):
+        rejected_labels = np.asarray([str(label) for label in rejected_labels], dtype=object)
+        if len(rejected_labels) != len(rejected):
+            raise ValueError(f"{len(rejected)} rejected boxes with {len(rejected_labels)} labels")
+        suggested = np.asarray([str(label) for label in kept.labels], dtype=object)
+        for name in set(rejected_labels.tolist()):
+            same = np.flatnonzero(suggested == name)
+            if len(same):
+                covered[same] |= covered_mask(kept.boxes[same], rejected[rejected_labels == name], iou)
+    return kept.select(np.flatnonzero(~covered))
 
 
 class RejectedBoxes:

@@ -1,0 +1,107 @@
+"""What ``rank`` ranks: unlabeled planes of stacks, and large images through their tiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
+from napari_faster_rcnn.core.prediction.rank_targets import (
+    RankTarget,
+    TileRegion,
+    find_rank_targets,
+    iter_target_ranking,
+    tile_targets,
+)
+from napari_faster_rcnn.core.prediction.tiles import Tiling
+from napari_faster_rcnn.core.progress import run_to_end
+from tests.checkpoint_data import tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return load_checkpoint(tiny_checkpoint(tmp_path_factory)).model
+
+
+def test_tiles_cover_a_large_image_and_read_its_pixels(tmp_path):
+    pixels = np.random.default_rng(1).integers(0, 255, (70, 90, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "big.png")
+    tiling = Tiling(tile=32, overlap=0.2)
+    assert tile_targets(tmp_path / "big.png", (70, 90), tiling, large_pixels=70 * 90) == [RankTarget(tmp_path / "big.png")]
+    tiles = tile_targets(tmp_path / "big.png", (70, 90), tiling, large_pixels=100)
+    covered = np.zeros((70, 90), bool)
+    for tile in tiles:
+        x0, y0, x1, y1 = tile.region
+        assert x1 - x0 == 32 and y1 - y0 == 32
+        np.testing.assert_array_equal(np.asarray(tile.item()), pixels[y0:y1, x0:x1])
+        covered[y0:y1, x0:x1] = True
+    assert covered.all() and isinstance(tiles[0].item(), TileRegion)
+
+
+def test_a_large_image_takes_the_place_of_its_most_useful_tile(model, tmp_path):
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(0, 255, (60, 90, 3), dtype=np.uint8)).save(tmp_path / "big.png")
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "small.png")
+    tiling = Tiling(tile=48, overlap=0.2)
+    targets, skipped, labeled = find_rank_targets(tmp_path, tiling, large_pixels=2000)
+    tiles = [t for t in targets if t.region is not None]
+    assert len(tiles) == len(tiling.grid((60, 90))) == 6 and {t.image.name for t in tiles} == {"big.png"}
+    assert not skipped and labeled == 0
+    assert [t for t in targets if t.region is None] == [RankTarget(tmp_path / "small.png")]
+    steps = []
+    ranking = run_to_end(iter_target_ranking(model, targets, batch_size=7), steps.append)
+    assert steps[-1].total == 7  # every tile measured
+    assert sorted(entry.target.image.name for entry in ranking) == ["big.png", "small.png"]
+    assert [entry.score.rank for entry in ranking] == [1, 2]
+    big = next(entry for entry in ranking if entry.target.image.name == "big.png")
+    # its place is that of its most useful tile: the first of its tiles in the ranking of every target
+    full = run_to_end(iter_ranking_all(model, targets))
+    first_tile = next(entry for entry in full if entry.target.region is not None)
+    assert big.target == first_tile.target and big.score.score == pytest.approx(first_tile.score.score)
+    assert big.to_dict()["tile"] == list(first_tile.target.region) and "plane" not in big.to_dict()
+    assert [entry.target.image for entry in ranking] == list(dict.fromkeys(entry.target.image for entry in full))
+
+
+def iter_ranking_all(model, targets):
+    """The core ranking of every target (tiles one by one), as the reference."""
+    from napari_faster_rcnn.core.prediction.ranking import iter_ranking
+
+    items = [np.asarray(t.item()) if t.region is not None else t.image for t in targets]
+    scores = yield from iter_ranking(model, items, batch_size=7)
+    by_name = {str(item) if not isinstance(item, np.ndarray) else f"image {i}": t
+               for i, (item, t) in enumerate(zip(items, targets))}
+    return [type("Entry", (), {"target": by_name[s.image], "score": s})() for s in scores]
+
+
+def test_the_planes_of_a_stack_are_read_one_batch_at_a_time(model, tmp_path, monkeypatch):
+    import tifffile
+
+    from napari_faster_rcnn.core.prediction.stacks import StackPlane
+
+    tifffile.imwrite(tmp_path / "movie.tif", np.random.default_rng(3).integers(0, 4096, (6, 64, 64), dtype=np.uint16),
+                     photometric="minisblack")
+    targets, _, labeled = find_rank_targets(tmp_path)
+    assert [t.plane for t in targets] == [(p,) for p in range(6)] and labeled == 0
+    assert [t.name.rsplit("/", 1)[-1] for t in targets[:2]] == ["movie.tif[0]", "movie.tif[1]"]
+    read = []
+    original = StackPlane.read
+    monkeypatch.setattr(StackPlane, "read", lambda self, channels=None: read.append(self.plane) or original(self, channels))
+    ranking = iter_target_ranking(model, targets, batch_size=2)
+    first = next(ranking)
+    assert first.done == 2 and read == [(0,), (1,)]  # nothing read ahead of the batch scored
+    result = run_to_end(ranking)
+    assert sorted(read) == [(p,) for p in range(6)] and len(result) == 6
+
+
+def test_a_very_large_grid_is_thinned_to_rows_and_columns_spread_over_the_image():
+    tiling = Tiling(tile=32, overlap=0.2)
+    grid = tiling.grid((1000, 1500))
+    tiles = tile_targets(Path("huge.tif"), (1000, 1500), tiling, large_pixels=100, max_tiles=16)
+    rects = [t.region for t in tiles]
+    assert 9 <= len(rects) <= 16 and len(set(rects)) == len(rects)
+    assert set(rects) <= {tuple(r) for r in grid.rects.tolist()}
+    assert rects[0] == (0, 0, 32, 32) and rects[-1] == (1500 - 32, 1000 - 32, 1500, 1000)  # both corners
+    assert len({r[0] for r in rects}) >= 3 and len({r[1] for r in rects}) >= 3
