@@ -225,15 +225,17 @@ def calibrate(
     gt_counts = np.bincount(gt["classes"], minlength=n_classes)
     with_truth = np.flatnonzero(gt_counts > 0)
 
-    # orders made once; each NMS value only filters them
-    by_box = np.lexsort((rank, best_gt))
+    # orders made once (ties in rank order); each NMS value only filters them
+    found_index = np.flatnonzero(found)
+    by_class = _order_by(dt["classes"], rank, n, ranked)
     orders = {
         "rank": ranked,
-        "key": np.lexsort((rank, key)),
-        "class": np.lexsort((rank, dt["classes"])),
-        "found": by_box[found[by_box]],
+        "key": _order_by(key, rank, n),
+        "class": by_class,
+        "found": found_index[_order_by(best_gt[found_index], rank[found_index], n)],
     }
 
+    orders["cuts"] = _cut_points(orders, scores, dt["classes"], gt_counts)
     survivors = nms_survivors(edges, n, candidates)
     parts = (orders, scores, dt, key, best_gt, gt_key_counts, gt_counts, with_truth, n_classes)
     aggregate = {nms: _objective_value(objective, survivors[nms], *parts) for nms in candidates}
@@ -361,35 +363,73 @@ def _count_changes(kept, orders, key, gt_key_counts, n) -> np.ndarray:
     return np.where(within >= gt_key_counts[key], 1, -1)
 
 
+def _cut_points(orders, scores, classes, gt_counts) -> dict:
+    """Where a class's ranked list can be cut, made once for :func:`_objective_value`.
+
+    In the class order (by class, best first), a threshold keeps every detection of a score or
+    none: the cuts lie after the last detection of each run of equal scores. The running counts
+    of survivors at a run's end are those at its last survivor, or, when the run has none, those
+    of an earlier cut, so the best over the ends of the runs is the best over the cuts, whichever
+    detections survive NMS. Only classes with ground truth are kept.
+    """
+    by_class = orders["class"]
+    group, ordered = classes[by_class], scores[by_class]
+    ends = np.flatnonzero(np.r_[(group[1:] != group[:-1]) | (ordered[1:] != ordered[:-1]), True][:len(group)])
+    ends = ends[gt_counts[group[ends]] > 0]
+    end_class = group[ends]
+    segments = np.flatnonzero(np.r_[True, end_class[1:] != end_class[:-1]]) if len(ends) else np.zeros(0, np.int64)
+    return {
+        "ends": ends,
+        "class_start": np.searchsorted(group, end_class, side="left"),
+        "truth": gt_counts[end_class],
+        "segments": segments,
+        "present": end_class[segments],
+    }
+
+
 def _objective_value(objective, kept, orders, scores, dt, key, best_gt, gt_key_counts, gt_counts, with_truth,
                      n_classes) -> float:
     """The objective at every class's best threshold over the survivors ``kept`` of one NMS value:
-    ``_best_per_class(...)["value"]``, the same numbers, computed for all classes at once."""
+    ``_best_per_class(...)["value"]``, the same numbers, computed for all classes at once over the
+    cuts of :func:`_cut_points`."""
     n = len(scores)
+    cuts = orders["cuts"]
+    by_class = orders["class"]
+    survives = kept[by_class]
     if objective == "f1":
-        step = _true_positives(kept, orders, best_gt, n).astype(np.int64)
+        step = _true_positives(kept, orders, best_gt, n)[by_class]  # only survivors are true positives
     else:
-        step = _count_changes(kept, orders, key, gt_key_counts, n)
-    by_class = orders["class"][kept[orders["class"]]]  # by class, best first within each
-    group = dt["classes"][by_class]
-    ordered = scores[by_class]
-    running = np.cumsum(step[by_class])
-    sizes = np.bincount(group, minlength=n_classes)
-    first = (np.cumsum(sizes) - sizes)[group]
-    taken = np.arange(len(by_class)) - first + 1  # what a cut after this detection keeps of its class
-    within = running - np.concatenate([[0], running])[first]
-    # cuts between different scores of a class, and after its last detection
-    allowed = np.ones(len(by_class), dtype=bool)
-    allowed[:-1] = (group[1:] != group[:-1]) | (ordered[1:] < ordered[:-1])
-    group, taken, within = group[allowed], taken[allowed], within[allowed]
-    truth = gt_counts[group]
+        step = _count_changes(kept, orders, key, gt_key_counts, n)[by_class] * survives
+    running = np.r_[0, np.cumsum(step, dtype=np.int64)]
+    taken = np.r_[0, np.cumsum(survives, dtype=np.int64)]
+    ends, start = cuts["ends"] + 1, cuts["class_start"]
+    within = running[ends] - running[start]
+    count = taken[ends] - taken[start]
     if objective == "f1":
         best = np.zeros(n_classes)  # the cut that keeps nothing: F1 0
-        np.maximum.at(best, group, 2 * within / (taken + truth))
+        if len(ends):
+            best[cuts["present"]] = np.maximum.reduceat(2 * within / (count + cuts["truth"]), cuts["segments"])
         return float(np.mean(best[with_truth]))
     best = gt_counts.astype(np.float64)  # the cut that keeps nothing: every true box missed
-    np.minimum.at(best, group, (truth + within).astype(np.float64))
+    if len(ends):
+        error = np.minimum.reduceat((cuts["truth"] + within).astype(np.float64), cuts["segments"])
+        best[cuts["present"]] = np.minimum(best[cuts["present"]], error)
     return float(np.sum(best[with_truth]))
+
+
+def _order_by(values, rank, n, ranked=None) -> np.ndarray:
+    """The positions of ``values`` (integers) sorted by value, ties by ``rank`` (distinct integers
+    below ``n``); ``ranked``, when given, is ``np.argsort(rank)``."""
+    values = np.asarray(values, dtype=np.int64)
+    if not len(values):
+        return np.zeros(0, dtype=np.int64)
+    low = int(values.min())
+    span = int(values.max()) - low + 1
+    if ranked is not None and span <= 2**15:  # a stable radix sort of 16-bit numbers, taken in rank order
+        return ranked[np.argsort((values[ranked] - low).astype(np.int16), kind="stable")]
+    if span * n < 2**62:  # one number per position: (value, rank) without a two-key sort
+        return np.argsort((values - low) * n + rank)
+    return np.lexsort((rank, values))
 
 
 def _best_cut(objective, scores, true_positive, change, truth) -> dict:
@@ -631,33 +671,40 @@ def nms_survivors(edges, n: int, thresholds) -> dict[float, np.ndarray]:
     np.maximum.at(incoming, worse, iou)
     result = {}
     for first in range(0, len(values), _BITS):
-        chunk = np.array(values[first:first + _BITS])
-        one = np.uint64(1)
-        active = np.searchsorted(chunk, iou, side="left").astype(np.uint64)  # the edge is there at chunk[:active]
-        root = np.searchsorted(chunk, incoming[better], side="left").astype(np.uint64)  # better is a root at chunk[root:]
-        bits = np.where(active > root, (one << active) - (one << root), np.uint64(0))
+        chunk = values[first:first + _BITS]
+        below = np.left_shift(np.uint64(1), np.arange(len(chunk) + 1, dtype=np.uint64)) - np.uint64(1)
+        between = below[:, None] & ~below[None, :]  # [a, r]: the bits of chunk[r:a]
+        active = _count_below(iou, chunk)  # the edge is there at chunk[:active]
+        target = _count_below(incoming, chunk)  # a detection has a better one overlapping it at chunk[:target]
+        # the better end is a root at chunk[target[better]:]: there the edge drops its worse end
         dropped = np.zeros(n, dtype=np.uint64)
-        np.bitwise_or.at(dropped, worse, bits)
-        target = (one << np.searchsorted(chunk, incoming, side="left").astype(np.uint64)) - one
-        undecided = target & ~dropped
+        np.bitwise_or.at(dropped, worse, between[active, target[better]])
+        undecided = below[target] & ~dropped
         # the edges into a detection left undecided at some threshold where the edge is there
-        open_edge = (undecided[worse] & ((one << active) - one)) != 0
-        rest = better[open_edge], worse[open_edge], iou[open_edge]
-        for bit, value in enumerate(chunk.tolist()):
-            state = np.ones(n, dtype=np.int8)  # 1 kept, 2 dropped, 0 undecided
-            mask = one << np.uint64(bit)
-            state[(target & mask) != 0] = 0
-            state[(dropped & mask) != 0] = 2
-            over = rest[2] > value
-            result[value] = _settle(state, rest[0][over], rest[1][over])
+        open_bits = undecided[worse] & below[active]
+        open_edge = np.flatnonzero(open_bits)
+        rest_better, rest_worse, open_bits = better[open_edge], worse[open_edge], open_bits[open_edge]
+        dropped = dropped.astype(np.min_scalar_type(int(below[-1])))
+        for bit, value in enumerate(chunk):
+            mask = np.uint64(1 << bit)
+            state = (target <= bit).view(np.int8)  # 1 kept, 2 dropped, 0 undecided
+            state[(dropped & dropped.dtype.type(1 << bit)) != 0] = 2
+            here = (open_bits & mask) != 0
+            result[value] = _settle(state, rest_better[here], rest_worse[here])
     return result
+
+
+def _count_below(values, chunk) -> np.ndarray:
+    """How many of the sorted numbers ``chunk`` lie below each of ``values``."""
+    count = np.zeros(len(values), dtype=np.uint8)
+    for value in chunk:
+        count += values > value
+    return count
 
 
 def _settle(state, better, worse) -> np.ndarray:
     """Greedy NMS's rounds from ``state`` (1 kept, 2 dropped, 0 undecided) along the edges
-    ``better -> worse`` (above the threshold); the kept mask."""
-    open_edge = state[worse] == 0
-    better, worse = better[open_edge], worse[open_edge]
+    ``better -> worse`` into undecided detections (above the threshold); the kept mask."""
     targets, local = np.unique(worse, return_inverse=True)
     while len(better):
         source = state[better]
