@@ -20,18 +20,26 @@ Objectives
     Ties go to the higher score threshold (fewer boxes), and between NMS values
     to the one nearest 0.5.
 
-Why it is fast (one sort, cumulative sums)
+Why it is fast (one sweep, one sort, cumulative sums)
     Greedy NMS and the matching both decide a detection from the detections
     scored above it, so neither changes when the detections below a threshold
     are dropped: with NMS applied once per NMS value, a detection's TP/FP status
     is the same at every score threshold that keeps it. Sorting the survivors by
     score once, the running sums of true positives (or of count changes) give
-    the objective at every threshold at once. NMS itself is computed for every
-    image at once: the overlapping pairs of the same image and class are found
-    once (the grid of :func:`~napari_faster_rcnn.core.evaluation.matching.overlapping_pairs`),
-    and for each NMS value the "kept / suppressed" decisions spread along those
-    pairs in rounds (a box is kept when every better box overlapping it above the
-    NMS IoU is suppressed, suppressed when one of them is kept).
+    the objective at every threshold at once; for the choice of the NMS value
+    they are read only at the ends of runs of equal scores, for all classes
+    together. The pairs that matter are found for every image at once by one
+    sweep along x over the detections and the ground-truth boxes together
+    (sorted by image, class and left edge): detection pairs above the lowest
+    NMS value become the NMS edges, detection-box pairs at the IoU threshold
+    the matches, from one IoU computation. Crowded columns take the grid of
+    :func:`~napari_faster_rcnn.core.evaluation.matching.overlapping_pairs`
+    instead. NMS is computed for all NMS values together (see
+    :func:`nms_survivors`): one pass over the edges settles most detections at
+    every value, and the few left are settled in rounds along their edges.
+    The labels are resolved once
+    (:func:`~napari_faster_rcnn.core.evaluation.matching.resolve_labels`),
+    for the notes and the matching alike.
 
 Already-thresholded predictions (``predict`` without ``--raw``) can be
 calibrated, but only thresholds at or above the one applied and NMS at or
@@ -207,7 +215,7 @@ def calibrate(
             "be tried, so the choice may be worse than from raw detections (predict --raw)")
 
     # one ranking (descending score, ties in image and detection order, as evaluation and NMS rank)
-    ranked = np.argsort(-scores, kind="stable")
+    ranked = _ranking(scores)
     rank = np.empty(n, dtype=np.int64)
     rank[ranked] = np.arange(n)
     key = dt["images"] * n_classes + dt["classes"]
@@ -415,6 +423,21 @@ def _objective_value(objective, kept, orders, scores, dt, key, best_gt, gt_key_c
         error = np.minimum.reduceat((cuts["truth"] + within).astype(np.float64), cuts["segments"])
         best[cuts["present"]] = np.minimum(best[cuts["present"]], error)
     return float(np.sum(best[with_truth]))
+
+
+def _ranking(scores) -> np.ndarray:
+    """``np.argsort(-scores, kind="stable")`` (descending, ties in index order) from the quicker
+    unstable sort, with only the runs of equal scores put in index order afterwards."""
+    order = np.argsort(-scores)
+    ordered = scores[order]
+    if len(ordered) and not np.isfinite(ordered).all():
+        return np.argsort(-scores, kind="stable")
+    tie = ordered[1:] == ordered[:-1]
+    if tie.any():
+        tied = np.flatnonzero(np.r_[tie, False] | np.r_[False, tie])
+        run = np.cumsum(np.r_[True, ~tie])[tied]
+        order[tied] = order[tied][np.lexsort((order[tied], run))]
+    return order
 
 
 def _order_by(values, rank, n, ranked=None) -> np.ndarray:
