@@ -550,7 +550,7 @@ def _chunked_pairs(order, after, key):
 
 
 class _Boxes:
-    """Box columns and areas, for the IoU of many pairs (the same arithmetic as ``_paired_iou``)."""
+    """Box columns and areas, for the IoU of many pairs (the arithmetic of the evaluation's matching)."""
 
     def __init__(self, boxes):
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
