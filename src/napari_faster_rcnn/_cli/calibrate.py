@@ -18,21 +18,18 @@ lies in the predictions folder.
 
 from __future__ import annotations
 
+from napari_faster_rcnn._cli._common import add_folder_arguments
+
 HELP = "choose score thresholds per class and the NMS IoU from labeled images (best F1 or counts)"
 
 
 def configure(parser) -> None:
-    parser.add_argument("--gt", required=True, metavar="DIR",
-                        help="ground truth: a dataset folder (input/ + target/, images with annotations beside them) "
-                        "or a folder of annotation files")
-    parser.add_argument("--pred", required=True, metavar="DIR",
-                        help="raw detections (predict --raw): .pt/.json files with scores, named after the images")
+    add_folder_arguments(
+        parser, pred_help="raw detections (predict --raw): .pt/.json files with scores, named after the images",
+        classes_default="the list the ground-truth or else the prediction files carry")
     parser.add_argument("--objective", choices=("f1", "count"), default="f1",
                         help="f1: the best F1 per class (default); count: predicted counts per image nearest the "
                         "true ones")
-    parser.add_argument("--classes", metavar="A,B,...",
-                        help="the class list in class-id order, for integer labels (default: the list the "
-                        "ground-truth or else the prediction files carry)")
     parser.add_argument("--out", metavar="FILE",
                         help="write the thresholds here (a thresholds.json for predict --thresholds; a folder: "
                         "FOLDER/thresholds.json); replaced if there")

@@ -12,19 +12,16 @@ dropped_boxes). What the numbers may hide ends the table as "warning:" lines
 
 from __future__ import annotations
 
+from napari_faster_rcnn._cli._common import add_folder_arguments
+
 HELP = "evaluate predictions against ground truth (Pascal VOC AP per class, COCO mAP)"
 
 
 def configure(parser) -> None:
-    parser.add_argument("--gt", required=True, metavar="DIR",
-                        help="ground truth: a dataset folder (input/ + target/, images with annotations beside them) "
-                        "or a folder of annotation files")
-    parser.add_argument("--pred", required=True, metavar="DIR",
-                        help="predictions: a folder of .pt/.json files with scores, named after the images")
+    add_folder_arguments(
+        parser, pred_help="predictions: a folder of .pt/.json files with scores, named after the images",
+        classes_default="--checkpoint's, else the list the ground-truth or else the prediction files carry")
     parser.add_argument("--iou", type=float, default=0.5, help="IoU threshold of the VOC AP (default 0.5)")
-    parser.add_argument("--classes", metavar="A,B,...",
-                        help="the class list in class-id order, for integer labels (default: --checkpoint's, else the "
-                        "list the ground-truth or else the prediction files carry)")
     parser.add_argument("--checkpoint", metavar="CKPT",
                         help="a training checkpoint whose class list (in class-id order) resolves integer labels")
     parser.add_argument("--max-dets", type=int, default=None, metavar="N",

@@ -6,7 +6,9 @@ import torch
 from torchvision.ops import box_iou, nms
 
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.core.prediction.calibration import calibrate, greedy_nms, nms_edges
+from napari_faster_rcnn.core.data.boxes import usable_boxes
+from napari_faster_rcnn.core.prediction import calibration
+from napari_faster_rcnn.core.prediction.calibration import calibrate, greedy_nms, nms_edges, nms_survivors
 from napari_faster_rcnn.core.prediction.thresholds import DetectionSet, Thresholds, apply_thresholds
 
 CLASSES = ("cat", "dog")
@@ -38,6 +40,41 @@ def scene(seed, images=8):
         boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
         raws.append(Annotation(boxes, labels, np.round(np.array(scores), 2)))
         truths.append(truth)
+    return truths, raws
+
+
+def tied_scene(seed, images=10):
+    """Many ties: exact duplicate detections (IoU 1), halves of boxes and boxes sharing edges on a 2-pixel
+    grid (IoUs that equal the NMS and matching thresholds exactly), duplicate ground truth, scores from a
+    handful of values."""
+    rng = np.random.default_rng(seed)
+    truths, raws = [], []
+    for _ in range(images):
+        count = int(rng.integers(0, 6))
+        xy = rng.integers(0, 20, (count, 2)) * 2.0
+        wh = rng.integers(2, 8, (count, 2)) * 2.0
+        boxes = np.hstack([xy, xy + wh])
+        if count > 1 and rng.random() < 0.5:
+            boxes[1] = boxes[0]  # the same object labeled twice
+        labels = list(rng.choice(CLASSES, count))
+        truths.append(Annotation(boxes, labels))
+        raw, raw_labels = [], []
+        for box, label in zip(boxes, labels):
+            for _ in range(int(rng.integers(0, 5))):
+                if rng.random() < 0.25:  # the left half: IoU 0.5 with its box, exactly the matching threshold
+                    raw.append([box[0], box[1], (box[0] + box[2]) / 2, box[3]])
+                else:
+                    raw.append(box + rng.integers(-2, 3, 4) * 2.0 * (rng.random() < 0.6))
+                raw_labels.append(label if rng.random() < 0.85 else str(rng.choice(CLASSES)))
+        for _ in range(int(rng.integers(0, 4))):
+            x, y = rng.integers(0, 24, 2) * 2.0
+            raw.append([x, y, x + 8, y + 8])
+            raw_labels.append(str(rng.choice(CLASSES)))
+        raw = np.array(raw, dtype=np.float64).reshape(-1, 4)
+        raw[:, 2:] = np.maximum(raw[:, 2:], raw[:, :2] + 2)
+        if len(raw) > 2:
+            raw[-1], raw_labels[-1] = raw[0], raw_labels[0]  # an exact duplicate
+        raws.append(Annotation(raw, raw_labels, rng.choice([0.1, 0.3, 0.5, 0.9], len(raw))))
     return truths, raws
 
 
@@ -74,8 +111,14 @@ def true_positives(truth, raw, label, kept):
 
 def brute_force(truths, raws, objective):
     """The best objective over every NMS value and every score threshold of each class."""
-    best_overall = None
-    for nms_threshold in NMS:
+    values = brute_force_by_nms(truths, raws, objective).values()
+    return max(values) if objective == "f1" else min(values)
+
+
+def brute_force_by_nms(truths, raws, objective, nms_values=NMS):
+    """Per NMS value, the best objective over every score threshold of each class."""
+    by_nms = {}
+    for nms_threshold in nms_values:
         values = []
         for label in CLASSES:
             truth_count = sum(t.labels.count(label) for t in truths)
@@ -91,10 +134,8 @@ def brute_force(truths, raws, objective):
                 else:
                     options.append(sum(abs(len(k) - t.labels.count(label)) for t, k in zip(truths, kept)))
             values.append(max(options) if objective == "f1" else min(options))
-        value = np.mean(values) if objective == "f1" else sum(values)
-        if best_overall is None or (value > best_overall if objective == "f1" else value < best_overall):
-            best_overall = value
-    return best_overall
+        by_nms[nms_threshold] = np.mean(values) if objective == "f1" else sum(values)
+    return by_nms
 
 
 def f1_of(truths, raws, thresholds):
@@ -131,6 +172,47 @@ def test_count_matches_a_brute_force_search(seed):
     applied = [apply_thresholds(r, result.thresholds) for r in raws]
     error = sum(abs(a.labels.count(c) - t.labels.count(c)) for a, t in zip(applied, truths) for c in CLASSES)
     assert error == result.value
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ties_and_duplicates_match_the_brute_force_at_every_nms_value(seed):
+    truths, raws = tied_scene(seed)
+    for objective in ("f1", "count"):
+        result = calibrate(truths, raws, objective, nms_candidates=NMS)
+        expected = brute_force_by_nms(truths, raws, objective)
+        assert result.by_nms == pytest.approx(expected, abs=1e-6)
+
+
+def test_crowded_images_take_the_grid_with_the_same_result(monkeypatch):
+    truths, raws = tied_scene(2, images=12)
+    swept = calibrate(truths, raws, "f1", nms_candidates=NMS).to_dict()
+    monkeypatch.setattr(calibration, "_DENSE_PAIRS", 0)  # every pair found counts as crowded
+    assert calibrate(truths, raws, "f1", nms_candidates=NMS).to_dict() == swept
+
+
+def test_boxes_outside_their_image_are_clipped_and_dropped_as_evaluation_does():
+    truths, raws = scene(4, images=10)
+    sizes = [(40, 60) if i % 3 else None for i in range(len(truths))]
+    cleaned = []
+    for truth, size in zip(truths, sizes):
+        boxes, keep, _ = usable_boxes(truth.boxes, *(size or (None, None)))
+        cleaned.append(Annotation(boxes, [label for label, kept in zip(truth.labels, keep) if kept]))
+    assert sum(map(len, cleaned)) < sum(map(len, truths))  # some are dropped
+    result = calibrate(truths, raws, "f1", nms_candidates=NMS, image_sizes=sizes)
+    assert result.value == pytest.approx(brute_force(cleaned, raws, "f1"), abs=1e-6)
+
+
+def test_nms_at_every_value_at_once_is_torchvisions_with_ties():
+    _, raws = tied_scene(3, images=30)
+    detections = DetectionSet(raws)
+    key = np.repeat(np.arange(len(raws)), [len(r) for r in raws]) * 2 + np.array(
+        [CLASSES.index(n) for r in raws for n in r.labels], dtype=np.int64)
+    rank = np.empty(detections.size, dtype=np.int64)
+    rank[np.argsort(-detections.scores, kind="stable")] = np.arange(detections.size)
+    values = (0.0, 0.2, 1 / 3, 0.5, 0.6, 0.75, 0.9, 1.0)
+    kept = nms_survivors(nms_edges(detections.boxes, key, rank), detections.size, values)
+    for value in values:
+        np.testing.assert_array_equal(kept[value], detections.nms_mask(value), err_msg=f"NMS {value}")
 
 
 def test_perfect_detections_give_f1_one_and_drop_the_false_ones():

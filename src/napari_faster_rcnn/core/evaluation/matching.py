@@ -6,6 +6,8 @@ so that thousands of boxes in one image are not compared pair by pair). See :mod
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -43,25 +45,68 @@ def _label_lookup(labels, classes: Sequence[str]) -> dict[str, str]:
     return lookup
 
 
-def evaluation_classes(
+@dataclass(frozen=True)
+class LabelResolution:
+    """How the labels of an evaluation resolve (see :func:`resolve_labels`).
+
+    Attributes
+    ----------
+    classes : list of str
+        The evaluation's class list: :attr:`base`, then classes only the predictions name.
+    base : list of str
+        The class list integer labels are resolved against (:func:`base_classes`).
+    source : str or None
+        Where :attr:`base` came from (see :func:`base_classes`).
+    lookup : dict
+        Every raw label of either side, in order of appearance (ground truth first): its class name.
+    ground_truth_raw, prediction_raw : dict
+        The raw labels of each side, in order of appearance (dicts used as ordered sets).
+    """
+
+    classes: list[str]
+    base: list[str]
+    source: str | None
+    lookup: dict[str, str]
+    ground_truth_raw: dict
+    prediction_raw: dict
+
+    def resolve(self, annotations: Sequence[Annotation]) -> list[list[str]]:
+        """Every image's labels resolved: one list per annotation."""
+        name = self.lookup.__getitem__
+        return [list(map(name, a.labels)) for a in annotations]
+
+
+def resolve_labels(
     ground_truths: Sequence[Annotation], predictions: Sequence[Annotation], classes: Sequence[str] | None = None
+) -> LabelResolution:
+    """The class list of an evaluation and how every raw label resolves against it, computed once
+    for :func:`evaluation_classes` and :func:`label_notes` alike."""
+    check_aligned(ground_truths, predictions)
+    base, source = base_classes(ground_truths, predictions, classes)
+    raw_gt = dict.fromkeys(chain.from_iterable(a.labels for a in ground_truths))
+    raw_pred = dict.fromkeys(chain.from_iterable(a.labels for a in predictions))
+    # labels in order of appearance, so classes only predicted come in a stable order
+    seen = {**raw_gt, **raw_pred}
+    lookup = _label_lookup(seen, base)
+    known = set(base)
+    extra = dict.fromkeys(name for name in map(lookup.get, seen) if name not in known)
+    return LabelResolution(base + list(extra), base, source, lookup, raw_gt, raw_pred)
+
+
+def evaluation_classes(
+    ground_truths: Sequence[Annotation], predictions: Sequence[Annotation], classes: Sequence[str] | None = None,
+    resolution: LabelResolution | None = None,
 ) -> tuple[list[str], list[list[str]], list[list[str]]]:
     """The class list of an evaluation and every image's labels resolved against it.
 
     Returns ``(classes, ground_truth_labels, prediction_labels)``: the class
     list (see :func:`base_classes`, then classes only the predictions name)
-    and the resolved labels, per image.
+    and the resolved labels, per image. ``resolution``: the
+    :func:`resolve_labels` of the same arguments, when made already.
     """
-    check_aligned(ground_truths, predictions)
-    base, _ = base_classes(ground_truths, predictions, classes)
-    # labels in order of appearance, so classes only predicted come in a stable order
-    seen = dict.fromkeys(label for a in (*ground_truths, *predictions) for label in a.labels)
-    lookup = _label_lookup(seen, base)
-    gt_labels = [[lookup[label] for label in a.labels] for a in ground_truths]
-    pred_labels = [[lookup[label] for label in a.labels] for a in predictions]
-    known = set(base)
-    extra = dict.fromkeys(name for name in map(lookup.get, seen) if name not in known)
-    return base + list(extra), gt_labels, pred_labels
+    if resolution is None:
+        resolution = resolve_labels(ground_truths, predictions, classes)
+    return list(resolution.classes), resolution.resolve(ground_truths), resolution.resolve(predictions)
 
 
 def base_classes(
@@ -99,7 +144,8 @@ def base_classes(
 
 
 def label_notes(
-    ground_truths: Sequence[Annotation], predictions: Sequence[Annotation], classes: Sequence[str] | None = None
+    ground_truths: Sequence[Annotation], predictions: Sequence[Annotation], classes: Sequence[str] | None = None,
+    resolution: LabelResolution | None = None,
 ) -> tuple[list[str], list[str]]:
     """What a user must know about how the labels of both sides were matched: ``(notes, warnings)``.
 
@@ -107,14 +153,14 @@ def label_notes(
     class list (given, or carried by the files), naming the mapping; a warning
     when that list is only the ground truth's labels in order of appearance (a
     guess), and when, after mapping, no predicted label names a ground-truth
-    class (every prediction is then a false positive).
+    class (every prediction is then a false positive). ``resolution``: the
+    :func:`resolve_labels` of the same arguments, when made already.
     """
-    base, source = base_classes(ground_truths, predictions, classes)
-    _, gt_labels, pred_labels = evaluation_classes(ground_truths, predictions, classes)
-    raw_gt = dict.fromkeys(label for a in ground_truths for label in a.labels)
-    raw_pred = dict.fromkeys(label for a in predictions for label in a.labels)
+    if resolution is None:
+        resolution = resolve_labels(ground_truths, predictions, classes)
+    source, lookup = resolution.source, resolution.lookup
+    raw_gt, raw_pred = resolution.ground_truth_raw, resolution.prediction_raw
     notes, warnings = [], []
-    lookup = _label_lookup({*raw_gt, *raw_pred}, base)
     mapped = {label: name for label, name in lookup.items() if name != label}
     if mapped:
         sides = [side for side, raw in (("ground-truth", raw_gt), ("predicted", raw_pred)) if set(mapped) & set(raw)]
@@ -123,8 +169,8 @@ def label_notes(
         shown = ", ".join(f"{label}={name}" for label, name in sorted(mapped.items(), key=lambda item: int(item[0])))
         text = f"integer {' and '.join(sides)} labels read as class numbers of {origin}: {shown}"
         (notes if source else warnings).append(text)
-    truth = {name for image in gt_labels for name in image}
-    predicted = {name for image in pred_labels for name in image}
+    truth = set(map(lookup.get, raw_gt))
+    predicted = set(map(lookup.get, raw_pred))
     if truth and predicted and not truth & predicted:
         warnings.append(
             f"no predicted label is a ground-truth class (ground truth: {_names(truth)}; predictions: "

@@ -70,6 +70,7 @@ from napari_faster_rcnn.core.evaluation.matching import (
     evaluation_classes,
     flatten,
     label_notes,
+    resolve_labels,
 )
 
 __all__ = [
@@ -331,7 +332,8 @@ def evaluate(
     if len(sizes) != count:
         raise ValueError(f"{len(sizes)} image sizes for {count} images")
     names = list(names) if names is not None else [f"image {i}" for i in range(count)]
-    notes, warnings = label_notes(ground_truths, predictions, classes)
+    resolution = resolve_labels(ground_truths, predictions, classes)
+    notes, warnings = label_notes(ground_truths, predictions, classes, resolution=resolution)
     cleaned, dropped = [], 0
     for annotation, size in zip(ground_truths, sizes):
         boxes, keep, _ = usable_boxes(annotation.boxes, *(size if size is not None else (None, None)))
@@ -346,7 +348,7 @@ def evaluate(
     if max_dets < 1:
         raise ValueError(f"max_dets must be at least 1, got {max_dets}")
     # COCO (pycocotools and faster-coco-eval alike) applies the cap per image and class
-    _, _, predicted_labels = evaluation_classes(ground_truths, predictions, classes)
+    predicted_labels = resolution.resolve(predictions)
     per_class = [np.unique(labels, return_counts=True)[1] if labels else np.zeros(0, int) for labels in predicted_labels]
     cut = sum(int(np.clip(counts - max_dets, 0, None).sum()) for counts in per_class)
     if cut:
