@@ -1,0 +1,109 @@
+"""A dataset folder mixing 2-D images and stacks: a stack's planes are pages of the folder's one image and box
+layer (issue 13, "Folders mixing stacks and 2-D images work")."""
+
+import json
+
+import numpy as np
+import tifffile
+
+from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation
+from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, rectangles_to_boxes
+from napari_faster_rcnn.layers import conventions, labeling
+from tests.conftest import write_image
+
+PLUGIN = "napari-faster-rcnn"
+
+
+def folder_with_stack(tmp_path):
+    """a.png, b.png (64 x 64, a.png labeled) and movie.tif, a (4, 64, 64) uint16 stack with a box on plane 1."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    pngs = {name: write_image(folder / f"{name}.png", 64, 64, seed=seed) for seed, name in enumerate(("a", "b"))}
+    movie = np.random.default_rng(3).integers(0, 4096, (4, 64, 64), dtype=np.uint16)
+    tifffile.imwrite(folder / "movie.tif", movie, photometric="minisblack")
+    save_annotation(folder / "a.json", Annotation(np.array([[2.0, 3, 12, 14]]), ["cell"]))
+    save_annotation(folder / "movie.pt", Annotation(np.array([[4.0, 4, 10, 9]]), ["cell"], planes=np.array([[1]]),
+                                                    labeled_planes=np.array([[1]])))
+    return folder, pngs, movie
+
+
+def by_name(viewer):
+    return {layer.name: layer for layer in viewer.layers}
+
+
+def at(page, box):
+    (rectangle,) = boxes_to_rectangles(np.array([box], dtype=float))
+    return np.concatenate([np.full((4, 1), float(page)), rectangle], axis=1)
+
+
+def test_a_stacks_planes_are_pages_of_the_folder_labeled_and_saved_to_its_one_file(make_napari_viewer, tmp_path):
+    folder, pngs, movie = folder_with_stack(tmp_path)
+    before = {name: (folder / name).read_bytes() for name in ("a.json",)}
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin=PLUGIN)
+    layers = by_name(viewer)
+    assert set(layers) == {"mixed", "mixed boxes"}  # no layers of the stack's own
+    image, boxes = layers["mixed"], layers["mixed boxes"]
+    assert image.data.shape[0] == 6 and viewer.dims.nsteps[0] == 6  # 2 images + 4 planes
+    metadata = boxes.metadata
+    assert [p.rsplit("/", 1)[-1] for p in metadata[conventions.SOURCE_IMAGES]] == ["a.png", "b.png"] + ["movie.tif"] * 4
+    assert [conventions.source_plane(metadata, i) for i in range(6)] == [None, None, (0,), (1,), (2,), (3,)]
+    # page 3 is plane 1: its pixels (gray, repeated to RGB, uint16 kept) and its box
+    np.testing.assert_array_equal(np.asarray(image.data[3])[..., 0], movie[1])
+    np.testing.assert_array_equal(np.asarray(image.data[0]), pngs["a"])
+    viewer.dims.set_current_step(0, 3)
+    assert boxes.nshapes == 1 and list(boxes.features["label"]) == ["cell"]
+    np.testing.assert_allclose(np.asarray(boxes.data[0])[:, 0], 3)
+    viewer.dims.set_current_step(0, 2)
+    assert boxes.nshapes == 0
+
+    session = labeling.labeling_session(viewer, boxes, autosave=False)
+    assert len(session) == 6
+    assert session.image_name(4) == "movie.tif plane 2"
+    assert session.unlabeled() == [1, 2, 4, 5]  # b.png (no file), planes 0, 2, 3
+    # a box on plane 2 (page 4), "no objects" on plane 3 (page 5)
+    viewer.dims.set_current_step(0, 4)
+    boxes.add_rectangles([at(4, [5, 6, 20, 22])], edge_color="red")
+    session.next_image()
+    session.key_actions()["0"]()  # "no objects here"
+    assert session.unlabeled() == [1, 2]
+    report = session.save()
+    assert [p.name for p in report.written] == ["movie.pt"]  # the PNGs' files are left as they were
+    assert {name: (folder / name).read_bytes() for name in ("a.json",)} == before
+    assert sorted(p.name for p in folder.iterdir()) == ["a.json", "a.png", "b.png", "movie.pt", "movie.tif"]
+    saved = load_annotation(folder / "movie.pt")
+    assert saved.planes.tolist() == [[1], [2]] and saved.labels == ["cell", "cell"]
+    np.testing.assert_allclose(saved.boxes, [[4, 4, 10, 9], [5, 6, 20, 22]])
+    assert saved.labeled_planes.tolist() == [[1], [2], [3]]  # plane 0 stays unlabeled
+
+    # reopened: the same pages, boxes and labeled pages
+    again = make_napari_viewer()
+    again.open(str(folder), plugin=PLUGIN)
+    boxes = by_name(again)["mixed boxes"]
+    again.dims.set_current_step(0, 4)
+    shown, page = rectangles_to_boxes(boxes.data)
+    np.testing.assert_allclose(shown, [[5, 6, 20, 22]])
+    assert page.tolist() == [4]
+    session = labeling.labeling_session(again, boxes)
+    assert session.unlabeled() == [1, 2]
+
+
+def test_autosave_writes_a_plane_when_its_page_is_left_and_the_writer_saves_each_file_once(make_napari_viewer,
+                                                                                           tmp_path):
+    folder, _, _ = folder_with_stack(tmp_path)
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin=PLUGIN)
+    boxes = by_name(viewer)["mixed boxes"]
+    session = labeling.labeling_session(viewer, boxes)  # autosave on
+    viewer.dims.set_current_step(0, 2)
+    boxes.add_rectangles([at(2, [1, 1, 9, 9])], edge_color="red")
+    viewer.dims.set_current_step(0, 1)  # leaves plane 0: the stack's file is written
+    assert load_annotation(folder / "movie.pt").labeled_planes.tolist() == [[0], [1]]
+    boxes.add_rectangles([at(1, [2, 2, 8, 8])], edge_color="red")  # on b.png
+    viewer.layers.selection = {boxes}
+    written = viewer.layers.save(str(folder / "boxes.json"), selected=True, plugin=PLUGIN)
+    # each 2-D image's file, and the stack's ONE file (in the format asked for), with every plane
+    assert sorted(p.rsplit("/", 1)[-1] for p in written) == ["a.json", "b.json", "movie.json"]
+    assert "planes" not in json.loads((folder / "b.json").read_text())
+    assert load_annotation(folder / "movie.json").labeled_planes.tolist() == [[0], [1]]
+    assert session.unlabeled() == [4, 5]
