@@ -18,16 +18,24 @@ from napari_faster_rcnn.layers import conventions
 __all__ = ["RankingWalk", "iter_session_ranking", "unlabeled_images"]
 
 
-def unlabeled_images(session) -> list[tuple[int, Path]]:
-    """``(index, image file)`` of each image of ``session`` with no annotation file and no boxes."""
-    sources = session.layer.metadata.get(conventions.SOURCE_IMAGES) or []
+def unlabeled_images(session) -> list[tuple[int, object]]:
+    """``(index, image)`` of each image of ``session`` with no annotation file and no boxes: its file (a Path),
+    or for a page of a folder that is a stack's plane (see :data:`~.conventions.SOURCE_PLANES`), one not
+    labeled, a :class:`~napari_faster_rcnn.core.prediction.stacks.StackPlane` (that plane is read)."""
+    from napari_faster_rcnn.core.prediction.stacks import StackPlane
+
+    metadata = session.layer.metadata
+    sources = metadata.get(conventions.SOURCE_IMAGES) or []
     files = session.store.files
     empty = set(session.unlabeled())
     found = []
     for index in range(len(session)):
         source = sources[index] if index < len(sources) else None
         annotation = files[index] if index < len(files) else None
-        if source and index in empty and (annotation is None or not Path(annotation).exists()):
+        plane = conventions.source_plane(metadata, index)
+        if source and index in empty and plane is not None:
+            found.append((index, StackPlane(Path(source), plane)))
+        elif source and index in empty and (annotation is None or not Path(annotation).exists()):
             found.append((index, Path(source)))
     return found
 
@@ -41,7 +49,9 @@ def iter_session_ranking(checkpoint_path, images: list[tuple[int, Path]], batch_
 
     checkpoint = load_checkpoint(checkpoint_path)
     ranking = yield from iter_ranking(checkpoint.model, [path for _, path in images], batch_size=batch_size)
-    index_of = {str(path): index for index, path in images}
+    # (the ranking names a file by its path, a stack's plane by its position in the list)
+    index_of = {str(item) if isinstance(item, (str, Path)) else f"image {position}": index
+                for position, (index, item) in enumerate(images)}
     return RankingWalk(Path(checkpoint_path), [index_of[score.image] for score in ranking],
                        {index_of[score.image]: score for score in ranking})
 

@@ -28,6 +28,7 @@ import numpy as np
 from napari_faster_rcnn.core.data.annotations import Annotation, atomic_write_bytes
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.box_layers import layer_annotations
+from napari_faster_rcnn.layers.folder_pages import folder_store
 from napari_faster_rcnn.layers.slice_view import paging_model
 from napari_faster_rcnn.layers.stack_labeling import (
     NO_OBJECTS_KEY,
@@ -97,17 +98,23 @@ def layer_training_data(layer) -> LayerTrainingData:
     files = conventions.annotation_paths(metadata)
     model = paging_model(layer)
     edited = set(getattr(getattr(model, "store", None), "dirty", ()))
+    pages = folder_store(layer)  # a folder with stacks' planes: which pages are labeled, as the store says
     samples, unlabeled, missing = [], [], []
     for index, annotation in enumerate(annotations):
         source = sources[index] if index < len(sources) else None
         file = files[index] if index < len(files) else None
-        labeled = len(annotation) > 0 or index in edited or (file is not None and file.is_file())
+        plane = conventions.source_plane(metadata, index)
+        if plane is not None:  # a stack's plane: labeled when marked or with boxes, never by its stack's file
+            labeled = len(annotation) > 0 or (pages is not None and index not in pages.empty)
+        else:
+            labeled = len(annotation) > 0 or index in edited or (file is not None and file.is_file())
         if not labeled:
-            unlabeled.append(Path(source).name if source else f"image {index}")
+            name = Path(source).name if source else f"image {index}"
+            unlabeled.append(name if plane is None else f"{name}[{','.join(map(str, plane))}]")
         elif not source:
             missing.append(index)
         else:
-            samples.append(TrainingSample(Path(source), _plain_annotation(annotation)))
+            samples.append(TrainingSample(Path(source), _plain_annotation(annotation), plane=plane))
     if missing:
         raise ValueError(
             f"layer {layer.name!r}: {len(missing)} labeled image(s) have no image file (first: image "
