@@ -2,14 +2,13 @@
 image and box layer (a stack that cannot be, as a microscope's channels, opens as its own layers); each
 stack is saved to its one file."""
 
-import json
 
 import numpy as np
 import tifffile
 
 from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation
 from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles
-from napari_faster_rcnn.layers import conventions, stack_labeling
+from napari_faster_rcnn.layers import conventions
 from tests.conftest import write_image
 
 PLUGIN = "napari-faster-rcnn"
