@@ -107,3 +107,54 @@ def test_autosave_writes_a_plane_when_its_page_is_left_and_the_writer_saves_each
     assert "planes" not in json.loads((folder / "b.json").read_text())
     assert load_annotation(folder / "movie.json").labeled_planes.tolist() == [[0], [1]]
     assert session.unlabeled() == [4, 5]
+
+
+def test_other_code_sees_each_pages_file_and_plane(make_napari_viewer, tmp_path):
+    from napari_faster_rcnn.core.prediction.stacks import StackPlane
+    from napari_faster_rcnn.core.training.samples import folder_samples
+    from napari_faster_rcnn.layers import ranking, training_data
+    from napari_faster_rcnn.layers.prediction_targets import layer_target
+    from napari_faster_rcnn.layers.predictions import image_names
+
+    folder, _, movie = folder_with_stack(tmp_path)
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin=PLUGIN)
+    image, boxes = by_name(viewer)["mixed"], by_name(viewer)["mixed boxes"]
+    # Predict's current image: page 3 is plane 1 of movie.tif, read alone
+    viewer.dims.set_current_step(0, 3)
+    target = layer_target(viewer, image, whole_stack=False)
+    (item,) = target.images
+    assert isinstance(item, StackPlane) and item.path == folder / "movie.tif" and item.plane == (1,)
+    np.testing.assert_array_equal(item.read()[..., 0], movie[1])
+    assert target.metadata[conventions.SOURCE_PLANES] == [[1]]
+    # Evaluate and Tune pair pages by file and plane
+    assert image_names(boxes) == ["a", "b", "movie[0]", "movie[1]", "movie[2]", "movie[3]"]
+    # training from the layer: the labeled pages only, as training from the folder
+    data = training_data.layer_training_data(boxes)
+    assert [(s.image.name, s.plane) for s in data.samples] == [("a.png", None), ("movie.tif", (1,))]
+    assert [(s.image.name, s.plane) for s in folder_samples(folder)] == [("a.png", None), ("movie.tif", (1,))]
+    assert data.unlabeled == ["b.png", "movie.tif[0]", "movie.tif[2]", "movie.tif[3]"]
+    # Next most useful ranks the unlabeled pages: b.png's file, the planes not labeled (read alone)
+    session = labeling.labeling_session(viewer, boxes, autosave=False)
+    found = ranking.unlabeled_images(session)
+    assert [index for index, _ in found] == [1, 2, 4, 5]
+    assert found[0][1] == folder / "b.png" and [item.plane for _, item in found[1:]] == [(0,), (2,), (3,)]
+
+
+def test_a_multichannel_stack_keeps_its_own_layers_and_the_viewer_says_why(make_napari_viewer, tmp_path, monkeypatch):
+    import napari.utils.notifications
+
+    said = []
+    monkeypatch.setattr(napari.utils.notifications, "show_info", said.append)
+    folder = tmp_path / "multi"
+    folder.mkdir()
+    write_image(folder / "a.png", 32, 32)
+    tifffile.imwrite(folder / "cells.ome.tif", np.zeros((3, 2, 32, 32), np.uint16), metadata={"axes": "TCYX"})
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin=PLUGIN)
+    assert "multi boxes" in by_name(viewer) and "cells.ome boxes" in by_name(viewer)
+    assert by_name(viewer)["multi"].data.shape[0] == 1
+    assert said == ["multi: 1 stack(s) that cannot be pages of the folder opened as their own image and box layers, "
+                    "paged plane by plane by the slider and saved to their own file: cells.ome.tif (3 planes; 2 "
+                    "channels (C): one layer per channel) (one slider for all, the folder's image at 0: hide the "
+                    "layers above a stack to see its planes there)"]

@@ -12,7 +12,9 @@ are on screen. Images come from the files the layer names
 (``metadata["source_images"]``); a layer without files cannot train.
 
 **The export** needs the data on disk: for a box layer, the folder it was
-opened from with every edit saved (else the command would train on other boxes).
+opened from with every edit saved (else the command would train on other boxes); for a
+stack's box layer opened alone, the stack's file (``fit`` trains on the labeled planes its
+annotation file lists), its edits saved.
 
 No Qt here.
 """
@@ -205,10 +207,14 @@ def export_run(settings, path: str | Path, layer_data: LayerTrainingData | None 
     from napari_faster_rcnn.core.training.settings import export_command
 
     if isinstance(layer_data, StackTrainingData) and layer_data.dataset_root is None:
-        folder = layer_data.samples[0].image.parent if layer_data.samples else None
-        raise ValueError(f"the boxes of {layer_data.name!r} are a stack's, not a dataset folder: save them (Label "
-                         f"boxes > Save), choose the stack's folder ({folder}) as the source and export again "
-                         "(a folder trains the labeled planes of every stack in it, and its labeled images)")
+        # a stack opened alone: the config names the stack's file (fit trains on its labeled planes, read
+        # from its annotation file), so its boxes must be saved there
+        if layer_data.unsaved:
+            raise ValueError(f"{layer_data.unsaved} plane(s) of {layer_data.name!r} have unsaved boxes; save them "
+                             "(Label boxes > Save) so that the command trains on what you see, then export again")
+        stack = layer_data.samples[0].image
+        settings = replace(settings, data=stack, classes=settings.classes or layer_data.classes)
+        layer_data = None
     if layer_data is not None:
         if layer_data.dataset_root is None:
             raise ValueError(f"the boxes of {layer_data.name!r} are not a dataset folder on disk; save them "
