@@ -134,6 +134,14 @@ def test_other_code_sees_each_pages_file_and_plane(make_napari_viewer, tmp_path)
     assert [(s.image.name, s.plane) for s in data.samples] == [("a.png", None), ("movie.tif", (1,))]
     assert [(s.image.name, s.plane) for s in folder_samples(folder)] == [("a.png", None), ("movie.tif", (1,))]
     assert data.unlabeled == ["b.png", "movie.tif[0]", "movie.tif[2]", "movie.tif[3]"]
+    # statistics and anchors from the layer: the labeled pages only (planes nobody labeled left out)
+    from napari_faster_rcnn.layers.anchors import layer_items
+    from napari_faster_rcnn.layers.statistics import layer_statistics
+
+    items, names, _ = layer_items(boxes)
+    assert names == ["a", "b", "movie[1]"] and [len(annotation) for _, annotation in items] == [1, 0, 1]
+    statistics = layer_statistics(boxes)
+    assert statistics.names == ["a", "b", "movie[1]"] and statistics.unlabeled_images == 3
     # Next most useful ranks the unlabeled pages: b.png's file, the planes not labeled (read alone)
     session = labeling.labeling_session(viewer, boxes, autosave=False)
     found = ranking.unlabeled_images(session)

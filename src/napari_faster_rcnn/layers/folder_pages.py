@@ -92,3 +92,32 @@ def folder_store(layer) -> FolderLabelStore | None:
     """The store of every page of a folder's box layer with stacks' planes, or None."""
     store = getattr(paging_model(layer), "store", None)
     return store if isinstance(store, FolderLabelStore) else None
+
+
+def unlabeled_planes(layer, annotations=None) -> set[int]:
+    """The pages of a folder's layer that are stacks' planes nobody labeled (no box, not marked): left out
+    of statistics and anchors, as training leaves them out. Empty for a layer without such pages."""
+    from napari_faster_rcnn.layers import conventions
+
+    planes = layer.metadata.get(conventions.SOURCE_PLANES) or []
+    store = folder_store(layer)
+    if store is not None:
+        current = getattr(paging_model(layer), "current", None)
+        return {i for i in store.empty if store.is_plane(i) and not (i == current and layer.nshapes)}
+    if annotations is None:
+        return set()
+    return {i for i, plane in enumerate(planes) if plane is not None and i < len(annotations) and not len(annotations[i])}
+
+
+def page_names(metadata: dict, count: int) -> list[str]:
+    """Each page's name: its file's stem, ``movie[3]`` (``[t,z]``) for a stack's plane, else its position."""
+    from napari_faster_rcnn.layers import conventions
+
+    sources = metadata.get(conventions.SOURCE_IMAGES) or []
+    names = []
+    for index in range(count):
+        source = sources[index] if index < len(sources) else None
+        plane = conventions.source_plane(metadata, index)
+        stem = str(source).rsplit("/", 1)[-1].rsplit(".", 1)[0] if source else str(index)
+        names.append(stem if plane is None else f"{stem}[{','.join(map(str, plane))}]")
+    return names
