@@ -166,3 +166,55 @@ def test_a_multichannel_stack_keeps_its_own_layers_and_the_viewer_says_why(make_
                     "paged plane by plane by the slider and saved to their own file: cells.ome.tif (3 planes; 2 "
                     "channels (C): one layer per channel) (one slider for all, the folder's image at 0: hide the "
                     "layers above a stack to see its planes there)"]
+
+
+def test_predictions_accepted_on_a_folders_pages_land_on_their_planes_and_label_them(make_napari_viewer, tmp_path):
+    from napari_faster_rcnn.core.prediction.run import PredictionRecord
+    from napari_faster_rcnn.core.prediction.thresholds import Thresholds
+    from napari_faster_rcnn.layers.prediction_targets import add_folder_predictions, folder_target
+    from napari_faster_rcnn.layers.predictions import accept_as_labels
+
+    folder, _, _ = folder_with_stack(tmp_path)
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin=PLUGIN)
+    boxes = by_name(viewer)["mixed boxes"]
+    session = labeling.labeling_session(viewer, boxes, autosave=False)
+    target = folder_target(viewer, folder)
+
+    def record(index):
+        box = np.array([[10.0, 10, 30, 30]]) if index == 4 else np.zeros((0, 4))
+        annotation = Annotation(box, ["cell"] * len(box), np.full(len(box), 0.9), ["cell"])
+        return PredictionRecord(index, None, annotation, (64, 64), None, index + 1, 6, len(box), None)
+
+    (predictions,) = add_folder_predictions(viewer, target, [record(i) for i in range(6)], ["cell"],
+                                            Thresholds(0.5, 0.5))
+    assert accept_as_labels(predictions, boxes) == 1
+    assert session.unlabeled() == []  # every page predicted on is labeled, with or without boxes
+    session.save()
+    saved = load_annotation(folder / "movie.pt")
+    assert saved.planes.tolist() == [[1], [2]] and saved.labeled_planes.tolist() == [[0], [1], [2], [3]]
+    np.testing.assert_allclose(saved.boxes[1], [10, 10, 30, 30])
+    assert len(load_annotation(folder / "b.json" if (folder / "b.json").exists() else folder / "b.pt")) == 0
+
+
+def test_a_new_box_layer_on_the_folders_image_layer_pages_the_stacks_file(make_napari_viewer, tmp_path):
+    from napari_faster_rcnn.layers.box_layers import new_box_layer
+
+    folder, _, _ = folder_with_stack(tmp_path)
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin=PLUGIN)
+    viewer.layers.remove("mixed boxes")
+    layer = new_box_layer(viewer, viewer.layers["mixed"])
+    viewer.dims.set_current_step(0, 3)  # plane 1: its box from movie.pt, not the whole stack's
+    shown, page = rectangles_to_boxes(layer.data)
+    np.testing.assert_allclose(shown, [[4, 4, 10, 9]])
+    assert page.tolist() == [3]
+    viewer.dims.set_current_step(0, 0)
+    np.testing.assert_allclose(rectangles_to_boxes(layer.data)[0], [[2, 3, 12, 14]])
+    session = labeling.labeling_session(viewer, layer, autosave=False)
+    assert session.unlabeled() == [1, 2, 4, 5]
+    viewer.dims.set_current_step(0, 2)
+    session.mark_no_objects()
+    session.save()
+    saved = load_annotation(folder / "movie.pt")
+    assert saved.planes.tolist() == [[1]] and saved.labeled_planes.tolist() == [[0], [1]]

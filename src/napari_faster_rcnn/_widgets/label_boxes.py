@@ -394,4 +394,7 @@ def _file_note(session) -> str:
         return "autosave writes the stack's file when you leave a plane" if session.autosave else ""
     if missing == len(session):
         return "these images have no files: save the boxes with File > Save Selected Layers"
+    if session.has_planes:
+        return ("autosave writes each image's file, and a stack's one file, when you leave a page"
+                if session.autosave else "")
     return "autosave writes each image's file when you leave it" if session.autosave else ""
