@@ -218,3 +218,36 @@ def test_a_new_box_layer_on_the_folders_image_layer_pages_the_stacks_file(make_n
     session.save()
     saved = load_annotation(folder / "movie.pt")
     assert saved.planes.tolist() == [[1]] and saved.labeled_planes.tolist() == [[0], [1]]
+
+
+def test_suggestions_on_a_folders_page_predict_its_plane_and_accepting_labels_it(make_napari_viewer, qtbot, tmp_path):
+    import torchvision.ops  # noqa: F401  (the score filter needs it)
+
+    from napari_faster_rcnn.core.prediction.stacks import StackPlane
+    from napari_faster_rcnn.layers.suggestions import SUGGESTIONS_NAME
+
+    folder, _, _ = folder_with_stack(tmp_path)
+    calls = []
+
+    def predict(item):
+        calls.append((getattr(item, "path", item), getattr(item, "plane", None)))
+        plane = item.plane[0] if isinstance(item, StackPlane) else 9
+        return Annotation(np.array([[4.0, 4 + plane, 20, 20 + plane]]), ["cell"], np.array([0.9]), ["cell"])
+
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin=PLUGIN)
+    boxes = by_name(viewer)["mixed boxes"]
+    viewer.dims.set_current_step(0, 4)  # plane 2
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Label boxes")
+    widget.boxes.set_layer(boxes)
+    assert widget.session.has_planes and widget.session.current == 4
+    widget.suggestions.use_predictor(predict, "stub")
+    layer = viewer.layers[SUGGESTIONS_NAME]
+    qtbot.waitUntil(lambda: layer.nshapes == 1, timeout=5000)
+    assert (folder / "movie.tif", (2,)) in calls  # the page's plane of the stack's file, read alone
+    np.testing.assert_allclose(rectangles_to_boxes([v[:, -2:] for v in layer.data])[0], [[4, 6, 20, 22]])
+    widget.suggestions.suggestions.accept()
+    assert widget.session.unlabeled() == [1, 2, 5]
+    widget.save()
+    saved = load_annotation(folder / "movie.pt")
+    assert saved.planes.tolist() == [[1], [2]] and saved.labeled_planes.tolist() == [[1], [2]]
