@@ -458,6 +458,8 @@ def read_padded(path: str | Path, height: int, width: int, dtype) -> np.ndarray:
 
 
 def _padded(image: np.ndarray, height: int, width: int, dtype) -> np.ndarray:
+    if image.shape[:2] == (height, width) and image.dtype == np.dtype(dtype) and image.ndim == 3:
+        return image  # (already the canvas's size: no copy of a large plane)
     canvas = np.zeros((height, width, 3), dtype=dtype)
     rows, cols = min(height, image.shape[0]), min(width, image.shape[1])
     canvas[:rows, :cols] = image[:rows, :cols]
