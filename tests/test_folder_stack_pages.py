@@ -51,6 +51,8 @@ def test_a_stacks_planes_are_pages_of_the_folder_labeled_and_saved_to_its_one_fi
     # page 3 is plane 1: its pixels (gray, repeated to RGB, uint16 kept) and its box
     np.testing.assert_array_equal(np.asarray(image.data[3])[..., 0], movie[1])
     np.testing.assert_array_equal(np.asarray(image.data[0]), pngs["a"])
+    # one contrast for all pages: it reaches the stack's 12-bit values, not the PNGs' 8-bit range only
+    assert image.contrast_limits == [0.0, float(movie[0].max())]
     viewer.dims.set_current_step(0, 3)
     assert boxes.nshapes == 1 and list(boxes.features["label"]) == ["cell"]
     np.testing.assert_allclose(np.asarray(boxes.data[0])[:, 0], 3)

@@ -518,16 +518,26 @@ def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dic
             image_kwargs["multiscale"] = True
         if dtype == np.uint8:
             image_kwargs["contrast_limits"] = [0, 255]  # no scan of the lazy stack
-        elif planes is not None:  # (16-bit planes: the range of the first page, not a scan of every page)
-            image_kwargs["contrast_limits"] = _first_page_limits(stack)
+        elif planes is not None:  # (16-bit planes: a few pages' range, never a scan of every page)
+            image_kwargs["contrast_limits"] = _first_pages_limits(stack, images, planes)
         layers.append((stack, image_kwargs, "image"))
     layers.append(shapes)
     return layers
 
 
-def _first_page_limits(stack) -> list:
-    sample = np.asarray(stack[0])
-    low, high = float(sample.min()), float(sample.max())
+def _first_pages_limits(stack, images, planes, stacks: int = 3) -> list:
+    """One contrast for every page: the range of the first page and of the first plane of the first
+    ``stacks`` stacks (so that 16-bit planes are not white under 8-bit images' range); a few pages read."""
+    first = {}
+    for index, (image, plane) in enumerate(zip(images, planes)):
+        if plane is not None and image not in first and len(first) < stacks:
+            first[image] = index
+    lows, highs = [], []
+    for index in dict.fromkeys([0, *first.values()]):
+        sample = np.asarray(stack[index])
+        lows.append(float(sample.min()))
+        highs.append(float(sample.max()))
+    low, high = min(lows), max(highs)
     return [low, high if high > low else low + 1]
 
 
