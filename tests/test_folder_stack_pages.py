@@ -144,6 +144,13 @@ def test_other_code_sees_each_pages_file_and_plane(make_napari_viewer, tmp_path)
     assert names == ["a", "b", "movie[1]"] and [len(annotation) for _, annotation in items] == [1, 0, 1]
     statistics = layer_statistics(boxes)
     assert statistics.names == ["a", "b", "movie[1]"] and statistics.unlabeled_images == 3
+    # COCO / VOC / YOLO export: refused, naming the stack (2-D images only there)
+    import pytest
+
+    from napari_faster_rcnn.layers.interchange import layer_dataset
+
+    with pytest.raises(ValueError, match=r"planes of 1 stack\(s\) \(movie.tif\)"):
+        layer_dataset(boxes)
     # Next most useful ranks the unlabeled pages: b.png's file, the planes not labeled (read alone)
     session = labeling.labeling_session(viewer, boxes, autosave=False)
     found = ranking.unlabeled_images(session)
