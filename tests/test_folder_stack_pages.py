@@ -101,14 +101,18 @@ def test_autosave_writes_a_plane_when_its_page_is_left_and_the_writer_saves_each
     boxes.add_rectangles([at(2, [1, 1, 9, 9])], edge_color="red")
     viewer.dims.set_current_step(0, 1)  # leaves plane 0: the stack's file is written
     assert load_annotation(folder / "movie.pt").labeled_planes.tolist() == [[0], [1]]
+    viewer.dims.set_current_step(0, 4)
+    session.key_actions()["0"]()  # "no objects here" on plane 2
+    viewer.dims.set_current_step(0, 1)  # autosave: the stack's file
+    assert load_annotation(folder / "movie.pt").labeled_planes.tolist() == [[0], [1], [2]]
     boxes.add_rectangles([at(1, [2, 2, 8, 8])], edge_color="red")  # on b.png
     viewer.layers.selection = {boxes}
     written = viewer.layers.save(str(folder / "boxes.json"), selected=True, plugin=PLUGIN)
     # each 2-D image's file, and the stack's ONE file (in the format asked for), with every plane
     assert sorted(p.rsplit("/", 1)[-1] for p in written) == ["a.json", "b.json", "movie.json"]
     assert "planes" not in json.loads((folder / "b.json").read_text())
-    assert load_annotation(folder / "movie.json").labeled_planes.tolist() == [[0], [1]]
-    assert session.unlabeled() == [4, 5]
+    assert load_annotation(folder / "movie.json").labeled_planes.tolist() == [[0], [1], [2]]
+    assert session.unlabeled() == [5]
 
 
 def test_other_code_sees_each_pages_file_and_plane(make_napari_viewer, tmp_path):
@@ -260,3 +264,18 @@ def test_suggestions_on_a_folders_page_predict_its_plane_and_accepting_labels_it
     widget.save()
     saved = load_annotation(folder / "movie.pt")
     assert saved.planes.tolist() == [[1], [2]] and saved.labeled_planes.tolist() == [[1], [2]]
+
+
+def test_without_label_boxes_the_no_objects_key_marks_the_page_and_the_writer_saves_it(make_napari_viewer, tmp_path):
+    folder, _, _ = folder_with_stack(tmp_path)
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin=PLUGIN)
+    boxes = by_name(viewer)["mixed boxes"]
+    viewer.dims.set_current_step(0, 5)
+    keys = {str(key): function for key, function in boxes.keymap.items()}
+    keys["0"](boxes)  # "no objects here" on plane 3 (no labeling session), as napari dispatches the key
+    viewer.dims.set_current_step(0, 0)
+    viewer.layers.selection = {boxes}
+    written = viewer.layers.save(str(folder / "boxes.pt"), selected=True, plugin=PLUGIN)
+    assert sorted(p.rsplit("/", 1)[-1] for p in written) == ["a.pt", "b.pt", "movie.pt"]
+    assert load_annotation(folder / "movie.pt").labeled_planes.tolist() == [[1], [3]]

@@ -20,6 +20,7 @@ from pathlib import Path
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.labeling import FolderLabelStore
 from napari_faster_rcnn.layers.slice_view import SliceBoxes, paging_model, same_boxes
+from napari_faster_rcnn.layers.stack_labeling import NO_OBJECTS_KEY
 
 
 def _overwrite(paths) -> bool:
@@ -28,11 +29,25 @@ def _overwrite(paths) -> bool:
 
 class FolderPages(SliceBoxes):
     """Show the page's boxes of a folder with stacks' planes as the dims slider moves (without a
-    labeling session); the edits go into ``store``."""
+    labeling session); the edits go into ``store``. Pressing
+    :data:`~napari_faster_rcnn.layers.stack_labeling.NO_OBJECTS_KEY` marks the page shown as labeled."""
 
     def __init__(self, viewer, layer, store: FolderLabelStore):
         self.store = store
         super().__init__(viewer, layer, store.annotations, editable=True)
+        self._key = lambda target: self.mark_shown()
+        self._previous_key = layer.bind_key(NO_OBJECTS_KEY, self._key, overwrite=True)
+
+    def mark_shown(self) -> None:
+        if self.current is not None and self._connected:
+            self.store.mark([self.current])
+
+    def disconnect(self, restore: bool = True) -> None:
+        if self._connected:
+            bound = {str(key): function for key, function in self.layer.keymap.items()}
+            if bound.get(NO_OBJECTS_KEY) is self._key:  # (a session that takes over binds its own)
+                self.layer.bind_key(NO_OBJECTS_KEY, self._previous_key, overwrite=True)
+        super().disconnect(restore)
 
     @property
     def annotations(self) -> list[Annotation]:
