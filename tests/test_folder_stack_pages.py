@@ -279,3 +279,25 @@ def test_without_label_boxes_the_no_objects_key_marks_the_page_and_the_writer_sa
     written = viewer.layers.save(str(folder / "boxes.pt"), selected=True, plugin=PLUGIN)
     assert sorted(p.rsplit("/", 1)[-1] for p in written) == ["a.pt", "b.pt", "movie.pt"]
     assert load_annotation(folder / "movie.pt").labeled_planes.tolist() == [[1], [3]]
+
+
+def test_a_zarr_stack_with_t_and_z_in_a_folder_is_pages_in_file_order(tmp_path):
+    from napari_faster_rcnn._reader import get_reader
+    from tests.core.data.test_zarr_stacks import write_zarr
+
+    folder = tmp_path / "z"
+    folder.mkdir()
+    data = write_zarr(folder / "embryo.zarr", shape=(2, 3, 24, 32))
+    write_image(folder / "flat.png", 24, 32)
+    save_annotation(folder / "embryo.pt", Annotation(boxes=[[1, 2, 9, 12]], labels=["cell"], planes=[[1, 2]],
+                                                     labeled_planes=[[0, 0]]))
+    (image, _, _), (_, options, _) = get_reader(str(folder))(str(folder))
+    metadata = options["metadata"]
+    assert image.shape[0] == 7 and metadata[conventions.SOURCE_PLANES] == [
+        [0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2], None]
+    np.testing.assert_array_equal(np.asarray(image[5])[:24, :32, 0], data[1, 2])  # page 5: plane (1, 2), lazily
+    from napari_faster_rcnn.layers.slice_view import metadata_model
+
+    store = metadata_model(metadata).store
+    assert store.unlabeled() == [1, 2, 3, 4, 6]  # (0, 0) marked, (1, 2) with its box; flat.png without a file
+    assert len(store.annotations[5]) == 1
