@@ -229,7 +229,7 @@ def test_the_slices_of_images_above_pillows_limit_show_their_pixels(tutorial_dat
     np.testing.assert_array_equal(np.asarray(image_data[2]), expected)
 
 
-def test_stacks_in_a_folder_open_as_their_own_layers_and_the_viewer_says_so(tmp_path, monkeypatch):
+def test_an_rgb_stacks_pages_in_a_folder_are_its_planes_and_the_viewer_says_so(tmp_path, monkeypatch):
     import napari.utils.notifications
 
     shown = []
@@ -240,15 +240,14 @@ def test_stacks_in_a_folder_open_as_their_own_layers_and_the_viewer_says_so(tmp_
     folder.mkdir()
     tifffile.imwrite(folder / "cells.tif", pages, photometric="rgb")
     flat = write_image(folder / "flat.png", 40, 60)
-    (stack, stack_kwargs, _), (_, stack_boxes, _), (image_data, _, _), (_, boxes, _) = get_reader(str(folder))(str(folder))
-    assert stack.shape == (4, 40, 60, 3) and stack_kwargs["rgb"] and stack_boxes["ndim"] == 3
-    np.testing.assert_array_equal(np.asarray(stack), pages)  # every page, not the first one
-    assert image_data.shape[0] == 1  # the folder's own stack: its 2-D image only
-    np.testing.assert_array_equal(np.asarray(image_data[0]), flat)
-    assert [Path(p).name for p in boxes["metadata"][conventions.SOURCE_IMAGES]] == ["flat.png"]
-    assert shown == ["stacks: 1 stack(s) opened as their own image and box layers, paged plane by plane by the "
-                     "slider and saved to their own file: cells.tif (4 planes) (one slider for all, the folder's image "
-                     "at 0: hide the layers above a stack to see its planes there)"]
+    (image_data, image_kwargs, _), (_, boxes, _) = get_reader(str(folder))(str(folder))
+    assert image_data.shape == (5, 40, 60, 3) and image_kwargs["rgb"]
+    np.testing.assert_array_equal(np.asarray(image_data[:4]), pages)  # every page, not the first one
+    np.testing.assert_array_equal(np.asarray(image_data[4]), flat)
+    assert [Path(p).name for p in boxes["metadata"][conventions.SOURCE_IMAGES]] == ["cells.tif"] * 4 + ["flat.png"]
+    assert boxes["metadata"][conventions.SOURCE_PLANES] == [[0], [1], [2], [3], None]
+    assert shown == ["stacks: 5 pages; the planes of 1 stack(s) are pages of the folder, each stack saved to its one "
+                     "file: cells.tif: pages 0 to 3 (4 planes)"]
     shown.clear()
     # opened alone, the stack is a stack (issue 13): all its pages, lazily, and no warning
     (single, options, _), (_, box_options, _) = get_reader(str(folder / "cells.tif"))(str(folder / "cells.tif"))

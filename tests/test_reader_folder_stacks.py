@@ -1,14 +1,14 @@
-"""A dataset folder mixing 2-D images and stacks (issue 13): each stack opens as its own layers,
-paged plane by plane and saved to its one file; the folder's layers hold its 2-D images."""
+"""A dataset folder mixing 2-D images and stacks (issue 13): a stack's planes are pages of the folder's
+image and box layer (a stack that cannot be, as a microscope's channels, opens as its own layers); each
+stack is saved to its one file."""
 
-import json
 
 import numpy as np
 import tifffile
 
 from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation
 from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles
-from napari_faster_rcnn.layers import conventions, stack_labeling
+from napari_faster_rcnn.layers import conventions
 from tests.conftest import write_image
 
 PLUGIN = "napari-faster-rcnn"
@@ -35,8 +35,7 @@ def lead(plane, box):
     return np.concatenate([np.full((4, 1), float(plane)), rectangle], axis=1)
 
 
-def test_a_stack_in_a_folder_is_its_own_stack_layers_paged_by_plane_and_saved_to_its_file(make_napari_viewer, tmp_path,
-                                                                                          monkeypatch):
+def test_a_stacks_planes_are_pages_of_the_folder_and_the_viewer_says_so(make_napari_viewer, tmp_path, monkeypatch):
     import napari.utils.notifications
 
     said = []
@@ -46,65 +45,67 @@ def test_a_stack_in_a_folder_is_its_own_stack_layers_paged_by_plane_and_saved_to
     viewer = make_napari_viewer()
     viewer.open(str(folder), plugin=PLUGIN)
     layers = by_name(viewer)
-    assert set(layers) == {"movie", "movie boxes", "mixed", "mixed boxes"}
-    assert viewer.layers[-1] is layers["mixed boxes"]  # the folder's box layer on top, as without stacks
-    assert said == ["mixed: 1 stack(s) opened as their own image and box layers, paged plane by plane by the slider "
-                    "and saved to their own file: movie.tif (5 planes) (one slider for all, the folder's images at 0 to 1: "
-                    "hide the layers above a stack to see its planes there)"]
-    # the folder's layers: its two 2-D images only, at their own pixels
-    folder_image, folder_boxes = layers["mixed"], layers["mixed boxes"]
-    assert [p and p.rsplit("/", 1)[-1] for p in folder_boxes.metadata[conventions.SOURCE_IMAGES]] == ["a.png", "b.png"]
-    np.testing.assert_array_equal(np.asarray(folder_image.data[1]), pngs["b"])
-    # the stack: every plane, paged into its box layer
-    stack_image, stack_boxes = layers["movie"], layers["movie boxes"]
-    assert stack_image.data.shape == (5, 32, 32) and stack_boxes.metadata[conventions.PLANE_DIMS] == 1
-    viewer.dims.set_current_step(0, 3)
-    np.testing.assert_array_equal(np.asarray(stack_image.data[3]), movie[3])
-    assert stack_boxes.nshapes == 0
+    assert set(layers) == {"mixed", "mixed boxes"}  # no layers of the stack's own: one slider, one page at a time
+    assert said == ["mixed: 7 pages; the planes of 1 stack(s) are pages of the folder, each stack saved to its one "
+                    "file: movie.tif: pages 2 to 6 (5 planes)"]
+    image, boxes = layers["mixed"], layers["mixed boxes"]
+    assert image.data.shape[:3] == (7, 32, 32)
+    np.testing.assert_array_equal(np.asarray(image.data[1]), pngs["b"])
+    np.testing.assert_array_equal(np.asarray(image.data[5])[..., 0], movie[3])  # page 5: plane 3, read lazily
+    viewer.dims.set_current_step(0, 3)  # plane 1: its box
+    assert list(boxes.features["label"]) == ["cell"]
+    assert boxes.metadata[conventions.ANNOTATION_FILES][2:] == [str(folder / "movie.pt")] * 5
+    # the whole layer saved through napari's writer: each PNG's file, the stack's one file
+    viewer.dims.set_current_step(0, 5)
+    boxes.add_rectangles([lead(5, [5, 6, 20, 22])])
+    boxes.add_rectangles([lead(5, [1, 1, 3, 3])])
+    boxes.selected_data = {1}
+    boxes.remove_selected()
     viewer.dims.set_current_step(0, 1)
-    assert list(stack_boxes.features["label"]) == ["cell"]
-
-    # a box put on plane 3 of the stack and one on b.png, then both layers saved
-    viewer.dims.set_current_step(0, 3)
-    stack_boxes.add_rectangles([lead(3, [5, 6, 20, 22])])
-    folder_boxes.add_rectangles([lead(1, [1, 2, 9, 8])])
-    viewer.dims.set_current_step(0, 0)  # leaves plane 3 (its box into the stack's store)
-    viewer.layers.selection = {stack_boxes}
-    assert viewer.layers.save(str(folder / "movie.pt"), selected=True, plugin=PLUGIN) == [str(folder / "movie.pt")]
-    viewer.layers.selection = {folder_boxes}
-    written = viewer.layers.save(str(folder / "boxes.json"), selected=True, plugin=PLUGIN)
-    assert sorted(written) == [str(folder / "a.json"), str(folder / "b.json")]
-
+    boxes.add_rectangles([lead(1, [1, 2, 9, 8])])
+    viewer.layers.selection = {boxes}
+    written = viewer.layers.save(str(folder / "boxes.pt"), selected=True, plugin=PLUGIN)
+    assert sorted(p.rsplit("/", 1)[-1] for p in written) == ["a.pt", "b.pt", "movie.pt"]
     saved = load_annotation(folder / "movie.pt")
-    assert saved.planes.tolist() == [[1], [3]] and saved.labels == ["cell", "cell"]
+    assert saved.planes.tolist() == [[1], [3]] and saved.labeled_planes.tolist() == [[1], [3]]
     np.testing.assert_allclose(saved.boxes, [[4, 4, 10, 9], [5, 6, 20, 22]])
-    assert saved.labeled_planes.tolist() == [[1], [3]]  # planes 0, 2 and 4 stay unlabeled
     for name, box in (("a", [2, 3, 12, 14]), ("b", [1, 2, 9, 8])):
-        raw = json.loads((folder / f"{name}.json").read_text())
-        assert "planes" not in raw and "labeled_planes" not in raw  # 2-D files stay 2-D
-        np.testing.assert_allclose(load_annotation(folder / f"{name}.json").boxes, [box])
-    assert sorted(p.name for p in folder.iterdir()) == ["a.json", "a.png", "b.json", "b.png", "movie.pt", "movie.tif"]
-
-    # reopened: the same
-    again = make_napari_viewer()
-    again.open(str(folder), plugin=PLUGIN)
-    layers = by_name(again)
-    again.dims.set_current_step(0, 3)
-    assert list(layers["movie boxes"].features["label"]) == ["cell"]
-    assert stack_labeling.labeled_planes(layers["movie boxes"]) == {(1,), (3,)}
-    boxes = conventions.annotations_from_shapes(layers["mixed boxes"].data, layers["mixed boxes"].features,
-                                                dict(layers["mixed boxes"].metadata))
-    assert [len(a) for a in boxes] == [1, 1]
+        assert load_annotation(folder / f"{name}.pt").planes is None  # 2-D files stay 2-D
+        np.testing.assert_allclose(load_annotation(folder / f"{name}.pt").boxes, [box])
 
 
-def test_a_folder_of_stacks_alone_opens_its_stacks(make_napari_viewer, tmp_path):
+def test_a_folder_of_stacks_alone_is_their_planes(make_napari_viewer, tmp_path):
     folder = tmp_path / "only"
     folder.mkdir()
     tifffile.imwrite(folder / "t1.tif", np.zeros((3, 16, 16), np.uint8), photometric="minisblack")
     viewer = make_napari_viewer()
     viewer.open(str(folder), plugin=PLUGIN)
-    assert [layer.name for layer in viewer.layers] == ["t1", "t1 boxes"]
-    assert viewer.layers["t1"].data.shape == (3, 16, 16)
+    assert [layer.name for layer in viewer.layers] == ["only", "only boxes"]
+    assert viewer.layers["only"].data.shape == (3, 16, 16, 3)
+
+
+def test_two_leading_dimensions_are_pages_in_file_order(make_napari_viewer, tmp_path):
+    folder = tmp_path / "tz"
+    folder.mkdir()
+    write_image(folder / "a.png", 16, 16)
+    volume = np.arange(2 * 3 * 16 * 16, dtype=np.uint16).reshape(2, 3, 16, 16)
+    tifffile.imwrite(folder / "v.tif", volume, metadata={"axes": "TZYX"})
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin=PLUGIN)
+    image, boxes = by_name(viewer)["tz"], by_name(viewer)["tz boxes"]
+    assert image.data.shape[0] == 7
+    planes = [conventions.source_plane(boxes.metadata, i) for i in range(7)]
+    assert planes == [None, (0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    for page, (t, z) in enumerate(planes[1:], start=1):
+        np.testing.assert_array_equal(np.asarray(image.data[page])[..., 0], volume[t, z])
+    from napari_faster_rcnn.layers import labeling
+
+    session = labeling.labeling_session(viewer, boxes, autosave=False)
+    viewer.dims.set_current_step(0, 5)
+    session.mark_no_objects()  # plane (1, 1)
+    session.save()
+    saved = load_annotation(folder / "v.pt")
+    assert saved.labeled_planes.tolist() == [[1, 1]] and len(saved) == 0
 
 
 def predictions_out(tmp_path):
@@ -167,9 +168,9 @@ def test_in_an_input_and_target_folder_a_stacks_new_file_goes_to_target_and_a_ba
     save_annotation(root / "target" / "broken.pt", Annotation(np.array([[1.0, 1, 4, 4]]), ["cell"]))
     layers = get_reader(str(root))(str(root))
     names = [kwargs["name"] for _, kwargs, _ in layers]
-    assert names == ["movie", "movie boxes", "data", "data boxes"]
-    assert layers[1][1]["metadata"][conventions.ANNOTATION_FILES] == [str(root / "target" / "movie.pt")]
-    assert layers[2][1]["metadata"][conventions.FOLDER_STACKS] == [str(root / "input" / "movie.tif")]
+    assert names == ["data", "data boxes"]  # the stack's planes are pages of the folder
+    assert layers[1][1]["metadata"][conventions.ANNOTATION_FILES] == [str(root / "target" / "a.pt")] + [
+        str(root / "target" / "movie.pt")] * 4
     assert len(warned) == 1 and "broken.pt: boxes without 'planes', but broken.tif is a stack" in warned[0]
 
 
@@ -181,12 +182,15 @@ def test_label_boxes_labels_a_stack_of_an_input_and_target_folder_into_its_one_t
     viewer = make_napari_viewer()
     viewer.open(str(root), plugin=PLUGIN)
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Label boxes")
-    stack_boxes = viewer.layers["movie boxes"]
-    widget.boxes.set_layer(stack_boxes)
-    assert widget.stack_layer is stack_boxes and widget.unlabeled.text().startswith("0 of 4 planes labeled")
-    viewer.dims.set_current_step(0, 2)
-    stack_boxes.add_rectangles([lead(2, [3, 4, 12, 15])])
-    assert widget.unlabeled.text().startswith("1 of 4 planes labeled")
+    boxes = viewer.layers["data boxes"]
+    widget.boxes.set_layer(boxes)
+    assert widget.unlabeled.text().startswith("0 of 5 labeled")
+    viewer.dims.set_current_step(0, 3)  # plane 2
+    assert widget.position.text() == "image 4 of 5: movie.tif plane 2"
+    boxes.add_rectangles([lead(3, [3, 4, 12, 15])])
+    assert widget.unlabeled.text().startswith("1 of 5 labeled")
+    widget.next_unlabeled()
+    assert viewer.dims.current_step[0] == 4
     widget.save()
     saved = load_annotation(root / "target" / "movie.pt")
     assert saved.planes.tolist() == [[2]] and saved.labeled_planes.tolist() == [[2]]
@@ -211,26 +215,24 @@ def test_a_multichannel_stack_in_a_folder_is_one_layer_per_channel_and_one_stack
 
 def test_a_folder_run_cancelled_in_a_stack_keeps_the_images_and_the_planes_predicted(make_napari_viewer, tmp_path):
     from napari_faster_rcnn.core.prediction.run import PredictionRecord
+    from napari_faster_rcnn.core.prediction.stacks import StackPlane
     from napari_faster_rcnn.core.prediction.thresholds import Thresholds
     from napari_faster_rcnn.layers.prediction_targets import add_folder_predictions, folder_target
     from napari_faster_rcnn.layers.predictions import prediction_pages
 
     folder, _, _ = mixed_folder(tmp_path)
     viewer = make_napari_viewer()
-    target = folder_target(viewer, folder)  # a.png, b.png, then the stack's 5 planes
-    assert len(target) == 7 and [len(part) for part in target.parts] == [2, 5]
+    target = folder_target(viewer, folder)  # a.png, b.png, then the stack's 5 planes: pages of one target
+    assert len(target) == 7 and target.parts is None
+    assert [getattr(item, "plane", None) for item in target.images] == [None, None, (0,), (1,), (2,), (3,), (4,)]
+    assert all(isinstance(item, StackPlane) for item in target.images[2:])
 
     def record(index, x):
-        plane = target.parts[1].planes[index - 2] if index >= 2 else None
-        annotation = Annotation(np.array([[x, x, x + 5, x + 5]]), ["cell"], np.array([0.9]), ["cell"],
-                                planes=None if plane is None else np.array([plane]))
-        return PredictionRecord(index, None, annotation, (32, 32), None, index + 1, 7, 1, plane)
+        annotation = Annotation(np.array([[x, x, x + 5, x + 5]]), ["cell"], np.array([0.9]), ["cell"])
+        return PredictionRecord(index, None, annotation, (32, 32), None, index + 1, 7, 1, None)
 
     records = [record(i, float(i)) for i in range(4)]  # cancelled after plane 1 of the stack
-    layers = add_folder_predictions(viewer, target, records, ["cell"], Thresholds(0.5, 0.5), count=4)
-    assert [layer.name for layer in layers] == ["mixed predictions", "movie predictions"]
-    assert [a.boxes[0, 0] for a in prediction_pages(layers[0]).raw] == [0.0, 1.0]
-    stack = prediction_pages(layers[1])
-    assert stack.planes == [(0,), (1,)] and [a.boxes[0, 0] for a in stack.raw] == [2.0, 3.0]
-    assert [layer.name for layer in add_folder_predictions(viewer, target, records[:1], ["cell"], Thresholds(0.5, 0.5),
-                                                          count=1)] == ["mixed predictions [1]"]
+    (layer,) = add_folder_predictions(viewer, target, records, ["cell"], Thresholds(0.5, 0.5), count=4)
+    assert layer.name == "mixed predictions"
+    assert [a.boxes[0, 0] for a in prediction_pages(layer).raw] == [0.0, 1.0, 2.0, 3.0]
+    assert [conventions.source_plane(layer.metadata, i) for i in range(4)] == [None, None, (0,), (1,)]

@@ -55,9 +55,32 @@ def write_boxes(path: str, data, attributes: dict) -> list[str]:
         destinations = stack_destinations(target, metadata, len(annotations))
     if hasattr(model, "write_files"):  # a labeling session: it knows what is saved where
         written = [str(p) for p in model.write_files(destinations)]
+    elif any(plane is not None for plane in metadata.get(conventions.SOURCE_PLANES) or []):
+        written = [str(p) for p in _write_folder_pages(destinations, annotations, metadata)]
     else:
         written = [str(save_annotation(dest, annotation)) for dest, annotation in zip(destinations, annotations)]
     return written + _save_thresholds(metadata, destinations)
+
+
+def _write_folder_pages(destinations, annotations, metadata) -> list[Path]:
+    """A folder's pages where some are stacks' planes (a predictions layer of such a folder): each 2-D
+    image's file, and each stack's ONE file with its pages' boxes and ``planes`` (predictions: no
+    ``labeled_planes``; labels: the planes with boxes)."""
+    from napari_faster_rcnn.core.prediction.stacks import join_planes
+
+    predictions = metadata.get(conventions.LAYER_ROLE) == conventions.PREDICTIONS
+    stacks: dict = {}
+    written = []
+    for index, (destination, annotation) in enumerate(zip(destinations, annotations)):
+        plane = conventions.source_plane(metadata, index)
+        if plane is None:
+            written.append(save_annotation(destination, annotation))
+        else:
+            stacks.setdefault(Path(destination), []).append((plane, annotation))
+    for destination, pages in stacks.items():
+        joined = join_planes([a for _, a in pages], [p for p, _ in pages], len(pages[0][0]))
+        written.append(save_annotation(destination, joined, labeled_planes=not predictions))
+    return written
 
 
 def _save_thresholds(metadata: dict, destinations: list[Path]) -> list[str]:

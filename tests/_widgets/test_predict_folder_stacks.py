@@ -1,5 +1,5 @@
 """Predict's "folder" mode on a folder mixing 2-D images and a stack (issue 13): every plane of the
-stack is predicted, as the command line predicts it, and shown in the stack's predictions layer."""
+stack is predicted, as the command line predicts it, and shown as pages of the folder's predictions layer."""
 
 from __future__ import annotations
 
@@ -55,37 +55,30 @@ def test_the_folder_mode_predicts_every_plane_of_a_stack_in_the_folder(make_napa
     assert widget.predict() is not None
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
     layers = {layer.name: layer for layer in viewer.layers}
-    assert set(layers) == {"mixed", "movie", "mixed predictions", "movie predictions"}, widget.status.text()
-    assert widget.status.text().startswith("5 images (1 stack: a predictions layer each): ")
-    folder_layer, stack_layer = layers["mixed predictions"], layers["movie predictions"]
-    assert [p.rsplit("/", 1)[-1] for p in folder_layer.metadata[conventions.SOURCE_IMAGES]] == ["a.png", "b.png"]
-    for index in range(2):
-        assert_same_detections(prediction_pages(folder_layer).raw[index], raw[index])
-    pages = prediction_pages(stack_layer)
-    assert stack_layer.metadata[conventions.PLANE_DIMS] == 1 and pages.planes == [(0,), (1,), (2,)]
-    for t in range(3):  # every plane, not the first page only
-        assert_same_detections(pages.raw[t], raw[2 + t])
-    # the stack's predictions save to its one file, with planes
+    # the stack's planes are pages of the folder: one image layer, one predictions layer
+    assert set(layers) == {"mixed", "mixed predictions"}, widget.status.text()
+    assert widget.status.text().startswith("5 images: ")
+    predictions = layers["mixed predictions"]
+    metadata = predictions.metadata
+    assert [p.rsplit("/", 1)[-1] for p in metadata[conventions.SOURCE_IMAGES]] == ["a.png", "b.png"] + ["movie.tif"] * 3
+    assert [conventions.source_plane(metadata, i) for i in range(5)] == [None, None, (0,), (1,), (2,)]
+    for index in range(5):  # every plane, not the first page only
+        assert_same_detections(prediction_pages(predictions).raw[index], raw[index])
+    # saved into a folder: each 2-D image's file, and the stack's one file with planes (predictions: none labeled)
     out = tmp_path / "out"
     out.mkdir()
-    viewer.layers.selection = {stack_layer}
-    viewer.layers.save(str(out / "movie.pt"), selected=True, plugin=PLUGIN)
+    viewer.layers.selection = {predictions}
+    written = viewer.layers.save(str(out / "x.pt"), selected=True, plugin=PLUGIN)
+    assert sorted(p.rsplit("/", 1)[-1] for p in written if p.endswith(".pt")) == ["a.pt", "b.pt", "movie.pt"], written
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".pt") == ["a.pt", "b.pt", "movie.pt"]
     saved = load_annotation(out / "movie.pt")
     assert saved.is_stack and set(saved.planes[:, 0].tolist()) <= {0, 1, 2}
     widget.predict()  # again: the layers already open are used, not opened twice
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
-    assert sorted(layer.name for layer in viewer.layers if layer.name in ("mixed", "movie")) == ["mixed", "movie"]
-    # the stack's layers closed, the folder's open: the stack is opened again and predicted, not left out
-    for name in ("movie", "movie predictions", "movie predictions [1]"):
-        viewer.layers.remove(name)
-    widget.predict()
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
-    assert [layer.name for layer in viewer.layers if layer.name.startswith("movie")] == ["movie", "movie predictions"]
-    assert prediction_pages(viewer.layers["movie predictions"]).planes == [(0,), (1,), (2,)]
+    assert [layer.name for layer in viewer.layers if layer.name == "mixed"] == ["mixed"]
 
 
-def test_a_folder_of_stacks_alone_predicts_each_stack_even_one_whose_layers_were_closed(make_napari_viewer, qtbot, mixed,
-                                                                                      tmp_path):
+def test_a_folder_of_stacks_alone_predicts_every_plane_of_each_stack(make_napari_viewer, qtbot, mixed, tmp_path):
     checkpoint, folder, raw = mixed
     stacks = tmp_path / "stacks"
     stacks.mkdir()
@@ -93,8 +86,8 @@ def test_a_folder_of_stacks_alone_predicts_each_stack_even_one_whose_layers_were
         (stacks / f"{name}.tif").write_bytes((folder / "movie.tif").read_bytes())
     viewer = make_napari_viewer()
     viewer.open(str(stacks), plugin=PLUGIN)
-    assert [layer.name for layer in viewer.layers] == ["m1", "m1 boxes", "m2", "m2 boxes"]
-    viewer.layers.remove("m1")  # one stack's image layer closed
+    assert [layer.name for layer in viewer.layers] == ["stacks", "stacks boxes"]
+    viewer.layers.remove("stacks")  # the folder's image layer closed: opened again to predict
     widget = PredictWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.path.setText(str(checkpoint))
@@ -105,8 +98,7 @@ def test_a_folder_of_stacks_alone_predicts_each_stack_even_one_whose_layers_were
     widget.folder.setText(str(stacks))
     assert widget.predict() is not None
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
-    for name in ("m1", "m2"):
-        pages = prediction_pages(viewer.layers[f"{name} predictions"])
-        assert pages.planes == [(0,), (1,), (2,)], widget.status.text()
-        for t in range(3):
-            assert_same_detections(pages.raw[t], raw[2 + t])
+    pages = prediction_pages(viewer.layers["stacks predictions"])
+    assert len(pages.raw) == 6, widget.status.text()
+    for page in range(6):
+        assert_same_detections(pages.raw[page], raw[2 + page % 3])

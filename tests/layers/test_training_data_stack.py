@@ -1,5 +1,5 @@
 """The training data of a stack's box layer (issue 13): one sample per labeled plane, the same as
-training from the stack's folder; unlabeled planes never negatives; the export names the folder."""
+training from the stack's folder; unlabeled planes never negatives; the export names the stack's file."""
 
 from __future__ import annotations
 
@@ -49,8 +49,32 @@ def test_the_labeled_planes_train_as_from_the_folder_with_the_edits_on_screen(ma
     assert [s.plane for s in data.samples] == [(0,), (1,), (2,), (3,), (4,)] and data.unlabeled == []
     np.testing.assert_allclose(data.samples[4].annotation.boxes, [[2.0, 3, 12, 13]])
     assert len(data.samples[1].annotation) == 0 and data.unsaved
-    with pytest.raises(ValueError, match="choose the stack's folder"):
+    with pytest.raises(ValueError, match="unsaved boxes; save them"):
         training_data.export_run(TrainingSettings(data=stack.parent), stack.parent / "run.yaml", data)
+
+
+def test_export_from_a_stack_layer_names_the_stack_and_fit_trains_on_its_labeled_planes(make_napari_viewer, stack,
+                                                                                          tmp_path):
+    import yaml
+
+    from napari_faster_rcnn._cli import fit
+    from napari_faster_rcnn.core.training.transforms import AugmentationConfig
+
+    viewer = make_napari_viewer()
+    _, shapes = viewer.open(stack, plugin=PLUGIN)
+    data = training_data.layer_training_data(shapes)
+    settings = TrainingSettings(
+        data=data.samples, output=tmp_path / "run", preset="cpu", model={"min_size": 64, "max_size": 64},
+        split_ratios=(1.0, 0.0), validation=False, epochs=1, max_steps=2, batch_size=2, num_workers=0,
+        accelerator="cpu", augmentation=AugmentationConfig.none(), warmup_steps=1, seed=0)
+    path, command = training_data.export_run(settings, tmp_path / "run" / "run.yaml", data)
+    config = yaml.safe_load(path.read_text())
+    assert config["data"]["root"] == str(stack.resolve())  # the stack's file, not its folder
+    assert config["data"]["classes"] == ["cell", "debris"]
+    # the exported data are the layer's samples: its labeled planes 0, 2 (no objects) and 3
+    assert described(folder_samples(config["data"]["root"])) == described(data.samples)
+    assert fit.run(["--config", str(path)]) == 0
+    assert list((tmp_path / "run").rglob("*.ckpt"))
 
 
 def test_an_unpaged_stack_layer_trains_its_marked_planes_and_planes_with_boxes(make_napari_viewer, tmp_path, stack):

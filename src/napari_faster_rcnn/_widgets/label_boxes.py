@@ -223,6 +223,11 @@ class LabelBoxesWidget(DockedWidget):
         self.unlabeled_button.setToolTip("go to the next image without boxes")
         if session.is_stack:
             self._refresh_stack(count - len(empty), count)
+        elif session.has_planes:  # a folder whose pages include stacks' planes: labeled pages out of all
+            self.unlabeled.setText(f"{count - len(empty)} of {count} labeled (draw a box, or press "
+                                   f"{stack_labeling.NO_OBJECTS_KEY} for 'no objects here')")
+            self.unlabeled_button.setToolTip("go to the next page nobody labeled (no box, no file, not marked with "
+                                             f"{stack_labeling.NO_OBJECTS_KEY})")
         elif not empty:
             self.unlabeled.setText("every image has boxes")
         else:
@@ -313,7 +318,8 @@ class LabelBoxesWidget(DockedWidget):
                 self.status.setText("every other plane is labeled")
             return None if target is None else stack_labeling.plane_of(self.session, target)
         if target is None:
-            self.status.setText("every other image has boxes")
+            self.status.setText("every other page is labeled" if self.session.has_planes
+                                else "every other image has boxes")
         return target
 
     def save(self):
@@ -388,4 +394,7 @@ def _file_note(session) -> str:
         return "autosave writes the stack's file when you leave a plane" if session.autosave else ""
     if missing == len(session):
         return "these images have no files: save the boxes with File > Save Selected Layers"
+    if session.has_planes:
+        return ("autosave writes each image's file, and a stack's one file, when you leave a page"
+                if session.autosave else "")
     return "autosave writes each image's file when you leave it" if session.autosave else ""

@@ -38,6 +38,7 @@ from napari_faster_rcnn.core.model.config import ModelConfig
 from napari_faster_rcnn.core.model.detector import padded_image_size, resized_image_size
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.box_layers import layer_annotations
+from napari_faster_rcnn.layers.folder_pages import page_names, unlabeled_planes
 from napari_faster_rcnn.layers.stack_labeling import stack_annotation
 
 #: metadata key naming what an anchor layer shows ("image", "centres", "at point", ...)
@@ -355,6 +356,11 @@ def layer_items(box_layer, image_layer=None) -> tuple[list, list[str], dict]:
     sources = box_layer.metadata.get(conventions.SOURCE_IMAGES) or [None] * len(annotations)
     names = [str(source).rsplit("/", 1)[-1].rsplit(".", 1)[0] if source else str(k) for k, source in
              enumerate(sources)]
+    if box_layer.metadata.get(conventions.SOURCE_PLANES):  # a folder's pages with stacks' planes
+        names = page_names(box_layer.metadata, len(annotations))
+        left_out = unlabeled_planes(box_layer, annotations)  # planes nobody labeled: left out, as in training
+        keep = [i for i in range(len(annotations)) if i not in left_out]
+        annotations, sizes, names = [annotations[i] for i in keep], [sizes[i] for i in keep], [names[i] for i in keep]
     return ([(tuple(int(v) for v in size), annotation) for size, annotation in zip(sizes, annotations)], names,
             dict(box_layer.metadata.get(conventions.CLASS_COLORS) or {}))
 

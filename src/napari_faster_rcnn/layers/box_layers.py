@@ -69,6 +69,9 @@ def new_box_layer(viewer, image_layer):
     if not sources and count == 1 and image_layer.source.path and is_image_file(image_layer.source.path):
         sources = [str(image_layer.source.path)]
     sources = (sources + [None] * count)[:count]
+    planes = [conventions.source_plane(metadata, index) for index in range(count)]
+    if any(plane is not None for plane in planes):  # a folder's pages with stacks' planes: each stack's one file
+        return _new_pages_layer(viewer, image_layer, sources, planes, sizes)
     files = [(find_annotation_file(s) or default_annotation_path(s)) if s else None for s in sources]
     stamps = [file_stamp(path) for path in files]
     annotations = [load_annotation(path) if stamp is not None else Annotation() for path, stamp in zip(files, stamps)]
@@ -92,3 +95,56 @@ def _spatial_shape(image_layer) -> tuple:
     data = image_layer.data[0] if image_layer.multiscale else image_layer.data
     shape = tuple(int(s) for s in data.shape)
     return shape[:-1] if image_layer.rgb else shape
+
+
+def _new_pages_layer(viewer, image_layer, sources, planes, sizes):
+    """:func:`new_box_layer` for a folder's image layer whose pages include stacks' planes: the pages'
+    boxes in a :class:`~napari_faster_rcnn.core.data.labeling.FolderLabelStore` (a stack's planes from its
+    one file), paged into the new layer."""
+    import numpy as np
+    from napari.layers import Layer
+
+    from napari_faster_rcnn.core.data.images import stack_shape
+    from napari_faster_rcnn.core.data.labeling import FolderLabelStore, plane_index, split_planes
+    from napari_faster_rcnn.layers.folder_pages import FolderPages
+    from napari_faster_rcnn.layers.slice_view import keep_with_layer
+
+    files, stamps, annotations, labeled, shapes, stacks = [], [], [], [], {}, {}
+    for index, (source, plane) in enumerate(zip(sources, planes)):
+        path = (find_annotation_file(source) or default_annotation_path(source)) if source else None
+        stamp = file_stamp(path)
+        if plane is None:
+            annotation = load_annotation(path) if stamp is not None else Annotation()
+        else:
+            if path not in stacks:
+                shape = stack_shape(source)
+                whole = load_annotation(path) if stamp is not None else Annotation(planes=np.zeros((0, len(plane)), np.int64))
+                if shape is None or not whole.is_stack or whole.planes.shape[1] != len(shape):
+                    raise ValueError(f"{path}: not an annotation of the stack {source} (boxes without fitting 'planes')")
+                stacks[path] = (split_planes(whole, shape), {plane_index(p, shape) for p in whole.labeled_planes}, shape)
+                shapes[str(path)] = shape
+            per_plane, marked, shape = stacks[path]
+            position = plane_index(plane, shape)
+            annotation = per_plane[position]
+            if position in marked:
+                labeled.append(index)
+        files.append(path)
+        stamps.append(stamp)
+        annotations.append(annotation)
+    store = FolderLabelStore(annotations, files, planes, shapes, stamps=stamps,
+                             sizes=[tuple(size) for size in sizes], labeled=labeled)
+    empty = [Annotation() for _ in annotations]
+    data, kwargs, kind = conventions.shapes_layer_data(
+        empty, stacked=True, name=f"{image_layer.name} boxes", image_sizes=sizes, classes=store.classes,
+        metadata={
+            conventions.SOURCE_IMAGES: list(sources),
+            conventions.SOURCE_PLANES: [None if plane is None else list(plane) for plane in planes],
+            conventions.ANNOTATION_FILES: [str(path) if path else None for path in files],
+            conventions.ANNOTATION_STAMPS: stamps,
+        },
+    )
+    if len(image_layer.scale) == kwargs["ndim"]:
+        kwargs["scale"], kwargs["translate"] = list(image_layer.scale), list(image_layer.translate)
+    layer = viewer.add_layer(Layer.create(data, kwargs, kind))
+    keep_with_layer(layer, FolderPages(viewer, layer, store))
+    return layer

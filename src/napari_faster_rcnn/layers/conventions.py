@@ -42,6 +42,8 @@ SOURCE_FORMAT = "source_format"  # str: "coco", "voc" or "yolo" for a folder in 
 THRESHOLDS = "thresholds"  # dict: the score/NMS/class thresholds a predictions layer shows (core.inference.Thresholds)
 PLANE_DIMS = "plane_dims"  # int: a stack read as data (time, z): each box's leading coordinates are its plane
 LABELED_PLANES = "labeled_planes"  # list of lists: the planes of such a stack a person labeled, boxes or not
+SOURCE_PLANES = "source_planes"  # list: per slice of a dataset folder, None (a 2-D image) or a stack's plane
+#   (its leading coordinates) when the slice is that plane of the stack SOURCE_IMAGES names (see source_plane)
 PLANES_SHAPE = "planes_shape"  # list of int: such a stack's number of planes along each leading dimension
 TEXT_HIDDEN = "text_hidden"  # bool: the labels are not drawn because of the box count (see TEXT_LIMIT)
 
@@ -359,6 +361,15 @@ def _labels_scores_classes(features, metadata: dict, count: int) -> tuple[list[s
         if label not in classes:
             classes.append(label)
     return labels, scores, classes
+
+
+def source_plane(metadata: dict, index: int) -> tuple[int, ...] | None:
+    """Which plane of its file slice ``index`` of a folder's layer is: None for a 2-D image (or a layer
+    without :data:`SOURCE_PLANES`), else the plane's leading coordinates in the stack that
+    ``metadata[SOURCE_IMAGES][index]`` names."""
+    planes = metadata.get(SOURCE_PLANES) or []
+    plane = planes[index] if 0 <= index < len(planes) else None
+    return None if plane is None else tuple(int(v) for v in plane)
 
 
 def _slice_count(metadata: dict) -> int | None:

@@ -74,6 +74,12 @@ def layer_dataset(layer) -> LabeledDataset:
             "so they cannot go into a dataset folder; open the images from files with Faster R-CNN, or save the "
             "boxes alone with File > Save Selected Layers"
         )
+    stacks = list(dict.fromkeys(Path(sources[i]).name for i in range(len(annotations))
+                                if sources[i] and conventions.source_plane(metadata, i) is not None))
+    if stacks:  # COCO, VOC and YOLO hold 2-D images: a stack's planes have no place there
+        raise ValueError(f"{layer.name!r}: its pages include the planes of {len(stacks)} stack(s) "
+                         f"({', '.join(stacks[:3])}), which COCO, Pascal VOC and YOLO cannot hold (2-D images only); "
+                         "the stacks' boxes are in their own files (NAME.pt with planes)")
     sizes = list(metadata.get(conventions.IMAGE_SIZES) or [])
     files = conventions.annotation_paths(metadata)
     classes = class_list(annotations, getattr(model, "classes", None) or metadata.get(conventions.CLASSES) or ())

@@ -38,7 +38,14 @@ from pathlib import Path
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.core.data.labeling import LabelStore, SaveReport, StackLabelStore, index_plane, plane_index
+from napari_faster_rcnn.core.data.labeling import (
+    FolderLabelStore,
+    LabelStore,
+    SaveReport,
+    StackLabelStore,
+    index_plane,
+    plane_index,
+)
 from napari_faster_rcnn.layers import conventions, stack_labeling
 from napari_faster_rcnn.layers.box_layers import find_image_layer, layer_annotations, new_box_layer
 from napari_faster_rcnn.layers.label_classes import ClassEditing
@@ -169,6 +176,18 @@ class LabelingSession(ClassEditing, SliceBoxes):
         """Whether the session labels the planes of a stack read as data (one file)."""
         return isinstance(self.store, StackLabelStore)
 
+    @property
+    def has_planes(self) -> bool:
+        """Whether the session labels a dataset folder whose pages include stacks' planes (see
+        :mod:`~napari_faster_rcnn.layers.folder_pages`): pages are labeled or not, as planes are."""
+        return isinstance(self.store, FolderLabelStore)
+
+    @property
+    def marks_pages(self) -> bool:
+        """Whether pages are marked labeled (a stack's planes, a folder with them): the
+        "no objects here" key, and the counts of labeled pages out of all."""
+        return self.is_stack or self.has_planes
+
     def commit(self) -> bool:
         if self.current is None or self.closed:
             return False
@@ -208,7 +227,9 @@ class LabelingSession(ClassEditing, SliceBoxes):
             return "plane " + ", ".join(str(v) for v in index_plane(index, self.store.shape))
         sources = self.layer.metadata.get(conventions.SOURCE_IMAGES) or []
         if index < len(sources) and sources[index]:
-            return Path(sources[index]).name
+            plane = conventions.source_plane(self.layer.metadata, index)
+            name = Path(sources[index]).name
+            return name if plane is None else f"{name} plane {', '.join(map(str, plane))}"
         path = self.store.files[index]
         return path.stem if path is not None else ""
 
@@ -235,7 +256,7 @@ class LabelingSession(ClassEditing, SliceBoxes):
     def unlabeled(self) -> list[int]:
         """The images without boxes (the one on screen as it is now); of a stack, the planes not labeled."""
         empty = set(self.store.empty)
-        if self.is_stack:
+        if self.marks_pages:
             if self.current is not None and self.layer.nshapes:
                 empty.discard(self.current)
             return sorted(empty)
@@ -277,7 +298,7 @@ class LabelingSession(ClassEditing, SliceBoxes):
         # the counts change after. With 100,000 boxes each redraw of the counts costs milliseconds.
         if str(getattr(event, "action", "")).endswith("ing"):
             return
-        if self.is_stack and self.layer.nshapes and self.current is not None and not self.closed:
+        if self.marks_pages and self.layer.nshapes and self.current is not None and not self.closed:
             self.take_strays()  # boxes put on another plane by code go to their plane
             if self.layer.nshapes:
                 self.store.mark([self.current])  # a box drawn labels its plane, for good
@@ -287,7 +308,7 @@ class LabelingSession(ClassEditing, SliceBoxes):
 
     def mark_no_objects(self) -> None:
         """Mark the plane shown as labeled ("no objects here" when it has no boxes)."""
-        if self.is_stack and self.current is not None:
+        if self.marks_pages and self.current is not None:
             self.store.mark([self.current])
             self.events.changed()
 
@@ -361,7 +382,7 @@ class LabelingSession(ClassEditing, SliceBoxes):
         actions = {NEXT_KEY: self.next_image, PREVIOUS_KEY: self.previous_image}
         for number, key in enumerate(CLASS_KEYS, start=1):
             actions[key] = lambda number=number: self.class_for_key(number)
-        if self.is_stack:
+        if self.marks_pages:
             actions[stack_labeling.NO_OBJECTS_KEY] = self.mark_no_objects
         return actions
 
@@ -423,7 +444,7 @@ def labeling_session(viewer, layer, **options) -> LabelingSession:
         return model
     options.setdefault("image_layer", find_image_layer(viewer, layer))
     store = getattr(model, "store", None)
-    if isinstance(store, StackLabelStore):  # a stack's planes: the store goes on to the session
+    if isinstance(store, (StackLabelStore, FolderLabelStore)):  # a stack's planes: the store goes on
         if hasattr(model, "disconnect") and not (isinstance(model, LabelingSession) and model.closed):
             model.disconnect(restore=False)
         elif isinstance(model, LabelingSession):

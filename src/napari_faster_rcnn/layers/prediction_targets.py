@@ -139,14 +139,19 @@ def layer_target(viewer, layer, whole_stack: bool, planes: str | None = None) ->
         sizes = [tuple(int(v) for v in shape)] * count
     indices = range(count) if whole_stack or not stacked else [current_index(viewer, layer)]
     images = []
+    planes = [conventions.source_plane(layer.metadata, index) for index in range(count)]
     for index in indices:
         source = sources[index]
-        if source and Path(source).is_file():
+        if source and planes[index] is not None and Path(source).exists():  # a page that is a stack's plane
+            images.append(StackPlane(Path(source), planes[index]))
+        elif source and Path(source).is_file():
             images.append(Path(source))
         else:
             sources[index] = None
             images.append(data[index] if stacked else data)
     metadata = {key: layer.metadata[key] for key in (conventions.DATASET_ROOT,) if key in layer.metadata}
+    if any(planes[index] is not None for index in indices):  # which plane of its stack each page is
+        metadata[conventions.SOURCE_PLANES] = [None if planes[i] is None else list(planes[i]) for i in indices]
     return PredictionTarget(
         image_layer=layer,
         images=images,
@@ -320,6 +325,8 @@ def add_predictions(
         if record.image_size is not None and record.index < count:
             sizes[record.index] = record.image_size
     metadata = {**target.metadata, conventions.SOURCE_IMAGES: list(target.sources[:count])}
+    if conventions.SOURCE_PLANES in metadata:
+        metadata[conventions.SOURCE_PLANES] = list(metadata[conventions.SOURCE_PLANES][:count])
     if checkpoint:
         metadata[CHECKPOINT] = str(checkpoint)
     image = target.image_layer

@@ -50,6 +50,7 @@ from napari_faster_rcnn.core.prediction.thresholds import (
 )
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.box_layers import layer_annotations
+from napari_faster_rcnn.layers.folder_pages import folder_store
 from napari_faster_rcnn.layers.slice_view import SliceBoxes, keep_with_layer, paging_model
 from napari_faster_rcnn.layers.stack_labeling import (
     current_plane,
@@ -343,14 +344,20 @@ def add_stack_prediction_layer(
 def image_names(layer) -> list[str]:
     """The file name stem of each image of a box layer (its source image, else its annotation file)."""
     return _image_names(layer.metadata.get(conventions.SOURCE_IMAGES) or [],
-                        conventions.annotation_paths(layer.metadata))
+                        conventions.annotation_paths(layer.metadata), layer.metadata.get(conventions.SOURCE_PLANES))
 
 
-def _image_names(sources, files) -> list[str]:
+def _image_names(sources, files, planes=None) -> list[str]:
+    """Each image's file name stem; a page that is a stack's plane (see :data:`~.conventions.SOURCE_PLANES`)
+    ``movie[3]`` (``[t,z]``), so that the pages of two layers pair by file and plane."""
     count = max(len(sources), len(files))
+    planes = list(planes or [])
     names = []
     for index in range(count):
-        if index < len(sources) and sources[index]:
+        plane = planes[index] if index < len(planes) else None
+        if index < len(sources) and sources[index] and plane is not None:
+            names.append(f"{os.path.splitext(os.path.basename(sources[index]))[0]}[{','.join(map(str, plane))}]")
+        elif index < len(sources) and sources[index]:
             names.append(os.path.splitext(os.path.basename(sources[index]))[0])  # Path(...).stem, 5x faster
         elif index < len(files) and files[index] is not None:
             names.append(files[index].stem)
@@ -508,7 +515,8 @@ def calibration_job(predictions_layer, labels_layer, objective: str = "f1") -> C
     def names_of(layer):  # (the annotation files only when an image has no file: 2,000 paths cost 25 ms)
         sources = list(layer.metadata.get(conventions.SOURCE_IMAGES) or [])
         every = sources and all(sources)
-        return _image_names(sources, [] if every else conventions.annotation_paths(layer.metadata))
+        return _image_names(sources, [] if every else conventions.annotation_paths(layer.metadata),
+                            layer.metadata.get(conventions.SOURCE_PLANES))
 
     label_classes = list(labels_layer.metadata.get(conventions.CLASSES) or []) or None
     sizes = labels_layer.metadata.get(conventions.IMAGE_SIZES)
@@ -579,6 +587,12 @@ def accept_as_labels(predictions_layer, labels_layer, selected_only: bool = Fals
         added += count
     if added:
         _put_labels(labels_layer, model, labels)
+    store = folder_store(labels_layer)
+    if store is not None:  # a folder with stacks' planes: the pages accepted on become labeled, as a stack's planes
+        store.mark([target for _, _, target in pairs])
+        events = getattr(model, "events", None)
+        if events is not None:
+            events.changed()
     return added
 
 

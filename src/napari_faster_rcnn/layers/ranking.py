@@ -24,8 +24,10 @@ __all__ = ["RankingWalk", "iter_session_ranking", "unlabeled_images"]
 def unlabeled_images(session) -> list[tuple[int, RankTarget]]:
     """``(index, target)`` of each image of ``session`` with no annotation file and no boxes, or, when
     the session labels a stack's planes, of each plane not labeled (the target names the stack's file
-    and the plane)."""
-    sources = session.layer.metadata.get(conventions.SOURCE_IMAGES) or []
+    and the plane); a page of a folder that is a stack's plane (:data:`~.conventions.SOURCE_PLANES`)
+    is unlabeled when its plane is."""
+    metadata = session.layer.metadata
+    sources = metadata.get(conventions.SOURCE_IMAGES) or []
     if getattr(session, "is_stack", False):
         source = sources[0] if sources else None
         if not source:
@@ -38,7 +40,10 @@ def unlabeled_images(session) -> list[tuple[int, RankTarget]]:
     for index in range(len(session)):
         source = sources[index] if index < len(sources) else None
         annotation = files[index] if index < len(files) else None
-        if source and index in empty and (annotation is None or not Path(annotation).exists()):
+        plane = conventions.source_plane(metadata, index)
+        if source and index in empty and plane is not None:
+            found.append((index, RankTarget(Path(source), plane)))
+        elif source and index in empty and (annotation is None or not Path(annotation).exists()):
             found.append((index, RankTarget(Path(source))))
     return found
 

@@ -7,6 +7,7 @@ functions here; a folder in COCO, Pascal VOC or YOLO opens read-only through
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -32,7 +33,13 @@ from napari_faster_rcnn.core.data.images import (
     series_layout,
     stack_shape,
 )
-from napari_faster_rcnn.core.data.labeling import StackLabelStore, file_stamp
+from napari_faster_rcnn.core.data.labeling import (
+    FolderLabelStore,
+    StackLabelStore,
+    file_stamp,
+    plane_index,
+    split_planes,
+)
 from napari_faster_rcnn.core.data.regions import (
     is_zarr_folder,
     open_regions,
@@ -40,6 +47,7 @@ from napari_faster_rcnn.core.data.regions import (
     region_stack_levels,
 )
 from napari_faster_rcnn.layers import box_window, conventions
+from napari_faster_rcnn.layers.folder_pages import HeldFolder
 from napari_faster_rcnn.layers.slice_view import attach_when_added, hold
 from napari_faster_rcnn.layers.stack_labeling import HeldStack
 
@@ -276,6 +284,11 @@ def _windowed_layers(annotation: Annotation, size, name: str, metadata: dict) ->
 def read_dataset_folder(path) -> list[tuple]:
     """A dataset folder as one lazy image stack and one Shapes layer of every box.
 
+    The folder's pages (the slider's axis) are its 2-D images and the planes of its stacks
+    (time-lapses, z stacks: a stack's planes one after the other, in file order; see
+    :func:`stack_pages`). A stack that cannot be pages (a microscope's channels, planes too large
+    to read whole) opens as its own layers, and the viewer says so.
+
     Files that cannot be read are skipped and listed in a warning; an image
     whose annotation file is unreadable is skipped with it, so that a later
     save cannot overwrite that file.
@@ -284,6 +297,7 @@ def read_dataset_folder(path) -> list[tuple]:
     dataset = discover_dataset(path)
     skipped = list(dataset.skipped)
     images, sizes, dtypes, annotations, targets, stamps, stacks = [], [], [], [], [], [], []
+    planes, shapes, labeled, paged = [], {}, [], []
     stack_layers, stack_names, lone = [], [], []
     for sample in dataset.samples:
         size = None
@@ -296,17 +310,36 @@ def read_dataset_folder(path) -> list[tuple]:
                 continue
             candidate = header.pages > 1 or Path(sample.image).is_dir()  # (stack_shape parses: only these)
             if candidate and stack_shape(sample.image) is not None:
-                # a stack (time-lapse, z stack): its own layers, paged plane by plane, its one annotation file
+                target = dataset.annotation_path(sample)
                 try:
-                    layers = read_stack_file(Path(sample.image), annotation_path=sample.annotation,
-                                             target=dataset.annotation_path(sample))
+                    pages = stack_pages(Path(sample.image), sample.annotation, target)
+                except (AnnotationError, ImageReadError) as error:
+                    skipped.append((error.path, error.reason))
+                    continue
+                if isinstance(pages, StackAsPages):  # its planes: pages of the folder
+                    first = len(annotations)
+                    labeled.extend(first + position for position in pages.labeled)
+                    shapes[str(target)] = pages.shape
+                    count = len(pages.planes)
+                    images.extend([sample.image] * count)
+                    planes.extend(pages.planes)
+                    sizes.extend([list(pages.size)] * count)
+                    dtypes.append(pages.dtype)
+                    annotations.extend(pages.annotations)
+                    targets.extend([target] * count)
+                    stamps.extend([pages.stamp] * count)
+                    paged.append((Path(sample.image), pages.shape, first))
+                    continue
+                # not pages (``pages`` says why): its own layers, paged plane by plane, its one annotation file
+                try:
+                    layers = read_stack_file(Path(sample.image), annotation_path=sample.annotation, target=target)
                 except (AnnotationError, ImageReadError) as error:
                     skipped.append((error.path, error.reason))
                     continue
                 for layer in layers:  # so that Predict's folder mode finds the stacks of the folder
                     layer[1]["metadata"][conventions.STACK_FOLDER] = str(path)
                 stack_layers.extend(layers)
-                stack_names.append((Path(sample.image), stack_shape(sample.image)))
+                stack_names.append((Path(sample.image), stack_shape(sample.image), pages))
                 continue
             if header.pages > 1:
                 image_header(sample.image)  # the note (once per file) that it shows as its first page
@@ -329,6 +362,7 @@ def read_dataset_folder(path) -> list[tuple]:
         if dtype is not None:
             dtypes.append(dtype)
         images.append(sample.image)
+        planes.append(None)
         sizes.append(size)
         annotations.append(annotation)
         targets.append(dataset.annotation_path(sample))
@@ -337,13 +371,15 @@ def read_dataset_folder(path) -> list[tuple]:
     if skipped:
         report_skipped(path, skipped)
     report_stacks(stacks)
-    report_folder_stacks(path, stack_names, len(images))
+    report_paged_stacks(path, paged, len(annotations))
+    report_folder_stacks(path, [(p, shape) for p, shape, _ in stack_names], len(annotations),
+                         reasons=[reason for _, _, reason in stack_names])
     if lone:
         _report(f"{path.name}: {len(lone)} stack annotation file(s) without their stack shown plane by plane, each "
                 "as its own box layer: " + "; ".join(p.name for p in lone[:10])
                 + (f"; and {len(lone) - 10} more" if len(lone) > 10 else ""))
-    # every image layer of the folder knows its stacks (Predict's folder mode predicts them all)
-    listed = [str(p) for p, _ in stack_names]
+    # every image layer of the folder knows its stacks of their own layers (Predict's folder mode predicts them all)
+    listed = [str(p) for p, _, _ in stack_names]
     for _, kwargs, kind in stack_layers:
         if kind == "image":
             kwargs["metadata"][conventions.FOLDER_STACKS] = listed
@@ -358,7 +394,14 @@ def read_dataset_folder(path) -> list[tuple]:
         conventions.ANNOTATION_STAMPS: stamps,  # so a labeling session sees what another program changed since
         conventions.DATASET_ROOT: str(path),
     }
-    layers = dataset_layers(path, images, sizes, dtypes, annotations, metadata)
+    store = None
+    if paged:  # every page's boxes, a stack's planes saved to its one file: a FolderLabelStore
+        metadata[conventions.SOURCE_PLANES] = [None if plane is None else list(plane) for plane in planes]
+        store = FolderLabelStore(annotations, targets, planes, shapes, classes=class_list(annotations),
+                                 stamps=stamps, sizes=[tuple(size) if size else None for size in sizes],
+                                 labeled=labeled)
+    layers = dataset_layers(path, images, sizes, dtypes, annotations, metadata, planes=planes if paged else None,
+                            store=store)
     for _, kwargs, kind in layers:
         if kind == "image":
             kwargs["metadata"][conventions.FOLDER_STACKS] = listed
@@ -366,14 +409,71 @@ def read_dataset_folder(path) -> list[tuple]:
     return stack_layers + layers
 
 
+class StackAsPages:
+    """A stack of a dataset folder as pages of the folder (see :func:`stack_pages`)."""
+
+    def __init__(self, shape, size, dtype, annotations, labeled, stamp):
+        self.shape = tuple(shape)  # its leading dimensions
+        self.planes = list(itertools.product(*(range(side) for side in self.shape)))  # in file order
+        self.size = tuple(size)  # (height, width) of a plane
+        self.dtype = dtype
+        self.annotations = annotations  # one per plane, in the order of ``planes``
+        self.labeled = labeled  # positions of the labeled planes
+        self.stamp = stamp
+
+
+def stack_pages(path: Path, annotation_path: Path | None, target: Path) -> StackAsPages | str:
+    """A stack of a dataset folder as pages of the folder: its planes (two or more leading
+    dimensions, such as t and z: every plane in file order, the last dimension fastest), each a
+    2-D image of the folder's one image stack; or, when it cannot be (a microscope's channels,
+    planes larger than :data:`LARGE_IMAGE_SIDE`), the reason, and it opens as its own layers.
+
+    Raises
+    ------
+    AnnotationError
+        When its annotation file is not a stack's (boxes without ``planes``) or names planes
+        that it does not have.
+    """
+    layout = series_layout(path)
+    if layout is None:
+        raise ImageReadError(path, "not a readable stack")
+    if layout.channel_axis == "C":
+        return f"{layout.shape[layout.axes.index('C')]} channels (C): one layer per channel"
+    size = layout.size
+    if max(size) > LARGE_IMAGE_SIDE:
+        return f"planes of {size[0]} x {size[1]} pixels, read by region in their own layers"
+    shape = layout.leading
+    stamp = file_stamp(target)
+    annotation = load_annotation(annotation_path) if annotation_path else Annotation()
+    if not annotation.is_stack:
+        if len(annotation):
+            raise AnnotationError(annotation_path, f"boxes without 'planes', but {path.name} is a stack")
+        annotation = Annotation(classes=annotation.classes, planes=np.zeros((0, len(shape)), dtype=np.int64))
+    if annotation.planes.shape[1] != len(shape):
+        raise AnnotationError(
+            annotation_path, f"planes have {annotation.planes.shape[1]} leading coordinates, {path.name} has {len(shape)}")
+    outside = (annotation.labeled_planes >= np.array(shape)).any(axis=1)
+    if outside.any():
+        raise AnnotationError(annotation_path, f"planes {annotation.labeled_planes[outside][:5].tolist()} lie outside "
+                                               f"{path.name}'s {shape}")
+    per_plane = [_clipped(plane, size) for plane in split_planes(annotation, shape)]
+    labeled = sorted({plane_index(plane, shape) for plane in annotation.labeled_planes})
+    dtype = np.dtype(layout.dtype) if layout.dtype is not None else open_stack_array(path).dtype
+    return StackAsPages(shape, size, dtype, per_plane, labeled, stamp)
+
+
 def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dict, *, classes=None,
-                   name: str | None = None) -> list[tuple]:
+                   name: str | None = None, planes=None, store=None) -> list[tuple]:
     """A lazy image stack (when every image is a file) and one box layer of every image's boxes.
 
     ``images`` are the image files (None where unknown), ``sizes`` their
     ``(height, width)`` (None where unknown: the boxes' extent then), ``dtypes``
     those of the image files; ``metadata`` goes to the box layer, and its
     :data:`~napari_faster_rcnn.layers.conventions.SOURCE_IMAGES` to the image layer too.
+    ``planes``: per image, None or the plane of the stack it is (read lazily, that plane only);
+    ``store``: a :class:`~napari_faster_rcnn.core.data.labeling.FolderLabelStore` of every page
+    (a folder with stacks' planes): the box layer is paged from it, and saving it writes each
+    stack's one file.
     """
     has_images = all(image is not None for image in images)
     if not has_images:
@@ -382,7 +482,7 @@ def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dic
     predictions = any(a.scores is not None for a in annotations)
     crowded = any(conventions.windowed(len(a)) for a in annotations)
     shapes = conventions.shapes_layer_data(
-        [_empty_like(a) for a in annotations] if crowded else annotations,
+        [_empty_like(a) for a in annotations] if crowded or store is not None else annotations,
         stacked=True,
         name=name or f"{folder_name} {'predictions' if predictions else 'boxes'}",
         classes=class_list(annotations, known=classes or ()),
@@ -390,7 +490,10 @@ def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dic
         image_sizes=sizes,
         metadata=metadata,
     )
-    if crowded:  # an image too crowded for napari's Shapes layer: the boxes are paged in by a SliceBoxes
+    if store is not None:  # pages of stacks' planes: the boxes paged from the folder's store
+        held = HeldFolder(store)
+        _attach(held, hold(shapes[1]["metadata"], held), make=held.pager)
+    elif crowded:  # an image too crowded for napari's Shapes layer: the boxes are paged in by a SliceBoxes
         held = box_window.HeldBoxes([_clipped(a, size) for a, size in zip(annotations, sizes)])
         _attach(held, hold(shapes[1]["metadata"], held))
     layers = []
@@ -402,9 +505,11 @@ def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dic
             if len(stack) == 1:
                 stack = stack[0]
         else:
-            stack = lazy_image_stack(images, sizes, dtype=dtype, on_error=_warn_unreadable)
+            stack = lazy_image_stack(images, sizes, dtype=dtype, on_error=_warn_unreadable, planes=planes)
         image_meta = {
             conventions.SOURCE_IMAGES: metadata[conventions.SOURCE_IMAGES],
+            **({conventions.SOURCE_PLANES: metadata[conventions.SOURCE_PLANES]}
+               if conventions.SOURCE_PLANES in metadata else {}),
             conventions.IMAGE_SIZES: [list(s) for s in sizes],
             conventions.DATASET_ROOT: str(path),
         }
@@ -413,9 +518,27 @@ def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dic
             image_kwargs["multiscale"] = True
         if dtype == np.uint8:
             image_kwargs["contrast_limits"] = [0, 255]  # no scan of the lazy stack
+        elif planes is not None:  # (16-bit planes: a few pages' range, never a scan of every page)
+            image_kwargs["contrast_limits"] = _first_pages_limits(stack, images, planes)
         layers.append((stack, image_kwargs, "image"))
     layers.append(shapes)
     return layers
+
+
+def _first_pages_limits(stack, images, planes, stacks: int = 3) -> list:
+    """One contrast for every page: the range of the first page and of the first plane of the first
+    ``stacks`` stacks (so that 16-bit planes are not white under 8-bit images' range); a few pages read."""
+    first = {}
+    for index, (image, plane) in enumerate(zip(images, planes)):
+        if plane is not None and image not in first and len(first) < stacks:
+            first[image] = index
+    lows, highs = [], []
+    for index in dict.fromkeys([0, *first.values()]):
+        sample = np.asarray(stack[index])
+        lows.append(float(sample.min()))
+        highs.append(float(sample.max()))
+    low, high = min(lows), max(highs)
+    return [low, high if high > low else low + 1]
 
 
 def _empty_like(annotation: Annotation) -> Annotation:
@@ -484,7 +607,22 @@ def report_stacks(images: list) -> None:
         logger.warning(message)
 
 
-def report_folder_stacks(folder: Path, stacks: list, images: int = 0) -> None:
+def report_paged_stacks(folder: Path, stacks: list, pages: int) -> None:
+    """Say in the viewer which stacks of a dataset folder are pages of it: ``stacks`` are
+    ``(path, leading dimensions, first page)``; ``pages`` the folder's pages in all."""
+    if not stacks:
+        return
+    lines = []
+    for path, shape, first in stacks:
+        count = int(np.prod(shape))
+        flat = " (t, z ... in file order, the last fastest)" if len(shape) > 1 else ""
+        lines.append(f"{path.name}: pages {first} to {first + count - 1} ({' x '.join(map(str, shape))} planes{flat})")
+    _report(f"{folder.name}: {pages} pages; the planes of {len(stacks)} stack(s) are pages of the folder, each "
+            "stack saved to its one file: " + "; ".join(lines[:10])
+            + (f"; and {len(lines) - 10} more" if len(lines) > 10 else ""))
+
+
+def report_folder_stacks(folder: Path, stacks: list, images: int = 0, reasons=None) -> None:
     """Say in the viewer that the stacks of a dataset folder opened as their own layers.
 
     ``stacks`` are ``(path, leading dimensions)``. Each stack is an image layer and a box layer
@@ -495,8 +633,11 @@ def report_folder_stacks(folder: Path, stacks: list, images: int = 0) -> None:
     """
     if not stacks:
         return
-    lines = [f"{p.name} ({' x '.join(str(side) for side in shape)} planes)" for p, shape in stacks]
-    message = (f"{folder.name}: {len(stacks)} stack(s) opened as their own image and box layers, paged plane "
+    reasons = list(reasons or [None] * len(stacks))
+    lines = [f"{p.name} ({' x '.join(str(side) for side in shape)} planes" + (f"; {why}" if why else "") + ")"
+             for (p, shape), why in zip(stacks, reasons)]
+    message = (f"{folder.name}: {len(stacks)} stack(s) that cannot be pages of the folder opened as their own "
+               "image and box layers, paged plane "
                "by plane by the slider and saved to their own file: " + "; ".join(lines[:10])
                + (f"; and {len(lines) - 10} more" if len(lines) > 10 else ""))
     if images or len(stacks) > 1:

@@ -17,6 +17,7 @@ from napari_faster_rcnn.core.statistics.measures import (
 )
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.box_layers import layer_annotations
+from napari_faster_rcnn.layers.folder_pages import page_names, unlabeled_planes
 
 
 def layer_statistics(layer, min_size: int = DEFAULT_MIN_SIZE, max_size: int = DEFAULT_MAX_SIZE) -> DatasetStatistics:
@@ -36,10 +37,17 @@ def layer_statistics(layer, min_size: int = DEFAULT_MIN_SIZE, max_size: int = DE
         )
     sources = layer.metadata.get(conventions.SOURCE_IMAGES) or [None] * len(annotations)
     names = [Path(source).stem if source else str(index) for index, source in enumerate(sources)]
+    left_out = unlabeled_planes(layer, annotations)  # a folder's stack planes nobody labeled, as training
+    if layer.metadata.get(conventions.SOURCE_PLANES):
+        names = page_names(layer.metadata, len(annotations))
+    if left_out:
+        keep = [i for i in range(len(annotations)) if i not in left_out]
+        annotations, sizes, names = [annotations[i] for i in keep], [sizes[i] for i in keep], [names[i] for i in keep]
     return dataset_statistics(
         zip(map(tuple, sizes), annotations),
         min_size,
         max_size,
         names=names,
         classes=layer.metadata.get(conventions.CLASSES) or (),
+        unlabeled_images=len(left_out),
     )

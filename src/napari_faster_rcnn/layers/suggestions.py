@@ -128,8 +128,9 @@ class BoxSuggestions:
         """What identifies image ``index`` for the cache and the rejected boxes: its file, else its position."""
         sources = self.session.layer.metadata.get(conventions.SOURCE_IMAGES) or []
         plane = self._plane(index)
-        if plane is not None and sources and sources[0]:  # a stack's plane
-            return (str(Path(sources[0]).resolve()), plane)
+        source = self._plane_source(index)
+        if plane is not None and source:  # a stack's plane
+            return (str(Path(source).resolve()), plane)
         if index < len(sources) and sources[index]:
             return str(Path(sources[index]).resolve())
         return (id(self.session.layer), index)
@@ -148,14 +149,24 @@ class BoxSuggestions:
     def _plane(self, index: int) -> tuple[int, ...] | None:
         """The leading coordinates of position ``index`` when the session labels a stack's planes."""
         store = getattr(self.session, "store", None)
-        return index_plane(index, store.shape) if isinstance(store, StackLabelStore) else None
+        if isinstance(store, StackLabelStore):
+            return index_plane(index, store.shape)
+        return conventions.source_plane(self.session.layer.metadata, index)  # a folder's page that is a plane
+
+    def _plane_source(self, index: int) -> str | None:
+        """The stack's file of position ``index`` when it is a plane (a stack's layer names one file)."""
+        sources = self.session.layer.metadata.get(conventions.SOURCE_IMAGES) or []
+        if isinstance(getattr(self.session, "store", None), StackLabelStore):
+            return sources[0] if sources else None
+        return sources[index] if index < len(sources) else None
 
     def image_item(self, index: int):
         """Image ``index`` as the model reads it: its file, else the image layer's pixels."""
         sources = self.session.layer.metadata.get(conventions.SOURCE_IMAGES) or []
         plane = self._plane(index)
-        if plane is not None and sources and sources[0]:  # a stack's plane: only that plane is read
-            return StackPlane(Path(sources[0]), plane)
+        source = self._plane_source(index)
+        if plane is not None and source:  # a stack's plane: only that plane is read
+            return StackPlane(Path(source), plane)
         if index < len(sources) and sources[index]:
             return sources[index]
         image = self.session.image_layer

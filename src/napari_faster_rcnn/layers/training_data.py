@@ -12,7 +12,9 @@ are on screen. Images come from the files the layer names
 (``metadata["source_images"]``); a layer without files cannot train.
 
 **The export** needs the data on disk: for a box layer, the folder it was
-opened from with every edit saved (else the command would train on other boxes).
+opened from with every edit saved (else the command would train on other boxes); for a
+stack's box layer opened alone, the stack's file (``fit`` trains on the labeled planes its
+annotation file lists), its edits saved.
 
 No Qt here.
 """
@@ -28,6 +30,7 @@ import numpy as np
 from napari_faster_rcnn.core.data.annotations import Annotation, atomic_write_bytes
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.box_layers import layer_annotations
+from napari_faster_rcnn.layers.folder_pages import folder_store
 from napari_faster_rcnn.layers.slice_view import paging_model
 from napari_faster_rcnn.layers.stack_labeling import (
     NO_OBJECTS_KEY,
@@ -97,17 +100,23 @@ def layer_training_data(layer) -> LayerTrainingData:
     files = conventions.annotation_paths(metadata)
     model = paging_model(layer)
     edited = set(getattr(getattr(model, "store", None), "dirty", ()))
+    pages = folder_store(layer)  # a folder with stacks' planes: which pages are labeled, as the store says
     samples, unlabeled, missing = [], [], []
     for index, annotation in enumerate(annotations):
         source = sources[index] if index < len(sources) else None
         file = files[index] if index < len(files) else None
-        labeled = len(annotation) > 0 or index in edited or (file is not None and file.is_file())
+        plane = conventions.source_plane(metadata, index)
+        if plane is not None:  # a stack's plane: labeled when marked or with boxes, never by its stack's file
+            labeled = len(annotation) > 0 or (pages is not None and index not in pages.empty)
+        else:
+            labeled = len(annotation) > 0 or index in edited or (file is not None and file.is_file())
         if not labeled:
-            unlabeled.append(Path(source).name if source else f"image {index}")
+            name = Path(source).name if source else f"image {index}"
+            unlabeled.append(name if plane is None else f"{name}[{','.join(map(str, plane))}]")
         elif not source:
             missing.append(index)
         else:
-            samples.append(TrainingSample(Path(source), _plain_annotation(annotation)))
+            samples.append(TrainingSample(Path(source), _plain_annotation(annotation), plane=plane))
     if missing:
         raise ValueError(
             f"layer {layer.name!r}: {len(missing)} labeled image(s) have no image file (first: image "
@@ -198,10 +207,14 @@ def export_run(settings, path: str | Path, layer_data: LayerTrainingData | None 
     from napari_faster_rcnn.core.training.settings import export_command
 
     if isinstance(layer_data, StackTrainingData) and layer_data.dataset_root is None:
-        folder = layer_data.samples[0].image.parent if layer_data.samples else None
-        raise ValueError(f"the boxes of {layer_data.name!r} are a stack's, not a dataset folder: save them (Label "
-                         f"boxes > Save), choose the stack's folder ({folder}) as the source and export again "
-                         "(a folder trains the labeled planes of every stack in it, and its labeled images)")
+        # a stack opened alone: the config names the stack's file (fit trains on its labeled planes, read
+        # from its annotation file), so its boxes must be saved there
+        if layer_data.unsaved:
+            raise ValueError(f"{layer_data.unsaved} plane(s) of {layer_data.name!r} have unsaved boxes; save them "
+                             "(Label boxes > Save) so that the command trains on what you see, then export again")
+        stack = layer_data.samples[0].image
+        settings = replace(settings, data=stack, classes=settings.classes or layer_data.classes)
+        layer_data = None
     if layer_data is not None:
         if layer_data.dataset_root is None:
             raise ValueError(f"the boxes of {layer_data.name!r} are not a dataset folder on disk; save them "

@@ -454,14 +454,19 @@ def read_padded(path: str | Path, height: int, width: int, dtype) -> np.ndarray:
 
     Padding at the bottom and right keeps every pixel at its own coordinates.
     """
-    image = read_image(path)
+    return _padded(read_image(path), height, width, dtype)
+
+
+def _padded(image: np.ndarray, height: int, width: int, dtype) -> np.ndarray:
+    if image.shape[:2] == (height, width) and image.dtype == np.dtype(dtype) and image.ndim == 3:
+        return image  # (already the canvas's size: no copy of a large plane)
     canvas = np.zeros((height, width, 3), dtype=dtype)
     rows, cols = min(height, image.shape[0]), min(width, image.shape[1])
     canvas[:rows, :cols] = image[:rows, :cols]
     return canvas
 
 
-def lazy_image_stack(paths, sizes, dtype=np.uint8, on_error=None):
+def lazy_image_stack(paths, sizes, dtype=np.uint8, on_error=None, planes=None):
     """A lazy dask ``(N, H, W, 3)`` stack of images padded to the largest size.
 
     Each image is one chunk, read only when napari (or anyone) asks for it.
@@ -479,10 +484,15 @@ def lazy_image_stack(paths, sizes, dtype=np.uint8, on_error=None):
         Called with the :class:`ImageReadError` of an image that cannot be
         read (it became unreadable after the stack was built, or its pixels do
         not fit in memory); the slice shows zeros.
+    planes : sequence, optional
+        Per image: None for a 2-D image, or a plane's leading coordinates when the path is a stack
+        (time, z): that plane is read (:func:`read_plane`), only when its slice is shown.
     """
     import dask.array as da
 
     paths = [Path(p) for p in paths]
+    planes = list(planes) if planes is not None else [None] * len(paths)
+    opened: dict = {}  # a stack's lazy array and layout, opened once for all its planes
     height = max(int(h) for h, _ in sizes)
     width = max(int(w) for _, w in sizes)
     dtype = np.dtype(dtype)
@@ -490,7 +500,14 @@ def lazy_image_stack(paths, sizes, dtype=np.uint8, on_error=None):
     def load(block_info=None):
         index = block_info[None]["chunk-location"][0]
         try:
-            image = read_padded(paths[index], height, width, dtype)
+            if planes[index] is None:
+                image = read_padded(paths[index], height, width, dtype)
+            else:
+                path = paths[index]
+                if path not in opened:
+                    opened[path] = (open_stack(path), series_layout(path))
+                stack, layout = opened[path]
+                image = _padded(read_plane(path, planes[index], stack=stack, layout=layout), height, width, dtype)
         except ImageReadError as error:
             if on_error is not None:
                 on_error(error)
@@ -499,7 +516,8 @@ def lazy_image_stack(paths, sizes, dtype=np.uint8, on_error=None):
 
     chunks = ((1,) * len(paths), (height,), (width,), (3,))
     # A name from the paths saves dask hashing the closure; same files, same name.
-    name = "images-" + hashlib.sha1("\n".join(map(str, paths)).encode()).hexdigest()
+    keys = [str(p) if plane is None else f"{p}[{','.join(map(str, plane))}]" for p, plane in zip(paths, planes)]
+    name = "images-" + hashlib.sha1("\n".join(keys).encode()).hexdigest()
     return da.map_blocks(load, chunks=chunks, dtype=dtype, meta=np.empty((0, 0, 0, 0), dtype=dtype), name=name)
 
 

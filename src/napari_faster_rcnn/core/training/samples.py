@@ -82,7 +82,9 @@ def as_training_sample(value) -> TrainingSample:
 
 
 def folder_samples(folder: str | Path, include_unlabeled: bool = False) -> list[TrainingSample]:
-    """The samples of a dataset folder (``input/`` + ``target/``, or side by side).
+    """The samples of a dataset folder (``input/`` + ``target/``, or side by side), or of ONE stack
+    (a time-lapse or z stack file, or a Zarr stack, given instead of a folder): its labeled planes,
+    from its annotation file (``NAME.pt``/``.json`` beside it or in ``../target``).
 
     Images without an annotation file are left out (and logged) unless
     ``include_unlabeled``: in a folder they are usually images not labeled yet,
@@ -95,6 +97,8 @@ def folder_samples(folder: str | Path, include_unlabeled: bool = False) -> list[
     DatasetError
         If the folder is not a dataset or has no labeled image.
     """
+    if _is_stack_file(folder):
+        return _stack_file_samples(Path(folder))
     found = discover_dataset(folder)
     for path, reason in found.skipped:
         logger.warning("%s: left out of training (%s)", path, reason)
@@ -116,6 +120,26 @@ def folder_samples(folder: str | Path, include_unlabeled: bool = False) -> list[
         )
     if not samples:
         raise DatasetError(found.root, "no labeled images (no image has an annotation file)")
+    return samples
+
+
+def _is_stack_file(path) -> bool:
+    """Whether ``path`` names one stack (a file, or a Zarr store with leading dimensions), not a folder."""
+    from napari_faster_rcnn.core.data.regions import is_zarr_folder
+
+    path = Path(path)
+    return (path.is_file() or (path.is_dir() and is_zarr_folder(path))) and stack_shape(path) is not None
+
+
+def _stack_file_samples(path: Path) -> list[TrainingSample]:
+    from napari_faster_rcnn.core.data.annotations import find_annotation_file
+
+    annotation = find_annotation_file(path)
+    if annotation is None:
+        raise DatasetError(path, f"no annotation file of the stack ({path.stem}.pt or .json beside it or in ../target)")
+    samples = stack_samples(path, annotation)
+    if not samples:
+        raise DatasetError(path, f"no labeled planes in {annotation.name}")
     return samples
 
 

@@ -1,0 +1,142 @@
+"""A dataset folder with a large stack whose planes are pages of the folder: lazy open, memory, paging.
+
+A folder of two ``size x size`` PNGs and a ``(planes, size, size)`` uint16 TIFF stack ((50, 2048, 2048)
+by default: 400 MB) with ``movie.pt`` holding ``boxes`` boxes on every plane (500), all planes labeled
+(the stack of :mod:`bench_stack_open`). In one run, under a display (``xvfb-run -a``):
+
+- open: ``viewer.open(folder, plugin="napari-faster-rcnn")`` until both layers are painted; resident
+  memory growth (RSS) during it; baseline: napari's own ``add_image`` of a dask array over tifffile's
+  zarr store of the stack plus ``add_shapes`` of the same rectangles (``ndim=3``), painted;
+- page: moving the slider to another of the stack's pages, painted (median); baseline: the same on
+  the baseline viewer (its planes, every box in one layer).
+
+Targets (issue 13, as for a stack opened alone): open under 1 s with memory far below the stack's size
+(under a quarter of it), paging under 50 ms; or, on a slow host, at most half the baseline's time.
+``--check`` exits 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Painter, report  # noqa: E402
+from bench_stack_open import make_stack, page_times, rss_bytes, timed  # noqa: E402
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--planes", type=int, default=50)
+    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--boxes", type=int, default=500, help="boxes per plane")
+    parser.add_argument("--repeat", type=int, default=10, help="page turns measured")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+
+    import dask.array
+    import napari
+    import tifffile
+    import zarr
+    from PIL import Image
+    from qtpy.QtWidgets import QApplication
+
+    from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles
+
+    app = QApplication.instance() or QApplication([])
+    with tempfile.TemporaryDirectory() as workdir:
+        folder = Path(workdir) / "mixed"
+        folder.mkdir()
+        rng = np.random.default_rng(1)
+        for name in ("a", "b"):
+            Image.fromarray(rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)).save(folder / f"{name}.png")
+        path = folder / "movie.tif"
+        xyxy, where = make_stack(path, args.planes, args.size, args.boxes)
+        stack_bytes = args.planes * args.size * args.size * 2
+
+        small = Path(workdir) / "small"  # warm-up: imports, napari's layer machinery
+        small.mkdir()
+        make_stack(small / "s.tif", 3, 256, 20)
+        warm = napari.Viewer()
+        warm_paint = Painter(app, warm.window._qt_viewer.canvas._scene_canvas)
+        warm_paint()
+        cold_open_s = timed(lambda: warm.open(small, plugin="napari-faster-rcnn"), warm_paint)
+        warm.add_image(dask.array.from_zarr(zarr.open(tifffile.imread(small / "s.tif", aszarr=True), mode="r")))
+        warm.add_shapes([np.array([[0, 1, 1], [0, 1, 5], [0, 5, 5], [0, 5, 1]], float)], shape_type="rectangle")
+        warm_paint()
+        warm.close()
+
+        viewer = napari.Viewer()
+        viewer.window._qt_window.resize(1200, 800)
+        paint = Painter(app, viewer.window._qt_viewer.canvas._scene_canvas)
+        paint()
+        before = rss_bytes()
+        open_s = timed(lambda: viewer.open(folder, plugin="napari-faster-rcnn"), paint)
+        open_rss = rss_bytes() - before
+        image, shapes = viewer.layers
+        assert image.data.shape[0] == args.planes + 2
+        steps = [2 + (k * 7 + 3) % args.planes for k in range(args.repeat)]
+        pages = []
+        for step in steps:
+            pages.append(timed(lambda s=step: viewer.dims.set_current_step(0, s), paint))
+            assert shapes.nshapes == args.boxes
+        viewer.dims.set_current_step(0, 0)
+        paint()
+
+        own = napari.Viewer()
+        own.window._qt_window.resize(1200, 800)
+        own_paint = Painter(app, own.window._qt_viewer.canvas._scene_canvas)
+        own_paint()
+        rectangles = [np.concatenate([np.full((4, 1), float(p)), r], axis=1)
+                      for p, r in zip(where[:, 0], boxes_to_rectangles(xyxy))]
+        before = rss_bytes()
+
+        def baseline_open():
+            lazy = dask.array.from_zarr(zarr.open(tifffile.imread(path, aszarr=True), mode="r"))
+            own.add_image(lazy, contrast_limits=[0, 4095])
+            own.add_shapes(rectangles, shape_type="rectangle", ndim=3, edge_color="yellow",
+                           face_color="transparent")
+
+        own_open_s = timed(baseline_open, own_paint)
+        own_rss = rss_bytes() - before
+        own_pages = page_times(own, own_paint, args.planes, args.repeat)
+        viewer.close()
+        own.close()
+
+    page_s, own_page_s = statistics.median(pages), statistics.median(own_pages)
+    summary = {
+        "stack": [args.planes, args.size, args.size], "stack_mb": round(stack_bytes / 1e6), "pages": args.planes + 2,
+        "boxes": len(xyxy), "open_s": round(open_s, 3), "open_rss_mb": round(open_rss / 1e6, 1),
+        "baseline_open_s": round(own_open_s, 3), "baseline_open_rss_mb": round(own_rss / 1e6, 1),
+        "open_ratio": round(open_s / own_open_s, 2), "page_ms": round(page_s * 1e3, 1),
+        "baseline_page_ms": round(own_page_s * 1e3, 1), "page_ratio": round(page_s / own_page_s, 2),
+        "cold_open_s": round(cold_open_s, 3), "load_average": round(os.getloadavg()[0], 1),
+    }
+    report("folder with a stack's planes as pages: open and paging", [
+        ("open", f"{open_s:.3f} s", f"{open_rss / 1e6:.0f} MB RSS", f"baseline {own_open_s:.3f} s"),
+        ("page (a stack's plane)", f"{page_s * 1e3:.1f} ms", f"baseline {own_page_s * 1e3:.1f} ms"),
+        ("first open in the process (small folder)", f"{cold_open_s:.3f} s"),
+    ], summary)
+    failures = []
+    if open_s >= 1.0 and open_s / own_open_s > 0.5:
+        failures.append(f"open {open_s:.2f} s: not under 1 s, nor under half napari's {own_open_s:.2f} s")
+    if open_rss >= stack_bytes / 4 and open_rss > 64e6:
+        failures.append(f"open grew memory by {open_rss / 1e6:.0f} MB, a quarter or more of the stack's "
+                        f"{stack_bytes / 1e6:.0f} MB")
+    if page_s >= 0.05 and page_s / own_page_s > 0.5:
+        failures.append(f"page {page_s * 1e3:.0f} ms: not under 50 ms, nor under half napari's "
+                        f"{own_page_s * 1e3:.0f} ms")
+    for message in failures:
+        print(("FAILED: " if args.check else "") + message, file=sys.stderr)
+    summary["failures"] = failures
+    return summary
+
+
+if __name__ == "__main__":
+    sys.exit(1 if main()["failures"] and "--check" in sys.argv else 0)

@@ -1,0 +1,138 @@
+"""A dataset folder whose pages include the planes of its stacks (time-lapses, z stacks).
+
+The reader (:func:`~napari_faster_rcnn.layers.reading.read_dataset_folder`) makes such a folder ONE
+image layer and ONE box layer, paged along the slider's axis: every 2-D image and every plane of
+every stack is a page (a stack's planes one after the other, in file order). Every page's boxes
+and the labeled pages are kept in a :class:`~napari_faster_rcnn.core.data.labeling.FolderLabelStore`;
+the box layer holds the page shown only, :class:`FolderPages` swaps the boxes in as the slider
+moves (a labeling session takes the store over when Label boxes labels the layer), and saving
+writes each 2-D image's own file and each stack's ONE file (``planes``, ``labeled_planes``).
+
+Which file and plane a page is: the layers' metadata, :data:`~.conventions.SOURCE_IMAGES` (the
+file) and :data:`~.conventions.SOURCE_PLANES` (None, or the plane), read with
+:func:`~.conventions.source_plane`. No Qt here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from napari_faster_rcnn.core.data.annotations import Annotation
+from napari_faster_rcnn.core.data.labeling import FolderLabelStore
+from napari_faster_rcnn.layers.slice_view import SliceBoxes, paging_model, same_boxes
+from napari_faster_rcnn.layers.stack_labeling import NO_OBJECTS_KEY
+
+
+def _overwrite(paths) -> bool:
+    return True  # napari's writer on a layer nobody labels overwrites, as for any other layer
+
+
+class FolderPages(SliceBoxes):
+    """Show the page's boxes of a folder with stacks' planes as the dims slider moves (without a
+    labeling session); the edits go into ``store``. Pressing
+    :data:`~napari_faster_rcnn.layers.stack_labeling.NO_OBJECTS_KEY` marks the page shown as labeled."""
+
+    def __init__(self, viewer, layer, store: FolderLabelStore):
+        self.store = store
+        super().__init__(viewer, layer, store.annotations, editable=True)
+        self._key = lambda target: self.mark_shown()
+        self._previous_key = layer.bind_key(NO_OBJECTS_KEY, self._key, overwrite=True)
+
+    def mark_shown(self) -> None:
+        if self.current is not None and self._connected:
+            self.store.mark([self.current])
+
+    def disconnect(self, restore: bool = True) -> None:
+        if self._connected:
+            bound = {str(key): function for key, function in self.layer.keymap.items()}
+            if bound.get(NO_OBJECTS_KEY) is self._key:  # (a session that takes over binds its own)
+                self.layer.bind_key(NO_OBJECTS_KEY, self._previous_key, overwrite=True)
+        super().disconnect(restore)
+
+    @property
+    def annotations(self) -> list[Annotation]:
+        return self.store.annotations
+
+    @annotations.setter
+    def annotations(self, values) -> None:
+        for index, annotation in enumerate(list(values)):
+            if annotation is not self.store.annotations[index]:
+                self.store.set(index, annotation)
+
+    def commit(self) -> bool:
+        if self.current is None:
+            return False
+        annotation = self.read_current()
+        if self._shown is not None and same_boxes(annotation, self._shown):
+            return False
+        self.store.set(self.current, annotation)
+        self._shown = annotation
+        return True
+
+    def refresh(self) -> None:
+        self.store.sync()  # annotations replaced item by item (see paging_model)
+        super().refresh()
+
+    def _put(self, index: int, annotation: Annotation) -> None:
+        self.store.set(index, annotation)
+
+    def write_files(self, destinations) -> list[Path]:
+        """napari's writer saves the layer: each 2-D image's file, each stack's one file."""
+        self.commit()
+        return self.store.write_to([Path(d) for d in destinations], _overwrite).written
+
+
+class HeldFolder:
+    """A folder's store between the reader and the viewer (see
+    :func:`~napari_faster_rcnn.layers.slice_view.attach_when_added`), saveable meanwhile."""
+
+    def __init__(self, store: FolderLabelStore):
+        self.store = store
+
+    @property
+    def annotations(self) -> list[Annotation]:
+        return self.store.annotations
+
+    def all_annotations(self) -> list[Annotation]:
+        return list(self.store.annotations)
+
+    def write_files(self, destinations) -> list[Path]:
+        return self.store.write_to([Path(d) for d in destinations], _overwrite).written
+
+    def pager(self, viewer, layer) -> FolderPages:
+        return FolderPages(viewer, layer, self.store)
+
+
+def folder_store(layer) -> FolderLabelStore | None:
+    """The store of every page of a folder's box layer with stacks' planes, or None."""
+    store = getattr(paging_model(layer), "store", None)
+    return store if isinstance(store, FolderLabelStore) else None
+
+
+def unlabeled_planes(layer, annotations=None) -> set[int]:
+    """The pages of a folder's layer that are stacks' planes nobody labeled (no box, not marked): left out
+    of statistics and anchors, as training leaves them out. Empty for a layer without such pages."""
+    from napari_faster_rcnn.layers import conventions
+
+    planes = layer.metadata.get(conventions.SOURCE_PLANES) or []
+    store = folder_store(layer)
+    if store is not None:
+        current = getattr(paging_model(layer), "current", None)
+        return {i for i in store.empty if store.is_plane(i) and not (i == current and layer.nshapes)}
+    if annotations is None:
+        return set()
+    return {i for i, plane in enumerate(planes) if plane is not None and i < len(annotations) and not len(annotations[i])}
+
+
+def page_names(metadata: dict, count: int) -> list[str]:
+    """Each page's name: its file's stem, ``movie[3]`` (``[t,z]``) for a stack's plane, else its position."""
+    from napari_faster_rcnn.layers import conventions
+
+    sources = metadata.get(conventions.SOURCE_IMAGES) or []
+    names = []
+    for index in range(count):
+        source = sources[index] if index < len(sources) else None
+        plane = conventions.source_plane(metadata, index)
+        stem = str(source).rsplit("/", 1)[-1].rsplit(".", 1)[0] if source else str(index)
+        names.append(stem if plane is None else f"{stem}[{','.join(map(str, plane))}]")
+    return names
