@@ -301,3 +301,27 @@ def test_a_zarr_stack_with_t_and_z_in_a_folder_is_pages_in_file_order(tmp_path):
     store = metadata_model(metadata).store
     assert store.unlabeled() == [1, 2, 3, 4, 6]  # (0, 0) marked, (1, 2) with its box; flat.png without a file
     assert len(store.annotations[5]) == 1
+
+
+def test_a_suggestion_rejected_on_a_folders_page_is_kept_under_its_stack_and_plane(make_napari_viewer, qtbot, tmp_path):
+    from napari_faster_rcnn.core.prediction.rejections import REJECTED_FILE, read_rejected_file
+    from napari_faster_rcnn.layers.suggestions import SUGGESTIONS_NAME
+
+    folder, _, _ = folder_with_stack(tmp_path)
+
+    def predict(item):
+        return Annotation(np.array([[4.0, 4.0, 20.0, 20.0]]), ["cell"], np.array([0.9]), ["cell"])
+
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin=PLUGIN)
+    viewer.dims.set_current_step(0, 4)  # the page of movie.tif's plane 2
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Label boxes")
+    widget.boxes.set_layer(by_name(viewer)["mixed boxes"])
+    widget.suggestions.use_predictor(predict, "stub")
+    layer = viewer.layers[SUGGESTIONS_NAME]
+    qtbot.waitUntil(lambda: layer.nshapes == 1, timeout=5000)
+    assert widget.suggestions.suggestions.reject() == 1
+    # under the stack's file and the page's plane, not under the folder's first image
+    rejected = read_rejected_file(folder / REJECTED_FILE)
+    assert list(rejected) == ["movie.tif"] and list(rejected["movie.tif"]) == ["2"]
+    np.testing.assert_allclose(rejected["movie.tif"]["2"][0], [[4, 4, 20, 20]], atol=1e-6)

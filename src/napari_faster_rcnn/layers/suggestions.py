@@ -140,8 +140,9 @@ class BoxSuggestions:
         kept in the file's folder; else its position in this layer (in memory)."""
         sources = self.session.layer.metadata.get(conventions.SOURCE_IMAGES) or []
         plane = self._plane(index)
-        if plane is not None and sources and sources[0]:
-            return (Path(sources[0]).resolve(), plane)
+        source = self._plane_source(index)
+        if plane is not None and source:  # a stack's plane (of a stack's layer, or a folder's page)
+            return (Path(source).resolve(), plane)
         if plane is None and index < len(sources) and sources[index]:
             return (Path(sources[index]).resolve(), None)
         return (id(self.session.layer), index)
