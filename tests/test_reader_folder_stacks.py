@@ -89,7 +89,7 @@ def test_two_leading_dimensions_are_pages_in_file_order(make_napari_viewer, tmp_
     folder.mkdir()
     write_image(folder / "a.png", 16, 16)
     volume = np.arange(2 * 3 * 16 * 16, dtype=np.uint16).reshape(2, 3, 16, 16)
-    tifffile.imwrite(folder / "v.tif", volume, metadata={"axes": "TZYX"})
+    tifffile.imwrite(folder / "v.tif", volume, photometric="minisblack", metadata={"axes": "TZYX"})
     viewer = make_napari_viewer()
     viewer.open(str(folder), plugin=PLUGIN)
     image, boxes = by_name(viewer)["tz"], by_name(viewer)["tz boxes"]
