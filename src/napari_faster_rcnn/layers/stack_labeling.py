@@ -24,7 +24,11 @@ with the same functions, its labeled planes in ``metadata["labeled_planes"]``. N
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import copy
 import itertools
+import threading
 import weakref
 from pathlib import Path
 
@@ -33,7 +37,13 @@ import numpy as np
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.labeling import StackLabelStore, index_plane, plane_index
 from napari_faster_rcnn.layers import conventions
-from napari_faster_rcnn.layers.slice_view import SliceBoxes, paging_model, same_boxes
+from napari_faster_rcnn.layers.slice_view import (
+    SliceBoxes,
+    fit_text,
+    paging_model,
+    rectangles_at,
+    same_boxes,
+)
 
 #: "no objects here": marks the plane shown as labeled without boxes (digits 1..9 pick classes).
 NO_OBJECTS_KEY = "0"
@@ -54,6 +64,225 @@ def _overwrite(paths) -> bool:
     return True  # napari's writer on a layer nobody labels overwrites, as for any other layer
 
 
+def shape_internals():
+    """napari's ``Rectangle`` and ``ShapeList`` classes (from private modules; napari 0.9 has them),
+    or None: then every plane is shown through the public ``Shapes.add``."""
+    try:
+        from napari.layers.shapes._shape_list import ShapeList
+        from napari.layers.shapes._shapes_models import Rectangle
+    except ImportError:
+        return None
+    return Rectangle, ShapeList
+
+
+#: the layer attributes the prebuilt path sets (napari 0.9's ``Shapes._add_shapes`` sets them)
+_LAYER_INTERNALS = ("_data_view", "_slice_input", "_data_slice", "_update_dims", "_display_order_stored",
+                    "_ndisplay_stored", "_finish_drawing")
+
+#: seconds a prefetch waits before it builds: the page just turned paints first (one Python thread at a time)
+PREFETCH_DELAY = 0.1
+
+_BUILDER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-faster-rcnn-planes")
+
+
+class _Prefetch:
+    """One plane's napari shapes, being built (or built) on the prefetch thread."""
+
+    def __init__(self, key, fingerprint, job):
+        self.key, self.fingerprint = key, fingerprint
+        self.cancelled, self.started = threading.Event(), threading.Event()
+        self.future = _BUILDER.submit(self._run, job)
+
+    def _run(self, job):
+        if self.cancelled.wait(PREFETCH_DELAY):
+            return None
+        self.started.set()
+        return job(self.cancelled)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        self.future.cancel()
+
+    def result(self):
+        """The built shape list, waiting for a build under way; None when it has not started or failed."""
+        if not self.started.is_set() and not self.future.done():
+            self.cancel()
+            return None
+        try:
+            return self.future.result()
+        except Exception:  # noqa: BLE001 (a failed build: the plane is built on the main thread as always)
+            return None
+
+
+def _fingerprint(annotation: Annotation) -> tuple:
+    """What a plane's boxes look like (a prefetch of other boxes than the store's now is stale)."""
+    return len(annotation), np.asarray(annotation.boxes, dtype=np.float64).tobytes(), tuple(annotation.labels)
+
+
+def _build_plane(internals, vertices, edge, face, width, order, ndisplay, slice_key, cancelled):
+    """napari's shape list of one plane's rectangles, as ``Shapes.add`` builds it (off the main thread:
+    it touches no layer); None when ``cancelled``."""
+    rectangle, shape_list = internals
+    shapes = []
+    for number, corners in enumerate(vertices):
+        if number % 50 == 0 and cancelled.is_set():
+            return None
+        shapes.append(rectangle(corners, edge_width=width, z_index=0, dims_order=order, ndisplay=ndisplay))
+    view = shape_list(ndisplay=ndisplay)
+    view.slice_key = slice_key
+    view.add(shape=shapes, edge_color=edge, face_color=face, z_refresh=False)
+    view._update_z_order()
+    return view
+
+
+class PlanePrefetcher:
+    """Builds napari's shapes of the planes next to the one shown on a background thread, so that
+    turning to them only hands the built shape list to the layer (napari's ``Shapes.add`` builds a
+    shape object per box: 40-100 ms for 500 boxes). The layer itself changes on the main thread only.
+
+    A prefetched plane is used only when its boxes, labels, class colours and the layer's drawing
+    settings are still those it was built from (:meth:`take`); anything else, or a napari without
+    the internals used (:func:`shape_internals`), shows the plane through the public path.
+    """
+
+    def __init__(self, layer):
+        self.layer = layer
+        self.internals = shape_internals()
+        if any(not hasattr(layer, name) for name in _LAYER_INTERNALS):
+            self.internals = None
+        self._jobs: dict[int, _Prefetch] = {}
+        self.stopped = False
+        self.used = 0  # planes shown from a prefetch (for tests and benchmarks)
+
+    def _settings(self, depth: int):
+        """The layer's drawing settings a plane's shapes depend on, or None when only the public path fits
+        (a 3-D view, or leading dimensions that are not the ones sliced)."""
+        layer = self.layer
+        if self.internals is None:
+            return None
+        slicing = layer._slice_input
+        if slicing.ndisplay != 2 or list(slicing.not_displayed) != list(range(depth)):
+            return None
+        from napari.utils.colormaps.standardize_color import transform_color
+
+        face = tuple(float(v) for v in transform_color(layer.current_face_color)[0])
+        return (float(layer.current_edge_width), tuple(slicing.order), int(slicing.ndisplay), face)
+
+    def request(self, plans: dict) -> None:
+        """Build ``{index: (annotation, plane, colors)}`` in the background; other requests are dropped."""
+        for index in [i for i in self._jobs if i not in plans]:
+            self._jobs.pop(index).cancel()
+        for index, (annotation, plane, colors) in plans.items():
+            if self.stopped:
+                return
+            settings = self._settings(len(plane))
+            if settings is None or not len(annotation) or conventions.windowed(len(annotation)):
+                continue
+            key = (settings, plane, tuple(sorted(colors.items())))
+            fingerprint = _fingerprint(annotation)
+            job = self._jobs.get(index)
+            if job is not None and job.key == key and job.fingerprint == fingerprint and not job.cancelled.is_set():
+                continue
+            if job is not None:
+                job.cancel()
+            width, order, ndisplay, face = settings
+            vertices = rectangles_at(annotation.boxes, plane)
+            edge = np.asarray(conventions.edge_colors(list(annotation.labels), colors), dtype=np.float32)
+            faces = np.tile(np.asarray(face, dtype=np.float32), (len(annotation), 1))
+            slice_key = np.asarray(plane, dtype=np.float64)
+            internals = self.internals
+            self._jobs[index] = _Prefetch(key, fingerprint, lambda cancelled, v=vertices, e=edge, f=faces, w=width, o=order,
+                                          n=ndisplay, k=slice_key: _build_plane(internals, v, e, f, w, o, n, k, cancelled))
+
+    def take(self, index: int, annotation: Annotation, plane, colors):
+        """The shape list built for plane ``index`` if it still shows ``annotation`` as the layer would now
+        (else None); a shape list is handed out once."""
+        job = self._jobs.pop(index, None)
+        if job is None:
+            return None
+        settings = self._settings(len(plane))
+        if (settings is None or job.key != (settings, plane, tuple(sorted(colors.items())))
+                or job.fingerprint != _fingerprint(annotation)):
+            job.cancel()
+            return None
+        return job.result()
+
+    def wait(self, timeout: float = 10.0) -> bool:
+        """Wait until the planes requested are built (tests, benchmarks); returns whether they are."""
+        futures = [job.future for job in self._jobs.values()]
+        done, _ = concurrent.futures.wait(futures, timeout=timeout)
+        return len(done) == len(futures)
+
+    def cancel(self, stop: bool = False) -> None:
+        """Drop every prefetch (with ``stop``, for good: the layer is no longer paged)."""
+        self.stopped = self.stopped or stop
+        for job in self._jobs.values():
+            job.cancel()
+        self._jobs.clear()
+
+
+def show_prebuilt(layer, annotation: Annotation, view, colors: dict[str, str]) -> None:
+    """Replace everything in ``layer`` with ``annotation``'s boxes given as ``view``, napari's shape list
+    already built for them (:class:`PlanePrefetcher`), as :func:`~.slice_view.show_boxes` would show them."""
+    labels = list(annotation.labels)
+    scores = annotation.scores if layer.metadata.get(conventions.LAYER_ROLE) == conventions.PREDICTIONS else None
+    defaults = layer.feature_defaults.copy()
+    if not conventions.text_fits(len(labels)):
+        fit_text(layer, len(labels))
+    with layer.events.blocker_all(), layer.text.events.blocker_all(), _refresh_held(layer):
+        layer.selected_data = set()
+        layer._finish_drawing()  # (as setting ``data`` does: a shape being drawn ends)
+        view.slice_key = np.array(layer._data_slice.point)[layer._slice_input.not_displayed]
+        layer._data_view = view
+        layer._display_order_stored = copy.copy(layer._slice_input.order)
+        layer._ndisplay_stored = copy.copy(layer._slice_input.ndisplay)
+        layer._update_dims()
+        layer.features = conventions.features_frame(labels, scores)
+        layer.feature_defaults = defaults
+    fit_text(layer, len(labels))
+    layer.refresh()
+
+
+def _refresh_held(layer):
+    block = getattr(layer, "_block_refresh", None)
+    return block() if callable(block) else contextlib.nullcontext()
+
+
+def keep_shaders(viewer, layer) -> bool:
+    """Let the box layer's meshes keep their compiled shaders when their data change.
+
+    vispy's ``MeshVisual`` builds a new (identical) colour function on every data update, which
+    makes it compile and link its shader program again on the next paint: twice per page turn
+    (the boxes and their highlight), 20-50 ms under Mesa's software OpenGL. Here each of this
+    layer's meshes keeps the one it built, for plain colours (colormapped values as vispy does).
+    Returns whether the meshes were found (napari's Qt viewer; not a headless model)."""
+    try:
+        node = viewer.window._qt_viewer.canvas.layer_to_visual[layer].node
+        meshes = [node.shape_faces, node.shape_highlights]
+    except (AttributeError, KeyError, RuntimeError):
+        return False
+    for mesh in meshes:
+        if "_build_color_transform" in vars(mesh):
+            continue
+        build = type(mesh)._build_color_transform
+        kept: list = []
+
+        def color_transform(colors, build=build, mesh=weakref.ref(mesh), kept=kept):
+            if colors.ndim == 2 and colors.shape[1] == 1:  # values through a colormap: as vispy does
+                return build(mesh(), colors)
+            if not kept:
+                kept.append(build(mesh(), colors))
+            return kept[0]
+
+        try:
+            mesh.unfreeze()
+            mesh._build_color_transform = color_transform
+            mesh.freeze()
+        except AttributeError:
+            return False
+    return True
+
+
 class StackPages(SliceBoxes):
     """Show the plane's boxes of a stack read as data as the dims slider moves (without a labeling
     session); the edits go into ``store``. Drawing a box or pressing :data:`NO_OBJECTS_KEY` marks
@@ -61,7 +290,9 @@ class StackPages(SliceBoxes):
 
     def __init__(self, viewer, layer, store: StackLabelStore):
         self.store = store
+        self.prefetcher = PlanePrefetcher(layer)
         super().__init__(viewer, layer, store.annotations, editable=True, planes_shape=store.shape)
+        keep_shaders(viewer, layer)
         layer.events.data.connect(self._on_data)
         self._key = lambda target: self.mark_shown()
         self._previous_key = layer.bind_key(NO_OBJECTS_KEY, self._key, overwrite=True)
@@ -91,6 +322,34 @@ class StackPages(SliceBoxes):
         self.store.sync()  # annotations replaced item by item (see paging_model)
         super().refresh()
 
+    def show(self, index: int) -> None:
+        """Show plane ``index``: from the shapes built for it in the background when they still fit
+        (see :class:`PlanePrefetcher`), else as :meth:`SliceBoxes.show` does; then the planes
+        before and after it are built in the background."""
+        annotation = self.annotations[index] if self.annotations else Annotation()
+        at = self.lead(index)
+        view = None
+        if index != self.current and len(annotation) and not conventions.windowed(len(annotation)):
+            view = self.prefetcher.take(index, annotation, at, self.colors)
+        if view is None:
+            super().show(index)
+        else:
+            self._rest, self._covered, self.window_note = None, None, ""
+            self._hide_display()
+            show_prebuilt(self.layer, annotation, view, self.colors)
+            self.prefetcher.used += 1
+            self.current = index
+            self._shown = self.read_current()
+        if not self.prefetcher.stopped:
+            self.prefetch_around(index)
+
+    def prefetch_around(self, index: int) -> None:
+        """Build the planes just before and after ``index`` (in plane order) in the background."""
+        count = len(self.annotations)
+        colors = self.colors
+        self.prefetcher.request({near: (self.annotations[near], self.lead(near), colors)
+                                 for near in (index + 1, index - 1) if 0 <= near < count})
+
     def _put(self, index: int, annotation: Annotation) -> None:
         self.store.set(index, annotation)
 
@@ -105,6 +364,7 @@ class StackPages(SliceBoxes):
                 self.mark_shown()
 
     def disconnect(self, restore: bool = True) -> None:
+        self.prefetcher.cancel(stop=True)
         if self._connected:
             self.layer.events.data.disconnect(self._on_data)
             bound = {str(key): function for key, function in self.layer.keymap.items()}
