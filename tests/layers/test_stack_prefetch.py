@@ -227,3 +227,24 @@ def test_the_box_layer_keeps_its_shaders_across_page_turns(make_napari_viewer, t
         canvas.render()
     assert builds == []  # no shader compiled and linked again (vispy's meshes: twice per turn)
     assert shapes.nshapes == 5 and set(np.asarray(shapes.data)[:, 0, 0]) == {3.0}
+
+
+def test_the_labeling_session_pages_a_stack_the_same_way(make_napari_viewer, tmp_path):
+    from napari_faster_rcnn.layers.labeling import labeling_session
+
+    viewer = make_napari_viewer()
+    shapes, _ = open_paged(viewer, tmp_path)
+    session = labeling_session(viewer, shapes, autosave=False)
+    assert isinstance(session, stack_labeling.PlanePaging) and session.is_stack
+    turn(viewer, session, 1)
+    (rectangle,) = boxes_to_rectangles(np.array([[30.0, 20.0, 40.0, 30.0]]))
+    shapes.add_rectangles([np.concatenate([np.full((4, 1), 1.0), rectangle], axis=1)])  # drawn on plane 1
+    expected = layer_boxes(shapes)
+    turn(viewer, session, 2)
+    boxes, labels = store_boxes(session, 1)
+    np.testing.assert_allclose(boxes, expected[0], atol=1e-4)
+    assert labels == expected[1] and len(labels) == 6 and 1 in session.store.dirty
+    turn(viewer, session, 1)  # built after the edit was taken in: the drawn box shows
+    np.testing.assert_allclose(layer_boxes(shapes)[0], expected[0], atol=1e-4)
+    session.close()
+    assert session.prefetcher.stopped

@@ -409,16 +409,67 @@ def keep_shaders(viewer, layer) -> bool:
     return True
 
 
-class StackPages(SliceBoxes):
+class PlanePaging:
+    """For a :class:`~.slice_view.SliceBoxes` paging a stack read as data (the reader's
+    :class:`StackPages`, Label boxes' session): page turns hand napari shapes built in the background
+    or filled in at once (see :class:`PlanePrefetcher`) to the layer, and the layer keeps its compiled
+    shaders (:func:`keep_shaders`). Put it before ``SliceBoxes`` in the bases; a folder's paging
+    (no ``planes_shape``) is left as it is."""
+
+    prefetcher: PlanePrefetcher | None = None
+
+    def show(self, index: int) -> None:
+        """Show plane ``index``: from the shapes built for it in the background when they still fit
+        (see :class:`PlanePrefetcher`), else as :meth:`SliceBoxes.show` does; then the planes
+        before and after it are built in the background."""
+        if self.planes_shape is None:
+            super().show(index)
+            return
+        prefetcher = self.prefetcher
+        if prefetcher is None:
+            prefetcher = self.prefetcher = PlanePrefetcher(self.layer)
+            keep_shaders(self.viewer, self.layer)
+        annotation = self.annotations[index] if self.annotations else Annotation()
+        at = self.lead(index)
+        view = None
+        if index != self.current and len(annotation) and not conventions.windowed(len(annotation)):
+            view = prefetcher.take(index, annotation, at, self.colors)
+            if view is not None:
+                prefetcher.used += 1
+            elif prefetcher.fills_rectangles(len(at)):
+                view = prefetcher.build_now(annotation, at, self.colors)
+        if view is None:
+            super().show(index)
+        else:
+            self._rest, self._covered, self.window_note = None, None, ""
+            self._hide_display()
+            show_prebuilt(self.layer, annotation, view, self.colors)
+            self.current = index
+            self._shown = self.read_current()
+        if not prefetcher.stopped:
+            self.prefetch_around(index)
+
+    def prefetch_around(self, index: int) -> None:
+        """Build the planes just before and after ``index`` (in plane order) in the background."""
+        count = len(self.annotations)
+        colors = self.colors
+        self.prefetcher.request({near: (self.annotations[near], self.lead(near), colors)
+                                 for near in (index + 1, index - 1) if 0 <= near < count})
+
+    def stop_prefetching(self) -> None:
+        """No more background builds (the layer is no longer paged by this model)."""
+        if self.prefetcher is not None:
+            self.prefetcher.cancel(stop=True)
+
+
+class StackPages(PlanePaging, SliceBoxes):
     """Show the plane's boxes of a stack read as data as the dims slider moves (without a labeling
     session); the edits go into ``store``. Drawing a box or pressing :data:`NO_OBJECTS_KEY` marks
     the plane shown as labeled."""
 
     def __init__(self, viewer, layer, store: StackLabelStore):
         self.store = store
-        self.prefetcher = PlanePrefetcher(layer)
         super().__init__(viewer, layer, store.annotations, editable=True, planes_shape=store.shape)
-        keep_shaders(viewer, layer)
         layer.events.data.connect(self._on_data)
         self._key = lambda target: self.mark_shown()
         self._previous_key = layer.bind_key(NO_OBJECTS_KEY, self._key, overwrite=True)
@@ -448,37 +499,6 @@ class StackPages(SliceBoxes):
         self.store.sync()  # annotations replaced item by item (see paging_model)
         super().refresh()
 
-    def show(self, index: int) -> None:
-        """Show plane ``index``: from the shapes built for it in the background when they still fit
-        (see :class:`PlanePrefetcher`), else as :meth:`SliceBoxes.show` does; then the planes
-        before and after it are built in the background."""
-        annotation = self.annotations[index] if self.annotations else Annotation()
-        at = self.lead(index)
-        view = None
-        if index != self.current and len(annotation) and not conventions.windowed(len(annotation)):
-            view = self.prefetcher.take(index, annotation, at, self.colors)
-            if view is not None:
-                self.prefetcher.used += 1
-            elif self.prefetcher.fills_rectangles(len(at)):
-                view = self.prefetcher.build_now(annotation, at, self.colors)
-        if view is None:
-            super().show(index)
-        else:
-            self._rest, self._covered, self.window_note = None, None, ""
-            self._hide_display()
-            show_prebuilt(self.layer, annotation, view, self.colors)
-            self.current = index
-            self._shown = self.read_current()
-        if not self.prefetcher.stopped:
-            self.prefetch_around(index)
-
-    def prefetch_around(self, index: int) -> None:
-        """Build the planes just before and after ``index`` (in plane order) in the background."""
-        count = len(self.annotations)
-        colors = self.colors
-        self.prefetcher.request({near: (self.annotations[near], self.lead(near), colors)
-                                 for near in (index + 1, index - 1) if 0 <= near < count})
-
     def _put(self, index: int, annotation: Annotation) -> None:
         self.store.set(index, annotation)
 
@@ -493,7 +513,7 @@ class StackPages(SliceBoxes):
                 self.mark_shown()
 
     def disconnect(self, restore: bool = True) -> None:
-        self.prefetcher.cancel(stop=True)
+        self.stop_prefetching()
         if self._connected:
             self.layer.events.data.disconnect(self._on_data)
             bound = {str(key): function for key, function in self.layer.keymap.items()}
