@@ -27,8 +27,10 @@ def write_movie(folder, planes=6, per_plane=5):
 
 def open_paged(viewer, folder):
     _, shapes = viewer.open(write_movie(folder), plugin=PLUGIN)
+    shapes.text.visible = False  # (labels drawn: nothing is built in the background, see prefetch_around)
     model = slice_view.paging_model(shapes)
     assert isinstance(model, stack_labeling.StackPages)
+    model.prefetch_around(model.current)  # (the first plane's neighbours: requested while labels were on)
     return shapes, model
 
 
@@ -248,3 +250,13 @@ def test_the_labeling_session_pages_a_stack_the_same_way(make_napari_viewer, tmp
     np.testing.assert_allclose(layer_boxes(shapes)[0], expected[0], atol=1e-4)
     session.close()
     assert session.prefetcher.stopped
+
+
+def test_nothing_is_built_in_the_background_while_labels_are_drawn(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    _, shapes = viewer.open(write_movie(tmp_path), plugin=PLUGIN)
+    model = slice_view.paging_model(shapes)
+    assert shapes.text.visible  # 5 boxes a plane: labels drawn
+    for plane in (1, 2, 3):
+        turn(viewer, model, plane, prefetched=False)
+        np.testing.assert_allclose(layer_boxes(shapes)[0], store_boxes(model, plane)[0], atol=1e-4)

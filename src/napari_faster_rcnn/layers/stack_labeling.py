@@ -452,7 +452,12 @@ class PlanePaging:
             self.prefetch_around(index)
 
     def prefetch_around(self, index: int) -> None:
-        """Build the planes just before and after ``index`` (in plane order) in the background."""
+        """Build the planes just before and after ``index`` (in plane order) in the background; not while
+        the layer draws its labels (their paint is long, and a build during it slows it: 500 labels,
+        100 ms a page; a plane of up to :data:`~.conventions.TEXT_LIMIT` boxes is built at once anyway)."""
+        if self.layer.text.visible and len(self.layer.text.values):
+            self.prefetcher.request({})
+            return
         count = len(self.annotations)
         colors = self.colors
         self.prefetcher.request({near: (self.annotations[near], self.lead(near), colors)
