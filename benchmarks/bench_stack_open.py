@@ -12,6 +12,12 @@ labeled. In one run, under a display (``xvfb-run -a``):
   plugin shows a plane (labels drawn up to ``TEXT_LIMIT`` boxes per plane: 200; 500 boxes show
   none, as the baseline) and with the labels drawn on every page (``TEXT_LIMIT`` raised for the
   run; reported, not checked: napari's text layout and, under Mesa, its drawing); baseline: the same on the baseline viewer.
+- next page: the next plane after ``--pause`` seconds (0.4) on the plane shown, as a person pressing
+  ``n`` (the plugin builds the neighbouring planes in the background meanwhile; how many came
+  prebuilt is reported); baseline: the same on the baseline viewer;
+- floor: the same page turns of the plugin's image layer alone in a viewer of its own;
+- the main thread's CPU time per page turn (``time.thread_time``) for each: on a shared host the
+  wall times follow the other jobs' load, the CPU times hardly.
 
 Both are warmed up first on a small stack (the first open in a process imports torch for the
 ``.pt`` file and napari's layer machinery: reported as ``cold_open_s``).

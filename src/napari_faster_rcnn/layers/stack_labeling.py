@@ -10,6 +10,11 @@ layer, a :class:`StackPages` swaps the boxes in as the dims slider moves (a labe
 takes over when Label boxes labels the layer), and saving writes the stack's ONE file with
 ``boxes``, ``labels``, ``planes`` and ``labeled_planes``.
 
+A page turn hands napari the plane's shapes built beforehand (:class:`PlanePaging`): the planes next
+to the one shown are built on a background thread, any other plane's rectangles are filled in with
+numpy for all boxes at once (:func:`make_rectangles`), each checked against napari's own; the layer
+itself changes on the main thread only.
+
 A plane becomes labeled
 
 - when a box is drawn on it (and stays labeled when that box is deleted later);
