@@ -12,6 +12,12 @@ labeled. In one run, under a display (``xvfb-run -a``):
   plugin shows a plane (labels drawn up to ``TEXT_LIMIT`` boxes per plane: 200; 500 boxes show
   none, as the baseline) and with the labels drawn on every page (``TEXT_LIMIT`` raised for the
   run; reported, not checked: napari's text layout and, under Mesa, its drawing); baseline: the same on the baseline viewer.
+- next page: the next plane after ``--pause`` seconds (0.4) on the plane shown, as a person pressing
+  ``n`` (the plugin builds the neighbouring planes in the background meanwhile; how many came
+  prebuilt is reported); baseline: the same on the baseline viewer;
+- floor: the same page turns of the plugin's image layer alone in a viewer of its own;
+- the main thread's CPU time per page turn (``time.thread_time``) for each: on a shared host the
+  wall times follow the other jobs' load, the CPU times hardly.
 
 Both are warmed up first on a small stack (the first open in a process imports torch for the
 ``.pt`` file and napari's layer machinery: reported as ``cold_open_s``).
@@ -64,16 +70,38 @@ def make_stack(path: Path, planes: int, size: int, boxes: int):
     return xyxy, where
 
 
-def timed(function, paint) -> float:
-    start = time.perf_counter()
+def timed(function, paint, cpu: list | None = None) -> float:
+    """Wall time of ``function`` and the paint after it; its main thread's CPU time appended to ``cpu``
+    (on a shared host the wall time follows the other jobs' load, the CPU time hardly)."""
+    start, start_cpu = time.perf_counter(), time.thread_time()
     function()
     paint()
+    if cpu is not None:
+        cpu.append(time.thread_time() - start_cpu)
     return time.perf_counter() - start
 
 
-def page_times(viewer, paint, planes: int, repeat: int) -> list[float]:
+def page_times(viewer, paint, planes: int, repeat: int, cpu: list | None = None) -> list[float]:
     steps = [(k * 7 + 3) % planes for k in range(repeat)]
-    return [timed(lambda s=s: viewer.dims.set_current_step(0, s), paint) for s in steps]
+    return [timed(lambda s=s: viewer.dims.set_current_step(0, s), paint, cpu) for s in steps]
+
+
+def idle(app, seconds: float) -> None:
+    """Let the event loop (and the background builds) run for ``seconds``, as while a person looks."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def next_page_times(app, viewer, paint, planes: int, repeat: int, pause: float, cpu: list | None = None) -> list[float]:
+    """The next plane (``n``, the slider's arrow) after ``pause`` seconds on the plane shown, painted."""
+    times = []
+    for _ in range(repeat):
+        step = (int(viewer.dims.current_step[0]) + 1) % planes
+        idle(app, pause)
+        times.append(timed(lambda s=step: viewer.dims.set_current_step(0, s), paint, cpu))
+    return times
 
 
 def main(argv=None) -> dict:
@@ -82,6 +110,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--boxes", type=int, default=500, help="boxes per plane")
     parser.add_argument("--repeat", type=int, default=10, help="page turns measured")
+    parser.add_argument("--pause", type=float, default=0.4, help="seconds on a plane before the next one (next page)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
 
@@ -123,7 +152,14 @@ def main(argv=None) -> dict:
         assert image.data.shape == (args.planes, args.size, args.size) and shapes.nshapes == args.boxes
         assert len(stack_annotation(shapes)) == len(xyxy)
         text_default = bool(shapes.text.visible)
-        pages = page_times(viewer, paint, args.planes, args.repeat)
+        cpu = {name: [] for name in ("page", "next", "own_page", "own_next", "floor", "floor_next")}
+        pages = page_times(viewer, paint, args.planes, args.repeat, cpu["page"])
+        from napari_faster_rcnn.layers.slice_view import paging_model
+
+        prefetcher = getattr(paging_model(shapes), "prefetcher", None)  # (None: a version without it)
+        used = prefetcher.used if prefetcher is not None else 0
+        next_pages = next_page_times(app, viewer, paint, args.planes, args.repeat, args.pause, cpu["next"])
+        prefetched = (prefetcher.used - used) if prefetcher is not None else 0
         from napari_faster_rcnn.layers import conventions
 
         limit, conventions.TEXT_LIMIT = conventions.TEXT_LIMIT, max(conventions.TEXT_LIMIT, args.boxes)
@@ -148,12 +184,24 @@ def main(argv=None) -> dict:
 
         own_open_s = timed(baseline_open, own_paint)
         own_rss = rss_bytes() - before
-        own_pages = page_times(own, own_paint, args.planes, args.repeat)
-        viewer.close()
+        own_pages = page_times(own, own_paint, args.planes, args.repeat, cpu["own_page"])
+        own_next = next_page_times(app, own, own_paint, args.planes, args.repeat, args.pause, cpu["own_next"])
         own.close()
+
+        bare = napari.Viewer()  # the floor: the plugin's image layer alone, no boxes
+        bare.window._qt_window.resize(1200, 800)
+        bare_paint = Painter(app, bare.window._qt_viewer.canvas._scene_canvas)
+        bare.add_image(image.data, contrast_limits=image.contrast_limits, name="bare")
+        bare_paint()
+        floor_pages = page_times(bare, bare_paint, args.planes, args.repeat, cpu["floor"])
+        floor_next = next_page_times(app, bare, bare_paint, args.planes, args.repeat, args.pause, cpu["floor_next"])
+        bare.close()
+        viewer.close()
 
     page_s, own_page_s = statistics.median(pages), statistics.median(own_pages)
     labeled_s = statistics.median(labeled_pages)
+    next_s, own_next_s = statistics.median(next_pages), statistics.median(own_next)
+    floor_s, floor_next_s = statistics.median(floor_pages), statistics.median(floor_next)
     summary = {
         "stack": [args.planes, args.size, args.size], "stack_mb": round(stack_bytes / 1e6),
         "boxes": len(xyxy), "open_s": round(open_s, 3), "open_rss_mb": round(open_rss / 1e6, 1),
@@ -162,6 +210,12 @@ def main(argv=None) -> dict:
         "baseline_page_ms": round(own_page_s * 1e3, 1), "page_ratio": round(page_s / own_page_s, 2),
         "labels_drawn_by_default": text_default,
         "page_labels_drawn_ms": round(labeled_s * 1e3, 1), "page_labels_drawn_ratio": round(labeled_s / own_page_s, 2),
+        "next_page_ms": round(next_s * 1e3, 1), "baseline_next_page_ms": round(own_next_s * 1e3, 1),
+        "floor_page_ms": round(floor_s * 1e3, 1), "floor_next_page_ms": round(floor_next_s * 1e3, 1),
+        "page_over_floor_ms": round((page_s - floor_s) * 1e3, 1),
+        "next_page_over_floor_ms": round((next_s - floor_next_s) * 1e3, 1),
+        "next_pages_prefetched": prefetched,
+        "main_thread_cpu_ms": {name: round(statistics.median(values) * 1e3, 1) for name, values in cpu.items()},
         "cold_open_s": round(cold_open_s, 3), "load_average": round(os.getloadavg()[0], 1),
     }
     report("stack open and paging", [
@@ -169,6 +223,11 @@ def main(argv=None) -> dict:
         ("page" + (" (labels drawn)" if text_default else " (labels off: over TEXT_LIMIT)"), f"{page_s * 1e3:.1f} ms",
          f"baseline {own_page_s * 1e3:.1f} ms"),
         ("page, labels drawn (limit raised)", f"{labeled_s * 1e3:.1f} ms", f"baseline {own_page_s * 1e3:.1f} ms"),
+        (f"next page after {args.pause:g} s on a plane", f"{next_s * 1e3:.1f} ms", f"baseline {own_next_s * 1e3:.1f} ms",
+         f"image alone {floor_next_s * 1e3:.1f} ms"),
+        ("page of the image alone (floor)", f"{floor_s * 1e3:.1f} ms", f"ours {(page_s - floor_s) * 1e3:+.1f} ms over it"),
+        ("main thread's CPU per page (ms)", ", ".join(f"{name} {statistics.median(values) * 1e3:.1f}"
+                                                     for name, values in cpu.items())),
         ("first open in the process (small stack)", f"{cold_open_s:.3f} s"),
     ], summary)
     failures = []

@@ -69,7 +69,7 @@ def _refuse_overwrite(paths: list[Path]) -> bool:
     return False
 
 
-class LabelingSession(ClassEditing, SliceBoxes):
+class LabelingSession(ClassEditing, stack_labeling.PlanePaging, SliceBoxes):
     """Label a box layer (one image or a stack): classes, navigation, saving.
 
     Parameters
@@ -415,6 +415,7 @@ class LabelingSession(ClassEditing, SliceBoxes):
             return
         self.commit()
         self.closed = True
+        self.stop_prefetching()
         if self._connected:
             self.viewer.dims.events.current_step.disconnect(self._on_step)
             self._disconnect_camera()
