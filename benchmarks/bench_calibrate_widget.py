@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset
     from napari_faster_rcnn.core.prediction.thresholds import Thresholds
     from napari_faster_rcnn.core.training.samples import dataset_classes
-    from napari_faster_rcnn.layers import conventions, predictions
+    from napari_faster_rcnn.layers import conventions, prediction_labels, predictions
 
     torch.set_num_threads(1)
     folder = Path(tempfile.mkdtemp(prefix="bench-calibrate-"))
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     app.processEvents()
 
     start = time.perf_counter()
-    expected = predictions.calibrate_predictions(predicted, labels, "f1")  # the old button: all on the main thread
+    expected = prediction_labels.calibrate_predictions(predicted, labels, "f1")  # the old button: all on the main thread
     baseline = time.perf_counter() - start
 
     ticks = []

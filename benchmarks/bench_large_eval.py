@@ -12,7 +12,7 @@ then times in one run ``evaluate`` (VOC AP at 0.5 and COCO mAP through
 faster-coco-eval, with ``max_dets`` at its default, the most detections of any
 image, or ``--max-dets``), each half alone, and the Evaluate widget's sorting
 of the boxes into true positives, false positives and missed
-(``layers.predictions.mark_annotations``).
+(``layers.evaluation_layers.mark_annotations``).
 
 Target (issue 12): the large images take at most 2x the time of the baseline.
 The code before issue 12 is measured by running this script with PYTHONPATH
@@ -36,7 +36,7 @@ from _common import measure, report  # noqa: E402
 from napari_faster_rcnn.core.data.annotations import Annotation  # noqa: E402
 from napari_faster_rcnn.core.evaluation.coco import coco_evaluation  # noqa: E402
 from napari_faster_rcnn.core.evaluation.metrics import evaluate, voc_evaluation  # noqa: E402
-from napari_faster_rcnn.layers.predictions import mark_annotations  # noqa: E402
+from napari_faster_rcnn.layers.evaluation_layers import mark_annotations  # noqa: E402
 
 CLASSES = [f"class{k}" for k in range(5)]
 

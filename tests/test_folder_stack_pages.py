@@ -119,8 +119,8 @@ def test_other_code_sees_each_pages_file_and_plane(make_napari_viewer, tmp_path)
     from napari_faster_rcnn.core.prediction.stacks import StackPlane
     from napari_faster_rcnn.core.training.samples import folder_samples
     from napari_faster_rcnn.layers import ranking, training_data
+    from napari_faster_rcnn.layers.evaluation_layers import image_names
     from napari_faster_rcnn.layers.prediction_targets import layer_target
-    from napari_faster_rcnn.layers.predictions import image_names
 
     folder, _, movie = folder_with_stack(tmp_path)
     viewer = make_napari_viewer()
@@ -185,8 +185,8 @@ def test_a_multichannel_stack_keeps_its_own_layers_and_the_viewer_says_why(make_
 def test_predictions_accepted_on_a_folders_pages_land_on_their_planes_and_label_them(make_napari_viewer, tmp_path):
     from napari_faster_rcnn.core.prediction.run import PredictionRecord
     from napari_faster_rcnn.core.prediction.thresholds import Thresholds
+    from napari_faster_rcnn.layers.prediction_labels import accept_as_labels
     from napari_faster_rcnn.layers.prediction_targets import add_folder_predictions, folder_target
-    from napari_faster_rcnn.layers.predictions import accept_as_labels
 
     folder, _, _ = folder_with_stack(tmp_path)
     viewer = make_napari_viewer()

@@ -285,7 +285,7 @@ def test_one_image_opened_with_the_reader(make_napari_viewer, tmp_path):
 
 
 def test_accepted_predictions_count_and_are_saved(make_napari_viewer, tutorial_dataset):
-    from napari_faster_rcnn.layers.predictions import accept_as_labels
+    from napari_faster_rcnn.layers.prediction_labels import accept_as_labels
     from tests.predictions_data import write_predictions
 
     viewer = make_napari_viewer()

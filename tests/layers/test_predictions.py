@@ -9,14 +9,9 @@ from napari_faster_rcnn.core.data.boxes import rectangles_to_boxes
 from napari_faster_rcnn.core.prediction.thresholds import Thresholds, apply_thresholds, load_thresholds
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.box_layers import layer_annotations
-from napari_faster_rcnn.layers.predictions import (
-    PredictionPages,
-    accept_as_labels,
-    add_prediction_layer,
-    pair_images,
-    prediction_pages,
-    tune,
-)
+from napari_faster_rcnn.layers.evaluation_layers import pair_images
+from napari_faster_rcnn.layers.prediction_labels import accept_as_labels
+from napari_faster_rcnn.layers.predictions import PredictionPages, add_prediction_layer, prediction_pages, tune
 from napari_faster_rcnn.layers.slice_view import SliceBoxes
 from tests.predictions_data import write_predictions
 

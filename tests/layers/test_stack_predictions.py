@@ -8,7 +8,7 @@ import tifffile
 from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
 from napari_faster_rcnn.core.prediction.stacks import join_planes
 from napari_faster_rcnn.core.prediction.thresholds import Thresholds, apply_thresholds
-from napari_faster_rcnn.layers import conventions, predictions
+from napari_faster_rcnn.layers import conventions, prediction_labels, predictions
 
 PLUGIN = "napari-faster-rcnn"
 
@@ -75,12 +75,12 @@ def test_accept_the_selected_predictions_of_a_stack_labels_their_planes_only(mak
         image_size=(32, 32), metadata={conventions.SOURCE_IMAGES: [str(path)]})
     assert conventions.is_predictions(layer) and len(layer.data) == 3
     layer.selected_data = {2}  # the box on plane 4
-    assert predictions.accept_as_labels(layer, labels, selected_only=True) == 1
+    assert prediction_labels.accept_as_labels(layer, labels, selected_only=True) == 1
     accepted = predictions.stack_layer_annotation(labels)  # every plane, paged or not
     assert accepted.planes.tolist() == [[4]] and accepted.labels == ["a"]
     np.testing.assert_allclose(accepted.boxes, [[2, 3, 10, 12]], atol=1e-4)
     assert labeled_planes(labels) == {(4,)}  # plane 1 was not accepted on
-    assert predictions.accept_as_labels(layer, labels) == 2  # all: plane 1's two boxes; plane 4's is labeled
+    assert prediction_labels.accept_as_labels(layer, labels) == 2  # all: plane 1's two boxes; plane 4's is labeled
     assert labeled_planes(labels) == {(1,), (4,)}
     viewer.layers.selection = {labels}
     viewer.layers.save(str(tmp_path / "movie.pt"), selected=True, plugin=PLUGIN)

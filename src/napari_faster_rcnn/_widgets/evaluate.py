@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
 
 from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo, compact_table, fit_table_rows, start_worker
 from napari_faster_rcnn.core.evaluation.metrics import evaluate
-from napari_faster_rcnn.layers import conventions, predictions
+from napari_faster_rcnn.layers import conventions, evaluation_layers
 
 COLUMNS = ("class", "truth", "predicted", "AP", "COCO AP")
 
@@ -81,7 +81,7 @@ class EvaluateWidget(DockedWidget):
         if ground_layer is None or predicted_layer is None:
             self.summary.setText("open a box layer (ground truth) and a predictions layer first")
             return None
-        inputs = predictions.evaluation_inputs(ground_layer, predicted_layer)
+        inputs = evaluation_layers.evaluation_inputs(ground_layer, predicted_layer)
         pairs, ground, predicted = inputs["pairs"], inputs["ground"], inputs["predicted"]
         planes = inputs.get("planes")  # a stack: one pair per labeled plane
         if not pairs:
@@ -132,15 +132,15 @@ class EvaluateWidget(DockedWidget):
             evaluated = list(ground)  # the ground truth as evaluated: boxes without area in their image left out
             for k, (_, g, _) in enumerate(pairs):
                 evaluated[g] = result.ground_truths[k]
-            marks = predictions.mark_annotations(voc, pairs, predicted, evaluated, len(predicted), len(ground))
+            marks = evaluation_layers.mark_annotations(voc, pairs, predicted, evaluated, len(predicted), len(ground))
             for kind, annotations in marks.items():
                 source = ground_layer if kind == "missed" else predicted_layer
                 name = f"{source.name} {kind}"
                 if planes is not None:  # a stack: the marks of its labeled planes, on their planes
-                    self.marks[kind] = predictions.show_stack_marks(self.viewer, kind, annotations, planes, source,
+                    self.marks[kind] = evaluation_layers.show_stack_marks(self.viewer, kind, annotations, planes, source,
                                                                     name, self.marks.get(kind))
                 else:
-                    self.marks[kind] = predictions.show_marks(self.viewer, kind, annotations, source, name,
+                    self.marks[kind] = evaluation_layers.show_marks(self.viewer, kind, annotations, source, name,
                                                               self.marks.get(kind))
 
     def _plot(self, voc, colors: dict) -> None:

@@ -23,7 +23,7 @@ from superqt import QLabeledDoubleSlider
 
 from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo, start_worker
 from napari_faster_rcnn.core.prediction.thresholds import Thresholds
-from napari_faster_rcnn.layers import conventions, predictions
+from napari_faster_rcnn.layers import conventions, prediction_labels, predictions
 from napari_faster_rcnn.layers.stack_labeling import is_stack_layer, plane_counts
 
 
@@ -212,7 +212,7 @@ class TunePredictionsWidget(DockedWidget):
         if self.calibration_worker is not None:
             return self.calibration_worker
         try:  # the layers are read here (main thread); the search runs in the worker
-            job = predictions.calibration_job(predicted, labels, self.objective.currentText())
+            job = prediction_labels.calibration_job(predicted, labels, self.objective.currentText())
         except ValueError as error:
             self.calibrate_status.setText(str(error))
             return None
@@ -261,7 +261,7 @@ class TunePredictionsWidget(DockedWidget):
             filtered = None  # not this layer's images (cannot happen while the layer stays): filter here
         self.pages.apply(chosen, filtered)
         self._show_counts()
-        written = predictions.save_layer_thresholds(predicted)
+        written = prediction_labels.save_layer_thresholds(predicted)
         per_class = ", ".join(f"{name} ≥ {stats['score_threshold']:.3f} (F1 {stats['f1']:.2f})"
                               for name, stats in result.per_class.items())
         what = (f"macro F1 {result.value:.3f}" if result.objective == "f1"
@@ -282,7 +282,7 @@ class TunePredictionsWidget(DockedWidget):
             self.accept_status.setText("choose a predictions layer and a box layer to label")
             return 0
         try:
-            added = predictions.accept_as_labels(predicted, labels, self.selected_only.isChecked())
+            added = prediction_labels.accept_as_labels(predicted, labels, self.selected_only.isChecked())
         except ValueError as error:
             self.accept_status.setText(str(error))
             return 0
