@@ -13,7 +13,6 @@ from napari_faster_rcnn.core.data.boxes import box_iou
 from napari_faster_rcnn.core.data.synthetic import make_synthetic_dataset
 from napari_faster_rcnn.core.model.config import preset
 from napari_faster_rcnn.core.model.detector import build_model
-from napari_faster_rcnn.core.progress import run_to_end
 from napari_faster_rcnn.core.prediction.ranking import (
     ImageMeasures,
     RankingWeights,
@@ -26,6 +25,7 @@ from napari_faster_rcnn.core.prediction.ranking import (
     rank_images,
     uncertainty_of,
 )
+from napari_faster_rcnn.core.progress import run_to_end
 
 CLASSES = ["circle", "square", "triangle"]
 
