@@ -9,8 +9,9 @@ its mirror image, and scored from 0 to 1 by four measures of doubt:
   uncertainty    detections scoring near the score threshold (--score)
   confusion      boxes whose class the box head hesitates between
   disagreement   boxes the image and its mirror image do not agree on
-  low_confidence no proposal the model is sure is an object (1 - the highest
-                 foreground probability): images unlike the training images
+  low_confidence no proposal the model is sure is an object (1 - the mean
+                 foreground probability of its 3 surest proposals, image and
+                 mirror image averaged): images unlike the training images
 
 Each measure is put on a common scale, its percentile among the images ranked
 (so that none counts more for being larger), and the informativeness is their

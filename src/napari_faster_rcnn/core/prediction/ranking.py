@@ -22,9 +22,10 @@ disagreement
     image's, among the boxes of either scoring at least ``t / 2``; a matched pair
     counts ``1 - IoU`` and an unmatched box 1, each weighted by its score.
 low_confidence
-    ``1 -`` the highest foreground probability (1 - background) the box head gives any of the
-    RPN's proposals: an image where the model is sure of no object at all, as on images unlike
-    the training images (an image truly without objects ranks high too).
+    ``1 -`` the mean foreground probability (1 - background) the box head gives the three RPN
+    proposals it is surest of (:data:`SURE_PROPOSALS`), averaged over the image and its mirror
+    image: an image where the model is sure of no object at all, as on images unlike the training
+    images (an image truly without objects ranks high too).
 
 The four are on different scales (uncertainty is near 1 on most images of a weak model,
 low_confidence near 0 on most images of a good one), so each is first put on a common one: its
@@ -75,6 +76,8 @@ __all__ = [
 SCORE_FLOOR = 0.05
 #: Boxes of the image and its mirror image overlapping less than this are not a pair.
 MATCH_IOU = 0.1
+#: low_confidence looks at the mean foreground probability of so many proposals, the surest.
+SURE_PROPOSALS = 3
 #: The diversity term picks among the ``3 x max(top, DIVERSITY_GROUP)`` most informative images left.
 DIVERSITY_GROUP = 16
 
@@ -322,7 +325,8 @@ def _forward_with_probabilities(model, tensors):
     probabilities = torch.softmax(logits, dim=-1).split([len(d["boxes"]) for d in detections])
     proposal_logits, _ = heads.box_predictor(heads.box_head(heads.box_roi_pool(features, proposals, batch.image_sizes)))
     foreground = 1.0 - torch.softmax(proposal_logits, dim=-1)[:, 0]
-    most_sure = [float(part.max()) if len(part) else 0.0 for part in foreground.split([len(p) for p in proposals])]
+    most_sure = [float(part.topk(min(SURE_PROPOSALS, len(part))).values.mean()) if len(part) else 0.0
+                 for part in foreground.split([len(p) for p in proposals])]
     detections = model.transform.postprocess(detections, batch.image_sizes, original_sizes)
     padded_height = batch.tensors.shape[-2]
     vectors = []
@@ -403,7 +407,7 @@ def iter_image_measures(model, images: Sequence, threshold: float | None = None,
             for k, (index, name, tensor) in enumerate(batch):
                 parts = _measure(detections[k], probabilities[k], detections[half + k], int(tensor.shape[-1]), threshold)
                 measures.append(ImageMeasures(index, name, *parts, features=vectors[k],
-                                              low_confidence=1.0 - most_sure[k]))
+                                              low_confidence=1.0 - 0.5 * (most_sure[k] + most_sure[half + k])))
             yield RankingProgress(len(measures), len(items) - failed)
     finally:
         previous.apply(model)
