@@ -9,8 +9,9 @@ images and trains a ``cpu``-preset model from scratch (``--first-steps``); every
 far (``--steps``):
 
 - random: the next 16 of a random order of the pool;
-- rank: the 16 first of :func:`rank_images` (uncertainty, class confusion, mirror disagreement,
-  diversity) over the images not labeled yet, with the model of the round before.
+- rank: the 16 first of :func:`rank_images` (the default ranking: percentiles of uncertainty, class
+  confusion, mirror disagreement and low confidence, then the diversity term among the 48 most
+  informative) over the images not labeled yet, with the model of the round before.
 
 After each round the model's AP@0.5 on the test images is measured. The figure: the number of
 labeled images with which ``rank``'s order first reaches random order's final AP@0.5 (after

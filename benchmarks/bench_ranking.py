@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _active import UNSEEN, ap50, auroc, new_model, styled_sample, train  # noqa: E402
 from _common import report  # noqa: E402
 
-from napari_faster_rcnn.core.prediction.ranking import rank_images  # noqa: E402
+from napari_faster_rcnn.core.prediction.ranking import RankingWeights, rank_images  # noqa: E402
 
 TARGET_AUROC = 0.8
 
@@ -41,6 +41,9 @@ def main(argv=None) -> int:
     parser.add_argument("--pool", type=int, default=128, help="images ranked: half plain, half unseen styles")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--weights", metavar="U,C,D,L,DIV",
+                        help="RankingWeights(uncertainty, confusion, disagreement, low_confidence, diversity) "
+                             "to try instead of the defaults")
     parser.add_argument("--check", action="store_true", help=f"exit 1 when the AUROC is below {TARGET_AUROC}")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -62,7 +65,8 @@ def main(argv=None) -> int:
         pool.append(styled_sample(args.seed + 3000, index, UNSEEN[index % len(UNSEEN)])[0])
         unseen.append(True)
     start = time.perf_counter()
-    ranking = rank_images(model, pool, batch_size=16)
+    weights = RankingWeights(*(float(w) for w in args.weights.split(","))) if args.weights else RankingWeights()
+    ranking = rank_images(model, pool, batch_size=16, weights=weights)
     ranked = time.perf_counter() - start
     index_of = {score.image: int(score.image.split()[-1]) for score in ranking}
     order = np.empty(len(pool))
@@ -88,6 +92,8 @@ def main(argv=None) -> int:
            rows, {"auroc": round(value, 4), "ap50_plain": round(ap, 4), "train_steps": args.steps,
                   "train_images": args.train, "pool": args.pool, "rank_seconds": round(ranked, 1),
                   "train_seconds": round(trained, 1), "threads": args.threads,
+                  "weights": [weights.uncertainty, weights.confusion, weights.disagreement, weights.low_confidence,
+                              weights.diversity],
                   "load_average": [round(v, 2) for v in os.getloadavg()]})
     if args.check and value < TARGET_AUROC:
         print(f"FAILED: AUROC {value:.3f} below {TARGET_AUROC}", file=sys.stderr)

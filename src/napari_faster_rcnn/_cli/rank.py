@@ -17,13 +17,18 @@ by four measures of doubt:
   uncertainty    detections scoring near the score threshold (--score)
   confusion      boxes whose class the box head hesitates between
   disagreement   boxes the image and its mirror image do not agree on
-  low_confidence no proposal the model is sure is an object (1 - the highest
-                 foreground probability): images unlike the training images
+  low_confidence no proposal the model is sure is an object (1 - the mean
+                 foreground probability of its 3 surest proposals, image and
+                 mirror image averaged): images unlike the training images
 
-The ranking is greedy: each next image is the one of highest mean of the four
-(its informativeness) minus --diversity times its cosine similarity (its
-redundancy) to the images ranked before it, on the model's pooled features,
-so that the top images are not near-duplicates. "score" is that value.
+Each measure is put on a common scale, its percentile among the images ranked
+(so that none counts more for being larger), and the informativeness is their
+weighted mean (low_confidence 8, disagreement 2, uncertainty 1, confusion 1).
+The first max(K, 16) images are then chosen greedily among the 3 x max(K, 16)
+most informative: each next one of highest informativeness minus --diversity
+times its cosine similarity (its redundancy) to the images chosen before it, on
+the model's pooled features, so that the top images are not near-duplicates;
+"score" is that value. The rest follow by informativeness.
 --json prints one JSON list of objects with image (plane, tile), score and the parts of the score.
 """
 
@@ -44,7 +49,8 @@ def configure(parser) -> None:
     parser.add_argument("--score", type=float, metavar="S",
                         help="the score threshold detections are judged against (default: the checkpoint's, 0.5)")
     parser.add_argument("--diversity", type=float, default=0.5, metavar="D",
-                        help="how much similarity to an image ranked higher costs (default 0.5; 0: none)")
+                        help="how much similarity to an image ranked higher costs among the first max(K, 16) "
+                             "(default 0.5; 0: none)")
     parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="images per forward pass (default 4)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                         help="where the model runs (default auto: a CUDA GPU, else MPS, else the CPU)")

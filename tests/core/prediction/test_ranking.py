@@ -19,10 +19,13 @@ from napari_faster_rcnn.core.prediction.ranking import (
     confusion_of,
     disagreement_of,
     find_unlabeled_images,
+    iter_image_measures,
     order_by_usefulness,
+    percentiles,
     rank_images,
     uncertainty_of,
 )
+from napari_faster_rcnn.core.progress import run_to_end
 
 CLASSES = ["circle", "square", "triangle"]
 
@@ -89,32 +92,132 @@ def test_disagreement_matches_a_brute_force_pairing():
 
 
 def measures(parts, features):
-    return [ImageMeasures(k, f"image {k}", *p, detections=0, features=np.asarray(f, float))
+    return [ImageMeasures(k, f"image {k}", *p[:3], detections=0, features=np.asarray(f, float),
+                          low_confidence=p[3] if len(p) > 3 else 0.0)
             for k, (p, f) in enumerate(zip(parts, features))]
 
 
-def test_without_diversity_the_order_is_by_informativeness():
+def brute_force_percentiles(values):
+    """Each value's share of the other values below it, ties counting half, one by one."""
+    values = list(values)
+    if len(values) == 1:
+        return [0.5]
+    return [sum((w < v) + 0.5 * (w == v) for j, w in enumerate(values) if j != i) / (len(values) - 1)
+            for i, v in enumerate(values)]
+
+
+def brute_force_informativeness(parts, weights=RankingWeights()):
+    parts = np.asarray(parts, float)
+    columns = [brute_force_percentiles(parts[:, k]) for k in range(parts.shape[1])]
+    mix = [weights.uncertainty, weights.confusion, weights.disagreement, weights.low_confidence][:parts.shape[1]]
+    return [sum(w * c[i] for w, c in zip(mix, columns)) / sum(mix) for i in range(len(parts))]
+
+
+def test_percentiles_match_a_brute_force_count():
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 5, 40).astype(float)  # many ties
+    assert percentiles(values) == pytest.approx(brute_force_percentiles(values))
+    assert percentiles(np.array([0.3])) == pytest.approx([0.5])
+    assert percentiles(np.array([2.0, 1.0, 3.0])) == pytest.approx([0.5, 0.0, 1.0])
+    assert len(percentiles(np.zeros(0))) == 0
+
+
+def test_without_diversity_the_order_is_by_the_weighted_mean_of_percentiles():
     rng = np.random.default_rng(1)
-    parts = rng.uniform(0, 1, (20, 3))
+    parts = rng.uniform(0, 1, (20, 4))
+    parts[:, 0] = np.round(parts[:, 0], 1)  # ties
     ranking = order_by_usefulness(measures(parts, rng.normal(size=(20, 5))), RankingWeights(diversity=0.0))
-    assert [s.image for s in ranking] == [f"image {k}" for k in np.argsort(-parts.mean(axis=1), kind="stable")]
+    expected = brute_force_informativeness(parts)
+    assert [s.image for s in ranking] == [f"image {k}" for k in np.argsort(-np.array(expected), kind="stable")]
     assert [s.rank for s in ranking] == list(range(1, 21))
     assert all(s.score == pytest.approx(s.informativeness) for s in ranking)
+    assert sorted(s.informativeness for s in ranking) == pytest.approx(sorted(expected))
 
 
-def test_diversity_keeps_near_duplicates_out_of_the_top():
-    # images 0 and 1 are the most informative and alike; image 2 a little less informative and different
-    parts = [(0.9, 0.9, 0.9), (0.88, 0.88, 0.88), (0.7, 0.7, 0.7), (0.1, 0.1, 0.1)]
-    features = [[1, 0, 0], [1, 0.01, 0], [0, 1, 0], [0, 0, 1]]
+def test_no_part_outweighs_the_others_by_its_scale():
+    """Parts count by their order among the images, not their size: squashing one part's values
+    into a narrow range (the same order) leaves the ranking as it was."""
+    rng = np.random.default_rng(2)
+    parts = rng.uniform(0, 1, (30, 4))
+    features = rng.normal(size=(30, 6))
+    squashed = parts.copy()
+    squashed[:, 0] = 0.9 + 0.01 * parts[:, 0] ** 2  # uncertainty near 1 everywhere, as with a weak model
+    squashed[:, 3] = 0.001 * parts[:, 3]  # low_confidence near 0 everywhere, as with a strong model
+    before = [s.image for s in order_by_usefulness(measures(parts, features))]
+    after = [s.image for s in order_by_usefulness(measures(squashed, features))]
+    assert after == before
+
+
+def test_an_image_the_model_is_sure_of_ranks_below_one_it_is_not_sure_of():
+    # all alike but for low_confidence: 1 - the highest foreground probability of any proposal
+    sure = (0.5, 0.3, 0.2, 0.01)  # an object at foreground probability 0.99
+    unsure = (0.5, 0.3, 0.2, 0.60)  # no proposal above 0.4
+    others = [(0.5, 0.3, 0.2, 0.1)] * 4
+    ranking = order_by_usefulness(measures([sure, unsure] + others, np.eye(6)), RankingWeights(diversity=0.0))
+    names = [s.image for s in ranking]
+    assert names[0] == "image 1" and names[-1] == "image 0"
+    # low_confidence outweighs one other part pulling the other way (the default weights)
+    sure_but_doubtful = (0.9, 0.3, 0.2, 0.01)
+    ranking = order_by_usefulness(measures([sure_but_doubtful, unsure] + others, np.eye(6)),
+                                  RankingWeights(diversity=0.0))
+    assert [s.image for s in ranking].index("image 1") < [s.image for s in ranking].index("image 0")
+
+
+def brute_force_order(parts, features, weights, top=None):
+    """The greedy order of the module docstring, written out plainly."""
+    informativeness = np.array(brute_force_informativeness(parts, weights))
+    features = np.asarray(features, float)
+    features = features - features.mean(axis=0)
+    features = features / np.linalg.norm(features, axis=1, keepdims=True)
+    group = max(top or 0, 16)
+    left = sorted(range(len(parts)), key=lambda k: (-informativeness[k], k))
+    chosen = []
+    while left and (top is None or len(chosen) < top):
+        if len(chosen) < group:
+            def adjusted(k):
+                similarity = max([max(0.0, float(features[k] @ features[j])) for j in chosen] or [0.0])
+                return informativeness[k] - weights.diversity * similarity
+            candidates = left[:3 * group]
+            best = max(candidates, key=lambda k: (adjusted(k), -candidates.index(k)))
+        else:
+            best = left[0]
+        chosen.append(best)
+        left.remove(best)
+    return [f"image {k}" for k in chosen]
+
+
+def test_diversity_keeps_near_duplicates_out_of_the_top_group_only():
+    rng = np.random.default_rng(5)
+    count = 80
+    parts = rng.uniform(0, 1, (count, 4))
+    # five tight clusters of near-duplicates (cosine > 0.99 within a cluster)
+    centres = rng.normal(size=(5, 8))
+    features = centres[np.arange(count) % 5] + 0.01 * rng.normal(size=(count, 8))
+    weights = RankingWeights()
+    diverse = order_by_usefulness(measures(parts, features), weights)
     plain = order_by_usefulness(measures(parts, features), RankingWeights(diversity=0.0))
-    diverse = order_by_usefulness(measures(parts, features), RankingWeights(diversity=0.5), top=2)
-    assert [s.image for s in plain[:2]] == ["image 0", "image 1"]
-    assert [s.image for s in diverse] == ["image 0", "image 2"]
-    assert diverse[0].redundancy == 0.0 and diverse[1].score <= diverse[0].score
-    full = order_by_usefulness(measures(parts, features))
-    assert all(a.score >= b.score for a, b in zip(full, full[1:]))  # scores fall along the ranking
-    assert [s.image for s in full] == ["image 0", "image 2", "image 1", "image 3"]
-    assert full[2].redundancy > 0.9
+    assert [s.image for s in diverse] == brute_force_order(parts, features, weights)
+    assert [s.image for s in order_by_usefulness(measures(parts, features), weights, top=20)] == \
+        brute_force_order(parts, features, weights, top=20)
+    cluster = {f"image {k}": k % 5 for k in range(count)}
+    # the top 5: one of each cluster; without the diversity term they repeat clusters
+    assert len({cluster[s.image] for s in diverse[:5]}) == 5
+    assert len({cluster[s.image] for s in plain[:5]}) < 5
+    # each of the first 16 is among the 48 most informative; after them the order is informativeness'
+    by_informativeness = [s.image for s in plain]
+    assert {s.image for s in diverse[:16]} <= set(by_informativeness[:48])
+    rest = [s.image for s in diverse[16:]]
+    assert rest == [name for name in by_informativeness if name in set(rest)]
+    assert all(s.redundancy == 0.0 and s.score == s.informativeness for s in diverse[16:])
+    assert diverse[0].redundancy == 0.0 and all(s.redundancy > 0.9 for s in diverse[5:16])
+    # one cluster but for the 71st most informative image: not chosen while 48 more informative are left
+    odd = int(by_informativeness[70].split()[-1])
+    features = np.ones((count, 8)) + 0.01 * rng.normal(size=(count, 8))
+    features[odd] = -5.0
+    weights = RankingWeights(diversity=1.0)
+    diverse = [s.image for s in order_by_usefulness(measures(parts, features), weights)]
+    assert diverse == brute_force_order(parts, features, weights)
+    assert diverse.index(f"image {odd}") >= 16
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +241,17 @@ def test_the_model_ranks_every_image_and_keeps_its_settings(model):
     assert (model.roi_heads.score_thresh, model.roi_heads.nms_thresh, model.roi_heads.detections_per_img) == before
     assert not model.training
     assert len(rank_images(model, images, top=2)) == 2
-    # batches do not change an image's measures
-    alone = {s.image: s.informativeness for s in rank_images(model, images[:1], batch_size=1)}
-    together = {s.image: s.informativeness for s in ranking}
-    assert alone["image 0"] == pytest.approx(together["image 0"], abs=1e-4)
+    # batches do not change an image's measures (its informativeness is relative to the images ranked with it)
+    alone = rank_images(model, images[:1], batch_size=1)[0].to_dict()
+    together = next(s for s in ranking if s.image == "image 0").to_dict()
+    for name in ("uncertainty", "confusion", "disagreement", "low_confidence"):
+        assert alone[name] == pytest.approx(together[name], abs=1e-4)
+    # the order is the one the measured parts give (weighted mean of percentiles, the diversity term)
+    features = [m.features for m in run_to_end(iter_image_measures(model, images, batch_size=4))]
+    parts = [[by_name[s.image][name] for name in ("uncertainty", "confusion", "disagreement", "low_confidence")]
+             for s in sorted(ranking, key=lambda s: int(s.image.split()[-1]))
+             for by_name in [{x.image: x.to_dict() for x in ranking}]]
+    assert [s.image for s in ranking] == brute_force_order(parts, features, RankingWeights())
 
 
 def test_an_image_and_its_mirror_image_disagree_alike(model):
@@ -152,9 +262,6 @@ def test_an_image_and_its_mirror_image_disagree_alike(model):
 
 def test_the_detections_are_the_models_own(model):
     """The parts called one by one give what the model's forward gives."""
-    from napari_faster_rcnn.core.prediction.ranking import iter_image_measures
-    from napari_faster_rcnn.core.progress import run_to_end
-
     images = [image for image, _ in make_synthetic_dataset(2, seed=6, height=64, width=64)]
     tensors = [torch.from_numpy(image).permute(2, 0, 1).float() / 255 for image in images]
     seen = []  # the box head's class probabilities of every proposal, as the model's own forward computes them
@@ -162,12 +269,14 @@ def test_the_detections_are_the_models_own(model):
     with torch.inference_mode():
         model.roi_heads.score_thresh = 0.01
         expected = [model([tensor])[0] for tensor in tensors]
+        for tensor in tensors:  # the mirror images
+            model([tensor.flip(-1)])
         model.roi_heads.score_thresh = 0.05
     hook.remove()
     measured = run_to_end(iter_image_measures(model, images, threshold=0.3, batch_size=2))
-    for output, measure, logits in zip(expected, measured, seen):
-        foreground = 1 - torch.softmax(logits, dim=-1)[:, 0]
-        assert measure.low_confidence == pytest.approx(1 - float(foreground.max()), abs=1e-4)
+    for output, measure, logits, mirror in zip(expected, measured, seen, seen[2:]):
+        surest = [np.sort((1 - torch.softmax(x, dim=-1)[:, 0]).numpy())[::-1][:3].mean() for x in (logits, mirror)]
+        assert measure.low_confidence == pytest.approx(1 - np.mean(surest), abs=1e-4)
         assert measure.detections == int((output["scores"] >= 0.3).sum())
         assert measure.uncertainty == pytest.approx(uncertainty_of(output["scores"].numpy()[
             output["scores"].numpy() >= 0.05], 0.3), abs=1e-4)

@@ -22,17 +22,27 @@ disagreement
     image's, among the boxes of either scoring at least ``t / 2``; a matched pair
     counts ``1 - IoU`` and an unmatched box 1, each weighted by its score.
 low_confidence
-    ``1 -`` the highest foreground probability (1 - background) the box head gives any of the
-    RPN's proposals: an image where the model is sure of no object at all, as on images unlike
-    the training images (an image truly without objects ranks high too).
+    ``1 -`` the mean foreground probability (1 - background) the box head gives the three RPN
+    proposals it is surest of (:data:`SURE_PROPOSALS`), averaged over the image and its mirror
+    image: an image where the model is sure of no object at all, as on images unlike the training
+    images (an image truly without objects ranks high too).
 
-``informativeness`` is their weighted mean (weights :class:`RankingWeights`). The
-diversity term then orders the images greedily: each next image is the one of
-highest ``informativeness - diversity * redundancy``, where ``redundancy`` is
-its highest cosine similarity (0 or more) to the images chosen before it, on
-the backbone's feature maps pooled over the image (centred on the pool's mean),
-so that near-duplicates do not fill the top. ``score`` is that value at the time
-the image was chosen, so scores fall along the ranking.
+The four are on different scales (uncertainty is near 1 on most images of a weak model,
+low_confidence near 0 on most images of a good one), so each is first put on a common one: its
+percentile within the images ranked together (the share of the other images with a lower value,
+ties counting half; 0.5 for a single image). ``informativeness`` is the weighted mean of the four
+percentiles (weights :class:`RankingWeights`; by default ``low_confidence`` counts most, as the one
+image-level sign of an image unlike the training images, then ``disagreement``), so it too lies in
+0-1 and is relative to the images ranked together.
+
+The diversity term then chooses the first ``max(top, 16)`` images (:data:`DIVERSITY_GROUP`; one
+round of labeling) greedily among the ``3 x max(top, 16)`` most informative ones: each next image
+is the one of highest ``informativeness - diversity * redundancy``, where ``redundancy`` is its
+highest cosine similarity (0 or more) to the images chosen before it, on the backbone's feature maps
+pooled over the image (centred on the pool's mean), so that near-duplicates do not fill the top.
+``score`` is that value at the time the image was chosen. The images after the first group follow
+in order of informativeness (``score`` = ``informativeness``, ``redundancy`` 0), so the diversity
+term does not reorder the whole list.
 """
 
 from __future__ import annotations
@@ -57,6 +67,7 @@ __all__ = [
     "iter_image_measures",
     "iter_ranking",
     "order_by_usefulness",
+    "percentiles",
     "rank_images",
     "uncertainty_of",
 ]
@@ -65,17 +76,27 @@ __all__ = [
 SCORE_FLOOR = 0.05
 #: Boxes of the image and its mirror image overlapping less than this are not a pair.
 MATCH_IOU = 0.1
+#: low_confidence looks at the mean foreground probability of so many proposals, the surest.
+SURE_PROPOSALS = 3
+#: The diversity term picks among the ``3 x max(top, DIVERSITY_GROUP)`` most informative images left.
+DIVERSITY_GROUP = 16
 
 
 @dataclass(frozen=True)
 class RankingWeights:
-    """How much each part counts: ``informativeness`` is the weighted mean of the four measures,
-    and ``diversity`` the penalty per unit of cosine similarity to an image ranked higher."""
+    """How much each part counts: ``informativeness`` is the weighted mean of the four measures'
+    percentiles within the images ranked together, and ``diversity`` the penalty per unit of cosine
+    similarity to an image ranked higher.
+
+    The defaults were chosen on one benchmark model and pool (``benchmarks/bench_ranking.py``, seed 0)
+    and held on other seeds and training lengths: ``low_confidence`` (no object the model is sure of)
+    tells images unlike the training images best, ``disagreement`` next.
+    """
 
     uncertainty: float = 1.0
     confusion: float = 1.0
-    disagreement: float = 1.0
-    low_confidence: float = 1.0
+    disagreement: float = 2.0
+    low_confidence: float = 8.0
     diversity: float = 0.5
 
     def __post_init__(self):
@@ -187,6 +208,18 @@ def disagreement_of(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, m
 # --- the ranking (numpy, no model) -------------------------------------------------------------
 
 
+def percentiles(values: np.ndarray) -> np.ndarray:
+    """Each value's share of the other values below it, ties counting half (0.5 for a single value)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    count = len(values)
+    if count <= 1:
+        return np.full(count, 0.5)
+    ordered = np.sort(values)
+    below = np.searchsorted(ordered, values, side="left")
+    equal = np.searchsorted(ordered, values, side="right") - below - 1  # others of the same value
+    return (below + 0.5 * equal) / (count - 1)
+
+
 def order_by_usefulness(measures: Sequence[ImageMeasures], weights: RankingWeights | None = None,
                         top: int | None = None) -> list[ImageScore]:
     """Rank measured images greedily, most useful first (see the module docstring); ``top``: only so many."""
@@ -196,24 +229,32 @@ def order_by_usefulness(measures: Sequence[ImageMeasures], weights: RankingWeigh
         return []
     parts = np.array([[m.uncertainty, m.confusion, m.disagreement, m.low_confidence] for m in measures],
                      dtype=np.float64)
+    parts = np.stack([percentiles(column) for column in parts.T], axis=1)
     mix = np.array([weights.uncertainty, weights.confusion, weights.disagreement, weights.low_confidence])
     informativeness = parts @ mix / mix.sum()
     features = np.stack([np.asarray(m.features, np.float64).ravel() for m in measures])
     features = features - features.mean(axis=0, keepdims=True)
     norms = np.linalg.norm(features, axis=1, keepdims=True)
     features = np.divide(features, norms, out=np.zeros_like(features), where=norms > 1e-12)
+    group = max(top or 0, DIVERSITY_GROUP)
+    by_informativeness = list(np.argsort(-informativeness, kind="stable"))  # ties: the earlier image
     redundancy = np.zeros(count)
-    left = np.ones(count, bool)
     ranked: list[ImageScore] = []
     for rank in range(1, (count if top is None else min(top, count)) + 1):
-        adjusted = np.where(left, informativeness - weights.diversity * redundancy, -np.inf)
-        chosen = int(np.argmax(adjusted))  # ties: the earlier image
-        left[chosen] = False
+        if rank <= group:  # the first group: the diversity term, among the 3 x group most informative left
+            candidates = np.array(by_informativeness[:3 * group])
+            adjusted = informativeness[candidates] - weights.diversity * redundancy[candidates]
+            best = int(np.argmax(adjusted))  # ties: the more informative image
+            chosen, score, similarity = int(candidates[best]), float(adjusted[best]), float(redundancy[candidates[best]])
+            redundancy = np.maximum(redundancy, np.clip(features @ features[chosen], 0.0, 1.0))
+        else:  # after it, by informativeness alone
+            best = 0
+            chosen = int(by_informativeness[0])
+            score, similarity = float(informativeness[chosen]), 0.0
+        by_informativeness.pop(best)
         m = measures[chosen]
-        ranked.append(ImageScore(m.image, float(adjusted[chosen]), rank, m.uncertainty, m.confusion, m.disagreement,
-                                 float(informativeness[chosen]), float(redundancy[chosen]), m.detections,
-                                 m.low_confidence))
-        redundancy = np.maximum(redundancy, np.clip(features @ features[chosen], 0.0, 1.0))
+        ranked.append(ImageScore(m.image, score, rank, m.uncertainty, m.confusion, m.disagreement,
+                                 float(informativeness[chosen]), similarity, m.detections, m.low_confidence))
     return ranked
 
 
@@ -284,7 +325,8 @@ def _forward_with_probabilities(model, tensors):
     probabilities = torch.softmax(logits, dim=-1).split([len(d["boxes"]) for d in detections])
     proposal_logits, _ = heads.box_predictor(heads.box_head(heads.box_roi_pool(features, proposals, batch.image_sizes)))
     foreground = 1.0 - torch.softmax(proposal_logits, dim=-1)[:, 0]
-    most_sure = [float(part.max()) if len(part) else 0.0 for part in foreground.split([len(p) for p in proposals])]
+    most_sure = [float(part.topk(min(SURE_PROPOSALS, len(part))).values.mean()) if len(part) else 0.0
+                 for part in foreground.split([len(p) for p in proposals])]
     detections = model.transform.postprocess(detections, batch.image_sizes, original_sizes)
     padded_height = batch.tensors.shape[-2]
     vectors = []
@@ -365,7 +407,7 @@ def iter_image_measures(model, images: Sequence, threshold: float | None = None,
             for k, (index, name, tensor) in enumerate(batch):
                 parts = _measure(detections[k], probabilities[k], detections[half + k], int(tensor.shape[-1]), threshold)
                 measures.append(ImageMeasures(index, name, *parts, features=vectors[k],
-                                              low_confidence=1.0 - most_sure[k]))
+                                              low_confidence=1.0 - 0.5 * (most_sure[k] + most_sure[half + k])))
             yield RankingProgress(len(measures), len(items) - failed)
     finally:
         previous.apply(model)
