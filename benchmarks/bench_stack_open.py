@@ -112,6 +112,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeat", type=int, default=10, help="page turns measured")
     parser.add_argument("--pause", type=float, default=0.4, help="seconds on a plane before the next one (next page)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also profile N page turns (jumps, painted) with cProfile and print the top functions")
     args = parser.parse_args(argv)
 
     import dask.array
@@ -160,6 +162,15 @@ def main(argv=None) -> dict:
         used = prefetcher.used if prefetcher is not None else 0
         next_pages = next_page_times(app, viewer, paint, args.planes, args.repeat, args.pause, cpu["next"])
         prefetched = (prefetcher.used - used) if prefetcher is not None else 0
+        if args.profile:
+            import cProfile
+            import pstats
+
+            profile = cProfile.Profile()
+            profile.enable()
+            page_times(viewer, paint, args.planes, args.profile)
+            profile.disable()
+            pstats.Stats(profile).sort_stats("cumulative").print_stats(45)
         from napari_faster_rcnn.layers import conventions
 
         limit, conventions.TEXT_LIMIT = conventions.TEXT_LIMIT, max(conventions.TEXT_LIMIT, args.boxes)
