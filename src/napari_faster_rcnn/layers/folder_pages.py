@@ -20,14 +20,14 @@ from pathlib import Path
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.labeling import FolderLabelStore
 from napari_faster_rcnn.layers.slice_view import SliceBoxes, paging_model, same_boxes
-from napari_faster_rcnn.layers.stack_labeling import NO_OBJECTS_KEY
+from napari_faster_rcnn.layers.stack_labeling import NO_OBJECTS_KEY, PlanePaging
 
 
 def _overwrite(paths) -> bool:
     return True  # napari's writer on a layer nobody labels overwrites, as for any other layer
 
 
-class FolderPages(SliceBoxes):
+class FolderPages(PlanePaging, SliceBoxes):
     """Show the page's boxes of a folder with stacks' planes as the dims slider moves (without a
     labeling session); the edits go into ``store``. Pressing
     :data:`~napari_faster_rcnn.layers.stack_labeling.NO_OBJECTS_KEY` marks the page shown as labeled."""
@@ -43,6 +43,7 @@ class FolderPages(SliceBoxes):
             self.store.mark([self.current])
 
     def disconnect(self, restore: bool = True) -> None:
+        self.stop_prefetching()
         if self._connected:
             bound = {str(key): function for key, function in self.layer.keymap.items()}
             if bound.get(NO_OBJECTS_KEY) is self._key:  # (a session that takes over binds its own)

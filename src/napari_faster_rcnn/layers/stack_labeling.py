@@ -418,18 +418,27 @@ def keep_shaders(viewer, layer) -> bool:
 
 class PlanePaging:
     """For a :class:`~.slice_view.SliceBoxes` paging a stack read as data (the reader's
-    :class:`StackPages`, Label boxes' session): page turns hand napari shapes built in the background
-    or filled in at once (see :class:`PlanePrefetcher`) to the layer, and the layer keeps its compiled
-    shaders (:func:`keep_shaders`). Put it before ``SliceBoxes`` in the bases; a folder's paging
-    (no ``planes_shape``) is left as it is."""
+    :class:`StackPages`, Label boxes' session) or the pages of a folder (the reader's
+    :class:`~.folder_pages.FolderPages`, a folder's layers in Label boxes): page turns hand napari
+    shapes built in the background or filled in at once (see :class:`PlanePrefetcher`) to the layer,
+    and the layer keeps its compiled shaders (:func:`keep_shaders`). Put it before ``SliceBoxes`` in
+    the bases; a 2-D layer is paged as ``SliceBoxes`` pages it."""
 
     prefetcher: PlanePrefetcher | None = None
+
+    def page_lead(self, index: int) -> tuple[int, ...] | None:
+        """What leads page ``index``'s vertices, as a tuple: a stack's plane coordinates, or ``(index,)``
+        for the pages of a folder or of a stack of images (None: a 2-D layer, paged as it is)."""
+        at = self.lead(index)
+        if at is None or isinstance(at, tuple):
+            return at
+        return (int(at),)
 
     def show(self, index: int) -> None:
         """Show plane ``index``: from the shapes built for it in the background when they still fit
         (see :class:`PlanePrefetcher`), else as :meth:`SliceBoxes.show` does; then the planes
         before and after it are built in the background."""
-        if self.planes_shape is None:
+        if self.page_lead(index) is None:
             super().show(index)
             return
         prefetcher = self.prefetcher
@@ -437,7 +446,7 @@ class PlanePaging:
             prefetcher = self.prefetcher = PlanePrefetcher(self.layer)
             keep_shaders(self.viewer, self.layer)
         annotation = self.annotations[index] if self.annotations else Annotation()
-        at = self.lead(index)
+        at = self.page_lead(index)
         view = None
         if index != self.current and len(annotation) and not conventions.windowed(len(annotation)):
             view = prefetcher.take(index, annotation, at, self.colors)
@@ -465,7 +474,7 @@ class PlanePaging:
             return
         count = len(self.annotations)
         colors = self.colors
-        self.prefetcher.request({near: (self.annotations[near], self.lead(near), colors)
+        self.prefetcher.request({near: (self.annotations[near], self.page_lead(near), colors)
                                  for near in (index + 1, index - 1) if 0 <= near < count})
 
     def stop_prefetching(self) -> None:

@@ -154,3 +154,16 @@ def test_an_rgb_multi_page_tiff_is_its_first_page(tmp_path, caplog, kind):
     np.testing.assert_array_equal(pixels, first)
     assert pixels.dtype == first.dtype and image_info(path) == (20, 30, first.dtype)
     assert stack_notes(caplog) == [f"{path}: a stack of 3 pages; read page 1 of 3 (stacks are not supported yet)"]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, bool])
+def test_a_gray_image_is_its_value_in_each_of_three_channels(dtype):
+    from napari_faster_rcnn.core.data.images import as_rgb, gray_to_rgb
+
+    gray = (np.random.default_rng(0).integers(0, 200, (37, 53)) > 90 if dtype is bool
+            else np.random.default_rng(0).integers(0, 200, (37, 53)).astype(dtype))
+    expected = np.repeat(gray[:, :, None], 3, axis=2)  # the reference: numpy's repeat
+    for rgb in (gray_to_rgb(gray), as_rgb(gray), as_rgb(gray[:, :, None]), as_rgb(gray[::2, ::3])[::1]):
+        assert rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == gray.dtype and rgb.flags.c_contiguous
+    np.testing.assert_array_equal(gray_to_rgb(gray), expected)
+    np.testing.assert_array_equal(as_rgb(gray[::2, ::3]), expected[::2, ::3])
