@@ -19,63 +19,21 @@ from pathlib import Path
 
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.labeling import FolderLabelStore
-from napari_faster_rcnn.layers.slice_view import SliceBoxes, paging_model, same_boxes
-from napari_faster_rcnn.layers.stack_labeling import NO_OBJECTS_KEY, PlanePaging
+from napari_faster_rcnn.layers.slice_view import paging_model
+from napari_faster_rcnn.layers.stack_labeling import StorePages
 
 
 def _overwrite(paths) -> bool:
     return True  # napari's writer on a layer nobody labels overwrites, as for any other layer
 
 
-class FolderPages(PlanePaging, SliceBoxes):
+class FolderPages(StorePages):
     """Show the page's boxes of a folder with stacks' planes as the dims slider moves (without a
     labeling session); the edits go into ``store``. Pressing
     :data:`~napari_faster_rcnn.layers.stack_labeling.NO_OBJECTS_KEY` marks the page shown as labeled."""
 
     def __init__(self, viewer, layer, store: FolderLabelStore):
-        self.store = store
-        super().__init__(viewer, layer, store.annotations, editable=True)
-        self._key = lambda target: self.mark_shown()
-        self._previous_key = layer.bind_key(NO_OBJECTS_KEY, self._key, overwrite=True)
-
-    def mark_shown(self) -> None:
-        if self.current is not None and self._connected:
-            self.store.mark([self.current])
-
-    def disconnect(self, restore: bool = True) -> None:
-        self.stop_prefetching()
-        if self._connected:
-            bound = {str(key): function for key, function in self.layer.keymap.items()}
-            if bound.get(NO_OBJECTS_KEY) is self._key:  # (a session that takes over binds its own)
-                self.layer.bind_key(NO_OBJECTS_KEY, self._previous_key, overwrite=True)
-        super().disconnect(restore)
-
-    @property
-    def annotations(self) -> list[Annotation]:
-        return self.store.annotations
-
-    @annotations.setter
-    def annotations(self, values) -> None:
-        for index, annotation in enumerate(list(values)):
-            if annotation is not self.store.annotations[index]:
-                self.store.set(index, annotation)
-
-    def commit(self) -> bool:
-        if self.current is None:
-            return False
-        annotation = self.read_current()
-        if self._shown is not None and same_boxes(annotation, self._shown):
-            return False
-        self.store.set(self.current, annotation)
-        self._shown = annotation
-        return True
-
-    def refresh(self) -> None:
-        self.store.sync()  # annotations replaced item by item (see paging_model)
-        super().refresh()
-
-    def _put(self, index: int, annotation: Annotation) -> None:
-        self.store.set(index, annotation)
+        super().__init__(viewer, layer, store)
 
     def write_files(self, destinations) -> list[Path]:
         """napari's writer saves the layer: each 2-D image's file, each stack's one file."""

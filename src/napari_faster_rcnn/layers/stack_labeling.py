@@ -483,15 +483,15 @@ class PlanePaging:
             self.prefetcher.cancel(stop=True)
 
 
-class StackPages(PlanePaging, SliceBoxes):
-    """Show the plane's boxes of a stack read as data as the dims slider moves (without a labeling
-    session); the edits go into ``store``. Drawing a box or pressing :data:`NO_OBJECTS_KEY` marks
-    the plane shown as labeled."""
+class StorePages(PlanePaging, SliceBoxes):
+    """The reader's paging of a box layer whose pages' boxes are all kept in a label store (a stack's
+    :class:`~napari_faster_rcnn.core.data.labeling.StackLabelStore`, a folder's
+    :class:`~napari_faster_rcnn.core.data.labeling.FolderLabelStore`), without a labeling session:
+    the edits go into ``store``, and pressing :data:`NO_OBJECTS_KEY` marks the page shown as labeled."""
 
-    def __init__(self, viewer, layer, store: StackLabelStore):
+    def __init__(self, viewer, layer, store, **options):
         self.store = store
-        super().__init__(viewer, layer, store.annotations, editable=True, planes_shape=store.shape)
-        layer.events.data.connect(self._on_data)
+        super().__init__(viewer, layer, store.annotations, editable=True, **options)
         self._key = lambda target: self.mark_shown()
         self._previous_key = layer.bind_key(NO_OBJECTS_KEY, self._key, overwrite=True)
 
@@ -527,6 +527,24 @@ class StackPages(PlanePaging, SliceBoxes):
         if self.current is not None and self._connected:
             self.store.mark([self.current])
 
+    def disconnect(self, restore: bool = True) -> None:
+        self.stop_prefetching()
+        if self._connected:
+            bound = {str(key): function for key, function in self.layer.keymap.items()}
+            if bound.get(NO_OBJECTS_KEY) is self._key:  # (a session that takes over binds its own)
+                self.layer.bind_key(NO_OBJECTS_KEY, self._previous_key, overwrite=True)
+        super().disconnect(restore)
+
+
+class StackPages(StorePages):
+    """Show the plane's boxes of a stack read as data as the dims slider moves (without a labeling
+    session); the edits go into ``store``. Drawing a box or pressing :data:`NO_OBJECTS_KEY` marks
+    the plane shown as labeled."""
+
+    def __init__(self, viewer, layer, store: StackLabelStore):
+        super().__init__(viewer, layer, store, planes_shape=store.shape)
+        layer.events.data.connect(self._on_data)
+
     def _on_data(self, event=None) -> None:
         if not str(getattr(event, "action", "")).endswith("ing") and self.layer.nshapes and self._connected:
             self.take_strays()
@@ -534,12 +552,8 @@ class StackPages(PlanePaging, SliceBoxes):
                 self.mark_shown()
 
     def disconnect(self, restore: bool = True) -> None:
-        self.stop_prefetching()
         if self._connected:
             self.layer.events.data.disconnect(self._on_data)
-            bound = {str(key): function for key, function in self.layer.keymap.items()}
-            if bound.get(NO_OBJECTS_KEY) is self._key:  # (a session that takes over binds its own)
-                self.layer.bind_key(NO_OBJECTS_KEY, self._previous_key, overwrite=True)
         super().disconnect(restore)
 
     def stack_annotation(self) -> Annotation:
