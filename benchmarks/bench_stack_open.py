@@ -81,8 +81,9 @@ def timed(function, paint, cpu: list | None = None) -> float:
     return time.perf_counter() - start
 
 
-def page_times(viewer, paint, planes: int, repeat: int, cpu: list | None = None) -> list[float]:
-    steps = [(k * 7 + 3) % planes for k in range(repeat)]
+def page_times(viewer, paint, planes: int, repeat: int, cpu: list | None = None, first: int = 0) -> list[float]:
+    """Jumps of 7 planes among ``planes`` (the slider's steps ``first`` to ``first + planes - 1``), painted."""
+    steps = [first + (k * 7 + 3) % planes for k in range(repeat)]
     return [timed(lambda s=s: viewer.dims.set_current_step(0, s), paint, cpu) for s in steps]
 
 
@@ -94,11 +95,13 @@ def idle(app, seconds: float) -> None:
         time.sleep(0.01)
 
 
-def next_page_times(app, viewer, paint, planes: int, repeat: int, pause: float, cpu: list | None = None) -> list[float]:
-    """The next plane (``n``, the slider's arrow) after ``pause`` seconds on the plane shown, painted."""
+def next_page_times(app, viewer, paint, planes: int, repeat: int, pause: float, cpu: list | None = None,
+                    first: int = 0) -> list[float]:
+    """The next plane (``n``, the slider's arrow) after ``pause`` seconds on the plane shown, painted
+    (among the slider's steps ``first`` to ``first + planes - 1``)."""
     times = []
     for _ in range(repeat):
-        step = (int(viewer.dims.current_step[0]) + 1) % planes
+        step = first + (int(viewer.dims.current_step[0]) - first + 1) % planes
         idle(app, pause)
         times.append(timed(lambda s=step: viewer.dims.set_current_step(0, s), paint, cpu))
     return times
