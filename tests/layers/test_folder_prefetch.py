@@ -7,7 +7,7 @@ import tifffile
 
 from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
 from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles
-from napari_faster_rcnn.layers import slice_view, stack_labeling
+from napari_faster_rcnn.layers import page_prefetch, slice_view
 from napari_faster_rcnn.layers.folder_pages import FolderPages
 from tests.conftest import write_image
 from tests.layers.test_stack_prefetch import assert_same, layer_boxes, state, turn
@@ -50,7 +50,7 @@ def test_a_folders_next_page_is_prebuilt_and_shows_as_the_public_path_does(make_
     _, shapes = viewer.open(mixed_folder(tmp_path), plugin=PLUGIN)
     shapes.text.visible = False  # (labels drawn: nothing is built in the background)
     model = slice_view.paging_model(shapes)
-    assert isinstance(model, FolderPages) and isinstance(model, stack_labeling.PlanePaging)
+    assert isinstance(model, FolderPages) and isinstance(model, page_prefetch.PlanePaging)
     viewer.dims.set_current_step(0, 0)
     model.prefetch_around(model.current)
     for page in (1, 2, 3):  # b.png, then the stack's planes 0 and 1: each the page after the one shown
@@ -83,7 +83,7 @@ def test_an_edit_on_a_prebuilt_folder_page_goes_to_its_file_and_a_stale_build_ne
     _, shapes = viewer.open(folder, plugin=PLUGIN)
     session = labeling_session(viewer, shapes, autosave=False)
     shapes.text.visible = False  # (labels drawn: nothing is built in the background)
-    assert isinstance(session, stack_labeling.PlanePaging) and session.page_lead(1) == (1,)
+    assert isinstance(session, page_prefetch.PlanePaging) and session.page_lead(1) == (1,)
     viewer.dims.set_current_step(0, 0)  # a.png (napari starts in the middle)
     session.prefetch_around(session.current)
     turn(viewer, session, 1)  # b.png, prebuilt

@@ -7,7 +7,7 @@ import tifffile
 
 from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
 from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, rectangles_to_boxes
-from napari_faster_rcnn.layers import slice_view, stack_labeling
+from napari_faster_rcnn.layers import page_prefetch, slice_view, stack_labeling
 
 PLUGIN = "napari-faster-rcnn"
 
@@ -135,7 +135,7 @@ def test_filled_in_rectangles_are_napari_own(lead, triangulation):
     boxes[:5] = np.round(boxes[:5])
     vertices = slice_view.rectangles_at(boxes, lead)
     order = tuple(range(len(lead) + 2))
-    made = stack_labeling.make_rectangles(Rectangle, vertices, 1, order, 2)
+    made = page_prefetch.make_rectangles(Rectangle, vertices, 1, order, 2)
     if made is None:  # napari's rectangles differ from box to box there: left to napari's constructor
         assert triangulation != "bermuda"
         return
@@ -153,8 +153,8 @@ def test_an_empty_box_or_another_rectangle_class_is_left_to_napari():
             self._extra = np.zeros(3)
 
     boxes = np.array([[1.0, 1.0, 5.0, 5.0], [3.0, 3.0, 3.0, 9.0]])  # the second: no width
-    assert stack_labeling.make_rectangles(Rectangle, slice_view.rectangles_at(boxes, (0,)), 1, (0, 1, 2), 2) is None
-    assert stack_labeling.make_rectangles(Other, slice_view.rectangles_at(boxes[:1], (0,)), 1, (0, 1, 2), 2) is None
+    assert page_prefetch.make_rectangles(Rectangle, slice_view.rectangles_at(boxes, (0,)), 1, (0, 1, 2), 2) is None
+    assert page_prefetch.make_rectangles(Other, slice_view.rectangles_at(boxes[:1], (0,)), 1, (0, 1, 2), 2) is None
 
 
 def test_a_stale_prefetch_never_shows_after_edits_on_neighbouring_planes(make_napari_viewer, tmp_path):
@@ -204,7 +204,7 @@ def test_drawing_and_deleting_on_a_prefetched_plane_goes_to_the_store(make_napar
 
 
 def test_without_napari_internals_the_public_path_pages(make_napari_viewer, tmp_path, monkeypatch):
-    monkeypatch.setattr(stack_labeling, "shape_internals", lambda: None)
+    monkeypatch.setattr(page_prefetch, "shape_internals", lambda: None)
     viewer = make_napari_viewer()
     shapes, model = open_paged(viewer, tmp_path)
     for plane in (1, 2, 1):
@@ -237,7 +237,7 @@ def test_the_labeling_session_pages_a_stack_the_same_way(make_napari_viewer, tmp
     viewer = make_napari_viewer()
     shapes, _ = open_paged(viewer, tmp_path)
     session = labeling_session(viewer, shapes, autosave=False)
-    assert isinstance(session, stack_labeling.PlanePaging) and session.is_stack
+    assert isinstance(session, page_prefetch.PlanePaging) and session.is_stack
     turn(viewer, session, 1)
     (rectangle,) = boxes_to_rectangles(np.array([[30.0, 20.0, 40.0, 30.0]]))
     shapes.add_rectangles([np.concatenate([np.full((4, 1), 1.0), rectangle], axis=1)])  # drawn on plane 1

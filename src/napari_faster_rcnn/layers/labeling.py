@@ -46,7 +46,7 @@ from napari_faster_rcnn.core.data.labeling import (
     index_plane,
     plane_index,
 )
-from napari_faster_rcnn.layers import conventions, stack_labeling
+from napari_faster_rcnn.layers import conventions, page_prefetch, stack_labeling
 from napari_faster_rcnn.layers.box_layers import find_image_layer, layer_annotations, new_box_layer
 from napari_faster_rcnn.layers.label_classes import ClassEditing
 from napari_faster_rcnn.layers.slice_view import SLICE_MODEL, SliceBoxes, keep_with_layer, paging_model, same_boxes
@@ -69,7 +69,7 @@ def _refuse_overwrite(paths: list[Path]) -> bool:
     return False
 
 
-class LabelingSession(ClassEditing, stack_labeling.PlanePaging, SliceBoxes):
+class LabelingSession(ClassEditing, page_prefetch.PlanePaging, SliceBoxes):
     """Label a box layer (one image or a stack): classes, navigation, saving.
 
     Parameters
