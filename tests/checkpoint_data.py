@@ -63,3 +63,39 @@ class RunsCode:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
+
+
+def shapes_frames(folder: Path, count: int, seed: int = 3, size: int = 64):
+    """``count`` synthetic-shapes images written under ``folder / "shapes"``: their PNGs, and their first
+    channels stacked as the frames of a gray stack ``(count, size, size)``."""
+    from napari_faster_rcnn.core.data.images import read_image
+    from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset
+
+    dataset = write_synthetic_dataset(Path(folder) / "shapes", count, seed=seed, height=size, width=size)
+    pngs = sorted((dataset / "input").glob("*.png"))
+    return pngs, np.stack([read_image(p)[:, :, 0] for p in pngs])
+
+
+def raw_detections(checkpoint: Path, images) -> list:
+    """The checkpoint's raw detections of ``images`` (paths or arrays), made without any widget."""
+    from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
+    from napari_faster_rcnn.core.prediction.run import predict_images
+
+    loaded = load_checkpoint(checkpoint)
+    records, _ = predict_images(loaded.model, list(images), loaded.classes)
+    return [record.annotation for record in records]
+
+
+def loaded_predict_widget(viewer, qtbot, checkpoint: Path, score: float | None = None):
+    """A Predict widget docked in ``viewer`` with ``checkpoint`` loaded, tiling off (and ``score`` set)."""
+    from napari_faster_rcnn._widgets.predict import PredictWidget
+
+    widget = PredictWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.path.setText(str(checkpoint))
+    assert widget.load() is not None
+    qtbot.waitUntil(widget.load_button.isEnabled, timeout=60_000)
+    widget.tile.setValue(0)
+    if score is not None:
+        widget.score.setValue(score)
+    return widget

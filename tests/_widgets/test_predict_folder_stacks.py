@@ -3,19 +3,21 @@ stack is predicted, as the command line predicts it, and shown as pages of the f
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import tifffile
 
-from napari_faster_rcnn._widgets.predict import FOLDER, PredictWidget
+from napari_faster_rcnn._widgets.predict import FOLDER
 from napari_faster_rcnn.core.data.annotations import load_annotation
-from napari_faster_rcnn.core.data.images import read_image, read_plane
-from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset
-from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
-from napari_faster_rcnn.core.prediction.run import predict_images
+from napari_faster_rcnn.core.data.images import read_plane
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.predictions import prediction_pages
-from tests.checkpoint_data import assert_same_detections, tiny_checkpoint
+from tests.checkpoint_data import (
+    assert_same_detections,
+    loaded_predict_widget,
+    raw_detections,
+    shapes_frames,
+    tiny_checkpoint,
+)
 
 PLUGIN = "napari-faster-rcnn"
 
@@ -26,30 +28,20 @@ def mixed(tmp_path_factory):
     and plane (made without the widget) and the checkpoint."""
     checkpoint = tiny_checkpoint(tmp_path_factory)
     root = tmp_path_factory.mktemp("mixed")
-    shapes = write_synthetic_dataset(root / "shapes", 5, seed=3, height=64, width=64)
-    pngs = sorted((shapes / "input").glob("*.png"))
+    pngs, frames = shapes_frames(root, 5)
     folder = root / "mixed"
     folder.mkdir()
     for name, png in zip(("a", "b"), pngs[:2]):
         (folder / f"{name}.png").write_bytes(png.read_bytes())
-    frames = np.stack([read_image(p)[:, :, 0] for p in pngs[2:]])
-    tifffile.imwrite(folder / "movie.tif", frames, photometric="minisblack")
-    loaded = load_checkpoint(checkpoint)
+    tifffile.imwrite(folder / "movie.tif", frames[2:], photometric="minisblack")
     images = [folder / "a.png", folder / "b.png"] + [read_plane(folder / "movie.tif", (t,)) for t in range(3)]
-    records, _ = predict_images(loaded.model, images, loaded.classes)
-    return checkpoint, folder, [record.annotation for record in records]
+    return checkpoint, folder, raw_detections(checkpoint, images)
 
 
 def test_the_folder_mode_predicts_every_plane_of_a_stack_in_the_folder(make_napari_viewer, qtbot, mixed, tmp_path):
     checkpoint, folder, raw = mixed
     viewer = make_napari_viewer()
-    widget = PredictWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    widget.path.setText(str(checkpoint))
-    assert widget.load() is not None
-    qtbot.waitUntil(widget.load_button.isEnabled, timeout=60_000)
-    widget.tile.setValue(0)
-    widget.score.setValue(0.2)
+    widget = loaded_predict_widget(viewer, qtbot, checkpoint, score=0.2)
     widget.target.setCurrentText(FOLDER)
     widget.folder.setText(str(folder))
     assert widget.predict() is not None
@@ -88,12 +80,7 @@ def test_a_folder_of_stacks_alone_predicts_every_plane_of_each_stack(make_napari
     viewer.open(str(stacks), plugin=PLUGIN)
     assert [layer.name for layer in viewer.layers] == ["stacks", "stacks boxes"]
     viewer.layers.remove("stacks")  # the folder's image layer closed: opened again to predict
-    widget = PredictWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    widget.path.setText(str(checkpoint))
-    assert widget.load() is not None
-    qtbot.waitUntil(widget.load_button.isEnabled, timeout=60_000)
-    widget.tile.setValue(0)
+    widget = loaded_predict_widget(viewer, qtbot, checkpoint)
     widget.target.setCurrentText(FOLDER)
     widget.folder.setText(str(stacks))
     assert widget.predict() is not None

@@ -11,18 +11,21 @@ import tifffile
 import torch
 
 from napari_faster_rcnn._widgets.evaluate import EvaluateWidget
-from napari_faster_rcnn._widgets.predict import CURRENT, PLANES, STACK, PredictWidget
+from napari_faster_rcnn._widgets.predict import CURRENT, PLANES, STACK
 from napari_faster_rcnn._widgets.tune_predictions import TunePredictionsWidget
 from napari_faster_rcnn.core.data.annotations import THRESHOLDS_FILE, Annotation, load_annotation
 from napari_faster_rcnn.core.data.images import read_plane
-from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset
-from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
-from napari_faster_rcnn.core.prediction.run import predict_images
 from napari_faster_rcnn.core.prediction.thresholds import Thresholds, apply_thresholds
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.predictions import prediction_pages
 from napari_faster_rcnn.layers.stack_labeling import labeled_planes
-from tests.checkpoint_data import assert_same_detections, tiny_checkpoint
+from tests.checkpoint_data import (
+    assert_same_detections,
+    loaded_predict_widget,
+    raw_detections,
+    shapes_frames,
+    tiny_checkpoint,
+)
 
 PLUGIN = "napari-faster-rcnn"
 SCORE = 0.2  # the untrained model's scores lie near 0.25: some boxes pass this
@@ -37,27 +40,15 @@ def checkpoint(tmp_path_factory):
 def movie(tmp_path_factory, checkpoint):
     """A 6-frame 64 x 64 stack of synthetic shapes, and each plane's raw detections made without the widget."""
     root = tmp_path_factory.mktemp("movie")
-    dataset = write_synthetic_dataset(root / "shapes", 6, seed=3, height=64, width=64)
-    from napari_faster_rcnn.core.data.images import read_image
-
-    frames = np.stack([read_image(p)[:, :, 0] for p in sorted((dataset / "input").glob("*.png"))])
+    _, frames = shapes_frames(root, 6)
     path = root / "stack" / "movie.tif"
     path.parent.mkdir()
     tifffile.imwrite(path, frames, photometric="minisblack")
-    loaded = load_checkpoint(checkpoint)
-    records, _ = predict_images(loaded.model, [read_plane(path, (t,)) for t in range(6)], loaded.classes)
-    return path, [record.annotation for record in records]
+    return path, raw_detections(checkpoint, [read_plane(path, (t,)) for t in range(6)])
 
 
 def loaded_widget(viewer, qtbot, path):
-    widget = PredictWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    widget.path.setText(str(path))
-    assert widget.load() is not None
-    qtbot.waitUntil(widget.load_button.isEnabled, timeout=60_000)
-    widget.tile.setValue(0)
-    widget.score.setValue(SCORE)
-    return widget
+    return loaded_predict_widget(viewer, qtbot, path, score=SCORE)
 
 
 def run(qtbot, widget):
