@@ -7,8 +7,9 @@ from torchvision.ops import box_iou, nms
 
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.boxes import usable_boxes
-from napari_faster_rcnn.core.prediction import calibration
-from napari_faster_rcnn.core.prediction.calibration import calibrate, greedy_nms, nms_edges, nms_survivors
+from napari_faster_rcnn.core.prediction import nms_pairs
+from napari_faster_rcnn.core.prediction.calibration import calibrate
+from napari_faster_rcnn.core.prediction.nms_pairs import greedy_nms, nms_edges, nms_survivors
 from napari_faster_rcnn.core.prediction.thresholds import DetectionSet, Thresholds, apply_thresholds
 
 CLASSES = ("cat", "dog")
@@ -186,7 +187,7 @@ def test_ties_and_duplicates_match_the_brute_force_at_every_nms_value(seed):
 def test_crowded_images_take_the_grid_with_the_same_result(monkeypatch):
     truths, raws = tied_scene(2, images=12)
     swept = calibrate(truths, raws, "f1", nms_candidates=NMS).to_dict()
-    monkeypatch.setattr(calibration, "_DENSE_PAIRS", 0)  # every pair found counts as crowded
+    monkeypatch.setattr(nms_pairs, "_DENSE_PAIRS", 0)  # every pair found counts as crowded
     assert calibrate(truths, raws, "f1", nms_candidates=NMS).to_dict() == swept
 
 
