@@ -67,3 +67,32 @@ def crowded_annotation(count: int, size: int, classes, seed: int = 0):
     corner = rng.integers(0, (size - 40) * 8, (count, 2)) / 8
     boxes = np.concatenate([corner, corner + rng.integers(8, 30 * 8, (count, 2)) / 8], axis=1)
     return Annotation(boxes, [classes[k] for k in rng.integers(0, len(classes), count)], classes=list(classes))
+
+
+def mixed_folder(tmp_path, side: int = 64, planes: int = 4):
+    """A dataset folder mixing 2-D images and a stack: a.png and b.png (``side`` px, random RGB; a.png
+    labeled with one box) and movie.tif, a ``(planes, side, side)`` uint16 stack with one box on plane 1,
+    its one labeled plane. Returns ``(folder, {name: pixels of the PNG}, the stack's pixels)``."""
+    import tifffile
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    pngs = {name: write_image(folder / f"{name}.png", side, side, seed=seed) for seed, name in enumerate(("a", "b"))}
+    movie = np.random.default_rng(3).integers(0, 4096, (planes, side, side), dtype=np.uint16)
+    tifffile.imwrite(folder / "movie.tif", movie, photometric="minisblack")
+    save_annotation(folder / "a.json", Annotation(np.array([[2.0, 3, 12, 14]]), ["cell"]))
+    save_annotation(folder / "movie.pt", Annotation(np.array([[4.0, 4, 10, 9]]), ["cell"], planes=np.array([[1]]),
+                                                    labeled_planes=np.array([[1]])))
+    return folder, pngs, movie
+
+
+def layers_by_name(viewer) -> dict:
+    return {layer.name: layer for layer in viewer.layers}
+
+
+def page_rectangle(page: int, box) -> np.ndarray:
+    """The rectangle of ``box`` (x0, y0, x1, y1) on page ``page`` of a paged box layer, as napari holds it."""
+    from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles
+
+    (rectangle,) = boxes_to_rectangles(np.array([box], dtype=float))
+    return np.concatenate([np.full((4, 1), float(page)), rectangle], axis=1)

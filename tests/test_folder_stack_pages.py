@@ -7,41 +7,19 @@ import numpy as np
 import tifffile
 
 from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation
-from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, rectangles_to_boxes
+from napari_faster_rcnn.core.data.boxes import rectangles_to_boxes
 from napari_faster_rcnn.layers import conventions, labeling
-from tests.conftest import write_image
+from tests.conftest import layers_by_name, mixed_folder, page_rectangle, write_image
 
 PLUGIN = "napari-faster-rcnn"
 
 
-def folder_with_stack(tmp_path):
-    """a.png, b.png (64 x 64, a.png labeled) and movie.tif, a (4, 64, 64) uint16 stack with a box on plane 1."""
-    folder = tmp_path / "mixed"
-    folder.mkdir()
-    pngs = {name: write_image(folder / f"{name}.png", 64, 64, seed=seed) for seed, name in enumerate(("a", "b"))}
-    movie = np.random.default_rng(3).integers(0, 4096, (4, 64, 64), dtype=np.uint16)
-    tifffile.imwrite(folder / "movie.tif", movie, photometric="minisblack")
-    save_annotation(folder / "a.json", Annotation(np.array([[2.0, 3, 12, 14]]), ["cell"]))
-    save_annotation(folder / "movie.pt", Annotation(np.array([[4.0, 4, 10, 9]]), ["cell"], planes=np.array([[1]]),
-                                                    labeled_planes=np.array([[1]])))
-    return folder, pngs, movie
-
-
-def by_name(viewer):
-    return {layer.name: layer for layer in viewer.layers}
-
-
-def at(page, box):
-    (rectangle,) = boxes_to_rectangles(np.array([box], dtype=float))
-    return np.concatenate([np.full((4, 1), float(page)), rectangle], axis=1)
-
-
 def test_a_stacks_planes_are_pages_of_the_folder_labeled_and_saved_to_its_one_file(make_napari_viewer, tmp_path):
-    folder, pngs, movie = folder_with_stack(tmp_path)
+    folder, pngs, movie = mixed_folder(tmp_path, 64, 4)
     before = {name: (folder / name).read_bytes() for name in ("a.json",)}
     viewer = make_napari_viewer()
     viewer.open(str(folder), plugin=PLUGIN)
-    layers = by_name(viewer)
+    layers = layers_by_name(viewer)
     assert set(layers) == {"mixed", "mixed boxes"}  # no layers of the stack's own
     image, boxes = layers["mixed"], layers["mixed boxes"]
     assert image.data.shape[0] == 6 and viewer.dims.nsteps[0] == 6  # 2 images + 4 planes
@@ -65,7 +43,7 @@ def test_a_stacks_planes_are_pages_of_the_folder_labeled_and_saved_to_its_one_fi
     assert session.unlabeled() == [1, 2, 4, 5]  # b.png (no file), planes 0, 2, 3
     # a box on plane 2 (page 4), "no objects" on plane 3 (page 5)
     viewer.dims.set_current_step(0, 4)
-    boxes.add_rectangles([at(4, [5, 6, 20, 22])], edge_color="red")
+    boxes.add_rectangles([page_rectangle(4, [5, 6, 20, 22])], edge_color="red")
     session.next_image()
     session.key_actions()["0"]()  # "no objects here"
     assert session.unlabeled() == [1, 2]
@@ -81,7 +59,7 @@ def test_a_stacks_planes_are_pages_of_the_folder_labeled_and_saved_to_its_one_fi
     # reopened: the same pages, boxes and labeled pages
     again = make_napari_viewer()
     again.open(str(folder), plugin=PLUGIN)
-    boxes = by_name(again)["mixed boxes"]
+    boxes = layers_by_name(again)["mixed boxes"]
     again.dims.set_current_step(0, 4)
     shown, page = rectangles_to_boxes(boxes.data)
     np.testing.assert_allclose(shown, [[5, 6, 20, 22]])
@@ -92,20 +70,20 @@ def test_a_stacks_planes_are_pages_of_the_folder_labeled_and_saved_to_its_one_fi
 
 def test_autosave_writes_a_plane_when_its_page_is_left_and_the_writer_saves_each_file_once(make_napari_viewer,
                                                                                            tmp_path):
-    folder, _, _ = folder_with_stack(tmp_path)
+    folder, _, _ = mixed_folder(tmp_path, 64, 4)
     viewer = make_napari_viewer()
     viewer.open(str(folder), plugin=PLUGIN)
-    boxes = by_name(viewer)["mixed boxes"]
+    boxes = layers_by_name(viewer)["mixed boxes"]
     session = labeling.labeling_session(viewer, boxes)  # autosave on
     viewer.dims.set_current_step(0, 2)
-    boxes.add_rectangles([at(2, [1, 1, 9, 9])], edge_color="red")
+    boxes.add_rectangles([page_rectangle(2, [1, 1, 9, 9])], edge_color="red")
     viewer.dims.set_current_step(0, 1)  # leaves plane 0: the stack's file is written
     assert load_annotation(folder / "movie.pt").labeled_planes.tolist() == [[0], [1]]
     viewer.dims.set_current_step(0, 4)
     session.key_actions()["0"]()  # "no objects here" on plane 2
     viewer.dims.set_current_step(0, 1)  # autosave: the stack's file
     assert load_annotation(folder / "movie.pt").labeled_planes.tolist() == [[0], [1], [2]]
-    boxes.add_rectangles([at(1, [2, 2, 8, 8])], edge_color="red")  # on b.png
+    boxes.add_rectangles([page_rectangle(1, [2, 2, 8, 8])], edge_color="red")  # on b.png
     viewer.layers.selection = {boxes}
     written = viewer.layers.save(str(folder / "boxes.json"), selected=True, plugin=PLUGIN)
     # each 2-D image's file, and the stack's ONE file (in the format asked for), with every plane
@@ -122,10 +100,10 @@ def test_other_code_sees_each_pages_file_and_plane(make_napari_viewer, tmp_path)
     from napari_faster_rcnn.layers.evaluation_layers import image_names
     from napari_faster_rcnn.layers.prediction_targets import layer_target
 
-    folder, _, movie = folder_with_stack(tmp_path)
+    folder, _, movie = mixed_folder(tmp_path, 64, 4)
     viewer = make_napari_viewer()
     viewer.open(str(folder), plugin=PLUGIN)
-    image, boxes = by_name(viewer)["mixed"], by_name(viewer)["mixed boxes"]
+    image, boxes = layers_by_name(viewer)["mixed"], layers_by_name(viewer)["mixed boxes"]
     # Predict's current image: page 3 is plane 1 of movie.tif, read alone
     viewer.dims.set_current_step(0, 3)
     target = layer_target(viewer, image, whole_stack=False)
@@ -174,8 +152,8 @@ def test_a_multichannel_stack_keeps_its_own_layers_and_the_viewer_says_why(make_
     tifffile.imwrite(folder / "cells.ome.tif", np.zeros((3, 2, 32, 32), np.uint16), metadata={"axes": "TCYX"})
     viewer = make_napari_viewer()
     viewer.open(str(folder), plugin=PLUGIN)
-    assert "multi boxes" in by_name(viewer) and "cells.ome boxes" in by_name(viewer)
-    assert by_name(viewer)["multi"].data.shape[0] == 1
+    assert "multi boxes" in layers_by_name(viewer) and "cells.ome boxes" in layers_by_name(viewer)
+    assert layers_by_name(viewer)["multi"].data.shape[0] == 1
     assert said == ["multi: 1 stack(s) that cannot be pages of the folder opened as their own image and box layers, "
                     "paged plane by plane by the slider and saved to their own file: cells.ome.tif (3 planes; 2 "
                     "channels (C): one layer per channel) (one slider for all, the folder's image at 0: hide the "
@@ -188,10 +166,10 @@ def test_predictions_accepted_on_a_folders_pages_land_on_their_planes_and_label_
     from napari_faster_rcnn.layers.prediction_labels import accept_as_labels
     from napari_faster_rcnn.layers.prediction_targets import add_folder_predictions, folder_target
 
-    folder, _, _ = folder_with_stack(tmp_path)
+    folder, _, _ = mixed_folder(tmp_path, 64, 4)
     viewer = make_napari_viewer()
     viewer.open(str(folder), plugin=PLUGIN)
-    boxes = by_name(viewer)["mixed boxes"]
+    boxes = layers_by_name(viewer)["mixed boxes"]
     session = labeling.labeling_session(viewer, boxes, autosave=False)
     target = folder_target(viewer, folder)
 
@@ -214,7 +192,7 @@ def test_predictions_accepted_on_a_folders_pages_land_on_their_planes_and_label_
 def test_a_new_box_layer_on_the_folders_image_layer_pages_the_stacks_file(make_napari_viewer, tmp_path):
     from napari_faster_rcnn.layers.box_layers import new_box_layer
 
-    folder, _, _ = folder_with_stack(tmp_path)
+    folder, _, _ = mixed_folder(tmp_path, 64, 4)
     viewer = make_napari_viewer()
     viewer.open(str(folder), plugin=PLUGIN)
     viewer.layers.remove("mixed boxes")
@@ -240,7 +218,7 @@ def test_suggestions_on_a_folders_page_predict_its_plane_and_accepting_labels_it
     from napari_faster_rcnn.core.prediction.stacks import StackPlane
     from napari_faster_rcnn.layers.suggestions import SUGGESTIONS_NAME
 
-    folder, _, _ = folder_with_stack(tmp_path)
+    folder, _, _ = mixed_folder(tmp_path, 64, 4)
     calls = []
 
     def predict(item):
@@ -250,7 +228,7 @@ def test_suggestions_on_a_folders_page_predict_its_plane_and_accepting_labels_it
 
     viewer = make_napari_viewer()
     viewer.open(str(folder), plugin=PLUGIN)
-    boxes = by_name(viewer)["mixed boxes"]
+    boxes = layers_by_name(viewer)["mixed boxes"]
     viewer.dims.set_current_step(0, 4)  # plane 2
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Label boxes")
     widget.boxes.set_layer(boxes)
@@ -268,10 +246,10 @@ def test_suggestions_on_a_folders_page_predict_its_plane_and_accepting_labels_it
 
 
 def test_without_label_boxes_the_no_objects_key_marks_the_page_and_the_writer_saves_it(make_napari_viewer, tmp_path):
-    folder, _, _ = folder_with_stack(tmp_path)
+    folder, _, _ = mixed_folder(tmp_path, 64, 4)
     viewer = make_napari_viewer()
     viewer.open(str(folder), plugin=PLUGIN)
-    boxes = by_name(viewer)["mixed boxes"]
+    boxes = layers_by_name(viewer)["mixed boxes"]
     viewer.dims.set_current_step(0, 5)
     keys = {str(key): function for key, function in boxes.keymap.items()}
     keys["0"](boxes)  # "no objects here" on plane 3 (no labeling session), as napari dispatches the key
@@ -308,7 +286,7 @@ def test_a_suggestion_rejected_on_a_folders_page_is_kept_under_its_stack_and_pla
     from napari_faster_rcnn.core.prediction.rejections import REJECTED_FILE, read_rejected_file
     from napari_faster_rcnn.layers.suggestions import SUGGESTIONS_NAME
 
-    folder, _, _ = folder_with_stack(tmp_path)
+    folder, _, _ = mixed_folder(tmp_path, 64, 4)
 
     def predict(item):
         return Annotation(np.array([[4.0, 4.0, 20.0, 20.0]]), ["cell"], np.array([0.9]), ["cell"])
@@ -317,7 +295,7 @@ def test_a_suggestion_rejected_on_a_folders_page_is_kept_under_its_stack_and_pla
     viewer.open(str(folder), plugin=PLUGIN)
     viewer.dims.set_current_step(0, 4)  # the page of movie.tif's plane 2
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Label boxes")
-    widget.boxes.set_layer(by_name(viewer)["mixed boxes"])
+    widget.boxes.set_layer(layers_by_name(viewer)["mixed boxes"])
     widget.suggestions.use_predictor(predict, "stub")
     layer = viewer.layers[SUGGESTIONS_NAME]
     qtbot.waitUntil(lambda: layer.nshapes == 1, timeout=5000)

@@ -7,32 +7,10 @@ import numpy as np
 import tifffile
 
 from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation
-from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles
 from napari_faster_rcnn.layers import conventions
-from tests.conftest import write_image
+from tests.conftest import layers_by_name, mixed_folder, page_rectangle, write_image
 
 PLUGIN = "napari-faster-rcnn"
-
-
-def mixed_folder(tmp_path):
-    folder = tmp_path / "mixed"
-    folder.mkdir()
-    pngs = {name: write_image(folder / f"{name}.png", 32, 32, seed=seed) for seed, name in enumerate(("a", "b"))}
-    movie = np.random.default_rng(3).integers(0, 4096, (5, 32, 32), dtype=np.uint16)
-    tifffile.imwrite(folder / "movie.tif", movie, photometric="minisblack")
-    save_annotation(folder / "a.json", Annotation(np.array([[2.0, 3, 12, 14]]), ["cell"]))
-    save_annotation(folder / "movie.pt", Annotation(np.array([[4.0, 4, 10, 9]]), ["cell"], planes=np.array([[1]]),
-                                                    labeled_planes=np.array([[1]])))
-    return folder, pngs, movie
-
-
-def by_name(viewer):
-    return {layer.name: layer for layer in viewer.layers}
-
-
-def lead(plane, box):
-    (rectangle,) = boxes_to_rectangles(np.array([box], dtype=float))
-    return np.concatenate([np.full((4, 1), float(plane)), rectangle], axis=1)
 
 
 def test_a_stacks_planes_are_pages_of_the_folder_and_the_viewer_says_so(make_napari_viewer, tmp_path, monkeypatch):
@@ -41,10 +19,10 @@ def test_a_stacks_planes_are_pages_of_the_folder_and_the_viewer_says_so(make_nap
     said = []
     monkeypatch.setattr(napari.utils.notifications, "show_info", said.append)
     monkeypatch.setattr(napari.utils.notifications, "show_warning", said.append)
-    folder, pngs, movie = mixed_folder(tmp_path)
+    folder, pngs, movie = mixed_folder(tmp_path, 32, 5)
     viewer = make_napari_viewer()
     viewer.open(str(folder), plugin=PLUGIN)
-    layers = by_name(viewer)
+    layers = layers_by_name(viewer)
     assert set(layers) == {"mixed", "mixed boxes"}  # no layers of the stack's own: one slider, one page at a time
     assert said == ["mixed: 7 pages; the planes of 1 stack(s) are pages of the folder, each stack saved to its one "
                     "file: movie.tif: pages 2 to 6 (5 planes)"]
@@ -57,12 +35,12 @@ def test_a_stacks_planes_are_pages_of_the_folder_and_the_viewer_says_so(make_nap
     assert boxes.metadata[conventions.ANNOTATION_FILES][2:] == [str(folder / "movie.pt")] * 5
     # the whole layer saved through napari's writer: each PNG's file, the stack's one file
     viewer.dims.set_current_step(0, 5)
-    boxes.add_rectangles([lead(5, [5, 6, 20, 22])])
-    boxes.add_rectangles([lead(5, [1, 1, 3, 3])])
+    boxes.add_rectangles([page_rectangle(5, [5, 6, 20, 22])])
+    boxes.add_rectangles([page_rectangle(5, [1, 1, 3, 3])])
     boxes.selected_data = {1}
     boxes.remove_selected()
     viewer.dims.set_current_step(0, 1)
-    boxes.add_rectangles([lead(1, [1, 2, 9, 8])])
+    boxes.add_rectangles([page_rectangle(1, [1, 2, 9, 8])])
     viewer.layers.selection = {boxes}
     written = viewer.layers.save(str(folder / "boxes.pt"), selected=True, plugin=PLUGIN)
     assert sorted(p.rsplit("/", 1)[-1] for p in written) == ["a.pt", "b.pt", "movie.pt"]
@@ -92,7 +70,7 @@ def test_two_leading_dimensions_are_pages_in_file_order(make_napari_viewer, tmp_
     tifffile.imwrite(folder / "v.tif", volume, photometric="minisblack", metadata={"axes": "TZYX"})
     viewer = make_napari_viewer()
     viewer.open(str(folder), plugin=PLUGIN)
-    image, boxes = by_name(viewer)["tz"], by_name(viewer)["tz boxes"]
+    image, boxes = layers_by_name(viewer)["tz"], layers_by_name(viewer)["tz boxes"]
     assert image.data.shape[0] == 7
     planes = [conventions.source_plane(boxes.metadata, i) for i in range(7)]
     assert planes == [None, (0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
@@ -142,7 +120,7 @@ def test_a_stack_prediction_file_without_its_stack_shows_its_boxes_per_plane(mak
     said.clear()
     folder = make_napari_viewer()
     folder.open(str(out), plugin=PLUGIN)
-    layers = by_name(folder)
+    layers = layers_by_name(folder)
     assert set(layers) == {"movie predictions", "out predictions"}
     assert layers["movie predictions"].ndim == 3 and layers["out predictions"].nshapes == 1
     assert said == ["out: 1 stack annotation file(s) without their stack shown plane by plane, each as its own box "
@@ -187,7 +165,7 @@ def test_label_boxes_labels_a_stack_of_an_input_and_target_folder_into_its_one_t
     assert widget.unlabeled.text().startswith("0 of 5 labeled")
     viewer.dims.set_current_step(0, 3)  # plane 2
     assert widget.position.text() == "image 4 of 5: movie.tif plane 2"
-    boxes.add_rectangles([lead(3, [3, 4, 12, 15])])
+    boxes.add_rectangles([page_rectangle(3, [3, 4, 12, 15])])
     assert widget.unlabeled.text().startswith("1 of 5 labeled")
     widget.next_unlabeled()
     assert viewer.dims.current_step[0] == 4
@@ -220,7 +198,7 @@ def test_a_folder_run_cancelled_in_a_stack_keeps_the_images_and_the_planes_predi
     from napari_faster_rcnn.layers.prediction_targets import add_folder_predictions, folder_target
     from napari_faster_rcnn.layers.predictions import prediction_pages
 
-    folder, _, _ = mixed_folder(tmp_path)
+    folder, _, _ = mixed_folder(tmp_path, 32, 5)
     viewer = make_napari_viewer()
     target = folder_target(viewer, folder)  # a.png, b.png, then the stack's 5 planes: pages of one target
     assert len(target) == 7 and target.parts is None
