@@ -97,3 +97,26 @@ def test_an_edit_on_a_prebuilt_folder_page_goes_to_its_file_and_a_stale_build_ne
     np.testing.assert_allclose(layer_boxes(shapes)[0], drawn[0], atol=1e-4)
     session.close()
     assert session.prefetcher.stopped
+
+
+def test_a_folders_next_image_is_read_ahead_and_napari_keeps_no_page_in_its_cache(make_napari_viewer, tmp_path):
+    from napari.utils import _dask_utils
+
+    from napari_faster_rcnn.core.data.read_ahead import page_read_ahead
+
+    viewer = make_napari_viewer()
+    image, shapes = viewer.open(mixed_folder(tmp_path), plugin=PLUGIN)
+    ahead = page_read_ahead(image.data)
+    assert ahead is not None
+    cache = _dask_utils._DASK_CACHE.cache if _dask_utils._DASK_CACHE is not None else None
+    cached = cache.total_bytes if cache is not None else 0
+    viewer.dims.set_current_step(0, 2)  # the stack's first plane
+    assert sorted(ahead._pending) == [1, 3]  # the pages before and after it
+    for future, _ in list(ahead._pending.values()):
+        future.result(timeout=10)
+    viewer.dims.set_current_step(0, 3)
+    assert ahead.used == 1
+    reference = np.repeat(tifffile.imread(tmp_path / "mixed" / "movie.tif")[1][:, :, None], 3, axis=2)
+    np.testing.assert_array_equal(np.asarray(image._slice.image.raw), reference)  # what napari shows
+    viewer.dims.set_current_step(0, 1)
+    assert (cache.total_bytes if cache is not None else 0) == cached  # no page kept by napari

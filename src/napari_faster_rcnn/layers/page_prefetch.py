@@ -371,6 +371,18 @@ def keep_shaders(viewer, layer) -> bool:
     return True
 
 
+def _image_of(viewer, layer):
+    """The image layer showing the same source images as the box layer ``layer`` (as the reader makes them)."""
+    sources = layer.metadata.get(conventions.SOURCE_IMAGES)
+    if not sources or viewer is None:
+        return None
+    for other in viewer.layers:
+        if other is not layer and getattr(other, "rgb", None) is not None \
+                and other.metadata.get(conventions.SOURCE_IMAGES) == sources:
+            return other
+    return None
+
+
 class PlanePaging:
     """For a :class:`~.slice_view.SliceBoxes` paging a stack read as data (the reader's
     :class:`~.stack_labeling.StackPages`, Label boxes' session) or the pages of a folder (the reader's
@@ -423,7 +435,10 @@ class PlanePaging:
     def prefetch_around(self, index: int) -> None:
         """Build the planes just before and after ``index`` (in plane order) in the background; not while
         the layer draws its labels (their paint is long, and a build during it slows it: 500 labels,
-        100 ms a page; a plane of up to :data:`~.conventions.TEXT_LIMIT` boxes is built at once anyway)."""
+        100 ms a page; a plane of up to :data:`~.conventions.TEXT_LIMIT` boxes is built at once anyway).
+        A folder's pages of its image layer are read ahead too (see
+        :mod:`~napari_faster_rcnn.core.data.read_ahead`)."""
+        self.read_images_ahead(index)
         if self.layer.text.visible and len(self.layer.text.values):
             self.prefetcher.request({})
             return
@@ -431,6 +446,19 @@ class PlanePaging:
         colors = self.colors
         self.prefetcher.request({near: (self.annotations[near], self.page_lead(near), colors)
                                  for near in (index + 1, index - 1) if 0 <= near < count})
+
+    def read_images_ahead(self, index: int) -> bool:
+        """Read the pages before and after ``index`` of the image layer under the boxes ahead, when it is
+        a folder's lazy stack of pages (not a stack's planes: napari reads a plane of its own array
+        fast); returns whether it is."""
+        from napari_faster_rcnn.core.data.read_ahead import read_ahead
+
+        if self.planes_shape is not None:
+            return False
+        image = getattr(self, "image_layer", None) or _image_of(self.viewer, self.layer)
+        if image is None or getattr(image, "multiscale", False):
+            return False
+        return read_ahead(image.data, (index + 1, index - 1))
 
     def stop_prefetching(self) -> None:
         """No more background builds (the layer is no longer paged by this model)."""

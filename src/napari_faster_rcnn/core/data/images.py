@@ -499,6 +499,8 @@ def lazy_image_stack(paths, sizes, dtype=np.uint8, on_error=None, planes=None):
     """
     import dask.array as da
 
+    from napari_faster_rcnn.core.data.read_ahead import PageReadAhead, register
+
     paths = [Path(p) for p in paths]
     planes = list(planes) if planes is not None else [None] * len(paths)
     opened: dict = {}  # a stack's lazy array and layout, opened once for all its planes
@@ -506,27 +508,33 @@ def lazy_image_stack(paths, sizes, dtype=np.uint8, on_error=None, planes=None):
     width = max(int(w) for _, w in sizes)
     dtype = np.dtype(dtype)
 
+    def read(index: int) -> np.ndarray:
+        if planes[index] is None:
+            return read_padded(paths[index], height, width, dtype)
+        path = paths[index]
+        if path not in opened:
+            opened[path] = (open_stack_array(path), series_layout(path))
+        stack, layout = opened[path]
+        return _padded(read_plane(path, planes[index], stack=stack, layout=layout), height, width, dtype)
+
     def load(block_info=None):
         index = block_info[None]["chunk-location"][0]
-        try:
-            if planes[index] is None:
-                image = read_padded(paths[index], height, width, dtype)
-            else:
-                path = paths[index]
-                if path not in opened:
-                    opened[path] = (open_stack(path), series_layout(path))
-                stack, layout = opened[path]
-                image = _padded(read_plane(path, planes[index], stack=stack, layout=layout), height, width, dtype)
-        except ImageReadError as error:
-            if on_error is not None:
-                on_error(error)
-            image = np.zeros((height, width, 3), dtype=dtype)
+        image = ahead.take(index)  # (read while the page before was shown, see read_ahead)
+        if image is None:
+            try:
+                image = read(index)
+            except ImageReadError as error:
+                if on_error is not None:
+                    on_error(error)
+                image = np.zeros((height, width, 3), dtype=dtype)
         return image[None]
 
     chunks = ((1,) * len(paths), (height,), (width,), (3,))
     # A name from the paths saves dask hashing the closure; same files, same name.
     keys = [str(p) if plane is None else f"{p}[{','.join(map(str, plane))}]" for p, plane in zip(paths, planes)]
     name = "images-" + hashlib.sha1("\n".join(keys).encode()).hexdigest()
+    ahead = PageReadAhead(read, len(paths), height * width * 3 * dtype.itemsize)
+    register(name, ahead)
     return da.map_blocks(load, chunks=chunks, dtype=dtype, meta=np.empty((0, 0, 0, 0), dtype=dtype), name=name)
 
 
