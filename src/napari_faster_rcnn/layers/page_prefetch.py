@@ -242,14 +242,18 @@ class PlanePrefetcher:
         if settings is None or not len(annotation) or conventions.windowed(len(annotation)):
             return None
         width, order, ndisplay, face = settings
-        vertices = rectangles_at(annotation.boxes, plane)
-        edge = np.asarray(conventions.edge_colors(list(annotation.labels), colors), dtype=np.float32)
-        faces = np.tile(np.asarray(face, dtype=np.float32), (len(annotation), 1))
-        slice_key = np.asarray(plane, dtype=np.float64)
         internals = self.internals
+        scores = annotation.scores if self.layer.metadata.get(conventions.LAYER_ROLE) == conventions.PREDICTIONS \
+            else None
 
-        def build(cancelled):
-            return _build_plane(internals, vertices, edge, faces, width, order, ndisplay, slice_key, cancelled)
+        def build(cancelled):  # (on the prefetch thread: everything a page turn needs that touches no layer)
+            vertices = rectangles_at(annotation.boxes, plane)
+            labels = list(annotation.labels)
+            edge = np.asarray(conventions.edge_colors(labels, colors), dtype=np.float32)
+            faces = np.tile(np.asarray(face, dtype=np.float32), (len(annotation), 1))
+            view = _build_plane(internals, vertices, edge, faces, width, order, ndisplay,
+                                np.asarray(plane, dtype=np.float64), cancelled)
+            return None if view is None else (view, conventions.features_frame(labels, scores))
 
         return (settings, plane, tuple(sorted(colors.items()))), build
 
@@ -278,13 +282,14 @@ class PlanePrefetcher:
         return settings is not None and _template(self.internals[0], settings[0], settings[1], settings[2]) is not None
 
     def build_now(self, annotation: Annotation, plane, colors):
-        """The shape list of a plane, built on the calling thread (None: only the public path fits)."""
+        """``(shape list, features table)`` of a plane, built on the calling thread (None: only the public
+        path fits)."""
         planned = self._job(annotation, plane, colors)
         return None if planned is None else planned[1](threading.Event())
 
     def take(self, index: int, annotation: Annotation, plane, colors):
-        """The shape list built for plane ``index`` if it still shows ``annotation`` as the layer would now
-        (else None); a shape list is handed out once."""
+        """``(shape list, features table)`` built for plane ``index`` if it still shows ``annotation`` as the
+        layer would now (else None); they are handed out once."""
         job = self._jobs.pop(index, None)
         if job is None:
             return None
@@ -309,11 +314,14 @@ class PlanePrefetcher:
         self._jobs.clear()
 
 
-def show_prebuilt(layer, annotation: Annotation, view, colors: dict[str, str]) -> None:
+def show_prebuilt(layer, annotation: Annotation, view, colors: dict[str, str], features=None) -> None:
     """Replace everything in ``layer`` with ``annotation``'s boxes given as ``view``, napari's shape list
-    already built for them (:class:`PlanePrefetcher`), as :func:`~.slice_view.show_boxes` would show them."""
+    already built for them (:class:`PlanePrefetcher`), as :func:`~.slice_view.show_boxes` would show them
+    (``features``: their features table, when built with them)."""
     labels = list(annotation.labels)
-    scores = annotation.scores if layer.metadata.get(conventions.LAYER_ROLE) == conventions.PREDICTIONS else None
+    if features is None:
+        scores = annotation.scores if layer.metadata.get(conventions.LAYER_ROLE) == conventions.PREDICTIONS else None
+        features = conventions.features_frame(labels, scores)
     defaults = layer.feature_defaults.copy()
     if not conventions.text_fits(len(labels)):
         fit_text(layer, len(labels))
@@ -325,7 +333,7 @@ def show_prebuilt(layer, annotation: Annotation, view, colors: dict[str, str]) -
         layer._display_order_stored = copy.copy(layer._slice_input.order)
         layer._ndisplay_stored = copy.copy(layer._slice_input.ndisplay)
         layer._update_dims()
-        layer.features = conventions.features_frame(labels, scores)
+        layer.features = features
         layer.feature_defaults = defaults
     fit_text(layer, len(labels))
     layer.refresh()
@@ -383,6 +391,18 @@ def _image_of(viewer, layer):
     return None
 
 
+#: Boxes drawn in a paged box layer's thumbnail in the layer list (napari draws up to 100, a polygon mask
+#: each, on every page turn: 2-3 ms of a turn; a 32 px thumbnail shows no difference).
+THUMBNAIL_SHAPES = 20
+
+
+def small_thumbnail(layer) -> None:
+    """Draw at most :data:`THUMBNAIL_SHAPES` boxes in ``layer``'s thumbnail (napari 0.9's
+    ``_max_shapes_thumbnail``; nothing changes on a napari without it)."""
+    if getattr(layer, "_max_shapes_thumbnail", 0) > THUMBNAIL_SHAPES:
+        layer._max_shapes_thumbnail = THUMBNAIL_SHAPES
+
+
 class PlanePaging:
     """For a :class:`~.slice_view.SliceBoxes` paging a stack read as data (the reader's
     :class:`~.stack_labeling.StackPages`, Label boxes' session) or the pages of a folder (the reader's
@@ -412,6 +432,7 @@ class PlanePaging:
         if prefetcher is None:
             prefetcher = self.prefetcher = PlanePrefetcher(self.layer)
             keep_shaders(self.viewer, self.layer)
+            small_thumbnail(self.layer)
         annotation = self.annotations[index] if self.annotations else Annotation()
         at = self.page_lead(index)
         view = None
@@ -426,7 +447,8 @@ class PlanePaging:
         else:
             self._rest, self._covered, self.window_note = None, None, ""
             self._hide_display()
-            show_prebuilt(self.layer, annotation, view, self.colors)
+            shapes, features = view
+            show_prebuilt(self.layer, annotation, shapes, self.colors, features)
             self.current = index
             self._shown = self.read_current()
         if not prefetcher.stopped:
