@@ -96,3 +96,29 @@ def test_json_lists_the_unlabeled_planes_of_a_stack_and_the_image(checkpoint, tm
     assert main(["rank", str(checkpoint), str(folder), "--quiet"]) == 0
     names = sorted(line.split()[-1].rsplit("/", 1)[-1] for line in capsys.readouterr().out.splitlines()[1:])
     assert names == ["cells.png", "movie.tif[1]", "movie.tif[3]"]
+
+
+def test_tile_scores_an_image_through_its_tiles_and_zero_scores_it_whole(checkpoint, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (200, 300, 3), dtype=np.uint8)).save(folder / "a.png")
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(folder / "b.png")
+    assert main(["rank", str(checkpoint), str(folder), "--json", "--quiet", "--tile", "128", "--overlap", "0.25"]) == 0
+    captured = capsys.readouterr()
+    ranking = {item["image"].rsplit("/", 1)[-1]: item for item in json.loads(captured.out)}
+    assert set(ranking) == {"a.png", "b.png"}  # one entry per image, its most useful tile for a.png
+    x0, y0, x1, y1 = ranking["a.png"]["tile"]
+    assert 0 <= x0 < x1 <= 300 and 0 <= y0 < y1 <= 200 and (x1 - x0, y1 - y0) == (128, 128)
+    assert "tile" not in ranking["b.png"]  # smaller than a tile: whole
+    assert "large images in" in captured.err
+    assert main(["rank", str(checkpoint), str(folder), "--json", "--quiet", "--tile", "0"]) == 0
+    assert all("tile" not in item for item in json.loads(capsys.readouterr().out))
+    assert main(["rank", str(checkpoint), str(folder), "--json", "--quiet"]) == 0  # default: 300 x 200 is not large
+    assert all("tile" not in item for item in json.loads(capsys.readouterr().out))
+    assert main(["rank", str(checkpoint), str(folder), "--tile", "8"]) == 2
+    assert "--tile must be 0" in capsys.readouterr().err
+    assert main(["rank", str(checkpoint), str(folder), "--overlap", "0.95"]) == 2
+    assert "--overlap must be" in capsys.readouterr().err

@@ -51,6 +51,13 @@ def configure(parser) -> None:
     parser.add_argument("--diversity", type=float, default=0.5, metavar="D",
                         help="how much similarity to an image ranked higher costs among the first max(K, 16) "
                              "(default 0.5; 0: none)")
+    parser.add_argument("--tile", type=int, metavar="SIZE",
+                        help="score images larger than SIZE x SIZE pixels through their tiles of that size (at most "
+                        "64, spread over the image; an image takes its most useful tile's place, JSON key "
+                        "tile); 0: every image whole (default: images over 4096 x 4096 pixels, in the tiles predict "
+                        "uses)")
+    parser.add_argument("--overlap", type=float, metavar="FRACTION",
+                        help="the tiles' overlap, a fraction of the tile from 0 to 0.9 (default: predict's)")
     parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="images per forward pass (default 4)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                         help="where the model runs (default auto: a CUDA GPU, else MPS, else the CPU)")
@@ -67,7 +74,7 @@ def run(args) -> int:
     from napari_faster_rcnn.core.prediction.rank_targets import find_rank_targets, iter_target_ranking
     from napari_faster_rcnn.core.prediction.ranking import RankingWeights
     from napari_faster_rcnn.core.prediction.settings import resolve_device
-    from napari_faster_rcnn.core.prediction.tiles import default_tiling
+    from napari_faster_rcnn.core.prediction.tiles import MIN_TILE, chosen_tiling
     from napari_faster_rcnn.core.progress import run_to_end
 
     if args.top is not None and args.top < 1:
@@ -78,10 +85,16 @@ def run(args) -> int:
         raise ValueError(f"--score must be between 0 and 1, got {args.score}")
     if args.diversity < 0:
         raise ValueError(f"--diversity must be 0 or more, got {args.diversity}")
+    if args.tile is not None and args.tile != 0 and args.tile < MIN_TILE:
+        raise ValueError(f"--tile must be 0 (each image whole) or at least {MIN_TILE} pixels, got {args.tile}")
+    if args.overlap is not None and not 0.0 <= args.overlap <= 0.9:
+        raise ValueError(f"--overlap must be a fraction from 0 to 0.9, got {args.overlap}")
     device = resolve_device(args.device)
     checkpoint = load_checkpoint(args.checkpoint, device=device)
-    tiling = default_tiling(checkpoint.config, checkpoint.training_images)
-    targets, skipped, labeled = find_rank_targets(args.images, tiling)
+    tiling = chosen_tiling(checkpoint.config, checkpoint.training_images, args.tile, args.overlap)
+    # --tile SIZE: any image larger than a tile is scored through its tiles; by default only very large ones
+    large = {} if args.tile is None else {"large_pixels": 0}
+    targets, skipped, labeled = find_rank_targets(args.images, tiling, **large)
     for path, reason in skipped:
         if not reason.startswith("labeled"):
             print(f"skipped {path}: {reason}", file=sys.stderr)
