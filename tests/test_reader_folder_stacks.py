@@ -214,3 +214,19 @@ def test_a_folder_run_cancelled_in_a_stack_keeps_the_images_and_the_planes_predi
     assert layer.name == "mixed predictions"
     assert [a.boxes[0, 0] for a in prediction_pages(layer).raw] == [0.0, 1.0, 2.0, 3.0]
     assert [conventions.source_plane(layer.metadata, i) for i in range(4)] == [None, None, (0,), (1,)]
+
+
+def test_the_folders_contrast_is_its_first_pages_values_not_their_padding(make_napari_viewer, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "padded"
+    folder.mkdir()
+    png = np.random.default_rng(1).integers(50, 200, (20, 30, 3), dtype=np.uint8)  # smaller: padded as a page
+    Image.fromarray(png).save(folder / "a.png")
+    movie = np.random.default_rng(2).integers(300, 3000, (3, 40, 48), dtype=np.uint16)
+    tifffile.imwrite(folder / "movie.tif", movie, photometric="minisblack")
+    viewer = make_napari_viewer()
+    image, _ = viewer.open(folder, plugin=PLUGIN)
+    assert image.data.shape == (4, 40, 48, 3)
+    # the reference: the values of the first page and of the stack's first plane, read independently
+    assert image.contrast_limits == [float(png.min()), float(movie[0].max())]

@@ -30,6 +30,7 @@ from napari_faster_rcnn.core.data.images import (
     open_stack,
     open_stack_array,
     read_image,
+    read_plane,
     series_layout,
     stack_shape,
 )
@@ -535,14 +536,24 @@ def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dic
 
 def _first_pages_limits(stack, images, planes, stacks: int = 3) -> list:
     """One contrast for every page: the range of the first page and of the first plane of the first
-    ``stacks`` stacks (so that 16-bit planes are not white under 8-bit images' range); a few pages read."""
+    ``stacks`` stacks (so that 16-bit planes are not white under 8-bit images' range); a few pages read,
+    each from its file as it is (a plane's own values, not the page made RGB and padded: two 2048 px
+    pages of that were 50 MB read and dropped while the folder opened)."""
     first = {}
     for index, (image, plane) in enumerate(zip(images, planes)):
         if plane is not None and image not in first and len(first) < stacks:
             first[image] = index
     lows, highs = [], []
     for index in dict.fromkeys([0, *first.values()]):
-        sample = np.asarray(stack[index])
+        try:
+            if planes[index] is None:
+                sample = read_image(images[index])
+            else:
+                sample = np.asarray(open_stack_array(images[index])[tuple(int(v) for v in planes[index])])
+                if sample.dtype.kind == "b" or (sample.ndim == 3 and sample.shape[-1] in (2, 4)):
+                    sample = read_plane(images[index], planes[index])  # (as the page shows it: no alpha, 0/255)
+        except (ImageReadError, ValueError, OSError):
+            sample = np.asarray(stack[index])  # (the page as napari shows it: zeros for an unreadable one)
         lows.append(float(sample.min()))
         highs.append(float(sample.max()))
     low, high = min(lows), max(highs)
