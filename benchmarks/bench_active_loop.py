@@ -77,7 +77,8 @@ def one_seed(seed: int, pool_size: int, test_size: int, rounds: int, first_steps
             if name == "random":
                 chosen = [i for i in order if i not in set(labeled)][:ROUND]
             else:
-                ranking = rank_images(model, [pool[i][0] for i in left], top=ROUND, batch_size=16)
+                ranking = rank_images(model, [pool[i][0] for i in left], top=ROUND, batch_size=16,
+                                      labeled=[pool[i][0] for i in labeled])
                 chosen = [left[int(score.image.split()[-1])] for score in ranking]
             picked_styles += [str(styles[i]) for i in chosen]
             labeled += chosen

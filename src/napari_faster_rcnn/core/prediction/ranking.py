@@ -64,12 +64,15 @@ __all__ = [
     "confusion_of",
     "disagreement_of",
     "find_unlabeled_images",
+    "novelty_of",
+    "iter_image_features",
     "iter_image_measures",
     "iter_ranking",
     "order_by_usefulness",
     "percentiles",
     "rank_images",
     "uncertainty_of",
+    "unit_features",
 ]
 
 #: Detections scoring below this are left out of every measure (torchvision's mAP floor).
@@ -80,6 +83,9 @@ MATCH_IOU = 0.1
 SURE_PROPOSALS = 3
 #: The diversity term picks among the ``3 x max(top, DIVERSITY_GROUP)`` most informative images left.
 DIVERSITY_GROUP = 16
+KCENTER = True
+#: The default weight of ``novelty`` (:class:`RankingWeights`), against 12 for the other four together.
+NOVELTY_WEIGHT = 12.0
 
 
 @dataclass(frozen=True)
@@ -98,9 +104,11 @@ class RankingWeights:
     disagreement: float = 2.0
     low_confidence: float = 8.0
     diversity: float = 0.5
+    novelty: float = NOVELTY_WEIGHT  # counts only when labeled images are given
 
     def __post_init__(self):
-        values = (self.uncertainty, self.confusion, self.disagreement, self.low_confidence, self.diversity)
+        values = (self.uncertainty, self.confusion, self.disagreement, self.low_confidence, self.diversity,
+                  self.novelty)
         if min(values) < 0 or sum(values[:4]) <= 0:
             raise ValueError(f"ranking weights must be 0 or more, one measure above 0; got {self}")
 
@@ -133,6 +141,7 @@ class ImageScore:
     redundancy: float
     detections: int
     low_confidence: float = 0.0
+    novelty: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -220,25 +229,60 @@ def percentiles(values: np.ndarray) -> np.ndarray:
     return (below + 0.5 * equal) / (count - 1)
 
 
+def unit_features(features: np.ndarray, labeled_features: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The pooled features of the images ranked and of the labeled images, centred on the mean of both
+    together and scaled to length 1 (a vector of length 0 stays 0), so that their dot products are
+    cosine similarities."""
+    features = np.asarray(features, np.float64).reshape(len(features), -1)
+    labeled = (np.zeros((0, features.shape[1])) if labeled_features is None or not len(labeled_features)
+               else np.asarray(labeled_features, np.float64).reshape(len(labeled_features), -1))
+    if labeled.shape[1] != features.shape[1]:
+        raise ValueError(f"the labeled images' features have {labeled.shape[1]} values, the images' {features.shape[1]}")
+    both = np.concatenate([features, labeled])
+    both = both - both.mean(axis=0, keepdims=True)
+    norms = np.linalg.norm(both, axis=1, keepdims=True)
+    both = np.divide(both, norms, out=np.zeros_like(both), where=norms > 1e-12)
+    return both[:len(features)], both[len(features):]
+
+
+def novelty_of(features: np.ndarray, labeled_features: np.ndarray) -> np.ndarray:
+    """``1 -`` each image's highest cosine similarity to a labeled image (rows of unit vectors, as
+    :func:`unit_features` gives them); 0 to 2, 0 for an image the same as a labeled one."""
+    if not len(labeled_features):
+        return np.zeros(len(features))
+    return 1.0 - (np.asarray(features) @ np.asarray(labeled_features).T).max(axis=1)
+
+
 def order_by_usefulness(measures: Sequence[ImageMeasures], weights: RankingWeights | None = None,
-                        top: int | None = None) -> list[ImageScore]:
-    """Rank measured images greedily, most useful first (see the module docstring); ``top``: only so many."""
+                        top: int | None = None, labeled_features: Sequence[np.ndarray] | None = None
+                        ) -> list[ImageScore]:
+    """Rank measured images greedily, most useful first (see the module docstring); ``top``: only so many.
+
+    ``labeled_features``: the pooled features of the images labeled already (each like
+    :attr:`ImageMeasures.features`); they give ``novelty`` and start the diversity term's redundancy.
+    """
     weights = weights or RankingWeights()
     count = len(measures)
     if count == 0:
         return []
-    parts = np.array([[m.uncertainty, m.confusion, m.disagreement, m.low_confidence] for m in measures],
-                     dtype=np.float64)
-    parts = np.stack([percentiles(column) for column in parts.T], axis=1)
-    mix = np.array([weights.uncertainty, weights.confusion, weights.disagreement, weights.low_confidence])
+    features, labeled = unit_features(np.stack([np.asarray(m.features, np.float64).ravel() for m in measures]),
+                                       None if labeled_features is None or not len(labeled_features)
+                                       else np.stack([np.asarray(f, np.float64).ravel() for f in labeled_features]))
+    novelty = novelty_of(features, labeled)
+    columns = [[m.uncertainty for m in measures], [m.confusion for m in measures],
+               [m.disagreement for m in measures], [m.low_confidence for m in measures]]
+    mix = [weights.uncertainty, weights.confusion, weights.disagreement, weights.low_confidence]
+    if len(labeled):  # without labeled images novelty does not count
+        columns.append(novelty)
+        mix.append(weights.novelty)
+    parts = np.stack([percentiles(column) for column in columns], axis=1)
+    mix = np.asarray(mix, np.float64)
     informativeness = parts @ mix / mix.sum()
-    features = np.stack([np.asarray(m.features, np.float64).ravel() for m in measures])
-    features = features - features.mean(axis=0, keepdims=True)
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    features = np.divide(features, norms, out=np.zeros_like(features), where=norms > 1e-12)
     group = max(top or 0, DIVERSITY_GROUP)
     by_informativeness = list(np.argsort(-informativeness, kind="stable"))  # ties: the earlier image
-    redundancy = np.zeros(count)
+    # k-center: what is labeled already counts as chosen before the first image
+    redundancy = np.clip(1.0 - novelty, 0.0, 1.0) if len(labeled) and KCENTER else np.zeros(count)
     ranked: list[ImageScore] = []
     for rank in range(1, (count if top is None else min(top, count)) + 1):
         if rank <= group:  # the first group: the diversity term, among the 3 x group most informative left
@@ -254,7 +298,8 @@ def order_by_usefulness(measures: Sequence[ImageMeasures], weights: RankingWeigh
         by_informativeness.pop(best)
         m = measures[chosen]
         ranked.append(ImageScore(m.image, score, rank, m.uncertainty, m.confusion, m.disagreement,
-                                 float(informativeness[chosen]), similarity, m.detections, m.low_confidence))
+                                 float(informativeness[chosen]), similarity, m.detections, m.low_confidence,
+                                 float(novelty[chosen])))
     return ranked
 
 
@@ -277,22 +322,16 @@ def find_unlabeled_images(inputs) -> tuple[list[Path], list[tuple[str, str]]]:
     ValueError
         For a folder without images; ``FileNotFoundError`` for a path that does not exist.
     """
-    from napari_faster_rcnn.core.data.folders import discover_dataset
+    from napari_faster_rcnn.core.data.folders import annotation_for
     from napari_faster_rcnn.core.prediction.folders import find_images
 
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     images, skipped = find_images(inputs)
-    folders: dict[Path, dict[Path, Path | None]] = {}
+    folders: dict = {}
     unlabeled = []
     for path in images:
-        parent = path.parent
-        root = parent.parent if parent.name == "input" and (parent.parent / "target").is_dir() else parent
-        if root not in folders:
-            dataset = discover_dataset(root)
-            folders[root] = {sample.image.resolve(): sample.annotation for sample in dataset.samples
-                             if sample.image is not None}
-        annotation = folders[root].get(path.resolve())
+        annotation = annotation_for(path, folders)
         if annotation is not None:
             skipped.append((str(path), f"labeled ({annotation.name})"))
         else:
@@ -328,6 +367,14 @@ def _forward_with_probabilities(model, tensors):
     most_sure = [float(part.topk(min(SURE_PROPOSALS, len(part))).values.mean()) if len(part) else 0.0
                  for part in foreground.split([len(p) for p in proposals])]
     detections = model.transform.postprocess(detections, batch.image_sizes, original_sizes)
+    vectors = _pooled(features, batch)
+    return detections, [p.float().cpu().numpy() for p in probabilities], vectors, most_sure
+
+
+def _pooled(features, batch) -> list[np.ndarray]:
+    """Each image's backbone feature maps averaged over the image (its padding left out), levels joined."""
+    import torch
+
     padded_height = batch.tensors.shape[-2]
     vectors = []
     for index, (height, width) in enumerate(batch.image_sizes):
@@ -337,7 +384,18 @@ def _forward_with_probabilities(model, tensors):
             rows, cols = max(1, -(-height // stride)), max(1, -(-width // stride))
             parts.append(fmap[index, :, :rows, :cols].float().mean(dim=(1, 2)))
         vectors.append(torch.cat(parts).cpu().numpy())
-    return detections, [p.float().cpu().numpy() for p in probabilities], vectors, most_sure
+    return vectors
+
+
+def _backbone_features(model, tensors) -> list[np.ndarray]:
+    """The pooled backbone features of ``tensors`` alone (transform and backbone, no detection)."""
+    import torch
+
+    batch, _ = model.transform(tensors)
+    features = model.backbone(batch.tensors)
+    if isinstance(features, torch.Tensor):
+        features = {"0": features}
+    return _pooled(features, batch)
 
 
 def _measure(detection, probabilities, mirror, width: int, threshold: float):
@@ -415,15 +473,79 @@ def iter_image_measures(model, images: Sequence, threshold: float | None = None,
     return measures
 
 
+def iter_image_features(model, images: Sequence, batch_size: int = 4,
+                        device: str | None = None) -> Iterator[RankingProgress]:
+    """The pooled backbone features of each image (paths or arrays), from the model's transform and
+    backbone only (no detection); yields :class:`RankingProgress` and returns the list of feature
+    vectors of the images that could be read (an unreadable one is yielded with ``error``, named
+    ``labeled image N`` when it is not a path)."""
+    import torch
+
+    from napari_faster_rcnn.core.data.images import ImageReadError
+    from napari_faster_rcnn.core.prediction.run import read_image_tensor
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if device is not None:
+        model.to(resolve_device(device))
+    target = next(model.parameters()).device
+    normalization = getattr(getattr(model, "config", None), "normalization", "auto")
+    was_training = model.training
+    model.eval()
+    items = list(images)
+    vectors: list[np.ndarray] = []
+    failed = 0
+    try:
+        for start in range(0, len(items), batch_size):
+            batch = []
+            for index in range(start, min(start + batch_size, len(items))):
+                item = items[index]
+                name = str(item) if isinstance(item, (str, Path)) else f"labeled image {index}"
+                try:
+                    batch.append(read_image_tensor(item, normalization).to(target))
+                except (ImageReadError, ValueError) as error:
+                    failed += 1
+                    yield RankingProgress(len(vectors), len(items) - failed, f"{name}: {error}")
+            if batch:
+                with torch.inference_mode():
+                    vectors.extend(_backbone_features(model, batch))
+                yield RankingProgress(len(vectors), len(items) - failed)
+    finally:
+        model.train(was_training)
+    return vectors
+
+
 def iter_ranking(model, images: Sequence, top: int | None = None, weights: RankingWeights | None = None,
-                 threshold: float | None = None, batch_size: int = 4,
-                 device: str | None = None) -> Iterator[RankingProgress]:
+                 threshold: float | None = None, batch_size: int = 4, device: str | None = None,
+                 labeled: Sequence = ()) -> Iterator[RankingProgress]:
     """Measure and rank ``images`` (see the module docstring); yields :class:`RankingProgress` and returns
-    the list of :class:`ImageScore`, most useful first (the ``top`` first only, when given)."""
+    the list of :class:`ImageScore`, most useful first (the ``top`` first only, when given).
+
+    ``labeled``: the images labeled already (paths or arrays, like ``images``); only their pooled
+    backbone features are computed (after the images are measured; the progress counts both), for
+    ``novelty`` and the diversity term. Without them, ``novelty`` is 0 and does not count.
+    """
     if top is not None and top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
-    measures = yield from iter_image_measures(model, images, threshold, batch_size, device)
-    return order_by_usefulness(measures, weights, top)
+    labeled = list(labeled)
+    measures = []
+    ranking = iter_image_measures(model, images, threshold, batch_size, device)
+    try:
+        while True:
+            step = next(ranking)
+            yield RankingProgress(step.done, step.total + len(labeled), step.error)
+    except StopIteration as stop:
+        measures = stop.value or []
+    labeled_features = []
+    if labeled:
+        features = iter_image_features(model, labeled, batch_size, device)
+        try:
+            while True:
+                step = next(features)
+                yield RankingProgress(len(measures) + step.done, len(measures) + step.total, step.error)
+        except StopIteration as stop:
+            labeled_features = stop.value or []
+    return order_by_usefulness(measures, weights, top, labeled_features)
 
 
 def rank_images(model, images: Sequence, **options) -> list[ImageScore]:
