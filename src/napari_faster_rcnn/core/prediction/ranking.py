@@ -27,19 +27,29 @@ low_confidence
     image: an image where the model is sure of no object at all, as on images unlike the training
     images (an image truly without objects ranks high too).
 
-The four are on different scales (uncertainty is near 1 on most images of a weak model,
+novelty
+    only when the images labeled already are given (``labeled``; only their pooled backbone features
+    are computed, :func:`iter_image_features`): ``1 -`` the highest cosine similarity of the image's
+    pooled backbone features to those of any labeled image (features centred on the mean of both
+    sets; 0 to 2), so that images unlike everything labeled count (the core-set idea, Sener & Savarese
+    2018). Without labeled images it is 0 and does not count.
+
+The four (five) are on different scales (uncertainty is near 1 on most images of a weak model,
 low_confidence near 0 on most images of a good one), so each is first put on a common one: its
 percentile within the images ranked together (the share of the other images with a lower value,
 ties counting half; 0.5 for a single image). ``informativeness`` is the weighted mean of the four
-percentiles (weights :class:`RankingWeights`; by default ``low_confidence`` counts most, as the one
-image-level sign of an image unlike the training images, then ``disagreement``), so it too lies in
-0-1 and is relative to the images ranked together.
+percentiles (weights :class:`RankingWeights`; by default ``low_confidence`` counts most of the four,
+as the one image-level sign of an image unlike the training images, then ``disagreement``; ``novelty``,
+when it counts, as much as the four together), so it too lies in 0-1 and is relative to the images
+ranked together.
 
 The diversity term then chooses the first ``max(top, 16)`` images (:data:`DIVERSITY_GROUP`; one
 round of labeling) greedily among the ``3 x max(top, 16)`` most informative ones: each next image
 is the one of highest ``informativeness - diversity * redundancy``, where ``redundancy`` is its
-highest cosine similarity (0 or more) to the images chosen before it, on the backbone's feature maps
-pooled over the image (centred on the pool's mean), so that near-duplicates do not fill the top.
+highest cosine similarity (0 or more) to the images chosen before it and to the labeled images (the
+k-center greedy: what is labeled counts as chosen already), on the backbone's feature maps pooled
+over the image (centred on the mean of the pool and the labeled images), so that near-duplicates of
+each other or of labeled images do not fill the top.
 ``score`` is that value at the time the image was chosen. The images after the first group follow
 in order of informativeness (``score`` = ``informativeness``, ``redundancy`` 0), so the diversity
 term does not reorder the whole list.
@@ -83,7 +93,6 @@ MATCH_IOU = 0.1
 SURE_PROPOSALS = 3
 #: The diversity term picks among the ``3 x max(top, DIVERSITY_GROUP)`` most informative images left.
 DIVERSITY_GROUP = 16
-KCENTER = True
 #: The default weight of ``novelty`` (:class:`RankingWeights`), against 12 for the other four together.
 NOVELTY_WEIGHT = 12.0
 
@@ -282,7 +291,7 @@ def order_by_usefulness(measures: Sequence[ImageMeasures], weights: RankingWeigh
     group = max(top or 0, DIVERSITY_GROUP)
     by_informativeness = list(np.argsort(-informativeness, kind="stable"))  # ties: the earlier image
     # k-center: what is labeled already counts as chosen before the first image
-    redundancy = np.clip(1.0 - novelty, 0.0, 1.0) if len(labeled) and KCENTER else np.zeros(count)
+    redundancy = np.clip(1.0 - novelty, 0.0, 1.0) if len(labeled) else np.zeros(count)
     ranked: list[ImageScore] = []
     for rank in range(1, (count if top is None else min(top, count)) + 1):
         if rank <= group:  # the first group: the diversity term, among the 3 x group most informative left
