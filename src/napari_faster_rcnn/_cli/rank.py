@@ -20,10 +20,10 @@ by four measures of doubt, and by how new it is next to the labeled images:
   low_confidence no proposal the model is sure is an object (1 - the mean
                  foreground probability of its 3 surest proposals, image and
                  mirror image averaged): images unlike the training images
-  novelty        1 - the highest cosine similarity of the image's pooled backbone
-                 features to those of any labeled image found among IMAGES (the
-                 labeled images, planes and tiles left out of the ranking); 0 and
-                 not counted when none is labeled
+  novelty        the distance of the image's pooled backbone features to the
+                 nearest labeled image's, among the labeled images, planes and
+                 tiles found in IMAGES (those left out of the ranking), in units
+                 of the images' spread; 0 and not counted when none is labeled
 
 Each measure is put on a common scale, its percentile among the images ranked
 (so that none counts more for being larger), and the informativeness is their
@@ -31,10 +31,9 @@ weighted mean (novelty 12 when labeled images are found, low_confidence 8,
 disagreement 2, uncertainty 1, confusion 1). The first max(K, 16) images are then
 chosen greedily among the 3 x max(K, 16) most informative: each next one of
 highest informativeness minus --diversity times its cosine similarity (its
-redundancy) to the labeled images and the images chosen before it, on the
-model's pooled features, so that the top images are neither near-duplicates of
-each other nor of what is labeled; "score" is that value. The rest follow by
-informativeness.
+redundancy) to the images chosen before it, on the model's pooled features, so
+that the top images are not near-duplicates; "score" is that value. The rest
+follow by informativeness.
 --json prints one JSON list of objects with image (plane, tile), score and the parts of the score.
 """
 

@@ -3,8 +3,8 @@ to rank, the ranking job for a worker, and walking through the ranking.
 
 The images ranked are the session's unlabeled ones: without an annotation file on disk and without
 boxes in the session; on a stack's box layer, the planes not labeled (:func:`unlabeled_images`). The
-others (:func:`labeled_images`) go along as the labeled images, for the ranking's ``novelty`` and
-diversity term, as ``rank`` passes the labeled images it finds.
+others (:func:`labeled_images`) go along as the labeled images, for the ranking's ``novelty``,
+as ``rank`` passes the labeled images it finds.
 :func:`iter_session_ranking` is the worker's job: it reads the checkpoint weights-only and ranks those
 images or planes with :func:`~napari_faster_rcnn.core.prediction.rank_targets.iter_target_ranking`
 (a plane read only when it is measured; a very large image through its tiles).
@@ -117,4 +117,5 @@ class RankingWalk:
         if score is None:
             return ""
         return (f"rank {score.rank} of {len(self.order)}: score {score.score:.2f} (uncertainty "
-                f"{score.uncertainty:.2f}, confusion {score.confusion:.2f}, disagreement {score.disagreement:.2f})")
+                f"{score.uncertainty:.2f}, confusion {score.confusion:.2f}, disagreement {score.disagreement:.2f}, "
+                f"novelty {score.novelty:.2f})")

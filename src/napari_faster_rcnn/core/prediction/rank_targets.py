@@ -237,7 +237,7 @@ def iter_target_ranking(model, targets: Sequence[RankTarget], top: int | None = 
     useful first, a tiled image once (:func:`collapse_tiles`); ``top``: the first so many.
 
     ``labeled``: the images, planes and tiles labeled already (as :func:`find_rank_targets` gives
-    them), for the ranking's ``novelty`` and diversity term."""
+    them), for the ranking's ``novelty``."""
     if top is not None and top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
     targets = list(targets)

@@ -29,10 +29,12 @@ low_confidence
 
 novelty
     only when the images labeled already are given (``labeled``; only their pooled backbone features
-    are computed, :func:`iter_image_features`): ``1 -`` the highest cosine similarity of the image's
-    pooled backbone features to those of any labeled image (features centred on the mean of both
-    sets; 0 to 2), so that images unlike everything labeled count (the core-set idea, Sener & Savarese
-    2018). Without labeled images it is 0 and does not count.
+    are computed, :func:`iter_image_features`): the distance of the image's pooled backbone features
+    to the nearest labeled image's (Euclidean, in units of the root-mean-square distance of all the
+    images to their mean; 0 for a copy of a labeled image), so that images unlike everything labeled
+    count (the core-set idea, Sener & Savarese 2018). Without labeled images it is 0 and does not count.
+    (Cosine similarity, tried first, put images of unseen styles *nearer* the labeled ones than new
+    images of the labeled style: it ignores how far from the mean an image lies.)
 
 The four (five) are on different scales (uncertainty is near 1 on most images of a weak model,
 low_confidence near 0 on most images of a good one), so each is first put on a common one: its
@@ -46,10 +48,9 @@ ranked together.
 The diversity term then chooses the first ``max(top, 16)`` images (:data:`DIVERSITY_GROUP`; one
 round of labeling) greedily among the ``3 x max(top, 16)`` most informative ones: each next image
 is the one of highest ``informativeness - diversity * redundancy``, where ``redundancy`` is its
-highest cosine similarity (0 or more) to the images chosen before it and to the labeled images (the
-k-center greedy: what is labeled counts as chosen already), on the backbone's feature maps pooled
-over the image (centred on the mean of the pool and the labeled images), so that near-duplicates of
-each other or of labeled images do not fill the top.
+highest cosine similarity (0 or more) to the images chosen before it, on the backbone's feature maps
+pooled over the image (centred on the mean of the pool and the labeled images), so that
+near-duplicates do not fill the top.
 ``score`` is that value at the time the image was chosen. The images after the first group follow
 in order of informativeness (``score`` = ``informativeness``, ``redundancy`` 0), so the diversity
 term does not reorder the whole list.
@@ -256,11 +257,19 @@ def unit_features(features: np.ndarray, labeled_features: np.ndarray | None = No
 
 
 def novelty_of(features: np.ndarray, labeled_features: np.ndarray) -> np.ndarray:
-    """``1 -`` each image's highest cosine similarity to a labeled image (rows of unit vectors, as
-    :func:`unit_features` gives them); 0 to 2, 0 for an image the same as a labeled one."""
-    if not len(labeled_features):
+    """Each image's distance to the nearest labeled image (Euclidean, on the pooled features), in units of
+    the root-mean-square distance of all the images (ranked and labeled) to their mean; 0 for a copy of a
+    labeled image, 0 for every image when none is labeled."""
+    if not len(labeled_features) or not len(features):
         return np.zeros(len(features))
-    return 1.0 - (np.asarray(features) @ np.asarray(labeled_features).T).max(axis=1)
+    features = np.asarray(features, np.float64).reshape(len(features), -1)
+    labeled = np.asarray(labeled_features, np.float64).reshape(len(labeled_features), -1)
+    both = np.concatenate([features, labeled])
+    spread = np.sqrt(np.mean(np.sum((both - both.mean(axis=0)) ** 2, axis=1)))
+    squared = (np.sum(features ** 2, axis=1)[:, None] + np.sum(labeled ** 2, axis=1)[None, :]
+               - 2.0 * features @ labeled.T)
+    nearest = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+    return nearest / spread if spread > 1e-12 else np.zeros(len(features))
 
 
 def order_by_usefulness(measures: Sequence[ImageMeasures], weights: RankingWeights | None = None,
@@ -269,16 +278,17 @@ def order_by_usefulness(measures: Sequence[ImageMeasures], weights: RankingWeigh
     """Rank measured images greedily, most useful first (see the module docstring); ``top``: only so many.
 
     ``labeled_features``: the pooled features of the images labeled already (each like
-    :attr:`ImageMeasures.features`); they give ``novelty`` and start the diversity term's redundancy.
+    :attr:`ImageMeasures.features`); they give ``novelty``.
     """
     weights = weights or RankingWeights()
     count = len(measures)
     if count == 0:
         return []
-    features, labeled = unit_features(np.stack([np.asarray(m.features, np.float64).ravel() for m in measures]),
-                                       None if labeled_features is None or not len(labeled_features)
-                                       else np.stack([np.asarray(f, np.float64).ravel() for f in labeled_features]))
-    novelty = novelty_of(features, labeled)
+    raw = np.stack([np.asarray(m.features, np.float64).ravel() for m in measures])
+    raw_labeled = (np.zeros((0, raw.shape[1])) if labeled_features is None or not len(labeled_features)
+                   else np.stack([np.asarray(f, np.float64).ravel() for f in labeled_features]))
+    features, labeled = unit_features(raw, raw_labeled)
+    novelty = novelty_of(raw, raw_labeled)
     columns = [[m.uncertainty for m in measures], [m.confusion for m in measures],
                [m.disagreement for m in measures], [m.low_confidence for m in measures]]
     mix = [weights.uncertainty, weights.confusion, weights.disagreement, weights.low_confidence]
@@ -290,8 +300,7 @@ def order_by_usefulness(measures: Sequence[ImageMeasures], weights: RankingWeigh
     informativeness = parts @ mix / mix.sum()
     group = max(top or 0, DIVERSITY_GROUP)
     by_informativeness = list(np.argsort(-informativeness, kind="stable"))  # ties: the earlier image
-    # k-center: what is labeled already counts as chosen before the first image
-    redundancy = np.clip(1.0 - novelty, 0.0, 1.0) if len(labeled) else np.zeros(count)
+    redundancy = np.zeros(count)
     ranked: list[ImageScore] = []
     for rank in range(1, (count if top is None else min(top, count)) + 1):
         if rank <= group:  # the first group: the diversity term, among the 3 x group most informative left
@@ -532,7 +541,7 @@ def iter_ranking(model, images: Sequence, top: int | None = None, weights: Ranki
 
     ``labeled``: the images labeled already (paths or arrays, like ``images``); only their pooled
     backbone features are computed (after the images are measured; the progress counts both), for
-    ``novelty`` and the diversity term. Without them, ``novelty`` is 0 and does not count.
+    ``novelty``. Without them, ``novelty`` is 0 and does not count.
     """
     if top is not None and top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
