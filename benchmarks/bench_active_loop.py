@@ -10,8 +10,16 @@ far (``--steps``):
 
 - random: the next 16 of a random order of the pool;
 - rank: the 16 first of :func:`rank_images` (the default ranking: percentiles of uncertainty, class
-  confusion, mirror disagreement and low confidence, then the diversity term among the 48 most
-  informative) over the images not labeled yet, with the model of the round before.
+  confusion, mirror disagreement, low confidence and novelty against the labeled images, then the
+  diversity term among the 48 most informative) over the images not labeled yet, with the model of
+  the round before and the images labeled so far passed as ``labeled`` (as ``rank`` passes a
+  folder's labeled images).
+
+Experiments: ``--weights`` tries other :class:`RankingWeights`; ``--random-share F`` takes that share
+of each ranked round from the random order (hybrid); ``--random-from FILE`` takes random order's
+curves (deterministic) from an earlier ``--save`` of the same settings instead of running it again.
+The summary's ``mean_ap_after_round_0`` (mean AP@0.5 over the rounds after the first) is a finer,
+secondary figure.
 
 After each round the model's AP@0.5 on the test images is measured. The figure: the number of
 labeled images with which ``rank``'s order first reaches random order's final AP@0.5 (after

@@ -9,6 +9,9 @@ the score alone (uncertainty, confusion, disagreement) and of the informativenes
 printed beside it, with the model's AP@0.5 on held-out plain images (so that a model too weak to be
 sure of anything shows).
 
+``--labeled`` passes the training images as the labeled images (the ranking's ``novelty`` then
+counts), as ``rank`` passes a folder's labeled images; without it novelty does not count.
+
 Target (issue 14): AUROC at least 0.8 (``--check`` exits 1 below it).
 
     nice -n 10 python benchmarks/bench_ranking.py --check
