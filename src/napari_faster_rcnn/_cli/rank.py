@@ -27,7 +27,7 @@ by four measures of doubt, and by how new it is next to the labeled images:
 
 Each measure is put on a common scale, its percentile among the images ranked
 (so that none counts more for being larger), and the informativeness is their
-weighted mean (novelty 12 when labeled images are found, low_confidence 8,
+weighted mean (novelty 4 when labeled images are found, low_confidence 8,
 disagreement 2, uncertainty 1, confusion 1). The first max(K, 16) images are then
 chosen greedily among the 3 x max(K, 16) most informative: each next one of
 highest informativeness minus --diversity times its cosine similarity (its
