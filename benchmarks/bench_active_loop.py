@@ -76,7 +76,11 @@ def one_seed(seed: int, pool_size: int, test_size: int, rounds: int, first_steps
     base = train(new_model(seed), [pool[i] for i in first], first_steps, seed)
     first_ap = ap50(base, test)
     result = {"seed": seed, "labeled": [ROUND * (r + 1) for r in range(rounds + 1)], "seconds": {}}
+    # both orders train from the same torch random state (the RPN's and the box head's sampling), so that
+    # rank's order does not depend on whether random order ran before it (--random-from)
+    torch_state = torch.get_rng_state()
     for name in ("random", "rank"):
+        torch.set_rng_state(torch_state)
         if name == "random" and known is not None:
             assert known["labeled"] == result["labeled"] and abs(known["random"][0] - first_ap) < 1e-9, "not the same run"
             result["random"], result["random_styles"] = known["random"], known["random_styles"]
