@@ -10,8 +10,16 @@ far (``--steps``):
 
 - random: the next 16 of a random order of the pool;
 - rank: the 16 first of :func:`rank_images` (the default ranking: percentiles of uncertainty, class
-  confusion, mirror disagreement and low confidence, then the diversity term among the 48 most
-  informative) over the images not labeled yet, with the model of the round before.
+  confusion, mirror disagreement, low confidence and novelty against the labeled images, then the
+  diversity term among the 48 most informative) over the images not labeled yet, with the model of
+  the round before and the images labeled so far passed as ``labeled`` (as ``rank`` passes a
+  folder's labeled images).
+
+Experiments: ``--weights`` tries other :class:`RankingWeights`; ``--random-share F`` takes that share
+of each ranked round from the random order (hybrid); ``--random-from FILE`` takes random order's
+curves (deterministic) from an earlier ``--save`` of the same settings instead of running it again.
+The summary's ``mean_ap_after_round_0`` (mean AP@0.5 over the rounds after the first) is a finer,
+secondary figure.
 
 After each round the model's AP@0.5 on the test images is measured. The figure: the number of
 labeled images with which ``rank``'s order first reaches random order's final AP@0.5 (after
@@ -46,16 +54,18 @@ TEST_STYLES = ("plain", "inverted", "faint", "small")
 
 
 def one_seed(seed: int, pool_size: int, test_size: int, rounds: int, first_steps: int, steps: int,
-             threads: int) -> dict:
-    """Both orders for one seed: AP@0.5 after each round, and the seconds it took."""
+             threads: int, random_share: float = 0.0, weights: tuple | None = None, known: dict | None = None) -> dict:
+    """Both orders for one seed: AP@0.5 after each round, and the seconds it took; ``known``: this seed's
+    result of an earlier run with the same settings, whose random order is taken instead of run again."""
     import copy
 
     import torch
     from _active import ap50, new_model, styled_sample, train
 
-    from napari_faster_rcnn.core.prediction.ranking import rank_images
+    from napari_faster_rcnn.core.prediction.ranking import RankingWeights, rank_images
 
     torch.set_num_threads(threads)
+    ranking_weights = RankingWeights() if weights is None else RankingWeights(*weights)
     rng = np.random.default_rng(seed)
     styles = rng.choice([s for s, _ in POOL_STYLES], size=pool_size, p=[p for _, p in POOL_STYLES])
     pool = [styled_sample(seed, index, str(style)) for index, style in enumerate(styles)]
@@ -66,7 +76,16 @@ def one_seed(seed: int, pool_size: int, test_size: int, rounds: int, first_steps
     base = train(new_model(seed), [pool[i] for i in first], first_steps, seed)
     first_ap = ap50(base, test)
     result = {"seed": seed, "labeled": [ROUND * (r + 1) for r in range(rounds + 1)], "seconds": {}}
+    # both orders train from the same torch random state (the RPN's and the box head's sampling), so that
+    # rank's order does not depend on whether random order ran before it (--random-from)
+    torch_state = torch.get_rng_state()
     for name in ("random", "rank"):
+        torch.set_rng_state(torch_state)
+        if name == "random" and known is not None:
+            assert known["labeled"] == result["labeled"] and abs(known["random"][0] - first_ap) < 1e-9, "not the same run"
+            result["random"], result["random_styles"] = known["random"], known["random_styles"]
+            result["seconds"]["random"] = 0.0
+            continue
         began = time.perf_counter()
         model = copy.deepcopy(base)
         labeled = list(first)
@@ -77,8 +96,12 @@ def one_seed(seed: int, pool_size: int, test_size: int, rounds: int, first_steps
             if name == "random":
                 chosen = [i for i in order if i not in set(labeled)][:ROUND]
             else:
-                ranking = rank_images(model, [pool[i][0] for i in left], top=ROUND, batch_size=16)
-                chosen = [left[int(score.image.split()[-1])] for score in ranking]
+                explore = int(round(random_share * ROUND))  # the first of the random order not labeled yet
+                chosen = [i for i in order if i not in set(labeled)][:explore]
+                left = [i for i in left if i not in set(chosen)]
+                ranking = rank_images(model, [pool[i][0] for i in left], top=ROUND - explore, batch_size=16,
+                                      labeled=[pool[i][0] for i in labeled], weights=ranking_weights)
+                chosen += [left[int(score.image.split()[-1])] for score in ranking]
             picked_styles += [str(styles[i]) for i in chosen]
             labeled += chosen
             model = train(model, [pool[i] for i in labeled], steps, seed * 100 + round_index)
@@ -111,16 +134,29 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per seed")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run at once, in separate processes")
     parser.add_argument("--save", metavar="FILE", help="write every seed's curves as JSON")
+    parser.add_argument("--random-from", metavar="FILE",
+                        help="take random order's curves from a --save file of the same settings (it is deterministic) "
+                             "instead of running it again")
+    parser.add_argument("--random-share", type=float, default=0.0, metavar="F",
+                        help="an experiment: this share of each ranked round taken from the random order instead "
+                             "(hybrid active learning; default 0: rank's order alone)")
+    parser.add_argument("--weights", metavar="U,C,D,L,DIV,NOV",
+                        help="RankingWeights(uncertainty, confusion, disagreement, low_confidence, diversity, novelty) "
+                             "to try instead of the defaults")
     parser.add_argument("--check", action="store_true", help=f"exit 1 when the fraction is above {TARGET_FRACTION}")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
-    options = (args.pool, args.test, args.rounds, args.first_steps, args.steps, args.threads)
+    weights = tuple(float(w) for w in args.weights.split(",")) if args.weights else None
+    options = (args.pool, args.test, args.rounds, args.first_steps, args.steps, args.threads, args.random_share,
+               weights)
+    known = {r["seed"]: r for r in json.loads(Path(args.random_from).read_text())} if args.random_from else {}
     start = time.perf_counter()
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-            results = list(pool.map(one_seed, seeds, *([option] * len(seeds) for option in options)))
+            results = list(pool.map(one_seed, seeds, *([option] * len(seeds) for option in options),
+                                    [known.get(seed) for seed in seeds]))
     else:
-        results = [one_seed(seed, *options) for seed in seeds]
+        results = [one_seed(seed, *options, known.get(seed)) for seed in seeds]
     if args.save:
         Path(args.save).write_text(json.dumps(results, indent=1))
 
@@ -143,9 +179,13 @@ def main(argv=None) -> int:
         rows.append(("", "styles picked", json.dumps(result["random_styles"]), json.dumps(result["rank_styles"]),
                      "", "", ""))
     mean = float(np.mean(fractions))
+    # a finer, secondary figure: the mean AP@0.5 over the rounds after the first (area under the curve)
+    curve = {name: round(float(np.mean([np.mean(r[name][1:]) for r in results])), 4) for name in ("random", "rank")}
     report(f"Active loop: rounds of {ROUND} from a pool of {args.pool}, {len(seeds)} seeds", rows,
-           {"fraction_mean": round(mean, 3), "fractions": [round(f, 3) for f in fractions], "pool": args.pool,
+           {"fraction_mean": round(mean, 3), "fractions": [round(f, 3) for f in fractions],
+            "mean_ap_after_round_0": curve, "pool": args.pool,
             "rounds": args.rounds, "first_steps": args.first_steps, "steps": args.steps, "test": args.test,
+            "random_share": args.random_share, "weights": weights,
             "seconds": round(time.perf_counter() - start, 1), "load_average": [round(v, 2) for v in os.getloadavg()]})
     if args.check and mean > TARGET_FRACTION:
         print(f"FAILED: rank's order needs {mean:.2f} of random order's images (target at most {TARGET_FRACTION})",

@@ -9,6 +9,9 @@ the score alone (uncertainty, confusion, disagreement) and of the informativenes
 printed beside it, with the model's AP@0.5 on held-out plain images (so that a model too weak to be
 sure of anything shows).
 
+``--labeled`` passes the training images as the labeled images (the ranking's ``novelty`` then
+counts), as ``rank`` passes a folder's labeled images; without it novelty does not count.
+
 Target (issue 14): AUROC at least 0.8 (``--check`` exits 1 below it).
 
     nice -n 10 python benchmarks/bench_ranking.py --check
@@ -41,9 +44,12 @@ def main(argv=None) -> int:
     parser.add_argument("--pool", type=int, default=128, help="images ranked: half plain, half unseen styles")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--weights", metavar="U,C,D,L,DIV",
-                        help="RankingWeights(uncertainty, confusion, disagreement, low_confidence, diversity) "
+    parser.add_argument("--weights", metavar="U,C,D,L,DIV[,NOV]",
+                        help="RankingWeights(uncertainty, confusion, disagreement, low_confidence, diversity, novelty) "
                              "to try instead of the defaults")
+    parser.add_argument("--labeled", action="store_true",
+                        help="pass the training images to the ranking as the labeled images (novelty and the k-center "
+                             "redundancy against them), as rank does with a folder's labeled images")
     parser.add_argument("--check", action="store_true", help=f"exit 1 when the AUROC is below {TARGET_AUROC}")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -66,11 +72,13 @@ def main(argv=None) -> int:
         unseen.append(True)
     start = time.perf_counter()
     weights = RankingWeights(*(float(w) for w in args.weights.split(","))) if args.weights else RankingWeights()
-    ranking = rank_images(model, pool, batch_size=16, weights=weights)
+    ranking = rank_images(model, pool, batch_size=16, weights=weights,
+                          labeled=[image for image, _ in training] if args.labeled else ())
     ranked = time.perf_counter() - start
     index_of = {score.image: int(score.image.split()[-1]) for score in ranking}
     order = np.empty(len(pool))
-    parts = {name: np.empty(len(pool)) for name in ("uncertainty", "confusion", "disagreement", "low_confidence", "informativeness")}
+    parts = {name: np.empty(len(pool)) for name in ("uncertainty", "confusion", "disagreement", "low_confidence",
+                                                    "novelty", "informativeness")}
     for score in ranking:
         k = index_of[score.image]
         order[k] = -score.rank  # higher is more useful
@@ -90,10 +98,10 @@ def main(argv=None) -> int:
     rows.append((f"unseen among the top {half}", f"{top} of {half}"))
     report(f"Ranking: a model trained on plain shapes ranks {args.pool} images, half of unseen styles",
            rows, {"auroc": round(value, 4), "ap50_plain": round(ap, 4), "train_steps": args.steps,
-                  "train_images": args.train, "pool": args.pool, "rank_seconds": round(ranked, 1),
+                  "train_images": args.train, "pool": args.pool, "rank_seconds": round(ranked, 1), "labeled": args.labeled,
                   "train_seconds": round(trained, 1), "threads": args.threads,
                   "weights": [weights.uncertainty, weights.confusion, weights.disagreement, weights.low_confidence,
-                              weights.diversity],
+                              weights.diversity, weights.novelty],
                   "load_average": [round(v, 2) for v in os.getloadavg()]})
     if args.check and value < TARGET_AUROC:
         print(f"FAILED: AUROC {value:.3f} below {TARGET_AUROC}", file=sys.stderr)

@@ -139,6 +139,10 @@ def test_other_code_sees_each_pages_file_and_plane(make_napari_viewer, tmp_path)
     assert [index for index, _ in found] == [1, 2, 4, 5]
     assert (found[0][1].image, found[0][1].plane) == (folder / "b.png", None)
     assert [(item.image, item.plane) for _, item in found[1:]] == [(folder / "movie.tif", (p,)) for p in (0, 2, 3)]
+    # ... and passes the labeled ones along (a.png's file, the labeled plane 1) for novelty
+    known = ranking.labeled_images(session)
+    assert [(index, item.image, item.plane) for index, item in known] == [(0, folder / "a.png", None),
+                                                                           (3, folder / "movie.tif", (1,))]
 
 
 def test_a_multichannel_stack_keeps_its_own_layers_and_the_viewer_says_why(make_napari_viewer, tmp_path, monkeypatch):

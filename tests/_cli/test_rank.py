@@ -29,10 +29,11 @@ def test_json_lists_the_unlabeled_images_with_score_and_parts(checkpoint, folder
     ranking = json.loads(captured.out)  # stdout holds the JSON alone; progress went to stderr
     assert sorted(item["image"].rsplit("/", 1)[-1] for item in ranking) == ["000.png", "002.png", "005.png"]
     for item in ranking:
-        assert {"image", "score", "uncertainty", "confusion", "disagreement", "redundancy"} <= set(item)
+        assert {"image", "score", "uncertainty", "confusion", "disagreement", "novelty", "redundancy"} <= set(item)
     assert [item["rank"] for item in ranking] == [1, 2, 3]
     assert [item["score"] for item in ranking] == sorted((item["score"] for item in ranking), reverse=True)
-    assert "3 unlabeled images ranked (3 labeled left out)" in captured.err
+    assert "3 unlabeled images ranked (3 labeled left out; novelty against them)" in captured.err
+    assert all(item["novelty"] > 0 for item in ranking)  # measured against the 3 labeled images
 
 
 def test_top_keeps_the_first_k_of_the_same_ranking(checkpoint, folder, capsys):
@@ -78,8 +79,8 @@ def test_json_lists_the_unlabeled_planes_of_a_stack_and_the_image(checkpoint, tm
     assert entries == [("cells.png", ()), ("movie.tif", (1,)), ("movie.tif", (3,))]
     assert [item["rank"] for item in ranking] == [1, 2, 3]
     for item in ranking:
-        assert {"image", "score", "uncertainty", "confusion", "disagreement", "redundancy"} <= set(item)
-    assert "1 unlabeled images and 2 unlabeled planes ranked (2 labeled left out)" in captured.err
+        assert {"image", "score", "uncertainty", "confusion", "disagreement", "novelty", "redundancy"} <= set(item)
+    assert "1 unlabeled images and 2 unlabeled planes ranked (2 labeled left out; novelty against them)" in captured.err
     # the same scores as the core ranking of the pixels read independently (tifffile, Pillow)
     from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
     from napari_faster_rcnn.core.prediction.ranking import rank_images
@@ -87,8 +88,12 @@ def test_json_lists_the_unlabeled_planes_of_a_stack_and_the_image(checkpoint, tm
     stack = tifffile.imread(folder / "movie.tif")
     pixels = [np.asarray(Image.open(folder / "cells.png")), stack[1], stack[3]]
     reference = {("cells.png", ()): 0, ("movie.tif", (1,)): 1, ("movie.tif", (3,)): 2}
+    # rank passes the labeled planes 0 and 2 along: they make the novelty and start the redundancy
+    model = load_checkpoint(checkpoint).model
     expected = {int(score.image.split()[-1]): score.score
-                for score in rank_images(load_checkpoint(checkpoint).model, pixels)}
+                for score in rank_images(model, pixels, labeled=[stack[0], stack[2]])}
+    unaware = {int(score.image.split()[-1]): score.score for score in rank_images(model, pixels)}
+    assert max(abs(expected[k] - unaware[k]) for k in expected) > 1e-3  # the labeled planes change the scores
     for item in ranking:
         key = (item["image"].rsplit("/", 1)[-1], tuple(item.get("plane", ())))
         assert item["score"] == pytest.approx(expected[reference[key]], abs=1e-5)

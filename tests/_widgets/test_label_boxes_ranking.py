@@ -33,9 +33,11 @@ def docked(make_napari_viewer, tutorial_dataset):
 
 
 def expected_order(checkpoint, folder) -> list[int]:
-    """The ranking of the unlabeled images, by the core function on the files (image index = file order)."""
+    """The ranking of the unlabeled images, by the core function on the files (image index = file order),
+    the labeled images passed along as the labeled ones."""
     model = load_checkpoint(checkpoint).model
-    ranking = rank_images(model, [folder / "input" / f"{name}.png" for name in UNLABELED])
+    ranking = rank_images(model, [folder / "input" / f"{name}.png" for name in UNLABELED],
+                          labeled=[folder / "input" / f"{name}.png" for name in ("000", "002", "005")])
     return [int(score.image.rsplit("/", 1)[-1][:3]) for score in ranking]
 
 
@@ -54,6 +56,12 @@ def test_next_most_useful_walks_the_ranking_of_the_unlabeled_images(docked, chec
     press(widget, qtbot)
     assert viewer.dims.current_step[0] == order[0]
     assert widget.next_useful.info.text().startswith(f"{order[0]:03d}.png: rank 1 of 3")
+    expected = rank_images(load_checkpoint(checkpoint).model, [folder / "input" / f"{order[0]:03d}.png"] + [
+        folder / "input" / f"{name}.png" for name in UNLABELED if int(name) != order[0]],
+        labeled=[folder / "input" / f"{name}.png" for name in ("000", "002", "005")])
+    top = widget.next_useful.walk.scores[order[0]]
+    assert top.novelty > 0 and top.novelty == pytest.approx(next(s.novelty for s in expected if s.image.endswith(
+        f"{order[0]:03d}.png")), abs=1e-4)  # measured against the labeled images
     press(widget, qtbot)  # no new ranking: the next of the same one
     assert widget.next_useful.worker is None or not widget.next_useful.worker.is_running
     assert viewer.dims.current_step[0] == order[1]
@@ -92,7 +100,7 @@ def test_next_most_useful_on_a_stack_moves_the_slider_to_its_unlabeled_planes(ma
     tifffile.imwrite(path, stack, photometric="minisblack")
     save_annotation(tmp_path / "movie.json", Annotation([[4, 4, 20, 20]], ["cell"], planes=[[0]],
                                                         labeled_planes=[[0], [2]]))
-    ranking = rank_images(load_checkpoint(checkpoint).model, [stack[1], stack[3]])
+    ranking = rank_images(load_checkpoint(checkpoint).model, [stack[1], stack[3]], labeled=[stack[0], stack[2]])
     order = [(1, 3)[int(score.image.split()[-1])] for score in ranking]
     viewer = make_napari_viewer()
     viewer.open(path, plugin=PLUGIN)

@@ -12,7 +12,7 @@ carries "image" (the stack) and "plane" (its leading indices). An image of more 
 is scored through its tiles, read one at a time: it takes the place and score of its
 most useful tile, whose [x0, y0, x1, y1] its --json object carries as "tile".
 Each is predicted with CHECKPOINT, and with its mirror image, and scored from 0 to 1
-by four measures of doubt:
+by four measures of doubt, and by how new it is next to the labeled images:
 
   uncertainty    detections scoring near the score threshold (--score)
   confusion      boxes whose class the box head hesitates between
@@ -20,15 +20,20 @@ by four measures of doubt:
   low_confidence no proposal the model is sure is an object (1 - the mean
                  foreground probability of its 3 surest proposals, image and
                  mirror image averaged): images unlike the training images
+  novelty        the distance of the image's pooled backbone features to the
+                 nearest labeled image's, among the labeled images, planes and
+                 tiles found in IMAGES (those left out of the ranking), in units
+                 of the images' spread; 0 and not counted when none is labeled
 
 Each measure is put on a common scale, its percentile among the images ranked
 (so that none counts more for being larger), and the informativeness is their
-weighted mean (low_confidence 8, disagreement 2, uncertainty 1, confusion 1).
-The first max(K, 16) images are then chosen greedily among the 3 x max(K, 16)
-most informative: each next one of highest informativeness minus --diversity
-times its cosine similarity (its redundancy) to the images chosen before it, on
-the model's pooled features, so that the top images are not near-duplicates;
-"score" is that value. The rest follow by informativeness.
+weighted mean (novelty 4 when labeled images are found, low_confidence 8,
+disagreement 2, uncertainty 1, confusion 1). The first max(K, 16) images are then
+chosen greedily among the 3 x max(K, 16) most informative: each next one of
+highest informativeness minus --diversity times its cosine similarity (its
+redundancy) to the images chosen before it, on the model's pooled features, so
+that the top images are not near-duplicates; "score" is that value. The rest
+follow by informativeness.
 --json prints one JSON list of objects with image (plane, tile), score and the parts of the score.
 """
 
@@ -36,7 +41,7 @@ from __future__ import annotations
 
 HELP = "rank unlabeled images and planes of stacks by how much labeling them should help (which to label next)"
 
-PARTS = ("uncertainty", "confusion", "disagreement", "low_confidence", "redundancy")
+PARTS = ("uncertainty", "confusion", "disagreement", "low_confidence", "novelty", "redundancy")
 
 
 def configure(parser) -> None:
@@ -99,8 +104,8 @@ def run(args) -> int:
         if not reason.startswith("labeled"):
             print(f"skipped {path}: {reason}", file=sys.stderr)
     if not targets:
-        raise ValueError(f"{', '.join(args.images)}: no unlabeled images ({labeled} labeled)")
-    bar = tqdm(total=len(targets), desc="ranking", unit="image", disable=args.quiet, file=sys.stderr)
+        raise ValueError(f"{', '.join(args.images)}: no unlabeled images ({len(labeled)} labeled)")
+    bar = tqdm(total=len(targets) + len(labeled), desc="ranking", unit="image", disable=args.quiet, file=sys.stderr)
 
     def progress(step) -> None:
         if step.error is not None:
@@ -109,7 +114,7 @@ def run(args) -> int:
         bar.update(step.done - bar.n)
 
     try:
-        ranking = run_to_end(iter_target_ranking(checkpoint.model, targets, top=args.top,
+        ranking = run_to_end(iter_target_ranking(checkpoint.model, targets, top=args.top, labeled=labeled,
                                                  weights=RankingWeights(diversity=args.diversity),
                                                  threshold=args.score, batch_size=args.batch_size), progress)
     finally:
@@ -119,7 +124,8 @@ def run(args) -> int:
     kinds = f"{len(targets) - planes - tiles} unlabeled images" + (f" and {planes} unlabeled planes" if planes else "")
     if tiles:
         kinds += f" and {len({t.image for t in targets if t.region is not None})} large images in {tiles} tiles"
-    print(f"{kinds} ranked ({labeled} labeled left out)", file=sys.stderr)
+    novelty = "; novelty against them" if labeled else ""
+    print(f"{kinds} ranked ({len(labeled)} labeled left out{novelty})", file=sys.stderr)
     if args.json:
         print(json.dumps([entry.to_dict() for entry in ranking], indent=1))
         return 0

@@ -47,8 +47,8 @@ class NextMostUseful(QWidget):
         self.browse.setMaximumWidth(30)
         self.button = QPushButton("Next most useful")
         self.button.setToolTip("rank the unlabeled images (or a stack's planes) by how much labeling them should help (uncertain, "
-                               "confused and mirror-inconsistent detections, not near-duplicates) and go to the "
-                               "top one; press again for the next")
+                               "confused and mirror-inconsistent detections, unlike the labeled images, not "
+                               "near-duplicates) and go to the top one; press again for the next")
         self.info = QLabel("")
         self.info.setWordWrap(True)
         row = QHBoxLayout()
@@ -93,7 +93,8 @@ class NextMostUseful(QWidget):
         kind = "planes" if session.is_stack else "images"
         self.info.setText(f"ranking {len(images)} unlabeled {kind} with {checkpoint.name} ...")
         key = (checkpoint, id(session))
-        self.worker = start_worker(ranking.iter_session_ranking, checkpoint, images, errored=self._failed,
+        self.worker = start_worker(ranking.iter_session_ranking, checkpoint, images, 4,
+                                   ranking.labeled_images(session), errored=self._failed,
                                    desc="ranking images", button=self.button, yielded=self._progress,
                                    returned=lambda walk: self._ranked(walk, key))
         return self.worker

@@ -2,7 +2,9 @@
 to rank, the ranking job for a worker, and walking through the ranking.
 
 The images ranked are the session's unlabeled ones: without an annotation file on disk and without
-boxes in the session; on a stack's box layer, the planes not labeled (:func:`unlabeled_images`).
+boxes in the session; on a stack's box layer, the planes not labeled (:func:`unlabeled_images`). The
+others (:func:`labeled_images`) go along as the labeled images, for the ranking's ``novelty``,
+as ``rank`` passes the labeled images it finds.
 :func:`iter_session_ranking` is the worker's job: it reads the checkpoint weights-only and ranks those
 images or planes with :func:`~napari_faster_rcnn.core.prediction.rank_targets.iter_target_ranking`
 (a plane read only when it is measured; a very large image through its tiles).
@@ -18,7 +20,7 @@ from napari_faster_rcnn.core.data.labeling import index_plane
 from napari_faster_rcnn.core.prediction.rank_targets import RankTarget
 from napari_faster_rcnn.layers import conventions
 
-__all__ = ["RankingWalk", "iter_session_ranking", "unlabeled_images"]
+__all__ = ["RankingWalk", "iter_session_ranking", "labeled_images", "unlabeled_images"]
 
 
 def unlabeled_images(session) -> list[tuple[int, RankTarget]]:
@@ -48,10 +50,32 @@ def unlabeled_images(session) -> list[tuple[int, RankTarget]]:
     return found
 
 
-def iter_session_ranking(checkpoint_path, images: list[tuple[int, RankTarget]], batch_size: int = 4):
+def labeled_images(session) -> list[tuple[int, RankTarget]]:
+    """``(index, target)`` of each image (or plane) of ``session`` with a source file that
+    :func:`unlabeled_images` leaves out: labeled on disk or in the session."""
+    metadata = session.layer.metadata
+    sources = metadata.get(conventions.SOURCE_IMAGES) or []
+    unlabeled = {index for index, _ in unlabeled_images(session)}
+    if getattr(session, "is_stack", False):
+        source = sources[0] if sources else None
+        if not source:
+            return []
+        return [(index, RankTarget(Path(source), index_plane(index, session.store.shape)))
+                for index in range(len(session)) if index not in unlabeled]
+    found = []
+    for index in range(len(session)):
+        source = sources[index] if index < len(sources) else None
+        if source and index not in unlabeled:
+            plane = conventions.source_plane(metadata, index)
+            found.append((index, RankTarget(Path(source), plane)))
+    return found
+
+
+def iter_session_ranking(checkpoint_path, images: list[tuple[int, RankTarget]], batch_size: int = 4,
+                         labeled: list[tuple[int, RankTarget]] = ()):
     """Load ``checkpoint_path`` and rank ``images`` (``(index, target)``, as :func:`unlabeled_images`
-    gives them); yields progress (:class:`~napari_faster_rcnn.core.prediction.ranking.RankingProgress`)
-    and returns a :class:`RankingWalk`."""
+    gives them) next to the ``labeled`` ones (as :func:`labeled_images` gives them); yields progress
+    (:class:`~napari_faster_rcnn.core.prediction.ranking.RankingProgress`) and returns a :class:`RankingWalk`."""
     from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
     from napari_faster_rcnn.core.prediction.rank_targets import image_targets, iter_target_ranking
     from napari_faster_rcnn.core.prediction.tiles import default_tiling
@@ -62,7 +86,9 @@ def iter_session_ranking(checkpoint_path, images: list[tuple[int, RankTarget]], 
     for index, target in images:
         index_of[(target.image, target.plane)] = index
         targets.extend([target] if target.plane is not None else image_targets(target.image, tiling))
-    ranking = yield from iter_target_ranking(checkpoint.model, targets, batch_size=batch_size)
+    known = [part for _, target in labeled
+             for part in ([target] if target.plane is not None else image_targets(target.image, tiling))]
+    ranking = yield from iter_target_ranking(checkpoint.model, targets, batch_size=batch_size, labeled=known)
     order = [index_of[(entry.target.image, entry.target.plane)] for entry in ranking]
     return RankingWalk(Path(checkpoint_path), order, {index: entry.score for index, entry in zip(order, ranking)})
 
@@ -91,4 +117,5 @@ class RankingWalk:
         if score is None:
             return ""
         return (f"rank {score.rank} of {len(self.order)}: score {score.score:.2f} (uncertainty "
-                f"{score.uncertainty:.2f}, confusion {score.confusion:.2f}, disagreement {score.disagreement:.2f})")
+                f"{score.uncertainty:.2f}, confusion {score.confusion:.2f}, disagreement {score.disagreement:.2f}, "
+                f"novelty {score.novelty:.2f})")

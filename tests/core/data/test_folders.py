@@ -6,6 +6,7 @@ from napari_faster_rcnn.core.data.folders import (
     INPUT_TARGET,
     SIDE_BY_SIDE,
     DatasetError,
+    annotation_for,
     discover_dataset,
 )
 from tests.conftest import write_image
@@ -68,3 +69,21 @@ def test_not_a_dataset(tmp_path, content):
         discover_dataset(tmp_path)
     with pytest.raises(DatasetError, match="not a folder"):
         discover_dataset(tmp_path / "missing")
+
+
+def test_annotation_for_finds_an_images_file_where_the_folder_rules_look(tutorial_dataset, side_by_side_dataset,
+                                                                       monkeypatch):
+    import napari_faster_rcnn.core.data.folders as folders
+
+    cache = {}
+    assert annotation_for(tutorial_dataset / "input" / "003.png", cache) == tutorial_dataset / "target" / "003.pt"
+    assert annotation_for(side_by_side_dataset / "a.png", cache).name == "a.json"
+    assert annotation_for(side_by_side_dataset / "c.png", cache) is None
+    (tutorial_dataset / "target" / "004.pt").unlink()
+    calls = []
+    monkeypatch.setattr(folders, "discover_dataset", lambda root: calls.append(root))
+    # each folder is discovered once: the cache answers (004's file, removed since, is still in it)
+    assert annotation_for(tutorial_dataset / "input" / "004.png", cache) == tutorial_dataset / "target" / "004.pt"
+    assert calls == []
+    monkeypatch.undo()
+    assert annotation_for(tutorial_dataset / "input" / "004.png", {}) is None  # a new cache looks again

@@ -49,7 +49,7 @@ def test_a_large_image_takes_the_place_of_its_most_useful_tile(model, tmp_path):
     targets, skipped, labeled = find_rank_targets(tmp_path, tiling, large_pixels=2000)
     tiles = [t for t in targets if t.region is not None]
     assert len(tiles) == len(tiling.grid((60, 90))) == 6 and {t.image.name for t in tiles} == {"big.png"}
-    assert not skipped and labeled == 0
+    assert not skipped and labeled == []
     assert [t for t in targets if t.region is None] == [RankTarget(tmp_path / "small.png")]
     steps = []
     ranking = run_to_end(iter_target_ranking(model, targets, batch_size=7), steps.append)
@@ -84,7 +84,7 @@ def test_the_planes_of_a_stack_are_read_one_batch_at_a_time(model, tmp_path, mon
     tifffile.imwrite(tmp_path / "movie.tif", np.random.default_rng(3).integers(0, 4096, (6, 64, 64), dtype=np.uint16),
                      photometric="minisblack")
     targets, _, labeled = find_rank_targets(tmp_path)
-    assert [t.plane for t in targets] == [(p,) for p in range(6)] and labeled == 0
+    assert [t.plane for t in targets] == [(p,) for p in range(6)] and labeled == []
     assert [t.name.rsplit("/", 1)[-1] for t in targets[:2]] == ["movie.tif[0]", "movie.tif[1]"]
     read = []
     original = StackPlane.read
@@ -105,3 +105,32 @@ def test_a_very_large_grid_is_thinned_to_rows_and_columns_spread_over_the_image(
     assert set(rects) <= {tuple(r) for r in grid.rects.tolist()}
     assert rects[0] == (0, 0, 32, 32) and rects[-1] == (1500 - 32, 1000 - 32, 1500, 1000)  # both corners
     assert len({r[0] for r in rects}) >= 3 and len({r[1] for r in rects}) >= 3
+
+
+def test_the_labeled_images_and_planes_come_back_and_go_along_to_the_ranking(model, tmp_path):
+    """A stack with planes 0 and 2 labeled and a labeled PNG beside an unlabeled one: the labeled ones
+    come back as targets, and ranking with them gives the core ranking of the pixels with them as labeled."""
+    import tifffile
+
+    from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
+    from napari_faster_rcnn.core.prediction.ranking import rank_images
+
+    rng = np.random.default_rng(4)
+    stack = rng.integers(0, 4096, (4, 64, 64), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "movie.tif", stack, photometric="minisblack")
+    save_annotation(tmp_path / "movie.json", Annotation([[4, 4, 20, 20]], ["cell"], planes=[[0]],
+                                                        labeled_planes=[[0], [2]]))
+    pngs = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(2)]
+    for name, pixels in zip(("a.png", "b.png"), pngs):
+        Image.fromarray(pixels).save(tmp_path / name)
+    save_annotation(tmp_path / "a.json", Annotation([[4, 4, 20, 20]], ["cell"]))
+    targets, skipped, labeled = find_rank_targets(tmp_path)
+    assert [(t.image.name, t.plane) for t in targets] == [("b.png", None), ("movie.tif", (1,)), ("movie.tif", (3,))]
+    assert [(t.image.name, t.plane) for t in labeled] == [("a.png", None), ("movie.tif", (0,)), ("movie.tif", (2,))]
+    assert [reason for _, reason in skipped] == ["labeled (a.json)"]
+    ranking = run_to_end(iter_target_ranking(model, targets, labeled=labeled, batch_size=2))
+    expected = rank_images(model, [pngs[1], stack[1], stack[3]], labeled=[pngs[0], stack[0], stack[2]], batch_size=2)
+    names = {"image 0": ("b.png", None), "image 1": ("movie.tif", (1,)), "image 2": ("movie.tif", (3,))}
+    assert [(e.target.image.name, e.target.plane) for e in ranking] == [names[s.image] for s in expected]
+    assert [e.score.novelty for e in ranking] == pytest.approx([s.novelty for s in expected], abs=1e-4)
+    assert all(e.to_dict()["novelty"] > 0 for e in ranking)

@@ -19,7 +19,9 @@ from napari_faster_rcnn.core.prediction.ranking import (
     confusion_of,
     disagreement_of,
     find_unlabeled_images,
+    iter_image_features,
     iter_image_measures,
+    iter_ranking,
     order_by_usefulness,
     percentiles,
     rank_images,
@@ -294,3 +296,84 @@ def test_unlabeled_images_are_those_without_an_annotation_file(tutorial_dataset,
     assert [p.name for p in found] == ["001.png"]
     save_annotation(side_by_side_dataset / "c.pt", make_synthetic_dataset(1)[0][1])
     assert find_unlabeled_images(side_by_side_dataset)[0] == []
+
+
+def brute_force_novelty(features, labeled):
+    """The Euclidean distance to the nearest labeled image over the RMS distance of all images to their mean, one by one."""
+    rows = [np.asarray(f, float) for f in list(features) + list(labeled)]
+    mean = sum(rows) / len(rows)
+    spread = np.sqrt(sum(float(np.sum((r - mean) ** 2)) for r in rows) / len(rows))
+    return [min(float(np.linalg.norm(np.asarray(a, float) - np.asarray(b, float))) for b in labeled) / spread
+            for a in features]
+
+
+def brute_force_labeled_order(parts, features, labeled, weights, top):
+    """The greedy order with novelty as a fifth part (cosine redundancy on features centred on all images)."""
+    novelty = brute_force_novelty(features, labeled)
+    columns = [brute_force_percentiles(np.asarray(parts, float)[:, k]) for k in range(4)] + [brute_force_percentiles(novelty)]
+    mix = [weights.uncertainty, weights.confusion, weights.disagreement, weights.low_confidence, weights.novelty]
+    informativeness = [sum(w * c[i] for w, c in zip(mix, columns)) / sum(mix) for i in range(len(parts))]
+    rows = np.concatenate([np.asarray(features, float), np.asarray(labeled, float)])
+    rows = rows - rows.mean(axis=0)
+    rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    images = rows[:len(features)]
+    left = sorted(range(len(parts)), key=lambda k: (-informativeness[k], k))
+    chosen = []
+    while len(chosen) < top:
+        def adjusted(k):
+            similarity = max([max(0.0, float(images[k] @ images[j])) for j in chosen] or [0.0])
+            return informativeness[k] - weights.diversity * similarity
+        candidates = left[:3 * max(top, 16)]
+        best = max(candidates, key=lambda k: (adjusted(k), -candidates.index(k)))
+        chosen.append(best)
+        left.remove(best)
+    return [f"image {k}" for k in chosen], novelty
+
+
+def test_an_image_unlike_every_labeled_one_outranks_a_near_duplicate_of_one():
+    rng = np.random.default_rng(11)
+    labeled = rng.normal(size=(6, 8))
+    features = np.concatenate([labeled[:3] + 0.01 * rng.normal(size=(3, 8)),  # near-duplicates of labeled images
+                               rng.normal(size=(3, 8)) * 3])  # unlike them
+    parts = [(0.5, 0.3, 0.2, 0.1)] * 6  # alike in every other part
+    ranking = order_by_usefulness(measures(parts, features), RankingWeights(), labeled_features=list(labeled))
+    novelty = {s.image: s.novelty for s in ranking}
+    expected = brute_force_novelty(features, labeled)
+    assert [novelty[f"image {k}"] for k in range(6)] == pytest.approx(expected, abs=1e-9)
+    assert all(novelty[f"image {k}"] < 0.02 for k in range(3)) and all(novelty[f"image {k}"] > 0.3 for k in range(3, 6))
+    # the three unlike the labeled images first, the near-duplicates last
+    assert {s.image for s in ranking[:3]} == {"image 3", "image 4", "image 5"}
+    # without the labeled images the near-duplicates are not told apart: novelty 0, it does not count
+    unaware = order_by_usefulness(measures(parts, features), RankingWeights())
+    assert all(s.novelty == 0.0 for s in unaware)
+    assert [s.image for s in unaware] == [s.image for s in order_by_usefulness(
+        measures(parts, features), RankingWeights(novelty=0.0))] == brute_force_order(parts, features, RankingWeights())
+
+
+def test_the_order_with_labeled_images_matches_a_brute_force_one():
+    rng = np.random.default_rng(12)
+    parts = rng.uniform(0, 1, (40, 4))
+    features = rng.normal(size=(40, 6))
+    labeled = rng.normal(size=(10, 6)) + 0.5
+    for weights in (RankingWeights(), RankingWeights(diversity=1.0, novelty=3.0)):
+        ranking = order_by_usefulness(measures(parts, features), weights, top=12, labeled_features=list(labeled))
+        order, novelty = brute_force_labeled_order(parts, features, labeled, weights, 12)
+        assert [s.image for s in ranking] == order
+        assert [s.novelty for s in ranking] == pytest.approx([novelty[int(name.split()[-1])] for name in order])
+
+
+def test_labeled_images_go_through_the_backbone_only_and_change_the_ranking(model):
+    images = [image for image, _ in make_synthetic_dataset(6, seed=8, height=64, width=64)]
+    pool, labeled = images[:4], images[4:]
+    measured = run_to_end(iter_image_measures(model, images, batch_size=3))
+    features = run_to_end(iter_image_features(model, images, batch_size=4))
+    for measure, vector in zip(measured, features):  # the same pooled features as the full pass
+        np.testing.assert_allclose(vector, measure.features, rtol=1e-4, atol=1e-5)
+    steps = []
+    ranking = run_to_end(iter_ranking(model, pool, batch_size=2, labeled=labeled), steps.append)
+    assert steps[-1].done == steps[-1].total == 6  # the progress counts the labeled images too
+    expected = order_by_usefulness(measured[:4], RankingWeights(), labeled_features=features[4:])
+    assert [s.image for s in ranking] == [s.image for s in expected]
+    assert [s.novelty for s in ranking] == pytest.approx([s.novelty for s in expected], abs=1e-4)
+    assert all(s.novelty > 0 for s in ranking)
+    assert rank_images(model, pool, labeled=labeled)[0].to_dict()["novelty"] == pytest.approx(ranking[0].novelty)

@@ -159,3 +159,20 @@ def find_image_folder(annotation_folder: Path, names: set[str]) -> Path | None:
         if matches and score > best_score:
             best, best_score = candidate, score
     return best
+
+
+def annotation_for(path: str | Path, cache: dict) -> Path | None:
+    """The annotation file of the image ``path`` where the folder rules look for one (``target/NAME.pt``
+    or ``.json`` beside ``input/``, or ``NAME.pt``/``.json`` beside the image), None when it has none.
+
+    ``cache`` (a dict, empty at first) keeps each folder's lookup, so that many images of one folder
+    discover it once. Raises :class:`DatasetError` for a folder that holds no images.
+    """
+    path = Path(path)
+    parent = path.parent
+    root = parent.parent if parent.name == "input" and (parent.parent / "target").is_dir() else parent
+    if root not in cache:
+        dataset = discover_dataset(root)
+        cache[root] = {sample.image.resolve(): sample.annotation for sample in dataset.samples
+                       if sample.image is not None}
+    return cache[root].get(path.resolve())

@@ -121,9 +121,10 @@ class RankedTarget:
         return data
 
 
-def stack_targets(path: Path, shape: Sequence[int], annotation_file: Path | None) -> tuple[list[RankTarget], int]:
-    """The unlabeled planes of the stack ``path`` (leading dimensions ``shape``) as targets, and how
-    many planes are labeled. Raises ``AnnotationError`` (a ``ValueError``) naming a bad annotation file."""
+def stack_targets(path: Path, shape: Sequence[int], annotation_file: Path | None
+                  ) -> tuple[list[RankTarget], list[RankTarget]]:
+    """The unlabeled planes of the stack ``path`` (leading dimensions ``shape``) as targets, and its
+    labeled planes. Raises ``AnnotationError`` (a ``ValueError``) naming a bad annotation file."""
     labeled: set[tuple[int, ...]] = set()
     if annotation_file is not None:
         from napari_faster_rcnn.core.data.annotations import load_annotation
@@ -133,8 +134,8 @@ def stack_targets(path: Path, shape: Sequence[int], annotation_file: Path | None
             labeled = {tuple(int(v) for v in plane)
                        for plane in np.asarray(annotation.labeled_planes).reshape(-1, len(shape)).tolist()}
     planes = select_planes(shape)
-    targets = [RankTarget(path, plane) for plane in planes if plane not in labeled]
-    return targets, len(planes) - len(targets)
+    return ([RankTarget(path, plane) for plane in planes if plane not in labeled],
+            [RankTarget(path, plane) for plane in planes if plane in labeled])
 
 
 def tile_targets(path: Path, size: tuple[int, int], tiling, large_pixels: int = LARGE_PIXELS,
@@ -158,34 +159,30 @@ def tile_targets(path: Path, size: tuple[int, int], tiling, large_pixels: int = 
 
 
 def find_rank_targets(inputs, tiling=None, large_pixels: int = LARGE_PIXELS
-                      ) -> tuple[list[RankTarget], list[tuple[str, str]], int]:
-    """The targets among dataset folders and image files (see the module docstring).
+                      ) -> tuple[list[RankTarget], list[tuple[str, str]], list[RankTarget]]:
+    """The targets among dataset folders and image files (see the module docstring), and the labeled
+    images and planes among them.
 
     Returns
     -------
     (targets, skipped, labeled)
         The targets in the order given (a folder's images sorted by name, a stack's planes in
-        order), ``(path, reason)`` for what was left out (labeled images among them), and how many
-        images and planes are labeled.
+        order), ``(path, reason)`` for what was left out (labeled images among them), and the
+        labeled images and planes as targets (a labeled large image as its tiles, like an unlabeled
+        one), for :func:`iter_target_ranking`'s ``labeled``.
     """
-    from napari_faster_rcnn.core.data.folders import discover_dataset
+    from napari_faster_rcnn.core.data.folders import annotation_for
     from napari_faster_rcnn.core.data.images import stack_shape
     from napari_faster_rcnn.core.prediction.folders import find_images
 
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     images, skipped = find_images(inputs)
-    folders: dict[Path, dict[Path, Path | None]] = {}
+    folders: dict = {}
     targets: list[RankTarget] = []
-    labeled = 0
+    labeled: list[RankTarget] = []
     for path in images:
-        parent = path.parent
-        root = parent.parent if parent.name == "input" and (parent.parent / "target").is_dir() else parent
-        if root not in folders:
-            dataset = discover_dataset(root)
-            folders[root] = {sample.image.resolve(): sample.annotation for sample in dataset.samples
-                             if sample.image is not None}
-        annotation = folders[root].get(path.resolve())
+        annotation = annotation_for(path, folders)
         shape = stack_shape(path)
         if shape is not None:
             try:
@@ -193,12 +190,12 @@ def find_rank_targets(inputs, tiling=None, large_pixels: int = LARGE_PIXELS
             except ValueError as error:
                 skipped.append((str(path), f"its annotation cannot be read ({error})"))
                 continue
-            labeled += done
+            labeled.extend(done)
             if not planes:
-                skipped.append((str(path), f"labeled (all {done} planes, {annotation.name})"))
+                skipped.append((str(path), f"labeled (all {len(done)} planes, {annotation.name})"))
             targets.extend(planes)
         elif annotation is not None:
-            labeled += 1
+            labeled.extend(image_targets(path, tiling, large_pixels))
             skipped.append((str(path), f"labeled ({annotation.name})"))
         else:
             targets.extend(image_targets(path, tiling, large_pixels))
@@ -233,11 +230,14 @@ def collapse_tiles(ranked: list[RankedTarget]) -> list[RankedTarget]:
 
 
 def iter_target_ranking(model, targets: Sequence[RankTarget], top: int | None = None,
-                        **options) -> Iterator[RankingProgress]:
+                        labeled: Sequence[RankTarget] = (), **options) -> Iterator[RankingProgress]:
     """Rank ``targets`` with :func:`~napari_faster_rcnn.core.prediction.ranking.iter_ranking` (``options``:
     its ``weights``, ``threshold``, ``batch_size``, ``device``); yields its progress (an unreadable
     target named as :attr:`RankTarget.name`) and returns the list of :class:`RankedTarget`, most
-    useful first, a tiled image once (:func:`collapse_tiles`); ``top``: the first so many."""
+    useful first, a tiled image once (:func:`collapse_tiles`); ``top``: the first so many.
+
+    ``labeled``: the images, planes and tiles labeled already (as :func:`find_rank_targets` gives
+    them), for the ranking's ``novelty``."""
     if top is not None and top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
     targets = list(targets)
@@ -248,14 +248,17 @@ def iter_target_ranking(model, targets: Sequence[RankTarget], top: int | None = 
     if len(by_name) != len(targets):
         raise ValueError("an image is given twice")
     tiled = any(target.region is not None for target in targets)
-    ranking = iter_ranking(model, items, top=None if tiled else top, **options)
+    labeled = list(labeled)
+    labeled_by_name = {f"labeled image {index}": target for index, target in enumerate(labeled)}
+    ranking = iter_ranking(model, items, top=None if tiled else top, labeled=[t.item() for t in labeled], **options)
     try:
         step = next(ranking)
         while True:
             if step.error is not None:
                 name, _, reason = step.error.partition(": ")
-                if name in by_name:
-                    step = RankingProgress(step.done, step.total, f"{by_name[name].name}: {reason}")
+                if name in by_name or name in labeled_by_name:
+                    target = by_name.get(name) or labeled_by_name[name]
+                    step = RankingProgress(step.done, step.total, f"{target.name}: {reason}")
             yield step
             step = next(ranking)
     except StopIteration as stop:

@@ -27,19 +27,30 @@ low_confidence
     image: an image where the model is sure of no object at all, as on images unlike the training
     images (an image truly without objects ranks high too).
 
-The four are on different scales (uncertainty is near 1 on most images of a weak model,
+novelty
+    only when the images labeled already are given (``labeled``; only their pooled backbone features
+    are computed, :func:`iter_image_features`): the distance of the image's pooled backbone features
+    to the nearest labeled image's (Euclidean, in units of the root-mean-square distance of all the
+    images to their mean; 0 for a copy of a labeled image), so that images unlike everything labeled
+    count (the core-set idea, Sener & Savarese 2018). Without labeled images it is 0 and does not count.
+    (Cosine similarity, tried first, put images of unseen styles *nearer* the labeled ones than new
+    images of the labeled style: it ignores how far from the mean an image lies.)
+
+The four (five) are on different scales (uncertainty is near 1 on most images of a weak model,
 low_confidence near 0 on most images of a good one), so each is first put on a common one: its
 percentile within the images ranked together (the share of the other images with a lower value,
 ties counting half; 0.5 for a single image). ``informativeness`` is the weighted mean of the four
-percentiles (weights :class:`RankingWeights`; by default ``low_confidence`` counts most, as the one
-image-level sign of an image unlike the training images, then ``disagreement``), so it too lies in
-0-1 and is relative to the images ranked together.
+percentiles (weights :class:`RankingWeights`; by default ``low_confidence`` counts most of the four,
+as the one image-level sign of an image unlike the training images, then ``disagreement``; ``novelty``,
+when it counts, a third of the four together), so it too lies in 0-1 and is relative to the images
+ranked together.
 
 The diversity term then chooses the first ``max(top, 16)`` images (:data:`DIVERSITY_GROUP`; one
 round of labeling) greedily among the ``3 x max(top, 16)`` most informative ones: each next image
 is the one of highest ``informativeness - diversity * redundancy``, where ``redundancy`` is its
 highest cosine similarity (0 or more) to the images chosen before it, on the backbone's feature maps
-pooled over the image (centred on the pool's mean), so that near-duplicates do not fill the top.
+pooled over the image (centred on the mean of the pool and the labeled images), so that
+near-duplicates do not fill the top.
 ``score`` is that value at the time the image was chosen. The images after the first group follow
 in order of informativeness (``score`` = ``informativeness``, ``redundancy`` 0), so the diversity
 term does not reorder the whole list.
@@ -64,12 +75,15 @@ __all__ = [
     "confusion_of",
     "disagreement_of",
     "find_unlabeled_images",
+    "novelty_of",
+    "iter_image_features",
     "iter_image_measures",
     "iter_ranking",
     "order_by_usefulness",
     "percentiles",
     "rank_images",
     "uncertainty_of",
+    "unit_features",
 ]
 
 #: Detections scoring below this are left out of every measure (torchvision's mAP floor).
@@ -80,6 +94,9 @@ MATCH_IOU = 0.1
 SURE_PROPOSALS = 3
 #: The diversity term picks among the ``3 x max(top, DIVERSITY_GROUP)`` most informative images left.
 DIVERSITY_GROUP = 16
+#: The default weight of ``novelty`` (:class:`RankingWeights`), against 12 for the other four together
+#: (chosen between 4 and 12 on the benchmarks: 4 keeps low_confidence first in `bench_ranking.py`).
+NOVELTY_WEIGHT = 4.0
 
 
 @dataclass(frozen=True)
@@ -98,9 +115,11 @@ class RankingWeights:
     disagreement: float = 2.0
     low_confidence: float = 8.0
     diversity: float = 0.5
+    novelty: float = NOVELTY_WEIGHT  # counts only when labeled images are given
 
     def __post_init__(self):
-        values = (self.uncertainty, self.confusion, self.disagreement, self.low_confidence, self.diversity)
+        values = (self.uncertainty, self.confusion, self.disagreement, self.low_confidence, self.diversity,
+                  self.novelty)
         if min(values) < 0 or sum(values[:4]) <= 0:
             raise ValueError(f"ranking weights must be 0 or more, one measure above 0; got {self}")
 
@@ -133,6 +152,7 @@ class ImageScore:
     redundancy: float
     detections: int
     low_confidence: float = 0.0
+    novelty: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -220,22 +240,65 @@ def percentiles(values: np.ndarray) -> np.ndarray:
     return (below + 0.5 * equal) / (count - 1)
 
 
+def unit_features(features: np.ndarray, labeled_features: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The pooled features of the images ranked and of the labeled images, centred on the mean of both
+    together and scaled to length 1 (a vector of length 0 stays 0), so that their dot products are
+    cosine similarities."""
+    features = np.asarray(features, np.float64).reshape(len(features), -1)
+    labeled = (np.zeros((0, features.shape[1])) if labeled_features is None or not len(labeled_features)
+               else np.asarray(labeled_features, np.float64).reshape(len(labeled_features), -1))
+    if labeled.shape[1] != features.shape[1]:
+        raise ValueError(f"the labeled images' features have {labeled.shape[1]} values, the images' {features.shape[1]}")
+    both = np.concatenate([features, labeled])
+    both = both - both.mean(axis=0, keepdims=True)
+    norms = np.linalg.norm(both, axis=1, keepdims=True)
+    both = np.divide(both, norms, out=np.zeros_like(both), where=norms > 1e-12)
+    return both[:len(features)], both[len(features):]
+
+
+def novelty_of(features: np.ndarray, labeled_features: np.ndarray) -> np.ndarray:
+    """Each image's distance to the nearest labeled image (Euclidean, on the pooled features), in units of
+    the root-mean-square distance of all the images (ranked and labeled) to their mean; 0 for a copy of a
+    labeled image, 0 for every image when none is labeled."""
+    if not len(labeled_features) or not len(features):
+        return np.zeros(len(features))
+    features = np.asarray(features, np.float64).reshape(len(features), -1)
+    labeled = np.asarray(labeled_features, np.float64).reshape(len(labeled_features), -1)
+    both = np.concatenate([features, labeled])
+    spread = np.sqrt(np.mean(np.sum((both - both.mean(axis=0)) ** 2, axis=1)))
+    squared = (np.sum(features ** 2, axis=1)[:, None] + np.sum(labeled ** 2, axis=1)[None, :]
+               - 2.0 * features @ labeled.T)
+    nearest = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+    return nearest / spread if spread > 1e-12 else np.zeros(len(features))
+
+
 def order_by_usefulness(measures: Sequence[ImageMeasures], weights: RankingWeights | None = None,
-                        top: int | None = None) -> list[ImageScore]:
-    """Rank measured images greedily, most useful first (see the module docstring); ``top``: only so many."""
+                        top: int | None = None, labeled_features: Sequence[np.ndarray] | None = None
+                        ) -> list[ImageScore]:
+    """Rank measured images greedily, most useful first (see the module docstring); ``top``: only so many.
+
+    ``labeled_features``: the pooled features of the images labeled already (each like
+    :attr:`ImageMeasures.features`); they give ``novelty``.
+    """
     weights = weights or RankingWeights()
     count = len(measures)
     if count == 0:
         return []
-    parts = np.array([[m.uncertainty, m.confusion, m.disagreement, m.low_confidence] for m in measures],
-                     dtype=np.float64)
-    parts = np.stack([percentiles(column) for column in parts.T], axis=1)
-    mix = np.array([weights.uncertainty, weights.confusion, weights.disagreement, weights.low_confidence])
+    raw = np.stack([np.asarray(m.features, np.float64).ravel() for m in measures])
+    raw_labeled = (np.zeros((0, raw.shape[1])) if labeled_features is None or not len(labeled_features)
+                   else np.stack([np.asarray(f, np.float64).ravel() for f in labeled_features]))
+    features, labeled = unit_features(raw, raw_labeled)
+    novelty = novelty_of(raw, raw_labeled)
+    columns = [[m.uncertainty for m in measures], [m.confusion for m in measures],
+               [m.disagreement for m in measures], [m.low_confidence for m in measures]]
+    mix = [weights.uncertainty, weights.confusion, weights.disagreement, weights.low_confidence]
+    if len(labeled):  # without labeled images novelty does not count
+        columns.append(novelty)
+        mix.append(weights.novelty)
+    parts = np.stack([percentiles(column) for column in columns], axis=1)
+    mix = np.asarray(mix, np.float64)
     informativeness = parts @ mix / mix.sum()
-    features = np.stack([np.asarray(m.features, np.float64).ravel() for m in measures])
-    features = features - features.mean(axis=0, keepdims=True)
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    features = np.divide(features, norms, out=np.zeros_like(features), where=norms > 1e-12)
     group = max(top or 0, DIVERSITY_GROUP)
     by_informativeness = list(np.argsort(-informativeness, kind="stable"))  # ties: the earlier image
     redundancy = np.zeros(count)
@@ -254,7 +317,8 @@ def order_by_usefulness(measures: Sequence[ImageMeasures], weights: RankingWeigh
         by_informativeness.pop(best)
         m = measures[chosen]
         ranked.append(ImageScore(m.image, score, rank, m.uncertainty, m.confusion, m.disagreement,
-                                 float(informativeness[chosen]), similarity, m.detections, m.low_confidence))
+                                 float(informativeness[chosen]), similarity, m.detections, m.low_confidence,
+                                 float(novelty[chosen])))
     return ranked
 
 
@@ -277,22 +341,16 @@ def find_unlabeled_images(inputs) -> tuple[list[Path], list[tuple[str, str]]]:
     ValueError
         For a folder without images; ``FileNotFoundError`` for a path that does not exist.
     """
-    from napari_faster_rcnn.core.data.folders import discover_dataset
+    from napari_faster_rcnn.core.data.folders import annotation_for
     from napari_faster_rcnn.core.prediction.folders import find_images
 
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     images, skipped = find_images(inputs)
-    folders: dict[Path, dict[Path, Path | None]] = {}
+    folders: dict = {}
     unlabeled = []
     for path in images:
-        parent = path.parent
-        root = parent.parent if parent.name == "input" and (parent.parent / "target").is_dir() else parent
-        if root not in folders:
-            dataset = discover_dataset(root)
-            folders[root] = {sample.image.resolve(): sample.annotation for sample in dataset.samples
-                             if sample.image is not None}
-        annotation = folders[root].get(path.resolve())
+        annotation = annotation_for(path, folders)
         if annotation is not None:
             skipped.append((str(path), f"labeled ({annotation.name})"))
         else:
@@ -328,6 +386,14 @@ def _forward_with_probabilities(model, tensors):
     most_sure = [float(part.topk(min(SURE_PROPOSALS, len(part))).values.mean()) if len(part) else 0.0
                  for part in foreground.split([len(p) for p in proposals])]
     detections = model.transform.postprocess(detections, batch.image_sizes, original_sizes)
+    vectors = _pooled(features, batch)
+    return detections, [p.float().cpu().numpy() for p in probabilities], vectors, most_sure
+
+
+def _pooled(features, batch) -> list[np.ndarray]:
+    """Each image's backbone feature maps averaged over the image (its padding left out), levels joined."""
+    import torch
+
     padded_height = batch.tensors.shape[-2]
     vectors = []
     for index, (height, width) in enumerate(batch.image_sizes):
@@ -337,7 +403,18 @@ def _forward_with_probabilities(model, tensors):
             rows, cols = max(1, -(-height // stride)), max(1, -(-width // stride))
             parts.append(fmap[index, :, :rows, :cols].float().mean(dim=(1, 2)))
         vectors.append(torch.cat(parts).cpu().numpy())
-    return detections, [p.float().cpu().numpy() for p in probabilities], vectors, most_sure
+    return vectors
+
+
+def _backbone_features(model, tensors) -> list[np.ndarray]:
+    """The pooled backbone features of ``tensors`` alone (transform and backbone, no detection)."""
+    import torch
+
+    batch, _ = model.transform(tensors)
+    features = model.backbone(batch.tensors)
+    if isinstance(features, torch.Tensor):
+        features = {"0": features}
+    return _pooled(features, batch)
 
 
 def _measure(detection, probabilities, mirror, width: int, threshold: float):
@@ -415,15 +492,79 @@ def iter_image_measures(model, images: Sequence, threshold: float | None = None,
     return measures
 
 
+def iter_image_features(model, images: Sequence, batch_size: int = 4,
+                        device: str | None = None) -> Iterator[RankingProgress]:
+    """The pooled backbone features of each image (paths or arrays), from the model's transform and
+    backbone only (no detection); yields :class:`RankingProgress` and returns the list of feature
+    vectors of the images that could be read (an unreadable one is yielded with ``error``, named
+    ``labeled image N`` when it is not a path)."""
+    import torch
+
+    from napari_faster_rcnn.core.data.images import ImageReadError
+    from napari_faster_rcnn.core.prediction.run import read_image_tensor
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if device is not None:
+        model.to(resolve_device(device))
+    target = next(model.parameters()).device
+    normalization = getattr(getattr(model, "config", None), "normalization", "auto")
+    was_training = model.training
+    model.eval()
+    items = list(images)
+    vectors: list[np.ndarray] = []
+    failed = 0
+    try:
+        for start in range(0, len(items), batch_size):
+            batch = []
+            for index in range(start, min(start + batch_size, len(items))):
+                item = items[index]
+                name = str(item) if isinstance(item, (str, Path)) else f"labeled image {index}"
+                try:
+                    batch.append(read_image_tensor(item, normalization).to(target))
+                except (ImageReadError, ValueError) as error:
+                    failed += 1
+                    yield RankingProgress(len(vectors), len(items) - failed, f"{name}: {error}")
+            if batch:
+                with torch.inference_mode():
+                    vectors.extend(_backbone_features(model, batch))
+                yield RankingProgress(len(vectors), len(items) - failed)
+    finally:
+        model.train(was_training)
+    return vectors
+
+
 def iter_ranking(model, images: Sequence, top: int | None = None, weights: RankingWeights | None = None,
-                 threshold: float | None = None, batch_size: int = 4,
-                 device: str | None = None) -> Iterator[RankingProgress]:
+                 threshold: float | None = None, batch_size: int = 4, device: str | None = None,
+                 labeled: Sequence = ()) -> Iterator[RankingProgress]:
     """Measure and rank ``images`` (see the module docstring); yields :class:`RankingProgress` and returns
-    the list of :class:`ImageScore`, most useful first (the ``top`` first only, when given)."""
+    the list of :class:`ImageScore`, most useful first (the ``top`` first only, when given).
+
+    ``labeled``: the images labeled already (paths or arrays, like ``images``); only their pooled
+    backbone features are computed (after the images are measured; the progress counts both), for
+    ``novelty``. Without them, ``novelty`` is 0 and does not count.
+    """
     if top is not None and top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
-    measures = yield from iter_image_measures(model, images, threshold, batch_size, device)
-    return order_by_usefulness(measures, weights, top)
+    labeled = list(labeled)
+    measures = []
+    ranking = iter_image_measures(model, images, threshold, batch_size, device)
+    try:
+        while True:
+            step = next(ranking)
+            yield RankingProgress(step.done, step.total + len(labeled), step.error)
+    except StopIteration as stop:
+        measures = stop.value or []
+    labeled_features = []
+    if labeled:
+        features = iter_image_features(model, labeled, batch_size, device)
+        try:
+            while True:
+                step = next(features)
+                yield RankingProgress(len(measures) + step.done, len(measures) + step.total, step.error)
+        except StopIteration as stop:
+            labeled_features = stop.value or []
+    return order_by_usefulness(measures, weights, top, labeled_features)
 
 
 def rank_images(model, images: Sequence, **options) -> list[ImageScore]:
