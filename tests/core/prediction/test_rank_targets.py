@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
+from napari_faster_rcnn.core.prediction import rank_targets
 from napari_faster_rcnn.core.prediction.rank_targets import (
     RankTarget,
     TileRegion,
@@ -107,7 +108,7 @@ def test_a_very_large_grid_is_thinned_to_rows_and_columns_spread_over_the_image(
     assert len({r[0] for r in rects}) >= 3 and len({r[1] for r in rects}) >= 3
 
 
-def test_the_labeled_images_and_planes_come_back_and_go_along_to_the_ranking(model, tmp_path):
+def test_the_labeled_images_and_planes_come_back_and_go_along_to_the_ranking(model, tmp_path, monkeypatch):
     """A stack with planes 0 and 2 labeled and a labeled PNG beside an unlabeled one: the labeled ones
     come back as targets, and ranking with them gives the core ranking of the pixels with them as labeled."""
     import tifffile
@@ -134,3 +135,8 @@ def test_the_labeled_images_and_planes_come_back_and_go_along_to_the_ranking(mod
     assert [(e.target.image.name, e.target.plane) for e in ranking] == [names[s.image] for s in expected]
     assert [e.score.novelty for e in ranking] == pytest.approx([s.novelty for s in expected], abs=1e-4)
     assert all(e.to_dict()["novelty"] > 0 for e in ranking)
+    # at most MAX_LABELED labeled ones are measured, spread over them: the first and the last of three
+    monkeypatch.setattr(rank_targets, "MAX_LABELED", 2)
+    capped = run_to_end(iter_target_ranking(model, targets, labeled=labeled, batch_size=2))
+    expected = rank_images(model, [pngs[1], stack[1], stack[3]], labeled=[pngs[0], stack[2]], batch_size=2)
+    assert [e.score.novelty for e in capped] == pytest.approx([s.novelty for s in expected], abs=1e-4)

@@ -32,13 +32,16 @@ import numpy as np
 from napari_faster_rcnn.core.prediction.ranking import ImageScore, RankingProgress, iter_ranking
 from napari_faster_rcnn.core.prediction.stacks import StackPlane, select_planes
 
-__all__ = ["LARGE_PIXELS", "MAX_TILES", "RankTarget", "RankedTarget", "TileRegion", "collapse_tiles", "find_rank_targets",
+__all__ = ["LARGE_PIXELS", "MAX_LABELED", "MAX_TILES", "RankTarget", "RankedTarget", "TileRegion", "collapse_tiles", "find_rank_targets",
            "iter_target_ranking", "plane_label", "stack_targets", "tile_targets"]
 
 #: Images of more pixels than this (and larger than a tile) are scored through their tiles.
 LARGE_PIXELS = 4096 * 4096
 #: At most this many tiles of one large image are measured (rows and columns spread over it).
 MAX_TILES = 64
+#: At most this many labeled images, planes or tiles are measured for the ranking's ``novelty`` (one
+#: backbone pass each), spread evenly over them: a folder of 10,000 labeled images is not read whole.
+MAX_LABELED = 1000
 
 
 def plane_label(name: str, plane: Sequence[int]) -> str:
@@ -237,7 +240,7 @@ def iter_target_ranking(model, targets: Sequence[RankTarget], top: int | None = 
     useful first, a tiled image once (:func:`collapse_tiles`); ``top``: the first so many.
 
     ``labeled``: the images, planes and tiles labeled already (as :func:`find_rank_targets` gives
-    them), for the ranking's ``novelty``."""
+    them), for the ranking's ``novelty``; at most :data:`MAX_LABELED` of them, spread evenly."""
     if top is not None and top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
     targets = list(targets)
@@ -249,6 +252,9 @@ def iter_target_ranking(model, targets: Sequence[RankTarget], top: int | None = 
         raise ValueError("an image is given twice")
     tiled = any(target.region is not None for target in targets)
     labeled = list(labeled)
+    if len(labeled) > MAX_LABELED:
+        keep = np.unique(np.linspace(0, len(labeled) - 1, MAX_LABELED).round().astype(int))
+        labeled = [labeled[int(index)] for index in keep]
     labeled_by_name = {f"labeled image {index}": target for index, target in enumerate(labeled)}
     ranking = iter_ranking(model, items, top=None if tiled else top, labeled=[t.item() for t in labeled], **options)
     try:
