@@ -433,6 +433,25 @@ def _measure(detection, probabilities, mirror, width: int, threshold: float):
             int((scores >= threshold).sum()))
 
 
+def _read_batches(items: Sequence, batch_size: int, normalization, unnamed: str):
+    """The items (paths or arrays) read as the model's input tensors, ``batch_size`` at a time: yields
+    ``(batch, errors)``, ``batch`` the ``(index, name, tensor)`` of those read and ``errors`` a
+    ``"name: reason"`` for each that could not be (an array is named ``"{unnamed} {index}"``)."""
+    from napari_faster_rcnn.core.data.images import ImageReadError
+    from napari_faster_rcnn.core.prediction.run import read_image_tensor
+
+    for start in range(0, len(items), batch_size):
+        batch, errors = [], []
+        for index in range(start, min(start + batch_size, len(items))):
+            item = items[index]
+            name = str(item) if isinstance(item, (str, Path)) else f"{unnamed} {index}"
+            try:
+                batch.append((index, name, read_image_tensor(item, normalization)))
+            except (ImageReadError, ValueError) as error:
+                errors.append(f"{name}: {error}")
+        yield batch, errors
+
+
 def iter_image_measures(model, images: Sequence, threshold: float | None = None, batch_size: int = 4,
                         device: str | None = None) -> Iterator[RankingProgress]:
     """Measure each image (paths or arrays); yields :class:`RankingProgress`, returns the list of
@@ -442,8 +461,6 @@ def iter_image_measures(model, images: Sequence, threshold: float | None = None,
     """
     import torch
 
-    from napari_faster_rcnn.core.data.images import ImageReadError
-    from napari_faster_rcnn.core.prediction.run import read_image_tensor
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -465,16 +482,10 @@ def iter_image_measures(model, images: Sequence, threshold: float | None = None,
     measures: list[ImageMeasures] = []
     failed = 0
     try:
-        for start in range(0, len(items), batch_size):
-            batch = []
-            for index in range(start, min(start + batch_size, len(items))):
-                item = items[index]
-                name = str(item) if isinstance(item, (str, Path)) else f"image {index}"
-                try:
-                    batch.append((index, name, read_image_tensor(item, normalization)))
-                except (ImageReadError, ValueError) as error:
-                    failed += 1
-                    yield RankingProgress(len(measures), len(items) - failed, f"{name}: {error}")
+        for batch, errors in _read_batches(items, batch_size, normalization, "image"):
+            for error in errors:
+                failed += 1
+                yield RankingProgress(len(measures), len(items) - failed, error)
             if not batch:
                 continue
             inputs = [t.to(target) for _, _, t in batch] + [t.flip(-1).to(target) for _, _, t in batch]
@@ -500,8 +511,6 @@ def iter_image_features(model, images: Sequence, batch_size: int = 4,
     ``labeled image N`` when it is not a path)."""
     import torch
 
-    from napari_faster_rcnn.core.data.images import ImageReadError
-    from napari_faster_rcnn.core.prediction.run import read_image_tensor
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -515,19 +524,13 @@ def iter_image_features(model, images: Sequence, batch_size: int = 4,
     vectors: list[np.ndarray] = []
     failed = 0
     try:
-        for start in range(0, len(items), batch_size):
-            batch = []
-            for index in range(start, min(start + batch_size, len(items))):
-                item = items[index]
-                name = str(item) if isinstance(item, (str, Path)) else f"labeled image {index}"
-                try:
-                    batch.append(read_image_tensor(item, normalization).to(target))
-                except (ImageReadError, ValueError) as error:
-                    failed += 1
-                    yield RankingProgress(len(vectors), len(items) - failed, f"{name}: {error}")
+        for batch, errors in _read_batches(items, batch_size, normalization, "labeled image"):
+            for error in errors:
+                failed += 1
+                yield RankingProgress(len(vectors), len(items) - failed, error)
             if batch:
                 with torch.inference_mode():
-                    vectors.extend(_backbone_features(model, batch))
+                    vectors.extend(_backbone_features(model, [tensor.to(target) for _, _, tensor in batch]))
                 yield RankingProgress(len(vectors), len(items) - failed)
     finally:
         model.train(was_training)
