@@ -377,3 +377,25 @@ def test_labeled_images_go_through_the_backbone_only_and_change_the_ranking(mode
     assert [s.novelty for s in ranking] == pytest.approx([s.novelty for s in expected], abs=1e-4)
     assert all(s.novelty > 0 for s in ranking)
     assert rank_images(model, pool, labeled=labeled)[0].to_dict()["novelty"] == pytest.approx(ranking[0].novelty)
+
+
+def test_an_unreadable_image_or_labeled_image_is_reported_by_name_and_left_out(model, tmp_path):
+    from PIL import Image
+
+    images = [image for image, _ in make_synthetic_dataset(5, seed=9, height=64, width=64)]
+    paths = []
+    for index, image in enumerate(images[:3]):
+        paths.append(tmp_path / f"{index}.png")
+        Image.fromarray(image).save(paths[-1])
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    steps = []
+    ranking = run_to_end(iter_ranking(model, [paths[0], broken, paths[1], paths[2]], batch_size=2,
+                                      labeled=[images[3], broken, images[4]]), steps.append)
+    errors = [step.error for step in steps if step.error]
+    assert len(errors) == 2 and all(error.startswith(str(broken)) for error in errors)
+    assert sorted(score.image for score in ranking) == sorted(map(str, paths))  # the readable ones, all of them
+    assert steps[-1].done == steps[-1].total == 5  # 3 measured and 2 labeled images read
+    # the same ranking as of the readable images alone
+    expected = rank_images(model, paths, batch_size=2, labeled=[images[3], images[4]])
+    assert [s.image for s in ranking] == [s.image for s in expected]
