@@ -122,9 +122,7 @@ def near_pairs(dt_boxes, dt_key, gt_boxes, gt_key, reach_iou: float):
         found_a.append(a[overlap])
         found_b.append(b[overlap])
         found_iou.append(iou[overlap])
-    if not found_a:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    return np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_iou)
+    return _joined(found_a, found_b, found_iou)
 
 
 def split_pairs(pairs, n, rank, above: float, iou_threshold: float):
@@ -173,9 +171,14 @@ def nms_edges(boxes, key, rank, above: float = 0.0) -> tuple[np.ndarray, np.ndar
         better.append(np.where(swap, b, a))
         worse.append(np.where(swap, a, b))
         ious.append(iou)
-    if not better:
+    return _joined(better, worse, ious)
+
+
+def _joined(first: list, second: list, ious: list):
+    """Pairs found chunk by chunk as three arrays (indices, indices, IoUs); empty ones when none."""
+    if not first:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    return np.concatenate(better), np.concatenate(worse), np.concatenate(ious)
+    return np.concatenate(first), np.concatenate(second), np.concatenate(ious)
 
 
 def grid_edges(boxes, key, rank, above: float = 0.0):
@@ -185,9 +188,7 @@ def grid_edges(boxes, key, rank, above: float = 0.0):
         better.append(a_index[keep])
         worse.append(b_index[keep])
         ious.append(iou[keep])
-    if not better:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    return np.concatenate(better), np.concatenate(worse), np.concatenate(ious)
+    return _joined(better, worse, ious)
 
 
 # --- greedy NMS for every image and every NMS value at once --------------------------------
