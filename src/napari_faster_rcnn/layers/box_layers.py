@@ -33,12 +33,11 @@ def find_image_layer(viewer, box_layer):
     as many slices."""
     from napari.layers import Image
 
+    paired = conventions.image_showing_sources(viewer, box_layer)
+    if paired is not None:
+        return paired
     sources = box_layer.metadata.get(conventions.SOURCE_IMAGES)
     images = [layer for layer in viewer.layers if isinstance(layer, Image)]
-    if sources and any(sources):
-        for layer in images:
-            if layer.metadata.get(conventions.SOURCE_IMAGES) == sources:
-                return layer
     count = len(sources) if sources else None
     for layer in images:
         spatial = _spatial_shape(layer)

@@ -442,3 +442,17 @@ def stack_annotation_from_shapes(data: Sequence[np.ndarray], features: pd.DataFr
     labeled = np.asarray(metadata.get(LABELED_PLANES) or np.zeros((0, plane_dims)), dtype=np.int64)
     return Annotation(boxes=boxes, labels=labels, scores=scores, classes=classes, planes=planes,
                       labeled_planes=labeled.reshape(-1, plane_dims))
+
+
+def image_showing_sources(viewer, box_layer):
+    """The image layer showing the same source images as ``box_layer`` (as the reader makes a pair of
+    layers), or None."""
+    from napari.layers import Image
+
+    sources = box_layer.metadata.get(SOURCE_IMAGES)
+    if not sources or not any(sources) or viewer is None:
+        return None
+    for layer in viewer.layers:
+        if isinstance(layer, Image) and layer.metadata.get(SOURCE_IMAGES) == sources:
+            return layer
+    return None

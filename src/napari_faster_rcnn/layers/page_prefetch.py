@@ -379,18 +379,6 @@ def keep_shaders(viewer, layer) -> bool:
     return True
 
 
-def _image_of(viewer, layer):
-    """The image layer showing the same source images as the box layer ``layer`` (as the reader makes them)."""
-    sources = layer.metadata.get(conventions.SOURCE_IMAGES)
-    if not sources or viewer is None:
-        return None
-    for other in viewer.layers:
-        if other is not layer and getattr(other, "rgb", None) is not None \
-                and other.metadata.get(conventions.SOURCE_IMAGES) == sources:
-            return other
-    return None
-
-
 #: Boxes drawn in a paged box layer's thumbnail in the layer list (napari draws up to 100, a polygon mask
 #: each, on every page turn: 2-3 ms of a turn; a 32 px thumbnail shows no difference).
 THUMBNAIL_SHAPES = 20
@@ -477,7 +465,7 @@ class PlanePaging:
 
         if self.planes_shape is not None:
             return False
-        image = getattr(self, "image_layer", None) or _image_of(self.viewer, self.layer)
+        image = getattr(self, "image_layer", None) or conventions.image_showing_sources(self.viewer, self.layer)
         if image is None or getattr(image, "multiscale", False):
             return False
         return read_ahead(image.data, (index + 1, index - 1))
