@@ -2,7 +2,6 @@
 boxes, as the public path shows them, and never a stale prefetch (issue 13: paging a stack)."""
 
 import numpy as np
-import pytest
 import tifffile
 
 from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
@@ -99,62 +98,6 @@ def test_a_plane_far_from_the_one_shown_shows_as_the_public_path_does(make_napar
                                   face_color=shapes.current_face_color)
     slice_view.show_boxes(reference, model.store.annotations[4], (4,), model.colors)
     assert_same(state(shapes), state(reference))
-
-
-def same_attributes(a, b):
-    one, two = vars(a), vars(b)
-    assert one.keys() == two.keys()
-    for key in one:
-        if isinstance(two[key], np.ndarray):
-            assert one[key].dtype == two[key].dtype, key
-            np.testing.assert_array_equal(one[key], two[key], err_msg=key)
-        else:
-            assert type(one[key]) is type(two[key]) and one[key] == two[key], key
-
-
-@pytest.fixture(params=["bermuda", "pure python"])
-def triangulation(request, monkeypatch):
-    """napari's triangulation: bermuda (napari's default where installed) and pure Python (napari's tests' own)."""
-    from napari.layers.shapes._shapes_models import shape
-    from napari.utils.triangulation_backend import TriangulationBackend
-
-    backend = TriangulationBackend.bermuda if request.param == "bermuda" else TriangulationBackend.pure_python
-    # bermuda is one of our dependencies (pyproject.toml): without it the install is broken, not the test
-    assert backend != TriangulationBackend.bermuda or shape.bermuda is not None, "bermuda is not installed"
-    monkeypatch.setattr(shape, "TRIANGULATION_BACKEND", backend)
-    return request.param
-
-
-@pytest.mark.parametrize("lead", [(7,), (1, 2)])
-def test_filled_in_rectangles_are_napari_own(lead, triangulation):
-    from napari.layers.shapes._shapes_models import Rectangle
-
-    rng = np.random.default_rng(5)
-    corner = rng.uniform(0, 2000, (300, 2))
-    boxes = np.concatenate([corner, corner + rng.uniform(1, 60, corner.shape)], axis=1)
-    boxes[:5] = np.round(boxes[:5])
-    vertices = slice_view.rectangles_at(boxes, lead)
-    order = tuple(range(len(lead) + 2))
-    made = page_prefetch.make_rectangles(Rectangle, vertices, 1, order, 2)
-    if made is None:  # napari's rectangles differ from box to box there: left to napari's constructor
-        assert triangulation != "bermuda"
-        return
-    assert len(made) == len(boxes)
-    for ours, theirs in zip(made, [Rectangle(v, edge_width=1, z_index=0, dims_order=order, ndisplay=2) for v in vertices]):
-        same_attributes(ours, theirs)
-
-
-def test_an_empty_box_or_another_rectangle_class_is_left_to_napari():
-    from napari.layers.shapes._shapes_models import Rectangle
-
-    class Other(Rectangle):  # a napari whose rectangles hold something more
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self._extra = np.zeros(3)
-
-    boxes = np.array([[1.0, 1.0, 5.0, 5.0], [3.0, 3.0, 3.0, 9.0]])  # the second: no width
-    assert page_prefetch.make_rectangles(Rectangle, slice_view.rectangles_at(boxes, (0,)), 1, (0, 1, 2), 2) is None
-    assert page_prefetch.make_rectangles(Other, slice_view.rectangles_at(boxes[:1], (0,)), 1, (0, 1, 2), 2) is None
 
 
 def test_a_stale_prefetch_never_shows_after_edits_on_neighbouring_planes(make_napari_viewer, tmp_path):

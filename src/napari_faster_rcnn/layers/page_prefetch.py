@@ -3,8 +3,8 @@ napari draws for a page, built before the turn.
 
 napari's ``Shapes.add`` builds one shape object per box (40-100 ms for 500 boxes). Here a page turn
 hands the layer shapes built beforehand (:class:`PlanePaging`): the pages next to the one shown are
-built on a background thread (:class:`PlanePrefetcher`), any other page's rectangles are filled in
-with numpy for all boxes at once (:func:`make_rectangles`), each checked against napari's own, and
+built on a background thread (:class:`PlanePrefetcher`), any other page's rectangles and shape list
+are filled in with numpy for all boxes at once (:mod:`~.shape_fill`, checked against napari's own), and
 the layer keeps its compiled shaders (:func:`keep_shaders`). The layer itself changes on the main
 thread only; a napari without the internals used pages through the public path. No Qt here.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import copy
-import sys
 import threading
 import weakref
 
@@ -22,19 +21,8 @@ import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers.shape_fill import add_shapes, fills_rectangles, make_rectangles, shape_internals
 from napari_faster_rcnn.layers.slice_view import fit_text, rectangles_at
-
-
-def shape_internals():
-    """napari's ``Rectangle`` and ``ShapeList`` classes (from private modules; napari 0.9 has them),
-    or None: then every plane is shown through the public ``Shapes.add``."""
-    try:
-        from napari.layers.shapes._shape_list import ShapeList
-        from napari.layers.shapes._shapes_models import Rectangle
-    except ImportError:
-        return None
-    return Rectangle, ShapeList
-
 
 #: the layer attributes the prebuilt path sets (napari 0.9's ``Shapes._add_shapes`` sets them)
 _LAYER_INTERNALS = ("_data_view", "_slice_input", "_data_slice", "_update_dims", "_display_order_stored",
@@ -97,109 +85,9 @@ def _build_plane(internals, vertices, edge, face, width, order, ndisplay, slice_
         return None
     view = shape_list(ndisplay=ndisplay)
     view.slice_key = slice_key
-    view.add(shape=shapes, edge_color=edge, face_color=face, z_refresh=False)
+    add_shapes(view, shapes, face, edge)
     view._update_z_order()
     return view
-
-
-#: the attributes of napari's Rectangle that :func:`make_rectangles` fills per box (napari 0.9)
-_PER_BOX = {"_data", "_bounding_box", "_face_vertices", "_edge_vertices", "_box", "data_displayed", "slice_key"}
-_SHARED_ARRAYS = {"_face_triangles", "_edge_offsets", "_edge_triangles"}  # the face's the same for every box
-_TEMPLATES: dict = {}  # (class, width, order, ndisplay) -> (reference rectangle, edge corner pattern), or None
-_TEMPLATE_LOCK = threading.Lock()
-
-
-def _same_shape(a, b) -> bool:
-    """Whether two napari shapes hold the same attributes (arrays: same values and types)."""
-    one, two = vars(a), vars(b)
-    if one.keys() != two.keys():
-        return False
-    for key, value in one.items():
-        other = two[key]
-        if isinstance(value, np.ndarray) or isinstance(other, np.ndarray):
-            if not (isinstance(value, np.ndarray) and isinstance(other, np.ndarray) and value.dtype == other.dtype
-                    and np.array_equal(value, other)):
-                return False
-        elif type(value) is not type(other) or value != other:
-            return False
-    return True
-
-
-def _template(rectangle, width, order, ndisplay):
-    """``(reference, None)``: a rectangle napari made, whose attributes other than the box's own
-    :func:`make_rectangles` copies; None when napari's rectangles are not what it fills in (checked
-    once per settings: rectangles filled in must equal napari's own, attribute by attribute)."""
-    base = next((kind for kind in rectangle.__mro__ if kind.__name__ == "Shape"), rectangle)
-    shape_module = sys.modules.get(base.__module__)  # napari's Shape: its triangulation backend
-    key = (rectangle, width, order, ndisplay, str(getattr(shape_module, "TRIANGULATION_BACKEND", None)))
-    with _TEMPLATE_LOCK:
-        if key in _TEMPLATES:
-            return _TEMPLATES[key]
-    found = None
-    try:
-        depth = len(order) - 2
-        reference = rectangle(rectangles_at(np.array([[3.0, 5.0, 17.0, 11.0]]), (0,) * depth)[0], edge_width=width,
-                              z_index=0, dims_order=order, ndisplay=ndisplay)
-        names = set(vars(reference))
-        if {n for n in names if isinstance(vars(reference)[n], np.ndarray)} <= _PER_BOX | _SHARED_ARRAYS:
-            found = (reference, None)
-            samples = np.array([[0.0, 0.0, 1.0, 2.0], [10.25, 7.5, 300.75, 41.0], [2000.5, 1.0, 2047.0, 2040.5]])
-            leads = tuple(range(1, depth + 1))
-            made = _fill_rectangles(rectangle, rectangles_at(samples, leads), found, order, ndisplay)
-            own = [rectangle(v, edge_width=width, z_index=0, dims_order=order, ndisplay=ndisplay)
-                   for v in rectangles_at(samples, leads)]
-            if not all(_same_shape(a, b) for a, b in zip(made, own)):
-                found = None
-    except Exception:  # noqa: BLE001 (another napari: its own constructor, as always)
-        found = None
-    with _TEMPLATE_LOCK:
-        _TEMPLATES[key] = found
-    return found
-
-
-def _fill_rectangles(rectangle, vertices, template, order, ndisplay) -> list:
-    reference, _ = template
-    data = np.asarray(vertices).astype(np.float32)  # (N, 4, D), as Rectangle.data stores them
-    shown_axes = order[-ndisplay:]
-    hidden_axes = list(order[:-ndisplay])
-    shown = data[:, :, shown_axes]
-    bounds = np.stack([data.min(axis=1), data.max(axis=1)], axis=1)  # (N, 2, D)
-    boxes = np.stack([shown[:, 0], (shown[:, 0] + shown[:, 1]) / 2, shown[:, 1], (shown[:, 1] + shown[:, 2]) / 2,
-                      shown[:, 2], (shown[:, 2] + shown[:, 3]) / 2, shown[:, 3], (shown[:, 3] + shown[:, 0]) / 2,
-                      shown.mean(axis=1)], axis=1)
-    keys = bounds[:, :, hidden_axes].astype("int")
-    common = {name: value for name, value in vars(reference).items() if name not in _PER_BOX | _SHARED_ARRAYS}
-    triangles = reference._face_triangles
-    made = []
-    for index in range(len(data)):
-        shape = rectangle.__new__(rectangle)  # (napari picks its triangulation here)
-        vars(shape).update(common)
-        vars(shape).update(_data=data[index], _bounding_box=bounds[index], _box=boxes[index],
-                           data_displayed=shown[index], slice_key=keys[index])
-        shape._set_meshes(shown[index], face=False)  # the edge's mesh, by napari's own triangulation
-        vars(shape).update(_face_vertices=shown[index], _face_triangles=triangles.copy())
-        made.append(shape)
-    return made
-
-
-def make_rectangles(rectangle, vertices, width, order, ndisplay) -> list | None:
-    """napari's rectangle objects for ``vertices`` (N x 4 x D, as :func:`~.slice_view.rectangles_at` gives
-    them), filled in with numpy for all boxes at once, but for each edge's mesh (napari's triangulation, box
-    by box) instead of napari's constructor (80 us a box); None when that does not give napari's own
-    rectangles (an empty or inverted box; another napari)."""
-    vertices = np.asarray(vertices)
-    if not len(vertices):
-        return []
-    template = _template(rectangle, width, tuple(order), ndisplay)
-    if template is None:
-        return None
-    shown = vertices[:, :, list(order[-ndisplay:])]
-    upright = (shown[:, 2] > shown[:, 0]).all(axis=1) & (shown[:, 1, 1] > shown[:, 0, 1]) & (shown[:, 3, 0] > shown[:, 0, 0])
-    if not upright.all():
-        return None  # an empty or inverted box: napari's constructor
-    made = _fill_rectangles(rectangle, vertices, template, tuple(order), ndisplay)
-    own = rectangle(vertices[0], edge_width=width, z_index=0, dims_order=tuple(order), ndisplay=ndisplay)
-    return made if _same_shape(made[0], own) else None  # (napari's settings changed since the template)
 
 
 class PlanePrefetcher:
@@ -279,7 +167,7 @@ class PlanePrefetcher:
     def fills_rectangles(self, depth: int) -> bool:
         """Whether a plane's rectangles are filled in fast (:func:`make_rectangles`) with the layer's settings."""
         settings = self._settings(depth)
-        return settings is not None and _template(self.internals[0], settings[0], settings[1], settings[2]) is not None
+        return settings is not None and fills_rectangles(self.internals[0], *settings[:3])
 
     def build_now(self, annotation: Annotation, plane, colors):
         """``(shape list, features table)`` of a plane, built on the calling thread (None: only the public
