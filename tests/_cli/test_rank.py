@@ -111,14 +111,20 @@ def test_tile_scores_an_image_through_its_tiles_and_zero_scores_it_whole(checkpo
     folder.mkdir()
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (200, 300, 3), dtype=np.uint8)).save(folder / "a.png")
     Image.fromarray(np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(folder / "b.png")
+    import tifffile
+
+    tifffile.imwrite(folder / "movie.tif", np.random.default_rng(3).integers(0, 4096, (2, 200, 300), dtype=np.uint16),
+                     photometric="minisblack")
     assert main(["rank", str(checkpoint), str(folder), "--json", "--quiet", "--tile", "128", "--overlap", "0.25"]) == 0
     captured = capsys.readouterr()
-    ranking = {item["image"].rsplit("/", 1)[-1]: item for item in json.loads(captured.out)}
-    assert set(ranking) == {"a.png", "b.png"}  # one entry per image, its most useful tile for a.png
-    x0, y0, x1, y1 = ranking["a.png"]["tile"]
-    assert 0 <= x0 < x1 <= 300 and 0 <= y0 < y1 <= 200 and (x1 - x0, y1 - y0) == (128, 128)
+    ranking = {item["image"].rsplit("/", 1)[-1] + str(item.get("plane", "")): item for item in json.loads(captured.out)}
+    # one entry per image and per plane, its most useful tile for a.png and for each plane of the stack
+    assert set(ranking) == {"a.png", "b.png", "movie.tif[0]", "movie.tif[1]"}
+    for name in ("a.png", "movie.tif[0]", "movie.tif[1]"):
+        x0, y0, x1, y1 = ranking[name]["tile"]
+        assert 0 <= x0 < x1 <= 300 and 0 <= y0 < y1 <= 200 and (x1 - x0, y1 - y0) == (128, 128)
     assert "tile" not in ranking["b.png"]  # smaller than a tile: whole
-    assert "large images in" in captured.err
+    assert "1 unlabeled images and 1 large images and 2 large planes in" in captured.err
     assert main(["rank", str(checkpoint), str(folder), "--json", "--quiet", "--tile", "0"]) == 0
     assert all("tile" not in item for item in json.loads(capsys.readouterr().out))
     assert main(["rank", str(checkpoint), str(folder), "--json", "--quiet"]) == 0  # default: 300 x 200 is not large

@@ -7,10 +7,11 @@ NAME.pt or .json beside the image). A stack (multi-page TIFF, OME-TIFF, Zarr wit
 leading t/z dimensions) gives each of its UNLABELED planes, those not in its
 annotation's "labeled_planes" (all of them when it has no annotation file); a plane
 is named movie.tif[3] ([t,z] for two leading dimensions) and its --json object
-carries "image" (the stack) and "plane" (its leading indices). An image of more than
-16.8 megapixels that the checkpoint's tiling cuts into tiles (as predict tiles it)
-is scored through its tiles, read one at a time: it takes the place and score of its
-most useful tile, whose [x0, y0, x1, y1] its --json object carries as "tile".
+carries "image" (the stack) and "plane" (its leading indices). An image (or a
+stack's plane) of more than 16.8 megapixels that the checkpoint's tiling cuts into
+tiles (as predict tiles it) is scored through its tiles, read one at a time: it
+takes the place and score of its most useful tile, whose [x0, y0, x1, y1] its
+--json object carries as "tile".
 Each is predicted with CHECKPOINT, and with its mirror image, and scored from 0 to 1
 by four measures of doubt, and by how new it is next to the labeled images:
 
@@ -57,10 +58,10 @@ def configure(parser) -> None:
                         help="how much similarity to an image ranked higher costs among the first max(K, 16) "
                              "(default 0.5; 0: none)")
     parser.add_argument("--tile", type=int, metavar="SIZE",
-                        help="score images larger than SIZE x SIZE pixels through their tiles of that size (at most "
-                        "64, spread over the image; an image takes its most useful tile's place, JSON key "
-                        "tile); 0: every image whole (default: images over 4096 x 4096 pixels, in the tiles predict "
-                        "uses)")
+                        help="score images (and stacks' planes) larger than SIZE x SIZE pixels through their tiles of "
+                        "that size (at most 64, spread over the image; an image takes its most useful tile's place, "
+                        "JSON key tile); 0: every image whole (default: images over 4096 x 4096 pixels, in the tiles "
+                        "predict uses)")
     parser.add_argument("--overlap", type=float, metavar="FRACTION",
                         help="the tiles' overlap, a fraction of the tile from 0 to 0.9 (default: predict's)")
     parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="images per forward pass (default 4)")
@@ -119,11 +120,17 @@ def run(args) -> int:
                                                  threshold=args.score, batch_size=args.batch_size), progress)
     finally:
         bar.close()
-    planes = sum(target.plane is not None for target in targets)
-    tiles = sum(target.region is not None for target in targets)
-    kinds = f"{len(targets) - planes - tiles} unlabeled images" + (f" and {planes} unlabeled planes" if planes else "")
-    if tiles:
-        kinds += f" and {len({t.image for t in targets if t.region is not None})} large images in {tiles} tiles"
+    whole = [target for target in targets if target.region is None]
+    tiled = [target for target in targets if target.region is not None]
+    planes = sum(target.plane is not None for target in whole)
+    kinds = f"{len(whole) - planes} unlabeled images" + (f" and {planes} unlabeled planes" if planes else "")
+    if tiled:
+        large = {(t.image, t.plane) for t in tiled}
+        large_planes = sum(plane is not None for _, plane in large)
+        what = " and ".join(part for part in (
+            f"{len(large) - large_planes} large images" if len(large) > large_planes else "",
+            f"{large_planes} large planes" if large_planes else "") if part)
+        kinds += f" and {what} in {len(tiled)} tiles"
     novelty = "; novelty against them" if labeled else ""
     print(f"{kinds} ranked ({len(labeled)} labeled left out{novelty})", file=sys.stderr)
     if args.json:

@@ -7,7 +7,7 @@ others (:func:`labeled_images`) go along as the labeled images, for the ranking'
 as ``rank`` passes the labeled images it finds.
 :func:`iter_session_ranking` is the worker's job: it reads the checkpoint weights-only and ranks those
 images or planes with :func:`~napari_faster_rcnn.core.prediction.rank_targets.iter_target_ranking`
-(a plane read only when it is measured; a very large image through its tiles).
+(a plane read only when it is measured; a very large image or plane through its tiles).
 :class:`RankingWalk` then hands out the ranked images one by one, skipping any labeled meanwhile.
 """
 
@@ -77,7 +77,7 @@ def iter_session_ranking(checkpoint_path, images: list[tuple[int, RankTarget]], 
     gives them) next to the ``labeled`` ones (as :func:`labeled_images` gives them); yields progress
     (:class:`~napari_faster_rcnn.core.prediction.ranking.RankingProgress`) and returns a :class:`RankingWalk`."""
     from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
-    from napari_faster_rcnn.core.prediction.rank_targets import image_targets, iter_target_ranking
+    from napari_faster_rcnn.core.prediction.rank_targets import iter_target_ranking, target_parts
     from napari_faster_rcnn.core.prediction.tiles import default_tiling
 
     checkpoint = load_checkpoint(checkpoint_path)
@@ -85,9 +85,8 @@ def iter_session_ranking(checkpoint_path, images: list[tuple[int, RankTarget]], 
     index_of, targets = {}, []
     for index, target in images:
         index_of[(target.image, target.plane)] = index
-        targets.extend([target] if target.plane is not None else image_targets(target.image, tiling))
-    known = [part for _, target in labeled
-             for part in ([target] if target.plane is not None else image_targets(target.image, tiling))]
+        targets.extend(target_parts(target, tiling))
+    known = [part for _, target in labeled for part in target_parts(target, tiling)]
     ranking = yield from iter_target_ranking(checkpoint.model, targets, batch_size=batch_size, labeled=known)
     order = [index_of[(entry.target.image, entry.target.plane)] for entry in ranking]
     return RankingWalk(Path(checkpoint_path), order, {index: entry.score for index, entry in zip(order, ranking)})

@@ -97,6 +97,53 @@ def test_the_planes_of_a_stack_are_read_one_batch_at_a_time(model, tmp_path, mon
     assert sorted(read) == [(p,) for p in range(6)] and len(result) == 6
 
 
+def test_the_unlabeled_planes_of_a_large_stack_are_scored_through_their_tiles(model, tmp_path):
+    """A stack of 70 x 90 planes (plane 1 labeled), tiles of 48: each unlabeled plane's tiles read exactly
+    those pixels of that plane, each plane comes back once, at the place of its most useful tile."""
+    import tifffile
+
+    from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
+
+    stack = np.random.default_rng(6).integers(0, 4096, (3, 70, 90), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "movie.tif", stack, photometric="minisblack")
+    save_annotation(tmp_path / "movie.pt", Annotation(np.zeros((0, 4)), [], planes=np.zeros((0, 1), int),
+                                                      labeled_planes=np.array([[1]])))
+    tiling = Tiling(tile=48, overlap=0.2)
+    targets, skipped, labeled = find_rank_targets(tmp_path, tiling, large_pixels=2000)
+    grid = [tuple(r) for r in tiling.grid((70, 90)).rects.tolist()]
+    assert [(t.plane, t.region) for t in targets] == [((p,), r) for p in (0, 2) for r in grid]
+    assert [(t.plane, t.region) for t in labeled] == [((1,), r) for r in grid] and not skipped
+    for target in targets[:len(grid) + 1]:  # a tile reads that region of that plane, as tifffile reads it
+        x0, y0, x1, y1 = target.region
+        np.testing.assert_array_equal(np.asarray(target.item().read())[..., 0], stack[target.plane[0], y0:y1, x0:x1])
+    whole, _, _ = find_rank_targets(tmp_path, Tiling(tile=48, overlap=0.2), large_pixels=70 * 90)
+    assert [(t.plane, t.region) for t in whole] == [((0,), None), ((2,), None)]  # small planes: whole
+
+    ranking = run_to_end(iter_target_ranking(model, targets, batch_size=6, labeled=labeled))
+    assert [entry.target.plane for entry in sorted(ranking, key=lambda e: e.target.plane)] == [(0,), (2,)]
+    assert [entry.score.rank for entry in ranking] == [1, 2]
+    full = run_to_end(iter_target_ranking(model, targets[:len(grid)], batch_size=6, labeled=labeled))
+    assert len(full) == 1 and full[0].to_dict()["plane"] == [0] and full[0].to_dict()["tile"] in [list(r) for r in grid]
+
+
+def test_target_parts_tiles_a_large_plane_or_image_as_next_most_useful_ranks_them(tmp_path):
+    import tifffile
+
+    from napari_faster_rcnn.core.prediction.rank_targets import target_parts
+
+    tifffile.imwrite(tmp_path / "movie.tif", np.zeros((3, 70, 90), np.uint16), photometric="minisblack")
+    Image.fromarray(np.zeros((70, 90, 3), np.uint8)).save(tmp_path / "big.png")
+    tiling = Tiling(tile=48, overlap=0.2)
+    grid = [tuple(r) for r in tiling.grid((70, 90)).rects.tolist()]
+    plane = RankTarget(tmp_path / "movie.tif", (2,))
+    assert [(t.plane, t.region) for t in target_parts(plane, tiling, large_pixels=2000)] == [((2,), r) for r in grid]
+    assert [t.region for t in target_parts(RankTarget(tmp_path / "big.png"), tiling, large_pixels=2000)] == grid
+    assert target_parts(plane, tiling) == [plane]  # 70 x 90 is not large by default
+    assert target_parts(plane, None, large_pixels=2000) == [plane]
+    tile = RankTarget(tmp_path / "movie.tif", (2,), grid[0])
+    assert target_parts(tile, tiling, large_pixels=2000) == [tile]
+
+
 def test_a_very_large_grid_is_thinned_to_rows_and_columns_spread_over_the_image():
     tiling = Tiling(tile=32, overlap=0.2)
     grid = tiling.grid((1000, 1500))

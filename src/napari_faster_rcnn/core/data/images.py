@@ -656,12 +656,13 @@ def open_stack(path: str | Path):
     return array if isinstance(array, dask.array.Array) else dask.array.from_zarr(array)
 
 
-def read_plane(path: str | Path, plane, channels=None, stack=None, layout=None) -> np.ndarray:
+def read_plane(path: str | Path, plane, channels=None, stack=None, layout=None, region=None) -> np.ndarray:
     """One plane (its leading coordinates) of a stack as ``(H, W, 3)``, as :func:`read_image` gives
     a 2-D image, channels chosen by ``channels`` (see :func:`select_channels`); only that plane
     is decoded. ``stack`` and ``layout``: the file's :func:`open_stack` and :func:`series_layout`,
     when the caller keeps them for several planes (opening and parsing the file's layout cost more
-    than reading a 1024 x 1024 plane)."""
+    than reading a 1024 x 1024 plane). ``region``: ``(x0, y0, x1, y1)``, only those pixels of the
+    plane (``[y0:y1, x0:x1]``; only the chunks under them are read)."""
     plane = tuple(int(value) for value in np.asarray(plane, dtype=np.int64).reshape(-1))
     stack = open_stack(path) if stack is None else stack
     layout = series_layout(path) if layout is None else layout
@@ -669,7 +670,14 @@ def read_plane(path: str | Path, plane, channels=None, stack=None, layout=None) 
     if len(plane) != len(leading) or any(not 0 <= v < s for v, s in zip(plane, leading)):
         raise ImageReadError(path, f"no plane {list(plane)} in a stack of {len(leading)} leading dimension(s) "
                                    f"{tuple(leading)}")
-    pixels = np.asarray(stack[plane])
+    if region is None:
+        pixels = np.asarray(stack[plane])
+    else:
+        x0, y0, x1, y1 = (int(v) for v in region)
+        height, width = layout.size
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            raise ImageReadError(path, f"no region {[x0, y0, x1, y1]} in a plane of {width} x {height} pixels")
+        pixels = np.asarray(stack[plane + (slice(y0, y1), slice(x0, x1))])
     if pixels.dtype.kind == "b":
         pixels = np.where(pixels, np.uint8(255), np.uint8(0))
     return select_channels(pixels, channels, path, axis=layout.channel_axis or "S")

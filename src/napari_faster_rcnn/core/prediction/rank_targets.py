@@ -7,17 +7,17 @@ Targets (:class:`RankTarget`)
       UNLABELED plane: a plane not in its annotation's ``labeled_planes`` (a plane holding a box is
       labeled; a stack without an annotation file has every plane unlabeled). Its name is
       ``movie.tif[3]`` (``[t,z]`` for two leading dimensions), as training names planes;
-    - an image of more than :data:`LARGE_PIXELS` pixels that the checkpoint's tiling cuts into tiles
-      (:class:`~napari_faster_rcnn.core.prediction.tiles.Tiling`, as ``predict`` tiles it) is scored
-      through its tiles (at most :data:`MAX_TILES`, rows and columns spread evenly over the image):
-      each tile is measured as an image (its intensities scaled by the tile's own), and the image
-      takes the place and the score of its most useful tile (:func:`collapse_tiles`); its other
-      tiles leave the ranking.
+    - an image (or a stack's plane) of more than :data:`LARGE_PIXELS` pixels that the checkpoint's
+      tiling cuts into tiles (:class:`~napari_faster_rcnn.core.prediction.tiles.Tiling`, as ``predict``
+      tiles it) is scored through its tiles (at most :data:`MAX_TILES`, rows and columns spread evenly
+      over the image): each tile is measured as an image (its intensities scaled by the tile's own),
+      and the image (the plane) takes the place and the score of its most useful tile
+      (:func:`collapse_tiles`); its other tiles leave the ranking.
       Smaller images are scored whole, as before (the model resizes them to its ``min_size``/``max_size``).
 
 Reading is lazy: a target is a path, a :class:`~napari_faster_rcnn.core.prediction.stacks.StackPlane`
-or a :class:`TileRegion`, and the ranking reads one batch of them at a time (only that plane, only
-that tile). Which planes are labeled is read from the stacks' annotation files up front (small).
+(of a plane, or of a tile of a plane) or a :class:`TileRegion`, and the ranking reads one batch of them
+at a time (only that plane, only that tile). Which planes are labeled is read from the stacks' annotation files up front (small).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from napari_faster_rcnn.core.prediction.ranking import ImageScore, RankingProgre
 from napari_faster_rcnn.core.prediction.stacks import StackPlane, select_planes
 
 __all__ = ["LARGE_PIXELS", "MAX_LABELED", "MAX_TILES", "RankTarget", "RankedTarget", "TileRegion", "collapse_tiles", "find_rank_targets",
-           "iter_target_ranking", "plane_label", "stack_targets", "tile_targets"]
+           "iter_target_ranking", "plane_label", "stack_targets", "target_parts", "tile_targets"]
 
 #: Images of more pixels than this (and larger than a tile) are scored through their tiles.
 LARGE_PIXELS = 4096 * 4096
@@ -85,7 +85,8 @@ def _open_regions(path: Path):
 
 @dataclass(frozen=True)
 class RankTarget:
-    """One thing to rank: an image, a plane of a stack (``plane``), or a tile of a large image (``region``)."""
+    """One thing to rank: an image, a plane of a stack (``plane``), or a tile (``region``) of a large image
+    or plane."""
 
     image: Path
     plane: tuple[int, ...] | None = None
@@ -99,7 +100,7 @@ class RankTarget:
     def item(self):
         """What the ranking reads: the path, the plane, or the tile."""
         if self.plane is not None:
-            return StackPlane(self.image, self.plane)
+            return StackPlane(self.image, self.plane, self.region)
         if self.region is not None:
             return TileRegion(self.image, self.region)
         return self.image
@@ -114,7 +115,8 @@ class RankedTarget:
 
     def to_dict(self) -> dict:
         """The score's fields with ``image`` the file (as given), ``plane`` (its leading indices) for a
-        plane of a stack, ``tile`` (``[x0, y0, x1, y1]`` in pixels, its most useful tile) for a large image."""
+        plane of a stack, ``tile`` (``[x0, y0, x1, y1]`` in pixels, its most useful tile) for a large image
+        or plane."""
         data = self.score.to_dict()
         data["image"] = str(self.target.image)
         if self.target.plane is not None:
@@ -124,10 +126,11 @@ class RankedTarget:
         return data
 
 
-def stack_targets(path: Path, shape: Sequence[int], annotation_file: Path | None
-                  ) -> tuple[list[RankTarget], list[RankTarget]]:
+def stack_targets(path: Path, shape: Sequence[int], annotation_file: Path | None, plane_size=None, tiling=None,
+                  large_pixels: int = LARGE_PIXELS) -> tuple[list[RankTarget], list[RankTarget]]:
     """The unlabeled planes of the stack ``path`` (leading dimensions ``shape``) as targets, and its
-    labeled planes. Raises ``AnnotationError`` (a ``ValueError``) naming a bad annotation file."""
+    labeled planes; each through its tiles when a plane (``plane_size``: ``(height, width)``) is large
+    (see :func:`tile_targets`). Raises ``AnnotationError`` (a ``ValueError``) naming a bad annotation file."""
     labeled: set[tuple[int, ...]] = set()
     if annotation_file is not None:
         from napari_faster_rcnn.core.data.annotations import load_annotation
@@ -137,19 +140,26 @@ def stack_targets(path: Path, shape: Sequence[int], annotation_file: Path | None
             labeled = {tuple(int(v) for v in plane)
                        for plane in np.asarray(annotation.labeled_planes).reshape(-1, len(shape)).tolist()}
     planes = select_planes(shape)
-    return ([RankTarget(path, plane) for plane in planes if plane not in labeled],
-            [RankTarget(path, plane) for plane in planes if plane in labeled])
+
+    def parts(plane):
+        if plane_size is None:
+            return [RankTarget(path, plane)]
+        return tile_targets(path, plane_size, tiling, large_pixels, plane=plane)
+
+    return ([part for plane in planes if plane not in labeled for part in parts(plane)],
+            [part for plane in planes if plane in labeled for part in parts(plane)])
 
 
 def tile_targets(path: Path, size: tuple[int, int], tiling, large_pixels: int = LARGE_PIXELS,
-                 max_tiles: int = MAX_TILES) -> list[RankTarget]:
-    """The tiles of ``path`` (``(height, width)``) when it is larger than ``large_pixels`` pixels and than
-    a tile of ``tiling``; else the image whole (one target). Of a grid of more than ``max_tiles`` tiles,
-    rows and columns spread evenly over the image (the first and the last among them) are kept, at
-    most ``max_tiles`` tiles in all."""
+                 max_tiles: int = MAX_TILES, plane: tuple[int, ...] | None = None) -> list[RankTarget]:
+    """The tiles of ``path`` (``(height, width)``; of its ``plane``, for a stack) when it is larger than
+    ``large_pixels`` pixels and than a tile of ``tiling``; else the image (the plane) whole (one target).
+    Of a grid of more than ``max_tiles`` tiles, rows and columns spread evenly over the image (the first
+    and the last among them) are kept, at most ``max_tiles`` tiles in all."""
     height, width = int(size[0]), int(size[1])
-    if tiling is None or height * width <= large_pixels or not tiling.tiles_image((height, width)):
-        return [RankTarget(path)]
+    if (tiling is None or not tiling.enabled or height * width <= large_pixels
+            or not tiling.tiles_image((height, width))):
+        return [RankTarget(path, plane)]
     grid = tiling.grid((height, width))
     rects = grid.rects
     if len(grid) > max_tiles:
@@ -158,7 +168,7 @@ def tile_targets(path: Path, size: tuple[int, int], tiling, large_pixels: int = 
         rows = np.unique(np.linspace(0, grid.rows - 1, rows_kept).round().astype(int))
         columns = np.unique(np.linspace(0, grid.columns - 1, columns_kept).round().astype(int))
         rects = rects[(rows[:, None] * grid.columns + columns[None, :]).reshape(-1)]
-    return [RankTarget(path, region=tuple(int(v) for v in rect)) for rect in rects]
+    return [RankTarget(path, plane, tuple(int(v) for v in rect)) for rect in rects]
 
 
 def find_rank_targets(inputs, tiling=None, large_pixels: int = LARGE_PIXELS
@@ -175,7 +185,7 @@ def find_rank_targets(inputs, tiling=None, large_pixels: int = LARGE_PIXELS
         one), for :func:`iter_target_ranking`'s ``labeled``.
     """
     from napari_faster_rcnn.core.data.folders import annotation_for
-    from napari_faster_rcnn.core.data.images import stack_shape
+    from napari_faster_rcnn.core.data.images import series_layout, stack_shape
     from napari_faster_rcnn.core.prediction.folders import find_images
 
     if isinstance(inputs, (str, Path)):
@@ -189,13 +199,15 @@ def find_rank_targets(inputs, tiling=None, large_pixels: int = LARGE_PIXELS
         shape = stack_shape(path)
         if shape is not None:
             try:
-                planes, done = stack_targets(path, shape, annotation)
+                size = series_layout(path).size if tiling is not None and tiling.enabled else None
+                planes, done = stack_targets(path, shape, annotation, size, tiling, large_pixels)
             except ValueError as error:
                 skipped.append((str(path), f"its annotation cannot be read ({error})"))
                 continue
             labeled.extend(done)
             if not planes:
-                skipped.append((str(path), f"labeled (all {len(done)} planes, {annotation.name})"))
+                count = len({target.plane for target in done})
+                skipped.append((str(path), f"labeled (all {count} planes, {annotation.name})"))
             targets.extend(planes)
         elif annotation is not None:
             labeled.extend(image_targets(path, tiling, large_pixels))
@@ -218,16 +230,35 @@ def image_targets(path: Path, tiling=None, large_pixels: int = LARGE_PIXELS) -> 
     return tile_targets(path, (height, width), tiling, large_pixels)
 
 
+def target_parts(target: RankTarget, tiling=None, large_pixels: int = LARGE_PIXELS) -> list[RankTarget]:
+    """An image or a stack's plane as the targets it is ranked through: itself, or its tiles when it is
+    large (see :func:`tile_targets`; a tile given stays as it is)."""
+    if target.region is not None or tiling is None or not tiling.enabled:
+        return [target]
+    if target.plane is None:
+        return image_targets(target.image, tiling, large_pixels)
+    from napari_faster_rcnn.core.data.images import series_layout
+
+    try:
+        layout = series_layout(target.image)
+    except (OSError, ValueError):  # the ranking reads it and reports why it cannot
+        layout = None
+    if layout is None:
+        return [target]
+    return tile_targets(target.image, layout.size, tiling, large_pixels, plane=target.plane)
+
+
 def collapse_tiles(ranked: list[RankedTarget]) -> list[RankedTarget]:
-    """Each image once: a tiled image at the place of its most useful tile (the first in the ranking),
-    its other tiles left out; ranks numbered again from 1."""
-    seen: set[Path] = set()
+    """Each image (each plane) once: a tiled image at the place of its most useful tile (the first in the
+    ranking), its other tiles left out; ranks numbered again from 1."""
+    seen: set[tuple] = set()
     kept = []
     for entry in ranked:
         if entry.target.region is not None:
-            if entry.target.image in seen:
+            key = (entry.target.image, entry.target.plane)
+            if key in seen:
                 continue
-            seen.add(entry.target.image)
+            seen.add(key)
         kept.append(entry)
     return [RankedTarget(entry.target, replace(entry.score, rank=rank)) for rank, entry in enumerate(kept, 1)]
 

@@ -41,24 +41,31 @@ class StackPlane:
         ``(*leading, H, W[, C])``).
     plane : tuple of int
         The plane's leading coordinates.
+    region : (x0, y0, x1, y1) or None
+        Only these pixels of the plane (``[y0:y1, x0:x1]``: a tile, as ``rank`` scores a large plane).
     """
 
     source: object
     plane: tuple
+    region: tuple | None = None
 
     @property
     def path(self) -> Path | None:
         return self.source if isinstance(self.source, Path) else None
 
     def read(self, channels=None) -> np.ndarray:
-        """The plane's pixels as ``(H, W, 3)`` (only this plane is read), channels chosen by the
+        """The plane's pixels (or its region's) as ``(H, W, 3)`` (only these are read), channels chosen by the
         model's ``channels`` (see :mod:`~napari_faster_rcnn.core.data.channels`)."""
         from napari_faster_rcnn.core.data.images import as_rgb, read_plane, select_channels
 
         if self.path is not None:
             stack, layout = _open_stack(self.path)
-            return read_plane(self.path, self.plane, channels, stack=stack, layout=layout)
-        pixels = np.asarray(self.source[tuple(self.plane)])
+            return read_plane(self.path, self.plane, channels, stack=stack, layout=layout, region=self.region)
+        key = tuple(self.plane)
+        if self.region is not None:
+            x0, y0, x1, y1 = self.region
+            key += (slice(y0, y1), slice(x0, x1))
+        pixels = np.asarray(self.source[key])
         return as_rgb(pixels) if channels is None else select_channels(pixels, channels)
 
 
