@@ -27,7 +27,7 @@ from _common import measure, report  # noqa: E402
 from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation  # noqa: E402
 from napari_faster_rcnn.core.data.folders import discover_dataset  # noqa: E402
 from napari_faster_rcnn.core.data.images import image_size, read_padded  # noqa: E402
-from napari_faster_rcnn.layers.reading import read_dataset_folder  # noqa: E402
+from napari_faster_rcnn.layers.folder_reading import read_dataset_folder  # noqa: E402
 
 
 def make_folder(folder: Path, n_images: int, width: int, height: int, boxes_per_image: int = 20) -> None:

@@ -86,7 +86,7 @@ def test_a_time_and_z_ome_tiff_keeps_both_leading_coordinates(make_napari_viewer
 
 def test_boxes_without_planes_beside_a_stack_name_the_file(make_napari_viewer, tmp_path):
     from napari_faster_rcnn.core.data.annotations import Annotation, AnnotationError, save_annotation
-    from napari_faster_rcnn.layers.reading import read_stack_file
+    from napari_faster_rcnn.layers.stack_reading import read_stack_file
 
     write_stack(tmp_path / "movie.tif")
     save_annotation(tmp_path / "movie.json", Annotation(boxes=[[0, 0, 4, 4]], labels=["a"]))

@@ -1,6 +1,7 @@
 """npe2 reader: images, annotation files and dataset folders to image + box layers.
 
 ``get_reader`` returns one of the reading functions of :mod:`.layers.reading`
+(an image or annotation file) or :func:`.layers.folder_reading.read_dataset_folder`
 (or :func:`.layers.interchange.read_foreign_folder` for a COCO, VOC or YOLO
 folder, shown read-only), or ``None`` for anything that is not ours, so that
 napari's own readers take over.
@@ -16,8 +17,9 @@ from napari_faster_rcnn.core.data.annotations import ANNOTATION_SUFFIXES
 from napari_faster_rcnn.core.data.folders import DatasetError, discover_dataset
 from napari_faster_rcnn.core.data.images import is_image_file
 from napari_faster_rcnn.core.data.regions import is_zarr_folder
+from napari_faster_rcnn.layers.folder_reading import read_dataset_folder
 from napari_faster_rcnn.layers.interchange import foreign_format, read_foreign_folder
-from napari_faster_rcnn.layers.reading import read_annotation_file, read_dataset_folder, read_image_file
+from napari_faster_rcnn.layers.reading import read_annotation_file, read_image_file
 
 
 def get_reader(path):

@@ -9,6 +9,7 @@ from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, rectangles_to_boxes
 from napari_faster_rcnn.core.formats import LabeledDataset, LabeledItem, write_dataset
 from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers.folder_reading import read_dataset_folder
 from napari_faster_rcnn.layers.interchange import (
     foreign_format,
     import_destination,
@@ -17,7 +18,6 @@ from napari_faster_rcnn.layers.interchange import (
     read_foreign_folder,
 )
 from napari_faster_rcnn.layers.labeling import labeling_session
-from napari_faster_rcnn.layers.reading import read_dataset_folder
 from tests.conftest import write_image
 
 PLUGIN = "napari-faster-rcnn"

@@ -1,6 +1,6 @@
 """A dataset folder whose pages include the planes of its stacks (time-lapses, z stacks).
 
-The reader (:func:`~napari_faster_rcnn.layers.reading.read_dataset_folder`) makes such a folder ONE
+The reader (:func:`~napari_faster_rcnn.layers.folder_reading.read_dataset_folder`) makes such a folder ONE
 image layer and ONE box layer, paged along the slider's axis: every 2-D image and every plane of
 every stack is a page (a stack's planes one after the other, in file order). Every page's boxes
 and the labeled pages are kept in a :class:`~napari_faster_rcnn.core.data.labeling.FolderLabelStore`;

@@ -38,8 +38,9 @@ from napari_faster_rcnn.core.prediction.stacks import StackPlane, select_planes
 from napari_faster_rcnn.core.prediction.thresholds import Thresholds
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.conventions import is_boxes
+from napari_faster_rcnn.layers.folder_reading import read_dataset_folder
 from napari_faster_rcnn.layers.predictions import add_prediction_layer, add_stack_prediction_layer
-from napari_faster_rcnn.layers.reading import read_dataset_folder, read_stack_file
+from napari_faster_rcnn.layers.stack_reading import read_stack_file
 
 #: ``metadata[CHECKPOINT]`` of a predictions layer: the checkpoint that predicted it
 CHECKPOINT = "checkpoint"
