@@ -43,9 +43,8 @@ from napari_faster_rcnn.core.data.labeling import (
     LabelStore,
     SaveReport,
     StackLabelStore,
-    index_plane,
-    plane_index,
 )
+from napari_faster_rcnn.core.data.stack_planes import index_plane, plane_index
 from napari_faster_rcnn.layers import conventions, page_prefetch, stack_labeling
 from napari_faster_rcnn.layers.box_layers import find_image_layer, layer_annotations, new_box_layer
 from napari_faster_rcnn.layers.label_classes import ClassEditing

@@ -38,8 +38,6 @@ from napari_faster_rcnn.core.data.labeling import (
     FolderLabelStore,
     StackLabelStore,
     file_stamp,
-    plane_index,
-    split_planes,
 )
 from napari_faster_rcnn.core.data.regions import (
     is_zarr_folder,
@@ -47,6 +45,7 @@ from napari_faster_rcnn.core.data.regions import (
     region_levels,
     region_stack_levels,
 )
+from napari_faster_rcnn.core.data.stack_planes import plane_index, split_planes
 from napari_faster_rcnn.layers import box_window, conventions
 from napari_faster_rcnn.layers.folder_pages import HeldFolder
 from napari_faster_rcnn.layers.slice_view import attach_when_added, hold

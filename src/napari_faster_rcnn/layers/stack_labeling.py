@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.core.data.labeling import StackLabelStore, index_plane, plane_index
+from napari_faster_rcnn.core.data.labeling import StackLabelStore
+from napari_faster_rcnn.core.data.stack_planes import index_plane, plane_index
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.page_prefetch import PlanePaging
 from napari_faster_rcnn.layers.slice_view import SliceBoxes, paging_model, same_boxes

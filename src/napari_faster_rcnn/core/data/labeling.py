@@ -31,6 +31,7 @@ import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation, AnnotationError, load_annotation, save_annotation
 from napari_faster_rcnn.core.data.boxes import clip_boxes
+from napari_faster_rcnn.core.data.stack_planes import join_planes, plane_index, split_planes
 
 #: ``(st_mtime_ns, st_size, st_ino)`` of a file, or None when there is no file
 Stamp = tuple[int, int, int] | None
@@ -316,56 +317,8 @@ def _same_path(first: Path, second: Path) -> bool:
 # --- a stack read as data: one file, one annotation per plane ----------------------------------
 
 
-def plane_index(plane, shape: Sequence[int]) -> int:
-    """The position of ``plane`` (its leading coordinates) among the planes of a stack of ``shape``,
-    in the order of the leading dimensions (the last one fastest)."""
-    return int(np.ravel_multi_index(tuple(int(v) for v in np.asarray(plane).reshape(-1)), tuple(shape)))
-
-
-def index_plane(index: int, shape: Sequence[int]) -> tuple[int, ...]:
-    """The plane (leading coordinates) at position ``index`` (see :func:`plane_index`)."""
-    return tuple(int(v) for v in np.unravel_index(int(index), tuple(shape)))
-
-
-def split_planes(annotation: Annotation, shape: Sequence[int]) -> list[Annotation]:
-    """A stack's annotation as one 2-D annotation per plane, in :func:`plane_index` order."""
-    shape = tuple(int(s) for s in shape)
-    count = int(np.prod(shape))
-    planes = annotation.planes if annotation.planes is not None else np.zeros((0, len(shape)), np.int64)
-    flat = np.ravel_multi_index(tuple(planes.T), shape) if len(planes) else np.zeros(0, np.int64)
-    order = np.argsort(flat, kind="stable")
-    starts = np.searchsorted(flat[order], np.arange(count + 1))
-    labels = annotation.labels
-    result = []
-    for index in range(count):
-        keep = order[starts[index]:starts[index + 1]]
-        result.append(Annotation(annotation.boxes[keep], [labels[i] for i in keep],
-                                 None if annotation.scores is None else annotation.scores[keep], annotation.classes))
-    return result
-
-
-def join_planes(annotations: Sequence[Annotation], shape: Sequence[int], labeled: Sequence[int],
-                classes: Sequence[str]) -> Annotation:
-    """One annotation per plane (in :func:`plane_index` order) and the labeled planes' positions as
-    the stack's one annotation: boxes, labels, scores, ``planes`` and ``labeled_planes``."""
-    shape = tuple(int(s) for s in shape)
-    depth = len(shape)
-    counts = [len(a) for a in annotations]
-    flat = np.repeat(np.arange(len(annotations)), counts)
-    planes = np.stack(np.unravel_index(flat, shape), axis=1).astype(np.int64) if len(flat) else np.zeros((0, depth), np.int64)
-    boxes = np.concatenate([a.boxes for a in annotations]) if annotations else np.zeros((0, 4))
-    with_scores = any(a.scores is not None for a in annotations)
-    scores = (np.concatenate([a.scores if a.scores is not None else np.ones(len(a)) for a in annotations])
-              if with_scores else None)
-    marked = sorted(int(i) for i in labeled)
-    labeled_planes = (np.stack(np.unravel_index(np.asarray(marked, np.int64), shape), axis=1).astype(np.int64)
-                      if marked else np.zeros((0, depth), np.int64))
-    return Annotation(boxes=boxes, labels=[label for a in annotations for label in a.labels], scores=scores,
-                      classes=list(classes), planes=planes, labeled_planes=labeled_planes)
-
-
 class StackLabelStore(LabelStore):
-    """A stack's boxes, one "image" per plane (see :func:`plane_index`), saved to ONE file.
+    """A stack's boxes, one "image" per plane (see :func:`~.stack_planes.plane_index`), saved to ONE file.
 
     Works as :class:`LabelStore` for a labeling session (counts, classes, unsaved planes),
     with two differences: every plane shares the stack's file, so a save writes that file
@@ -493,7 +446,7 @@ class StackLabelStore(LabelStore):
 
 class FolderLabelStore(LabelStore):
     """A dataset folder's pages, one "image" each: every 2-D image, and every plane of every stack
-    (a stack's planes one after the other, in :func:`plane_index` order). A 2-D image is saved to its
+    (a stack's planes one after the other, in :func:`~.stack_planes.plane_index` order). A 2-D image is saved to its
     own file, as :class:`LabelStore` saves it; a stack's planes share the stack's ONE file, written as
     :class:`StackLabelStore` writes it (``planes``, ``labeled_planes``: only the labeled planes).
 
