@@ -42,8 +42,8 @@ from napari_faster_rcnn.core.data.labeling import (
     FolderLabelStore,
     LabelStore,
     SaveReport,
-    StackLabelStore,
 )
+from napari_faster_rcnn.core.data.stack_label_store import StackLabelStore
 from napari_faster_rcnn.core.data.stack_planes import index_plane, plane_index
 from napari_faster_rcnn.layers import conventions, page_prefetch, stack_labeling
 from napari_faster_rcnn.layers.box_layers import find_image_layer, layer_annotations, new_box_layer
@@ -83,7 +83,7 @@ class LabelingSession(ClassEditing, page_prefetch.PlanePaging, SliceBoxes):
         Save an image's file when leaving it and after class changes.
     store
         The store of every image's boxes to label, when another model paged the layer (a stack
-        read as data: its :class:`~napari_faster_rcnn.core.data.labeling.StackLabelStore`).
+        read as data: its :class:`~napari_faster_rcnn.core.data.stack_label_store.StackLabelStore`).
 
     A stack read as data (time, z; see :mod:`~napari_faster_rcnn.layers.stack_labeling`) is labeled
     plane by plane: each plane is an "image" of the session, ``n``/``b`` walk the planes, ``0``

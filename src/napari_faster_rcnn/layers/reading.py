@@ -36,7 +36,6 @@ from napari_faster_rcnn.core.data.images import (
 )
 from napari_faster_rcnn.core.data.labeling import (
     FolderLabelStore,
-    StackLabelStore,
     file_stamp,
 )
 from napari_faster_rcnn.core.data.regions import (
@@ -45,6 +44,7 @@ from napari_faster_rcnn.core.data.regions import (
     region_levels,
     region_stack_levels,
 )
+from napari_faster_rcnn.core.data.stack_label_store import StackLabelStore
 from napari_faster_rcnn.core.data.stack_planes import plane_index, split_planes
 from napari_faster_rcnn.layers import box_window, conventions
 from napari_faster_rcnn.layers.folder_pages import HeldFolder

@@ -3,7 +3,7 @@
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation
-from napari_faster_rcnn.core.data.labeling import StackLabelStore
+from napari_faster_rcnn.core.data.stack_label_store import StackLabelStore
 from napari_faster_rcnn.core.data.stack_planes import index_plane, join_planes, plane_index, split_planes
 
 
