@@ -25,7 +25,9 @@ their own). Their defaults never lose anything: unsaved edits are saved, files
 changed by another program are not overwritten, classes with boxes are kept.
 
 The class editing lives in :mod:`~napari_faster_rcnn.layers.label_classes` (mixed in), the making of box
-layers in :mod:`~napari_faster_rcnn.layers.box_layers`; the files, stamps and counts in :mod:`~napari_faster_rcnn.core.data.labeling`.
+layers in :mod:`~napari_faster_rcnn.layers.box_layers`; the files, stamps and counts in
+:mod:`~napari_faster_rcnn.core.data.labeling` (a stack's in :mod:`~napari_faster_rcnn.core.data.stack_label_store`,
+a folder's in :mod:`~napari_faster_rcnn.core.data.folder_label_store`).
 """
 
 from __future__ import annotations
@@ -38,11 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.core.data.labeling import (
-    FolderLabelStore,
-    LabelStore,
-    SaveReport,
-)
+from napari_faster_rcnn.core.data.folder_label_store import FolderLabelStore
+from napari_faster_rcnn.core.data.labeling import LabelStore, SaveReport
 from napari_faster_rcnn.core.data.stack_label_store import StackLabelStore
 from napari_faster_rcnn.core.data.stack_planes import index_plane, plane_index
 from napari_faster_rcnn.layers import conventions, page_prefetch, stack_labeling

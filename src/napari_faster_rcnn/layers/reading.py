@@ -21,6 +21,7 @@ from napari_faster_rcnn.core.data.annotations import (
     load_annotation,
 )
 from napari_faster_rcnn.core.data.boxes import clip_boxes
+from napari_faster_rcnn.core.data.folder_label_store import FolderLabelStore
 from napari_faster_rcnn.core.data.folders import DatasetError, discover_dataset, find_image_folder
 from napari_faster_rcnn.core.data.images import (
     ImageReadError,
@@ -34,10 +35,7 @@ from napari_faster_rcnn.core.data.images import (
     series_layout,
     stack_shape,
 )
-from napari_faster_rcnn.core.data.labeling import (
-    FolderLabelStore,
-    file_stamp,
-)
+from napari_faster_rcnn.core.data.labeling import file_stamp
 from napari_faster_rcnn.core.data.regions import (
     is_zarr_folder,
     open_regions,
@@ -477,7 +475,7 @@ def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dic
     those of the image files; ``metadata`` goes to the box layer, and its
     :data:`~napari_faster_rcnn.layers.conventions.SOURCE_IMAGES` to the image layer too.
     ``planes``: per image, None or the plane of the stack it is (read lazily, that plane only);
-    ``store``: a :class:`~napari_faster_rcnn.core.data.labeling.FolderLabelStore` of every page
+    ``store``: a :class:`~napari_faster_rcnn.core.data.folder_label_store.FolderLabelStore` of every page
     (a folder with stacks' planes): the box layer is paged from it, and saving it writes each
     stack's one file.
     """

@@ -62,7 +62,7 @@ def _overwrite(paths) -> bool:
 class StorePages(PlanePaging, SliceBoxes):
     """The reader's paging of a box layer whose pages' boxes are all kept in a label store (a stack's
     :class:`~napari_faster_rcnn.core.data.stack_label_store.StackLabelStore`, a folder's
-    :class:`~napari_faster_rcnn.core.data.labeling.FolderLabelStore`), without a labeling session:
+    :class:`~napari_faster_rcnn.core.data.folder_label_store.FolderLabelStore`), without a labeling session:
     the edits go into ``store``, and pressing :data:`NO_OBJECTS_KEY` marks the page shown as labeled."""
 
     def __init__(self, viewer, layer, store, **options):
