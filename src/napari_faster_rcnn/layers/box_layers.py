@@ -98,13 +98,14 @@ def _spatial_shape(image_layer) -> tuple:
 
 def _new_pages_layer(viewer, image_layer, sources, planes, sizes):
     """:func:`new_box_layer` for a folder's image layer whose pages include stacks' planes: the pages'
-    boxes in a :class:`~napari_faster_rcnn.core.data.labeling.FolderLabelStore` (a stack's planes from its
+    boxes in a :class:`~napari_faster_rcnn.core.data.folder_label_store.FolderLabelStore` (a stack's planes from its
     one file), paged into the new layer."""
     import numpy as np
     from napari.layers import Layer
 
+    from napari_faster_rcnn.core.data.folder_label_store import FolderLabelStore
     from napari_faster_rcnn.core.data.images import stack_shape
-    from napari_faster_rcnn.core.data.labeling import FolderLabelStore, plane_index, split_planes
+    from napari_faster_rcnn.core.data.stack_planes import plane_index, split_planes
     from napari_faster_rcnn.layers.folder_pages import FolderPages
     from napari_faster_rcnn.layers.slice_view import keep_with_layer
 

@@ -43,7 +43,7 @@ def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dic
     those of the image files; ``metadata`` goes to the box layer, and its
     :data:`~napari_faster_rcnn.layers.conventions.SOURCE_IMAGES` to the image layer too.
     ``planes``: per image, None or the plane of the stack it is (read lazily, that plane only);
-    ``store``: a :class:`~napari_faster_rcnn.core.data.labeling.FolderLabelStore` of every page
+    ``store``: a :class:`~napari_faster_rcnn.core.data.folder_label_store.FolderLabelStore` of every page
     (a folder with stacks' planes): the box layer is paged from it, and saving it writes each
     stack's one file.
     """

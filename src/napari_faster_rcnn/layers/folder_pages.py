@@ -3,7 +3,7 @@
 The reader (:func:`~napari_faster_rcnn.layers.folder_reading.read_dataset_folder`) makes such a folder ONE
 image layer and ONE box layer, paged along the slider's axis: every 2-D image and every plane of
 every stack is a page (a stack's planes one after the other, in file order). Every page's boxes
-and the labeled pages are kept in a :class:`~napari_faster_rcnn.core.data.labeling.FolderLabelStore`;
+and the labeled pages are kept in a :class:`~napari_faster_rcnn.core.data.folder_label_store.FolderLabelStore`;
 the box layer holds the page shown only, :class:`FolderPages` swaps the boxes in as the slider
 moves (a labeling session takes the store over when Label boxes labels the layer), and saving
 writes each 2-D image's own file and each stack's ONE file (``planes``, ``labeled_planes``).
@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.core.data.labeling import FolderLabelStore
+from napari_faster_rcnn.core.data.folder_label_store import FolderLabelStore
 from napari_faster_rcnn.layers.slice_view import paging_model
 from napari_faster_rcnn.layers.stack_labeling import StorePages
 

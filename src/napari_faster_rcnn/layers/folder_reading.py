@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation, AnnotationError, class_list, load_annotation
+from napari_faster_rcnn.core.data.folder_label_store import FolderLabelStore
 from napari_faster_rcnn.core.data.folders import DatasetError, discover_dataset
 from napari_faster_rcnn.core.data.images import (
     ImageReadError,
@@ -23,7 +24,8 @@ from napari_faster_rcnn.core.data.images import (
     series_layout,
     stack_shape,
 )
-from napari_faster_rcnn.core.data.labeling import FolderLabelStore, file_stamp, plane_index, split_planes
+from napari_faster_rcnn.core.data.labeling import file_stamp
+from napari_faster_rcnn.core.data.stack_planes import plane_index, split_planes
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.folder_layers import dataset_layers
 from napari_faster_rcnn.layers.reader_parts import clipped

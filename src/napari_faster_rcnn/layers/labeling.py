@@ -25,7 +25,9 @@ their own). Their defaults never lose anything: unsaved edits are saved, files
 changed by another program are not overwritten, classes with boxes are kept.
 
 The class editing lives in :mod:`~napari_faster_rcnn.layers.label_classes` (mixed in), the making of box
-layers in :mod:`~napari_faster_rcnn.layers.box_layers`; the files, stamps and counts in :mod:`~napari_faster_rcnn.core.data.labeling`.
+layers in :mod:`~napari_faster_rcnn.layers.box_layers`; the files, stamps and counts in
+:mod:`~napari_faster_rcnn.core.data.labeling` (a stack's in :mod:`~napari_faster_rcnn.core.data.stack_label_store`,
+a folder's in :mod:`~napari_faster_rcnn.core.data.folder_label_store`).
 """
 
 from __future__ import annotations
@@ -38,14 +40,10 @@ from pathlib import Path
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.core.data.labeling import (
-    FolderLabelStore,
-    LabelStore,
-    SaveReport,
-    StackLabelStore,
-    index_plane,
-    plane_index,
-)
+from napari_faster_rcnn.core.data.folder_label_store import FolderLabelStore
+from napari_faster_rcnn.core.data.labeling import LabelStore, SaveReport
+from napari_faster_rcnn.core.data.stack_label_store import StackLabelStore
+from napari_faster_rcnn.core.data.stack_planes import index_plane, plane_index
 from napari_faster_rcnn.layers import conventions, page_prefetch, stack_labeling
 from napari_faster_rcnn.layers.box_layers import find_image_layer, layer_annotations, new_box_layer
 from napari_faster_rcnn.layers.label_classes import ClassEditing
@@ -84,7 +82,7 @@ class LabelingSession(ClassEditing, page_prefetch.PlanePaging, SliceBoxes):
         Save an image's file when leaving it and after class changes.
     store
         The store of every image's boxes to label, when another model paged the layer (a stack
-        read as data: its :class:`~napari_faster_rcnn.core.data.labeling.StackLabelStore`).
+        read as data: its :class:`~napari_faster_rcnn.core.data.stack_label_store.StackLabelStore`).
 
     A stack read as data (time, z; see :mod:`~napari_faster_rcnn.layers.stack_labeling`) is labeled
     plane by plane: each plane is an "image" of the session, ``n``/``b`` walk the planes, ``0``

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.core.data.labeling import plane_index
+from napari_faster_rcnn.core.data.stack_planes import plane_index
 from napari_faster_rcnn.core.prediction.stacks import join_planes
 from napari_faster_rcnn.core.prediction.thresholds import (
     accept_predictions,

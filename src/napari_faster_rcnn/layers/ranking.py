@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from napari_faster_rcnn.core.data.labeling import index_plane
+from napari_faster_rcnn.core.data.stack_planes import index_plane
 from napari_faster_rcnn.core.prediction.rank_targets import RankTarget
 from napari_faster_rcnn.layers import conventions
 

@@ -174,7 +174,7 @@ class SliceBoxes:
     planes_shape
         For a stack read as data (time, z): the number of planes along each leading
         dimension. Each plane is an "image" then, at position
-        :func:`~napari_faster_rcnn.core.data.labeling.plane_index`, and its boxes are led by
+        :func:`~napari_faster_rcnn.core.data.stack_planes.plane_index`, and its boxes are led by
         the plane's coordinates; ``axis`` is unused.
     """
 

@@ -5,7 +5,7 @@ A stack's box layer (see :func:`~napari_faster_rcnn.layers.conventions.stack_sha
 holds only the boxes of the plane shown, as a folder's box layer holds one image's (see
 :mod:`~napari_faster_rcnn.layers.slice_view`): napari's Shapes layer costs time in proportion to
 all its shapes on every step of the slider. Every plane's boxes and the labeled planes are kept
-in a :class:`~napari_faster_rcnn.core.data.labeling.StackLabelStore`; the reader ties it to the
+in a :class:`~napari_faster_rcnn.core.data.stack_label_store.StackLabelStore`; the reader ties it to the
 layer, a :class:`StackPages` swaps the boxes in as the dims slider moves (a labeling session
 takes over when Label boxes labels the layer), and saving writes the stack's ONE file with
 ``boxes``, ``labels``, ``planes`` and ``labeled_planes``.
@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.core.data.labeling import StackLabelStore, index_plane, plane_index
+from napari_faster_rcnn.core.data.stack_label_store import StackLabelStore
+from napari_faster_rcnn.core.data.stack_planes import index_plane, plane_index
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.page_prefetch import PlanePaging
 from napari_faster_rcnn.layers.slice_view import SliceBoxes, paging_model, same_boxes
@@ -60,8 +61,8 @@ def _overwrite(paths) -> bool:
 
 class StorePages(PlanePaging, SliceBoxes):
     """The reader's paging of a box layer whose pages' boxes are all kept in a label store (a stack's
-    :class:`~napari_faster_rcnn.core.data.labeling.StackLabelStore`, a folder's
-    :class:`~napari_faster_rcnn.core.data.labeling.FolderLabelStore`), without a labeling session:
+    :class:`~napari_faster_rcnn.core.data.stack_label_store.StackLabelStore`, a folder's
+    :class:`~napari_faster_rcnn.core.data.folder_label_store.FolderLabelStore`), without a labeling session:
     the edits go into ``store``, and pressing :data:`NO_OBJECTS_KEY` marks the page shown as labeled."""
 
     def __init__(self, viewer, layer, store, **options):

@@ -39,7 +39,8 @@ import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, rectangles_to_boxes
-from napari_faster_rcnn.core.data.labeling import StackLabelStore, index_plane
+from napari_faster_rcnn.core.data.stack_label_store import StackLabelStore
+from napari_faster_rcnn.core.data.stack_planes import index_plane
 from napari_faster_rcnn.core.prediction.rejections import RejectedSuggestions
 from napari_faster_rcnn.core.prediction.stacks import StackPlane
 from napari_faster_rcnn.core.prediction.suggestions import (

@@ -3,7 +3,8 @@
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation
-from napari_faster_rcnn.core.data.labeling import FolderLabelStore, file_stamp
+from napari_faster_rcnn.core.data.folder_label_store import FolderLabelStore
+from napari_faster_rcnn.core.data.labeling import file_stamp
 
 
 def box(x):

@@ -3,7 +3,8 @@
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation
-from napari_faster_rcnn.core.data.labeling import StackLabelStore, index_plane, join_planes, plane_index, split_planes
+from napari_faster_rcnn.core.data.stack_label_store import StackLabelStore
+from napari_faster_rcnn.core.data.stack_planes import index_plane, join_planes, plane_index, split_planes
 
 
 def stack_annotation(shape, count, seed=0):
