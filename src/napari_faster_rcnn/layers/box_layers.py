@@ -12,7 +12,7 @@ from napari_faster_rcnn.core.data.annotations import (
     find_annotation_file,
     load_annotation,
 )
-from napari_faster_rcnn.core.data.images import is_image_file
+from napari_faster_rcnn.core.data.image_files import is_image_file
 from napari_faster_rcnn.core.data.labeling import file_stamp
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.slice_view import model_annotations

@@ -22,10 +22,9 @@ from napari_faster_rcnn.core.data.annotations import (
 )
 from napari_faster_rcnn.core.data.boxes import clip_boxes
 from napari_faster_rcnn.core.data.folders import DatasetError, discover_dataset, find_image_folder
+from napari_faster_rcnn.core.data.image_files import ImageReadError, is_image_file
 from napari_faster_rcnn.core.data.images import (
-    ImageReadError,
     image_header,
-    is_image_file,
     lazy_image_stack,
     open_stack,
     open_stack_array,

@@ -11,7 +11,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_faster_rcnn.core.data.images import ImageReadError, image_header, image_info, read_image
+from napari_faster_rcnn.core.data.image_files import ImageReadError
+from napari_faster_rcnn.core.data.images import image_header, image_info, read_image
 from tests.large_images import HUGE_SIDE, lower_pillow_limit, write_blank_png
 
 LOGGER = "napari_faster_rcnn.core.data.images"

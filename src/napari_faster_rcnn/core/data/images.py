@@ -7,7 +7,7 @@ million. This module opens images without that check and leaves Pillow's
 process-wide limit as it is, for the other code that napari hosts. What guards
 the memory instead: sizes come from the headers, without decoding, whatever
 the size; pixels are decoded only when they fit in the memory available, else
-the image is an :class:`ImageReadError`, which commands list and skip like any
+the image is an :class:`~.image_files.ImageReadError`, which commands list and skip like any
 unreadable file.
 
 TIFF files are read with tifffile where it can (grayscale or RGB pages of
@@ -29,19 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-TIFF_SUFFIXES = (".tif", ".tiff")
+from napari_faster_rcnn.core.data.image_files import TIFF_SUFFIXES, ImageReadError
 
 logger = logging.getLogger(__name__)
-
-
-class ImageReadError(ValueError):
-    """An image that cannot be read; ``str()`` names the file and the reason."""
-
-    def __init__(self, path, reason: str):
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -56,11 +46,6 @@ class ImageHeader:
     width: int
     dtype: np.dtype
     pages: int = 1
-
-
-def is_image_file(path: str | Path) -> bool:
-    path = Path(path)
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
 def image_header(path: str | Path, note_pages: bool = True) -> ImageHeader:

@@ -81,7 +81,7 @@ def find_images(inputs: str | Path | Sequence[str | Path]) -> tuple[list[Path], 
         same name (their prediction files would be one file).
     """
     from napari_faster_rcnn.core.data.folders import ANNOTATIONS_ONLY, discover_dataset
-    from napari_faster_rcnn.core.data.images import IMAGE_SUFFIXES, is_image_file
+    from napari_faster_rcnn.core.data.image_files import IMAGE_SUFFIXES, is_image_file
 
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]

@@ -77,7 +77,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.core.data.images import ImageReadError
+from napari_faster_rcnn.core.data.image_files import ImageReadError
 from napari_faster_rcnn.core.data.regions import ImageRegions
 from napari_faster_rcnn.core.prediction.settings import (
     DetectionSettings,

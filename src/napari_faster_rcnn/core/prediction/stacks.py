@@ -82,7 +82,8 @@ def _open_stack(path: Path):
     """The stack of ``path`` and its layout (:func:`~napari_faster_rcnn.core.data.images.series_layout`),
     kept per thread for its next plane (a run reads a stack's planes one after the other, in one reader
     thread): opened and parsed again when the file changed or another stack comes."""
-    from napari_faster_rcnn.core.data.images import ImageReadError, open_stack, series_layout
+    from napari_faster_rcnn.core.data.image_files import ImageReadError
+    from napari_faster_rcnn.core.data.images import open_stack, series_layout
 
     try:
         status = path.stat()
@@ -158,7 +159,8 @@ def stack_items(source, shape: Sequence[int] | None = None, planes=None) -> list
         (``ImageReadError``) for a file that is not a stack.
     """
     if isinstance(source, (str, Path)):
-        from napari_faster_rcnn.core.data.images import ImageReadError, stack_shape
+        from napari_faster_rcnn.core.data.image_files import ImageReadError
+        from napari_faster_rcnn.core.data.images import stack_shape
 
         source = Path(source)
         if shape is None:
