@@ -159,7 +159,7 @@ def test_an_rgb_multi_page_tiff_is_its_first_page(tmp_path, caplog, kind):
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, bool])
 def test_a_gray_image_is_its_value_in_each_of_three_channels(dtype):
-    from napari_faster_rcnn.core.data.images import as_rgb, gray_to_rgb
+    from napari_faster_rcnn.core.data.channels import as_rgb, gray_to_rgb
 
     gray = (np.random.default_rng(0).integers(0, 200, (37, 53)) > 90 if dtype is bool
             else np.random.default_rng(0).integers(0, 200, (37, 53)).astype(dtype))

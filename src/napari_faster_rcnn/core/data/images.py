@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_faster_rcnn.core.data.channels import select_channels
 from napari_faster_rcnn.core.data.image_files import TIFF_SUFFIXES, ImageReadError
 
 logger = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def read_image(path: str | Path, channels=None) -> np.ndarray:
     multichannel TIFF or a Zarr store its first plane.
 
     ``channels`` chooses and orders the channels (see :mod:`.channels` and
-    :func:`select_channels`); None keeps the rule above. Values keep their type.
+    :func:`~.channels.select_channels`); None keeps the rule above. Values keep their type.
 
     Raises
     ------
@@ -144,76 +145,6 @@ def read_image(path: str | Path, channels=None) -> np.ndarray:
             except Exception:  # noqa: BLE001 - a codec tifffile lacks, odd data: Pillow tries, and names the problem
                 pass
     return select_channels(_read_with_pillow(path, tiff is not None), channels, path)
-
-
-def select_channels(array: np.ndarray, channels=None, path: str | Path = "image", axis: str = "S") -> np.ndarray:
-    """``(H, W)`` or ``(H, W, C)`` pixels as ``(H, W, 3)`` by the ``channels`` rule of :mod:`.channels`.
-
-    ``axis``: ``"S"`` for the samples of a pixel (gray, RGB, RGBA: None keeps the rule of
-    :func:`as_rgb`; gray and alpha gives the gray, extra samples are dropped), ``"C"`` for
-    a microscope's channel axis (None: 1 to 3 channels in order, more refused). Values
-    keep their type; a third channel made up for two is zeros of that type.
-
-    Raises
-    ------
-    ImageReadError
-        Naming ``path``, for a channel the image lacks or more than 3 channels without ``channels``.
-    """
-    from napari_faster_rcnn.core.data.channels import check_channels
-
-    try:
-        channels = check_channels(channels)
-    except ValueError as error:
-        raise ImageReadError(path, str(error)) from None
-    if array.ndim not in (2, 3):
-        raise ImageReadError(path, f"expected (height, width[, channels]) pixels, got shape {array.shape}")
-    pixels = array if array.ndim == 3 else array.reshape(*array.shape[:2], 1)
-    count = pixels.shape[2]
-    if channels is None:
-        if axis != "C":
-            if count == 2:  # gray and alpha
-                pixels = pixels[:, :, :1]
-            elif count > 4:  # RGB and extra samples
-                pixels = pixels[:, :, :3]
-            return as_rgb(pixels)
-        if count > 3:
-            raise ImageReadError(
-                path, f"{count} channels, and no rule says which three the detector sees: choose one to three "
-                "with the model's channels (for example 'fit --model.channels 0,2' or Channels in Train detector)")
-        channels = tuple(range(count))
-    missing = [index for index in channels if index >= count]
-    if missing:
-        raise ImageReadError(
-            path, f"has {count} channel{'s' if count != 1 else ''} (0 to {count - 1}), but the channels "
-            f"{list(channels)} ask for {', '.join(map(str, missing))}")
-    picked = pixels[:, :, list(channels)]
-    if len(channels) == 1:
-        return gray_to_rgb(picked[:, :, 0])
-    if len(channels) == 2:
-        return np.concatenate([picked, np.zeros_like(picked[:, :, :1])], axis=2)
-    return np.ascontiguousarray(picked)
-
-
-def gray_to_rgb(gray: np.ndarray) -> np.ndarray:
-    """``(H, W)`` as ``(H, W, 3)``, the value in each channel: one plain copy per channel (two to three
-    times faster than ``np.repeat``, which interleaves value by value: 9 against 4 ms for 2048 x 2048)."""
-    rgb = np.empty(gray.shape + (3,), dtype=gray.dtype)
-    for channel in range(3):
-        rgb[:, :, channel] = gray
-    return rgb
-
-
-def as_rgb(array: np.ndarray) -> np.ndarray:
-    """Make ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` an ``(H, W, 3)`` array."""
-    if array.ndim == 2:
-        return gray_to_rgb(array)
-    if array.ndim == 3 and array.shape[2] == 1:
-        return gray_to_rgb(array[:, :, 0])
-    if array.ndim == 3 and array.shape[2] == 4:
-        return np.ascontiguousarray(array[:, :, :3])
-    if array.ndim == 3 and array.shape[2] == 3:
-        return array
-    raise ValueError(f"expected a 2-D gray or RGB(A) image, got shape {array.shape}")
 
 
 # --- Pillow -------------------------------------------------------------------
@@ -288,7 +219,7 @@ def _read_with_pillow(path: Path, tiff: bool) -> np.ndarray:
 
 
 def _pillow_pixels(image) -> np.ndarray:
-    """The pixels as numpy, one byte a value where the file has them so: ``as_rgb`` repeats
+    """The pixels as numpy, one byte a value where the file has them so: :func:`~.channels.as_rgb` repeats
     gray to RGB once, rather than Pillow converting to its 4-byte RGB first (a 14000 x 14000
     1-bit PNG: 11 s and 2.1 GB through ``convert("RGB")``; see NOTES)."""
     mode = image.mode
@@ -643,7 +574,7 @@ def open_stack(path: str | Path):
 
 def read_plane(path: str | Path, plane, channels=None, stack=None, layout=None, region=None) -> np.ndarray:
     """One plane (its leading coordinates) of a stack as ``(H, W, 3)``, as :func:`read_image` gives
-    a 2-D image, channels chosen by ``channels`` (see :func:`select_channels`); only that plane
+    a 2-D image, channels chosen by ``channels`` (see :func:`~.channels.select_channels`); only that plane
     is decoded. ``stack`` and ``layout``: the file's :func:`open_stack` and :func:`series_layout`,
     when the caller keeps them for several planes (opening and parsing the file's layout cost more
     than reading a 1024 x 1024 plane). ``region``: ``(x0, y0, x1, y1)``, only those pixels of the

@@ -56,7 +56,8 @@ class StackPlane:
     def read(self, channels=None) -> np.ndarray:
         """The plane's pixels (or its region's) as ``(H, W, 3)`` (only these are read), channels chosen by the
         model's ``channels`` (see :mod:`~napari_faster_rcnn.core.data.channels`)."""
-        from napari_faster_rcnn.core.data.images import as_rgb, read_plane, select_channels
+        from napari_faster_rcnn.core.data.channels import as_rgb, select_channels
+        from napari_faster_rcnn.core.data.images import read_plane
 
         if self.path is not None:
             stack, layout = _open_stack(self.path)
