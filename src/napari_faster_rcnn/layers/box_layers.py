@@ -103,8 +103,8 @@ def _new_pages_layer(viewer, image_layer, sources, planes, sizes):
     import numpy as np
     from napari.layers import Layer
 
-    from napari_faster_rcnn.core.data.images import stack_shape
     from napari_faster_rcnn.core.data.labeling import FolderLabelStore, plane_index, split_planes
+    from napari_faster_rcnn.core.data.stack_files import stack_shape
     from napari_faster_rcnn.layers.folder_pages import FolderPages
     from napari_faster_rcnn.layers.slice_view import keep_with_layer
 

@@ -23,16 +23,7 @@ from napari_faster_rcnn.core.data.annotations import (
 from napari_faster_rcnn.core.data.boxes import clip_boxes
 from napari_faster_rcnn.core.data.folders import DatasetError, discover_dataset, find_image_folder
 from napari_faster_rcnn.core.data.image_files import ImageReadError, is_image_file
-from napari_faster_rcnn.core.data.images import (
-    image_header,
-    lazy_image_stack,
-    open_stack,
-    open_stack_array,
-    read_image,
-    read_plane,
-    series_layout,
-    stack_shape,
-)
+from napari_faster_rcnn.core.data.images import image_header, lazy_image_stack, read_image
 from napari_faster_rcnn.core.data.labeling import (
     FolderLabelStore,
     StackLabelStore,
@@ -45,6 +36,13 @@ from napari_faster_rcnn.core.data.regions import (
     open_regions,
     region_levels,
     region_stack_levels,
+)
+from napari_faster_rcnn.core.data.stack_files import (
+    open_stack,
+    open_stack_array,
+    read_plane,
+    series_layout,
+    stack_shape,
 )
 from napari_faster_rcnn.layers import box_window, conventions
 from napari_faster_rcnn.layers.folder_pages import HeldFolder

@@ -40,7 +40,8 @@ import numpy as np
 
 from napari_faster_rcnn.core.data.channels import as_rgb
 from napari_faster_rcnn.core.data.image_files import TIFF_SUFFIXES, ImageReadError
-from napari_faster_rcnn.core.data.images import image_header, read_image, zarr_arrays
+from napari_faster_rcnn.core.data.images import image_header, read_image
+from napari_faster_rcnn.core.data.stack_files import zarr_arrays
 
 #: Largest block, in pixels a side, that a strided read decodes at once.
 BLOCK = 2048

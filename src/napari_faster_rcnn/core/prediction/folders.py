@@ -243,7 +243,7 @@ def _run_items(paths: list[Path], planes: str | None, skipped: list) -> tuple[li
     """The run's images: each 2-D image, and each chosen plane of each stack (a
     :class:`~.stacks.StackPlane`); per item, the index of its file in ``paths``; and per stack,
     its number of leading dimensions. A stack without a chosen plane goes to ``skipped``."""
-    from napari_faster_rcnn.core.data.images import stack_shape
+    from napari_faster_rcnn.core.data.stack_files import stack_shape
     from napari_faster_rcnn.core.prediction.stacks import parse_planes
 
     if planes is not None:
