@@ -23,7 +23,8 @@ from napari_faster_rcnn.core.data.annotations import (
 from napari_faster_rcnn.core.data.boxes import clip_boxes
 from napari_faster_rcnn.core.data.folders import DatasetError, discover_dataset, find_image_folder
 from napari_faster_rcnn.core.data.image_files import ImageReadError, is_image_file
-from napari_faster_rcnn.core.data.images import image_header, lazy_image_stack, read_image
+from napari_faster_rcnn.core.data.image_stack import lazy_image_stack
+from napari_faster_rcnn.core.data.images import image_header, read_image
 from napari_faster_rcnn.core.data.labeling import (
     FolderLabelStore,
     StackLabelStore,

@@ -508,7 +508,7 @@ def region_stack_levels(paths, sizes, dtype=np.uint8, on_error=None, *, chunk: i
     for a whole image. A chunk reads only its region of its image (every
     ``step``-th pixel on the lower levels), so memory follows the chunk.
 
-    Parameters are those of :func:`~napari_faster_rcnn.core.data.images.lazy_image_stack`.
+    Parameters are those of :func:`~napari_faster_rcnn.core.data.image_stack.lazy_image_stack`.
     """
     import dask.array as da
 
