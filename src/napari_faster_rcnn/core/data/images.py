@@ -1,4 +1,4 @@
-"""Reading images as RGB arrays, and their sizes from the file header alone.
+"""Reading 2-D images as RGB arrays, and their sizes from the file header alone.
 
 Large images are legitimate here (slides, aerial photographs, astronomy).
 Pillow refuses to open an image of more than about 179 million pixels (its
@@ -7,14 +7,18 @@ million. This module opens images without that check and leaves Pillow's
 process-wide limit as it is, for the other code that napari hosts. What guards
 the memory instead: sizes come from the headers, without decoding, whatever
 the size; pixels are decoded only when they fit in the memory available, else
-the image is an :class:`~.image_files.ImageReadError`, which commands list and skip like any
-unreadable file.
+the image is an :class:`~.image_files.ImageReadError`, which commands list and
+skip like any unreadable file.
 
 TIFF files are read with tifffile where it can (grayscale or RGB pages of
 numbers, uncompressed, deflate or LZMA, or any compression once imagecodecs is
-installed), else with Pillow. Stacks are not supported yet: a multi-page TIFF
-is read as its first page, with a warning (once per file) that names the file
-and says "page 1 of N".
+installed), else with Pillow. A multi-page TIFF read as a 2-D image gives its
+first page, with a warning (once per file) that names the file and says "page 1
+of N"; a TIFF whose pages are a multichannel image's channels, or a Zarr store,
+gives its first plane. Stacks (TIFF, OME-TIFF and Zarr with leading time or z
+dimensions) are read as data, plane by plane, by :mod:`.stack_files`; many
+images as one lazy stack for a viewer by :mod:`.image_stack`. Channels are
+chosen by :func:`~.channels.select_channels`.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ class ImageHeader:
     """What an image's header says, without decoding pixels.
 
     ``dtype`` is the one :func:`read_image` returns for the file; ``pages`` is
-    more than 1 for a stack (a multi-page TIFF), of which only the first page is read.
+    more than 1 for a stack (a multi-page TIFF), of which :func:`read_image` reads only the first
+    page (:mod:`.stack_files` reads its planes).
     """
 
     height: int
@@ -322,7 +327,7 @@ def _read_tiff_page(path: Path, layout: _TiffLayout, keep_samples: bool = False)
     return array.astype(layout.dtype, copy=False)
 
 
-# --- stacks and memory --------------------------------------------------------
+# --- the first-page note and memory --------------------------------------------
 
 _NOTED_STACKS: set[tuple[str, int]] = set()
 _NOTED_LOCK = threading.Lock()
