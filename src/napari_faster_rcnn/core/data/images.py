@@ -1,14 +1,13 @@
 """Reading 2-D images as RGB arrays, and their sizes from the file header alone.
 
 Large images are legitimate here (slides, aerial photographs, astronomy).
-Pillow refuses to open an image of more than about 179 million pixels (its
-decompression-bomb guard, ``PIL.Image.MAX_IMAGE_PIXELS``) and warns above 89
-million. This module opens images without that check and leaves Pillow's
-process-wide limit as it is, for the other code that napari hosts. What guards
-the memory instead: sizes come from the headers, without decoding, whatever
-the size; pixels are decoded only when they fit in the memory available, else
-the image is an :class:`~.image_files.ImageReadError`, which commands list and
-skip like any unreadable file.
+Pillow's decompression-bomb guard does not apply (images are opened with Pillow
+through :mod:`.pillow_images`, which leaves Pillow's process-wide limit as it
+is). What guards the memory instead: sizes come from the headers, without
+decoding, whatever the size; pixels are decoded only when they fit in the memory
+available (:func:`~.memory.check_decode_memory`), else the image is an
+:class:`~.image_files.ImageReadError`, which commands list and skip like any
+unreadable file.
 
 TIFF files are read with tifffile where it can (grayscale or RGB pages of
 numbers, uncompressed, deflate or LZMA, or any compression once imagecodecs is
@@ -23,9 +22,7 @@ chosen by :func:`~.channels.select_channels`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +31,8 @@ import numpy as np
 
 from napari_faster_rcnn.core.data.channels import select_channels
 from napari_faster_rcnn.core.data.image_files import TIFF_SUFFIXES, ImageReadError
+from napari_faster_rcnn.core.data.memory import check_decode_memory, no_memory_reason
+from napari_faster_rcnn.core.data.pillow_images import pillow_header, read_with_pillow
 from napari_faster_rcnn.core.data.stack_files import read_plane, series_layout
 
 logger = logging.getLogger(__name__)
@@ -76,9 +75,7 @@ def image_header(path: str | Path, note_pages: bool = True) -> ImageHeader:
     if tiff is not None and tiff.tifffile_reads:
         header = ImageHeader(tiff.height, tiff.width, tiff.dtype, tiff.pages)
     else:
-        with _pillow_image(path) as image:
-            width, height = image.size
-            dtype = _MODE_DTYPES.get(image.mode, np.dtype(np.uint8))
+        height, width, dtype = pillow_header(path)
         header = ImageHeader(height, width, dtype, tiff.pages if tiff is not None else 1)
     if note_pages:
         _note_pages(path, header.pages)
@@ -98,15 +95,6 @@ def image_size(path: str | Path) -> tuple[int, int]:
     """``(height, width)`` from the file header, without decoding pixels."""
     header = image_header(path)
     return header.height, header.width
-
-
-_MODE_DTYPES = {
-    "I;16": np.dtype(np.uint16),
-    "I;16B": np.dtype(np.uint16),
-    "I;16L": np.dtype(np.uint16),
-    "I": np.dtype(np.int32),
-    "F": np.dtype(np.float32),
-}
 
 
 def read_image(path: str | Path, channels=None) -> np.ndarray:
@@ -139,113 +127,17 @@ def read_image(path: str | Path, channels=None) -> np.ndarray:
         if layout is not None and layout.channel_axis == "C":
             return read_plane(path, (0,) * len(layout.leading), channels)
         if tiff.tifffile_reads:
-            _check_memory(path, tiff.height, tiff.width, tiff.dtype.itemsize)
+            check_decode_memory(path, tiff.height, tiff.width, tiff.dtype.itemsize)
             try:
                 return select_channels(_read_tiff_page(path, tiff, keep_samples=channels is not None), channels,
                                        path)
             except ImageReadError:
                 raise
             except MemoryError:
-                raise ImageReadError(path, _no_memory(tiff.height, tiff.width)) from None
+                raise ImageReadError(path, no_memory_reason(tiff.height, tiff.width)) from None
             except Exception:  # noqa: BLE001 - a codec tifffile lacks, odd data: Pillow tries, and names the problem
                 pass
-    return select_channels(_read_with_pillow(path, tiff is not None), channels, path)
-
-
-# --- Pillow -------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _pillow_image(path: Path):
-    """The Pillow image of ``path``, identified as ``PIL.Image.open`` does but without
-    its decompression-bomb check (see the module docstring); the file is closed on exit."""
-    from PIL import Image
-
-    try:
-        file = open(path, "rb")  # noqa: SIM115 - closed below, after the image
-    except FileNotFoundError:
-        raise ImageReadError(path, "file not found") from None
-    except IsADirectoryError:
-        raise ImageReadError(path, "is a folder, not an image file") from None
-    except OSError as error:
-        raise ImageReadError(path, f"cannot be read ({error.strerror or error})") from None
-    with file:
-        image = _identify(file, path, Image)
-        try:
-            yield image
-        finally:
-            image.close()
-
-
-def _identify(file, path: Path, Image):
-    prefix = file.read(16)
-    tried: set[str] = set()
-    for load_plugins in (Image.preinit, Image.init):
-        load_plugins()
-        for name in list(Image.ID):
-            if name in tried:
-                continue
-            tried.add(name)
-            factory, accept = Image.OPEN[name]
-            if accept is not None:
-                verdict = accept(prefix)
-                if not verdict or isinstance(verdict, str):  # a string: the format, but unsupported
-                    continue
-            file.seek(0)
-            try:
-                return factory(file, str(path))
-            except (SyntaxError, IndexError, TypeError, struct.error):  # what Image.open takes as "not this format"
-                continue
-            except Image.DecompressionBombError:  # a plugin that checks while opening (MPO, ICO, ...)
-                raise ImageReadError(path, "too large for Pillow to open in this format") from None
-            except (OSError, ValueError) as error:
-                raise ImageReadError(path, f"not a readable image ({error})") from None
-    raise ImageReadError(path, f"not a readable image (cannot identify image file {str(path)!r})")
-
-
-def _read_with_pillow(path: Path, tiff: bool) -> np.ndarray:
-    from PIL import Image
-
-    with _pillow_image(path) as image:
-        width, height = image.size
-        dtype = _MODE_DTYPES.get(image.mode, np.dtype(np.uint8))
-        _check_memory(path, height, width, dtype.itemsize)
-        try:
-            array = _pillow_pixels(image)
-        except Image.DecompressionBombError:
-            hint = "; install imagecodecs (pip install imagecodecs) so that tifffile reads it" if tiff else ""
-            raise ImageReadError(path, f"{width} x {height} pixels: too large for Pillow to decode in this "
-                                 f"format{hint}") from None
-        except MemoryError:
-            raise ImageReadError(path, _no_memory(height, width)) from None
-        except (OSError, ValueError, SyntaxError) as error:
-            raise ImageReadError(path, f"image data is damaged ({error})") from None
-    return array
-
-
-def _pillow_pixels(image) -> np.ndarray:
-    """The pixels as numpy, one byte a value where the file has them so: :func:`~.channels.as_rgb` repeats
-    gray to RGB once, rather than Pillow converting to its 4-byte RGB first (a 14000 x 14000
-    1-bit PNG: 11 s and 2.1 GB through ``convert("RGB")``; see NOTES)."""
-    mode = image.mode
-    if mode in _MODE_DTYPES:
-        array = np.asarray(image)
-        return array.astype(np.uint16) if mode.startswith("I;16") else array
-    if mode in ("RGB", "L", "RGBA"):  # as_rgb drops the alpha
-        return np.asarray(image)
-    if mode == "1":
-        # numpy's view of Pillow's 1-bit pixels may hold 255 for True: test truth, not bytes
-        return np.where(np.asarray(image), np.uint8(255), np.uint8(0))
-    if mode == "LA":
-        return np.asarray(image)[:, :, 0]
-    if mode == "P":
-        palette = image.getpalette("RGB")
-        if palette is not None:  # indices past the palette are black, as Pillow converts them
-            table = np.zeros((256, 3), dtype=np.uint8)
-            colours = np.asarray(palette[: 256 * 3], dtype=np.uint8).reshape(-1, 3)
-            table[: len(colours)] = colours
-            return table[np.asarray(image)]
-    return np.asarray(image.convert("RGB"))  # CMYK, YCbCr, PA, ...
+    return select_channels(read_with_pillow(path, tiff is not None), channels, path)
 
 
 # --- TIFF with tifffile -----------------------------------------------------------
@@ -327,7 +219,7 @@ def _read_tiff_page(path: Path, layout: _TiffLayout, keep_samples: bool = False)
     return array.astype(layout.dtype, copy=False)
 
 
-# --- the first-page note and memory --------------------------------------------
+# --- the first-page note -------------------------------------------------------
 
 _NOTED_STACKS: set[tuple[str, int]] = set()
 _NOTED_LOCK = threading.Lock()
@@ -351,26 +243,3 @@ def _note_pages(path: Path, pages: int) -> None:
 def first_page_note(path: str | Path, pages: int) -> str:
     """The warning for a stack of ``pages`` pages read as its first page."""
     return f"{path}: a stack of {pages} pages; read page 1 of {pages} (stacks are not supported yet)"
-
-
-# Below this, decoding an image is not worth asking the system about memory (most images).
-_MEMORY_CHECK_BYTES = 256 * 2**20
-
-
-def _check_memory(path: Path, height: int, width: int, itemsize: int) -> None:
-    """Refuse to decode pixels that would not fit: the decoded image and its RGB copy."""
-    needed = 2 * int(height) * int(width) * 3 * int(itemsize)
-    if needed < _MEMORY_CHECK_BYTES:
-        return
-    from napari_faster_rcnn.core.data.memory import available_memory
-
-    available = available_memory()
-    if available is not None and needed > available:
-        raise ImageReadError(
-            path, f"{width} x {height} pixels need about {needed / 2**30:.1f} GiB to decode, more than the "
-            f"{available / 2**30:.1f} GiB of memory available"
-        )
-
-
-def _no_memory(height: int, width: int) -> str:
-    return f"{width} x {height} pixels: not enough memory to decode them"
