@@ -26,7 +26,8 @@ from _common import measure, report  # noqa: E402
 
 from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation  # noqa: E402
 from napari_faster_rcnn.core.data.folders import discover_dataset  # noqa: E402
-from napari_faster_rcnn.core.data.images import image_size, read_padded  # noqa: E402
+from napari_faster_rcnn.core.data.image_stack import read_padded  # noqa: E402
+from napari_faster_rcnn.core.data.images import image_size  # noqa: E402
 from napari_faster_rcnn.layers.folder_reading import read_dataset_folder  # noqa: E402
 
 

@@ -2,7 +2,7 @@
 
 A ``(planes, size, size)`` uint16 TIFF stack ((50, 1024, 1024) by default). In one run:
 
-- baseline: :func:`~napari_faster_rcnn.core.data.images.read_plane` of every plane, each call
+- baseline: :func:`~napari_faster_rcnn.core.data.stack_files.read_plane` of every plane, each call
   opening the file's stack again (what each plane of a prediction run cost before);
 - measured: :meth:`~napari_faster_rcnn.core.prediction.stacks.StackPlane.read` of every plane
   of :func:`~napari_faster_rcnn.core.prediction.stacks.stack_items`, as a prediction run's reader
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
 
     import tifffile
 
-    from napari_faster_rcnn.core.data.images import read_plane
+    from napari_faster_rcnn.core.data.stack_files import read_plane
     from napari_faster_rcnn.core.prediction.stacks import stack_items
 
     with tempfile.TemporaryDirectory() as folder:

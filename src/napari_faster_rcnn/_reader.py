@@ -15,7 +15,7 @@ from pathlib import Path
 
 from napari_faster_rcnn.core.data.annotations import ANNOTATION_SUFFIXES
 from napari_faster_rcnn.core.data.folders import DatasetError, discover_dataset
-from napari_faster_rcnn.core.data.images import is_image_file
+from napari_faster_rcnn.core.data.image_files import is_image_file
 from napari_faster_rcnn.core.data.regions import is_zarr_folder
 from napari_faster_rcnn.layers.folder_reading import read_dataset_folder
 from napari_faster_rcnn.layers.interchange import foreign_format, read_foreign_folder

@@ -8,7 +8,7 @@ import tifffile
 
 from napari_faster_rcnn._widgets.predict import FOLDER
 from napari_faster_rcnn.core.data.annotations import load_annotation
-from napari_faster_rcnn.core.data.images import read_plane
+from napari_faster_rcnn.core.data.stack_files import read_plane
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.predictions import prediction_pages
 from tests.checkpoint_data import (

@@ -14,7 +14,7 @@ from napari_faster_rcnn._widgets.evaluate import EvaluateWidget
 from napari_faster_rcnn._widgets.predict import CURRENT, PLANES, STACK
 from napari_faster_rcnn._widgets.tune_predictions import TunePredictionsWidget
 from napari_faster_rcnn.core.data.annotations import THRESHOLDS_FILE, Annotation, load_annotation
-from napari_faster_rcnn.core.data.images import read_plane
+from napari_faster_rcnn.core.data.stack_files import read_plane
 from napari_faster_rcnn.core.prediction.thresholds import Thresholds, apply_thresholds
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.predictions import prediction_pages

@@ -31,7 +31,8 @@ from qtpy.QtWidgets import (
 from napari_faster_rcnn._widgets._anchor_settings import AnchorSettings, row
 from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo, set_progress, start_worker
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.core.data.images import read_image, read_plane
+from napari_faster_rcnn.core.data.images import read_image
+from napari_faster_rcnn.core.data.stack_files import read_plane
 from napari_faster_rcnn.core.model.anchor_inputs import iter_folder_items
 from napari_faster_rcnn.core.model.anchor_suggestion import suggest_anchors
 from napari_faster_rcnn.core.model.anchors import BACKGROUND_IOU, FOREGROUND_IOU, REACHED_IOU, anchor_coverage

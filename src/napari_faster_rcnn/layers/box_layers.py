@@ -12,7 +12,7 @@ from napari_faster_rcnn.core.data.annotations import (
     find_annotation_file,
     load_annotation,
 )
-from napari_faster_rcnn.core.data.images import is_image_file
+from napari_faster_rcnn.core.data.image_files import is_image_file
 from napari_faster_rcnn.core.data.labeling import file_stamp
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.slice_view import model_annotations
@@ -104,7 +104,7 @@ def _new_pages_layer(viewer, image_layer, sources, planes, sizes):
     from napari.layers import Layer
 
     from napari_faster_rcnn.core.data.folder_label_store import FolderLabelStore
-    from napari_faster_rcnn.core.data.images import stack_shape
+    from napari_faster_rcnn.core.data.stack_files import stack_shape
     from napari_faster_rcnn.core.data.stack_planes import plane_index, split_planes
     from napari_faster_rcnn.layers.folder_pages import FolderPages
     from napari_faster_rcnn.layers.slice_view import keep_with_layer

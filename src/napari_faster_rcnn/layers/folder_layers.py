@@ -12,14 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation, class_list
-from napari_faster_rcnn.core.data.images import (
-    ImageReadError,
-    lazy_image_stack,
-    open_stack_array,
-    read_image,
-    read_plane,
-)
+from napari_faster_rcnn.core.data.image_files import ImageReadError
+from napari_faster_rcnn.core.data.image_stack import lazy_image_stack
+from napari_faster_rcnn.core.data.images import read_image
 from napari_faster_rcnn.core.data.regions import region_stack_levels
+from napari_faster_rcnn.core.data.stack_files import open_stack_array, read_plane
 from napari_faster_rcnn.layers import box_window, conventions
 from napari_faster_rcnn.layers.folder_pages import HeldFolder
 from napari_faster_rcnn.layers.reader_parts import attach_held, clipped, no_boxes_like

@@ -17,14 +17,10 @@ import numpy as np
 from napari_faster_rcnn.core.data.annotations import Annotation, AnnotationError, class_list, load_annotation
 from napari_faster_rcnn.core.data.folder_label_store import FolderLabelStore
 from napari_faster_rcnn.core.data.folders import DatasetError, discover_dataset
-from napari_faster_rcnn.core.data.images import (
-    ImageReadError,
-    image_header,
-    open_stack_array,
-    series_layout,
-    stack_shape,
-)
+from napari_faster_rcnn.core.data.image_files import ImageReadError
+from napari_faster_rcnn.core.data.images import image_header
 from napari_faster_rcnn.core.data.labeling import file_stamp
+from napari_faster_rcnn.core.data.stack_files import open_stack_array, series_layout, stack_shape
 from napari_faster_rcnn.core.data.stack_planes import plane_index, split_planes
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.folder_layers import dataset_layers

@@ -30,7 +30,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from napari_faster_rcnn.core.data.annotations import class_list
-from napari_faster_rcnn.core.data.images import ImageReadError, image_info
+from napari_faster_rcnn.core.data.image_files import ImageReadError
+from napari_faster_rcnn.core.data.images import image_info
 from napari_faster_rcnn.core.formats import (
     FORMAT_TITLES,
     FormatError,

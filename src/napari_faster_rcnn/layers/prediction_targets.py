@@ -166,7 +166,7 @@ def layer_target(viewer, layer, whole_stack: bool, planes: str | None = None) ->
 
 def stack_target(viewer, layer, whole_stack: bool, planes: str | None = None) -> PredictionTarget:
     """The planes of a stack read as data to predict (see :func:`layer_target`)."""
-    from napari_faster_rcnn.core.data.images import stack_shape
+    from napari_faster_rcnn.core.data.stack_files import stack_shape
 
     dims = stack_plane_dims(layer)
     data = layer.data

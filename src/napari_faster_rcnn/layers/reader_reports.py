@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_faster_rcnn.core.data.images import ImageReadError
+from napari_faster_rcnn.core.data.image_files import ImageReadError
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,8 @@ def report_skipped(folder: Path, skipped: list) -> None:
 
 
 def report_stacks(images: list) -> None:
-    """Say in the viewer which images are stacks shown as their first page.
+    """Say in the viewer which multi-page images (not stacks: pages of different sizes or series) are shown
+    as their first page.
 
     ``images`` are ``(path, pages)``; those of one page are left out. The log
     has each already (from :func:`~napari_faster_rcnn.core.data.images.image_header`).
@@ -43,7 +44,7 @@ def report_stacks(images: list) -> None:
     if not stacks:
         return
     lines = [f"{p.name}: page 1 of {pages}" for p, pages in stacks]
-    message = (f"{len(stacks)} multi-page image(s) shown as their first page (stacks are not supported yet): "
+    message = (f"{len(stacks)} multi-page image(s) shown as their first page (their pages are not the planes of one stack): "
                + "; ".join(lines[:10]) + (f"; and {len(lines) - 10} more" if len(lines) > 10 else ""))
     try:
         from napari.utils.notifications import show_warning

@@ -22,9 +22,11 @@ from napari_faster_rcnn.core.data.annotations import (
     load_annotation,
 )
 from napari_faster_rcnn.core.data.folders import find_image_folder
-from napari_faster_rcnn.core.data.images import image_header, is_image_file, read_image, stack_shape
+from napari_faster_rcnn.core.data.image_files import is_image_file
+from napari_faster_rcnn.core.data.images import image_header, read_image
 from napari_faster_rcnn.core.data.labeling import file_stamp
 from napari_faster_rcnn.core.data.regions import is_zarr_folder, open_regions, region_levels
+from napari_faster_rcnn.core.data.stack_files import stack_shape
 from napari_faster_rcnn.layers import box_window, conventions
 from napari_faster_rcnn.layers.reader_parts import attach_held, box_layer_name, clipped, no_boxes_like
 from napari_faster_rcnn.layers.reader_reports import report_stacks

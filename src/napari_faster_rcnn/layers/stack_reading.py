@@ -21,8 +21,8 @@ from napari_faster_rcnn.core.data.annotations import (
     load_annotation,
 )
 from napari_faster_rcnn.core.data.boxes import clip_boxes
-from napari_faster_rcnn.core.data.images import open_stack, open_stack_array, series_layout, stack_shape
 from napari_faster_rcnn.core.data.labeling import file_stamp
+from napari_faster_rcnn.core.data.stack_files import open_stack, open_stack_array, series_layout, stack_shape
 from napari_faster_rcnn.core.data.stack_label_store import StackLabelStore
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.reader_parts import attach_held, box_layer_name

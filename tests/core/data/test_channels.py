@@ -5,8 +5,10 @@ import pytest
 import tifffile
 
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.core.data.channels import channels_text, check_channels
-from napari_faster_rcnn.core.data.images import ImageReadError, read_image, read_plane, select_channels, stack_shape
+from napari_faster_rcnn.core.data.channels import channels_text, check_channels, select_channels
+from napari_faster_rcnn.core.data.image_files import ImageReadError
+from napari_faster_rcnn.core.data.images import read_image
+from napari_faster_rcnn.core.data.stack_files import read_plane, stack_shape
 from napari_faster_rcnn.core.model.config import ConfigError, ModelConfig
 from napari_faster_rcnn.core.training.dataset import DetectionDataset
 from napari_faster_rcnn.core.training.samples import TrainingSample

@@ -11,7 +11,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_faster_rcnn.core.data.images import ImageReadError, image_header, image_info, read_image
+from napari_faster_rcnn.core.data.image_files import ImageReadError
+from napari_faster_rcnn.core.data.images import image_header, image_info, read_image
 from tests.large_images import HUGE_SIDE, lower_pillow_limit, write_blank_png
 
 LOGGER = "napari_faster_rcnn.core.data.images"
@@ -123,7 +124,7 @@ def test_a_multi_page_tiff_is_its_first_page_with_one_warning_naming_the_file(tm
         read_image(path)
     np.testing.assert_array_equal(pixels, np.repeat(pages[0][:, :, None], 3, axis=2))
     assert (header.height, header.width, header.pages) == (20, 30, 3)
-    assert stack_notes(caplog) == [f"{path}: a stack of 3 pages; read page 1 of 3 (stacks are not supported yet)"]
+    assert stack_notes(caplog) == [f"{path}: a file of 3 pages; read page 1 of 3 as a 2-D image"]
 
 
 def write_rgb_stack(path, kind: str) -> np.ndarray:
@@ -153,12 +154,12 @@ def test_an_rgb_multi_page_tiff_is_its_first_page(tmp_path, caplog, kind):
         pixels = read_image(path)
     np.testing.assert_array_equal(pixels, first)
     assert pixels.dtype == first.dtype and image_info(path) == (20, 30, first.dtype)
-    assert stack_notes(caplog) == [f"{path}: a stack of 3 pages; read page 1 of 3 (stacks are not supported yet)"]
+    assert stack_notes(caplog) == [f"{path}: a file of 3 pages; read page 1 of 3 as a 2-D image"]
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, bool])
 def test_a_gray_image_is_its_value_in_each_of_three_channels(dtype):
-    from napari_faster_rcnn.core.data.images import as_rgb, gray_to_rgb
+    from napari_faster_rcnn.core.data.channels import as_rgb, gray_to_rgb
 
     gray = (np.random.default_rng(0).integers(0, 200, (37, 53)) > 90 if dtype is bool
             else np.random.default_rng(0).integers(0, 200, (37, 53)).astype(dtype))

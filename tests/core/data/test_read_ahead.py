@@ -9,7 +9,7 @@ import tifffile
 from PIL import Image
 
 from napari_faster_rcnn.core.data import read_ahead
-from napari_faster_rcnn.core.data.images import lazy_image_stack
+from napari_faster_rcnn.core.data.image_stack import lazy_image_stack
 from napari_faster_rcnn.core.data.read_ahead import page_read_ahead
 from tests.conftest import write_image
 

@@ -8,14 +8,9 @@ import zarr
 
 from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
 from napari_faster_rcnn.core.data.folders import discover_dataset
-from napari_faster_rcnn.core.data.images import (
-    ImageReadError,
-    image_header,
-    open_stack,
-    read_image,
-    read_plane,
-    stack_shape,
-)
+from napari_faster_rcnn.core.data.image_files import ImageReadError
+from napari_faster_rcnn.core.data.images import image_header, read_image
+from napari_faster_rcnn.core.data.stack_files import open_stack, read_plane, stack_shape
 from napari_faster_rcnn.core.statistics.measures import folder_statistics
 from napari_faster_rcnn.core.training.dataset import DetectionDataset
 from napari_faster_rcnn.core.training.samples import folder_samples

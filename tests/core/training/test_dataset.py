@@ -10,8 +10,9 @@ from PIL import Image
 
 from napari_faster_rcnn.core.data.annotations import Annotation, AnnotationError, load_annotation, save_annotation
 from napari_faster_rcnn.core.data.folders import DatasetError, discover_dataset
+from napari_faster_rcnn.core.data.image_files import ImageReadError
 from napari_faster_rcnn.core.data.image_tensors import image_to_unit_float
-from napari_faster_rcnn.core.data.images import ImageReadError, read_image
+from napari_faster_rcnn.core.data.images import read_image
 from napari_faster_rcnn.core.data.synthetic import SHAPE_CLASSES
 from napari_faster_rcnn.core.training import dataset as training_data
 from napari_faster_rcnn.core.training.dataset import DetectionDataset, collate_detections, split_datasets

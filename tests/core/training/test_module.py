@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_faster_rcnn.core.data.images import ImageReadError
+from napari_faster_rcnn.core.data.image_files import ImageReadError
 from napari_faster_rcnn.core.data.synthetic import SHAPE_CLASSES, write_synthetic_dataset
 from napari_faster_rcnn.core.model.checkpoints import CheckpointError, load_checkpoint
 from napari_faster_rcnn.core.model.config import preset

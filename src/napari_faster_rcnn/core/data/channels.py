@@ -27,9 +27,19 @@ first). Written as a tuple of indices or the text ``"0,2"``:
 
 Selecting channels only picks values: 16-bit and float pixels keep their type
 and values until :func:`~.intensity.normalize` scales them (per channel).
+
+:func:`select_channels` applies the rule to an image's pixels for every reader
+(2-D images and the planes of stacks); :func:`as_rgb` and :func:`gray_to_rgb`
+make the three channels of gray and RGB(A) pixels.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from napari_faster_rcnn.core.data.image_files import ImageReadError
 
 #: The channels the backbone takes.
 BACKBONE_CHANNELS = 3
@@ -71,3 +81,71 @@ def channels_text(channels) -> str:
     """The short text of :func:`check_channels`' value: ``"0,2"``, or ``""`` for None."""
     channels = check_channels(channels)
     return "" if channels is None else ",".join(str(index) for index in channels)
+
+
+def select_channels(array: np.ndarray, channels=None, path: str | Path = "image", axis: str = "S") -> np.ndarray:
+    """``(H, W)`` or ``(H, W, C)`` pixels as ``(H, W, 3)`` by the ``channels`` rule (the module docstring).
+
+    ``axis``: ``"S"`` for the samples of a pixel (gray, RGB, RGBA: None keeps the rule of
+    :func:`as_rgb`; gray and alpha gives the gray, extra samples are dropped), ``"C"`` for
+    a microscope's channel axis (None: 1 to 3 channels in order, more refused). Values
+    keep their type; a third channel made up for two is zeros of that type.
+
+    Raises
+    ------
+    ImageReadError
+        Naming ``path``, for a channel the image lacks or more than 3 channels without ``channels``.
+    """
+    try:
+        channels = check_channels(channels)
+    except ValueError as error:
+        raise ImageReadError(path, str(error)) from None
+    if array.ndim not in (2, 3):
+        raise ImageReadError(path, f"expected (height, width[, channels]) pixels, got shape {array.shape}")
+    pixels = array if array.ndim == 3 else array.reshape(*array.shape[:2], 1)
+    count = pixels.shape[2]
+    if channels is None:
+        if axis != "C":
+            if count == 2:  # gray and alpha
+                pixels = pixels[:, :, :1]
+            elif count > 4:  # RGB and extra samples
+                pixels = pixels[:, :, :3]
+            return as_rgb(pixels)
+        if count > 3:
+            raise ImageReadError(
+                path, f"{count} channels, and no rule says which three the detector sees: choose one to three "
+                "with the model's channels (for example 'fit --model.channels 0,2' or Channels in Train detector)")
+        channels = tuple(range(count))
+    missing = [index for index in channels if index >= count]
+    if missing:
+        raise ImageReadError(
+            path, f"has {count} channel{'s' if count != 1 else ''} (0 to {count - 1}), but the channels "
+            f"{list(channels)} ask for {', '.join(map(str, missing))}")
+    picked = pixels[:, :, list(channels)]
+    if len(channels) == 1:
+        return gray_to_rgb(picked[:, :, 0])
+    if len(channels) == 2:
+        return np.concatenate([picked, np.zeros_like(picked[:, :, :1])], axis=2)
+    return np.ascontiguousarray(picked)
+
+
+def gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    """``(H, W)`` as ``(H, W, 3)``, the value in each channel: one plain copy per channel (two to three
+    times faster than ``np.repeat``, which interleaves value by value: 9 against 4 ms for 2048 x 2048)."""
+    rgb = np.empty(gray.shape + (3,), dtype=gray.dtype)
+    for channel in range(3):
+        rgb[:, :, channel] = gray
+    return rgb
+
+
+def as_rgb(array: np.ndarray) -> np.ndarray:
+    """Make ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` an ``(H, W, 3)`` array."""
+    if array.ndim == 2:
+        return gray_to_rgb(array)
+    if array.ndim == 3 and array.shape[2] == 1:
+        return gray_to_rgb(array[:, :, 0])
+    if array.ndim == 3 and array.shape[2] == 4:
+        return np.ascontiguousarray(array[:, :, :3])
+    if array.ndim == 3 and array.shape[2] == 3:
+        return array
+    raise ValueError(f"expected a 2-D gray or RGB(A) image, got shape {array.shape}")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from napari_faster_rcnn.core.data.annotations import ANNOTATION_SUFFIXES, THRESHOLDS_FILE
-from napari_faster_rcnn.core.data.images import is_image_file
+from napari_faster_rcnn.core.data.image_files import is_image_file
 from napari_faster_rcnn.core.data.regions import is_zarr_folder
 
 INPUT_TARGET = "input/target"

@@ -1,47 +1,41 @@
-"""Reading images as RGB arrays, and their sizes from the file header alone.
+"""Reading 2-D images as RGB arrays, and their sizes from the file header alone.
 
 Large images are legitimate here (slides, aerial photographs, astronomy).
-Pillow refuses to open an image of more than about 179 million pixels (its
-decompression-bomb guard, ``PIL.Image.MAX_IMAGE_PIXELS``) and warns above 89
-million. This module opens images without that check and leaves Pillow's
-process-wide limit as it is, for the other code that napari hosts. What guards
-the memory instead: sizes come from the headers, without decoding, whatever
-the size; pixels are decoded only when they fit in the memory available, else
-the image is an :class:`ImageReadError`, which commands list and skip like any
+Pillow's decompression-bomb guard does not apply (images are opened with Pillow
+through :mod:`.pillow_images`, which leaves Pillow's process-wide limit as it
+is). What guards the memory instead: sizes come from the headers, without
+decoding, whatever the size; pixels are decoded only when they fit in the memory
+available (:func:`~.memory.check_decode_memory`), else the image is an
+:class:`~.image_files.ImageReadError`, which commands list and skip like any
 unreadable file.
 
 TIFF files are read with tifffile where it can (grayscale or RGB pages of
 numbers, uncompressed, deflate or LZMA, or any compression once imagecodecs is
-installed), else with Pillow. Stacks are not supported yet: a multi-page TIFF
-is read as its first page, with a warning (once per file) that names the file
-and says "page 1 of N".
+installed), else with Pillow. A multi-page TIFF read as a 2-D image gives its
+first page, with a warning (once per file) that names the file and says "page 1
+of N"; a TIFF whose pages are a multichannel image's channels, or a Zarr store,
+gives its first plane. Stacks (TIFF, OME-TIFF and Zarr with leading time or z
+dimensions) are read as data, plane by plane, by :mod:`.stack_files`; many
+images as one lazy stack for a viewer by :mod:`.image_stack`. Channels are
+chosen by :func:`~.channels.select_channels`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
-import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-TIFF_SUFFIXES = (".tif", ".tiff")
+from napari_faster_rcnn.core.data.channels import select_channels
+from napari_faster_rcnn.core.data.image_files import TIFF_SUFFIXES, ImageReadError
+from napari_faster_rcnn.core.data.memory import check_decode_memory, no_memory_reason
+from napari_faster_rcnn.core.data.pillow_images import pillow_header, read_with_pillow
+from napari_faster_rcnn.core.data.stack_files import read_plane, series_layout
 
 logger = logging.getLogger(__name__)
-
-
-class ImageReadError(ValueError):
-    """An image that cannot be read; ``str()`` names the file and the reason."""
-
-    def __init__(self, path, reason: str):
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -49,18 +43,14 @@ class ImageHeader:
     """What an image's header says, without decoding pixels.
 
     ``dtype`` is the one :func:`read_image` returns for the file; ``pages`` is
-    more than 1 for a stack (a multi-page TIFF), of which only the first page is read.
+    more than 1 for a stack (a multi-page TIFF), of which :func:`read_image` reads only the first
+    page (:mod:`.stack_files` reads its planes).
     """
 
     height: int
     width: int
     dtype: np.dtype
     pages: int = 1
-
-
-def is_image_file(path: str | Path) -> bool:
-    path = Path(path)
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
 def image_header(path: str | Path, note_pages: bool = True) -> ImageHeader:
@@ -85,9 +75,7 @@ def image_header(path: str | Path, note_pages: bool = True) -> ImageHeader:
     if tiff is not None and tiff.tifffile_reads:
         header = ImageHeader(tiff.height, tiff.width, tiff.dtype, tiff.pages)
     else:
-        with _pillow_image(path) as image:
-            width, height = image.size
-            dtype = _MODE_DTYPES.get(image.mode, np.dtype(np.uint8))
+        height, width, dtype = pillow_header(path)
         header = ImageHeader(height, width, dtype, tiff.pages if tiff is not None else 1)
     if note_pages:
         _note_pages(path, header.pages)
@@ -109,15 +97,6 @@ def image_size(path: str | Path) -> tuple[int, int]:
     return header.height, header.width
 
 
-_MODE_DTYPES = {
-    "I;16": np.dtype(np.uint16),
-    "I;16B": np.dtype(np.uint16),
-    "I;16L": np.dtype(np.uint16),
-    "I": np.dtype(np.int32),
-    "F": np.dtype(np.float32),
-}
-
-
 def read_image(path: str | Path, channels=None) -> np.ndarray:
     """Read an image as ``(H, W, 3)``: grayscale is repeated, alpha dropped, palettes expanded.
 
@@ -127,7 +106,7 @@ def read_image(path: str | Path, channels=None) -> np.ndarray:
     multichannel TIFF or a Zarr store its first plane.
 
     ``channels`` chooses and orders the channels (see :mod:`.channels` and
-    :func:`select_channels`); None keeps the rule above. Values keep their type.
+    :func:`~.channels.select_channels`); None keeps the rule above. Values keep their type.
 
     Raises
     ------
@@ -148,183 +127,17 @@ def read_image(path: str | Path, channels=None) -> np.ndarray:
         if layout is not None and layout.channel_axis == "C":
             return read_plane(path, (0,) * len(layout.leading), channels)
         if tiff.tifffile_reads:
-            _check_memory(path, tiff.height, tiff.width, tiff.dtype.itemsize)
+            check_decode_memory(path, tiff.height, tiff.width, tiff.dtype.itemsize)
             try:
                 return select_channels(_read_tiff_page(path, tiff, keep_samples=channels is not None), channels,
                                        path)
             except ImageReadError:
                 raise
             except MemoryError:
-                raise ImageReadError(path, _no_memory(tiff.height, tiff.width)) from None
+                raise ImageReadError(path, no_memory_reason(tiff.height, tiff.width)) from None
             except Exception:  # noqa: BLE001 - a codec tifffile lacks, odd data: Pillow tries, and names the problem
                 pass
-    return select_channels(_read_with_pillow(path, tiff is not None), channels, path)
-
-
-def select_channels(array: np.ndarray, channels=None, path: str | Path = "image", axis: str = "S") -> np.ndarray:
-    """``(H, W)`` or ``(H, W, C)`` pixels as ``(H, W, 3)`` by the ``channels`` rule of :mod:`.channels`.
-
-    ``axis``: ``"S"`` for the samples of a pixel (gray, RGB, RGBA: None keeps the rule of
-    :func:`as_rgb`; gray and alpha gives the gray, extra samples are dropped), ``"C"`` for
-    a microscope's channel axis (None: 1 to 3 channels in order, more refused). Values
-    keep their type; a third channel made up for two is zeros of that type.
-
-    Raises
-    ------
-    ImageReadError
-        Naming ``path``, for a channel the image lacks or more than 3 channels without ``channels``.
-    """
-    from napari_faster_rcnn.core.data.channels import check_channels
-
-    try:
-        channels = check_channels(channels)
-    except ValueError as error:
-        raise ImageReadError(path, str(error)) from None
-    if array.ndim not in (2, 3):
-        raise ImageReadError(path, f"expected (height, width[, channels]) pixels, got shape {array.shape}")
-    pixels = array if array.ndim == 3 else array.reshape(*array.shape[:2], 1)
-    count = pixels.shape[2]
-    if channels is None:
-        if axis != "C":
-            if count == 2:  # gray and alpha
-                pixels = pixels[:, :, :1]
-            elif count > 4:  # RGB and extra samples
-                pixels = pixels[:, :, :3]
-            return as_rgb(pixels)
-        if count > 3:
-            raise ImageReadError(
-                path, f"{count} channels, and no rule says which three the detector sees: choose one to three "
-                "with the model's channels (for example 'fit --model.channels 0,2' or Channels in Train detector)")
-        channels = tuple(range(count))
-    missing = [index for index in channels if index >= count]
-    if missing:
-        raise ImageReadError(
-            path, f"has {count} channel{'s' if count != 1 else ''} (0 to {count - 1}), but the channels "
-            f"{list(channels)} ask for {', '.join(map(str, missing))}")
-    picked = pixels[:, :, list(channels)]
-    if len(channels) == 1:
-        return gray_to_rgb(picked[:, :, 0])
-    if len(channels) == 2:
-        return np.concatenate([picked, np.zeros_like(picked[:, :, :1])], axis=2)
-    return np.ascontiguousarray(picked)
-
-
-def gray_to_rgb(gray: np.ndarray) -> np.ndarray:
-    """``(H, W)`` as ``(H, W, 3)``, the value in each channel: one plain copy per channel (two to three
-    times faster than ``np.repeat``, which interleaves value by value: 9 against 4 ms for 2048 x 2048)."""
-    rgb = np.empty(gray.shape + (3,), dtype=gray.dtype)
-    for channel in range(3):
-        rgb[:, :, channel] = gray
-    return rgb
-
-
-def as_rgb(array: np.ndarray) -> np.ndarray:
-    """Make ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` an ``(H, W, 3)`` array."""
-    if array.ndim == 2:
-        return gray_to_rgb(array)
-    if array.ndim == 3 and array.shape[2] == 1:
-        return gray_to_rgb(array[:, :, 0])
-    if array.ndim == 3 and array.shape[2] == 4:
-        return np.ascontiguousarray(array[:, :, :3])
-    if array.ndim == 3 and array.shape[2] == 3:
-        return array
-    raise ValueError(f"expected a 2-D gray or RGB(A) image, got shape {array.shape}")
-
-
-# --- Pillow -------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _pillow_image(path: Path):
-    """The Pillow image of ``path``, identified as ``PIL.Image.open`` does but without
-    its decompression-bomb check (see the module docstring); the file is closed on exit."""
-    from PIL import Image
-
-    try:
-        file = open(path, "rb")  # noqa: SIM115 - closed below, after the image
-    except FileNotFoundError:
-        raise ImageReadError(path, "file not found") from None
-    except IsADirectoryError:
-        raise ImageReadError(path, "is a folder, not an image file") from None
-    except OSError as error:
-        raise ImageReadError(path, f"cannot be read ({error.strerror or error})") from None
-    with file:
-        image = _identify(file, path, Image)
-        try:
-            yield image
-        finally:
-            image.close()
-
-
-def _identify(file, path: Path, Image):
-    prefix = file.read(16)
-    tried: set[str] = set()
-    for load_plugins in (Image.preinit, Image.init):
-        load_plugins()
-        for name in list(Image.ID):
-            if name in tried:
-                continue
-            tried.add(name)
-            factory, accept = Image.OPEN[name]
-            if accept is not None:
-                verdict = accept(prefix)
-                if not verdict or isinstance(verdict, str):  # a string: the format, but unsupported
-                    continue
-            file.seek(0)
-            try:
-                return factory(file, str(path))
-            except (SyntaxError, IndexError, TypeError, struct.error):  # what Image.open takes as "not this format"
-                continue
-            except Image.DecompressionBombError:  # a plugin that checks while opening (MPO, ICO, ...)
-                raise ImageReadError(path, "too large for Pillow to open in this format") from None
-            except (OSError, ValueError) as error:
-                raise ImageReadError(path, f"not a readable image ({error})") from None
-    raise ImageReadError(path, f"not a readable image (cannot identify image file {str(path)!r})")
-
-
-def _read_with_pillow(path: Path, tiff: bool) -> np.ndarray:
-    from PIL import Image
-
-    with _pillow_image(path) as image:
-        width, height = image.size
-        dtype = _MODE_DTYPES.get(image.mode, np.dtype(np.uint8))
-        _check_memory(path, height, width, dtype.itemsize)
-        try:
-            array = _pillow_pixels(image)
-        except Image.DecompressionBombError:
-            hint = "; install imagecodecs (pip install imagecodecs) so that tifffile reads it" if tiff else ""
-            raise ImageReadError(path, f"{width} x {height} pixels: too large for Pillow to decode in this "
-                                 f"format{hint}") from None
-        except MemoryError:
-            raise ImageReadError(path, _no_memory(height, width)) from None
-        except (OSError, ValueError, SyntaxError) as error:
-            raise ImageReadError(path, f"image data is damaged ({error})") from None
-    return array
-
-
-def _pillow_pixels(image) -> np.ndarray:
-    """The pixels as numpy, one byte a value where the file has them so: ``as_rgb`` repeats
-    gray to RGB once, rather than Pillow converting to its 4-byte RGB first (a 14000 x 14000
-    1-bit PNG: 11 s and 2.1 GB through ``convert("RGB")``; see NOTES)."""
-    mode = image.mode
-    if mode in _MODE_DTYPES:
-        array = np.asarray(image)
-        return array.astype(np.uint16) if mode.startswith("I;16") else array
-    if mode in ("RGB", "L", "RGBA"):  # as_rgb drops the alpha
-        return np.asarray(image)
-    if mode == "1":
-        # numpy's view of Pillow's 1-bit pixels may hold 255 for True: test truth, not bytes
-        return np.where(np.asarray(image), np.uint8(255), np.uint8(0))
-    if mode == "LA":
-        return np.asarray(image)[:, :, 0]
-    if mode == "P":
-        palette = image.getpalette("RGB")
-        if palette is not None:  # indices past the palette are black, as Pillow converts them
-            table = np.zeros((256, 3), dtype=np.uint8)
-            colours = np.asarray(palette[: 256 * 3], dtype=np.uint8).reshape(-1, 3)
-            table[: len(colours)] = colours
-            return table[np.asarray(image)]
-    return np.asarray(image.convert("RGB"))  # CMYK, YCbCr, PA, ...
+    return select_channels(read_with_pillow(path, tiff is not None), channels, path)
 
 
 # --- TIFF with tifffile -----------------------------------------------------------
@@ -406,7 +219,7 @@ def _read_tiff_page(path: Path, layout: _TiffLayout, keep_samples: bool = False)
     return array.astype(layout.dtype, copy=False)
 
 
-# --- stacks and memory --------------------------------------------------------
+# --- the first-page note -------------------------------------------------------
 
 _NOTED_STACKS: set[tuple[str, int]] = set()
 _NOTED_LOCK = threading.Lock()
@@ -428,302 +241,6 @@ def _note_pages(path: Path, pages: int) -> None:
 
 
 def first_page_note(path: str | Path, pages: int) -> str:
-    """The warning for a stack of ``pages`` pages read as its first page."""
-    return f"{path}: a stack of {pages} pages; read page 1 of {pages} (stacks are not supported yet)"
-
-
-# Below this, decoding an image is not worth asking the system about memory (most images).
-_MEMORY_CHECK_BYTES = 256 * 2**20
-
-
-def _check_memory(path: Path, height: int, width: int, itemsize: int) -> None:
-    """Refuse to decode pixels that would not fit: the decoded image and its RGB copy."""
-    needed = 2 * int(height) * int(width) * 3 * int(itemsize)
-    if needed < _MEMORY_CHECK_BYTES:
-        return
-    from napari_faster_rcnn.core.data.memory import available_memory
-
-    available = available_memory()
-    if available is not None and needed > available:
-        raise ImageReadError(
-            path, f"{width} x {height} pixels need about {needed / 2**30:.1f} GiB to decode, more than the "
-            f"{available / 2**30:.1f} GiB of memory available"
-        )
-
-
-def _no_memory(height: int, width: int) -> str:
-    return f"{width} x {height} pixels: not enough memory to decode them"
-
-
-# --- stacks of images ---------------------------------------------------------
-
-
-def read_padded(path: str | Path, height: int, width: int, dtype) -> np.ndarray:
-    """Read an image into the top-left of a zero ``(height, width, 3)`` canvas.
-
-    Padding at the bottom and right keeps every pixel at its own coordinates.
-    """
-    return _padded(read_image(path), height, width, dtype)
-
-
-def _padded(image: np.ndarray, height: int, width: int, dtype) -> np.ndarray:
-    if image.shape[:2] == (height, width) and image.dtype == np.dtype(dtype) and image.ndim == 3:
-        return image  # (already the canvas's size: no copy of a large plane)
-    canvas = np.zeros((height, width, 3), dtype=dtype)
-    rows, cols = min(height, image.shape[0]), min(width, image.shape[1])
-    canvas[:rows, :cols] = image[:rows, :cols]
-    return canvas
-
-
-def lazy_image_stack(paths, sizes, dtype=np.uint8, on_error=None, planes=None):
-    """A lazy dask ``(N, H, W, 3)`` stack of images padded to the largest size.
-
-    Each image is one chunk, read only when napari (or anyone) asks for it.
-    Building the stack costs the same for 10 or 10,000 images: one blockwise
-    graph layer, no per-image task objects.
-
-    Parameters
-    ----------
-    paths : sequence of paths
-    sizes : sequence of (height, width)
-        From :func:`image_size` (headers only).
-    dtype
-        The stack's dtype; images are cast to it.
-    on_error : callable, optional
-        Called with the :class:`ImageReadError` of an image that cannot be
-        read (it became unreadable after the stack was built, or its pixels do
-        not fit in memory); the slice shows zeros.
-    planes : sequence, optional
-        Per image: None for a 2-D image, or a plane's leading coordinates when the path is a stack
-        (time, z): that plane is read (:func:`read_plane`), only when its slice is shown.
-    """
-    import dask.array as da
-
-    from napari_faster_rcnn.core.data.read_ahead import PageReadAhead, register
-
-    paths = [Path(p) for p in paths]
-    planes = list(planes) if planes is not None else [None] * len(paths)
-    opened: dict = {}  # a stack's lazy array and layout, opened once for all its planes
-    height = max(int(h) for h, _ in sizes)
-    width = max(int(w) for _, w in sizes)
-    dtype = np.dtype(dtype)
-
-    def read(index: int) -> np.ndarray:
-        if planes[index] is None:
-            return read_padded(paths[index], height, width, dtype)
-        path = paths[index]
-        if path not in opened:
-            opened[path] = (open_stack_array(path), series_layout(path))
-        stack, layout = opened[path]
-        return _padded(read_plane(path, planes[index], stack=stack, layout=layout), height, width, dtype)
-
-    def load(block_info=None):
-        index = block_info[None]["chunk-location"][0]
-        image = ahead.take(index)  # (read while the page before was shown, see read_ahead)
-        if image is None:
-            try:
-                image = read(index)
-            except ImageReadError as error:
-                if on_error is not None:
-                    on_error(error)
-                image = np.zeros((height, width, 3), dtype=dtype)
-        return image[None]
-
-    chunks = ((1,) * len(paths), (height,), (width,), (3,))
-    # A name from the paths saves dask hashing the closure; same files, same name.
-    keys = [str(p) if plane is None else f"{p}[{','.join(map(str, plane))}]" for p, plane in zip(paths, planes)]
-    name = "images-" + hashlib.sha1("\n".join(keys).encode()).hexdigest()
-    ahead = PageReadAhead(read, len(paths), height * width * 3 * dtype.itemsize)
-    register(name, ahead)
-    return da.map_blocks(load, chunks=chunks, dtype=dtype, meta=np.empty((0, 0, 0, 0), dtype=dtype), name=name)
-
-
-@dataclass(frozen=True)
-class SeriesLayout:
-    """The axes of an image file or store as tifffile's first series (or Zarr) gives them.
-
-    ``axes`` has one letter per dimension: ``Y`` and ``X`` the rows and columns, ``C`` a
-    microscope's channels, ``S`` a pixel's samples (RGB), any other (``T``, ``Z``, ``Q``,
-    ``I``, ...) a leading dimension, whose coordinates name a plane.
-    """
-
-    shape: tuple[int, ...]
-    axes: str
-    dtype: np.dtype | None = None
-
-    @property
-    def leading(self) -> tuple[int, ...]:
-        """The sizes of the leading (plane) dimensions, in stored order; ``()`` for one plane."""
-        return tuple(side for side, axis in zip(self.shape, self.axes) if axis not in "YXCS")
-
-    @property
-    def channel_axis(self) -> str | None:
-        """``"C"`` (a microscope's channels), ``"S"`` (RGB samples) or None (gray)."""
-        return "C" if "C" in self.axes else "S" if "S" in self.axes else None
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """``(height, width)`` of a plane."""
-        return self.shape[self.axes.index("Y")], self.shape[self.axes.index("X")]
-
-
-def series_layout(path: str | Path) -> SeriesLayout | None:
-    """The :class:`SeriesLayout` of a TIFF/OME-TIFF (its first series) or a Zarr store; None for
-    other files and for those tifffile or zarr cannot read (the other readers name the problem)."""
-    path = Path(path)
-    if path.is_dir():
-        try:
-            import zarr
-
-            arrays, axes = zarr_arrays(zarr.open(str(path), mode="r"), path)
-        except Exception:  # noqa: BLE001 - not a Zarr store zarr reads
-            return None
-        return SeriesLayout(tuple(int(side) for side in arrays[0].shape), axes, np.dtype(arrays[0].dtype))
-    if path.suffix.lower() not in TIFF_SUFFIXES:
-        return None
-    try:
-        import tifffile
-
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            shape, axes, dtype = tuple(int(side) for side in series.shape), str(series.axes), series.dtype
-    except Exception:  # noqa: BLE001 - not a TIFF tifffile reads as a series
-        return None
-    if "Y" not in axes or "X" not in axes or len(axes) != len(shape):
-        return None
-    return SeriesLayout(shape, axes, None if dtype is None else np.dtype(dtype))
-
-
-def stack_shape(path: str | Path) -> tuple[int, ...] | None:
-    """The leading dimensions (time, z, ...) of a TIFF/OME-TIFF or Zarr stack from its header, or
-    None for a single-plane image or a file tifffile (or zarr) cannot read as a series. A channel
-    axis (``C``) and RGB samples are never leading: the planes of a stack are its times and depths."""
-    layout = series_layout(path)
-    if layout is None:
-        return None
-    leading = layout.leading
-    if not leading or int(np.prod(leading)) <= 1:
-        return None
-    return leading
-
-
-def open_stack_array(path: str | Path):
-    """A TIFF/OME-TIFF or Zarr stack as a lazy array ``(*leading, height, width[, channels])``:
-    the leading (plane) axes in stored order, then rows, columns and the channel axis, if any.
-
-    Nothing is decoded here: tifffile's zarr store (or the Zarr store itself) reads a chunk
-    when it is asked for. Where the stored axes are already in that order this is the zarr
-    array itself, which napari slices directly, without a task graph per step of the slider;
-    otherwise a transposed dask array. Raises :class:`ImageReadError` naming the file when it
-    is not a stack tifffile or zarr can read.
-    """
-    path = Path(path)
-    layout = series_layout(path)
-    try:
-        import dask.array
-        import zarr
-
-        if path.is_dir():
-            array = zarr_arrays(zarr.open(str(path), mode="r"), path)[0][0]
-        else:
-            import tifffile
-
-            store = tifffile.imread(path, aszarr=True, series=0, level=0)
-            array = zarr.open(store, mode="r")
-    except Exception as error:
-        raise ImageReadError(path, f"not a readable stack ({error})") from None
-    if layout is None or tuple(array.shape) != layout.shape:
-        raise ImageReadError(path, f"not a readable stack (shape {tuple(array.shape)})")
-    if "C" in layout.axes and "S" in layout.axes:
-        raise ImageReadError(path, f"both channels (C) and colour samples (S) in axes {layout.axes}: not supported")
-    if array.ndim < 3:
-        raise ImageReadError(path, f"not a stack: shape {array.shape}")
-    order = [index for index, axis in enumerate(layout.axes) if axis not in "YXCS"]
-    order += [layout.axes.index("Y"), layout.axes.index("X")]
-    if layout.channel_axis is not None:
-        order.append(layout.axes.index(layout.channel_axis))
-    if order == list(range(array.ndim)):
-        return array
-    return dask.array.from_zarr(array).transpose(order)
-
-
-def open_stack(path: str | Path):
-    """A TIFF/OME-TIFF or Zarr stack as a lazy dask array ``(*leading, height, width[, channels])``
-    (see :func:`open_stack_array`)."""
-    import dask.array
-
-    array = open_stack_array(path)
-    return array if isinstance(array, dask.array.Array) else dask.array.from_zarr(array)
-
-
-def read_plane(path: str | Path, plane, channels=None, stack=None, layout=None, region=None) -> np.ndarray:
-    """One plane (its leading coordinates) of a stack as ``(H, W, 3)``, as :func:`read_image` gives
-    a 2-D image, channels chosen by ``channels`` (see :func:`select_channels`); only that plane
-    is decoded. ``stack`` and ``layout``: the file's :func:`open_stack` and :func:`series_layout`,
-    when the caller keeps them for several planes (opening and parsing the file's layout cost more
-    than reading a 1024 x 1024 plane). ``region``: ``(x0, y0, x1, y1)``, only those pixels of the
-    plane (``[y0:y1, x0:x1]``; only the chunks under them are read)."""
-    plane = tuple(int(value) for value in np.asarray(plane, dtype=np.int64).reshape(-1))
-    stack = open_stack(path) if stack is None else stack
-    layout = series_layout(path) if layout is None else layout
-    leading = layout.leading
-    if len(plane) != len(leading) or any(not 0 <= v < s for v, s in zip(plane, leading)):
-        raise ImageReadError(path, f"no plane {list(plane)} in a stack of {len(leading)} leading dimension(s) "
-                                   f"{tuple(leading)}")
-    if region is None:
-        pixels = np.asarray(stack[plane])
-    else:
-        x0, y0, x1, y1 = (int(v) for v in region)
-        height, width = layout.size
-        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-            raise ImageReadError(path, f"no region {[x0, y0, x1, y1]} in a plane of {width} x {height} pixels")
-        pixels = np.asarray(stack[plane + (slice(y0, y1), slice(x0, x1))])
-    if pixels.dtype.kind == "b":
-        pixels = np.where(pixels, np.uint8(255), np.uint8(0))
-    return select_channels(pixels, channels, path, axis=layout.channel_axis or "S")
-
-
-# --- Zarr -------------------------------------------------------------------------
-
-
-def zarr_arrays(node, path: Path):
-    """The arrays of a zarr node (the full resolution first) and their axes letters (see
-    :class:`SeriesLayout`): OME-NGFF axes where the store names them, else :func:`guess_axes`."""
-    import zarr
-
-    if isinstance(node, zarr.Array):
-        return [node], guess_axes(node.shape, path)
-    attributes = dict(node.attrs)
-    multiscales = attributes.get("multiscales") or attributes.get("ome", {}).get("multiscales")
-    if multiscales:
-        first = multiscales[0]
-        arrays = [node[dataset["path"]] for dataset in first["datasets"]]
-        names = [axis["name"] if isinstance(axis, dict) else axis for axis in first.get("axes", [])]
-        if names and len(names) == arrays[0].ndim:
-            axes = "".join({"y": "Y", "x": "X", "c": "C", "t": "T", "z": "Z"}.get(name.lower(), "Q")
-                           for name in names)
-            if "Y" in axes and "X" in axes:
-                return arrays, axes
-        return arrays, guess_axes(arrays[0].shape, path)
-    keys = sorted(node.array_keys())
-    if not keys:
-        raise ImageReadError(path, "a Zarr group with no array")
-    array = node[keys[0]]
-    return [array], guess_axes(array.shape, path)
-
-
-def guess_axes(shape, path: Path) -> str:
-    """Axes of an array without names: ``YX``; ``YXS`` when the last side is 1 to 4 (RGB(A));
-    ``SYX`` for three dimensions whose first is 1 to 4; otherwise the last two (or, before
-    a last side of 1 to 4, the two before it) are rows and columns and all before them
-    are leading (``T``): a (time, z, height, width) stack."""
-    shape = tuple(int(side) for side in shape)
-    if len(shape) == 2:
-        return "YX"
-    if len(shape) >= 3 and shape[-1] in (1, 2, 3, 4):
-        return "T" * (len(shape) - 3) + "YXS"
-    if len(shape) == 3 and shape[0] in (1, 2, 3, 4):
-        return "SYX"
-    if len(shape) >= 3:
-        return "T" * (len(shape) - 2) + "YX"
-    raise ImageReadError(path, f"shape {shape} is not an image")
+    """The warning for a file of ``pages`` pages read as a 2-D image, its first page (a stack read as
+    data gives every plane: :mod:`~napari_faster_rcnn.core.data.stack_files`)."""
+    return f"{path}: a file of {pages} pages; read page 1 of {pages} as a 2-D image"

@@ -1,6 +1,6 @@
 """Pages of a lazy image stack read before napari asks for them.
 
-A dataset folder's one image layer is a lazy stack of pages (:func:`~.images.lazy_image_stack`):
+A dataset folder's one image layer is a lazy stack of pages (:func:`~.image_stack.lazy_image_stack`):
 napari reads a page when the slider reaches it, on the main thread's time. Reading a 2048 px page
 (a stack's plane made RGB, a PNG decoded) takes 20 to 100 ms, the most of a page turn. While a
 person looks at a page, the paging model asks for the pages next to it (:func:`read_ahead`); they
@@ -94,7 +94,7 @@ def register(name: str, ahead: PageReadAhead) -> None:
 
 
 def page_read_ahead(array) -> PageReadAhead | None:
-    """The read-ahead of a lazy stack made by :func:`~.images.lazy_image_stack` (None for any other array)."""
+    """The read-ahead of a lazy stack made by :func:`~.image_stack.lazy_image_stack` (None for any other array)."""
     name = getattr(array, "name", None)
     return _STACKS.get(name) if isinstance(name, str) else None
 

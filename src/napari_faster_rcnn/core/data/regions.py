@@ -38,14 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_faster_rcnn.core.data.images import (
-    TIFF_SUFFIXES,
-    ImageReadError,
-    as_rgb,
-    image_header,
-    read_image,
-    zarr_arrays,
-)
+from napari_faster_rcnn.core.data.channels import as_rgb
+from napari_faster_rcnn.core.data.image_files import TIFF_SUFFIXES, ImageReadError
+from napari_faster_rcnn.core.data.images import image_header, read_image
+from napari_faster_rcnn.core.data.stack_files import zarr_arrays
 
 #: Largest block, in pixels a side, that a strided read decodes at once.
 BLOCK = 2048
@@ -512,7 +508,7 @@ def region_stack_levels(paths, sizes, dtype=np.uint8, on_error=None, *, chunk: i
     for a whole image. A chunk reads only its region of its image (every
     ``step``-th pixel on the lower levels), so memory follows the chunk.
 
-    Parameters are those of :func:`~napari_faster_rcnn.core.data.images.lazy_image_stack`.
+    Parameters are those of :func:`~napari_faster_rcnn.core.data.image_stack.lazy_image_stack`.
     """
     import dask.array as da
 

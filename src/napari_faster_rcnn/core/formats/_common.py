@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.core.data.images import IMAGE_SUFFIXES, ImageReadError, image_size, is_image_file
+from napari_faster_rcnn.core.data.image_files import IMAGE_SUFFIXES, ImageReadError, is_image_file
+from napari_faster_rcnn.core.data.images import image_size
 
 #: Format names, as ``--to`` and ``--from`` spell them.
 FORMATS = ("coco", "voc", "yolo", "pt")

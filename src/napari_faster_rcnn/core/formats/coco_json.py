@@ -36,7 +36,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import THRESHOLDS_FILE, Annotation
-from napari_faster_rcnn.core.data.images import is_image_file
+from napari_faster_rcnn.core.data.image_files import is_image_file
 from napari_faster_rcnn.core.formats._common import (
     SPLIT_FOLDERS,
     FormatError,

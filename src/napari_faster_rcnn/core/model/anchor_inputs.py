@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
+from napari_faster_rcnn.core.data.channels import as_rgb
 from napari_faster_rcnn.core.data.folders import discover_dataset
-from napari_faster_rcnn.core.data.images import as_rgb
 from napari_faster_rcnn.core.model.config import ModelConfig
 from napari_faster_rcnn.core.model.config_rules import ConfigError
 from napari_faster_rcnn.core.model.detector import padded_image_size, resized_image_size

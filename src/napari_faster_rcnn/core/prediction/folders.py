@@ -81,7 +81,7 @@ def find_images(inputs: str | Path | Sequence[str | Path]) -> tuple[list[Path], 
         same name (their prediction files would be one file).
     """
     from napari_faster_rcnn.core.data.folders import ANNOTATIONS_ONLY, discover_dataset
-    from napari_faster_rcnn.core.data.images import IMAGE_SUFFIXES, is_image_file
+    from napari_faster_rcnn.core.data.image_files import IMAGE_SUFFIXES, is_image_file
 
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
@@ -243,7 +243,7 @@ def _run_items(paths: list[Path], planes: str | None, skipped: list) -> tuple[li
     """The run's images: each 2-D image, and each chosen plane of each stack (a
     :class:`~.stacks.StackPlane`); per item, the index of its file in ``paths``; and per stack,
     its number of leading dimensions. A stack without a chosen plane goes to ``skipped``."""
-    from napari_faster_rcnn.core.data.images import stack_shape
+    from napari_faster_rcnn.core.data.stack_files import stack_shape
     from napari_faster_rcnn.core.prediction.stacks import parse_planes
 
     if planes is not None:

@@ -185,7 +185,7 @@ def find_rank_targets(inputs, tiling=None, large_pixels: int = LARGE_PIXELS
         one), for :func:`iter_target_ranking`'s ``labeled``.
     """
     from napari_faster_rcnn.core.data.folders import annotation_for
-    from napari_faster_rcnn.core.data.images import series_layout, stack_shape
+    from napari_faster_rcnn.core.data.stack_files import series_layout, stack_shape
     from napari_faster_rcnn.core.prediction.folders import find_images
 
     if isinstance(inputs, (str, Path)):
@@ -237,7 +237,7 @@ def target_parts(target: RankTarget, tiling=None, large_pixels: int = LARGE_PIXE
         return [target]
     if target.plane is None:
         return image_targets(target.image, tiling, large_pixels)
-    from napari_faster_rcnn.core.data.images import series_layout
+    from napari_faster_rcnn.core.data.stack_files import series_layout
 
     try:
         layout = series_layout(target.image)

@@ -77,7 +77,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.core.data.images import ImageReadError
+from napari_faster_rcnn.core.data.image_files import ImageReadError
 from napari_faster_rcnn.core.data.regions import ImageRegions
 from napari_faster_rcnn.core.prediction.settings import (
     DetectionSettings,
@@ -199,7 +199,8 @@ def read_image_array(item, normalization="auto", channels=None) -> np.ndarray:
     "none", anything else float32 in ``[0, 1]``) over the whole image, so that its tiles are scaled
     alike; see :func:`read_image_tensor`. ``channels``: the model's (see
     :mod:`~napari_faster_rcnn.core.data.channels`); an array's channels are its last axis."""
-    from napari_faster_rcnn.core.data.images import as_rgb, read_image, select_channels
+    from napari_faster_rcnn.core.data.channels import as_rgb, select_channels
+    from napari_faster_rcnn.core.data.images import read_image
     from napari_faster_rcnn.core.data.intensity import normalize
 
     if isinstance(item, StackPlane):  # one plane of a stack, normalized alone as training reads its planes
@@ -259,7 +260,8 @@ def _read_one(index: int, item, tiling: Tiling | None, normalization="auto", cha
 
 def _read_as_stored(item, channels=None) -> np.ndarray:
     """An image file, a stack's plane or an array as ``(H, W, 3)`` of its own type (see :func:`read_image_array`)."""
-    from napari_faster_rcnn.core.data.images import as_rgb, read_image, select_channels
+    from napari_faster_rcnn.core.data.channels import as_rgb, select_channels
+    from napari_faster_rcnn.core.data.images import read_image
 
     if isinstance(item, StackPlane):
         return item.read(channels)

@@ -56,7 +56,8 @@ class StackPlane:
     def read(self, channels=None) -> np.ndarray:
         """The plane's pixels (or its region's) as ``(H, W, 3)`` (only these are read), channels chosen by the
         model's ``channels`` (see :mod:`~napari_faster_rcnn.core.data.channels`)."""
-        from napari_faster_rcnn.core.data.images import as_rgb, read_plane, select_channels
+        from napari_faster_rcnn.core.data.channels import as_rgb, select_channels
+        from napari_faster_rcnn.core.data.stack_files import read_plane
 
         if self.path is not None:
             stack, layout = _open_stack(self.path)
@@ -79,10 +80,11 @@ _LAST = _LastStack()
 
 
 def _open_stack(path: Path):
-    """The stack of ``path`` and its layout (:func:`~napari_faster_rcnn.core.data.images.series_layout`),
+    """The stack of ``path`` and its layout (:func:`~napari_faster_rcnn.core.data.stack_files.series_layout`),
     kept per thread for its next plane (a run reads a stack's planes one after the other, in one reader
     thread): opened and parsed again when the file changed or another stack comes."""
-    from napari_faster_rcnn.core.data.images import ImageReadError, open_stack, series_layout
+    from napari_faster_rcnn.core.data.image_files import ImageReadError
+    from napari_faster_rcnn.core.data.stack_files import open_stack, series_layout
 
     try:
         status = path.stat()
@@ -158,7 +160,8 @@ def stack_items(source, shape: Sequence[int] | None = None, planes=None) -> list
         (``ImageReadError``) for a file that is not a stack.
     """
     if isinstance(source, (str, Path)):
-        from napari_faster_rcnn.core.data.images import ImageReadError, stack_shape
+        from napari_faster_rcnn.core.data.image_files import ImageReadError
+        from napari_faster_rcnn.core.data.stack_files import stack_shape
 
         source = Path(source)
         if shape is None:

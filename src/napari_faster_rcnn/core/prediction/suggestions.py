@@ -234,7 +234,7 @@ def iter_suggestions(predict: Callable[[object], Annotation], ahead: PredictAhea
     not cached here: the caller puts them into ``ahead.cache`` on its own thread, so that an image
     counts as ready only when it can be shown.
     """
-    from napari_faster_rcnn.core.data.images import ImageReadError
+    from napari_faster_rcnn.core.data.image_files import ImageReadError
 
     while True:
         wanted = ahead.next_wanted()

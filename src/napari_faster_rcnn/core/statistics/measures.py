@@ -29,7 +29,9 @@ import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation, AnnotationError, class_list, load_annotation
 from napari_faster_rcnn.core.data.folders import discover_dataset
-from napari_faster_rcnn.core.data.images import ImageReadError, image_size, stack_shape
+from napari_faster_rcnn.core.data.image_files import ImageReadError
+from napari_faster_rcnn.core.data.images import image_size
+from napari_faster_rcnn.core.data.stack_files import stack_shape
 from napari_faster_rcnn.core.progress import run_to_end
 
 #: torchvision's defaults for Faster R-CNN (``fasterrcnn_resnet50_fpn``)

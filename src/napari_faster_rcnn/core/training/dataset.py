@@ -44,7 +44,7 @@ from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.boxes import usable_boxes
 from napari_faster_rcnn.core.data.channels import check_channels
 from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
-from napari_faster_rcnn.core.data.images import image_info, read_image, read_plane
+from napari_faster_rcnn.core.data.images import image_info, read_image
 from napari_faster_rcnn.core.data.intensity import (
     Normalization,
     channel_percentiles,
@@ -60,6 +60,7 @@ from napari_faster_rcnn.core.data.regions import (
     region_image_info,
     sampled_percentiles,
 )
+from napari_faster_rcnn.core.data.stack_files import read_plane
 from napari_faster_rcnn.core.training.samples import (
     TrainingDataError,
     as_training_sample,

@@ -23,7 +23,7 @@ import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation
 from napari_faster_rcnn.core.data.folders import DatasetError, discover_dataset
-from napari_faster_rcnn.core.data.images import stack_shape
+from napari_faster_rcnn.core.data.stack_files import stack_shape
 from napari_faster_rcnn.core.evaluation.matching import map_labels
 
 logger = logging.getLogger(__name__)

@@ -174,7 +174,7 @@ def read_window(path, window, size: tuple[int, int]) -> np.ndarray | None:
     as ``(h, w, 3)`` of the image's type, reading only the tiles, strips or chunks it touches; None for
     other images (PNG, JPEG, a TIFF in one strip) or when the image is not ``size`` ``(height, width)``,
     so that the caller reads it whole."""
-    from napari_faster_rcnn.core.data.images import TIFF_SUFFIXES, ImageReadError
+    from napari_faster_rcnn.core.data.image_files import TIFF_SUFFIXES, ImageReadError
     from napari_faster_rcnn.core.data.regions import is_zarr_folder, open_regions
 
     path = Path(path)
