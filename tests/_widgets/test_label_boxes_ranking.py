@@ -113,3 +113,38 @@ def test_next_most_useful_on_a_stack_moves_the_slider_to_its_unlabeled_planes(ma
     assert widget.next_useful.info.text().startswith(f"plane {order[0]}: rank 1 of 2")
     press(widget, qtbot)
     assert viewer.dims.current_step[0] == order[1]
+
+
+def test_next_most_useful_shows_a_large_images_most_useful_tile(make_napari_viewer, tutorial_dataset, checkpoint,
+                                                                 qtbot, monkeypatch):
+    """An unlabeled image larger than a tile is scored through its tiles: the slider goes to it and the view
+    to its most useful tile, centred and filling most of the canvas."""
+    import numpy as np
+    from PIL import Image
+
+    from napari_faster_rcnn.core.prediction import rank_targets, tiles
+    from napari_faster_rcnn.core.prediction.tiles import Tiling
+
+    for name in ("001", "002", "003", "004", "005"):  # one labeled image (000) and the large one, unlabeled
+        (tutorial_dataset / "input" / f"{name}.png").unlink()
+        (tutorial_dataset / "target" / f"{name}.pt").unlink()
+    Image.fromarray(np.random.default_rng(8).integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(
+        tutorial_dataset / "input" / "big.png")
+    monkeypatch.setattr(rank_targets, "LARGE_PIXELS", 5000)  # 300 x 400 counts as large here
+    monkeypatch.setattr(tiles, "default_tiling", lambda *args: Tiling(tile=128, overlap=0.2))
+    viewer = make_napari_viewer()
+    viewer.open(tutorial_dataset, plugin=PLUGIN)
+    viewer.dims.set_current_step(0, 0)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Label boxes")
+    widget.next_useful.path.setText(str(checkpoint))
+    press(widget, qtbot)
+    assert viewer.dims.current_step[0] == 1  # big.png, the one unlabeled image
+    x0, y0, x1, y1 = widget.next_useful.walk.tiles[1]
+    assert (x1 - x0, y1 - y0) == (128, 128) and (x0, y0, x1 - 1, y1 - 1) != (0, 0, 399, 299)
+    assert (x0, y0, x1, y1) in {tuple(r) for r in Tiling(tile=128, overlap=0.2).grid((300, 400)).rects.tolist()}
+    assert f"x {x0}-{x1}, y {y0}-{y1}" in widget.next_useful.info.text()
+    # the view: centred on the tile's pixels, the tile inside it and at least half of it across
+    centre = np.asarray(viewer.camera.center)[-2:]
+    np.testing.assert_allclose(centre, [(y0 + y1 - 1) / 2, (x0 + x1 - 1) / 2])
+    half = np.asarray(viewer.window._qt_viewer.canvas.size, dtype=float) / viewer.camera.zoom / 2  # world units, (h, w)
+    assert np.all(half >= [64, 64]) and np.min(half) <= 2 * 64  # the whole tile shows, and fills >= half the view

@@ -1,6 +1,7 @@
 """The "Next most useful" row of Label boxes: rank the open folder's unlabeled images (on a stack's box
 layer, its unlabeled planes) with a checkpoint (in a worker) and go to the most useful one (the dims
-slider moves there); pressing again goes to the next one.
+slider moves there; for a large image scored through its tiles, the view goes to its most useful
+tile); pressing again goes to the next one.
 
 The checkpoint is the one in the path field, or, when that is empty, the best (else last)
 checkpoint of the last run of a docked "Train detector". The ranking is made once per checkpoint
@@ -112,8 +113,12 @@ class NextMostUseful(QWidget):
         self._go(target)
 
     def _go(self, index: int) -> None:
-        self.owner.session.go_to(index)
-        self.info.setText(f"{self.owner.session.image_name(index)}: {self.walk.describe(index)}")
+        session = self.owner.session
+        session.go_to(index)
+        tile = self.walk.tiles.get(index)
+        if tile is not None:  # a large image: its most useful tile in view
+            ranking.show_tile(self.owner.viewer, session.image_layer, tile)
+        self.info.setText(f"{session.image_name(index)}: {self.walk.describe(index)}")
 
     def _failed(self, error) -> None:
         self.info.setText(f"not ranked: {error}")

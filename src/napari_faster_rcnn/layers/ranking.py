@@ -8,7 +8,8 @@ as ``rank`` passes the labeled images it finds.
 :func:`iter_session_ranking` is the worker's job: it reads the checkpoint weights-only and ranks those
 images or planes with :func:`~napari_faster_rcnn.core.prediction.rank_targets.iter_target_ranking`
 (a plane read only when it is measured; a very large image or plane through its tiles).
-:class:`RankingWalk` then hands out the ranked images one by one, skipping any labeled meanwhile.
+:class:`RankingWalk` then hands out the ranked images one by one, skipping any labeled meanwhile, and
+:func:`show_tile` brings a large image's most useful tile into view.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from napari_faster_rcnn.core.data.stack_planes import index_plane
 from napari_faster_rcnn.core.prediction.rank_targets import RankTarget
 from napari_faster_rcnn.layers import conventions
 
-__all__ = ["RankingWalk", "iter_session_ranking", "labeled_images", "unlabeled_images"]
+__all__ = ["RankingWalk", "iter_session_ranking", "labeled_images", "show_tile", "unlabeled_images"]
 
 
 def unlabeled_images(session) -> list[tuple[int, RankTarget]]:
@@ -77,19 +80,23 @@ def iter_session_ranking(checkpoint_path, images: list[tuple[int, RankTarget]], 
     gives them) next to the ``labeled`` ones (as :func:`labeled_images` gives them); yields progress
     (:class:`~napari_faster_rcnn.core.prediction.ranking.RankingProgress`) and returns a :class:`RankingWalk`."""
     from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
-    from napari_faster_rcnn.core.prediction.rank_targets import iter_target_ranking, target_parts
+    from napari_faster_rcnn.core.prediction import rank_targets
     from napari_faster_rcnn.core.prediction.tiles import default_tiling
 
     checkpoint = load_checkpoint(checkpoint_path)
     tiling = default_tiling(checkpoint.config, checkpoint.training_images)
+    large = rank_targets.LARGE_PIXELS
     index_of, targets = {}, []
     for index, target in images:
         index_of[(target.image, target.plane)] = index
-        targets.extend(target_parts(target, tiling))
-    known = [part for _, target in labeled for part in target_parts(target, tiling)]
-    ranking = yield from iter_target_ranking(checkpoint.model, targets, batch_size=batch_size, labeled=known)
+        targets.extend(rank_targets.target_parts(target, tiling, large))
+    known = [part for _, target in labeled for part in rank_targets.target_parts(target, tiling, large)]
+    ranking = yield from rank_targets.iter_target_ranking(checkpoint.model, targets, batch_size=batch_size,
+                                                          labeled=known)
     order = [index_of[(entry.target.image, entry.target.plane)] for entry in ranking]
-    return RankingWalk(Path(checkpoint_path), order, {index: entry.score for index, entry in zip(order, ranking)})
+    return RankingWalk(Path(checkpoint_path), order, {index: entry.score for index, entry in zip(order, ranking)},
+                       tiles={index: entry.target.region for index, entry in zip(order, ranking)
+                              if entry.target.region is not None})
 
 
 @dataclass
@@ -100,6 +107,7 @@ class RankingWalk:
     order: list[int]  # image indices, most useful first
     scores: dict = field(default_factory=dict)  # index -> ImageScore
     position: int = 0  # the next to hand out
+    tiles: dict = field(default_factory=dict)  # index -> (x0, y0, x1, y1): a large image's most useful tile
 
     def next_index(self, session) -> int | None:
         """The next ranked image still unlabeled (files and boxes as they are now); None at the end."""
@@ -115,6 +123,25 @@ class RankingWalk:
         score = self.scores.get(index)
         if score is None:
             return ""
-        return (f"rank {score.rank} of {len(self.order)}: score {score.score:.2f} (uncertainty "
+        text = (f"rank {score.rank} of {len(self.order)}: score {score.score:.2f} (uncertainty "
                 f"{score.uncertainty:.2f}, confusion {score.confusion:.2f}, disagreement {score.disagreement:.2f}, "
                 f"novelty {score.novelty:.2f})")
+        tile = self.tiles.get(index)
+        if tile is not None:
+            text += f"; its most useful tile: x {tile[0]}-{tile[2]}, y {tile[1]}-{tile[3]}"
+        return text
+
+
+def show_tile(viewer, image_layer, region) -> None:
+    """Centre the view on ``region`` (``x0, y0, x1, y1`` in the image's pixels, ends excluded, as the
+    ranking gives a large image's most useful tile) and zoom until it about fills the canvas; the
+    image layer's scale and translation (of its last two axes) place it in the world."""
+    x0, y0, x1, y1 = (float(v) for v in region)
+    scale = np.ones(2) if image_layer is None else np.asarray(image_layer.scale[-2:], dtype=np.float64)
+    shift = np.zeros(2) if image_layer is None else np.asarray(image_layer.translate[-2:], dtype=np.float64)
+    centre = shift + scale * np.array([(y0 + y1 - 1) / 2, (x0 + x1 - 1) / 2])  # pixel i is centred on i
+    viewer.reset_view()  # everything fits the canvas: zoom in from there by the extent's ratio to the tile
+    extent = np.asarray(viewer.layers.extent.world, dtype=np.float64)[:, -2:]
+    ratio = (extent[1] - extent[0]) / (scale * np.array([y1 - y0, x1 - x0]))
+    viewer.camera.zoom = viewer.camera.zoom * 0.9 * float(max(1.0, ratio.min()))
+    viewer.camera.center = tuple(float(v) for v in centre)
