@@ -43,6 +43,12 @@ _TEMPLATES: dict = {}  # (class, width, order, ndisplay) -> (reference rectangle
 _TEMPLATE_LOCK = threading.Lock()
 
 
+def _same_array(x, y) -> bool:
+    """Whether ``x`` and ``y`` are both numpy arrays of the same type, shape and values."""
+    return (isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and x.dtype == y.dtype and x.shape == y.shape
+            and np.array_equal(x, y))
+
+
 def _same_shape(a, b) -> bool:
     """Whether two napari shapes hold the same attributes (arrays: same values and types)."""
     one, two = vars(a), vars(b)
@@ -51,8 +57,7 @@ def _same_shape(a, b) -> bool:
     for key, value in one.items():
         other = two[key]
         if isinstance(value, np.ndarray) or isinstance(other, np.ndarray):
-            if not (isinstance(value, np.ndarray) and isinstance(other, np.ndarray) and value.dtype == other.dtype
-                    and np.array_equal(value, other)):
+            if not _same_array(value, other):
                 return False
         elif type(value) is not type(other) or value != other:
             return False
@@ -210,10 +215,8 @@ def _same_list(one, two) -> bool:
     for a, b in ((vars(one), vars(two)), (vars(one._mesh), vars(two._mesh))):
         for key in a.keys() | b.keys():
             x, y = a.get(key), b.get(key)
-            if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
-                if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and x.dtype == y.dtype
-                        and x.shape == y.shape and np.array_equal(x, y)):
-                    return False
+            if (isinstance(x, np.ndarray) or isinstance(y, np.ndarray)) and not _same_array(x, y):
+                return False
     return True
 
 
