@@ -394,7 +394,7 @@ def test_thresholds_apply_to_merged_raw_detections():
 def test_a_tiled_tiff_is_predicted_tile_by_tile_without_decoding_it_whole(tmp_path, monkeypatch):
     import tifffile
 
-    from napari_faster_rcnn.core.prediction import reading as prediction_reading
+    from napari_faster_rcnn.core.data import images as image_module
 
     tiling = Tiling(96, 0.25)
     image, truth, names = painted_image(400, 520, 60, seed=5, tile=96, overlap=0.25)
@@ -405,10 +405,11 @@ def test_a_tiled_tiff_is_predicted_tile_by_tile_without_decoding_it_whole(tmp_pa
 
     Image.fromarray(image).save(png)
 
-    def whole(item):
+    def whole(item, *args, **kwargs):
         raise AssertionError(f"{item} was decoded whole")
 
-    monkeypatch.setattr(prediction_reading, "read_image_array", whole)
+    # the reader decodes a whole image with images.read_image, looked up there at each call
+    monkeypatch.setattr(image_module, "read_image", whole)
     records, _ = predict_images(PaintedObjects(), [path], CLASSES, tiling=tiling, batch_size=4)
     assert_same_objects(records[0].annotation.boxes, records[0].annotation.labels, truth, names, iou=0.999)
     assert records[0].tiles == len(tiling.grid((400, 520)))
