@@ -49,7 +49,7 @@ from napari_faster_rcnn.core.data.images import read_image  # noqa: E402
 from napari_faster_rcnn.core.data.synthetic import make_synthetic_sample  # noqa: E402
 from napari_faster_rcnn.core.model.checkpoints import load_checkpoint  # noqa: E402
 from napari_faster_rcnn.core.prediction.folders import predict_folder  # noqa: E402
-from napari_faster_rcnn.core.prediction.run import read_image_tensor  # noqa: E402
+from napari_faster_rcnn.core.prediction.reading import read_image_tensor  # noqa: E402
 
 TARGET_RATIO = 1.15
 MODELS = {"cpu": 128, "default": 512}  # preset -> min_size = max_size
@@ -125,7 +125,7 @@ def ours(loaded, folder: Path, out: Path, batch_size: int, read_ahead: int):
 def dataloader_path(loaded, paths, out: Path, batch_size: int, workers: int):
     """The same work with torch's DataLoader and ``workers`` processes reading, for reference."""
     from napari_faster_rcnn.core.data.annotations import save_annotation
-    from napari_faster_rcnn.core.prediction.run import detections_to_annotation
+    from napari_faster_rcnn.core.prediction.pending import detections_to_annotation
     from napari_faster_rcnn.core.prediction.settings import raw_detection_settings, starting_thresholds
     from napari_faster_rcnn.core.prediction.thresholds import apply_thresholds
 

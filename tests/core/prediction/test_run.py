@@ -12,7 +12,8 @@ from PIL import Image
 from napari_faster_rcnn.core.data.images import read_image
 from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset
 from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
-from napari_faster_rcnn.core.prediction.run import iter_predictions, predict_images, read_image_tensor
+from napari_faster_rcnn.core.prediction.reading import read_image_tensor
+from napari_faster_rcnn.core.prediction.run import iter_predictions, predict_images
 from napari_faster_rcnn.core.prediction.settings import (
     DetectionSettings,
     raw_detection_settings,

@@ -394,7 +394,7 @@ def test_thresholds_apply_to_merged_raw_detections():
 def test_a_tiled_tiff_is_predicted_tile_by_tile_without_decoding_it_whole(tmp_path, monkeypatch):
     import tifffile
 
-    from napari_faster_rcnn.core.prediction import run as prediction_run
+    from napari_faster_rcnn.core.data import images as image_module
 
     tiling = Tiling(96, 0.25)
     image, truth, names = painted_image(400, 520, 60, seed=5, tile=96, overlap=0.25)
@@ -405,10 +405,11 @@ def test_a_tiled_tiff_is_predicted_tile_by_tile_without_decoding_it_whole(tmp_pa
 
     Image.fromarray(image).save(png)
 
-    def whole(item):
+    def whole(item, *args, **kwargs):
         raise AssertionError(f"{item} was decoded whole")
 
-    monkeypatch.setattr(prediction_run, "read_image_array", whole)
+    # the reader decodes a whole image with images.read_image, looked up there at each call
+    monkeypatch.setattr(image_module, "read_image", whole)
     records, _ = predict_images(PaintedObjects(), [path], CLASSES, tiling=tiling, batch_size=4)
     assert_same_objects(records[0].annotation.boxes, records[0].annotation.labels, truth, names, iou=0.999)
     assert records[0].tiles == len(tiling.grid((400, 520)))
@@ -441,7 +442,7 @@ def test_a_16_bit_tiled_tiff_is_tiled_by_region_scaled_as_the_whole_image(tmp_pa
 
     from napari_faster_rcnn.core.data import images as image_module
     from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
-    from napari_faster_rcnn.core.prediction.run import read_image_array
+    from napari_faster_rcnn.core.prediction.reading import read_image_array
 
     rng = np.random.default_rng(4)
     image = rng.gamma(2.0, 700.0, (700, 900)).clip(0, 65535).astype(np.uint16)  # a subsample stride of 2

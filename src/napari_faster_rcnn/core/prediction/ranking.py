@@ -438,7 +438,7 @@ def _read_batches(items: Sequence, batch_size: int, normalization, unnamed: str)
     ``(batch, errors)``, ``batch`` the ``(index, name, tensor)`` of those read and ``errors`` a
     ``"name: reason"`` for each that could not be (an array is named ``"{unnamed} {index}"``)."""
     from napari_faster_rcnn.core.data.image_files import ImageReadError
-    from napari_faster_rcnn.core.prediction.run import read_image_tensor
+    from napari_faster_rcnn.core.prediction.reading import read_image_tensor
 
     for start in range(0, len(items), batch_size):
         batch, errors = [], []

@@ -6,9 +6,9 @@ command, the benchmark). It is a generator that yields one
 :class:`PredictionRecord` per image, in the order of the images, and returns a
 :class:`PredictionSummary`:
 
-- a helper thread reads and converts the images (:func:`~napari_faster_rcnn.core.data.images.read_image`,
-  then float32 ``(3, H, W)`` in ``[0, 1]`` as the training dataset makes them)
-  into a bounded queue, ``read_ahead`` batches ahead, so that decoding overlaps
+- a helper thread (:class:`.reading.ImageReader`) reads and converts the images
+  (:func:`~napari_faster_rcnn.core.data.images.read_image`, then float32 ``(3, H, W)`` in
+  ``[0, 1]`` as the training dataset makes them) into a bounded queue, ``read_ahead`` batches ahead, so that decoding overlaps
   the model rather than waiting for it. A thread rather than DataLoader
   worker processes: PIL and numpy release the GIL while they decode and
   convert, a thread starts in no time and is safe inside a Qt viewer (forking
@@ -59,14 +59,14 @@ Stacks
     record carries ``plane`` and its annotation ``planes`` (each box's leading coordinates),
     so that :func:`.stacks.join_planes` makes the stack's one annotation of them.
 
-The settings live in :mod:`.settings`; :func:`.folders.predict_folder` writes
-one annotation file per image for the command line.
+Reading the images (and the read-ahead thread) lives in :mod:`.reading`; an image's way through the
+model (its inputs, whole or tile by tile, and its detections until complete) in :mod:`.pending`; the
+settings in :mod:`.settings`; :func:`.folders.predict_folder` writes one annotation file per image for
+the command line.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -77,16 +77,15 @@ from pathlib import Path
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.core.data.image_files import ImageReadError
-from napari_faster_rcnn.core.data.regions import ImageRegions
+from napari_faster_rcnn.core.prediction.pending import PendingImage, model_inputs
+from napari_faster_rcnn.core.prediction.reading import ImageReader
 from napari_faster_rcnn.core.prediction.settings import (
     DetectionSettings,
     raw_detection_settings,
     resolve_device,
 )
 from napari_faster_rcnn.core.prediction.stacks import StackPlane
-from napari_faster_rcnn.core.prediction.tile_merge import TileMerger
-from napari_faster_rcnn.core.prediction.tiles import TileGrid, Tiling
+from napari_faster_rcnn.core.prediction.tiles import Tiling
 from napari_faster_rcnn.core.progress import collect
 
 __all__ = [
@@ -95,8 +94,6 @@ __all__ = [
     "TileProgress",
     "iter_predictions",
     "predict_images",
-    "read_image_array",
-    "read_image_tensor",
 ]
 
 # --- records ----------------------------------------------------------------------
@@ -173,257 +170,6 @@ class PredictionSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (image, reason)
 
 
-# --- reading ----------------------------------------------------------------------
-
-
-def read_image_tensor(item, normalization="auto", channels=None):
-    """An image file or array as the detector's input: float32 ``(3, H, W)`` in ``[0, 1]``.
-
-    Arrays may be ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` of
-    any type (a dask array is computed); scaled as the training dataset scales
-    them (:func:`~napari_faster_rcnn.core.data.image_tensors.image_to_unit_float`).
-
-    Raises
-    ------
-    ImageReadError
-        For a file that cannot be read; ``ValueError`` for an array of another shape.
-    """
-    from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
-
-    return image_to_tensor(read_image_array(item, normalization, channels))
-
-
-def read_image_array(item, normalization="auto", channels=None) -> np.ndarray:
-    """An image file or array as ``(H, W, 3)``, normalized by the model's rule
-    (:func:`~napari_faster_rcnn.core.data.intensity.normalize`: uint8 as read under "auto" and
-    "none", anything else float32 in ``[0, 1]``) over the whole image, so that its tiles are scaled
-    alike; see :func:`read_image_tensor`. ``channels``: the model's (see
-    :mod:`~napari_faster_rcnn.core.data.channels`); an array's channels are its last axis."""
-    from napari_faster_rcnn.core.data.channels import as_rgb, select_channels
-    from napari_faster_rcnn.core.data.images import read_image
-    from napari_faster_rcnn.core.data.intensity import normalize
-
-    if isinstance(item, StackPlane):  # one plane of a stack, normalized alone as training reads its planes
-        image = item.read(channels)
-    elif isinstance(item, (str, Path)):
-        image = read_image(item, channels)
-    else:
-        image = as_rgb(np.asarray(item)) if channels is None else select_channels(np.asarray(item), channels)
-    return normalize(image, normalization)
-
-
-_END = object()
-
-
-def _read_ahead(items: Sequence, buffer: queue.Queue, stop: threading.Event, tiling: Tiling | None,
-                normalization="auto", channels=None) -> None:
-    """The reader thread: ``(index, tensor or None, reason or None)`` per item, then ``_END``."""
-
-    def put(entry) -> bool:
-        while not stop.is_set():
-            try:
-                buffer.put(entry, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    try:
-        for index, item in enumerate(items):
-            if stop.is_set() or not put(_read_one(index, item, tiling, normalization, channels)):
-                return
-    except BaseException as error:  # anything else ends the run, raised where the caller sees it
-        put(error)
-        return
-    put(_END)
-
-
-def _read_one(index: int, item, tiling: Tiling | None, normalization="auto", channels=None) -> tuple:
-    """``(index, tensor, None)``; ``(index, _TileSource, None)`` for an image to tile; ``(index, None, reason)``."""
-    from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
-
-    try:
-        regions = _tile_regions(item, tiling) if channels is None else None
-        if regions is not None:  # read tile by tile when the model gets to it: memory follows the tile
-            return (index, _TileSource(regions, normalization), None)
-        if tiling is not None:
-            image = _read_as_stored(item, channels)
-            if tiling.tiles_image(image.shape[:2]):  # kept as read; its tiles normalized one by one
-                return (index, _TileSource(image, normalization), None)
-            return (index, image_to_tensor(_normalize(image, normalization)), None)
-        return (index, image_to_tensor(read_image_array(item, normalization, channels)), None)
-    except ImageReadError as error:
-        return (index, None, error.reason)
-    except ValueError as error:  # an array of the wrong shape
-        return (index, None, str(error))
-
-
-def _read_as_stored(item, channels=None) -> np.ndarray:
-    """An image file, a stack's plane or an array as ``(H, W, 3)`` of its own type (see :func:`read_image_array`)."""
-    from napari_faster_rcnn.core.data.channels import as_rgb, select_channels
-    from napari_faster_rcnn.core.data.images import read_image
-
-    if isinstance(item, StackPlane):
-        return item.read(channels)
-    if isinstance(item, (str, Path)):
-        return read_image(item, channels)
-    return as_rgb(np.asarray(item)) if channels is None else select_channels(np.asarray(item), channels)
-
-
-def _normalize(image: np.ndarray, normalization, levels=None) -> np.ndarray:
-    from napari_faster_rcnn.core.data.intensity import normalize
-
-    return normalize(image, normalization, levels)
-
-
-class _TileSource:
-    """An image to tile: read by region (:class:`ImageRegions`) or held as read, with the percentiles
-    of the whole image where the model's normalization needs them, so that every tile is scaled alike."""
-
-    def __init__(self, pixels, normalization):
-        from napari_faster_rcnn.core.data.intensity import Normalization, channel_percentiles, needs_image_levels
-        from napari_faster_rcnn.core.data.regions import sampled_percentiles
-
-        self.pixels, self.normalization = pixels, normalization
-        if isinstance(pixels, ImageRegions):
-            self.size = (pixels.height, pixels.width)
-        else:
-            self.size = (int(pixels.shape[0]), int(pixels.shape[1]))
-        self.levels = None
-        if needs_image_levels(normalization, pixels.dtype):
-            rule = Normalization.parse(normalization)
-            try:  # the same subsample either way: the same percentiles
-                self.levels = (sampled_percentiles(pixels, rule.percentiles) if isinstance(pixels, ImageRegions)
-                               else channel_percentiles(pixels, rule.percentiles))
-            except BaseException:
-                self.close()
-                raise
-
-    def tile(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        if isinstance(self.pixels, ImageRegions):
-            pixels = self.pixels.read(y0, y1, x0, x1)
-        else:
-            pixels = self.pixels[y0:y1, x0:x1]
-        return _normalize(pixels, self.normalization, self.levels)
-
-    def close(self) -> None:
-        if isinstance(self.pixels, ImageRegions):
-            self.pixels.close()
-
-
-def _tile_regions(item, tiling: Tiling | None):
-    """An :class:`~napari_faster_rcnn.core.data.regions.ImageRegions` for a file to tile that can be
-    read by region (a tiled or striped TIFF, OME-TIFF, Zarr), of any type, else None.
-
-    Other images are decoded whole (PNG and JPEG cannot be read by region). Images of more than 8
-    bits are scaled by the whole image's percentiles (``"auto"``, ``"percentiles"``): those come
-    from a strided read of a subsample (:func:`~napari_faster_rcnn.core.data.regions.sampled_percentiles`).
-    """
-    if tiling is None or not isinstance(item, (str, Path)):
-        return None
-    from napari_faster_rcnn.core.data.regions import open_regions
-
-    regions = open_regions(item)
-    if regions.by_region and tiling.tiles_image((regions.height, regions.width)):
-        return regions
-    regions.close()
-    return None
-
-
-def _read_inline(items: Sequence, tiling: Tiling | None, normalization="auto", channels=None):
-    """Read in the caller's thread (``read_ahead=0``): the same entries, no helper thread."""
-    for index, item in enumerate(items):
-        yield _read_one(index, item, tiling, normalization, channels)
-    yield _END
-
-
-def detections_to_annotation(output: dict, names: np.ndarray, classes: list[str]) -> Annotation:
-    """A model's output for one image as an annotation (labels as class names)."""
-    boxes, scores, labels = _detection_arrays(output)
-    return _annotation(boxes, scores, labels, names, classes)
-
-
-def _detection_arrays(output: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return (output["boxes"].float().cpu().numpy().astype(np.float64),
-            output["scores"].float().cpu().numpy().astype(np.float64),
-            output["labels"].cpu().numpy().astype(np.int64))
-
-
-def _annotation(boxes, scores, labels, names: np.ndarray, classes) -> Annotation:
-    known = labels < len(names)
-    return Annotation(
-        boxes=boxes,
-        labels=[str(names[label]) if ok else str(label) for label, ok in zip(labels, known)],
-        scores=scores,
-        classes=list(classes),
-    )
-
-
-class _Pending:
-    """An image on its way through the model: its detections, merged tile by tile until all are in."""
-
-    def __init__(self, index: int, size=None, grid: TileGrid | None = None, reason: str | None = None,
-                 tiling: Tiling | None = None):
-        self.index, self.size, self.grid, self.reason = index, size, grid, reason
-        self.expected = 0 if reason is not None else (len(grid) if grid is not None else 1)
-        self.received = 0
-        self.output: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # a whole image's
-        # a tiled image's detections are merged as its rows of tiles come in: memory follows a row, not the image
-        self.merger = None if grid is None else TileMerger(grid, edge_tolerance=tiling.edge_tolerance,
-                                                           match_threshold=tiling.match_threshold)
-
-    @property
-    def complete(self) -> bool:
-        return self.received == self.expected
-
-    def add(self, output: dict) -> None:
-        """The model's output for the next tile (or the whole image)."""
-        if self.merger is None:
-            self.output = _detection_arrays(output)
-        else:
-            self.merger.add(self.received, output["boxes"].float().cpu().numpy(),
-                            output["scores"].float().cpu().numpy(), output["labels"].cpu().numpy())
-        self.received += 1
-
-    def annotation(self, names: np.ndarray, classes) -> Annotation:
-        if self.merger is None:
-            return _annotation(*self.output, names, classes)
-        merged = self.merger.result()
-        self.merger = None
-        return _annotation(merged.boxes, merged.scores, merged.labels, names, classes)
-
-
-def _work(next_entry, tiling: Tiling | None, pending: deque):
-    """The model's inputs, ``(pending image, tensor)`` each: a whole image, or each tile of a tiled one.
-
-    Appends every image (read or not) to ``pending`` when it is read, in order.
-    """
-    from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
-
-    while True:
-        entry = next_entry()
-        if entry is _END:
-            return
-        if isinstance(entry, BaseException):
-            raise entry
-        index, data, reason = entry
-        if data is None:
-            pending.append(_Pending(index, reason=reason))
-        elif isinstance(data, _TileSource):  # an image to tile: each tile read and converted when its turn comes
-            grid = tiling.grid(data.size)
-            image = _Pending(index, size=data.size, grid=grid, tiling=tiling)
-            pending.append(image)
-            try:
-                for x0, y0, x1, y1 in grid.rects.tolist():
-                    yield image, image_to_tensor(data.tile(y0, y1, x0, x1))
-            finally:
-                data.close()
-        else:
-            image = _Pending(index, size=(int(data.shape[1]), int(data.shape[2])))
-            pending.append(image)
-            yield image, data
-
-
 # --- the loop ---------------------------------------------------------------------
 
 
@@ -446,7 +192,7 @@ def iter_predictions(
     model
         A torchvision Faster R-CNN (``LoadedCheckpoint.model``); put in eval mode.
     images
-        Image paths and/or arrays (see :func:`read_image_tensor`), and/or planes of stacks
+        Image paths and/or arrays (see :func:`.reading.read_image_tensor`), and/or planes of stacks
         (:class:`.stacks.StackPlane`: their records carry ``plane``).
     classes
         Class names: the model's label ``k`` is ``classes[k - 1]``.
@@ -497,18 +243,10 @@ def iter_predictions(
     channels = getattr(getattr(model, "config", None), "channels", None)  # and its channels
     summary = PredictionSummary()
     start = time.perf_counter()
-    stop = threading.Event()
-    reader = None
-    if read_ahead:
-        buffer: queue.Queue = queue.Queue(maxsize=batch_size * read_ahead)
-        reader = threading.Thread(target=_read_ahead, args=(items, buffer, stop, tiling, normalization, channels), daemon=True,
-                                  name="napari-faster-rcnn-read-ahead")
-        reader.start()
-        next_entry = buffer.get
-    else:
-        next_entry = _read_inline(items, tiling, normalization, channels).__next__
-    pending: deque[_Pending] = deque()
-    work = _work(next_entry, tiling, pending)
+    # read ahead in a helper thread, read_ahead batches ahead; 0: in this thread
+    reader = ImageReader(items, tiling, normalization, channels, buffer_size=batch_size * read_ahead)
+    pending: deque[PendingImage] = deque()
+    work = model_inputs(reader.next_entry, tiling, pending)
     done = 0
     try:
         while True:
@@ -550,9 +288,7 @@ def iter_predictions(
                 break
     finally:
         work.close()
-        stop.set()
-        if reader is not None:
-            reader.join()
+        reader.close()
         if previous is not None:
             previous.apply(model)
         model.train(was_training)
@@ -564,4 +300,3 @@ def predict_images(model, images: Sequence, classes: Sequence[str], **options) -
                                                                                       PredictionSummary]:
     """:func:`iter_predictions` to the end: every record and the summary."""
     return collect(iter_predictions(model, images, classes, **options))
-
