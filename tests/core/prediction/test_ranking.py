@@ -13,20 +13,15 @@ from napari_faster_rcnn.core.data.boxes import box_iou
 from napari_faster_rcnn.core.data.synthetic import make_synthetic_dataset
 from napari_faster_rcnn.core.model.config import preset
 from napari_faster_rcnn.core.model.detector import build_model
+from napari_faster_rcnn.core.prediction.doubt import ImageMeasures, confusion_of, disagreement_of, uncertainty_of
 from napari_faster_rcnn.core.prediction.ranking import (
-    ImageMeasures,
-    RankingWeights,
-    confusion_of,
-    disagreement_of,
     find_unlabeled_images,
     iter_image_features,
     iter_image_measures,
     iter_ranking,
-    order_by_usefulness,
-    percentiles,
     rank_images,
-    uncertainty_of,
 )
+from napari_faster_rcnn.core.prediction.usefulness import RankingWeights, order_by_usefulness, percentiles
 from napari_faster_rcnn.core.progress import run_to_end
 
 CLASSES = ["circle", "square", "triangle"]

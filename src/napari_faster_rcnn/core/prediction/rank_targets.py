@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_faster_rcnn.core.prediction.ranking import ImageScore, RankingProgress, iter_ranking
+from napari_faster_rcnn.core.prediction.ranking import RankingProgress, iter_ranking
 from napari_faster_rcnn.core.prediction.stacks import StackPlane, select_planes
+from napari_faster_rcnn.core.prediction.usefulness import ImageScore
 
 __all__ = ["LARGE_PIXELS", "MAX_LABELED", "MAX_TILES", "RankTarget", "RankedTarget", "TileRegion", "collapse_tiles", "find_rank_targets",
            "iter_target_ranking", "plane_label", "stack_targets", "target_parts", "tile_targets"]
@@ -108,7 +109,7 @@ class RankTarget:
 
 @dataclass
 class RankedTarget:
-    """A target's place in the ranking: the target and its :class:`~.ranking.ImageScore`."""
+    """A target's place in the ranking: the target and its :class:`~napari_faster_rcnn.core.prediction.usefulness.ImageScore`."""
 
     target: RankTarget
     score: ImageScore
