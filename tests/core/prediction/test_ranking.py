@@ -14,13 +14,8 @@ from napari_faster_rcnn.core.data.synthetic import make_synthetic_dataset
 from napari_faster_rcnn.core.model.config import preset
 from napari_faster_rcnn.core.model.detector import build_model
 from napari_faster_rcnn.core.prediction.doubt import ImageMeasures, confusion_of, disagreement_of, uncertainty_of
-from napari_faster_rcnn.core.prediction.ranking import (
-    find_unlabeled_images,
-    iter_image_features,
-    iter_image_measures,
-    iter_ranking,
-    rank_images,
-)
+from napari_faster_rcnn.core.prediction.measuring import iter_image_features, iter_image_measures
+from napari_faster_rcnn.core.prediction.ranking import find_unlabeled_images, iter_ranking, rank_images
 from napari_faster_rcnn.core.prediction.usefulness import RankingWeights, order_by_usefulness, percentiles
 from napari_faster_rcnn.core.progress import run_to_end
 

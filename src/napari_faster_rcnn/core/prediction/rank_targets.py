@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_faster_rcnn.core.prediction.ranking import RankingProgress, iter_ranking
+from napari_faster_rcnn.core.prediction.measuring import RankingProgress
+from napari_faster_rcnn.core.prediction.ranking import iter_ranking
 from napari_faster_rcnn.core.prediction.stacks import StackPlane, select_planes
 from napari_faster_rcnn.core.prediction.usefulness import ImageScore
 
