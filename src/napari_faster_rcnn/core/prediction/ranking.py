@@ -12,48 +12,11 @@ which explains the order).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 from napari_faster_rcnn.core.prediction.measuring import RankingProgress, iter_image_features, iter_image_measures
 from napari_faster_rcnn.core.prediction.usefulness import ImageScore, RankingWeights, order_by_usefulness
 
-__all__ = ["find_unlabeled_images", "iter_ranking", "rank_images"]
-
-
-# --- which images -------------------------------------------------------------------------------
-
-
-def find_unlabeled_images(inputs) -> tuple[list[Path], list[tuple[str, str]]]:
-    """The unlabeled images among dataset folders and image files: those without an annotation file
-    where the folder rules look for one (``target/NAME.pt``/``.json`` beside ``input/``, or
-    ``NAME.pt``/``.json`` beside the image).
-
-    Returns
-    -------
-    (paths, skipped)
-        The unlabeled images in the order given (a folder's sorted by name), and ``(path, reason)``
-        for what was left out (labeled images among them).
-
-    Raises
-    ------
-    ValueError
-        For a folder without images; ``FileNotFoundError`` for a path that does not exist.
-    """
-    from napari_faster_rcnn.core.data.folders import annotation_for
-    from napari_faster_rcnn.core.prediction.folders import find_images
-
-    if isinstance(inputs, (str, Path)):
-        inputs = [inputs]
-    images, skipped = find_images(inputs)
-    folders: dict = {}
-    unlabeled = []
-    for path in images:
-        annotation = annotation_for(path, folders)
-        if annotation is not None:
-            skipped.append((str(path), f"labeled ({annotation.name})"))
-        else:
-            unlabeled.append(path)
-    return unlabeled, skipped
+__all__ = ["iter_ranking", "rank_images"]
 
 
 def iter_ranking(model, images: Sequence, top: int | None = None, weights: RankingWeights | None = None,
