@@ -62,7 +62,8 @@ def one_seed(seed: int, pool_size: int, test_size: int, rounds: int, first_steps
     import torch
     from _active import ap50, new_model, styled_sample, train
 
-    from napari_faster_rcnn.core.prediction.ranking import RankingWeights, rank_images
+    from napari_faster_rcnn.core.prediction.ranking import rank_images
+    from napari_faster_rcnn.core.prediction.usefulness import RankingWeights
 
     torch.set_num_threads(threads)
     ranking_weights = RankingWeights() if weights is None else RankingWeights(*weights)

@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _active import UNSEEN, ap50, auroc, new_model, styled_sample, train  # noqa: E402
 from _common import report  # noqa: E402
 
-from napari_faster_rcnn.core.prediction.ranking import RankingWeights, rank_images  # noqa: E402
+from napari_faster_rcnn.core.prediction.ranking import rank_images  # noqa: E402
+from napari_faster_rcnn.core.prediction.usefulness import RankingWeights  # noqa: E402
 
 TARGET_AUROC = 0.8
 

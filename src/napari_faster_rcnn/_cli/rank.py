@@ -78,9 +78,9 @@ def run(args) -> int:
 
     from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
     from napari_faster_rcnn.core.prediction.rank_targets import find_rank_targets, iter_target_ranking
-    from napari_faster_rcnn.core.prediction.ranking import RankingWeights
     from napari_faster_rcnn.core.prediction.settings import resolve_device
     from napari_faster_rcnn.core.prediction.tiles import MIN_TILE, chosen_tiling
+    from napari_faster_rcnn.core.prediction.usefulness import RankingWeights
     from napari_faster_rcnn.core.progress import run_to_end
 
     if args.top is not None and args.top < 1:

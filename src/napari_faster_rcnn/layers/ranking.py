@@ -78,7 +78,7 @@ def iter_session_ranking(checkpoint_path, images: list[tuple[int, RankTarget]], 
                          labeled: list[tuple[int, RankTarget]] = ()):
     """Load ``checkpoint_path`` and rank ``images`` (``(index, target)``, as :func:`unlabeled_images`
     gives them) next to the ``labeled`` ones (as :func:`labeled_images` gives them); yields progress
-    (:class:`~napari_faster_rcnn.core.prediction.ranking.RankingProgress`) and returns a :class:`RankingWalk`."""
+    (:class:`~napari_faster_rcnn.core.prediction.measuring.RankingProgress`) and returns a :class:`RankingWalk`."""
     from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
     from napari_faster_rcnn.core.prediction import rank_targets
     from napari_faster_rcnn.core.prediction.tiles import default_tiling

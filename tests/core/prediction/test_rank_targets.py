@@ -1,4 +1,4 @@
-"""What ``rank`` ranks: unlabeled planes of stacks, and large images through their tiles."""
+"""What ``rank`` ranks: unlabeled images, unlabeled planes of stacks, and large images through their tiles."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from napari_faster_rcnn.core.data.annotations import save_annotation
+from napari_faster_rcnn.core.data.synthetic import make_synthetic_dataset
 from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
 from napari_faster_rcnn.core.prediction import rank_targets
 from napari_faster_rcnn.core.prediction.rank_targets import (
     RankTarget,
     TileRegion,
     find_rank_targets,
+    find_unlabeled_images,
     iter_target_ranking,
     tile_targets,
 )
@@ -187,3 +190,17 @@ def test_the_labeled_images_and_planes_come_back_and_go_along_to_the_ranking(mod
     capped = run_to_end(iter_target_ranking(model, targets, labeled=labeled, batch_size=2))
     expected = rank_images(model, [pngs[1], stack[1], stack[3]], labeled=[pngs[0], stack[2]], batch_size=2)
     assert [e.score.novelty for e in capped] == pytest.approx([s.novelty for s in expected], abs=1e-4)
+
+
+def test_unlabeled_images_are_those_without_an_annotation_file(tutorial_dataset, side_by_side_dataset):
+    for name in ("001", "004"):
+        (tutorial_dataset / "target" / f"{name}.pt").unlink()
+    found, skipped = find_unlabeled_images(tutorial_dataset)
+    assert [p.name for p in found] == ["001.png", "004.png"]
+    assert sum(reason.startswith("labeled") for _, reason in skipped) == 4
+    found, _ = find_unlabeled_images([side_by_side_dataset / "a.png", side_by_side_dataset / "c.png"])
+    assert [p.name for p in found] == ["c.png"]
+    found, _ = find_unlabeled_images([tutorial_dataset / "input" / "000.png", tutorial_dataset / "input" / "001.png"])
+    assert [p.name for p in found] == ["001.png"]
+    save_annotation(side_by_side_dataset / "c.pt", make_synthetic_dataset(1)[0][1])
+    assert find_unlabeled_images(side_by_side_dataset)[0] == []

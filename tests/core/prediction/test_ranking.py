@@ -8,25 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from napari_faster_rcnn.core.data.annotations import save_annotation
 from napari_faster_rcnn.core.data.boxes import box_iou
 from napari_faster_rcnn.core.data.synthetic import make_synthetic_dataset
 from napari_faster_rcnn.core.model.config import preset
 from napari_faster_rcnn.core.model.detector import build_model
-from napari_faster_rcnn.core.prediction.ranking import (
-    ImageMeasures,
-    RankingWeights,
-    confusion_of,
-    disagreement_of,
-    find_unlabeled_images,
-    iter_image_features,
-    iter_image_measures,
-    iter_ranking,
-    order_by_usefulness,
-    percentiles,
-    rank_images,
-    uncertainty_of,
-)
+from napari_faster_rcnn.core.prediction.doubt import ImageMeasures, confusion_of, disagreement_of, uncertainty_of
+from napari_faster_rcnn.core.prediction.measuring import iter_image_features, iter_image_measures
+from napari_faster_rcnn.core.prediction.ranking import iter_ranking, rank_images
+from napari_faster_rcnn.core.prediction.usefulness import RankingWeights, order_by_usefulness, percentiles
 from napari_faster_rcnn.core.progress import run_to_end
 
 CLASSES = ["circle", "square", "triangle"]
@@ -282,20 +271,6 @@ def test_the_detections_are_the_models_own(model):
         assert measure.detections == int((output["scores"] >= 0.3).sum())
         assert measure.uncertainty == pytest.approx(uncertainty_of(output["scores"].numpy()[
             output["scores"].numpy() >= 0.05], 0.3), abs=1e-4)
-
-
-def test_unlabeled_images_are_those_without_an_annotation_file(tutorial_dataset, side_by_side_dataset):
-    for name in ("001", "004"):
-        (tutorial_dataset / "target" / f"{name}.pt").unlink()
-    found, skipped = find_unlabeled_images(tutorial_dataset)
-    assert [p.name for p in found] == ["001.png", "004.png"]
-    assert sum(reason.startswith("labeled") for _, reason in skipped) == 4
-    found, _ = find_unlabeled_images([side_by_side_dataset / "a.png", side_by_side_dataset / "c.png"])
-    assert [p.name for p in found] == ["c.png"]
-    found, _ = find_unlabeled_images([tutorial_dataset / "input" / "000.png", tutorial_dataset / "input" / "001.png"])
-    assert [p.name for p in found] == ["001.png"]
-    save_annotation(side_by_side_dataset / "c.pt", make_synthetic_dataset(1)[0][1])
-    assert find_unlabeled_images(side_by_side_dataset)[0] == []
 
 
 def brute_force_novelty(features, labeled):

@@ -18,6 +18,9 @@ Targets (:class:`RankTarget`)
 Reading is lazy: a target is a path, a :class:`~napari_faster_rcnn.core.prediction.stacks.StackPlane`
 (of a plane, or of a tile of a plane) or a :class:`TileRegion`, and the ranking reads one batch of them
 at a time (only that plane, only that tile). Which planes are labeled is read from the stacks' annotation files up front (small).
+
+:func:`find_unlabeled_images` is the plain list of the unlabeled image files (a stack as one file, a
+large image whole), for :func:`~napari_faster_rcnn.core.prediction.ranking.rank_images`.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_faster_rcnn.core.prediction.ranking import ImageScore, RankingProgress, iter_ranking
+from napari_faster_rcnn.core.prediction.measuring import RankingProgress
+from napari_faster_rcnn.core.prediction.ranking import iter_ranking
 from napari_faster_rcnn.core.prediction.stacks import StackPlane, select_planes
+from napari_faster_rcnn.core.prediction.usefulness import ImageScore
 
 __all__ = ["LARGE_PIXELS", "MAX_LABELED", "MAX_TILES", "RankTarget", "RankedTarget", "TileRegion", "collapse_tiles", "find_rank_targets",
-           "iter_target_ranking", "plane_label", "stack_targets", "target_parts", "tile_targets"]
+           "find_unlabeled_images", "iter_target_ranking", "plane_label", "stack_targets", "target_parts", "tile_targets"]
 
 #: Images of more pixels than this (and larger than a tile) are scored through their tiles.
 LARGE_PIXELS = 4096 * 4096
@@ -108,7 +113,7 @@ class RankTarget:
 
 @dataclass
 class RankedTarget:
-    """A target's place in the ranking: the target and its :class:`~.ranking.ImageScore`."""
+    """A target's place in the ranking: the target and its :class:`~napari_faster_rcnn.core.prediction.usefulness.ImageScore`."""
 
     target: RankTarget
     score: ImageScore
@@ -169,6 +174,41 @@ def tile_targets(path: Path, size: tuple[int, int], tiling, large_pixels: int = 
         columns = np.unique(np.linspace(0, grid.columns - 1, columns_kept).round().astype(int))
         rects = rects[(rows[:, None] * grid.columns + columns[None, :]).reshape(-1)]
     return [RankTarget(path, plane, tuple(int(v) for v in rect)) for rect in rects]
+
+
+def find_unlabeled_images(inputs) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The unlabeled images among dataset folders and image files: those without an annotation file
+    where the folder rules look for one (``target/NAME.pt``/``.json`` beside ``input/``, or
+    ``NAME.pt``/``.json`` beside the image). Each file is one image, a stack too, for
+    :func:`~napari_faster_rcnn.core.prediction.ranking.rank_images`; :func:`find_rank_targets` gives a
+    stack's unlabeled planes and a large image's tiles.
+
+    Returns
+    -------
+    (paths, skipped)
+        The unlabeled images in the order given (a folder's sorted by name), and ``(path, reason)``
+        for what was left out (labeled images among them).
+
+    Raises
+    ------
+    ValueError
+        For a folder without images; ``FileNotFoundError`` for a path that does not exist.
+    """
+    from napari_faster_rcnn.core.data.folders import annotation_for
+    from napari_faster_rcnn.core.prediction.folders import find_images
+
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    images, skipped = find_images(inputs)
+    folders: dict = {}
+    unlabeled = []
+    for path in images:
+        annotation = annotation_for(path, folders)
+        if annotation is not None:
+            skipped.append((str(path), f"labeled ({annotation.name})"))
+        else:
+            unlabeled.append(path)
+    return unlabeled, skipped
 
 
 def find_rank_targets(inputs, tiling=None, large_pixels: int = LARGE_PIXELS
