@@ -71,7 +71,7 @@ def main(argv=None) -> int:
 
     from napari_faster_rcnn.core.data.annotations import load_annotation, save_annotation
     from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles
-    from napari_faster_rcnn.layers.slice_view import show_boxes
+    from napari_faster_rcnn.layers.page_boxes import show_boxes
 
     app = QApplication.instance() or QApplication([])
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as temporary:

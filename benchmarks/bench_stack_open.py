@@ -159,7 +159,7 @@ def main(argv=None) -> dict:
         text_default = bool(shapes.text.visible)
         cpu = {name: [] for name in ("page", "next", "own_page", "own_next", "floor", "floor_next")}
         pages = page_times(viewer, paint, args.planes, args.repeat, cpu["page"])
-        from napari_faster_rcnn.layers.slice_view import paging_model
+        from napari_faster_rcnn.layers.paging_registry import paging_model
 
         prefetcher = getattr(paging_model(shapes), "prefetcher", None)  # (None: a version without it)
         used = prefetcher.used if prefetcher is not None else 0

@@ -71,8 +71,8 @@ def main(argv=None) -> int:
 
     from napari_faster_rcnn._widgets.tune_predictions import TunePredictionsWidget
     from napari_faster_rcnn.core.prediction.thresholds import DetectionSet, Thresholds, apply_thresholds
+    from napari_faster_rcnn.layers.page_boxes import show_boxes
     from napari_faster_rcnn.layers.predictions import add_prediction_layer, prediction_pages
-    from napari_faster_rcnn.layers.slice_view import show_boxes
 
     torch.set_num_threads(1)  # the NMS kernel is single-threaded; keep the shared machine quiet
     raw = make_raw(args.images, args.detections, args.classes)

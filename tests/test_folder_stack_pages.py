@@ -279,7 +279,7 @@ def test_a_zarr_stack_with_t_and_z_in_a_folder_is_pages_in_file_order(tmp_path):
     assert image.shape[0] == 7 and metadata[conventions.SOURCE_PLANES] == [
         [0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2], None]
     np.testing.assert_array_equal(np.asarray(image[5])[:24, :32, 0], data[1, 2])  # page 5: plane (1, 2), lazily
-    from napari_faster_rcnn.layers.slice_view import metadata_model
+    from napari_faster_rcnn.layers.paging_registry import metadata_model
 
     store = metadata_model(metadata).store
     assert store.unlabeled() == [1, 2, 3, 4, 6]  # (0, 0) marked, (1, 2) with its box; flat.png without a file

@@ -6,8 +6,8 @@ import numpy as np
 from napari_faster_rcnn._reader import get_reader
 from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
 from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers.paging_registry import metadata_model
 from napari_faster_rcnn.layers.reading import read_annotation_file
-from napari_faster_rcnn.layers.slice_view import metadata_model
 from tests.core.data.test_zarr_stacks import write_zarr
 
 

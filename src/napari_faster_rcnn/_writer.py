@@ -22,7 +22,7 @@ from pathlib import Path
 
 from napari_faster_rcnn.core.data.annotations import ANNOTATION_SUFFIXES, save_annotation
 from napari_faster_rcnn.layers import conventions
-from napari_faster_rcnn.layers.slice_view import metadata_model
+from napari_faster_rcnn.layers.paging_registry import metadata_model
 
 
 def write_boxes(path: str, data, attributes: dict) -> list[str]:

@@ -11,7 +11,7 @@ from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, rectangles_t
 from napari_faster_rcnn.layers import box_window, conventions
 from napari_faster_rcnn.layers.box_layers import layer_annotations
 from napari_faster_rcnn.layers.labeling import labeling_session
-from napari_faster_rcnn.layers.slice_view import paging_model
+from napari_faster_rcnn.layers.paging_registry import paging_model
 from tests.conftest import crowded_annotation, write_image
 
 PLUGIN = "napari-faster-rcnn"

@@ -7,7 +7,7 @@ import tifffile
 
 from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
 from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles
-from napari_faster_rcnn.layers import page_prefetch, slice_view
+from napari_faster_rcnn.layers import page_boxes, page_prefetch, paging_registry
 from napari_faster_rcnn.layers.folder_pages import FolderPages
 from tests.conftest import write_image
 from tests.layers.test_stack_prefetch import assert_same, layer_boxes, state, turn
@@ -41,7 +41,7 @@ def reference_of(viewer, shapes, annotation, page, colors):
     reference = viewer.add_shapes(ndim=3, name="reference", features=shapes.features.iloc[:0],
                                   feature_defaults=shapes.feature_defaults, edge_width=shapes.current_edge_width,
                                   face_color=shapes.current_face_color)
-    slice_view.show_boxes(reference, annotation, page, colors)
+    page_boxes.show_boxes(reference, annotation, page, colors)
     return reference
 
 
@@ -49,7 +49,7 @@ def test_a_folders_next_page_is_prebuilt_and_shows_as_the_public_path_does(make_
     viewer = make_napari_viewer()
     _, shapes = viewer.open(mixed_folder(tmp_path), plugin=PLUGIN)
     shapes.text.visible = False  # (labels drawn: nothing is built in the background)
-    model = slice_view.paging_model(shapes)
+    model = paging_registry.paging_model(shapes)
     assert isinstance(model, FolderPages) and isinstance(model, page_prefetch.PlanePaging)
     viewer.dims.set_current_step(0, 0)
     model.prefetch_around(model.current)

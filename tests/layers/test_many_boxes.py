@@ -6,7 +6,7 @@ import pytest
 
 from napari_faster_rcnn.core.data.annotations import load_annotation, save_annotation
 from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, rectangles_to_boxes
-from napari_faster_rcnn.layers import conventions, slice_view
+from napari_faster_rcnn.layers import conventions, page_boxes, slice_view, window_paging
 from napari_faster_rcnn.layers.labeling import labeling_session
 from tests.conftest import crowded_annotation, write_image
 
@@ -66,8 +66,9 @@ def test_a_session_on_a_layer_that_shows_its_boxes_does_not_rebuild_it(make_napa
     viewer.open(image_path, plugin=PLUGIN)
     shapes = viewer.layers[1]
     replaced = []
-    original = slice_view.show_boxes
-    monkeypatch.setattr(slice_view, "show_boxes", lambda *args: (replaced.append(args), original(*args)))
+    original = page_boxes.show_boxes
+    for module in (slice_view, window_paging):  # where the session looks it up (an ordinary page, a window)
+        monkeypatch.setattr(module, "show_boxes", lambda *args: (replaced.append(args), original(*args)))
     session = labeling_session(viewer, shapes)
     assert replaced == []  # replacing 100,000 boxes by themselves took napari 8 s
     assert session.current == 0 and shapes.nshapes == MANY

@@ -4,7 +4,7 @@ they cannot fill is left to napari (issue 13: paging a stack's planes of 500 box
 import numpy as np
 import pytest
 
-from napari_faster_rcnn.layers import shape_fill, slice_view
+from napari_faster_rcnn.layers import page_boxes, shape_fill
 
 
 def same_attributes(a, b):
@@ -39,7 +39,7 @@ def test_filled_in_rectangles_are_napari_own(lead, triangulation):
     corner = rng.uniform(0, 2000, (300, 2))
     boxes = np.concatenate([corner, corner + rng.uniform(1, 60, corner.shape)], axis=1)
     boxes[:5] = np.round(boxes[:5])
-    vertices = slice_view.rectangles_at(boxes, lead)
+    vertices = page_boxes.rectangles_at(boxes, lead)
     order = tuple(range(len(lead) + 2))
     made = shape_fill.make_rectangles(Rectangle, vertices, 1, order, 2)
     if made is None:  # napari's rectangles differ from box to box there: left to napari's constructor
@@ -59,8 +59,8 @@ def test_an_empty_box_or_another_rectangle_class_is_left_to_napari():
             self._extra = np.zeros(3)
 
     boxes = np.array([[1.0, 1.0, 5.0, 5.0], [3.0, 3.0, 3.0, 9.0]])  # the second: no width
-    assert shape_fill.make_rectangles(Rectangle, slice_view.rectangles_at(boxes, (0,)), 1, (0, 1, 2), 2) is None
-    assert shape_fill.make_rectangles(Other, slice_view.rectangles_at(boxes[:1], (0,)), 1, (0, 1, 2), 2) is None
+    assert shape_fill.make_rectangles(Rectangle, page_boxes.rectangles_at(boxes, (0,)), 1, (0, 1, 2), 2) is None
+    assert shape_fill.make_rectangles(Other, page_boxes.rectangles_at(boxes[:1], (0,)), 1, (0, 1, 2), 2) is None
 
 
 def random_rectangles(count, lead=(7,), seed=5):
@@ -71,7 +71,7 @@ def random_rectangles(count, lead=(7,), seed=5):
     boxes = np.concatenate([corner, corner + rng.uniform(1, 60, corner.shape)], axis=1)
     order = tuple(range(len(lead) + 2))
     return [Rectangle(v, edge_width=1, z_index=0, dims_order=order, ndisplay=2)
-            for v in slice_view.rectangles_at(boxes, lead)]
+            for v in page_boxes.rectangles_at(boxes, lead)]
 
 
 def assert_same_list(ours, theirs):

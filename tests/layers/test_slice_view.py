@@ -101,7 +101,7 @@ def test_a_paged_layer_without_its_model_refuses_to_save(make_napari_viewer, tut
 
 
 def test_paging_model_finds_the_model_of_a_layer(make_napari_viewer, tutorial_dataset):
-    from napari_faster_rcnn.layers.slice_view import paging_model
+    from napari_faster_rcnn.layers.paging_registry import paging_model
 
     viewer = make_napari_viewer()
     image, shapes, annotations, paged = open_paged(viewer, tutorial_dataset)
@@ -115,7 +115,7 @@ def test_paging_model_finds_the_model_of_a_layer(make_napari_viewer, tutorial_da
 
 
 def test_showing_an_empty_image_keeps_the_feature_defaults(make_napari_viewer):
-    from napari_faster_rcnn.layers.slice_view import show_boxes
+    from napari_faster_rcnn.layers.page_boxes import show_boxes
 
     viewer = make_napari_viewer()
     data, kwargs, _ = conventions.shapes_layer_data([Annotation(), Annotation()], stacked=True, name="b", classes=["cat"])

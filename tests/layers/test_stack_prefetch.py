@@ -6,7 +6,7 @@ import tifffile
 
 from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
 from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, rectangles_to_boxes
-from napari_faster_rcnn.layers import page_prefetch, slice_view, stack_labeling
+from napari_faster_rcnn.layers import page_boxes, page_prefetch, paging_registry, stack_labeling
 
 PLUGIN = "napari-faster-rcnn"
 
@@ -27,7 +27,7 @@ def write_movie(folder, planes=6, per_plane=5):
 def open_paged(viewer, folder):
     _, shapes = viewer.open(write_movie(folder), plugin=PLUGIN)
     shapes.text.visible = False  # (labels drawn: nothing is built in the background, see prefetch_around)
-    model = slice_view.paging_model(shapes)
+    model = paging_registry.paging_model(shapes)
     assert isinstance(model, stack_labeling.StackPages)
     model.prefetch_around(model.current)  # (the first plane's neighbours: requested while labels were on)
     return shapes, model
@@ -81,7 +81,7 @@ def test_a_prefetched_plane_shows_as_the_public_path_does(make_napari_viewer, tm
     reference = viewer.add_shapes(ndim=3, name="reference", features=shapes.features.iloc[:0],
                                   feature_defaults=shapes.feature_defaults, edge_width=shapes.current_edge_width,
                                   face_color=shapes.current_face_color)
-    slice_view.show_boxes(reference, model.store.annotations[1], (1,), model.colors)  # the public path
+    page_boxes.show_boxes(reference, model.store.annotations[1], (1,), model.colors)  # the public path
     assert_same(fast, state(reference))
     boxes, labels = layer_boxes(shapes)
     np.testing.assert_allclose(boxes, store_boxes(model, 1)[0], atol=1e-4)
@@ -96,7 +96,7 @@ def test_a_plane_far_from_the_one_shown_shows_as_the_public_path_does(make_napar
     reference = viewer.add_shapes(ndim=3, name="reference", features=shapes.features.iloc[:0],
                                   feature_defaults=shapes.feature_defaults, edge_width=shapes.current_edge_width,
                                   face_color=shapes.current_face_color)
-    slice_view.show_boxes(reference, model.store.annotations[4], (4,), model.colors)
+    page_boxes.show_boxes(reference, model.store.annotations[4], (4,), model.colors)
     assert_same(state(shapes), state(reference))
 
 
@@ -198,7 +198,7 @@ def test_the_labeling_session_pages_a_stack_the_same_way(make_napari_viewer, tmp
 def test_nothing_is_built_in_the_background_while_labels_are_drawn(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     _, shapes = viewer.open(write_movie(tmp_path), plugin=PLUGIN)
-    model = slice_view.paging_model(shapes)
+    model = paging_registry.paging_model(shapes)
     assert shapes.text.visible  # 5 boxes a plane: labels drawn
     for plane in (1, 2, 3):
         turn(viewer, model, plane, prefetched=False)

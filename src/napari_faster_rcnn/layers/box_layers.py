@@ -15,7 +15,7 @@ from napari_faster_rcnn.core.data.annotations import (
 from napari_faster_rcnn.core.data.image_files import is_image_file
 from napari_faster_rcnn.core.data.labeling import file_stamp
 from napari_faster_rcnn.layers import conventions
-from napari_faster_rcnn.layers.slice_view import model_annotations
+from napari_faster_rcnn.layers.paging_registry import model_annotations
 
 
 def layer_annotations(layer) -> list[Annotation]:
@@ -107,7 +107,7 @@ def _new_pages_layer(viewer, image_layer, sources, planes, sizes):
     from napari_faster_rcnn.core.data.stack_files import stack_shape
     from napari_faster_rcnn.core.data.stack_planes import plane_index, split_planes
     from napari_faster_rcnn.layers.folder_pages import FolderPages
-    from napari_faster_rcnn.layers.slice_view import keep_with_layer
+    from napari_faster_rcnn.layers.paging_registry import keep_with_layer
 
     files, stamps, annotations, labeled, shapes, stacks = [], [], [], [], {}, {}
     for index, (source, plane) in enumerate(zip(sources, planes)):

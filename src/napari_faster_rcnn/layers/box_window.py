@@ -181,7 +181,7 @@ def find_display(viewer, layer):
 
 class HeldBoxes:
     """Every image's boxes of a box layer that shows only a window of them, before a viewer pages it
-    (the reader makes the layers; :func:`attach_when_added` hands them to a
+    (the reader makes the layers; :func:`~napari_faster_rcnn.layers.slice_view.attach_when_added` hands them to a
     :class:`~napari_faster_rcnn.layers.slice_view.SliceBoxes` once the layer is in a viewer)."""
 
     def __init__(self, annotations):

@@ -17,8 +17,9 @@ from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.prediction.stacks import join_planes
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.box_layers import layer_annotations
+from napari_faster_rcnn.layers.paging_registry import keep_with_layer, paging_model
 from napari_faster_rcnn.layers.predictions import put_stack_boxes, stack_layer_annotation
-from napari_faster_rcnn.layers.slice_view import SliceBoxes, keep_with_layer, paging_model
+from napari_faster_rcnn.layers.slice_view import SliceBoxes
 from napari_faster_rcnn.layers.stack_labeling import (
     is_stack_layer,
 )

@@ -19,10 +19,10 @@ from napari_faster_rcnn.core.data.regions import region_stack_levels
 from napari_faster_rcnn.core.data.stack_files import open_stack_array, read_plane
 from napari_faster_rcnn.layers import box_window, conventions
 from napari_faster_rcnn.layers.folder_pages import HeldFolder
+from napari_faster_rcnn.layers.paging_registry import hold
 from napari_faster_rcnn.layers.reader_parts import attach_held, clipped, no_boxes_like
 from napari_faster_rcnn.layers.reader_reports import warn_unreadable
 from napari_faster_rcnn.layers.reading import LARGE_IMAGE_SIDE
-from napari_faster_rcnn.layers.slice_view import hold
 
 #: Whether napari keeps the pages of a folder's image layer in its dask cache once read. It does not:
 #: that cache holds every page visited (2.5 GB after 100 pages of 2048 px RGB at 16 bits), and a page

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.folder_label_store import FolderLabelStore
-from napari_faster_rcnn.layers.slice_view import paging_model
+from napari_faster_rcnn.layers.paging_registry import paging_model
 from napari_faster_rcnn.layers.stack_labeling import StorePages
 
 

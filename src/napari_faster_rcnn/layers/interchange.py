@@ -43,8 +43,8 @@ from napari_faster_rcnn.core.formats import (
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.box_layers import layer_annotations
 from napari_faster_rcnn.layers.folder_layers import dataset_layers
+from napari_faster_rcnn.layers.paging_registry import paging_model
 from napari_faster_rcnn.layers.reader_reports import report_skipped
-from napari_faster_rcnn.layers.slice_view import paging_model
 
 #: the suffix of the folder an import is converted into, beside the folder imported
 IMPORT_SUFFIX = "_pt"

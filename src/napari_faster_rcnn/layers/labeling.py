@@ -47,7 +47,9 @@ from napari_faster_rcnn.core.data.stack_planes import index_plane, plane_index
 from napari_faster_rcnn.layers import conventions, page_prefetch, stack_labeling
 from napari_faster_rcnn.layers.box_layers import find_image_layer, layer_annotations, new_box_layer
 from napari_faster_rcnn.layers.label_classes import ClassEditing
-from napari_faster_rcnn.layers.slice_view import SLICE_MODEL, SliceBoxes, keep_with_layer, paging_model, same_boxes
+from napari_faster_rcnn.layers.page_boxes import same_boxes
+from napari_faster_rcnn.layers.paging_registry import SLICE_MODEL, keep_with_layer, paging_model
+from napari_faster_rcnn.layers.slice_view import SliceBoxes
 
 __all__ = ["LabelingSession", "labeling_session", "sessions", "new_box_layer", "find_image_layer",
            "SAVE", "DISCARD", "CANCEL", "NEXT_KEY", "PREVIOUS_KEY", "CLASS_KEYS"]

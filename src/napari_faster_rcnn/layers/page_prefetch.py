@@ -21,8 +21,8 @@ import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers.page_boxes import fit_text, rectangles_at
 from napari_faster_rcnn.layers.shape_fill import add_shapes, fills_rectangles, make_rectangles, shape_internals
-from napari_faster_rcnn.layers.slice_view import fit_text, rectangles_at
 
 #: the layer attributes the prebuilt path sets (napari 0.9's ``Shapes._add_shapes`` sets them)
 _LAYER_INTERNALS = ("_data_view", "_slice_input", "_data_slice", "_update_dims", "_display_order_stored",
@@ -204,7 +204,7 @@ class PlanePrefetcher:
 
 def show_prebuilt(layer, annotation: Annotation, view, colors: dict[str, str], features=None) -> None:
     """Replace everything in ``layer`` with ``annotation``'s boxes given as ``view``, napari's shape list
-    already built for them (:class:`PlanePrefetcher`), as :func:`~.slice_view.show_boxes` would show them
+    already built for them (:class:`PlanePrefetcher`), as :func:`~.page_boxes.show_boxes` would show them
     (``features``: their features table, when built with them)."""
     labels = list(annotation.labels)
     if features is None:

@@ -23,13 +23,13 @@ from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.box_layers import layer_annotations
 from napari_faster_rcnn.layers.evaluation_layers import image_names, page_names, pair_images
 from napari_faster_rcnn.layers.folder_pages import folder_store
+from napari_faster_rcnn.layers.paging_registry import paging_model
 from napari_faster_rcnn.layers.predictions import (
     StackPredictions,
     prediction_pages,
     put_stack_boxes,
     stack_layer_annotation,
 )
-from napari_faster_rcnn.layers.slice_view import paging_model
 from napari_faster_rcnn.layers.stack_labeling import (
     is_stack_layer,
     mark_planes,

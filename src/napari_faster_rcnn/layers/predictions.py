@@ -47,7 +47,8 @@ from napari_faster_rcnn.core.prediction.thresholds import (
 )
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.box_layers import layer_annotations
-from napari_faster_rcnn.layers.slice_view import SliceBoxes, keep_with_layer, paging_model
+from napari_faster_rcnn.layers.paging_registry import keep_with_layer, paging_model
+from napari_faster_rcnn.layers.slice_view import SliceBoxes
 from napari_faster_rcnn.layers.stack_labeling import (
     current_plane,
     is_stack_layer,

@@ -28,9 +28,9 @@ from napari_faster_rcnn.core.data.labeling import file_stamp
 from napari_faster_rcnn.core.data.regions import is_zarr_folder, open_regions, region_levels
 from napari_faster_rcnn.core.data.stack_files import stack_shape
 from napari_faster_rcnn.layers import box_window, conventions
+from napari_faster_rcnn.layers.paging_registry import hold
 from napari_faster_rcnn.layers.reader_parts import attach_held, box_layer_name, clipped, no_boxes_like
 from napari_faster_rcnn.layers.reader_reports import report_stacks
-from napari_faster_rcnn.layers.slice_view import hold
 from napari_faster_rcnn.layers.stack_reading import read_stack_file, stack_boxes_without_image
 
 #: An image with a side above this many pixels (or any Zarr store) opens as a multiscale layer

@@ -21,7 +21,7 @@ import threading
 
 import numpy as np
 
-from napari_faster_rcnn.layers.slice_view import rectangles_at
+from napari_faster_rcnn.layers.page_boxes import rectangles_at
 
 
 def shape_internals():
@@ -122,7 +122,7 @@ def _fill_rectangles(rectangle, vertices, template, order, ndisplay) -> list:
 
 
 def make_rectangles(rectangle, vertices, width, order, ndisplay) -> list | None:
-    """napari's rectangle objects for ``vertices`` (N x 4 x D, as :func:`~.slice_view.rectangles_at` gives
+    """napari's rectangle objects for ``vertices`` (N x 4 x D, as :func:`~.page_boxes.rectangles_at` gives
     them), filled in with numpy for all boxes at once, but for each edge's mesh (napari's triangulation, box
     by box: its triangles' vertex order changes with the box, in about 2% of boxes) instead of napari's
     constructor (80 us a box); None when that does not give napari's own rectangles (an empty or inverted

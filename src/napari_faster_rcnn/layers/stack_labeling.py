@@ -37,8 +37,10 @@ from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.stack_label_store import StackLabelStore
 from napari_faster_rcnn.core.data.stack_planes import index_plane, plane_index
 from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers.page_boxes import same_boxes
 from napari_faster_rcnn.layers.page_prefetch import PlanePaging
-from napari_faster_rcnn.layers.slice_view import SliceBoxes, paging_model, same_boxes
+from napari_faster_rcnn.layers.paging_registry import paging_model
+from napari_faster_rcnn.layers.slice_view import SliceBoxes
 
 #: "no objects here": marks the plane shown as labeled without boxes (digits 1..9 pick classes).
 NO_OBJECTS_KEY = "0"

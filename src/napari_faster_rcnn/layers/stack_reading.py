@@ -25,9 +25,9 @@ from napari_faster_rcnn.core.data.labeling import file_stamp
 from napari_faster_rcnn.core.data.stack_files import open_stack, open_stack_array, series_layout, stack_shape
 from napari_faster_rcnn.core.data.stack_label_store import StackLabelStore
 from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers.paging_registry import hold
 from napari_faster_rcnn.layers.reader_parts import attach_held, box_layer_name
 from napari_faster_rcnn.layers.reader_reports import report_info
-from napari_faster_rcnn.layers.slice_view import hold
 from napari_faster_rcnn.layers.stack_labeling import HeldStack
 
 

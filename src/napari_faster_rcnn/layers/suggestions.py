@@ -227,7 +227,7 @@ class BoxSuggestions:
             plane = self._plane(self._index)
             lead = np.asarray(plane if plane is not None else (self._index,), dtype=np.float64)[-(layer.ndim - 2):]
             vertices = np.concatenate([np.broadcast_to(lead, (*vertices.shape[:2], len(lead))), vertices], axis=2)
-        # one refresh for the replace (napari's private _block_refresh, as slice_view.show_boxes holds it)
+        # one refresh for the replace (napari's private _block_refresh, as page_boxes.show_boxes holds it)
         block = getattr(layer, "_block_refresh", None)
         with layer.events.blocker_all(), (block() if callable(block) else contextlib.nullcontext()):
             layer.selected_data = set()

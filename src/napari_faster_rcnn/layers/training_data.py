@@ -31,7 +31,7 @@ from napari_faster_rcnn.core.data.annotations import Annotation, atomic_write_by
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.box_layers import layer_annotations
 from napari_faster_rcnn.layers.folder_pages import folder_store
-from napari_faster_rcnn.layers.slice_view import paging_model
+from napari_faster_rcnn.layers.paging_registry import paging_model
 from napari_faster_rcnn.layers.stack_labeling import (
     NO_OBJECTS_KEY,
     is_stack_layer,
