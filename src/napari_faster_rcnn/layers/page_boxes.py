@@ -41,7 +41,7 @@ def show_boxes(layer, annotation: Annotation, index: int | None, colors: dict[st
     defaults = layer.feature_defaults.copy()
     if not conventions.text_fits(len(labels)):
         fit_text(layer, len(labels))  # before the new features: their labels would be laid out at once
-    with layer.events.blocker_all(), layer.text.events.blocker_all(), _refresh_held(layer):
+    with layer.events.blocker_all(), layer.text.events.blocker_all(), refresh_held(layer):
         layer.selected_data = set()
         layer.data = []
         if labels:
@@ -108,7 +108,7 @@ def layer_shows(layer, annotation: Annotation, index: int | None) -> bool:
                 and np.allclose(layer.edge_color, conventions.edge_colors(annotation.labels, colors)))
 
 
-def _refresh_held(layer):
+def refresh_held(layer):
     """Hold back the layer's own refreshes while its contents are replaced; the caller refreshes once.
 
     Setting ``data`` and adding shapes each refresh a Shapes layer (its slice, its

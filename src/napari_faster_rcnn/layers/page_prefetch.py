@@ -12,7 +12,6 @@ thread only; a napari without the internals used pages through the public path. 
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import copy
 import threading
 import weakref
@@ -21,7 +20,7 @@ import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.layers import conventions
-from napari_faster_rcnn.layers.page_boxes import fit_text, rectangles_at
+from napari_faster_rcnn.layers.page_boxes import fit_text, rectangles_at, refresh_held
 from napari_faster_rcnn.layers.shape_fill import add_shapes, fills_rectangles, make_rectangles, shape_internals
 
 #: the layer attributes the prebuilt path sets (napari 0.9's ``Shapes._add_shapes`` sets them)
@@ -213,7 +212,7 @@ def show_prebuilt(layer, annotation: Annotation, view, colors: dict[str, str], f
     defaults = layer.feature_defaults.copy()
     if not conventions.text_fits(len(labels)):
         fit_text(layer, len(labels))
-    with layer.events.blocker_all(), layer.text.events.blocker_all(), _refresh_held(layer):
+    with layer.events.blocker_all(), layer.text.events.blocker_all(), refresh_held(layer):
         layer.selected_data = set()
         layer._finish_drawing()  # (as setting ``data`` does: a shape being drawn ends)
         view.slice_key = np.array(layer._data_slice.point)[layer._slice_input.not_displayed]
@@ -225,11 +224,6 @@ def show_prebuilt(layer, annotation: Annotation, view, colors: dict[str, str], f
         layer.feature_defaults = defaults
     fit_text(layer, len(labels))
     layer.refresh()
-
-
-def _refresh_held(layer):
-    block = getattr(layer, "_block_refresh", None)
-    return block() if callable(block) else contextlib.nullcontext()
 
 
 def keep_shaders(viewer, layer) -> bool:
