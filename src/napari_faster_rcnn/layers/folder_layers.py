@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation, class_list
+from napari_faster_rcnn.core.data.display_levels import region_stack_levels
 from napari_faster_rcnn.core.data.image_files import ImageReadError
 from napari_faster_rcnn.core.data.image_stack import lazy_image_stack
 from napari_faster_rcnn.core.data.images import read_image
-from napari_faster_rcnn.core.data.regions import region_stack_levels
 from napari_faster_rcnn.core.data.stack_files import open_stack_array, read_plane
 from napari_faster_rcnn.layers import box_window, conventions
 from napari_faster_rcnn.layers.folder_pages import HeldFolder

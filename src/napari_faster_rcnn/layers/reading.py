@@ -21,11 +21,12 @@ from napari_faster_rcnn.core.data.annotations import (
     find_annotation_file,
     load_annotation,
 )
+from napari_faster_rcnn.core.data.display_levels import region_levels
 from napari_faster_rcnn.core.data.folders import find_image_folder
 from napari_faster_rcnn.core.data.image_files import is_image_file
 from napari_faster_rcnn.core.data.images import image_header, read_image
 from napari_faster_rcnn.core.data.labeling import file_stamp
-from napari_faster_rcnn.core.data.regions import is_zarr_folder, open_regions, region_levels
+from napari_faster_rcnn.core.data.regions import is_zarr_folder, open_regions
 from napari_faster_rcnn.core.data.stack_files import stack_shape
 from napari_faster_rcnn.layers import box_window, conventions
 from napari_faster_rcnn.layers.paging_registry import hold

@@ -12,8 +12,9 @@ import tifffile
 import zarr
 from PIL import Image
 
+from napari_faster_rcnn.core.data.display_levels import level_steps, region_levels, region_stack_levels
 from napari_faster_rcnn.core.data.image_files import ImageReadError
-from napari_faster_rcnn.core.data.regions import level_steps, open_regions, region_levels, region_stack_levels
+from napari_faster_rcnn.core.data.regions import open_regions
 
 REGIONS = [(0, 1, 0, 1), (0, 300, 0, 333), (100, 357, 250, 600), (511, 513, 255, 257), (600, 700, 0, 700),
            (250, 251, 3, 640)]

@@ -22,18 +22,15 @@ How each format is read:
 
 :meth:`ImageRegions.read` with ``step`` gives every ``step``-th pixel (a
 strided view for display), reading the image in blocks of at most
-:data:`BLOCK` pixels a side so that memory stays bounded. :func:`region_levels`
-and :func:`region_stack_levels` build the lazy dask levels of a multiscale
-display from these reads, using the file's own pyramid (OME-TIFF SubIFDs,
-NGFF levels) where it has one.
+:data:`BLOCK` pixels a side so that memory stays bounded;
+:attr:`ImageRegions.level_shapes` lists the file's own pyramid (OME-TIFF
+SubIFDs, NGFF levels). The lazy dask levels of a multiscale display are built
+from these reads in :mod:`~napari_faster_rcnn.core.data.display_levels`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
 import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +42,6 @@ from napari_faster_rcnn.core.data.stack_files import zarr_arrays
 
 #: Largest block, in pixels a side, that a strided read decodes at once.
 BLOCK = 2048
-#: Side of the chunks of the lazy display levels, in pixels.
-DISPLAY_CHUNK = 1024
-#: Downsampled display levels are added until the longest side is at most this.
-SMALLEST_LEVEL_SIDE = 1024
 
 
 def is_zarr_folder(path: str | Path) -> bool:
@@ -411,136 +404,3 @@ def sampled_percentiles(regions: ImageRegions, percentiles=None) -> tuple[np.nda
     stride = sample_stride(regions.height, regions.width)
     sample = regions.read(0, regions.height, 0, regions.width, step=stride)
     return channel_percentiles(sample, DEFAULT_PERCENTILES if percentiles is None else percentiles, stride=1)
-
-
-# --- lazy levels for display --------------------------------------------------
-
-
-def level_steps(height: int, width: int, smallest: int = SMALLEST_LEVEL_SIDE) -> list[int]:
-    """Downsampling steps 1, 2, 4, ... until the longest side is at most ``smallest``."""
-    steps = [1]
-    while max(math.ceil(height / steps[-1]), math.ceil(width / steps[-1])) > smallest:
-        steps.append(steps[-1] * 2)
-    return steps
-
-
-def region_levels(regions: ImageRegions, *, chunk: int = DISPLAY_CHUNK,
-                  smallest: int = SMALLEST_LEVEL_SIDE) -> list:
-    """Lazy dask ``(H_k, W_k, 3)`` levels of an image, for a multiscale display.
-
-    The full resolution and the file's own pyramid come first; below the last
-    of those, levels halve (every other pixel) until the longest side is at
-    most ``smallest``. Each chunk is one :meth:`ImageRegions.read`.
-    """
-    levels = []
-    shapes = regions.level_shapes
-    for index, (height, width) in enumerate(shapes):
-        if levels and max(height, width) < smallest // 2:
-            break
-        levels.append(_dask_level(regions, index, 1, height, width, chunk))
-    base = len(levels) - 1
-    height, width = shapes[base]
-    for step in level_steps(height, width, smallest)[1:]:
-        levels.append(_dask_level(regions, base, step, -(-height // step), -(-width // step), chunk))
-    return levels
-
-
-def _chunks(size: int, chunk: int) -> tuple[int, ...]:
-    full, rest = divmod(int(size), chunk)
-    return (chunk,) * full + ((rest,) if rest else ())
-
-
-def _token(*parts) -> str:
-    return hashlib.sha1("\n".join(map(str, parts)).encode()).hexdigest()
-
-
-def _stamp(path: Path):
-    try:
-        stat = path.stat()
-        return (stat.st_mtime_ns, stat.st_size)
-    except OSError:
-        return None
-
-
-def _dask_level(regions: ImageRegions, level: int, step: int, height: int, width: int, chunk: int):
-    import dask.array as da
-
-    def load(block_info=None):
-        location = block_info[None]["array-location"]
-        (r0, r1), (c0, c1) = location[0], location[1]
-        return regions.read(r0 * step, r1 * step, c0 * step, c1 * step, step=step, level=level)
-
-    chunks = (_chunks(height, chunk), _chunks(width, chunk), (3,))
-    name = "regions-" + _token(regions.path, _stamp(regions.path), level, step, chunk)
-    return da.map_blocks(load, chunks=chunks, dtype=regions.dtype,
-                         meta=np.empty((0, 0, 0), dtype=regions.dtype), name=name)
-
-
-class _OpenFiles:
-    """The last few :class:`ImageRegions` opened, kept open (and decoded images kept) for the next chunk."""
-
-    def __init__(self, size: int = 4):
-        self.size = size
-        self._open: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, path: Path) -> ImageRegions:
-        with self._lock:
-            regions = self._open.get(path)
-            if regions is not None:
-                self._open.move_to_end(path)
-                return regions
-        regions = open_regions(path)
-        with self._lock:
-            self._open[path] = regions
-            while len(self._open) > self.size:
-                _, old = self._open.popitem(last=False)
-                old.close()
-        return regions
-
-
-def region_stack_levels(paths, sizes, dtype=np.uint8, on_error=None, *, chunk: int = DISPLAY_CHUNK,
-                        smallest: int = SMALLEST_LEVEL_SIDE) -> list:
-    """Lazy dask ``(N, H_k, W_k, 3)`` levels of a stack of images of different sizes, for a multiscale display.
-
-    ``H`` and ``W`` are the largest height and width; each image sits at the
-    top-left with zeros beyond it, and those zeros are made per chunk, never
-    for a whole image. A chunk reads only its region of its image (every
-    ``step``-th pixel on the lower levels), so memory follows the chunk.
-
-    Parameters are those of :func:`~napari_faster_rcnn.core.data.image_stack.lazy_image_stack`.
-    """
-    import dask.array as da
-
-    paths = [Path(p) for p in paths]
-    sizes = [(int(h), int(w)) for h, w in sizes]
-    height = max(h for h, _ in sizes)
-    width = max(w for _, w in sizes)
-    dtype = np.dtype(dtype)
-    files = _OpenFiles()
-    levels = []
-    for step in level_steps(height, width, smallest):
-        def load(block_info=None, step=step):
-            location = block_info[None]["array-location"]
-            index = location[0][0]
-            (r0, r1), (c0, c1) = location[1], location[2]
-            out = np.zeros((1, r1 - r0, c1 - c0, 3), dtype=dtype)
-            image_height, image_width = sizes[index]
-            if r0 * step >= image_height or c0 * step >= image_width:
-                return out
-            try:
-                region = files.get(paths[index]).read(r0 * step, r1 * step, c0 * step, c1 * step, step=step)
-            except ImageReadError as error:
-                if on_error is not None:
-                    on_error(error)
-                return out
-            out[0, : region.shape[0], : region.shape[1]] = region
-            return out
-
-        level_height, level_width = -(-height // step), -(-width // step)
-        chunks = ((1,) * len(paths), _chunks(level_height, chunk), _chunks(level_width, chunk), (3,))
-        name = "region-stack-" + _token(*paths, step, chunk, height, width)
-        levels.append(da.map_blocks(load, chunks=chunks, dtype=dtype,
-                                    meta=np.empty((0, 0, 0, 0), dtype=dtype), name=name))
-    return levels
-
