@@ -14,7 +14,7 @@ How each format is read:
   region reads only its rows). A TIFF stored as one compressed strip, or with a
   compression tifffile cannot decode, is decoded whole once, as PNG is. The
   first page is read, as :func:`~napari_faster_rcnn.core.data.images.read_image`
-  reads it.
+  reads it (its levels are made in :mod:`~napari_faster_rcnn.core.data.region_sources`).
 - **Zarr** (a ``.zarr`` folder holding an array, a group with an array ``0``,
   or an OME-NGFF multiscale group): a region reads only its chunks.
 - **PNG, JPEG and the other formats** cannot be read by region: the image is
@@ -38,6 +38,7 @@ import numpy as np
 from napari_faster_rcnn.core.data.channels import as_rgb
 from napari_faster_rcnn.core.data.image_files import TIFF_SUFFIXES, ImageReadError
 from napari_faster_rcnn.core.data.images import image_header, read_image
+from napari_faster_rcnn.core.data.region_sources import SourceLevel, axis_getter, tiff_level, tiff_pyramid, yx_chunks
 from napari_faster_rcnn.core.data.stack_files import zarr_arrays
 
 #: Largest block, in pixels a side, that a strided read decodes at once.
@@ -76,7 +77,7 @@ class ImageRegions:
         self.width = int(width)
         self.dtype = np.dtype(dtype)
         self.by_region = by_region
-        self._levels = levels  # [_Level]
+        self._levels = levels  # [SourceLevel]
         self._closer = closer
         self._lock = threading.Lock()  # one file handle: reads one at a time (dask reads chunks from threads)
 
@@ -167,17 +168,6 @@ def open_regions(path: str | Path) -> ImageRegions:
 # --- sources ------------------------------------------------------------------
 
 
-class _Level:
-    """One resolution of an image: ``get(rows, cols)`` gives its pixels as stored, axes Y, X[, S]."""
-
-    def __init__(self, height, width, get, chunks=None, memmap: bool = False):
-        self.height, self.width = int(height), int(width)
-        self.get = get
-        self.chunked = chunks is not None  # (rows, cols) of the stored chunks: strided reads go chunk-wise
-        self.chunks = chunks
-        self.memmap = memmap  # read in place: any region reads only its own rows
-
-
 def _open_decoded(path: Path) -> ImageRegions:
     header = image_header(path)
     cache: dict = {}
@@ -187,7 +177,7 @@ def _open_decoded(path: Path) -> ImageRegions:
             cache["image"] = read_image(path)
         return cache["image"][rows, cols]
 
-    level = _Level(header.height, header.width, get)
+    level = SourceLevel(header.height, header.width, get)
     return ImageRegions(path, header.height, header.width, header.dtype, [level], by_region=False,
                         closer=cache.clear)
 
@@ -209,8 +199,8 @@ def _open_tiff(path: Path) -> ImageRegions | None:
         if page.imagedepth != 1 or (page.imagelength, page.imagewidth) != (header.height, header.width):
             tif.close()
             return None
-        levels = [_tiff_level(tif, page, path)]
-        levels += _tiff_pyramid(tif, page, path)
+        levels = [tiff_level(tif, page, path)]
+        levels += tiff_pyramid(tif, page, path)
         regions = ImageRegions(path, header.height, header.width, header.dtype, levels,
                                by_region=levels[0].chunked or levels[0].memmap, closer=tif.close)
         if not regions.by_region:  # one compressed strip: decoded whole, as PNG is
@@ -221,109 +211,6 @@ def _open_tiff(path: Path) -> ImageRegions | None:
     except Exception:  # noqa: BLE001 - a codec tifffile lacks, odd layouts: decoded whole, as read_image does
         tif.close()
         return None
-
-
-def _tiff_level(tif, page, path: Path) -> _Level:
-    axes = page.axes
-    if page.is_memmappable and int(page.compression) == 1:
-        import tifffile
-
-        array = tifffile.memmap(path, page=0, mode="r")
-        return _Level(page.imagelength, page.imagewidth, _axis_getter(array, axes), memmap=True)
-    return _segment_level(tif, page)
-
-
-def _segment_level(tif, page) -> _Level:
-    """A level read tile by tile (or strip by strip): each segment's bytes decoded by tifffile
-    straight into the region, the least work there is. Layouts it does not cover (samples in
-    separate planes, 1-bit) go through tifffile's zarr view of the page."""
-    tiled = bool(page.is_tiled)
-    contiguous = int(page.planarconfig) == 1 or int(page.samplesperpixel) == 1
-    if not contiguous or page.dtype is None or np.dtype(page.dtype).kind == "b" or int(page.bitspersample) < 8:
-        import zarr
-
-        array = zarr.open(page.aszarr(), mode="r")
-        chunks = _yx_chunks(array.chunks, page.axes)
-        whole = chunks[0] >= page.imagelength and chunks[1] >= page.imagewidth
-        return _Level(page.imagelength, page.imagewidth, _axis_getter(array, page.axes), None if whole else chunks)
-    height, width = int(page.imagelength), int(page.imagewidth)
-    seg_rows = int(page.tilelength) if tiled else min(int(page.rowsperstrip), height)
-    seg_cols = int(page.tilewidth) if tiled else width
-    across = -(-width // seg_cols)
-    samples = int(page.samplesperpixel)
-    dtype = np.dtype(page.dtype)
-    handle = tif.filehandle
-    offsets, counts = page.dataoffsets, page.databytecounts
-
-    def get(rows: slice, cols: slice) -> np.ndarray:
-        y0, y1, x0, x1 = rows.start, rows.stop, cols.start, cols.stop
-        out = np.zeros((y1 - y0, x1 - x0, samples), dtype=dtype)
-        for sy in range(y0 // seg_rows, -(-y1 // seg_rows)):
-            for sx in range(x0 // seg_cols, -(-x1 // seg_cols)):
-                index = sy * across + sx
-                if index >= len(offsets) or not counts[index]:
-                    continue  # a segment not written: zeros
-                handle.seek(offsets[index])
-                data = handle.read(counts[index])
-                segment = page.decode(data, index, jpegtables=page.jpegtables)[0]
-                if segment is None:
-                    continue
-                segment = segment.reshape(segment.shape[-3:])
-                top, left = sy * seg_rows, sx * seg_cols
-                r0, r1 = max(y0, top), min(y1, top + segment.shape[0])
-                c0, c1 = max(x0, left), min(x1, left + segment.shape[1])
-                if r1 > r0 and c1 > c0:
-                    out[r0 - y0:r1 - y0, c0 - x0:c1 - x0] = segment[r0 - top:r1 - top, c0 - left:c1 - left]
-        out = out[::rows.step or 1, ::cols.step or 1]
-        return out[:, :, 0] if samples == 1 else out
-
-    whole = seg_rows >= height and seg_cols >= width
-    return _Level(height, width, get, None if whole else (seg_rows, seg_cols))
-
-
-def _tiff_pyramid(tif, page, path: Path) -> list[_Level]:
-    """The lower resolutions of the first series when its full resolution is the first page."""
-    try:
-        series = tif.series[0]
-        if len(series.levels) < 2 or series.keyframe.offset != page.offset:
-            return []
-        levels = []
-        for low in series.levels[1:]:
-            key = low.keyframe
-            if key.axes != page.axes or key.imagedepth != 1:
-                break
-            levels.append(_segment_level(tif, key))
-        return levels
-    except Exception:  # noqa: BLE001 - a pyramid tifffile cannot follow: the full resolution alone
-        return []
-
-
-def _yx_chunks(chunks, axes: str) -> tuple[int, int]:
-    return int(chunks[axes.index("Y")]), int(chunks[axes.index("X")])
-
-
-def _axis_getter(array, axes: str):
-    """``get(rows, cols)`` of an array with axes such as ``YX``, ``YXS``, ``SYX``, ``CYX``, ``TCZYX``:
-    other axes at their first index, samples (``S``, ``C``) kept, as ``(h, w[, s])``."""
-    channel = next((axis for axis in "SC" if axis in axes), None)
-
-    def get(rows, cols):
-        index = []
-        for axis in axes:
-            if axis == "Y":
-                index.append(rows)
-            elif axis == "X":
-                index.append(cols)
-            elif axis == channel:
-                index.append(slice(None))
-            else:
-                index.append(0)
-        kept = [axis for axis in axes if axis in ("Y", "X") or axis == channel]
-        pixels = np.asarray(array[tuple(index)])
-        order = [kept.index("Y"), kept.index("X")] + ([kept.index(channel)] if channel else [])
-        return np.transpose(pixels, order)
-
-    return get
 
 
 def _open_zarr(path: Path) -> ImageRegions:
@@ -337,7 +224,7 @@ def _open_zarr(path: Path) -> ImageRegions:
     levels = []
     for array in arrays:
         height, width = array.shape[axes.index("Y")], array.shape[axes.index("X")]
-        levels.append(_Level(height, width, _axis_getter(array, axes), _yx_chunks(array.chunks, axes)))
+        levels.append(SourceLevel(height, width, axis_getter(array, axes), yx_chunks(array.chunks, axes)))
     dtype = np.dtype(arrays[0].dtype)
     if dtype.kind not in "biuf":
         raise ImageReadError(path, f"holds {dtype} values, not image pixels")
