@@ -10,9 +10,10 @@ from PIL import Image
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.synthetic import make_synthetic_sample
 from napari_faster_rcnn.core.training.data_module import DetectionDataModule
-from napari_faster_rcnn.core.training.dataset import DetectionDataset, TileDataset
+from napari_faster_rcnn.core.training.dataset import DetectionDataset
 from napari_faster_rcnn.core.training.run import build_run, run_training
 from napari_faster_rcnn.core.training.settings import TrainingSettings
+from napari_faster_rcnn.core.training.tile_dataset import TileDataset
 from napari_faster_rcnn.core.training.tiling import (
     boxes_in_window,
     check_tile_size,

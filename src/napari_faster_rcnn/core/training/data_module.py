@@ -37,14 +37,10 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-from napari_faster_rcnn.core.training.dataset import (
-    DetectionDataset,
-    TileDataset,
-    collate_detections,
-    split_datasets,
-)
+from napari_faster_rcnn.core.training.dataset import DetectionDataset, collate_detections, split_datasets
 from napari_faster_rcnn.core.training.samples import as_training_sample, dataset_classes, folder_samples
 from napari_faster_rcnn.core.training.splits import check_ratios
+from napari_faster_rcnn.core.training.tile_dataset import TileDataset
 from napari_faster_rcnn.core.training.tiling import MIN_VISIBLE, check_tile_size
 from napari_faster_rcnn.core.training.transforms import AugmentationConfig, build_transform
 
