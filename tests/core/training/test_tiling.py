@@ -230,7 +230,7 @@ def test_tiles_of_a_large_zarr_image_are_read_by_region(tmp_path, monkeypatch):
     import zarr
 
     from napari_faster_rcnn.core.data.intensity import normalize
-    from napari_faster_rcnn.core.training import dataset as dataset_module
+    from napari_faster_rcnn.core.training import sample_images
 
     image = coordinate_image(300, 520)
     path = tmp_path / "large.zarr"
@@ -244,7 +244,7 @@ def test_tiles_of_a_large_zarr_image_are_read_by_region(tmp_path, monkeypatch):
     def whole(path):
         raise AssertionError(f"{path} was read whole")
 
-    monkeypatch.setattr(dataset_module, "read_whole", whole)
+    monkeypatch.setattr(sample_images, "read_whole", whole)
     dataset = DetectionDataset([(path, annotation)], ["a"])
     assert dataset.image_sizes == [(300, 520)]
     tiles = TileDataset(dataset, 128, train=True, generator=torch.Generator().manual_seed(2))

@@ -44,7 +44,7 @@ from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.boxes import usable_boxes
 from napari_faster_rcnn.core.data.channels import check_channels
 from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
-from napari_faster_rcnn.core.data.images import image_info, read_image
+from napari_faster_rcnn.core.data.images import image_info
 from napari_faster_rcnn.core.data.intensity import (
     Normalization,
     channel_percentiles,
@@ -53,23 +53,21 @@ from napari_faster_rcnn.core.data.intensity import (
     normalize_text,
 )
 from napari_faster_rcnn.core.data.memory import available_memory
-from napari_faster_rcnn.core.data.regions import (
-    is_zarr_folder,
-    open_regions,
-    read_whole,
-    region_image_info,
-    sampled_percentiles,
+from napari_faster_rcnn.core.data.regions import region_image_info
+from napari_faster_rcnn.core.training.sample_images import (
+    cache_choice,
+    read_sample,
+    read_sample_window,
+    region_levels,
 )
-from napari_faster_rcnn.core.data.stack_files import read_plane
 from napari_faster_rcnn.core.training.samples import (
-    TrainingDataError,
     as_training_sample,
     classes_of,
     folder_samples,
     label_ids,
 )
 from napari_faster_rcnn.core.training.splits import split_indices
-from napari_faster_rcnn.core.training.tiling import MIN_VISIBLE, boxes_in_window, read_window
+from napari_faster_rcnn.core.training.tiling import MIN_VISIBLE, boxes_in_window
 
 __all__ = [
     "DetectionDataset",
@@ -294,22 +292,20 @@ class DetectionDataset(torch.utils.data.Dataset):
         if key not in self._levels:
             cached = self._cache[index]
             percentiles = Normalization.parse(self.normalization).percentiles
-            if cached is None and self.samples[index].plane is None and self._channels is None and read_window(
-                    self.samples[index].image, (0, 0, 1, 1), self._image_info[index][:2]) is not None:
-                with open_regions(self.samples[index].image) as regions:  # read by windows: never whole
-                    self._levels[key] = sampled_percentiles(regions, percentiles)
-                return self._levels[key]
+            if cached is None:
+                levels = region_levels(self.samples[index], self._image_info[index][:2], self._channels, percentiles)
+                if levels is not None:  # read by windows: never whole
+                    self._levels[key] = levels
+                    return levels
             whole = cached if cached is not None else self._read(index)
             self._levels[key] = channel_percentiles(whole, percentiles)
         return self._levels[key]
 
     def _window_pixels(self, index: int, window) -> np.ndarray:
         x0, y0, x1, y1 = (int(value) for value in window)
-        height, width, _ = self._image_info[index]
         cached = self._cache[index]
-        if (cached is None and self.samples[index].plane is None and self._channels is None
-                and (x0, y0, x1, y1) != (0, 0, width, height)):
-            region = read_window(self.samples[index].image, (x0, y0, x1, y1), (height, width))
+        if cached is None:
+            region = read_sample_window(self.samples[index], window, self._image_info[index][:2], self._channels)
             if region is not None:
                 return region
         image = cached if cached is not None else self._read(index)
@@ -337,20 +333,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         return cached if cached is not None else self._read(index)
 
     def _read(self, index: int) -> np.ndarray:
-        path, plane = self.samples[index].image, self.samples[index].plane
-        if plane is not None:
-            image = read_plane(path, plane, self._channels)
-        elif self._channels is None:
-            image = read_whole(path) if is_zarr_folder(path) else read_image(path)
-        else:
-            image = read_image(path, self._channels)
-        height, width, _ = self._image_info[index]
-        if image.shape[:2] != (height, width):
-            raise TrainingDataError(
-                path, f"the image is {image.shape[1]} x {image.shape[0]} pixels but was {width} x {height} "
-                "when the dataset was built; it changed on disk, build the dataset again"
-            )
-        return image
+        return read_sample(self.samples[index], self._image_info[index][:2], self._channels)
 
     def _prepare_worker(self) -> None:
         """Once per DataLoader worker (and epoch): reseed the transform from the worker's seed."""
@@ -389,15 +372,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         if limit is None:
             available = available_memory()
             limit = available // 2 if available is not None else None
-        chosen, budget = [], (limit - self.cache_bytes) if limit is not None else None
-        for index in missing:
-            height, width, dtype = self._image_info[index]
-            size = height * width * 3 * np.dtype(dtype).itemsize
-            if budget is not None and size > budget:
-                break
-            chosen.append(index)
-            if budget is not None:
-                budget -= size
+        chosen = cache_choice(missing, self._image_info, (limit - self.cache_bytes) if limit is not None else None)
         if len(chosen) < len(missing):
             logger.warning(
                 "cache limit of %.0f MiB reached: %d of %d images are read from disk on each access",
