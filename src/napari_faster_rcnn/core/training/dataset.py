@@ -18,8 +18,12 @@ error naming the file: training on with a class silently missing would give a
 model that never learns it. So a run fails before its first step or not at
 all, and the counts are the same in every worker process.
 
-Samples, their classes and label ids are in :mod:`.training_samples`; splits
-in :mod:`.splits`. Both are re-exported here.
+Samples, their classes and label ids are in :mod:`.samples`; splits in
+:mod:`.splits`. Reading a sample's pixels (whole, by window, a large image's
+percentiles) and choosing which images fit the cache are in
+:mod:`.sample_images`; this module keeps the cache. Tiles of large images are
+:class:`~.tile_dataset.TileDataset`, which cuts its items with
+:meth:`DetectionDataset.window_item`.
 
 Augmentation (see :mod:`.transforms`) runs on every access, after the cache.
 Inside a DataLoader worker the dataset reseeds its transform from the
