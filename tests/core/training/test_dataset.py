@@ -14,7 +14,7 @@ from napari_faster_rcnn.core.data.image_files import ImageReadError
 from napari_faster_rcnn.core.data.image_tensors import image_to_unit_float
 from napari_faster_rcnn.core.data.images import read_image
 from napari_faster_rcnn.core.data.synthetic import SHAPE_CLASSES
-from napari_faster_rcnn.core.training import dataset as training_data
+from napari_faster_rcnn.core.training import sample_images
 from napari_faster_rcnn.core.training.dataset import DetectionDataset, collate_detections, split_datasets
 from napari_faster_rcnn.core.training.samples import TrainingDataError, TrainingSample, dataset_classes
 from napari_faster_rcnn.core.training.transforms import AugmentationConfig, build_transform
@@ -243,25 +243,25 @@ def test_the_cache_gives_the_same_items_and_is_filled_by_several_threads(tutoria
     plain = DetectionDataset.from_folder(tutorial_dataset)
     plain_items = [plain[index] for index in range(6)]
     threads = set()
-    original = training_data.read_image
+    original = sample_images.read_image
 
     def recording_read(path):
         threads.add(threading.get_ident())
         time.sleep(0.02)  # long enough for the pool to hand work to every thread
         return original(path)
 
-    monkeypatch.setattr(training_data, "read_image", recording_read)
+    monkeypatch.setattr(sample_images, "read_image", recording_read)
     cached = DetectionDataset.from_folder(tutorial_dataset, cache=True, cache_workers=3)
     assert len(threads) > 1 and threading.get_ident() not in threads
     assert cached.cached_images == 6 and cached.cache_bytes == 6 * 64 * 80 * 3
     assert "cache: 6 images" in cached.report()
-    monkeypatch.setattr(training_data, "read_image", lambda path: pytest.fail("read from disk"))
+    monkeypatch.setattr(sample_images, "read_image", lambda path: pytest.fail("read from disk"))
     for index in range(6):
         (a_image, a_target), (b_image, b_target) = plain_items[index], cached[index]
         assert torch.equal(a_image, b_image) and torch.equal(a_target["boxes"], b_target["boxes"])
 
     # augmentation still runs on every access, and gives what it gives without the cache
-    monkeypatch.setattr(training_data, "read_image", original)
+    monkeypatch.setattr(sample_images, "read_image", original)
     cached.transform, plain.transform = build_transform(FLIP, True, seed=3), build_transform(FLIP, True, seed=3)
     draws = [cached[0] for _ in range(8)]
     for image, target in draws:

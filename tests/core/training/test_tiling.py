@@ -10,9 +10,10 @@ from PIL import Image
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.synthetic import make_synthetic_sample
 from napari_faster_rcnn.core.training.data_module import DetectionDataModule
-from napari_faster_rcnn.core.training.dataset import DetectionDataset, TileDataset
+from napari_faster_rcnn.core.training.dataset import DetectionDataset
 from napari_faster_rcnn.core.training.run import build_run, run_training
 from napari_faster_rcnn.core.training.settings import TrainingSettings
+from napari_faster_rcnn.core.training.tile_dataset import TileDataset
 from napari_faster_rcnn.core.training.tiling import (
     boxes_in_window,
     check_tile_size,
@@ -229,7 +230,7 @@ def test_tiles_of_a_large_zarr_image_are_read_by_region(tmp_path, monkeypatch):
     import zarr
 
     from napari_faster_rcnn.core.data.intensity import normalize
-    from napari_faster_rcnn.core.training import dataset as dataset_module
+    from napari_faster_rcnn.core.training import sample_images
 
     image = coordinate_image(300, 520)
     path = tmp_path / "large.zarr"
@@ -243,7 +244,7 @@ def test_tiles_of_a_large_zarr_image_are_read_by_region(tmp_path, monkeypatch):
     def whole(path):
         raise AssertionError(f"{path} was read whole")
 
-    monkeypatch.setattr(dataset_module, "read_whole", whole)
+    monkeypatch.setattr(sample_images, "read_whole", whole)
     dataset = DetectionDataset([(path, annotation)], ["a"])
     assert dataset.image_sizes == [(300, 520)]
     tiles = TileDataset(dataset, 128, train=True, generator=torch.Generator().manual_seed(2))

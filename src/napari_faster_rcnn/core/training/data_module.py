@@ -2,7 +2,7 @@
 
 It turns a dataset folder (or samples held in memory, as the layers open in
 napari give them) into train and validation loaders of
-:class:`~.training_data.DetectionDataset`:
+:class:`~.dataset.DetectionDataset`:
 
 - one folder (``root``) is split into train, validation and test parts by
   ratio and seed (:mod:`.splits`: the same images always land in the same
@@ -37,14 +37,10 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-from napari_faster_rcnn.core.training.dataset import (
-    DetectionDataset,
-    TileDataset,
-    collate_detections,
-    split_datasets,
-)
+from napari_faster_rcnn.core.training.dataset import DetectionDataset, collate_detections, split_datasets
 from napari_faster_rcnn.core.training.samples import as_training_sample, dataset_classes, folder_samples
 from napari_faster_rcnn.core.training.splits import check_ratios
+from napari_faster_rcnn.core.training.tile_dataset import TileDataset
 from napari_faster_rcnn.core.training.tiling import MIN_VISIBLE, check_tile_size
 from napari_faster_rcnn.core.training.transforms import AugmentationConfig, build_transform
 
@@ -168,7 +164,7 @@ class DetectionDataModule(pl.LightningDataModule):
 
     @classmethod
     def from_samples(cls, samples: Sequence, val_samples: Sequence | None = None, **options) -> DetectionDataModule:
-        """A data module of samples in memory (:class:`~.training_data.TrainingSample`, or
+        """A data module of samples in memory (:class:`~.samples.TrainingSample`, or
         ``(image path, annotation)`` pairs), split by ``ratios`` unless ``val_samples`` are given."""
         module = cls(**options)
         module._samples = [as_training_sample(sample) for sample in samples]

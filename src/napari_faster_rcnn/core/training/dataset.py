@@ -18,8 +18,12 @@ error naming the file: training on with a class silently missing would give a
 model that never learns it. So a run fails before its first step or not at
 all, and the counts are the same in every worker process.
 
-Samples, their classes and label ids are in :mod:`.training_samples`; splits
-in :mod:`.splits`. Both are re-exported here.
+Samples, their classes and label ids are in :mod:`.samples`; splits in
+:mod:`.splits`. Reading a sample's pixels (whole, by window, a large image's
+percentiles) and choosing which images fit the cache are in
+:mod:`.sample_images`; this module keeps the cache. Tiles of large images are
+:class:`~.tile_dataset.TileDataset`, which cuts its items with
+:meth:`DetectionDataset.window_item`.
 
 Augmentation (see :mod:`.transforms`) runs on every access, after the cache.
 Inside a DataLoader worker the dataset reseeds its transform from the
@@ -44,7 +48,7 @@ from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.boxes import usable_boxes
 from napari_faster_rcnn.core.data.channels import check_channels
 from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
-from napari_faster_rcnn.core.data.images import image_info, read_image
+from napari_faster_rcnn.core.data.images import image_info
 from napari_faster_rcnn.core.data.intensity import (
     Normalization,
     channel_percentiles,
@@ -53,34 +57,24 @@ from napari_faster_rcnn.core.data.intensity import (
     normalize_text,
 )
 from napari_faster_rcnn.core.data.memory import available_memory
-from napari_faster_rcnn.core.data.regions import (
-    is_zarr_folder,
-    open_regions,
-    read_whole,
-    region_image_info,
-    sampled_percentiles,
+from napari_faster_rcnn.core.data.regions import region_image_info
+from napari_faster_rcnn.core.training.sample_images import (
+    cache_choice,
+    read_sample,
+    read_sample_window,
+    region_levels,
 )
-from napari_faster_rcnn.core.data.stack_files import read_plane
 from napari_faster_rcnn.core.training.samples import (
-    TrainingDataError,
     as_training_sample,
     classes_of,
     folder_samples,
     label_ids,
 )
 from napari_faster_rcnn.core.training.splits import split_indices
-from napari_faster_rcnn.core.training.tiling import (
-    MIN_VISIBLE,
-    OBJECT_PROBABILITY,
-    boxes_in_window,
-    grid_windows,
-    random_window,
-    read_window,
-)
+from napari_faster_rcnn.core.training.tiling import MIN_VISIBLE, boxes_in_window
 
 __all__ = [
     "DetectionDataset",
-    "TileDataset",
     "collate_detections",
     "split_datasets",
 ]
@@ -302,22 +296,20 @@ class DetectionDataset(torch.utils.data.Dataset):
         if key not in self._levels:
             cached = self._cache[index]
             percentiles = Normalization.parse(self.normalization).percentiles
-            if cached is None and self.samples[index].plane is None and self._channels is None and read_window(
-                    self.samples[index].image, (0, 0, 1, 1), self._image_info[index][:2]) is not None:
-                with open_regions(self.samples[index].image) as regions:  # read by windows: never whole
-                    self._levels[key] = sampled_percentiles(regions, percentiles)
-                return self._levels[key]
+            if cached is None:
+                levels = region_levels(self.samples[index], self._image_info[index][:2], self._channels, percentiles)
+                if levels is not None:  # read by windows: never whole
+                    self._levels[key] = levels
+                    return levels
             whole = cached if cached is not None else self._read(index)
             self._levels[key] = channel_percentiles(whole, percentiles)
         return self._levels[key]
 
     def _window_pixels(self, index: int, window) -> np.ndarray:
         x0, y0, x1, y1 = (int(value) for value in window)
-        height, width, _ = self._image_info[index]
         cached = self._cache[index]
-        if (cached is None and self.samples[index].plane is None and self._channels is None
-                and (x0, y0, x1, y1) != (0, 0, width, height)):
-            region = read_window(self.samples[index].image, (x0, y0, x1, y1), (height, width))
+        if cached is None:
+            region = read_sample_window(self.samples[index], window, self._image_info[index][:2], self._channels)
             if region is not None:
                 return region
         image = cached if cached is not None else self._read(index)
@@ -345,20 +337,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         return cached if cached is not None else self._read(index)
 
     def _read(self, index: int) -> np.ndarray:
-        path, plane = self.samples[index].image, self.samples[index].plane
-        if plane is not None:
-            image = read_plane(path, plane, self._channels)
-        elif self._channels is None:
-            image = read_whole(path) if is_zarr_folder(path) else read_image(path)
-        else:
-            image = read_image(path, self._channels)
-        height, width, _ = self._image_info[index]
-        if image.shape[:2] != (height, width):
-            raise TrainingDataError(
-                path, f"the image is {image.shape[1]} x {image.shape[0]} pixels but was {width} x {height} "
-                "when the dataset was built; it changed on disk, build the dataset again"
-            )
-        return image
+        return read_sample(self.samples[index], self._image_info[index][:2], self._channels)
 
     def _prepare_worker(self) -> None:
         """Once per DataLoader worker (and epoch): reseed the transform from the worker's seed."""
@@ -397,15 +376,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         if limit is None:
             available = available_memory()
             limit = available // 2 if available is not None else None
-        chosen, budget = [], (limit - self.cache_bytes) if limit is not None else None
-        for index in missing:
-            height, width, dtype = self._image_info[index]
-            size = height * width * 3 * np.dtype(dtype).itemsize
-            if budget is not None and size > budget:
-                break
-            chosen.append(index)
-            if budget is not None:
-                budget -= size
+        chosen = cache_choice(missing, self._image_info, (limit - self.cache_bytes) if limit is not None else None)
         if len(chosen) < len(missing):
             logger.warning(
                 "cache limit of %.0f MiB reached: %d of %d images are read from disk on each access",
@@ -439,60 +410,6 @@ class DetectionDataset(torch.utils.data.Dataset):
         part.transform = transform
         part._worker_seed = None
         return part
-
-
-class TileDataset(torch.utils.data.Dataset):
-    """Tiles of the images of a :class:`DetectionDataset` (see :mod:`.tiling`).
-
-    ``train`` True: item ``i`` is a new random tile of image ``i``'s image on every access (around a
-    random box with probability ``object_probability``, else anywhere), and the epoch has as many items
-    as the validation grid has tiles, each image drawn as often as its grid has tiles. ``train`` False:
-    the fixed grid of every image, in order. Boxes cut by a tile border are kept, clipped, when at
-    least ``min_visible`` of their area is inside. Images no larger than a tile are used whole.
-    Augmentation (the base dataset's ``transform``) runs on the tile.
-    """
-
-    def __init__(self, base: DetectionDataset, tile_size: int, train: bool,
-                 min_visible: float = MIN_VISIBLE, object_probability: float = OBJECT_PROBABILITY,
-                 generator: torch.Generator | None = None):
-        if not 0.0 <= object_probability <= 1.0:
-            raise ValueError(f"object_probability must be in [0, 1], got {object_probability!r}")
-        self.base = base
-        self.tile_size = int(tile_size)
-        self.train = bool(train)
-        self.min_visible = float(min_visible)
-        self.object_probability = float(object_probability)
-        self.generator = generator
-        self.windows: list[tuple[int, tuple[int, int, int, int]]] = [
-            (index, window)
-            for index, (height, width) in enumerate(base.image_sizes)
-            for window in grid_windows(height, width, self.tile_size)
-        ]
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    @property
-    def classes(self) -> list[str]:
-        return self.base.classes
-
-    def __getitem__(self, index: int):
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} tiles")
-        image_index, window = self.windows[index]
-        if self.train:
-            height, width = self.base.image_sizes[image_index]
-            boxes, _ = self.base.box_arrays(image_index)
-            window = random_window(height, width, self.tile_size, boxes, self.object_probability, self.generator)
-        return self.base.window_item(image_index, window, self.min_visible, image_id=index % len(self))
-
-    def max_boxes_per_tile(self) -> int:
-        """The most boxes a tile of the fixed grid keeps (0 without boxes)."""
-        most = 0
-        for image_index, window in self.windows:
-            boxes, _ = self.base.box_arrays(image_index)
-            most = max(most, len(boxes_in_window(boxes, window, self.min_visible)[0]))
-        return most
 
 
 def _box_problem(dropped: int, clipped: int, height: int, width: int) -> str:

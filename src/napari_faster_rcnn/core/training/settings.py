@@ -28,7 +28,7 @@ class TrainingSettings:
     Attributes
     ----------
     data
-        A dataset folder, or samples (:class:`~.training_data.TrainingSample`,
+        A dataset folder, or samples (:class:`~.samples.TrainingSample`,
         ``(image path, annotation)`` pairs) as the layers in napari give them.
     output
         The run folder (checkpoints, logs).

@@ -34,7 +34,7 @@ def split_samples(
     Parameters
     ----------
     samples : sequence
-        Anything with an ``image`` path (:class:`~.training_data.TrainingSample`,
+        Anything with an ``image`` path (:class:`~.samples.TrainingSample`,
         :class:`~.dataset.Sample`), or paths, or other values (their ``str``).
     ratios : (train, validation[, test]) floats
         Non-negative, adding up to 1; a missing test ratio is 0.

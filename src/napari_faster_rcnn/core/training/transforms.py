@@ -24,7 +24,7 @@ values (:mod:`napari_faster_rcnn.core.data.intensity`): contrast multiplies
 the values and brightness adds a fraction of the image's mean (not of 1), so a dim
 image is never pushed to black with its boxes still attached. Boxes that the input already
 had outside the image are clipped by the dataset before any transform (see
-:mod:`.training_data`), where they are counted.
+:mod:`.dataset`), where they are counted.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def build_transform(config: AugmentationConfig | None, train: bool, seed: int | 
     seed : int, optional
         Seeds the transform's own random state: two transforms built with the
         same seed give the same sequence of augmentations. (Inside DataLoader
-        workers the dataset reseeds it per worker; see :mod:`.training_data`.)
+        workers the dataset reseeds it per worker; see :mod:`.dataset`.)
 
     Returns
     -------
