@@ -14,14 +14,12 @@ One file per image, named after the image's stem:
 
 Loading never runs code from a file (see :mod:`.safe_load`); anything that is
 not an annotation raises :class:`AnnotationError`, naming the file and why.
-Saving is atomic: a temporary file in the same folder, then a rename.
+Saving is atomic (see :mod:`.atomic_files`): a temporary file in the same folder, then a rename.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotation_values import as_labels, as_planes, as_scores
+from napari_faster_rcnn.core.data.atomic_files import atomic_write_bytes
 from napari_faster_rcnn.core.data.boxes import as_boxes, check_boxes
 
 ANNOTATION_SUFFIXES = (".pt", ".json")
@@ -317,55 +316,6 @@ def annotation_bytes(path: str | Path, annotation: Annotation, labeled_planes: b
     if suffix == ".json":
         return json.dumps(annotation.to_dict(labeled_planes=labeled_planes), indent=1).encode("utf-8")
     raise ValueError(f"{path}: unknown annotation format {path.suffix!r} (use .pt or .json)")
-
-
-def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` so that a crash leaves the old or the new file, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(payload)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, _file_mode(path))
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _read_umask() -> int:
-    # os.umask can only be read by setting it, for the whole process: read it once, at import,
-    # not at every save, where another thread (the prediction writer, a logger) may be creating a
-    # file in the moment the mask is 0 and would make it writable by everyone.
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return umask
-
-
-_UMASK = _read_umask()
-
-
-def new_folder_mode() -> int:
-    """The mode ``os.mkdir`` gives a new folder under the process's umask (read once, at import).
-
-    For a folder made another way (``tempfile.mkdtemp`` makes it 0700) that
-    should look like the folders made beside and inside it.
-    """
-    return 0o777 & ~_UMASK
-
-
-def _file_mode(path: Path) -> int:
-    """The mode for ``path``: its own when it exists, else what ``open`` would give a new file."""
-    try:
-        return path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        return 0o666 & ~_UMASK
 
 
 def find_annotation_file(image_path: str | Path) -> Path | None:
