@@ -68,7 +68,7 @@ def save_plots(stats, path) -> None:
     """Draw the histograms as stored and after the transform side by side, and save them as PNG."""
     import io
 
-    from napari_faster_rcnn.core.data.annotations import atomic_write_bytes
+    from napari_faster_rcnn.core.data.atomic_files import atomic_write_bytes
     from napari_faster_rcnn.core.statistics.plots import plot_statistics
 
     figure = plot_statistics(stats, transformed="both")

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_faster_rcnn.core.data.annotations import Annotation, atomic_write_bytes
+from napari_faster_rcnn.core.data.annotations import Annotation
+from napari_faster_rcnn.core.data.atomic_files import atomic_write_bytes
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.box_layers import layer_annotations
 from napari_faster_rcnn.layers.folder_pages import folder_store

@@ -78,12 +78,12 @@ def test_a_corrupt_file_is_named_left_alone_and_rejections_kept_in_memory(tmp_pa
 
 
 def test_a_folder_that_cannot_be_written_warns_once_and_keeps_them_in_memory(tmp_path, monkeypatch):
-    from napari_faster_rcnn.core.data import annotations
+    from napari_faster_rcnn.core.data import atomic_files
 
     def read_only(path, payload):  # as a read-only folder answers (the tests may run as root, which may write)
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(annotations, "atomic_write_bytes", read_only)
+    monkeypatch.setattr(atomic_files, "atomic_write_bytes", read_only)
     warnings = []
     store = RejectedSuggestions(warn=warnings.append)
     store.add((tmp_path / "a.png", None), [[1, 1, 9, 9]], ["cell"])

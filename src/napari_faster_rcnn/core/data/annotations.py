@@ -14,15 +14,12 @@ One file per image, named after the image's stem:
 
 Loading never runs code from a file (see :mod:`.safe_load`); anything that is
 not an annotation raises :class:`AnnotationError`, naming the file and why.
-Saving is atomic: a temporary file in the same folder, then a rename.
+Saving is atomic (see :mod:`.atomic_files`): a temporary file in the same folder, then a rename.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_faster_rcnn.core.data.annotation_values import as_labels, as_planes, as_scores
+from napari_faster_rcnn.core.data.atomic_files import atomic_write_bytes
 from napari_faster_rcnn.core.data.boxes import as_boxes, check_boxes
 
 ANNOTATION_SUFFIXES = (".pt", ".json")
@@ -232,84 +231,6 @@ def _same_optional(first, second) -> bool:
     return first.shape == second.shape and np.array_equal(first, second)
 
 
-def _label_text(value) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"labels must be class names or integers, got {value!r}")
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
-        return str(int(value))
-    raise ValueError(f"labels must be class names or integers, got {value!r}")
-
-
-def as_labels(values) -> list[str]:
-    """Return labels as a list of class names (integers become their decimal text)."""
-    if values is None:
-        return []
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    if isinstance(values, (str, bytes)):
-        raise ValueError(f"labels must be a list, got the single string {values!r}")
-    if isinstance(values, np.ndarray):
-        if values.ndim > 1:
-            raise ValueError(f"labels must be one-dimensional; got shape {values.shape}")
-        values = values.reshape(-1).tolist()
-    try:
-        return [_label_text(value) for value in values]
-    except TypeError:
-        raise ValueError(f"labels must be a list, got {type(values).__name__}") from None
-
-
-def as_scores(values) -> np.ndarray:
-    """Return scores as a finite float64 ``(N,)`` array."""
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    if isinstance(values, (list, tuple)):
-        values = [v.detach().cpu().numpy() if hasattr(v, "detach") else v for v in values]
-    try:
-        # a copy: a view of a layer's features is read-only, which torch.save warns about
-        scores = np.array(values, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise ValueError("scores must be numbers") from None
-    if not np.isfinite(scores).all():
-        raise ValueError("scores contain NaN or infinite values")
-    return scores
-
-
-def as_planes(values, name: str = "planes") -> np.ndarray:
-    """Return plane coordinates as a non-negative int64 ``(N, k)`` array, ``k >= 1``.
-
-    A flat list of integers is ``k = 1`` (one leading dimension, as a time-lapse).
-    """
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    if isinstance(values, (list, tuple)):
-        values = [v.detach().cpu().numpy() if hasattr(v, "detach") else v for v in values]
-    try:
-        array = np.asarray(values)
-    except (TypeError, ValueError):
-        raise ValueError(f"'{name}' must be an (N, k) array of integers") from None
-    if array.size == 0:
-        return np.zeros((0, array.shape[1] if array.ndim == 2 and array.shape[1] else 1), dtype=np.int64)
-    if array.dtype == bool or not (
-        np.issubdtype(array.dtype, np.integer)
-        or (np.issubdtype(array.dtype, np.floating) and np.isfinite(array).all() and (array == np.round(array)).all())
-    ):
-        raise ValueError(f"'{name}' must be integers (plane indices); got {array.dtype}")
-    if array.ndim == 1:
-        array = array.reshape(-1, 1)
-    if array.ndim != 2 or array.shape[1] < 1:
-        raise ValueError(f"'{name}' must be an (N, k) array of integers; got shape {array.shape}")
-    array = array.astype(np.int64)
-    if (array < 0).any():
-        raise ValueError(f"'{name}' must not be negative")
-    return array
-
-
 # --- files -----------------------------------------------------------------
 
 
@@ -395,55 +316,6 @@ def annotation_bytes(path: str | Path, annotation: Annotation, labeled_planes: b
     if suffix == ".json":
         return json.dumps(annotation.to_dict(labeled_planes=labeled_planes), indent=1).encode("utf-8")
     raise ValueError(f"{path}: unknown annotation format {path.suffix!r} (use .pt or .json)")
-
-
-def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` so that a crash leaves the old or the new file, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(payload)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, _file_mode(path))
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _read_umask() -> int:
-    # os.umask can only be read by setting it, for the whole process: read it once, at import,
-    # not at every save, where another thread (the prediction writer, a logger) may be creating a
-    # file in the moment the mask is 0 and would make it writable by everyone.
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return umask
-
-
-_UMASK = _read_umask()
-
-
-def new_folder_mode() -> int:
-    """The mode ``os.mkdir`` gives a new folder under the process's umask (read once, at import).
-
-    For a folder made another way (``tempfile.mkdtemp`` makes it 0700) that
-    should look like the folders made beside and inside it.
-    """
-    return 0o777 & ~_UMASK
-
-
-def _file_mode(path: Path) -> int:
-    """The mode for ``path``: its own when it exists, else what ``open`` would give a new file."""
-    try:
-        return path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        return 0o666 & ~_UMASK
 
 
 def find_annotation_file(image_path: str | Path) -> Path | None:

@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_faster_rcnn.core.data.annotations import Annotation, class_list, new_folder_mode
+from napari_faster_rcnn.core.data.annotations import Annotation, class_list
+from napari_faster_rcnn.core.data.atomic_files import new_folder_mode
 from napari_faster_rcnn.core.data.boxes import clip_boxes
 from napari_faster_rcnn.core.formats import coco_json, native, pascal_voc, yolo_txt
 from napari_faster_rcnn.core.formats._common import (

@@ -201,7 +201,7 @@ class ModelConfig:
         """Write the config as YAML, atomically (temporary file, then rename)."""
         import yaml
 
-        from napari_faster_rcnn.core.data.annotations import atomic_write_bytes
+        from napari_faster_rcnn.core.data.atomic_files import atomic_write_bytes
 
         path = Path(path)
         text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)

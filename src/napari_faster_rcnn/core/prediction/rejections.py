@@ -172,7 +172,7 @@ class RejectedSuggestions:
         images.setdefault(name, {})[plane] = (np.concatenate([old_boxes, boxes]), list(old_labels) + labels)
         if folder in self._memory_only:
             return
-        from napari_faster_rcnn.core.data.annotations import atomic_write_bytes
+        from napari_faster_rcnn.core.data.atomic_files import atomic_write_bytes
 
         path = folder / REJECTED_FILE
         try:

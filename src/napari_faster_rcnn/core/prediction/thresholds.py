@@ -39,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_faster_rcnn.core.data.annotations import THRESHOLDS_FILE, Annotation, atomic_write_bytes
+from napari_faster_rcnn.core.data.annotations import THRESHOLDS_FILE, Annotation
+from napari_faster_rcnn.core.data.atomic_files import atomic_write_bytes
 from napari_faster_rcnn.core.data.boxes import box_iou
 
 __all__ = [

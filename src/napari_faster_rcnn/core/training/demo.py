@@ -27,7 +27,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from napari_faster_rcnn.core.data.annotations import atomic_write_bytes, save_annotation
+from napari_faster_rcnn.core.data.annotations import save_annotation
+from napari_faster_rcnn.core.data.atomic_files import atomic_write_bytes
 from napari_faster_rcnn.core.data.synthetic import SHAPE_CLASSES, make_synthetic_sample
 from napari_faster_rcnn.core.training.transforms import AugmentationConfig
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_faster_rcnn.core.data.annotations import Annotation, atomic_write_bytes
+from napari_faster_rcnn.core.data.annotations import Annotation
+from napari_faster_rcnn.core.data.atomic_files import atomic_write_bytes
 
 # Distinct, readable colours for the classes (matplotlib's tab10 order).
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
