@@ -9,7 +9,7 @@
 
 Every image of a stack gets a file, an empty one where all boxes were
 deleted, so no stale annotation survives a save. A layer that a labeling session
-pages is saved by the session (see :meth:`~napari_faster_rcnn.layers.labeling.LabelingSession.write_files`),
+pages is saved by the session (see :meth:`~napari_faster_rcnn.layers.label_saving.SessionSaving.write_files`),
 which asks before overwriting files another program changed. Boxes are clipped to the
 image, and every write is atomic. A stack read as data is written as ONE file with ``planes``
 (and ``labeled_planes`` for labels; a stack's predictions have none). A predictions layer tuned in the viewer

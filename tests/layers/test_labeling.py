@@ -7,7 +7,8 @@ from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation
 from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, rectangles_to_boxes
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.box_layers import new_box_layer
-from napari_faster_rcnn.layers.labeling import DISCARD, SAVE, labeling_session
+from napari_faster_rcnn.layers.label_saving import DISCARD, SAVE
+from napari_faster_rcnn.layers.labeling import labeling_session
 from tests.conftest import write_image
 
 PLUGIN = "napari-faster-rcnn"

@@ -8,7 +8,7 @@ from pathlib import Path
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QMessageBox
 
-from napari_faster_rcnn.layers import labeling
+from napari_faster_rcnn.layers import label_saving, labeling
 
 
 def confirm_overwrite(parent, paths: list[Path]) -> bool:
@@ -41,8 +41,8 @@ def ask_unsaved(parent, count: int, can_cancel: bool) -> str:
         parent, "Unsaved boxes",
         f"{count} image(s) have boxes that are not saved. Save them?", buttons, QMessageBox.StandardButton.Save,
     )
-    return {QMessageBox.StandardButton.Save: labeling.SAVE,
-            QMessageBox.StandardButton.Discard: labeling.DISCARD}.get(answer, labeling.CANCEL)
+    return {QMessageBox.StandardButton.Save: label_saving.SAVE,
+            QMessageBox.StandardButton.Discard: label_saving.DISCARD}.get(answer, label_saving.CANCEL)
 
 
 class CloseGuard(QObject):

@@ -39,7 +39,7 @@ from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo
 from napari_faster_rcnn._widgets._interchange_actions import InterchangeActions
 from napari_faster_rcnn._widgets._ranking import NextMostUseful
 from napari_faster_rcnn._widgets._suggestions import SuggestionsBox
-from napari_faster_rcnn.layers import conventions, labeling, stack_labeling
+from napari_faster_rcnn.layers import box_layers, conventions, labeling, stack_labeling
 from napari_faster_rcnn.layers.conventions import is_boxes
 from napari_faster_rcnn.layers.interchange import read_only_note
 
@@ -187,7 +187,7 @@ class LabelBoxesWidget(DockedWidget):
             self.status.setText("open an image first")
             return None
         try:
-            layer = labeling.new_box_layer(self.viewer, image)
+            layer = box_layers.new_box_layer(self.viewer, image)
         except ValueError as error:  # an unreadable annotation beside the image, or too many dimensions
             self.status.setText(str(error))
             return None

@@ -14,9 +14,8 @@ without boxes come. It
   Shapes bindings, so on these layers the digits pick classes instead of modes
   (the modes keep their letters: R rectangle, S select, D vertices, Z pan/zoom,
   Delete removes) and ``b`` no longer sends a box to the back;
-- saves an image's file when the dims slider leaves it (autosave) and all
-  unsaved images on :meth:`save`, asking through :attr:`confirm_overwrite`
-  before overwriting a file another program changed;
+- saves (autosave, Save, napari's writer) through the store made and saved by
+  :mod:`~napari_faster_rcnn.layers.label_saving` (mixed in);
 - on the layer's removal from the viewer, saves (autosave) or asks
   (:attr:`ask_unsaved`); the widget does the same when the window closes.
 
@@ -41,35 +40,26 @@ import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.folder_label_store import FolderLabelStore
-from napari_faster_rcnn.core.data.labeling import LabelStore, SaveReport
+from napari_faster_rcnn.core.data.labeling import SaveReport
 from napari_faster_rcnn.core.data.stack_label_store import StackLabelStore
 from napari_faster_rcnn.core.data.stack_planes import index_plane, plane_index
 from napari_faster_rcnn.layers import conventions, page_prefetch, stack_labeling
-from napari_faster_rcnn.layers.box_layers import find_image_layer, layer_annotations, new_box_layer
+from napari_faster_rcnn.layers.box_layers import find_image_layer, layer_annotations
 from napari_faster_rcnn.layers.label_classes import ClassEditing
+from napari_faster_rcnn.layers.label_saving import SAVE, SessionSaving, refuse_overwrite, session_store
 from napari_faster_rcnn.layers.page_boxes import same_boxes
 from napari_faster_rcnn.layers.paging_registry import SLICE_MODEL, keep_with_layer, paging_model
 from napari_faster_rcnn.layers.slice_view import SliceBoxes
 
-__all__ = ["LabelingSession", "labeling_session", "sessions", "new_box_layer", "find_image_layer",
-           "SAVE", "DISCARD", "CANCEL", "NEXT_KEY", "PREVIOUS_KEY", "CLASS_KEYS"]
+__all__ = ["LabelingSession", "labeling_session", "sessions", "NEXT_KEY", "PREVIOUS_KEY", "CLASS_KEYS"]
 
-SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
 NEXT_KEY, PREVIOUS_KEY = "n", "b"
 CLASS_KEYS = tuple(str(k) for k in range(1, 10))
 
 _SESSIONS: weakref.WeakSet = weakref.WeakSet()
 
 
-def _refuse_overwrite(paths: list[Path]) -> bool:
-    from napari.utils.notifications import show_warning
-
-    show_warning(f"not saved: {len(paths)} annotation file(s) changed on disk since they were read "
-                 f"({', '.join(p.name for p in paths[:5])}); the edits stay in the viewer")
-    return False
-
-
-class LabelingSession(ClassEditing, page_prefetch.PlanePaging, SliceBoxes):
+class LabelingSession(SessionSaving, ClassEditing, page_prefetch.PlanePaging, SliceBoxes):
     """Label a box layer (one image or a stack): classes, navigation, saving.
 
     Parameters
@@ -108,30 +98,11 @@ class LabelingSession(ClassEditing, page_prefetch.PlanePaging, SliceBoxes):
     def __init__(self, viewer, layer, annotations=None, *, image_layer=None, autosave: bool = True, store=None):
         from napari.utils.events import EmitterGroup
 
-        metadata = layer.metadata
         self.layer = layer  # (SliceBoxes sets it too, but the class list needs it first)
-        if store is None and stack_labeling.is_stack_layer(layer):
-            store = _stack_store_of(viewer, layer)
-        if store is not None:
-            self.store = store
-            for name in metadata.get(conventions.CLASSES) or ():
-                if name not in store.classes:
-                    store.classes.append(name)
-            annotations = store.annotations
-        else:
-            if annotations is None:
-                annotations = layer_annotations(layer)
-            self.store = LabelStore(
-                annotations,
-                conventions.annotation_paths(metadata),
-                classes=metadata.get(conventions.CLASSES) or (),
-                stamps=metadata.get(conventions.ANNOTATION_STAMPS),
-                sizes=metadata.get(conventions.IMAGE_SIZES),
-            )
-            metadata[conventions.ANNOTATION_STAMPS] = self.store.stamps  # kept current, for a later session on this layer
+        self.store = session_store(viewer, layer, annotations, store)
         self.autosave = autosave
         self.image_layer = image_layer
-        self.confirm_overwrite: Callable[[list[Path]], bool] = _refuse_overwrite
+        self.confirm_overwrite: Callable[[list[Path]], bool] = refuse_overwrite
         self.confirm_remove_class: Callable[[str, int], bool] = lambda name, count: False
         self.ask_unsaved: Callable[[int, bool], str] = lambda count, can_cancel: SAVE
         self.events = EmitterGroup(source=self, changed=None, saved=None)
@@ -265,11 +236,6 @@ class LabelingSession(ClassEditing, page_prefetch.PlanePaging, SliceBoxes):
             (empty.discard if self.layer.nshapes or (rest is not None and len(rest)) else empty.add)(self.current)
         return sorted(empty)
 
-    def unsaved(self) -> list[int]:
-        """The images with edits not yet saved (committing the one on screen)."""
-        self.commit()
-        return sorted(self.store.dirty)
-
     # --- navigation --------------------------------------------------------------------
 
     def go_to(self, index: int) -> None:
@@ -322,59 +288,6 @@ class LabelingSession(ClassEditing, page_prefetch.PlanePaging, SliceBoxes):
         self.commit()
         stack_labeling.sync_marks(self.layer, self.store)
         return self.store.stack_annotation()
-
-    def write_stack(self, destination) -> list[Path]:
-        """napari's writer saves a stack's layer: its one file (see :meth:`write_files`)."""
-        return self.write_files([Path(destination)])
-
-    # --- saving ----------------------------------------------------------------------------
-
-    def _left(self, index: int, changed: bool) -> None:
-        if self.autosave and index in self.store.dirty:
-            self._save([index])
-
-    def _save(self, indices) -> SaveReport:
-        report = self.store.save(indices, self.confirm_overwrite)
-        self.last_report = report
-        self.events.saved(report=report)
-        return report
-
-    def save(self) -> SaveReport:
-        """Save every image with unsaved edits (the one on screen too)."""
-        self.commit()
-        report = self._save(sorted(self.store.dirty))
-        self.events.changed()
-        return report
-
-    def write_files(self, destinations) -> list[Path]:
-        """napari's writer saves the layer: every image, to ``destinations`` (see
-        :meth:`~napari_faster_rcnn.core.data.labeling.LabelStore.write_to`); returns the files written."""
-        self.commit()
-        report = self.store.write_to([Path(d) for d in destinations], self.confirm_overwrite)
-        self.last_report = report
-        if self.current in report.reloaded:
-            super().refresh()
-        self._mirror_classes()
-        self.events.saved(report=report)
-        self.events.changed()
-        return report.written
-
-    def resolve_unsaved(self, can_cancel: bool) -> bool:
-        """Before the layer or the viewer closes: save (autosave) or ask. False means cancel."""
-        if self.closed or not self.unsaved():
-            return True
-        if self.autosave:
-            self.save()
-            if not self.store.dirty:
-                return True
-        choice = self.ask_unsaved(len(self.store.dirty), can_cancel)
-        if choice == CANCEL and can_cancel:
-            return False
-        if choice == SAVE:
-            self.save()
-        elif choice == DISCARD:
-            self.store.dirty.clear()  # asked once: the window's second close event passes
-        return True
 
     # --- keys and closing ---------------------------------------------------------------------
 
@@ -458,20 +371,4 @@ def labeling_session(viewer, layer, **options) -> LabelingSession:
     else:
         annotations = layer_annotations(layer)
     return LabelingSession(viewer, layer, annotations, **options)
-
-
-def _stack_store_of(viewer, layer) -> StackLabelStore:
-    """A store of a stack layer that holds every box (made by other code, not paged)."""
-    from napari_faster_rcnn.core.data.labeling import file_stamp
-
-    annotation = conventions.stack_annotation_from_shapes(layer.data, layer.features, layer.metadata)
-    paths = conventions.annotation_paths(layer.metadata)
-    path = paths[0] if paths else None
-    stamps = layer.metadata.get(conventions.ANNOTATION_STAMPS) or [file_stamp(path)]
-    sizes = layer.metadata.get(conventions.IMAGE_SIZES)
-    return StackLabelStore(annotation, path, stack_labeling.stack_planes_shape(viewer, layer),
-                           classes=layer.metadata.get(conventions.CLASSES) or (),
-                           stamp=tuple(stamps[0]) if stamps[0] is not None else None,
-                           size=sizes[0] if sizes else None)
-
 
