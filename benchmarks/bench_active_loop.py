@@ -15,7 +15,10 @@ far (``--steps``):
   the round before and the images labeled so far passed as ``labeled`` (as ``rank`` passes a
   folder's labeled images).
 
-Experiments: ``--weights`` tries other :class:`RankingWeights`; ``--random-share F`` takes that share
+Experiments: ``--orders`` adds ``balanced``, an oracle that knows each image's style and labels the
+styles in turn (each round's next pick: the style with the fewest images labeled so far, random order
+within it): the most a ranking could gain here by spreading its picks over the styles the test set
+weighs equally, a bound for the target rather than a way of ranking; ``--weights`` tries other :class:`RankingWeights`; ``--random-share F`` takes that share
 of each ranked round from the random order (hybrid); ``--random-from FILE`` takes random order's
 curves (deterministic) from an earlier ``--save`` of the same settings instead of running it again.
 The summary's ``mean_ap_after_round_0`` (mean AP@0.5 over the rounds after the first) is a finer,
@@ -53,10 +56,31 @@ POOL_STYLES = (("plain", 0.75), ("inverted", 0.25 / 3), ("faint", 0.25 / 3), ("s
 TEST_STYLES = ("plain", "inverted", "faint", "small")
 
 
+def balanced_picks(styles, labeled, order, count: int) -> list[int]:
+    """The oracle's ``count`` next picks: each the first image, in ``order``, of the style with the fewest
+    images labeled so far among the styles with images left (ties: the styles' order in the test set)."""
+    counts = {style: 0 for style in TEST_STYLES}
+    for i in labeled:
+        counts[str(styles[i])] += 1
+    taken = set(labeled)
+    remaining = [i for i in order if i not in taken]
+    chosen = []
+    for _ in range(min(count, len(remaining))):
+        left = {str(styles[i]) for i in remaining}
+        style = min(left, key=lambda s: (counts[s], TEST_STYLES.index(s)))
+        pick = next(i for i in remaining if str(styles[i]) == style)
+        chosen.append(pick)
+        remaining.remove(pick)
+        counts[style] += 1
+    return chosen
+
+
 def one_seed(seed: int, pool_size: int, test_size: int, rounds: int, first_steps: int, steps: int,
-             threads: int, random_share: float = 0.0, weights: tuple | None = None, known: dict | None = None) -> dict:
-    """Both orders for one seed: AP@0.5 after each round, and the seconds it took; ``known``: this seed's
-    result of an earlier run with the same settings, whose random order is taken instead of run again."""
+             threads: int, random_share: float = 0.0, weights: tuple | None = None, known: dict | None = None,
+             orders: tuple = ("random", "rank")) -> dict:
+    """The orders for one seed (random first): AP@0.5 after each round, and the seconds it took; ``known``:
+    this seed's result of an earlier run with the same settings, whose random order is taken instead of
+    run again."""
     import copy
 
     import torch
@@ -80,11 +104,13 @@ def one_seed(seed: int, pool_size: int, test_size: int, rounds: int, first_steps
     # both orders train from the same torch random state (the RPN's and the box head's sampling), so that
     # rank's order does not depend on whether random order ran before it (--random-from)
     torch_state = torch.get_rng_state()
-    for name in ("random", "rank"):
+    for name in orders:
         torch.set_rng_state(torch_state)
         if name == "random" and known is not None:
             assert known["labeled"] == result["labeled"] and abs(known["random"][0] - first_ap) < 1e-9, "not the same run"
-            result["random"], result["random_styles"] = known["random"], known["random_styles"]
+            for key in ("random", "random_styles", "random_final_by_style"):
+                if key in known:
+                    result[key] = known[key]
             result["seconds"]["random"] = 0.0
             continue
         began = time.perf_counter()
@@ -96,6 +122,8 @@ def one_seed(seed: int, pool_size: int, test_size: int, rounds: int, first_steps
             left = [i for i in range(pool_size) if i not in set(labeled)]
             if name == "random":
                 chosen = [i for i in order if i not in set(labeled)][:ROUND]
+            elif name == "balanced":
+                chosen = balanced_picks(styles, labeled, order, ROUND)
             else:
                 explore = int(round(random_share * ROUND))  # the first of the random order not labeled yet
                 chosen = [i for i in order if i not in set(labeled)][:explore]
@@ -111,6 +139,10 @@ def one_seed(seed: int, pool_size: int, test_size: int, rounds: int, first_steps
                   file=sys.stderr, flush=True)
         result[name] = aps
         result[f"{name}_styles"] = {style: picked_styles.count(style) for style, _ in POOL_STYLES}
+        # the last model's AP@0.5 on each style of the test images (which styles the order taught)
+        result[f"{name}_final_by_style"] = {
+            style: round(ap50(model, [test[i] for i in range(test_size) if i % len(TEST_STYLES) == k]), 4)
+            for k, style in enumerate(TEST_STYLES)}
         result["seconds"][name] = round(time.perf_counter() - began, 1)
     result["seconds"]["first"] = round(time.perf_counter() - start - sum(result["seconds"].values()), 1)
     return result
@@ -144,10 +176,17 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", metavar="U,C,D,L,DIV,NOV",
                         help="RankingWeights(uncertainty, confusion, disagreement, low_confidence, diversity, novelty) "
                              "to try instead of the defaults")
-    parser.add_argument("--check", action="store_true", help=f"exit 1 when the fraction is above {TARGET_FRACTION}")
+    parser.add_argument("--orders", default="rank", metavar="NAMES",
+                        help="the orders run besides random, comma-separated: rank (rank_images), balanced (an oracle "
+                             "that labels the styles in turn; see above); default rank")
+    parser.add_argument("--check", action="store_true", help=f"exit 1 when rank's fraction is above {TARGET_FRACTION}")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     weights = tuple(float(w) for w in args.weights.split(",")) if args.weights else None
+    others = [name for name in args.orders.split(",") if name]
+    if not others or set(others) - {"rank", "balanced"}:
+        parser.error(f"--orders: rank and/or balanced, got {args.orders!r}")
+    orders = ("random", *others)
     options = (args.pool, args.test, args.rounds, args.first_steps, args.steps, args.threads, args.random_share,
                weights)
     known = {r["seed"]: r for r in json.loads(Path(args.random_from).read_text())} if args.random_from else {}
@@ -155,41 +194,45 @@ def main(argv=None) -> int:
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
             results = list(pool.map(one_seed, seeds, *([option] * len(seeds) for option in options),
-                                    [known.get(seed) for seed in seeds]))
+                                    [known.get(seed) for seed in seeds], [orders] * len(seeds)))
     else:
-        results = [one_seed(seed, *options, known.get(seed)) for seed in seeds]
+        results = [one_seed(seed, *options, known.get(seed), orders) for seed in seeds]
     if args.save:
         Path(args.save).write_text(json.dumps(results, indent=1))
 
     from _common import report
 
-    rows = [("seed", "labeled", "AP@0.5 random", "AP@0.5 rank", "random reaches its final AP at",
-             "rank reaches it at", "fraction")]
-    fractions = []
+    rows = [("seed", "order", "AP@0.5 after " + " ".join(map(str, results[0]["labeled"])), "reaches random's final AP at",
+             "fraction", "styles picked", "last AP@0.5 by test style")]
+    fractions = {name: [] for name in others}
     budget = ROUND * (args.rounds + 1)
     for result in results:
         target = result["random"][-1]
         random_needed = images_needed(result["labeled"], result["random"], target)
-        rank_needed = images_needed(result["labeled"], result["rank"], target)
-        fraction = (rank_needed if rank_needed is not None else budget + ROUND) / random_needed
-        fractions.append(fraction)
-        rows.append((result["seed"], " ".join(map(str, result["labeled"])),
-                     " ".join(f"{ap:.3f}" for ap in result["random"]), " ".join(f"{ap:.3f}" for ap in result["rank"]),
-                     random_needed, rank_needed if rank_needed is not None else f">{budget}",
-                     f"{'>' if rank_needed is None else ''}{fraction:.2f}"))
-        rows.append(("", "styles picked", json.dumps(result["random_styles"]), json.dumps(result["rank_styles"]),
-                     "", "", ""))
-    mean = float(np.mean(fractions))
+        for name in orders:
+            needed = images_needed(result["labeled"], result[name], target)
+            fraction = None
+            if name != "random":
+                fraction = (needed if needed is not None else budget + ROUND) / random_needed
+                fractions[name].append(fraction)
+            rows.append((result["seed"], name, " ".join(f"{ap:.3f}" for ap in result[name]),
+                         needed if needed is not None else f">{budget}",
+                         "" if fraction is None else f"{'>' if needed is None else ''}{fraction:.2f}",
+                         json.dumps(result[f"{name}_styles"]),
+                         json.dumps(result.get(f"{name}_final_by_style", {}))))
+    means = {name: round(float(np.mean(values)), 3) for name, values in fractions.items()}
     # a finer, secondary figure: the mean AP@0.5 over the rounds after the first (area under the curve)
-    curve = {name: round(float(np.mean([np.mean(r[name][1:]) for r in results])), 4) for name in ("random", "rank")}
+    curve = {name: round(float(np.mean([np.mean(r[name][1:]) for r in results])), 4) for name in orders}
+    summary = {"fraction_mean": means.get("rank"), "fractions": [round(f, 3) for f in fractions.get("rank", [])]}
+    if "balanced" in means:
+        summary.update(balanced_fraction_mean=means["balanced"], balanced_fractions=[round(f, 3) for f in fractions["balanced"]])
     report(f"Active loop: rounds of {ROUND} from a pool of {args.pool}, {len(seeds)} seeds", rows,
-           {"fraction_mean": round(mean, 3), "fractions": [round(f, 3) for f in fractions],
-            "mean_ap_after_round_0": curve, "pool": args.pool,
+           {**summary, "mean_ap_after_round_0": curve, "pool": args.pool,
             "rounds": args.rounds, "first_steps": args.first_steps, "steps": args.steps, "test": args.test,
             "random_share": args.random_share, "weights": weights,
             "seconds": round(time.perf_counter() - start, 1), "load_average": [round(v, 2) for v in os.getloadavg()]})
-    if args.check and mean > TARGET_FRACTION:
-        print(f"FAILED: rank's order needs {mean:.2f} of random order's images (target at most {TARGET_FRACTION})",
+    if args.check and "rank" in means and means["rank"] > TARGET_FRACTION:
+        print(f"FAILED: rank's order needs {means['rank']:.2f} of random order's images (target at most {TARGET_FRACTION})",
               file=sys.stderr)
         return 1
     return 0
