@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.folder_label_store import FolderLabelStore
 from napari_faster_rcnn.layers.paging_registry import paging_model
-from napari_faster_rcnn.layers.stack_labeling import StorePages
+from napari_faster_rcnn.layers.stack_labeling import HeldStore, StorePages
 
 
 def _overwrite(paths) -> bool:
@@ -41,22 +40,13 @@ class FolderPages(StorePages):
         return self.store.write_to([Path(d) for d in destinations], _overwrite).written
 
 
-class HeldFolder:
-    """A folder's store between the reader and the viewer (see
-    :func:`~napari_faster_rcnn.layers.slice_view.attach_when_added`), saveable meanwhile."""
+class HeldFolder(HeldStore):
+    """A folder's store between the reader and the viewer, saveable meanwhile."""
 
-    def __init__(self, store: FolderLabelStore):
-        self.store = store
-
-    @property
-    def annotations(self) -> list[Annotation]:
-        return self.store.annotations
-
-    def all_annotations(self) -> list[Annotation]:
-        return list(self.store.annotations)
+    store: FolderLabelStore
 
     def write_files(self, destinations) -> list[Path]:
-        return self.store.write_to([Path(d) for d in destinations], _overwrite).written
+        return self._write(destinations)
 
     def pager(self, viewer, layer) -> FolderPages:
         return FolderPages(viewer, layer, self.store)

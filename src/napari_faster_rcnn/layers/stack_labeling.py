@@ -147,11 +147,12 @@ class StackPages(StorePages):
         return self.store.write_to([Path(destination)], _overwrite).written
 
 
-class HeldStack:
-    """A stack's store between the reader and the viewer (see
-    :func:`~napari_faster_rcnn.layers.slice_view.attach_when_added`), saveable meanwhile."""
+class HeldStore:
+    """A store between the reader and the viewer (see
+    :func:`~napari_faster_rcnn.layers.slice_view.attach_when_added`), saveable meanwhile; its
+    ``annotations`` are the store's, one per page."""
 
-    def __init__(self, store: StackLabelStore):
+    def __init__(self, store):
         self.store = store
 
     @property
@@ -161,11 +162,21 @@ class HeldStack:
     def all_annotations(self) -> list[Annotation]:
         return list(self.store.annotations)
 
+    def _write(self, destinations) -> list[Path]:
+        """The store's files written to ``destinations`` (napari's writer saving the layer)."""
+        return self.store.write_to([Path(d) for d in destinations], _overwrite).written
+
+
+class HeldStack(HeldStore):
+    """A stack's store between the reader and the viewer, saveable meanwhile."""
+
+    store: StackLabelStore
+
     def stack_annotation(self) -> Annotation:
         return self.store.stack_annotation()
 
     def write_stack(self, destination) -> list[Path]:
-        return self.store.write_to([Path(destination)], _overwrite).written
+        return self._write([destination])
 
     def pager(self, viewer, layer) -> StackPages:
         return StackPages(viewer, layer, self.store)
