@@ -150,7 +150,6 @@ def iter_image_measures(model, images: Sequence, threshold: float | None = None,
     """
     import torch
 
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     config = getattr(model, "config", None)
@@ -199,7 +198,6 @@ def iter_image_features(model, images: Sequence, batch_size: int = 4,
     vectors of the images that could be read (an unreadable one is yielded with ``error``, named
     ``labeled image N`` when it is not a path)."""
     import torch
-
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
