@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Painter, report  # noqa: E402
-from bench_stack_open import make_stack, next_page_times, page_times, rss_bytes, timed  # noqa: E402
+from bench_stack_open import make_stack, napari_baseline, next_page_times, page_times, rss_bytes, timed  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -53,7 +53,6 @@ def main(argv=None) -> dict:
     from PIL import Image
     from qtpy.QtWidgets import QApplication
 
-    from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles
 
     app = QApplication.instance() or QApplication([])
     with tempfile.TemporaryDirectory() as workdir:
@@ -95,26 +94,8 @@ def main(argv=None) -> dict:
         viewer.dims.set_current_step(0, 0)
         paint()
 
-        own = napari.Viewer()
-        own.window._qt_window.resize(1200, 800)
-        own_paint = Painter(app, own.window._qt_viewer.canvas._scene_canvas)
-        own_paint()
-        rectangles = [np.concatenate([np.full((4, 1), float(p)), r], axis=1)
-                      for p, r in zip(where[:, 0], boxes_to_rectangles(xyxy))]
-        before = rss_bytes()
-
-        def baseline_open():
-            lazy = dask.array.from_zarr(zarr.open(tifffile.imread(path, aszarr=True), mode="r"))
-            own.add_image(lazy, contrast_limits=[0, 4095])
-            own.add_shapes(rectangles, shape_type="rectangle", ndim=3, edge_color="yellow",
-                           face_color="transparent")
-
-        own_open_s = timed(baseline_open, own_paint)
-        own_rss = rss_bytes() - before
-        own_pages = page_times(own, own_paint, args.planes, args.repeat, cpu["own_page"])
-        own_next = next_page_times(app, own, own_paint, args.planes, args.repeat, args.pause, cpu["own_next"])
+        own_open_s, own_rss, own_pages, own_next = napari_baseline(app, path, xyxy, where, args, cpu)
         viewer.close()
-        own.close()
 
     page_s, own_page_s = statistics.median(pages), statistics.median(own_pages)
     next_s, own_next_s = statistics.median(next_pages), statistics.median(own_next)

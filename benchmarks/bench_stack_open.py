@@ -107,6 +107,39 @@ def next_page_times(app, viewer, paint, planes: int, repeat: int, pause: float, 
     return times
 
 
+def napari_baseline(app, path: Path, xyxy, where, args, cpu: dict) -> tuple[float, int, list[float], list[float]]:
+    """napari's own way, in a viewer of its own: ``add_image`` of a dask array over tifffile's zarr store
+    of the stack at ``path`` and ``add_shapes`` of every box (``ndim=3``), painted; returns the open's
+    seconds and RSS growth, then the jumps' and the next pages' seconds (``args``: planes, repeat, pause;
+    the main thread's CPU times go to ``cpu["own_page"]`` and ``cpu["own_next"]``)."""
+    import dask.array
+    import napari
+    import tifffile
+    import zarr
+
+    from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles
+
+    own = napari.Viewer()
+    own.window._qt_window.resize(1200, 800)
+    own_paint = Painter(app, own.window._qt_viewer.canvas._scene_canvas)
+    own_paint()
+    rectangles = [np.concatenate([np.full((4, 1), float(p)), r], axis=1)
+                  for p, r in zip(where[:, 0], boxes_to_rectangles(xyxy))]
+    before = rss_bytes()
+
+    def baseline_open():
+        lazy = dask.array.from_zarr(zarr.open(tifffile.imread(path, aszarr=True), mode="r"))
+        own.add_image(lazy, contrast_limits=[0, 4095])
+        own.add_shapes(rectangles, shape_type="rectangle", ndim=3, edge_color="yellow", face_color="transparent")
+
+    open_s = timed(baseline_open, own_paint)
+    rss = rss_bytes() - before
+    pages = page_times(own, own_paint, args.planes, args.repeat, cpu["own_page"])
+    next_pages = next_page_times(app, own, own_paint, args.planes, args.repeat, args.pause, cpu["own_next"])
+    own.close()
+    return open_s, rss, pages, next_pages
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--planes", type=int, default=50)
@@ -125,7 +158,6 @@ def main(argv=None) -> dict:
     import zarr
     from qtpy.QtWidgets import QApplication
 
-    from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles
 
     app = QApplication.instance() or QApplication([])
     with tempfile.TemporaryDirectory() as workdir:
@@ -182,25 +214,7 @@ def main(argv=None) -> dict:
         labeled_pages = page_times(viewer, paint, args.planes, args.repeat)
         conventions.TEXT_LIMIT = limit
 
-        own = napari.Viewer()
-        own.window._qt_window.resize(1200, 800)
-        own_paint = Painter(app, own.window._qt_viewer.canvas._scene_canvas)
-        own_paint()
-        rectangles = [np.concatenate([np.full((4, 1), float(p)), r], axis=1)
-                      for p, r in zip(where[:, 0], boxes_to_rectangles(xyxy))]
-        before = rss_bytes()
-
-        def baseline_open():
-            lazy = dask.array.from_zarr(zarr.open(tifffile.imread(path, aszarr=True), mode="r"))
-            own.add_image(lazy, contrast_limits=[0, 4095])
-            own.add_shapes(rectangles, shape_type="rectangle", ndim=3, edge_color="yellow",
-                           face_color="transparent")
-
-        own_open_s = timed(baseline_open, own_paint)
-        own_rss = rss_bytes() - before
-        own_pages = page_times(own, own_paint, args.planes, args.repeat, cpu["own_page"])
-        own_next = next_page_times(app, own, own_paint, args.planes, args.repeat, args.pause, cpu["own_next"])
-        own.close()
+        own_open_s, own_rss, own_pages, own_next = napari_baseline(app, path, xyxy, where, args, cpu)
 
         bare = napari.Viewer()  # the floor: the plugin's image layer alone, no boxes
         bare.window._qt_window.resize(1200, 800)
