@@ -118,7 +118,34 @@ def test_training_from_a_layer_fills_the_plot_and_the_progress_bar_and_leaves_a_
     assert widget.continue_button.isEnabled()
 
 
-def test_training_from_a_folder_keeps_the_event_loop_serving(make_napari_viewer, qtbot, shapes, tmp_path, errors):
+def test_training_from_a_folder_keeps_the_event_loop_serving(make_napari_viewer, qtbot, shapes, tmp_path, errors,
+                                                           monkeypatch):
+    import lightning.pytorch as pl
+
+    from napari_faster_rcnn.core.training import module as training_module
+    from napari_faster_rcnn.core.training.data_module import DetectionDataModule
+
+    # every heavy part of a run, from the click on Train to the end: where (which thread) each one ran
+    threads: dict[str, set[bool]] = {}
+    step_times: list[float] = []
+
+    def watch(owner, name: str, label: str):
+        original = getattr(owner, name)
+
+        def watched(*args, **kwargs):
+            threads.setdefault(label, set()).add(threading.current_thread() is threading.main_thread())
+            if label == "a training step":
+                step_times.append(time.perf_counter())
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, watched)
+
+    watch(training_module, "build_model", "building the model")
+    watch(DetectionDataModule, "setup", "preparing the data")  # (samples are read in its loaders' processes)
+    watch(training_module.DetectorModule, "training_step", "a training step")
+    watch(training_module.DetectorModule, "validation_step", "a validation step")
+    watch(pl.Trainer, "save_checkpoint", "saving a checkpoint")
+
     viewer = make_napari_viewer()
     widget = make_widget(viewer, tmp_path / "run", folder=shapes, epochs=6)
     qtbot.waitExposed(widget)  # as a person sees it before clicking Train
@@ -127,19 +154,23 @@ def test_training_from_a_folder_keeps_the_event_loop_serving(make_napari_viewer,
     timer.setInterval(10)
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start()
-    start = time.perf_counter()
     worker = widget.train()
-    worker.finished.connect(lambda: ticks.append(time.perf_counter()))
     wait_for_run(qtbot, widget)
     timer.stop()
 
     assert errors == [] and widget.result.steps == 12 and len(widget.progress.voc_map) == 6
-    # from the click on Train to the end of the run (reading the data, building the model, steps, validations
-    # and checkpoints), the event loop served the timer at least every 100 ms
-    gaps = np.diff([start, *ticks])
-    when = ([start, *ticks][int(gaps.argmax())] - start)
-    assert gaps.max() < 0.1, f"the event loop waited {gaps.max() * 1000:.0f} ms, {when:.2f} s after the click"
     assert load_checkpoint(widget.result.last_checkpoint).global_step == 12
+    # the run's work happened, all of it on the worker's thread: the viewer's thread only shows progress (how
+    # long the event loop waits at most is measured in benchmarks/bench_train_widget.py)
+    assert sorted(threads) == sorted(["building the model", "preparing the data", "a training step",
+                                      "a validation step", "saving a checkpoint"])
+    on_main = [label for label, where in threads.items() if True in where]
+    assert on_main == [], f"ran on the viewer's thread: {on_main}"
+    # and the viewer's event loop went on meanwhile: it served the timer (every 10 ms) between the first and
+    # the last training step (none would come if the viewer's thread waited for the run)
+    assert worker is not None and len(step_times) == 12
+    during = [t for t in ticks if step_times[0] < t < step_times[-1]]
+    assert len(during) >= 5, f"the event loop served the timer {len(during)} times during the steps"
 
 
 def test_stop_ends_after_the_step_with_a_checkpoint_and_continue_resumes(make_napari_viewer, qtbot, shapes, tmp_path,
