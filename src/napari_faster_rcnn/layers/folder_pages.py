@@ -19,11 +19,7 @@ from pathlib import Path
 
 from napari_faster_rcnn.core.data.folder_label_store import FolderLabelStore
 from napari_faster_rcnn.layers.paging_registry import paging_model
-from napari_faster_rcnn.layers.stack_labeling import HeldStore, StorePages
-
-
-def _overwrite(paths) -> bool:
-    return True  # napari's writer on a layer nobody labels overwrites, as for any other layer
+from napari_faster_rcnn.layers.stack_labeling import HeldStore, StorePages, write_store
 
 
 class FolderPages(StorePages):
@@ -37,7 +33,7 @@ class FolderPages(StorePages):
     def write_files(self, destinations) -> list[Path]:
         """napari's writer saves the layer: each 2-D image's file, each stack's one file."""
         self.commit()
-        return self.store.write_to([Path(d) for d in destinations], _overwrite).written
+        return write_store(self.store, destinations)
 
 
 class HeldFolder(HeldStore):
@@ -46,7 +42,7 @@ class HeldFolder(HeldStore):
     store: FolderLabelStore
 
     def write_files(self, destinations) -> list[Path]:
-        return self._write(destinations)
+        return write_store(self.store, destinations)
 
     def pager(self, viewer, layer) -> FolderPages:
         return FolderPages(viewer, layer, self.store)

@@ -61,6 +61,12 @@ def _overwrite(paths) -> bool:
     return True  # napari's writer on a layer nobody labels overwrites, as for any other layer
 
 
+def write_store(store, destinations) -> list[Path]:
+    """napari's writer saving a store's layer (a stack's, a folder's): the store's files written to
+    ``destinations``, overwriting; returns the files written."""
+    return store.write_to([Path(d) for d in destinations], _overwrite).written
+
+
 class StorePages(PlanePaging, SliceBoxes):
     """The reader's paging of a box layer whose pages' boxes are all kept in a label store (a stack's
     :class:`~napari_faster_rcnn.core.data.stack_label_store.StackLabelStore`, a folder's
@@ -144,7 +150,7 @@ class StackPages(StorePages):
         """napari's writer saves the layer: the stack's one file; returns the files written."""
         self.commit()
         sync_marks(self.layer, self.store)
-        return self.store.write_to([Path(destination)], _overwrite).written
+        return write_store(self.store, [destination])
 
 
 class HeldStore:
@@ -162,10 +168,6 @@ class HeldStore:
     def all_annotations(self) -> list[Annotation]:
         return list(self.store.annotations)
 
-    def _write(self, destinations) -> list[Path]:
-        """The store's files written to ``destinations`` (napari's writer saving the layer)."""
-        return self.store.write_to([Path(d) for d in destinations], _overwrite).written
-
 
 class HeldStack(HeldStore):
     """A stack's store between the reader and the viewer, saveable meanwhile."""
@@ -176,7 +178,7 @@ class HeldStack(HeldStore):
         return self.store.stack_annotation()
 
     def write_stack(self, destination) -> list[Path]:
-        return self._write([destination])
+        return write_store(self.store, [destination])
 
     def pager(self, viewer, layer) -> StackPages:
         return StackPages(viewer, layer, self.store)
