@@ -18,11 +18,11 @@ far (``--steps``):
 Experiments: ``--orders`` adds ``balanced``, an oracle that knows each image's style and labels the
 styles in turn (each round's next pick: the style with the fewest images labeled so far, random order
 within it): the most a ranking could gain here by spreading its picks over the styles the test set
-weighs equally, a bound for the target rather than a way of ranking; ``--weights`` tries other :class:`RankingWeights`; ``--random-share F`` takes that share
-of each ranked round from the random order (hybrid); ``--random-from FILE`` takes random order's
-curves (deterministic) from an earlier ``--save`` of the same settings instead of running it again.
-The summary's ``mean_ap_after_round_0`` (mean AP@0.5 over the rounds after the first) is a finer,
-secondary figure.
+weighs equally, a bound for the target rather than a way of ranking; ``--weights`` tries other
+:class:`RankingWeights`; ``--random-share F`` takes that share of each ranked round from the random
+order (hybrid); ``--random-from FILE`` takes random order's curves (deterministic) from an earlier
+``--save`` of the same settings instead of running it again. The summary's
+``mean_ap_after_round_0`` (mean AP@0.5 over the rounds after the first) is a finer, secondary figure.
 
 After each round the model's AP@0.5 on the test images is measured. The figure: the number of
 labeled images with which ``rank``'s order first reaches random order's final AP@0.5 (after
@@ -56,6 +56,17 @@ POOL_STYLES = (("plain", 0.75), ("inverted", 0.25 / 3), ("faint", 0.25 / 3), ("s
 TEST_STYLES = ("plain", "inverted", "faint", "small")
 
 
+def seed_data(seed: int, pool_size: int, test_size: int):
+    """One seed's pool (its styles and ``(image, annotation)`` samples), test samples and random order."""
+    from _active import styled_sample
+
+    rng = np.random.default_rng(seed)
+    styles = rng.choice([s for s, _ in POOL_STYLES], size=pool_size, p=[p for _, p in POOL_STYLES])
+    pool = [styled_sample(seed, index, str(style)) for index, style in enumerate(styles)]
+    test = [styled_sample(seed + 5000, index, TEST_STYLES[index % len(TEST_STYLES)]) for index in range(test_size)]
+    return styles, pool, test, rng.permutation(pool_size)
+
+
 def balanced_picks(styles, labeled, order, count: int) -> list[int]:
     """The oracle's ``count`` next picks: each the first image, in ``order``, of the style with the fewest
     images labeled so far among the styles with images left (ties: the styles' order in the test set)."""
@@ -84,18 +95,14 @@ def one_seed(seed: int, pool_size: int, test_size: int, rounds: int, first_steps
     import copy
 
     import torch
-    from _active import ap50, new_model, styled_sample, train
+    from _active import ap50, new_model, train
 
     from napari_faster_rcnn.core.prediction.ranking import rank_images
     from napari_faster_rcnn.core.prediction.usefulness import RankingWeights
 
     torch.set_num_threads(threads)
     ranking_weights = RankingWeights() if weights is None else RankingWeights(*weights)
-    rng = np.random.default_rng(seed)
-    styles = rng.choice([s for s, _ in POOL_STYLES], size=pool_size, p=[p for _, p in POOL_STYLES])
-    pool = [styled_sample(seed, index, str(style)) for index, style in enumerate(styles)]
-    test = [styled_sample(seed + 5000, index, TEST_STYLES[index % len(TEST_STYLES)]) for index in range(test_size)]
-    order = rng.permutation(pool_size)
+    styles, pool, test, order = seed_data(seed, pool_size, test_size)
     first = list(order[:ROUND])
     start = time.perf_counter()
     base = train(new_model(seed), [pool[i] for i in first], first_steps, seed)
@@ -154,13 +161,9 @@ def steps_curve(seed: int, first_steps: int, test_size: int, images: int = 64,
     ``schedule``'s chunks of steps: ``(steps so far, AP@0.5)`` after each (how much of a curve the
     training alone makes)."""
     import torch
-    from _active import ap50, new_model, styled_sample, train
+    from _active import ap50, new_model, train
 
-    rng = np.random.default_rng(seed)
-    styles = rng.choice([s for s, _ in POOL_STYLES], size=512, p=[p for _, p in POOL_STYLES])
-    pool = [styled_sample(seed, index, str(style)) for index, style in enumerate(styles)]
-    test = [styled_sample(seed + 5000, index, TEST_STYLES[index % len(TEST_STYLES)]) for index in range(test_size)]
-    order = rng.permutation(len(pool))
+    _, pool, test, order = seed_data(seed, 512, test_size)
     model = train(new_model(seed), [pool[i] for i in order[:ROUND]], first_steps, seed)
     torch.manual_seed(seed)
     labeled, done, curve = [pool[i] for i in order[:images]], 0, []

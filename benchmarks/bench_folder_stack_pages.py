@@ -53,7 +53,6 @@ def main(argv=None) -> dict:
     from PIL import Image
     from qtpy.QtWidgets import QApplication
 
-
     app = QApplication.instance() or QApplication([])
     with tempfile.TemporaryDirectory() as workdir:
         folder = Path(workdir) / "mixed"

@@ -158,7 +158,6 @@ def main(argv=None) -> dict:
     import zarr
     from qtpy.QtWidgets import QApplication
 
-
     app = QApplication.instance() or QApplication([])
     with tempfile.TemporaryDirectory() as workdir:
         path = Path(workdir) / "movie.tif"
