@@ -1,5 +1,5 @@
 """The merge of the detections of overlapping tiles into one image's detections
-(the grid itself is :mod:`.tiles`).
+(the grid itself is :mod:`.tiles`, the matching of boxes across tiles :mod:`.tile_matching`).
 
 Each tile's detections, shifted into image coordinates, come with the
 number of their tile. An object cut by a tile's edge gives a *partial*
@@ -55,10 +55,9 @@ groups of boxes linked by matching pairs whose tiles' neighbours are all in
 are merged and released after each row of tiles. The result equals the
 merge of all the boxes at once, and memory follows a row of tiles.
 
-Candidate pairs come from bucketing the boxes near tile borders by class
-and into a grid of cells (sorting by cell), never from comparing every box
-with every other; the rest is numpy over the candidate pairs. Only the
-greedy merge of step 4 loops in Python, once per partial box left.
+The agreement of step 2, the matching pairs it gives and the greedy grouping
+of step 4 are in :mod:`.tile_matching`; this module decides, from them, which
+boxes are kept, dropped or merged.
 
 Known limit: an object that ends within ``edge_tolerance`` of a tile's
 edge while lying whole in that tile may count as cut there by some of its
@@ -76,9 +75,10 @@ import numpy as np
 import scipy.sparse
 from scipy.sparse.csgraph import connected_components
 
+from napari_faster_rcnn.core.prediction.tile_matching import greedy_groups, matching_pairs
 from napari_faster_rcnn.core.prediction.tiles import EDGE_TOLERANCE, MATCH_THRESHOLD, TileGrid
 
-__all__ = ["MergedDetections", "TileMerger", "merge_tile_detections", "shared_view_iou"]
+__all__ = ["MergedDetections", "TileMerger", "merge_tile_detections"]
 
 
 # --- the merge ------------------------------------------------------------------------
@@ -169,7 +169,7 @@ def _merge(grid: TileGrid, boxes, scores, labels, tile_ids, tolerance: float, th
     owned = grid.owner(centres_x, centres_y) == tile_ids
 
     if pairs is None:
-        pairs = _matching_pairs(grid, rects, boxes, labels, tile_ids, tolerance, threshold)
+        pairs = matching_pairs(grid, rects, boxes, labels, tile_ids, tolerance, threshold)
     first, second = pairs
 
     # 3. a complete box outside its owner tile goes when it matches an owned complete box of another tile
@@ -184,7 +184,7 @@ def _merge(grid: TileGrid, boxes, scores, labels, tile_ids, tolerance: float, th
         covered[one[partial[one] & kept_complete[other]]] = True
     loose = partial & ~covered
     both = loose[first] & loose[second]
-    groups = _greedy_groups(scores, tile_ids, loose, first[both], second[both])
+    groups = greedy_groups(scores, tile_ids, loose, first[both], second[both])
 
     seeds = np.flatnonzero(groups >= 0)
     seeds = seeds[groups[seeds] == seeds]  # a group is numbered by its seed
@@ -298,8 +298,8 @@ class TileMerger:
             pairs = (np.zeros(0, dtype=np.int64),) * 2
             merged = MergedDetections(boxes, scores, labels, np.arange(count), np.ones(count, dtype=np.int64))
         else:
-            pairs = _matching_pairs(self.grid, self._rects.astype(np.float64), boxes, labels, tile_ids,
-                                    self.tolerance, self.threshold)
+            pairs = matching_pairs(self.grid, self._rects.astype(np.float64), boxes, labels, tile_ids,
+                                   self.tolerance, self.threshold)
             merged = _merge(self.grid, boxes, scores, labels, tile_ids, self.tolerance, self.threshold, pairs)
         first, second = pairs
         links = scipy.sparse.coo_array((np.ones(len(first), dtype=bool), (first, second)), shape=(count, count))
@@ -314,143 +314,3 @@ class TileMerger:
         rest = ~final
         if rest.any():
             self._held.append((local[rest], scores32[rest], labels32[rest], tiles[rest], sources[rest]))
-
-
-def _matching_pairs(grid: TileGrid, rects, boxes, labels, tile_ids, tolerance: float, threshold: float):
-    """Pairs ``(i, j)``, ``i < j``, of boxes of one class from different tiles that match."""
-    exclusive = grid.exclusive()[tile_ids]
-    near_border = ((boxes[:, 0] - tolerance <= exclusive[:, 0]) | (boxes[:, 1] - tolerance <= exclusive[:, 1])
-                   | (boxes[:, 2] + tolerance >= exclusive[:, 2]) | (boxes[:, 3] + tolerance >= exclusive[:, 3]))
-    candidates = np.flatnonzero(near_border)
-    if len(candidates) < 2:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty
-    grown = boxes[candidates] + np.array([-tolerance, -tolerance, tolerance, tolerance])
-    _, kinds = np.unique(labels[candidates], return_inverse=True)
-    one, other = _sharing_cells(grown, kinds.reshape(-1))
-    first, second = candidates[one], candidates[other]
-    across = tile_ids[first] != tile_ids[second]
-    first, second = first[across], second[across]
-    agreement = shared_view_iou(boxes[first], boxes[second], rects[tile_ids[first]], rects[tile_ids[second]],
-                                tolerance)
-    matched = agreement >= threshold
-    first, second, agreement = first[matched], second[matched], agreement[matched]
-    # the best matches first, for the greedy merge; equal ones in the order of the boxes, so that the
-    # order does not hang on the bucketing (the incremental merge finds the same pairs in smaller sets)
-    order = np.lexsort((second, first, -agreement))
-    return first[order], second[order]
-
-
-def _sharing_cells(boxes: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs ``(i, j)``, ``i < j``, of boxes of one kind that intersect (touching counts), each once.
-
-    The boxes are bucketed into the cells of a grid (a box into every cell it
-    covers) and sorted by kind and cell; pairs are formed inside each bucket,
-    and a pair is kept only in the cell holding the corner of its intersection
-    (``max x0``, ``max y0``), so that a pair sharing several cells counts once
-    and boxes that share a cell but do not meet are left out.
-    """
-    sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-    cell = max(8.0, float(np.percentile(sides, 90)))
-    origin = boxes[:, :2].min(axis=0)
-    cells_low = np.floor((boxes[:, :2] - origin) / cell).astype(np.int64)
-    cells_high = np.floor((boxes[:, 2:] - origin) / cell).astype(np.int64)
-    spans = cells_high - cells_low + 1
-    counts = spans[:, 0] * spans[:, 1]
-    box = np.repeat(np.arange(len(boxes)), counts)
-    offset = np.arange(len(box)) - np.repeat(np.cumsum(counts) - counts, counts)
-    row, column = np.divmod(offset, spans[box, 0])
-    columns = int(cells_high[:, 0].max()) + 1
-    rows = int(cells_high[:, 1].max()) + 1
-    cell_x, cell_y = cells_low[box, 0] + column, cells_low[box, 1] + row
-    key = (kinds[box] * rows + cell_y) * columns + cell_x
-    order = np.argsort(key, kind="stable")
-    key, box, cell_x, cell_y = key[order], box[order], cell_x[order], cell_y[order]
-    group_end = np.searchsorted(key, key, side="right")
-    after = group_end - np.arange(len(key)) - 1
-    left = np.repeat(np.arange(len(key)), after)
-    right = left + 1 + np.arange(len(left)) - np.repeat(np.cumsum(after) - after, after)
-    one, other = box[left], box[right]
-    corner = np.maximum(boxes[one, :2], boxes[other, :2])
-    meets = (corner <= np.minimum(boxes[one, 2:], boxes[other, 2:])).all(axis=1)
-    corner_cell = np.floor((corner - origin) / cell).astype(np.int64)
-    here = meets & (corner_cell[:, 0] == cell_x[left]) & (corner_cell[:, 1] == cell_y[left])
-    one, other = one[here], other[here]
-    return np.minimum(one, other), np.maximum(one, other)
-
-
-def shared_view_iou(first, second, first_tiles, second_tiles, tolerance: float = EDGE_TOLERANCE) -> np.ndarray:
-    """The agreement of box pairs from two tiles: the IoU of the boxes clipped to the tiles' intersection.
-
-    Where the tiles only touch (their intersection has no width or no height),
-    the intersection is widened by ``tolerance`` across the shared line and a
-    box reaching it counts as spanning that width, so that the comparison is
-    along the line. Pairs of tiles that do not meet, and boxes that do not
-    reach the intersection, agree 0.
-    """
-    first, second = np.asarray(first, np.float64), np.asarray(second, np.float64)
-    low = np.maximum(first_tiles[:, :2], second_tiles[:, :2]).astype(np.float64)
-    high = np.minimum(first_tiles[:, 2:], second_tiles[:, 2:]).astype(np.float64)
-    meets = (high >= low).all(axis=1)
-    thin = (high - low) < 1.0
-    low = np.where(thin, low - tolerance, low)
-    high = np.where(thin, high + tolerance, high)
-    clipped = []
-    for box in (first, second):
-        box_low = np.maximum(box[:, :2], low)
-        box_high = np.minimum(box[:, 2:], high)
-        reaches = box_high >= box_low
-        # across a line both boxes count as spanning the widened line
-        box_low = np.where(thin & reaches, low, box_low)
-        box_high = np.where(thin & reaches, high, box_high)
-        clipped.append((box_low, box_high, reaches.all(axis=1)))
-    (a_low, a_high, a_in), (b_low, b_high, b_in) = clipped
-    a_area = np.prod(np.clip(a_high - a_low, 0.0, None), axis=1)
-    b_area = np.prod(np.clip(b_high - b_low, 0.0, None), axis=1)
-    inter = np.prod(np.clip(np.minimum(a_high, b_high) - np.maximum(a_low, b_low), 0.0, None), axis=1)
-    union = a_area + b_area - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-    return np.where(meets & a_in & b_in, iou, 0.0)
-
-
-def _greedy_groups(scores, tile_ids, loose, first, second) -> np.ndarray:
-    """For each box, the seed of its group (-1 for boxes not in the merge): step 4's greedy merge.
-
-    ``first``, ``second`` are the matching pairs among the loose partial boxes,
-    best match first. A box takes from each tile the matching box of the
-    highest score (the best match among equal scores), so that the raw boxes
-    of two tiles around one object pair up best with best, second with second.
-    """
-    count = len(scores)
-    groups = np.full(count, -1, dtype=np.int64)
-    nodes = np.concatenate([first, second])
-    neighbours = np.concatenate([second, first])
-    rank = np.concatenate([np.arange(len(first))] * 2)
-    order = np.lexsort((rank, -scores[neighbours], nodes))  # by node, then highest score, then best match
-    nodes, neighbours = nodes[order], neighbours[order]
-    starts = np.searchsorted(nodes, np.arange(count + 1))
-    neighbour_list = neighbours.tolist()
-    tiles = tile_ids.tolist()
-    loose_boxes = np.flatnonzero(loose)
-    by_score = loose_boxes[np.argsort(-scores[loose_boxes], kind="stable")].tolist()
-    start_list = starts.tolist()
-    group_list = groups.tolist()
-    for seed in by_score:
-        if group_list[seed] >= 0:
-            continue
-        group_list[seed] = seed
-        if start_list[seed] == start_list[seed + 1]:
-            continue
-        used = {tiles[seed]}
-        stack = [seed]
-        while stack:
-            node = stack.pop()
-            for neighbour in neighbour_list[start_list[node]:start_list[node + 1]]:
-                if group_list[neighbour] < 0 and tiles[neighbour] not in used:
-                    group_list[neighbour] = seed
-                    used.add(tiles[neighbour])
-                    stack.append(neighbour)
-    groups[:] = group_list
-    groups[~loose] = -1
-    return groups
