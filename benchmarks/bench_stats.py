@@ -28,7 +28,8 @@ from _common import measure, report  # noqa: E402
 from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation  # noqa: E402
 from napari_faster_rcnn.core.data.folders import discover_dataset  # noqa: E402
 from napari_faster_rcnn.core.data.images import read_image  # noqa: E402
-from napari_faster_rcnn.core.statistics.measures import dataset_statistics, folder_statistics  # noqa: E402
+from napari_faster_rcnn.core.statistics.folders import folder_statistics  # noqa: E402
+from napari_faster_rcnn.core.statistics.measures import dataset_statistics  # noqa: E402
 
 SIZES = [(768, 1024)] * 7 + [(1024, 768), (720, 1280), (480, 640)]  # (height, width), some variety
 TARGET_SECONDS = 5.0

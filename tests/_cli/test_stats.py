@@ -7,7 +7,7 @@ import pytest
 
 from napari_faster_rcnn.cli import main
 from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
-from napari_faster_rcnn.core.statistics.measures import folder_statistics
+from napari_faster_rcnn.core.statistics.folders import folder_statistics
 from tests.conftest import write_image
 from tests.large_images import HUGE_SIDE, write_blank_png
 

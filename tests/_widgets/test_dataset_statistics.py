@@ -10,7 +10,8 @@ from napari_faster_rcnn._widgets.dataset_statistics import (
     DatasetStatisticsWidget,
 )
 from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation
-from napari_faster_rcnn.core.statistics.measures import BOX_QUANTITIES, QUANTITIES, folder_statistics
+from napari_faster_rcnn.core.statistics.folders import folder_statistics
+from napari_faster_rcnn.core.statistics.measures import BOX_QUANTITIES, QUANTITIES
 from napari_faster_rcnn.layers.conventions import CLASS_COLORS
 from napari_faster_rcnn.layers.paging_registry import keep_with_layer
 from napari_faster_rcnn.layers.slice_view import SliceBoxes

@@ -32,7 +32,7 @@ def run(args) -> int:
     import json
     import sys
 
-    from napari_faster_rcnn.core.statistics.measures import folder_statistics
+    from napari_faster_rcnn.core.statistics.folders import folder_statistics
 
     for flag, value in (("--min-size", args.min_size), ("--max-size", args.max_size)):
         if value < 1:

@@ -38,7 +38,8 @@ from napari_faster_rcnn._widgets._common import (
     size_box,
     start_worker,
 )
-from napari_faster_rcnn.core.statistics.measures import DEFAULT_MAX_SIZE, DEFAULT_MIN_SIZE, iter_folder_statistics
+from napari_faster_rcnn.core.statistics.folders import iter_folder_statistics
+from napari_faster_rcnn.core.statistics.measures import DEFAULT_MAX_SIZE, DEFAULT_MIN_SIZE
 from napari_faster_rcnn.core.statistics.plots import THEMES, plot_statistics
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.conventions import is_box_layer

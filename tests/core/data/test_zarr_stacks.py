@@ -11,7 +11,7 @@ from napari_faster_rcnn.core.data.folders import discover_dataset
 from napari_faster_rcnn.core.data.image_files import ImageReadError
 from napari_faster_rcnn.core.data.images import image_header, read_image
 from napari_faster_rcnn.core.data.stack_files import open_stack, read_plane, stack_shape
-from napari_faster_rcnn.core.statistics.measures import folder_statistics
+from napari_faster_rcnn.core.statistics.folders import folder_statistics
 from napari_faster_rcnn.core.training.dataset import DetectionDataset
 from napari_faster_rcnn.core.training.samples import folder_samples
 from tests.conftest import write_image

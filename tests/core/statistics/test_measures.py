@@ -13,13 +13,8 @@ from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
 from napari_faster_rcnn.core.data.folders import DatasetError
 from napari_faster_rcnn.core.data.synthetic import write_synthetic_dataset
 from napari_faster_rcnn.core.progress import collect
-from napari_faster_rcnn.core.statistics.measures import (
-    QUANTITIES,
-    dataset_statistics,
-    folder_statistics,
-    iter_folder_statistics,
-    transformed_sizes,
-)
+from napari_faster_rcnn.core.statistics.folders import folder_statistics, iter_folder_statistics
+from napari_faster_rcnn.core.statistics.measures import QUANTITIES, dataset_statistics, transformed_sizes
 from tests.conftest import write_image
 
 # three images: two classes in the first, none in the second, a box reaching outside the third

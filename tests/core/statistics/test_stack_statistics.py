@@ -4,7 +4,7 @@ import numpy as np
 import tifffile
 
 from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
-from napari_faster_rcnn.core.statistics.measures import folder_statistics
+from napari_faster_rcnn.core.statistics.folders import folder_statistics
 from tests.conftest import write_image
 
 

@@ -31,7 +31,7 @@ from napari_faster_rcnn.core.data.folders import discover_dataset
 from napari_faster_rcnn.core.model.config import ModelConfig
 from napari_faster_rcnn.core.model.config_rules import ConfigError
 from napari_faster_rcnn.core.model.detector import padded_image_size, resized_image_size
-from napari_faster_rcnn.core.statistics.measures import read_sample  # the same reading, and skipping, as the statistics
+from napari_faster_rcnn.core.statistics.folders import read_sample  # the same reading, and skipping, as the statistics
 
 __all__ = [
     "FolderItems",

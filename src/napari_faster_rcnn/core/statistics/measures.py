@@ -9,30 +9,20 @@ a multiple of 32). The anchors see the transformed boxes, not the stored ones.
 
 Everything is vectorized: one array per quantity over all images or all boxes,
 so 1,000 images with 20,000 boxes cost milliseconds once their sizes and
-annotations are read. :func:`folder_statistics` reads the sizes from the image
-headers (no pixels are decoded) in a few threads, and lists every file it
-could not read with the reason instead of failing.
-
-Plots are in :mod:`.statistics_plots`; this module needs only numpy.
+annotations are read. Reading them from a dataset folder is in :mod:`.folders`,
+plots are in :mod:`.plots`; this module needs only numpy.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from napari_faster_rcnn.core.data.annotations import Annotation, AnnotationError, class_list, load_annotation
-from napari_faster_rcnn.core.data.folders import discover_dataset
-from napari_faster_rcnn.core.data.image_files import ImageReadError
-from napari_faster_rcnn.core.data.images import image_size
-from napari_faster_rcnn.core.data.stack_files import stack_shape
-from napari_faster_rcnn.core.progress import run_to_end
+from napari_faster_rcnn.core.data.annotations import Annotation, class_list
 
 #: torchvision's defaults for Faster R-CNN (``fasterrcnn_resnet50_fpn``)
 DEFAULT_MIN_SIZE = 800
@@ -313,94 +303,3 @@ def dataset_statistics(
         unlabeled_images=int(unlabeled_images),
         skipped=[(str(path), str(reason)) for path, reason in skipped],
     )
-
-
-# --- folders ------------------------------------------------------------------
-
-
-def read_sample(sample):
-    """``(size, annotation, skipped)`` of one sample; ``size`` is None when it cannot be used, the
-    annotation None for a 2-D image without a file. A stack's annotation always has planes (none
-    labeled for a stack without a file, or with a 2-D file and no boxes)."""
-    if sample.image is None:
-        return None, None, [(sample.annotation, "no image with this name, so its size is unknown")]
-    try:
-        size = image_size(sample.image)
-    except ImageReadError as error:
-        return None, None, [(sample.image, error.reason)]
-    if sample.annotation is None:
-        leading = stack_shape(sample.image)
-        if leading is not None:  # a stack without a file: no labeled plane, never images without objects
-            return size, Annotation(planes=np.zeros((0, len(leading)), dtype=np.int64)), []
-        return size, None, []
-    try:
-        annotation = load_annotation(sample.annotation)
-    except AnnotationError as error:
-        return None, None, [(sample.annotation, error.reason), (sample.image, "skipped with its unreadable annotation")]
-    if not annotation.is_stack:
-        leading = stack_shape(sample.image)
-        if leading is not None:  # a 2-D file beside a stack: no plane is labeled (training refuses its boxes)
-            if len(annotation):
-                return None, None, [(sample.annotation, f"boxes without 'planes', but {sample.image.name} is a "
-                                                        "stack")]
-            annotation = Annotation(classes=annotation.classes, planes=np.zeros((0, len(leading)), dtype=np.int64))
-    return size, annotation, []
-
-
-def iter_folder_statistics(
-    folder: str | Path,
-    min_size: int = DEFAULT_MIN_SIZE,
-    max_size: int = DEFAULT_MAX_SIZE,
-    workers: int = 8,
-    report_every: int = 25,
-) -> Iterator[tuple[int, int]]:
-    """Read a dataset folder's image sizes (headers only) and annotations, yielding progress.
-
-    A generator for a ``thread_worker``: yields ``(images done, images in all)``
-    and returns the :class:`DatasetStatistics`. Files that cannot be read are
-    listed in ``skipped`` with the reason; an image without an annotation file
-    counts as an image without boxes (and in ``unlabeled_images``).
-
-    Raises
-    ------
-    DatasetError
-        If ``folder`` is not a dataset folder.
-    """
-    check_transform(min_size, max_size)
-    dataset = discover_dataset(folder)
-    total = len(dataset.samples)
-    skipped = [(path, reason) for path, reason in dataset.skipped]
-    items, names, unlabeled = [], [], 0
-    classes: list[str] = []
-    yield 0, total
-    # Opening a file and parsing its header waits on the disk more than on the CPU.
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for done, (sample, (size, annotation, problems)) in enumerate(
-            zip(dataset.samples, pool.map(read_sample, dataset.samples)), start=1
-        ):
-            skipped.extend(problems)
-            if size is not None:
-                if sample.annotation is None:
-                    unlabeled += 1
-                if annotation is None:
-                    annotation = Annotation()
-                classes.extend(name for name in annotation.classes or () if name not in classes)
-                if annotation.is_stack:  # a stack: its labeled planes only, one item each
-                    for plane in annotation.labeled_planes.tolist():
-                        items.append((size, annotation.on_plane(plane)))
-                        names.append(f"{sample.name}[{','.join(map(str, plane))}]")
-                else:
-                    items.append((size, annotation))
-                    names.append(sample.name)
-            if done % report_every == 0 or done == total:
-                yield done, total
-    return dataset_statistics(
-        items, min_size, max_size, names=names, classes=classes, skipped=skipped, unlabeled_images=unlabeled
-    )
-
-
-def folder_statistics(
-    folder: str | Path, min_size: int = DEFAULT_MIN_SIZE, max_size: int = DEFAULT_MAX_SIZE, workers: int = 8
-) -> DatasetStatistics:
-    """The statistics of a dataset folder (see :func:`iter_folder_statistics`), without progress."""
-    return run_to_end(iter_folder_statistics(folder, min_size, max_size, workers))

@@ -1,4 +1,4 @@
-"""Histograms of :class:`~.statistics.DatasetStatistics`, drawn onto a matplotlib Figure.
+"""Histograms of :class:`~.measures.DatasetStatistics`, drawn onto a matplotlib Figure.
 
 The dock widget and the command line share this drawing: the widget passes the
 Figure behind its Qt canvas, the command line a plain one it saves as PNG. Only
