@@ -114,6 +114,7 @@ def main(argv=None) -> int:
     from qtpy.QtWidgets import QApplication
 
     from napari_faster_rcnn._widgets.anchor_boxes import AnchorBoxesWidget
+    from napari_faster_rcnn.core.data.boxes import rectangles_to_boxes
     from napari_faster_rcnn.core.model.anchor_inputs import anchor_settings, transform_image
     from napari_faster_rcnn.core.model.anchors import anchor_coverage, anchor_grids
     from napari_faster_rcnn.layers import anchors, conventions
@@ -185,7 +186,7 @@ def main(argv=None) -> int:
         shown.data = shown.data
         for name in (anchors.TRUTH, anchors.UNREACHED, anchors.AT_POINT):
             shapes = widget.view.layers[name]
-            anchors.replace_rectangles(shapes, anchors.rectangles_to_boxes(shapes.data)[0], shapes.edge_color,
+            anchors.replace_rectangles(shapes, rectangles_to_boxes(shapes.data)[0], shapes.edge_color,
                                  shapes.features.copy(), widget.view.edge_width)
 
     coverage_per_image, dense_per_image = coverage_speed(widget.settings.base)  # ResNet-50 FPN, 800 px

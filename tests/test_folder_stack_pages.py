@@ -119,7 +119,7 @@ def test_other_code_sees_each_pages_file_and_plane(make_napari_viewer, tmp_path)
     assert [(s.image.name, s.plane) for s in folder_samples(folder)] == [("a.png", None), ("movie.tif", (1,))]
     assert data.unlabeled == ["b.png", "movie.tif[0]", "movie.tif[2]", "movie.tif[3]"]
     # statistics and anchors from the layer: the labeled pages only (planes nobody labeled left out)
-    from napari_faster_rcnn.layers.anchors import layer_items
+    from napari_faster_rcnn.layers.anchor_sources import layer_items
     from napari_faster_rcnn.layers.statistics import layer_statistics
 
     items, names, _ = layer_items(boxes)

@@ -16,11 +16,12 @@ from qtpy.QtCore import QTimer
 
 from napari_faster_rcnn._widgets import train_detector as module
 from napari_faster_rcnn._widgets._train_form import FOLDER, LAYER
-from napari_faster_rcnn._widgets.train_detector import PREVIEW_NAME, TrainDetectorWidget
+from napari_faster_rcnn._widgets.train_detector import TrainDetectorWidget
 from napari_faster_rcnn.core.data.annotations import load_annotation
 from napari_faster_rcnn.core.data.images import read_image
 from napari_faster_rcnn.core.data.synthetic import SHAPE_CLASSES, write_synthetic_dataset
 from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
+from napari_faster_rcnn.layers.training_data import PREVIEW_NAME
 
 PLUGIN = "napari-faster-rcnn"
 RUN_TIMEOUT_MS = 120_000

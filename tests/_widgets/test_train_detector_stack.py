@@ -10,11 +10,11 @@ import tifffile
 
 from napari_faster_rcnn._widgets import train_detector as module
 from napari_faster_rcnn._widgets._train_form import LAYER
-from napari_faster_rcnn._widgets.train_detector import PREVIEW_NAME
 from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
 from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
 from napari_faster_rcnn.core.training import run as training_run
 from napari_faster_rcnn.layers.stack_labeling import mark_planes
+from napari_faster_rcnn.layers.training_data import PREVIEW_NAME
 from tests._widgets.test_train_detector import make_widget, wait_for_run
 
 PLUGIN = "napari-faster-rcnn"

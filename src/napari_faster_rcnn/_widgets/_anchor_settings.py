@@ -9,24 +9,14 @@ and the size boxes, on Enter (or leaving the field) for the text fields, and on
 from __future__ import annotations
 
 from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QLineEdit, QPushButton
 
-from napari_faster_rcnn._widgets._common import size_box
+from napari_faster_rcnn._widgets._common import row, size_box
 from napari_faster_rcnn.core.model.anchor_inputs import anchor_settings, format_anchor_text
 from napari_faster_rcnn.core.model.config import PRESETS, ModelConfig, preset
 from napari_faster_rcnn.core.model.config_rules import BACKBONES, ConfigError
 
 TOOLTIP_ROLE = 3  # Qt.ItemDataRole.ToolTipRole
-
-
-def row(*widgets, stretch_last: bool = False) -> QWidget:
-    """Widgets side by side without margins (one form row)."""
-    holder = QWidget()
-    layout = QHBoxLayout(holder)
-    layout.setContentsMargins(0, 0, 0, 0)
-    for position, widget in enumerate(widgets):
-        layout.addWidget(widget, 1 if stretch_last and position == len(widgets) - 1 else 0)
-    return holder
 
 
 def ratios_text(ratios) -> str:

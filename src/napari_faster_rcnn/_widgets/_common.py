@@ -1,5 +1,5 @@
 """Small pieces shared by the widgets: the dock widgets' base class, a combo box of layers that keeps
-itself current, a compact table sized to its rows, a worker's progress bar."""
+itself current, a compact table sized to its rows, a worker's progress bar, a form's row of widgets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QEvent
-from qtpy.QtWidgets import QComboBox, QHeaderView, QSpinBox, QTableWidget, QWidget
+from qtpy.QtWidgets import QComboBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QSpinBox, QTableWidget, QWidget
 
 
 class DockedWidget(QWidget):
@@ -144,3 +144,15 @@ def size_box(value: int, tooltip: str) -> QSpinBox:
     box.setToolTip(tooltip)
     box.setKeyboardTracking(False)  # one update per typed number, not per digit
     return box
+
+
+def row(*items) -> QWidget:
+    """``items`` side by side without margins (one form row): a text becomes a label, a line edit or a
+    combo box takes the width left over."""
+    holder = QWidget()
+    layout = QHBoxLayout(holder)
+    layout.setContentsMargins(0, 0, 0, 0)
+    for item in items:
+        widget = QLabel(item) if isinstance(item, str) else item
+        layout.addWidget(widget, 1 if isinstance(widget, (QLineEdit, QComboBox)) else 0)
+    return holder

@@ -14,7 +14,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QPushButton,
     QSpinBox,
@@ -23,16 +22,19 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from napari_faster_rcnn._widgets._common import LayerCombo
+from napari_faster_rcnn._widgets._common import LayerCombo, row
 from napari_faster_rcnn._widgets._field_editors import FieldGroup
 from napari_faster_rcnn.core.model.config import PRESETS, preset
 from napari_faster_rcnn.core.model.config_rules import BACKBONES, WEIGHT_CHOICES
 from napari_faster_rcnn.core.training.optimization import DEFAULT_LEARNING_RATES
+from napari_faster_rcnn.core.training.samples import folder_samples
 from napari_faster_rcnn.core.training.settings import TrainingSettings
+from napari_faster_rcnn.core.training.splits import split_indices
 from napari_faster_rcnn.core.training.transforms import AugmentationConfig
-from napari_faster_rcnn.layers import training_fields
+from napari_faster_rcnn.layers import conventions, training_fields
 from napari_faster_rcnn.layers.conventions import is_boxes
 from napari_faster_rcnn.layers.training import available_devices
+from napari_faster_rcnn.layers.training_data import layer_training_data
 
 LAYER, FOLDER = "box layer", "folder"
 WEIGHTS_FILE = "file…"
@@ -94,13 +96,6 @@ def _folded(title: str, content: QWidget) -> QCollapsible:
     section.addWidget(content)
     section.layout().setContentsMargins(0, 0, 0, 0)
     return section
-
-
-def _row(*widgets) -> QHBoxLayout:
-    row = QHBoxLayout()
-    for widget in widgets:
-        row.addWidget(QLabel(widget) if isinstance(widget, str) else widget)
-    return row
 
 
 class TrainingForm(QWidget):
@@ -188,17 +183,17 @@ class TrainingForm(QWidget):
         form.addRow("layer", self.layer)
         form.addRow("folder", self.folder_row)
         form.addRow("validation", self.validation_row)
-        form.addRow("split", _row(*self.ratios, "seed", self.split_seed))
+        form.addRow("split", row(*self.ratios, "seed", self.split_seed))
         form.addRow("preset", self.preset)
-        form.addRow("backbone", _row(self.backbone, self.fpn))
-        form.addRow("image size", _row(self.min_size, "to", self.max_size))
+        form.addRow("backbone", row(self.backbone, self.fpn))
+        form.addRow("image size", row(self.min_size, "to", self.max_size))
         form.addRow("", self.auto_size)
         form.addRow("weights", self.weights)
         form.addRow("", self.weights_row)
         form.addRow(_folded("More model settings", self.model_fields))
-        form.addRow("epochs", _row(self.epochs, "batch", self.batch_size))
-        form.addRow("tiles", _row(self.tiled, self.tile_size))
-        form.addRow("optimizer", _row(self.optimizer, "rate", self.learning_rate))
+        form.addRow("epochs", row(self.epochs, "batch", self.batch_size))
+        form.addRow("tiles", row(self.tiled, self.tile_size))
+        form.addRow("optimizer", row(self.optimizer, "rate", self.learning_rate))
         form.addRow("augmentation", self.augment)
         form.addRow(_folded("Augmentation settings", self.augmentation_fields))
         form.addRow("device", self.device)
@@ -280,6 +275,42 @@ class TrainingForm(QWidget):
     @property
     def from_folder(self) -> bool:
         return self.source.currentText() == FOLDER
+
+    def data(self, export: bool = False):
+        """``(data, validation data, classes, layer data)`` of the chosen source (``export``: for a config
+        file, so the validation folder stays a folder and the split is not tried here). ``ValueError``
+        says what to choose."""
+        text = self.validation.text().strip()
+        validation = Path(text) if text else None
+        if self.from_folder:
+            folder = self.folder.text().strip()
+            if not folder:
+                raise ValueError("choose a dataset folder (or a box layer as the source)")
+            return Path(folder), validation, None, None
+        layer = self.layer.layer()
+        if layer is None:
+            raise ValueError("open a box layer (a dataset folder or an image, with the Faster R-CNN reader), or "
+                             "choose a folder as the source")
+        layer_data = layer_training_data(layer)
+        if validation is not None and not export:
+            validation = folder_samples(validation)  # samples too, as the layer's
+        elif validation is None and not export:
+            # refused here, before a run folder is made: one stack alone with a validation ratio
+            # (its planes stay in one part), with what to change
+            try:
+                split_indices(layer_data.samples, self.split_ratios(), self.split_seed.value())
+            except ValueError as error:
+                raise ValueError(f"{error}. Here: choose a validation folder, or set the validation and test "
+                                 "ratios to 0 and turn off 'validation' in the training options (the run then "
+                                 "has no validation score and keeps its last checkpoint)") from error
+        return layer_data.samples, validation, layer_data.classes, layer_data
+
+    def dataset_root(self) -> str | None:
+        """The folder the data comes from, if any (the chosen folder, or the box layer's)."""
+        if self.from_folder:
+            return self.folder.text().strip() or None
+        layer = self.layer.layer()
+        return layer.metadata.get(conventions.DATASET_ROOT) if layer is not None else None
 
     def model_values(self) -> dict:
         """Every model field (but the classes), as the form shows it."""

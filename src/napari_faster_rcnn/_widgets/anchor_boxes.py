@@ -28,8 +28,8 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from napari_faster_rcnn._widgets._anchor_settings import AnchorSettings, row
-from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo, set_progress, start_worker
+from napari_faster_rcnn._widgets._anchor_settings import AnchorSettings
+from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo, row, set_progress, start_worker
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.images import read_image
 from napari_faster_rcnn.core.data.stack_files import read_plane
@@ -38,7 +38,7 @@ from napari_faster_rcnn.core.model.anchor_suggestion import suggest_anchors
 from napari_faster_rcnn.core.model.anchors import BACKGROUND_IOU, FOREGROUND_IOU, REACHED_IOU, anchor_coverage
 from napari_faster_rcnn.core.model.config_rules import ConfigError
 from napari_faster_rcnn.core.model.detector import padded_image_size, resized_image_size
-from napari_faster_rcnn.layers import anchors, conventions
+from napari_faster_rcnn.layers import anchor_sources, anchors, conventions
 from napari_faster_rcnn.layers.conventions import is_box_layer
 
 LAYERS, FOLDER = "layers", "folder"
@@ -170,11 +170,12 @@ class AnchorBoxesWidget(DockedWidget):
         try:
             self.planes = []
             if box_layer is not None:
-                self.items, self.names, self.colors = anchors.layer_items(box_layer, image_layer)
-                self.planes = anchors.layer_planes(box_layer) or []
+                self.items, self.names, self.colors = anchor_sources.layer_items(box_layer, image_layer)
+                self.planes = anchor_sources.layer_planes(box_layer) or []
             elif image_layer is not None:
-                count = anchors.stack_length(image_layer)
-                sizes = image_layer.metadata.get(conventions.IMAGE_SIZES) or [anchors.image_shape(image_layer)] * count
+                count = anchor_sources.stack_length(image_layer)
+                sizes = (image_layer.metadata.get(conventions.IMAGE_SIZES)
+                         or [anchor_sources.image_shape(image_layer)] * count)
                 self.items = [(tuple(size), Annotation()) for size in sizes]
                 self.names, self.colors = [str(k) for k in range(count)], {}
             else:
@@ -185,9 +186,9 @@ class AnchorBoxesWidget(DockedWidget):
         self._stale = False
         self.index.blockSignals(True)
         self.index.setRange(0, max(0, len(self.items) - 1))
-        shown = anchors.shown_plane(self.viewer, image_layer, self.planes) if self.planes else None
+        shown = anchor_sources.shown_plane(self.viewer, image_layer, self.planes) if self.planes else None
         self.index.setValue(shown if shown is not None else 0 if self.planes else
-                            anchors.stack_index(self.viewer, image_layer))
+                            anchor_sources.stack_index(self.viewer, image_layer))
         self.index.blockSignals(False)
         return True
 
@@ -258,7 +259,7 @@ class AnchorBoxesWidget(DockedWidget):
                     else (lambda path=self.paths[index], plane=plane: read_plane(path, plane)))
         elif (layer := self.image_layer.layer()) is not None:
             where = self.planes[index] if index < len(self.planes) else index  # a labeled plane of a stack
-            key, read = (id(layer), where), (lambda: anchors.layer_image(layer, where))
+            key, read = (id(layer), where), (lambda: anchor_sources.layer_image(layer, where))
         else:
             key, read = ("blank", size), (lambda: np.zeros((*size, 3), np.uint8))
         point = None
@@ -312,8 +313,8 @@ class AnchorBoxesWidget(DockedWidget):
     def _index_chosen(self, index: int) -> None:
         image_layer = self.image_layer.layer()
         if self.source.currentText() == LAYERS and image_layer is not None and index < len(self.planes):
-            anchors.show_plane(self.viewer, image_layer, self.planes[index])  # a labeled plane of a stack
-        elif self.source.currentText() == LAYERS and image_layer is not None and anchors.is_stack(image_layer):
+            anchor_sources.show_plane(self.viewer, image_layer, self.planes[index])  # a labeled plane of a stack
+        elif self.source.currentText() == LAYERS and image_layer is not None and anchor_sources.is_stack(image_layer):
             axis = self.viewer.dims.ndim - image_layer.ndim
             if self.viewer.dims.current_step[axis] != index:
                 self.viewer.dims.set_current_step(axis, index)  # the slider follows (_dims_moved: nothing to do)
@@ -323,9 +324,9 @@ class AnchorBoxesWidget(DockedWidget):
         if self.source.currentText() != LAYERS:
             return
         if self.planes:  # a stack's labeled planes: follow the slider onto one of them
-            index = anchors.shown_plane(self.viewer, self.image_layer.layer(), self.planes)
+            index = anchor_sources.shown_plane(self.viewer, self.image_layer.layer(), self.planes)
         else:
-            index = anchors.stack_index(self.viewer, self.image_layer.layer())
+            index = anchor_sources.stack_index(self.viewer, self.image_layer.layer())
         if index is not None and index != self.index.value():
             self.index.setValue(index)  # _index_chosen shows it
 

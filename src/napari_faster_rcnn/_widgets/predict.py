@@ -35,16 +35,14 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
-from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo, set_progress, start_worker
+from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo, row, set_progress, start_worker
 from napari_faster_rcnn.core.prediction.run import TileProgress, iter_predictions
 from napari_faster_rcnn.core.prediction.settings import resolve_device, starting_thresholds
 from napari_faster_rcnn.core.prediction.thresholds import Thresholds
@@ -64,15 +62,6 @@ def _threshold_box(tooltip: str) -> QDoubleSpinBox:
     box.setValue(0.5)
     box.setToolTip(tooltip)
     return box
-
-
-def _row(*widgets) -> QWidget:
-    row = QWidget()
-    layout = QHBoxLayout(row)
-    layout.setContentsMargins(0, 0, 0, 0)
-    for widget in widgets:
-        layout.addWidget(widget, 1 if isinstance(widget, (QLineEdit, QComboBox)) else 0)
-    return row
 
 
 class PredictionFailed(Exception):
@@ -129,7 +118,7 @@ class PredictWidget(DockedWidget):
         self.folder.setPlaceholderText("a folder of images (any dataset layout)")
         self.folder_browse = QPushButton("…")
         self.folder_browse.setFixedWidth(30)
-        self.folder_row = _row(self.folder, self.folder_browse)
+        self.folder_row = row(self.folder, self.folder_browse)
         self.batch_size = QSpinBox()
         self.batch_size.setRange(1, 64)
         self.batch_size.setValue(4)
@@ -160,16 +149,16 @@ class PredictWidget(DockedWidget):
         self.status.setWordWrap(True)
 
         form = QFormLayout()
-        form.addRow("checkpoint", _row(self.path, self.browse, self.load_button))
+        form.addRow("checkpoint", row(self.path, self.browse, self.load_button))
         form.addRow(self.info)
         form.addRow("predict", self.target)
         form.addRow("image layer", self.image_layer)
         form.addRow("planes", self.planes)
         form.addRow("folder", self.folder_row)
-        form.addRow("batch size", _row(self.batch_size, QLabel("device"), self.device))
-        form.addRow("tiles", _row(self.tile, QLabel("overlap"), self.overlap))
-        form.addRow("score ≥", _row(self.score, QLabel("NMS IoU"), self.nms))
-        form.addRow(_row(self.predict_button, self.cancel_button))
+        form.addRow("batch size", row(self.batch_size, QLabel("device"), self.device))
+        form.addRow("tiles", row(self.tile, QLabel("overlap"), self.overlap))
+        form.addRow("score ≥", row(self.score, QLabel("NMS IoU"), self.nms))
+        form.addRow(row(self.predict_button, self.cancel_button))
         form.addRow(self.status)
         self.form = form
         layout = QVBoxLayout(self)
@@ -221,7 +210,7 @@ class PredictWidget(DockedWidget):
 
     def _loaded(self, checkpoint) -> None:
         self.checkpoint = checkpoint
-        self.info.setText(describe_checkpoint(checkpoint))
+        self.info.setText(checkpoint.description())
         self.info.setToolTip(str(checkpoint.path))
         start = starting_thresholds(checkpoint.config)
         self.score.setValue(start.score_threshold)
@@ -390,18 +379,3 @@ class PredictWidget(DockedWidget):
             self.worker.quit()
         self.image_layer.disconnect_viewer()
 
-
-def describe_checkpoint(checkpoint) -> str:
-    """Classes, where training was, its validation metrics and the model, in a few lines."""
-    config = checkpoint.config
-    lines = [f"{len(checkpoint.classes)} classes: {', '.join(checkpoint.classes)}",
-             f"epoch {checkpoint.epoch}, step {checkpoint.global_step}"]
-    metrics = checkpoint.metrics
-    shown = [f"{label} {metrics[key]:.3f}" for key, label in (("val/voc_map", "VOC mAP"), ("val/coco_map", "COCO mAP"))
-             if key in metrics and metrics[key] == metrics[key]]
-    if shown:
-        lines[-1] += " · validation " + ", ".join(shown)
-    size = (f"images resized to {config.min_size} px" if config.min_size == config.max_size else
-            f"images resized to a short side of {config.min_size} px, a long side of at most {config.max_size}")
-    lines.append(f"{config.backbone}{' FPN' if config.fpn else ''}, heads {config.heads}, {size}")
-    return "\n".join(lines)

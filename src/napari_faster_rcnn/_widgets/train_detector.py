@@ -21,16 +21,14 @@ from pathlib import Path
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import QApplication, QHBoxLayout, QLabel, QLineEdit, QPushButton, QScrollArea, QVBoxLayout
+from qtpy.QtWidgets import QApplication, QLabel, QLineEdit, QPushButton, QScrollArea, QVBoxLayout
 
-from napari_faster_rcnn._widgets._common import DockedWidget
+from napari_faster_rcnn._widgets._common import DockedWidget, row
 from napari_faster_rcnn._widgets._train_form import TrainingForm
 from napari_faster_rcnn._widgets._training_plot import REDRAW_INTERVAL_MS, TrainingPlot
 from napari_faster_rcnn._widgets._training_worker import CloseWatcher, QuietFunctionWorker, TrainingWorker
 from napari_faster_rcnn.core.data.channels import check_channels
 from napari_faster_rcnn.core.data.intensity import normalize_text
-from napari_faster_rcnn.core.training.samples import folder_samples
-from napari_faster_rcnn.core.training.splits import split_indices
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.training import (
     TrainingJob,
@@ -40,12 +38,15 @@ from napari_faster_rcnn.layers.training import (
     result_summary,
     suggest_output_folder,
 )
-from napari_faster_rcnn.layers.training_data import augmentation_preview, export_run, layer_training_data
+from napari_faster_rcnn.layers.training_data import (
+    augmentation_preview,
+    export_run,
+    show_preview,
+)
 
 logger = logging.getLogger(__name__)
 preload_training_modules()  # now, not in the training thread while napari runs (see its docstring)
 
-PREVIEW_NAME = "augmentation preview"
 PREVIEW_COUNT = 8
 #: How long closing the viewer waits for the step in progress and the checkpoint.
 SHUTDOWN_SECONDS = 60.0
@@ -108,11 +109,11 @@ class TrainDetectorWidget(DockedWidget):
 
         layout = QVBoxLayout(self)
         layout.addWidget(scroll, 3)
-        layout.addLayout(_hbox(self.train_button, self.stop_button, self.continue_button, self.finetune_button))
-        layout.addLayout(_hbox(self.preview_button, self.export_button))
+        layout.addWidget(row(self.train_button, self.stop_button, self.continue_button, self.finetune_button))
+        layout.addWidget(row(self.preview_button, self.export_button))
         layout.addWidget(self.status)
-        layout.addLayout(_hbox(QLabel("checkpoint"), self.checkpoint))
-        layout.addLayout(_hbox(self.command, self.copy_button))
+        layout.addWidget(row(QLabel("checkpoint"), self.checkpoint))
+        layout.addWidget(row(self.command, self.copy_button))
         layout.addWidget(self.plot, 2)
 
         self.train_button.clicked.connect(self.train)
@@ -132,42 +133,9 @@ class TrainDetectorWidget(DockedWidget):
 
     # --- the data ---------------------------------------------------------------------------
 
-    def _data(self, export: bool = False):
-        """``(data, validation data, classes, layer data)`` of the chosen source."""
-        text = self.form.validation.text().strip()
-        validation = Path(text) if text else None
-        if self.form.from_folder:
-            folder = self.form.folder.text().strip()
-            if not folder:
-                raise ValueError("choose a dataset folder (or a box layer as the source)")
-            return Path(folder), validation, None, None
-        layer = self.form.layer.layer()
-        if layer is None:
-            raise ValueError("open a box layer (a dataset folder or an image, with the Faster R-CNN reader), or "
-                             "choose a folder as the source")
-        layer_data = layer_training_data(layer)
-        if validation is not None and not export:
-            validation = folder_samples(validation)  # samples too, as the layer's
-        elif validation is None and not export:
-            # refused here, before a run folder is made: one stack alone with a validation ratio
-            # (its planes stay in one part), with what to change
-            try:
-                split_indices(layer_data.samples, self.form.split_ratios(), self.form.split_seed.value())
-            except ValueError as error:
-                raise ValueError(f"{error}. Here: choose a validation folder, or set the validation and test "
-                                 "ratios to 0 and turn off 'validation' in the training options (the run then "
-                                 "has no validation score and keeps its last checkpoint)") from error
-        return layer_data.samples, validation, layer_data.classes, layer_data
-
-    def _dataset_root(self):
-        if self.form.from_folder:
-            return self.form.folder.text().strip() or None
-        layer = self.form.layer.layer()
-        return layer.metadata.get(conventions.DATASET_ROOT) if layer is not None else None
-
     def _suggest_output(self, *_) -> None:
         if not self._output_chosen:
-            self.form.output.setText(str(suggest_output_folder(self._dataset_root())))
+            self.form.output.setText(str(suggest_output_folder(self.form.dataset_root())))
 
     def _output_edited(self, text: str) -> None:
         self._output_chosen = bool(text.strip())
@@ -183,7 +151,7 @@ class TrainDetectorWidget(DockedWidget):
         if self.running:
             return self.worker
         try:
-            data, validation, classes, layer_data = self._data()
+            data, validation, classes, layer_data = self.form.data()
             settings = self.form.settings(data, validation, classes)
         except (ValueError, OSError) as error:
             self._failed(error)
@@ -202,7 +170,7 @@ class TrainDetectorWidget(DockedWidget):
             self.status.setText("not continued: no model yet; train one first")
             return None
         try:
-            data, validation, classes, layer_data = self._data()
+            data, validation, classes, layer_data = self.form.data()
             settings = finetune_settings(checkpoint, self.form.settings(data, validation, classes))
         except (ValueError, OSError) as error:
             self._failed(error, "not continued")
@@ -327,7 +295,7 @@ class TrainDetectorWidget(DockedWidget):
     def preview(self):
         """Show augmented training images with their boxes as layers (read in a worker); returns it."""
         try:
-            data, validation, classes, layer_data = self._data()
+            data, validation, classes, layer_data = self.form.data()
             augmentation = self.form.augmentation()
             normalization = normalize_text(self.form.model_fields.values().get("normalization", "auto"))
             channels = check_channels(self.form.model_fields.values().get("channels"))
@@ -353,22 +321,14 @@ class TrainDetectorWidget(DockedWidget):
 
     def _show_preview(self, preview, colors) -> None:
         self.last_preview = preview
-        for name in (PREVIEW_NAME, f"{PREVIEW_NAME} boxes"):
-            if name in self.viewer.layers:
-                self.viewer.layers.remove(name)
-        self.viewer.add_image(preview.images, name=PREVIEW_NAME, rgb=True)
-        data, kwargs, _ = conventions.shapes_layer_data(preview.annotations, stacked=True, name=f"{PREVIEW_NAME} boxes",
-                                              classes=preview.classes, colors=colors, image_sizes=preview.sizes)
-        kwargs["metadata"].pop(conventions.LAYER_ROLE)  # a picture, not a dataset to label or train on
-        self.viewer.add_shapes(data, **kwargs)
-        self.viewer.dims.set_current_step(0, 0)
+        show_preview(self.viewer, preview, colors)
         self.status.setText(f"preview: {len(preview.names)} training images augmented as in training "
                             f"({', '.join(preview.names[:4])}{' …' if len(preview.names) > 4 else ''})")
 
     def export(self):
         """Write the run's config file and show the command that repeats it; returns the file (None on error)."""
         try:
-            data, validation, classes, layer_data = self._data(export=True)
+            data, validation, classes, layer_data = self.form.data(export=True)
             settings = self.form.settings(data, validation, classes)
             path, command = export_run(settings, Path(settings.output) / CONFIG_NAME, layer_data)
         except (ValueError, OSError) as error:
@@ -416,10 +376,3 @@ def _read_only(placeholder: str) -> QLineEdit:
     edit.setReadOnly(True)
     edit.setPlaceholderText(placeholder)
     return edit
-
-
-def _hbox(*widgets) -> QHBoxLayout:
-    row = QHBoxLayout()
-    for widget in widgets:
-        row.addWidget(widget, 1 if isinstance(widget, QLineEdit) else 0)
-    return row

@@ -1,5 +1,5 @@
 """The data side of the "Train detector" widget: the samples of a box layer that train, the
-augmentation preview, and the export of a run as a config file for ``napari-faster-rcnn fit``.
+augmentation preview and its layers, and the export of a run as a config file for ``napari-faster-rcnn fit``.
 
 **Which images of a box layer train.** Every image with boxes, and every image
 the person labeled as having no objects: one with an annotation file on disk
@@ -44,6 +44,8 @@ from napari_faster_rcnn.layers.stack_labeling import (
 
 __all__ = ["LayerTrainingData", "PreviewImages", "StackTrainingData", "augmentation_preview", "export_run",
            "layer_training_data", "sample_name"]
+
+PREVIEW_NAME = "augmentation preview"  # the preview's image layer; its boxes: PREVIEW_NAME + " boxes"
 
 
 # --- training data from a box layer ----------------------------------------------------------------
@@ -291,3 +293,17 @@ def augmentation_preview(data, augmentation, ratios=None, split_seed: int = 0, c
         stack[index, : image.shape[0], : image.shape[1]] = image
     names = [sample_name(sample) for sample in dataset.samples]
     return PreviewImages(stack, annotations, sizes, names, list(dataset.classes))
+
+
+def show_preview(viewer, preview: PreviewImages, colors: dict | None = None) -> None:
+    """Show ``preview`` as an RGB image layer and its boxes (``colors``: the classes' colours), in place
+    of an earlier preview's layers; a picture only, not a box layer to label or train on."""
+    for name in (PREVIEW_NAME, f"{PREVIEW_NAME} boxes"):
+        if name in viewer.layers:
+            viewer.layers.remove(name)
+    viewer.add_image(preview.images, name=PREVIEW_NAME, rgb=True)
+    data, kwargs, _ = conventions.shapes_layer_data(preview.annotations, stacked=True, name=f"{PREVIEW_NAME} boxes",
+                                                    classes=preview.classes, colors=colors, image_sizes=preview.sizes)
+    kwargs["metadata"].pop(conventions.LAYER_ROLE)
+    viewer.add_shapes(data, **kwargs)
+    viewer.dims.set_current_step(0, 0)

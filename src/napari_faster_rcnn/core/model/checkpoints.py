@@ -113,6 +113,19 @@ class LoadedCheckpoint:
     version: str | None = None
     training_images: dict | None = None
 
+    def description(self) -> str:
+        """Classes, where training was, its validation metrics and the model, in a few lines."""
+        config, metrics = self.config, self.metrics
+        lines = [f"{len(self.classes)} classes: {', '.join(self.classes)}", f"epoch {self.epoch}, step {self.global_step}"]
+        shown = [f"{label} {metrics[key]:.3f}" for key, label in (("val/voc_map", "VOC mAP"), ("val/coco_map", "COCO mAP"))
+                 if key in metrics and metrics[key] == metrics[key]]
+        if shown:
+            lines[-1] += " · validation " + ", ".join(shown)
+        size = (f"images resized to {config.min_size} px" if config.min_size == config.max_size else
+                f"images resized to a short side of {config.min_size} px, a long side of at most {config.max_size}")
+        lines.append(f"{config.backbone}{' FPN' if config.fpn else ''}, heads {config.heads}, {size}")
+        return "\n".join(lines)
+
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
     """The detector in a training checkpoint, ready to predict.
