@@ -9,14 +9,11 @@ dataset folder gives it, or None for an image without objects). Item ``i`` is ``
 background), ``image_id``, ``area`` and ``iscrowd`` as torchvision's
 references use them.
 
-Everything that can be wrong with a sample's boxes is settled when the dataset
-is built, not when a DataLoader worker reaches it: annotations are read, image
-sizes come from the file headers, boxes reaching outside their image are
-clipped and boxes left with no area are dropped, counted (per item and in
-total) and logged with the file's name. A label that is not a class is an
-error naming the file: training on with a class silently missing would give a
-model that never learns it. So a run fails before its first step or not at
-all, and the counts are the same in every worker process.
+The dataset reads the annotations and the image sizes (from the file headers)
+when it is built, and checks every sample's boxes then (:mod:`.sample_boxes`:
+boxes clipped to their image or dropped, counted and logged; a label that is
+not a class is an error naming the file), so that a run fails before its
+first step or not at all.
 
 Samples, their classes and label ids are in :mod:`.samples`; splits in
 :mod:`.splits`. Reading a sample's pixels (whole, by window, a large image's
@@ -36,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,7 +41,6 @@ import numpy as np
 import torch
 
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.core.data.boxes import usable_boxes
 from napari_faster_rcnn.core.data.channels import check_channels
 from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
 from napari_faster_rcnn.core.data.images import image_info
@@ -58,26 +53,20 @@ from napari_faster_rcnn.core.data.intensity import (
 )
 from napari_faster_rcnn.core.data.memory import available_memory
 from napari_faster_rcnn.core.data.regions import region_image_info
-from napari_faster_rcnn.core.training.sample_images import (
-    cache_choice,
-    read_sample,
-    read_sample_window,
-    region_levels,
+from napari_faster_rcnn.core.training.sample_boxes import (
+    box_report,
+    checked_boxes,
+    class_counts,
+    detection_target,
+    size_items,
+    size_record,
 )
-from napari_faster_rcnn.core.training.samples import (
-    as_training_sample,
-    classes_of,
-    folder_samples,
-    label_ids,
-)
+from napari_faster_rcnn.core.training.sample_images import cache_choice, read_sample, read_sample_window, region_levels
+from napari_faster_rcnn.core.training.samples import as_training_sample, classes_of, folder_samples
 from napari_faster_rcnn.core.training.splits import split_indices
 from napari_faster_rcnn.core.training.tiling import MIN_VISIBLE, boxes_in_window
 
-__all__ = [
-    "DetectionDataset",
-    "collate_detections",
-    "split_datasets",
-]
+__all__ = ["DetectionDataset", "collate_detections", "split_datasets"]
 
 logger = logging.getLogger(__name__)
 
@@ -137,20 +126,8 @@ class DetectionDataset(torch.utils.data.Dataset):
         self.cache_workers = cache_workers
         self._image_info = [image_info(sample.image) if sample.plane is not None else region_image_info(sample.image)
                             for sample in self.samples]  # (a stack's plane: the stack's header)
-        self._boxes, self._labels, dropped, clipped = [], [], [], []
-        for sample, annotation, (height, width, _) in zip(self.samples, annotations, self._image_info):
-            labels = label_ids(annotation.labels, self.classes, sample.source)
-            boxes, keep, changed = usable_boxes(annotation.boxes, height, width)
-            self._boxes.append(boxes)
-            self._labels.append(labels[keep])
-            dropped.append(int((~keep).sum()))
-            clipped.append(changed)
-            if dropped[-1] or changed:
-                logger.warning(
-                    "%s: %s", sample.source, _box_problem(dropped[-1], changed, height, width)
-                )
-        self.dropped_per_item = tuple(dropped)
-        self.clipped_per_item = tuple(clipped)
+        self._boxes, self._labels, self.dropped_per_item, self.clipped_per_item = checked_boxes(
+            self.samples, annotations, self._image_info, self.classes)
         self._cache: list[np.ndarray | None] = [None] * len(self.samples)
         self._worker_seed = None
         if cache:
@@ -196,9 +173,7 @@ class DetectionDataset(torch.utils.data.Dataset):
     def size_items(self) -> list[tuple[tuple[int, int], Annotation]]:
         """``((height, width), Annotation)`` per image with the boxes it trains on (class names as
         labels): what the anchor tools and auto sizing (:mod:`.model.auto_size`) read."""
-        return [((height, width), Annotation(boxes, [self.classes[int(i) - 1] for i in labels]))
-                for (height, width, _), boxes, labels in zip(self._image_info, self._boxes, self._labels,
-                                                             strict=True)]
+        return size_items(self._image_info, self._boxes, self._labels, self.classes)
 
     def size_record(self) -> dict | None:
         """The images' median ``height`` and ``width`` and the 95th percentile of the boxes'
@@ -207,16 +182,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         Checkpoints record it (``training_images``), so that prediction can tile
         large images at the scale the model was trained at.
         """
-        if not len(self):
-            return None
-        sizes = np.array(self.image_sizes, dtype=np.float64).reshape(-1, 2)
-        boxes = np.concatenate([np.zeros((0, 4)), *self._boxes])
-        sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-        return {
-            "height": float(np.median(sizes[:, 0])),
-            "width": float(np.median(sizes[:, 1])),
-            "box_side": float(np.percentile(sides, 95)) if len(sides) else 0.0,
-        }
+        return size_record(self.image_sizes, self._boxes)
 
     @property
     def dropped_boxes(self) -> int:
@@ -235,22 +201,11 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def class_counts(self) -> dict[str, int]:
         """Boxes per class (after dropping), in the order of ``classes``."""
-        counts = Counter(int(i) for labels in self._labels for i in labels)
-        return {name: counts.get(index + 1, 0) for index, name in enumerate(self.classes)}
+        return class_counts(self._labels, self.classes)
 
     def report(self) -> str:
         """One line on the images, boxes, dropped and clipped boxes and the cache."""
-        empty = sum(1 for boxes in self._boxes if len(boxes) == 0)
-        text = (
-            f"{len(self)} images ({empty} without boxes), {sum(map(len, self._boxes))} boxes of "
-            f"{len(self.classes)} classes"
-        )
-        if self.dropped_boxes or self.clipped_boxes:
-            images = sum(1 for d, c in zip(self.dropped_per_item, self.clipped_per_item) if d or c)
-            text += (
-                f"; {self.dropped_boxes} boxes outside their image dropped, "
-                f"{self.clipped_boxes} clipped (in {images} images)"
-            )
+        text = box_report(self._boxes, self.classes, self.dropped_per_item, self.clipped_per_item)
         if self.cached_images:
             text += f"; cache: {self.cached_images} images, {self.cache_bytes / 2**20:.1f} MiB"
         return text
@@ -275,7 +230,7 @@ class DetectionDataset(torch.utils.data.Dataset):
             image = result["image"]
             boxes = np.asarray(result["bboxes"], dtype=np.float64).reshape(-1, 4)
             labels = np.asarray(result["labels"], dtype=np.int64).reshape(-1)
-        return image_to_tensor(image), self._target(image_id, boxes, labels)
+        return image_to_tensor(image), detection_target(image_id, boxes, labels)
 
     def window_item(self, index: int, window, min_visible: float = MIN_VISIBLE, image_id: int | None = None):
         """Item ``index`` cut to ``window`` ``(x0, y0, x1, y1)``: the tile's pixels and the boxes it
@@ -318,19 +273,6 @@ class DetectionDataset(torch.utils.data.Dataset):
     def box_arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """``(boxes, label ids)`` item ``index`` trains on (whole-image coordinates)."""
         return self._boxes[index], self._labels[index]
-
-    def _target(self, index: int, boxes: np.ndarray, labels: np.ndarray) -> dict:
-        boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-        # after float32 rounding, so torchvision never sees a box without area
-        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        boxes = boxes[keep]
-        return {
-            "boxes": boxes,
-            "labels": torch.as_tensor(labels, dtype=torch.int64)[keep],
-            "image_id": torch.tensor(index, dtype=torch.int64),
-            "area": (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]),
-            "iscrowd": torch.zeros(len(boxes), dtype=torch.int64),
-        }
 
     def _image(self, index: int) -> np.ndarray:
         cached = self._cache[index]
@@ -410,15 +352,6 @@ class DetectionDataset(torch.utils.data.Dataset):
         part.transform = transform
         part._worker_seed = None
         return part
-
-
-def _box_problem(dropped: int, clipped: int, height: int, width: int) -> str:
-    parts = []
-    if dropped:
-        parts.append(f"{dropped} box{'es' if dropped != 1 else ''} with no area inside the image dropped")
-    if clipped:
-        parts.append(f"{clipped} box{'es' if clipped != 1 else ''} reaching outside it clipped")
-    return f"{' and '.join(parts)} (image {width} x {height})"
 
 
 def split_datasets(

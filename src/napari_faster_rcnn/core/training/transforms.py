@@ -24,7 +24,7 @@ values (:mod:`napari_faster_rcnn.core.data.intensity`): contrast multiplies
 the values and brightness adds a fraction of the image's mean (not of 1), so a dim
 image is never pushed to black with its boxes still attached. Boxes that the input already
 had outside the image are clipped by the dataset before any transform (see
-:mod:`.dataset`), where they are counted.
+:mod:`.sample_boxes`), where they are counted.
 """
 
 from __future__ import annotations
