@@ -96,13 +96,13 @@ def one_count(count: int, size: int, repeat: int, app, workdir: Path, shots: Pat
 
     from napari_faster_rcnn.core.data.annotations import load_annotation
     from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles
-    from napari_faster_rcnn.layers import box_window, conventions
+    from napari_faster_rcnn.layers import box_colors, box_window, conventions
     from napari_faster_rcnn.layers.box_layers import layer_annotations
 
     folder = workdir / f"boxes{count}"
     make_folder(folder, [count, 100, 100], size)
     boxes, labels = make_boxes(count, size, seed=0)
-    colors = conventions.edge_colors(labels, conventions.class_colors(NAMES))
+    colors = box_colors.edge_colors(labels, box_colors.class_colors(NAMES))
     rectangles = list(boxes_to_rectangles(boxes))
     result = {"boxes": count}
 

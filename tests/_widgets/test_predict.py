@@ -19,7 +19,7 @@ from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
 from napari_faster_rcnn.core.prediction.run import predict_images
 from napari_faster_rcnn.core.prediction.settings import DetectionSettings
 from napari_faster_rcnn.core.prediction.thresholds import Thresholds, apply_thresholds, load_thresholds
-from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers import box_colors, conventions
 from napari_faster_rcnn.layers.predictions import prediction_pages
 from tests.checkpoint_data import RunsCode, assert_same_detections, tiny_checkpoint
 
@@ -124,7 +124,7 @@ def test_predict_the_whole_stack(opened, qtbot):
         assert len(kept) > 0
         assert_shows(layer, kept)
         boxes, names, scores = shown(layer)
-        np.testing.assert_allclose(layer.edge_color, conventions.edge_colors(names, colors))  # colour by class
+        np.testing.assert_allclose(layer.edge_color, box_colors.edge_colors(names, colors))  # colour by class
         assert list(layer.text.values) == [f"{name} {score:.2f}" for name, score in zip(names, scores)]
     total = sum(len(apply_thresholds(a, Thresholds(SCORE, 0.5))) for a in pages.raw)
     assert widget.status.text().startswith(f"6 images: {total:,} boxes pass score ≥ 0.2 and NMS 0.5")

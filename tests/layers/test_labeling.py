@@ -5,7 +5,7 @@ import pytest
 
 from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation, save_annotation
 from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, rectangles_to_boxes
-from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers import box_colors, conventions
 from napari_faster_rcnn.layers.box_layers import new_box_layer
 from napari_faster_rcnn.layers.label_saving import DISCARD, SAVE
 from napari_faster_rcnn.layers.labeling import labeling_session
@@ -45,7 +45,7 @@ def test_a_new_rectangle_gets_the_current_class_and_its_colour(labeled):
     assert press(viewer, "2") and session.current_class == "square"
     draw(session, [3, 4, 13, 14])
     assert session.layer.features["label"].iloc[-1] == "square"
-    square = conventions.hex_to_rgba(session.layer.metadata[conventions.CLASS_COLORS]["square"])
+    square = box_colors.hex_to_rgba(session.layer.metadata[conventions.CLASS_COLORS]["square"])
     np.testing.assert_allclose(session.layer.edge_color[-1], square)
     # selecting a box of another class makes napari take its colour; the next box keeps the class colour
     circles = np.flatnonzero(session.layer.features["label"] == "circle")
@@ -201,7 +201,7 @@ def test_selected_boxes_move_to_another_class(labeled):
     session.layer.selected_data = {0, 1}
     assert session.move_selected_to_class("triangle") == 2
     assert list(session.layer.features["label"][:2]) == ["triangle", "triangle"]
-    triangle = conventions.hex_to_rgba(session.layer.metadata[conventions.CLASS_COLORS]["triangle"])
+    triangle = box_colors.hex_to_rgba(session.layer.metadata[conventions.CLASS_COLORS]["triangle"])
     np.testing.assert_allclose(session.layer.edge_color[:2], [triangle, triangle])
     session.next_image()
     assert saved(target, 0).labels[:2] == ["triangle", "triangle"]
@@ -264,9 +264,9 @@ def test_a_new_box_layer_for_any_image_layer(make_napari_viewer, tmp_path):
 
 def test_class_colours_read_on_light_and_dark_images():
     for position in range(60):
-        color = conventions.class_color(position)
-        assert conventions.contrast_ratio(color, "#ffffff") >= 3 and conventions.contrast_ratio(color, "#000000") >= 3, color
-    assert len({conventions.class_color(p) for p in range(60)}) == 60
+        color = box_colors.class_color(position)
+        assert box_colors.contrast_ratio(color, "#ffffff") >= 3 and box_colors.contrast_ratio(color, "#000000") >= 3, color
+    assert len({box_colors.class_color(p) for p in range(60)}) == 60
 
 
 def test_one_image_opened_with_the_reader(make_napari_viewer, tmp_path):

@@ -6,7 +6,7 @@ import pytest
 
 from napari_faster_rcnn.core.data.annotations import load_annotation, save_annotation
 from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, rectangles_to_boxes
-from napari_faster_rcnn.layers import conventions, page_boxes, slice_view, window_paging
+from napari_faster_rcnn.layers import box_colors, conventions, page_boxes, slice_view, window_paging
 from napari_faster_rcnn.layers.labeling import labeling_session
 from tests.conftest import crowded_annotation, write_image
 
@@ -38,7 +38,7 @@ def test_many_boxes_open_right_and_save_back_identical(make_napari_viewer, crowd
     np.testing.assert_array_equal(boxes, expected.boxes)
     assert list(shapes.features["label"]) == expected.labels
     colors = shapes.metadata[conventions.CLASS_COLORS]
-    np.testing.assert_allclose(shapes.edge_color, conventions.edge_colors(expected.labels, colors))
+    np.testing.assert_allclose(shapes.edge_color, box_colors.edge_colors(expected.labels, colors))
     # 5,000 labels would take napari seconds to lay out (and cannot be read): they are off
     assert not shapes.text.visible
 

@@ -4,7 +4,7 @@ import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation, load_annotation
 from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, rectangles_to_boxes
-from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers import box_colors, conventions
 from napari_faster_rcnn.layers.slice_view import SliceBoxes
 
 PLUGIN = "napari-faster-rcnn"
@@ -29,7 +29,7 @@ def test_layer_shows_only_the_current_image(make_napari_viewer, tutorial_dataset
         assert list(shapes.features["label"]) == expected.labels
         # colours follow the classes
         colors = shapes.metadata[conventions.CLASS_COLORS]
-        np.testing.assert_allclose(shapes.edge_color, conventions.edge_colors(expected.labels, colors))
+        np.testing.assert_allclose(shapes.edge_color, box_colors.edge_colors(expected.labels, colors))
 
 
 def test_edits_are_kept_when_leaving_an_image(make_napari_viewer, tutorial_dataset):

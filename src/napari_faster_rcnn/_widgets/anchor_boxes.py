@@ -38,7 +38,7 @@ from napari_faster_rcnn.core.model.anchor_suggestion import suggest_anchors
 from napari_faster_rcnn.core.model.anchors import BACKGROUND_IOU, FOREGROUND_IOU, REACHED_IOU, anchor_coverage
 from napari_faster_rcnn.core.model.config_rules import ConfigError
 from napari_faster_rcnn.core.model.detector import padded_image_size, resized_image_size
-from napari_faster_rcnn.layers import anchor_sources, anchors, conventions
+from napari_faster_rcnn.layers import anchor_sources, anchors, box_colors, conventions
 from napari_faster_rcnn.layers.conventions import is_box_layer
 
 LAYERS, FOLDER = "layers", "folder"
@@ -216,7 +216,7 @@ class AnchorBoxesWidget(DockedWidget):
     def _folder_read(self, result) -> None:
         self.items, self.names, self.paths = result.items, result.names, result.images
         self.planes = result.planes
-        self.colors = conventions.class_colors(result.classes)
+        self.colors = box_colors.class_colors(result.classes)
         self._stale = False
         self.index.setRange(0, max(0, len(self.items) - 1))
         self.coverage = None

@@ -41,7 +41,7 @@ from napari_faster_rcnn._widgets._common import (
 from napari_faster_rcnn.core.statistics.folders import iter_folder_statistics
 from napari_faster_rcnn.core.statistics.measures import DEFAULT_MAX_SIZE, DEFAULT_MIN_SIZE
 from napari_faster_rcnn.core.statistics.plots import THEMES, plot_statistics
-from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers import box_colors, conventions
 from napari_faster_rcnn.layers.conventions import is_box_layer
 from napari_faster_rcnn.layers.statistics import layer_statistics
 
@@ -172,7 +172,7 @@ class DatasetStatisticsWidget(DockedWidget):
         self.summary.setText(f"reading {folder} ...")
         self.worker = start_worker(iter_folder_statistics, folder, min_size, max_size, desc="Dataset statistics",
                                    errored=self._failed, button=self.compute, yielded=self._progress,
-                                   returned=lambda stats: self._show(stats, conventions.class_colors(stats.classes)))
+                                   returned=lambda stats: self._show(stats, box_colors.class_colors(stats.classes)))
         return self.worker
 
     def _progress(self, step) -> None:

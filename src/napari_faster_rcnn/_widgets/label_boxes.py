@@ -39,7 +39,7 @@ from napari_faster_rcnn._widgets._common import DockedWidget, LayerCombo
 from napari_faster_rcnn._widgets._interchange_actions import InterchangeActions
 from napari_faster_rcnn._widgets._ranking import NextMostUseful
 from napari_faster_rcnn._widgets._suggestions import SuggestionsBox
-from napari_faster_rcnn.layers import box_layers, conventions, labeling, stack_labeling
+from napari_faster_rcnn.layers import box_colors, box_layers, conventions, labeling, stack_labeling
 from napari_faster_rcnn.layers.conventions import is_boxes
 from napari_faster_rcnn.layers.interchange import read_only_note
 
@@ -292,7 +292,7 @@ class LabelBoxesWidget(DockedWidget):
         self.session.recolor_class(name, color)
         color = self.session.layer.metadata[conventions.CLASS_COLORS][name]
         hard = [kind for kind, background in (("light", "#ffffff"), ("dark", "#000000"))
-                if conventions.contrast_ratio(color, background) < 3]
+                if box_colors.contrast_ratio(color, background) < 3]
         self.status.setText(f"{name}'s labels are hard to read on {hard[0]} images; a colour of middle "
                             "brightness reads on both" if hard else "")
 

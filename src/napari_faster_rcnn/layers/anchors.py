@@ -37,7 +37,7 @@ from napari_faster_rcnn.core.model.anchor_inputs import transform_boxes, transfo
 from napari_faster_rcnn.core.model.anchors import REACHED_IOU, AnchorGrid, Coverage, anchor_grids
 from napari_faster_rcnn.core.model.config import ModelConfig
 from napari_faster_rcnn.core.model.detector import padded_image_size, resized_image_size
-from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers import box_colors, conventions
 
 #: metadata key naming what an anchor layer shows ("image", "centres", "at point", ...)
 ANCHOR_ROLE = "napari_faster_rcnn_anchors"
@@ -227,12 +227,12 @@ class AnchorLayers:
         key = (scene.image_key, scene.image_size, scene.config.min_size, scene.config.max_size,
                annotation.boxes.tobytes(), tuple(annotation.labels), scene.coverage)
         classes = list(dict.fromkeys([*scene.colors, *annotation.labels]))
-        colors = conventions.class_colors(classes, scene.colors)
+        colors = box_colors.class_colors(classes, scene.colors)
         layer = self.layers.get(TRUTH)
         if layer is not None and layer in self.viewer.layers and set(colors) - set(layer.metadata[conventions.CLASS_COLORS]):
             self.viewer.layers.remove(layer)  # new classes: the text takes its colours when the layer is made
-        text = {**conventions.text_properties(colors, predictions=False, size=8), "string": "{best_iou:.2f}"}
-        layer = self._shapes(TRUTH, "ground truth", conventions.class_color(0), text=text, width=2,
+        text = {**box_colors.text_properties(colors, predictions=False, size=8), "string": "{best_iou:.2f}"}
+        layer = self._shapes(TRUTH, "ground truth", box_colors.class_color(0), text=text, width=2,
                              features=pd.DataFrame({"label": pd.Series([], dtype=object), "best_iou": []}))
         layer.metadata[conventions.CLASS_COLORS] = colors
         if self._keys.get(TRUTH) == key:
@@ -242,7 +242,7 @@ class AnchorLayers:
         if scene.coverage is not None:
             positions = scene.coverage.in_image(scene.index)
             best[scene.coverage.box[positions]] = scene.coverage.best_iou[positions]
-        edges = conventions.edge_colors(annotation.labels, colors)
+        edges = box_colors.edge_colors(annotation.labels, colors)
         features = pd.DataFrame({"label": pd.Series(list(annotation.labels), dtype=object), "best_iou": best})
         replace_rectangles(layer, boxes, edges, features, self.edge_width * 1.3)
         self._keys[TRUTH] = key
@@ -263,7 +263,7 @@ class AnchorLayers:
             boxes = coverage.boxes[positions]
             features = pd.DataFrame({"image": coverage.image[positions], "box": coverage.box[positions],
                                      "best_iou": coverage.best_iou[positions]})
-        replace_rectangles(layer, boxes, np.tile(conventions.hex_to_rgba(UNREACHED_COLOR), (len(boxes), 1)), features,
+        replace_rectangles(layer, boxes, np.tile(box_colors.hex_to_rgba(UNREACHED_COLOR), (len(boxes), 1)), features,
                            self.edge_width * 2)
         self._keys[UNREACHED] = key
 
@@ -272,7 +272,7 @@ class AnchorLayers:
         x, y = self.point
         boxes = [grid.at(x, y) for grid in grids]
         counts = [len(anchors) for anchors in boxes]
-        colors = np.concatenate([np.tile(conventions.hex_to_rgba(map_color(k)), (count, 1)) for k, count in enumerate(counts)])
+        colors = np.concatenate([np.tile(box_colors.hex_to_rgba(map_color(k)), (count, 1)) for k, count in enumerate(counts)])
         features = pd.DataFrame({
             "feature_map": np.repeat([grid.name for grid in grids], counts),
             "size": np.concatenate([grid.sizes for grid in grids]),

@@ -21,7 +21,7 @@ import uuid
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers import box_colors, conventions
 
 #: The display image's longest side at most (a coarser picture of a larger image, scaled up).
 DISPLAY_MAX_SIDE = 4096
@@ -148,7 +148,7 @@ def display_placement(layer, scale: float) -> dict:
 def display_picture(annotation: Annotation, size, colors: dict) -> tuple[np.ndarray, float]:
     """The picture of ``annotation``'s boxes on an image of ``size``, and its scale."""
     scale = display_scale(size)
-    edge = conventions.edge_colors(list(annotation.labels), colors) if len(annotation) else np.zeros((0, 4))
+    edge = box_colors.edge_colors(list(annotation.labels), colors) if len(annotation) else np.zeros((0, 4))
     return draw_outlines(annotation.boxes, edge, size, scale), scale
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers import box_colors, conventions
 
 
 class ClassEditing:
@@ -55,7 +55,7 @@ class ClassEditing:
         self.commit()
         new = self.store.rename_class(old, new)
         colors = self.layer.metadata[conventions.CLASS_COLORS]
-        colors[new] = colors.pop(old, conventions.class_color(self.store.classes.index(new)))
+        colors[new] = colors.pop(old, box_colors.class_color(self.store.classes.index(new)))
         if self._current_class == old:
             self._current_class = new
         self._classes_changed()
@@ -97,7 +97,7 @@ class ClassEditing:
         features = self.layer.features.copy()
         features.iloc[selected, features.columns.get_loc("label")] = name
         colors = np.array(self.layer.edge_color, copy=True)
-        colors[selected] = conventions.hex_to_rgba(self.layer.metadata[conventions.CLASS_COLORS][name])
+        colors[selected] = box_colors.hex_to_rgba(self.layer.metadata[conventions.CLASS_COLORS][name])
         defaults = self.layer.feature_defaults.copy()
         self.layer.features = features
         self.layer.feature_defaults = defaults
@@ -127,7 +127,7 @@ class ClassEditing:
         metadata[conventions.CLASS_COLORS] = colors
 
     def _update_text_colors(self) -> None:
-        self.layer.text.color = conventions.text_properties(self.layer.metadata[conventions.CLASS_COLORS], predictions=False)["color"]
+        self.layer.text.color = box_colors.text_properties(self.layer.metadata[conventions.CLASS_COLORS], predictions=False)["color"]
 
     def _apply_current_class(self) -> None:
         name = self._current_class
@@ -144,7 +144,7 @@ class ClassEditing:
         name = self._current_class
         if name is None or self.closed:
             return
-        wanted = conventions.hex_to_rgba(self.layer.metadata[conventions.CLASS_COLORS][name])
+        wanted = box_colors.hex_to_rgba(self.layer.metadata[conventions.CLASS_COLORS][name])
         if not np.allclose(self.layer._current_edge_color, wanted, atol=1e-3):
             with self.layer.block_update_properties():  # not onto the selected boxes
                 self.layer.current_edge_color = wanted
@@ -160,6 +160,6 @@ def _hex(color) -> str:
 def _unused_color(used) -> str:
     used = set(used)
     position = 0
-    while conventions.class_color(position) in used:
+    while box_colors.class_color(position) in used:
         position += 1
-    return conventions.class_color(position)
+    return box_colors.class_color(position)

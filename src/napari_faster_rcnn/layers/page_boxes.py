@@ -23,7 +23,7 @@ import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.boxes import boxes_to_rectangles, clip_boxes, rectangles_to_boxes
-from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers import box_colors, conventions
 
 
 def show_boxes(layer, annotation: Annotation, index: int | None, colors: dict[str, str]) -> None:
@@ -45,7 +45,7 @@ def show_boxes(layer, annotation: Annotation, index: int | None, colors: dict[st
         layer.selected_data = set()
         layer.data = []
         if labels:
-            layer.add(list(vertices), shape_type="rectangle", edge_color=conventions.edge_colors(labels, colors))
+            layer.add(list(vertices), shape_type="rectangle", edge_color=box_colors.edge_colors(labels, colors))
         layer.features = conventions.features_frame(labels, scores)
         layer.feature_defaults = defaults
     fit_text(layer, len(labels))  # (after the replace: labels switched back on are laid out for the new boxes)
@@ -105,7 +105,7 @@ def layer_shows(layer, annotation: Annotation, index: int | None) -> bool:
             return False
     colors = layer.metadata.get(conventions.CLASS_COLORS, {})
     return bool(np.allclose(boxes, annotation.boxes, atol=1e-6)
-                and np.allclose(layer.edge_color, conventions.edge_colors(annotation.labels, colors)))
+                and np.allclose(layer.edge_color, box_colors.edge_colors(annotation.labels, colors)))
 
 
 def refresh_held(layer):

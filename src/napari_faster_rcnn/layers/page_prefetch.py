@@ -19,7 +19,7 @@ import weakref
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
-from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers import box_colors, conventions
 from napari_faster_rcnn.layers.page_boxes import fit_text, rectangles_at, refresh_held
 from napari_faster_rcnn.layers.shape_fill import add_shapes, fills_rectangles, make_rectangles, shape_internals
 
@@ -136,7 +136,7 @@ class PlanePrefetcher:
         def build(cancelled):  # (on the prefetch thread: everything a page turn needs that touches no layer)
             vertices = rectangles_at(annotation.boxes, plane)
             labels = list(annotation.labels)
-            edge = np.asarray(conventions.edge_colors(labels, colors), dtype=np.float32)
+            edge = np.asarray(box_colors.edge_colors(labels, colors), dtype=np.float32)
             faces = np.tile(np.asarray(face, dtype=np.float32), (len(annotation), 1))
             view = _build_plane(internals, vertices, edge, faces, width, order, ndisplay,
                                 np.asarray(plane, dtype=np.float64), cancelled)

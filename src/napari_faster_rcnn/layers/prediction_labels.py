@@ -19,7 +19,7 @@ from napari_faster_rcnn.core.prediction.thresholds import (
     accept_predictions,
     save_thresholds,
 )
-from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers import box_colors, conventions
 from napari_faster_rcnn.layers.box_layers import layer_annotations
 from napari_faster_rcnn.layers.evaluation_layers import image_names, page_names, pair_images
 from napari_faster_rcnn.layers.folder_pages import folder_store
@@ -246,7 +246,7 @@ def _selected_by_image(layer, current: int | None, count: int) -> dict[int, set[
 def _put_labels(layer, model, labels: list[Annotation]) -> None:
     classes = list(dict.fromkeys([*(layer.metadata.get(conventions.CLASSES) or []), *(n for a in labels for n in a.labels)]))
     layer.metadata[conventions.CLASSES] = classes
-    layer.metadata[conventions.CLASS_COLORS] = conventions.class_colors(classes, layer.metadata.get(conventions.CLASS_COLORS))
+    layer.metadata[conventions.CLASS_COLORS] = box_colors.class_colors(classes, layer.metadata.get(conventions.CLASS_COLORS))
     if model is not None:
         model.annotations = labels
         model.refresh()

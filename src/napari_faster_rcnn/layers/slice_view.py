@@ -27,7 +27,7 @@ import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.boxes import clip_boxes, rectangles_to_boxes
-from napari_faster_rcnn.layers import box_window, conventions
+from napari_faster_rcnn.layers import box_colors, box_window, conventions
 from napari_faster_rcnn.layers.page_boxes import (
     fit_text,
     layer_shows,
@@ -321,7 +321,7 @@ class SliceBoxes(WindowPaging):
             self.layer.selected_data = set()
             self.layer.data = []
             if data:
-                self.layer.add(data, shape_type="rectangle", edge_color=conventions.edge_colors(labels, self.colors))
+                self.layer.add(data, shape_type="rectangle", edge_color=box_colors.edge_colors(labels, self.colors))
             self.layer.features = conventions.features_frame(labels, scores if self.predictions else None)
         self.layer.refresh()
 
