@@ -29,6 +29,8 @@ planes.
 
 from __future__ import annotations
 
+from napari_faster_rcnn._cli._common import check_batch_and_tiles
+
 HELP = "predict images with a trained checkpoint, one annotation file per image"
 
 
@@ -109,14 +111,9 @@ def run(args) -> int:
     from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
     from napari_faster_rcnn.core.prediction.folders import predict_folder
     from napari_faster_rcnn.core.prediction.settings import resolve_device
-    from napari_faster_rcnn.core.prediction.tiles import MIN_TILE, chosen_tiling
+    from napari_faster_rcnn.core.prediction.tiles import chosen_tiling
 
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.tile is not None and args.tile != 0 and args.tile < MIN_TILE:
-        raise ValueError(f"--tile must be 0 (each image whole) or at least {MIN_TILE} pixels, got {args.tile}")
-    if args.overlap is not None and not 0.0 <= args.overlap <= 0.9:
-        raise ValueError(f"--overlap must be a fraction from 0 to 0.9, got {args.overlap}")
+    check_batch_and_tiles(args)
     if args.planes is not None:
         from napari_faster_rcnn.core.prediction.stacks import parse_planes
 

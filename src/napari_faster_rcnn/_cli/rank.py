@@ -40,6 +40,8 @@ follow by informativeness.
 
 from __future__ import annotations
 
+from napari_faster_rcnn._cli._common import check_batch_and_tiles
+
 HELP = "rank unlabeled images and planes of stacks by how much labeling them should help (which to label next)"
 
 PARTS = ("uncertainty", "confusion", "disagreement", "low_confidence", "novelty", "redundancy")
@@ -79,22 +81,17 @@ def run(args) -> int:
     from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
     from napari_faster_rcnn.core.prediction.rank_targets import find_rank_targets, iter_target_ranking
     from napari_faster_rcnn.core.prediction.settings import resolve_device
-    from napari_faster_rcnn.core.prediction.tiles import MIN_TILE, chosen_tiling
+    from napari_faster_rcnn.core.prediction.tiles import chosen_tiling
     from napari_faster_rcnn.core.prediction.usefulness import RankingWeights
     from napari_faster_rcnn.core.progress import run_to_end
 
     if args.top is not None and args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_batch_and_tiles(args)
     if args.score is not None and not 0.0 < args.score < 1.0:
         raise ValueError(f"--score must be between 0 and 1, got {args.score}")
     if args.diversity < 0:
         raise ValueError(f"--diversity must be 0 or more, got {args.diversity}")
-    if args.tile is not None and args.tile != 0 and args.tile < MIN_TILE:
-        raise ValueError(f"--tile must be 0 (each image whole) or at least {MIN_TILE} pixels, got {args.tile}")
-    if args.overlap is not None and not 0.0 <= args.overlap <= 0.9:
-        raise ValueError(f"--overlap must be a fraction from 0 to 0.9, got {args.overlap}")
     device = resolve_device(args.device)
     checkpoint = load_checkpoint(args.checkpoint, device=device)
     tiling = chosen_tiling(checkpoint.config, checkpoint.training_images, args.tile, args.overlap)

@@ -4,12 +4,14 @@
 and renames it over the target, keeping the target's mode (or the mode ``open``
 would give a new file). The process's umask is read once, at import, because
 reading it means setting it for every thread; :func:`new_folder_mode` gives the
-mode ``os.mkdir`` would give a new folder under it.
+mode ``os.mkdir`` would give a new folder under it. :func:`remove_outputs` clears an earlier run's
+named outputs from a folder before it is written again.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -61,3 +63,14 @@ def _file_mode(path: Path) -> int:
         return path.stat().st_mode & 0o777
     except FileNotFoundError:
         return 0o666 & ~_UMASK
+
+
+def remove_outputs(folder: Path, names) -> None:
+    """Remove the files and folders named ``names`` from ``folder``, those that exist: an earlier
+    run's outputs, before a run that overwrites it (nothing else in the folder is touched)."""
+    for name in names:
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.is_file():
+            path.unlink()

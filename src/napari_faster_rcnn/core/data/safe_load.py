@@ -119,6 +119,21 @@ def safe_torch_load(path: str | Path, extra_globals=()):
     return loaded
 
 
+def load_torch_file(path: str | Path, what: str, error_type: type[Exception]):
+    """The contents of the PyTorch file ``path``, a ``what`` ("checkpoint", "weights"), loaded
+    weights-only (:func:`safe_torch_load`); ``error_type`` with a message naming the file and the
+    reason when it is a folder, missing, unreadable or refused."""
+    path = Path(path)
+    if path.is_dir():
+        raise error_type(f"{path}: is a folder, not a {what} file")
+    if not path.is_file():
+        raise error_type(f"{path}: no such {what} file")
+    try:
+        return safe_torch_load(path)
+    except Exception as error:  # torch raises many kinds; the message says which
+        raise error_type(f"{path}: {explain_load_error(error)}") from None
+
+
 def check_plain_arrays(loaded) -> None:
     """Raise :class:`NotPlainDataError` when ``loaded`` holds a numpy array that is not
     plain numbers or strings (``dtype('O')``, a structured dtype), naming where it is."""

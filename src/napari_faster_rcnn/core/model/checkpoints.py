@@ -28,7 +28,7 @@ from pathlib import Path
 
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from napari_faster_rcnn.core.data.safe_load import explain_load_error, safe_torch_load
+from napari_faster_rcnn.core.data.safe_load import load_torch_file
 from napari_faster_rcnn.core.model.config import ModelConfig
 from napari_faster_rcnn.core.model.config_rules import ConfigError
 
@@ -51,14 +51,7 @@ def read_checkpoint(path: str | Path) -> dict:
         When the file is missing, unreadable, or refused (naming what it would import).
     """
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        loaded = safe_torch_load(path)
-    except Exception as error:  # torch raises many kinds; the message says which
-        raise CheckpointError(f"{path}: {explain_load_error(error)}") from None
+    loaded = load_torch_file(path, "checkpoint", CheckpointError)
     if not isinstance(loaded, Mapping):
         raise CheckpointError(f"{path}: not a training checkpoint (it holds a {type(loaded).__name__})")
     return dict(loaded)

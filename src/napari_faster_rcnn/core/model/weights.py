@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from napari_faster_rcnn.core.data.safe_load import explain_load_error, safe_torch_load
+from napari_faster_rcnn.core.data.safe_load import load_torch_file
 
 __all__ = [
     "DOWNLOAD_TIMEOUT_SECONDS",
@@ -137,14 +137,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     ``model`` or ``model_state_dict`` (Lightning, torchvision's references).
     """
     path = Path(path)
-    if path.is_dir():
-        raise WeightsError(f"{path}: is a folder, not a weights file")
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such weights file")
-    try:
-        loaded = safe_torch_load(path)
-    except Exception as error:  # torch raises many kinds; the message says which
-        raise WeightsError(f"{path}: {explain_load_error(error)}") from None
+    loaded = load_torch_file(path, "weights", WeightsError)
     state = _find_state_dict(loaded)
     if state is None:
         raise WeightsError(f"{path}: holds no state dict (a mapping of parameter names to tensors)")

@@ -21,7 +21,6 @@ A run folder holds ``checkpoints/best.ckpt`` (highest ``val/voc_map``),
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import sys
 import threading
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
+from napari_faster_rcnn.core.data.atomic_files import remove_outputs
 from napari_faster_rcnn.core.training.validation import MONITOR
 
 __all__ = [
@@ -278,11 +278,6 @@ def prepare_run_folder(output: str | Path, resume: bool = False, overwrite: bool
                 f"{output} holds the checkpoints of another run ({', '.join(p.name for p in previous)}); resume it "
                 f"from {checkpoints / 'last.ckpt'}, choose another output folder, or overwrite it"
             )
-        for name in _RUN_OUTPUTS:
-            path = output / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.is_file():
-                path.unlink()
+        remove_outputs(output, _RUN_OUTPUTS)
     output.mkdir(parents=True, exist_ok=True)
     return output

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from napari_faster_rcnn.core.data.annotations import save_annotation
-from napari_faster_rcnn.core.data.atomic_files import atomic_write_bytes
+from napari_faster_rcnn.core.data.atomic_files import atomic_write_bytes, remove_outputs
 from napari_faster_rcnn.core.data.synthetic import SHAPE_CLASSES, make_synthetic_sample
 from napari_faster_rcnn.core.training.transforms import AugmentationConfig
 
@@ -47,12 +46,7 @@ def check_output(folder: Path, overwrite: bool) -> None:
         if not overwrite:
             raise FileExistsError(f"{folder} is not empty; choose another folder or pass --overwrite to replace "
                                   "an earlier demo's files")
-        for name in DEMO_OUTPUTS:
-            path = folder / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.is_file():
-                path.unlink()
+        remove_outputs(folder, DEMO_OUTPUTS)
         for path in folder.glob("predictions_*.png"):
             path.unlink()
 
