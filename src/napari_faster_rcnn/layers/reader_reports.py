@@ -20,38 +20,22 @@ logger = logging.getLogger(__name__)
 def report_skipped(folder: Path, skipped: list) -> None:
     """Warn, in the log and the viewer, which files of ``folder`` were left out: ``skipped`` are
     ``(path, reason)``."""
-    lines = [f"{p.name}: {reason}" for p, reason in skipped]
-    message = f"Opened {folder.name} without {len(skipped)} file(s): " + "; ".join(lines[:10])
-    if len(lines) > 10:
-        message += f"; and {len(lines) - 10} more"
-    logger.warning(message)
-    try:
-        from napari.utils.notifications import show_warning
-
-        show_warning(message)
-    except ImportError:  # pragma: no cover - napari is a dependency
-        pass
+    report_warning(f"Opened {folder.name} without {len(skipped)} file(s): "
+                   + listed([f"{p.name}: {reason}" for p, reason in skipped]))
 
 
 def report_stacks(images: list) -> None:
     """Say in the viewer which multi-page images (not stacks: pages of different sizes or series) are shown
     as their first page.
 
-    ``images`` are ``(path, pages)``; those of one page are left out. The log
-    has each already (from :func:`~napari_faster_rcnn.core.data.images.image_header`).
+    ``images`` are ``(path, pages)``; those of one page are left out. The log also has
+    each (from :func:`~napari_faster_rcnn.core.data.images.image_header`).
     """
     stacks = [(Path(p), pages) for p, pages in images if pages > 1]
     if not stacks:
         return
-    lines = [f"{p.name}: page 1 of {pages}" for p, pages in stacks]
-    message = (f"{len(stacks)} multi-page image(s) shown as their first page (their pages are not the planes of one stack): "
-               + "; ".join(lines[:10]) + (f"; and {len(lines) - 10} more" if len(lines) > 10 else ""))
-    try:
-        from napari.utils.notifications import show_warning
-
-        show_warning(message)
-    except ImportError:  # pragma: no cover - napari is a dependency
-        logger.warning(message)
+    report_warning(f"{len(stacks)} multi-page image(s) shown as their first page (their pages are not the planes "
+                   "of one stack): " + listed([f"{p.name}: page 1 of {pages}" for p, pages in stacks]))
 
 
 def report_paged_stacks(folder: Path, stacks: list, pages: int) -> None:
@@ -65,8 +49,7 @@ def report_paged_stacks(folder: Path, stacks: list, pages: int) -> None:
         flat = " (t, z ... in file order, the last fastest)" if len(shape) > 1 else ""
         lines.append(f"{path.name}: pages {first} to {first + count - 1} ({' x '.join(map(str, shape))} planes{flat})")
     report_info(f"{folder.name}: {pages} pages; the planes of {len(stacks)} stack(s) are pages of the folder, "
-                "each stack saved to its one file: " + "; ".join(lines[:10])
-                + (f"; and {len(lines) - 10} more" if len(lines) > 10 else ""))
+                "each stack saved to its one file: " + listed(lines))
 
 
 def report_folder_stacks(folder: Path, stacks: list, images: int = 0, reasons=None) -> None:
@@ -85,23 +68,32 @@ def report_folder_stacks(folder: Path, stacks: list, images: int = 0, reasons=No
              for (p, shape), why in zip(stacks, reasons)]
     message = (f"{folder.name}: {len(stacks)} stack(s) that cannot be pages of the folder opened as their own "
                "image and box layers, paged plane "
-               "by plane by the slider and saved to their own file: " + "; ".join(lines[:10])
-               + (f"; and {len(lines) - 10} more" if len(lines) > 10 else ""))
+               "by plane by the slider and saved to their own file: " + listed(lines))
     if images or len(stacks) > 1:
         at = "" if not images else ", the folder's image at 0" if images == 1 else f", the folder's images at 0 to {images - 1}"
         message += f" (one slider for all{at}: hide the layers above a stack to see its planes there)"
     report_info(message)
 
 
+def listed(lines: list[str], most: int = 10) -> str:
+    """``lines`` joined by semicolons, the first ``most`` of them and how many more."""
+    return "; ".join(lines[:most]) + (f"; and {len(lines) - most} more" if len(lines) > most else "")
+
+
 def report_info(message: str) -> None:
     """Log ``message`` and show it in the viewer (an information, not a warning)."""
-    logger.info(message)
-    try:
-        from napari.utils.notifications import show_info
+    from napari.utils.notifications import show_info
 
-        show_info(message)
-    except ImportError:  # pragma: no cover - napari is a dependency
-        pass
+    logger.info(message)
+    show_info(message)
+
+
+def report_warning(message: str) -> None:
+    """Log ``message`` as a warning and show it in the viewer as one."""
+    from napari.utils.notifications import show_warning
+
+    logger.warning(message)
+    show_warning(message)
 
 
 def warn_unreadable(error: ImageReadError) -> None:
