@@ -61,6 +61,24 @@ def test_fit_runs_a_config_file_with_command_line_overrides(shapes, tmp_path):
     assert "val/voc_map" in (run / "logs" / "version_0" / "metrics.csv").read_text().splitlines()[0]
 
 
+def test_max_steps_alone_decides_the_runs_length(shapes, tmp_path):
+    """``--trainer.max_steps 32`` without ``max_epochs``: 32 steps, not the default 30 epochs' 30
+    (one step an epoch here)."""
+    config = run_config(shapes, tmp_path / "run", data={"batch_size": 6}, trainer={"limit_val_batches": 0})
+    del config["trainer"]["max_epochs"]
+    assert main(["fit", "--config", str(write_config(tmp_path / "run.yaml", config)),
+                 "--trainer.max_steps", "32"]) == 0
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").global_step == 32
+
+
+def test_the_default_length_is_30_epochs_unless_steps_or_time_are_given():
+    from napari_faster_rcnn._cli._fit_cli import run_length
+
+    assert run_length(None, None, None) == run_length(None, -1, None) == 30
+    assert run_length(5, 300, None) == 5  # both given: Lightning stops at the first reached
+    assert run_length(None, 300, None) is None and run_length(None, -1, "00:00:10:00") is None
+
+
 def test_fit_trains_on_images_above_pillows_limit(shapes, tmp_path, monkeypatch):
     lower_pillow_limit(monkeypatch)  # the 64 x 64 images are above it
     config = write_config(tmp_path / "run.yaml", run_config(shapes, tmp_path / "run"))

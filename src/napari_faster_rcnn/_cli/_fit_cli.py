@@ -17,6 +17,8 @@ What it adds to Lightning's own CLI:
   starts from the checkpoint's weights and model config (classes, sizes,
   anchors; see :mod:`~napari_faster_rcnn.core.training.finetune`), with a
   fresh optimizer, in a new run folder;
+- a run lasts ``--trainer.max_epochs`` (default 30) unless ``--trainer.max_steps`` or ``max_time``
+  is given alone: then that decides;
 - ``--early_stopping_patience N`` stops after N validations without a better
   ``val/voc_map``;
 - it says at the start how the data was split (images, those without boxes,
@@ -59,7 +61,18 @@ from napari_faster_rcnn.core.training.summary import (
 )
 
 DEFAULT_OUTPUT = "runs/train"
-TRAINER_DEFAULTS = {"default_root_dir": DEFAULT_OUTPUT, "max_epochs": 30, "log_every_n_steps": 10}
+#: The run's length when neither ``--trainer.max_epochs``, ``max_steps`` nor ``max_time`` is given.
+DEFAULT_EPOCHS = 30
+TRAINER_DEFAULTS = {"default_root_dir": DEFAULT_OUTPUT, "max_epochs": None, "log_every_n_steps": 10}
+
+
+def run_length(max_epochs, max_steps, max_time) -> int | None:
+    """``max_epochs`` for the trainer: as given, else :data:`DEFAULT_EPOCHS` unless the run's length is
+    given in steps or time (so ``--trainer.max_steps 300`` alone trains 300 steps, as in Lightning,
+    rather than stopping at a default number of epochs first)."""
+    if max_epochs is not None or (max_steps is not None and max_steps != -1) or max_time:
+        return max_epochs
+    return DEFAULT_EPOCHS
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -130,6 +143,8 @@ class FitCLI(LightningCLI):
         config = self.config[self.subcommand]
         output = config.trainer.default_root_dir or DEFAULT_OUTPUT
         config.trainer.default_root_dir = output
+        trainer = config.trainer
+        trainer.max_epochs = run_length(trainer.max_epochs, trainer.max_steps, trainer.max_time)
         if rank_zero_only.rank == 0:
             prepare_run_folder(output, resume=config.get("ckpt_path") is not None,
                                overwrite=bool(config.get("overwrite")))
