@@ -196,7 +196,7 @@ def report_sizes(model: DetectorModule, data: DetectionDataModule) -> None:
 
     if model.auto_size is not None:
         print(model.auto_size.describe(), file=sys.stderr)
-    warning = small_box_warning(model.config, data.training_items)
+    warning = small_box_warning(model.config, data.training_items, fitted=model.auto_size is not None)
     if warning is not None:
         print(f"warning: {warning}", file=sys.stderr)
 

@@ -106,6 +106,8 @@ def test_the_warning_when_most_resized_boxes_fall_below_the_smallest_anchor():
     message = small_box_warning(config, [((400, 400), small)])
     assert message is not None and "67% of the 3 training boxes are smaller than the smallest anchor (16 px)" in message
     assert "--model.auto true" in message
+    fitted = small_box_warning(config, [((400, 400), small)], fitted=True)  # auto sizing chose these already
+    assert fitted.startswith(message.split(";")[0]) and "--model.auto" not in fitted and "--data.tile_size" in fitted
     # a third below is not most of them; 3.6 cells of stride 8 is not coarse either
     large = Annotation(np.array([[0, 0, 40, 40], [100, 100, 190, 190], [200, 200, 290, 290]]), ["object"] * 3)
     assert small_box_warning(config, [((400, 400), large)]) is None

@@ -206,6 +206,30 @@ def test_a_run_on_tiles_trains_on_128_px_samples(tmp_path):
     assert "val/voc_map" in result.metrics
 
 
+def test_auto_sizing_with_tiles_fits_the_model_to_the_tiles(tmp_path):
+    """``auto`` with ``tile_size`` 128 on 512 px images: the sizes are fitted to 128 px tiles holding every
+    box at its own size, so a resized tile puts the median box at the target. Fitted to the whole
+    images (as before), the model enlarged each tile's boxes about 4 times past it."""
+    from napari_faster_rcnn.core.model.auto_size import target_size
+    from napari_faster_rcnn.core.model.config import preset
+
+    data = write_large_shapes(tmp_path / "data", 2)
+    settings = TrainingSettings(data=data, validation_data=data, output=tmp_path / "run", preset="cpu",
+                                tile_size=128, auto_size=True, num_workers=0, accelerator="cpu")
+    trainer, module, data_module = build_run(settings)
+    whole, tiles = data_module.train_dataset.size_items(), data_module.training_items
+    assert [size for size, _ in whole] == [(512, 512)] * 2 and [size for size, _ in tiles] == [(128, 128)] * 2
+    for (_, image), (_, tile) in zip(whole, tiles):
+        assert tile.labels == image.labels and (tile.boxes >= 0).all() and (tile.boxes <= 128).all()
+        np.testing.assert_allclose(tile.boxes[:, 2:] - tile.boxes[:, :2], image.boxes[:, 2:] - image.boxes[:, :2])
+    boxes = np.concatenate([annotation.boxes for _, annotation in whole])
+    median = float(np.median(np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))))
+    config = module.config
+    assert config.min_size == config.max_size  # square tiles: torchvision enlarges a tile by min_size / 128
+    target = target_size(preset("cpu", ["object"]))
+    assert target / 1.2 < median * config.min_size / 128 < target * 1.2
+
+
 def test_the_data_module_takes_the_tile_size_from_the_model_by_default(tmp_path):
     data = write_large_shapes(tmp_path / "data", 1, size=300)
     module = DetectionDataModule(root=str(data), val_root=str(data), num_workers=0, cache=False)

@@ -213,10 +213,11 @@ def _own_sizes(size: tuple[int, int], annotation: Annotation) -> np.ndarray:
 
 
 def small_box_warning(config: ModelConfig, items: Iterable[tuple[tuple[int, int], Annotation]],
-                      share: float = SMALL_BOX_SHARE) -> str | None:
+                      share: float = SMALL_BOX_SHARE, fitted: bool = False) -> str | None:
     """A warning when more than ``share`` of the resized boxes are smaller than the smallest anchor
     (size: square root of the area), or, without FPN, when the median box spans fewer than
-    :data:`COARSE_CELLS` cells of the feature map; else None.
+    :data:`COARSE_CELLS` cells of the feature map; else None. ``fitted``: the sizes and anchors were
+    fitted to the data already (``auto``), so the advice is tiles rather than fitting.
 
     Such boxes are reached by no anchor at the RPN's IoU 0.7 and sit on few cells of the feature
     map: the detector misses most of them, and training says nothing about why.
@@ -241,6 +242,10 @@ def small_box_warning(config: ModelConfig, items: Iterable[tuple[tuple[int, int]
         problem = (f"the training boxes are small for this model {resized}: the median box spans "
                    f"{np.median(size) / stride:.1f} cells of its stride-{stride} feature map, and its box head "
                    f"pools {config.roi_output_size} x {config.roi_output_size}")
+    if fitted:  # the images are as large as auto sizing goes: only smaller inputs can be enlarged more
+        return (f"{problem}; the detector will miss most of them, although the sizes are fitted to the data "
+                "already (as large as they go). Train on tiles (--data.tile_size, or 'tiles' in the Train "
+                "detector): each tile is enlarged more than a whole image can be")
     return (f"{problem}; the detector will miss most of them. Fit the sizes to the data (--model.auto true, or "
             "'fit to the data' under image size in the Train detector), or raise min_size and max_size "
             "and choose anchors in the Anchor boxes widget")

@@ -41,7 +41,7 @@ from napari_faster_rcnn.core.training.dataset import DetectionDataset, collate_d
 from napari_faster_rcnn.core.training.samples import as_training_sample, dataset_classes, folder_samples
 from napari_faster_rcnn.core.training.splits import check_ratios
 from napari_faster_rcnn.core.training.tile_dataset import TileDataset
-from napari_faster_rcnn.core.training.tiling import MIN_VISIBLE, check_tile_size
+from napari_faster_rcnn.core.training.tiling import MIN_VISIBLE, boxes_as_tile, check_tile_size
 from napari_faster_rcnn.core.training.transforms import AugmentationConfig, build_transform
 
 __all__ = ["DetectionDataModule", "default_workers"]
@@ -183,8 +183,16 @@ class DetectionDataModule(pl.LightningDataModule):
     @property
     def training_items(self) -> list:
         """``((height, width), Annotation)`` of every training image (not validation or test): what
-        the model's automatic sizing (``auto``) fits to; the command line links them into the model."""
-        return self.train_dataset.size_items()
+        the model's automatic sizing (``auto``) fits to; the command line links them into the model.
+
+        With a ``tile_size`` given, an image larger than a tile counts as one tile holding all its
+        boxes (see :func:`~.tiling.boxes_as_tile`): the model is trained on tiles, each resized by the
+        model as a whole image would be, so the sizes and anchors are fitted to the tiles (fitting
+        them to the whole image would enlarge each tile's boxes far past the anchors chosen)."""
+        items = self.train_dataset.size_items()
+        if not self.tile_size:
+            return items
+        return [boxes_as_tile(size, annotation, self.tile_size) for size, annotation in items]
 
     @property
     def train_dataset(self) -> DetectionDataset:

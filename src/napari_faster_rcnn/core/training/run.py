@@ -214,7 +214,7 @@ def iter_training(settings: TrainingSettings, stop: StopRequest | None = None):
                 report(TrainingEvent("log", message=f"{WARNING_PREFIX}{warning}"))
             if module.auto_size is not None:
                 report(TrainingEvent("log", message=module.auto_size.describe()))
-            warning = small_box_warning(module.config, data.training_items)
+            warning = small_box_warning(module.config, data.training_items, fitted=module.auto_size is not None)
             if warning is not None:
                 report(TrainingEvent("warning", message=warning))
             if settings.resume_from is not None:

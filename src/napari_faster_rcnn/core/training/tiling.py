@@ -39,9 +39,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_faster_rcnn.core.data.annotations import Annotation
+
 __all__ = [
     "MIN_VISIBLE",
     "OBJECT_PROBABILITY",
+    "boxes_as_tile",
     "boxes_in_window",
     "check_tile_size",
     "grid_windows",
@@ -148,6 +151,23 @@ def boxes_in_window(boxes: np.ndarray, window, min_visible: float = MIN_VISIBLE)
     keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1]) & (inside >= min_visible * area)
     clipped = clipped[keep] - np.array([x0, y0, x0, y0])
     return clipped, keep
+
+
+def boxes_as_tile(size: tuple[int, int], annotation: Annotation, tile_size: int) -> tuple:
+    """``(size, annotation)`` of an image as one tile of ``tile_size`` holding all its boxes: what fitting
+    the model's sizes and anchors to tiles reads (only a box's size and its place relative to the
+    feature map's cells matter there). Each box keeps its size (cut to the tile) and its offset
+    modulo the room the tile leaves it, so every box lies inside; an image no larger than a tile
+    is returned as it is."""
+    height, width = size
+    if height <= tile_size and width <= tile_size:
+        return size, annotation
+    tile = (min(height, tile_size), min(width, tile_size))
+    boxes = np.asarray(annotation.boxes, dtype=np.float64).reshape(-1, 4)
+    sides = np.minimum(boxes[:, 2:] - boxes[:, :2], [tile[1], tile[0]])
+    room = np.maximum([tile[1], tile[0]] - sides, 1.0)
+    corners = np.mod(boxes[:, :2], room)
+    return tile, Annotation(np.concatenate([corners, corners + sides], axis=1), list(annotation.labels))
 
 
 def read_tiff_window(path, window, size: tuple[int, int]) -> np.ndarray | None:
