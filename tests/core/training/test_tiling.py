@@ -206,6 +206,22 @@ def test_a_run_on_tiles_trains_on_128_px_samples(tmp_path):
     assert "val/voc_map" in result.metrics
 
 
+def test_an_image_as_one_tile_keeps_every_box_inside_at_its_size():
+    from napari_faster_rcnn.core.training.tiling import boxes_as_tile
+
+    rng = np.random.default_rng(3)
+    corner = rng.uniform(0, 900, (300, 2))
+    boxes = np.concatenate([corner, corner + rng.uniform(1, 200, (300, 2))], axis=1)
+    boxes[0] = [300.5, 10, 428.5, 200]  # as wide as the tile, taller than it
+    (height, width), tile = boxes_as_tile((1000, 1100), Annotation(boxes, ["a"] * 300), 128)
+    assert (height, width) == (128, 128) and len(tile.boxes) == 300
+    assert (tile.boxes >= 0).all() and (tile.boxes <= 128).all()
+    for before, after in zip(boxes, tile.boxes):  # one box at a time
+        assert np.allclose(after[2:] - after[:2], [min(before[2] - before[0], 128), min(before[3] - before[1], 128)])
+    small = Annotation(boxes[:3] / 10, ["a"] * 3)
+    assert boxes_as_tile((100, 110), small, 128) == ((100, 110), small)  # no larger than a tile: as it is
+
+
 def test_auto_sizing_with_tiles_fits_the_model_to_the_tiles(tmp_path):
     """``auto`` with ``tile_size`` 128 on 512 px images: the sizes are fitted to 128 px tiles holding every
     box at its own size, so a resized tile puts the median box at the target. Fitted to the whole

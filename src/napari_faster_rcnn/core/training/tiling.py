@@ -165,8 +165,8 @@ def boxes_as_tile(size: tuple[int, int], annotation: Annotation, tile_size: int)
     tile = (min(height, tile_size), min(width, tile_size))
     boxes = np.asarray(annotation.boxes, dtype=np.float64).reshape(-1, 4)
     sides = np.minimum(boxes[:, 2:] - boxes[:, :2], [tile[1], tile[0]])
-    room = np.maximum([tile[1], tile[0]] - sides, 1.0)
-    corners = np.mod(boxes[:, :2], room)
+    room = np.array([tile[1], tile[0]], dtype=np.float64) - sides  # 0 for a box as large as the tile
+    corners = np.mod(boxes[:, :2], np.where(room > 0, room, 1.0)) * (room > 0)
     return tile, Annotation(np.concatenate([corners, corners + sides], axis=1), list(annotation.labels))
 
 
