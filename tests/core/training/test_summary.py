@@ -16,8 +16,10 @@ def split(images: int, boxes: int) -> DataSplit:
 
 
 @pytest.mark.parametrize(("images", "boxes", "warned"), [(9, 40, True), (10, 19, True), (10, 20, False),
-                                                         (30, 60, False), (1, 0, True)])
-def test_validation_is_small_below_10_images_or_20_boxes(images, boxes, warned):
+                                                         (30, 60, False), (1, 0, True), (1, 199, True),
+                                                         (1, 547, False), (3, 200, False)])
+def test_validation_is_small_below_10_images_or_20_boxes_unless_crowded(images, boxes, warned):
+    """One astronomy image of 547 stars validates; 9 photos of 40 heads do not."""
     warnings = data_warnings(split(images, boxes))
     assert bool(warnings) == warned
     if warned:
