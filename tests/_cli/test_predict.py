@@ -187,6 +187,18 @@ def test_images_above_pillows_limit_are_predicted_and_one_too_large_for_memory_i
     assert len(written["001"]) == len(raw["001"]) and written["001"].labels == raw["001"].labels
 
 
+def test_a_tiled_image_shows_its_tiles_progress(checkpoint, tmp_path, capsys):
+    """A large image is minutes of tiles before its file is written: a bar counts them as they go."""
+    from PIL import Image
+
+    image = tmp_path / "large.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (100, 150, 3), dtype=np.uint8)).save(image)
+    assert main(["predict", str(checkpoint), str(image), "--out", str(tmp_path / "out"), "--tile", "48",
+                 "--overlap", "0.25"]) == 0  # not --quiet
+    err = capsys.readouterr().err.replace("\r", "\n")
+    assert "tiles of image 1 of 1" in err and "12/12" in err  # 3 x 4 tiles of 48 px
+
+
 def test_tile_and_overlap_flags(checkpoint, tmp_path, capsys):
     """--tile/--overlap predict a large image in merged tiles, as the core does; --tile 0 in one pass."""
     from PIL import Image

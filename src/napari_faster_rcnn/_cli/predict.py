@@ -139,12 +139,26 @@ def run(args) -> int:
             bar.set_description(f"{record.source.stem} plane {','.join(map(str, record.plane))}", refresh=False)
         bar.update(record.done - bar.n)
 
+    tile_bars = []
+
+    def tile_progress(record) -> None:
+        """The tiles of the image in progress, a bar of its own (a large image is minutes of tiles)."""
+        if not tile_bars:
+            tile_bars.append(tqdm(total=record.tiles, desc="tiles of the image", unit="tile", leave=False,
+                                  disable=args.quiet, file=sys.stderr))
+        bar = tile_bars[0]
+        bar.set_description(f"tiles of image {record.images_done + 1} of {record.total}", refresh=False)
+        if bar.total != record.tiles or record.done < bar.n:  # the next tiled image
+            bar.reset(total=record.tiles)
+        bar.update(record.done - bar.n)
+
     try:
         result = predict_folder(checkpoint, args.images, args.out, thresholds=thresholds, raw=args.raw,
                                 suffix=f".{args.format}", batch_size=args.batch_size, device=None,
-                                overwrite=args.overwrite, progress=progress, tiling=tiling, planes=args.planes)
+                                overwrite=args.overwrite, progress=progress, tiling=tiling, planes=args.planes,
+                                tile_progress=tile_progress)
     finally:
-        for bar in bars:
+        for bar in tile_bars + bars:
             bar.close()
     for path, reason in result.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from napari_faster_rcnn.core.data.annotations import THRESHOLDS_FILE, save_annotation
-from napari_faster_rcnn.core.prediction.run import PredictionRecord, PredictionSummary, iter_predictions
+from napari_faster_rcnn.core.prediction.run import PredictionRecord, PredictionSummary, TileProgress, iter_predictions
 from napari_faster_rcnn.core.prediction.settings import starting_thresholds
 from napari_faster_rcnn.core.prediction.stacks import join_planes, stack_items
 from napari_faster_rcnn.core.prediction.thresholds import Thresholds, apply_thresholds
@@ -127,6 +127,7 @@ def predict_folder(
     progress: Callable[[PredictionRecord], None] | None = None,
     tiling: Tiling | None = None,
     planes: str | None = None,
+    tile_progress: Callable[[TileProgress], None] | None = None,
 ) -> FolderPrediction:
     """Predict every image and write one annotation file per image into ``out_dir``.
 
@@ -160,6 +161,9 @@ def predict_folder(
     planes
         The planes of each stack to predict, a text such as ``"3:7"`` (see
         :mod:`.stacks`); None: every plane. 2-D images are predicted whatever it says.
+    tile_progress
+        Called with a :class:`~.run.TileProgress` after each batch of a tiled image's tiles (a large
+        image takes minutes before its record comes).
 
     Raises
     ------
@@ -192,7 +196,7 @@ def predict_folder(
     left = Counter(owner for owner in owners if owner in stacks)  # planes of each stack still to come
     stack_planes: dict[int, list] = {owner: [] for owner in stacks}  # (plane, annotation) of each stack
     generator = iter_predictions(model, items, classes, batch_size=batch_size, device=device, read_ahead=read_ahead,
-                                 tiling=tiling)
+                                 tiling=tiling, tile_progress=tile_progress is not None)
     writer = _BackgroundWriter()
     try:
         while True:
@@ -201,6 +205,9 @@ def predict_folder(
             except StopIteration as finished:
                 summary = finished.value
                 break
+            if isinstance(record, TileProgress):
+                tile_progress(record)
+                continue
             owner = owners[record.index]
             annotation = None
             if record.annotation is not None:  # thresholds per image, and per plane of a stack
