@@ -82,6 +82,27 @@ def test_annotation_file_opens_with_its_image(make_napari_viewer, tutorial_datas
     assert viewer.layers[0].data.shape == (64, 80, 3)
 
 
+@pytest.mark.parametrize("image_reader", [PLUGIN, "napari"])
+def test_predictions_of_an_open_image_add_their_boxes_only(make_napari_viewer, tutorial_dataset, image_reader):
+    """Predictions written beside the images (``predict ... --out predictions``) opened over their open
+    image: one predictions layer on top, no second copy of the image hiding the labels below it.
+    Opened alone, they come with their image."""
+    predictions = tutorial_dataset / "predictions"
+    predictions.mkdir()
+    save_annotation(predictions / "001.pt", Annotation([[2, 3, 20, 30]], ["circle"], scores=[0.9]))
+    viewer = make_napari_viewer()
+    viewer.open(tutorial_dataset / "input" / "001.png", plugin=image_reader)
+    before = [layer.name for layer in viewer.layers]
+    viewer.open(predictions / "001.pt", plugin=PLUGIN)
+    assert [layer.name for layer in viewer.layers] == [*before, "001 predictions"]
+    assert sum(layer.data.shape == (64, 80, 3) for layer in viewer.layers if layer.ndim == 2 and
+               getattr(layer, "rgb", False)) == 1
+    assert list(viewer.layers[-1].features["score"]) == [0.9]
+    alone = make_napari_viewer()
+    alone.open(predictions / "001.pt", plugin=PLUGIN)
+    assert [layer.name for layer in alone.layers] == ["001", "001 predictions"]
+
+
 def test_json_annotation_without_image(make_napari_viewer, tmp_path):
     path = tmp_path / "lonely.json"
     path.write_text(json.dumps({"boxes": [[1, 1, 5, 5]], "labels": ["x"], "scores": [0.3]}))

@@ -19,7 +19,7 @@ from napari_faster_rcnn.core.data.image_files import is_image_file
 from napari_faster_rcnn.core.data.regions import is_zarr_folder
 from napari_faster_rcnn.layers.folder_reading import read_dataset_folder
 from napari_faster_rcnn.layers.interchange import foreign_format, read_foreign_folder
-from napari_faster_rcnn.layers.reading import read_annotation_file, read_image_file
+from napari_faster_rcnn.layers.reading import read_annotation_into_viewer, read_image_file
 
 
 def get_reader(path):
@@ -38,7 +38,7 @@ def get_reader(path):
     if is_image_file(path):
         return read_image_file
     if path.suffix.lower() in ANNOTATION_SUFFIXES and _looks_like_annotation(path):
-        return read_annotation_file
+        return read_annotation_into_viewer
     return None
 
 

@@ -3,7 +3,8 @@ image whole, a large image (or any Zarr store) as a multiscale layer read by reg
 boxes through a window, and the image of an annotation file found by its stem.
 
 ``napari_faster_rcnn._reader.get_reader`` chooses :func:`read_image_file` or
-:func:`read_annotation_file`; a stack goes on to :func:`.stack_reading.read_stack_file`, a dataset
+:func:`read_annotation_into_viewer` (:func:`read_annotation_file` less an image the viewer shows
+already); a stack goes on to :func:`.stack_reading.read_stack_file`, a dataset
 folder opens through :func:`.folder_reading.read_dataset_folder` (a folder in COCO, Pascal VOC or YOLO
 through :func:`.interchange.read_foreign_folder`). No Qt here.
 """
@@ -71,6 +72,36 @@ def read_annotation_file(path) -> list[tuple]:
     if annotation.is_stack and stack_shape(image_path) is not None:
         return read_stack_file(image_path, annotation_path=path)
     return _single_image_layers(image_path, image_layer_data(image_path), annotation, path, stamp)
+
+def read_annotation_into_viewer(path) -> list[tuple]:
+    """:func:`read_annotation_file` for the reader: without the image layer when the viewer shows that
+    image already (see :func:`without_open_images`)."""
+    import napari
+
+    return without_open_images(read_annotation_file(path), napari.current_viewer())
+
+
+def without_open_images(layers: list[tuple], viewer) -> list[tuple]:
+    """``layers`` less the image layers whose file ``viewer`` shows already (opened by this plugin or by
+    napari's own reader): an annotation or predictions file opened beside its open image adds its
+    boxes only, not a second copy of the image over the layers below it (the ground truth's boxes)."""
+    from napari.layers import Image
+
+    if viewer is None:
+        return layers
+    shown = set()
+    for layer in viewer.layers:
+        if isinstance(layer, Image):
+            sources = layer.metadata.get(conventions.SOURCE_IMAGES) or [layer.source.path]
+            shown.update(str(Path(source).resolve()) for source in sources if source is not None)
+
+    def open_already(data: tuple) -> bool:
+        sources = data[1].get("metadata", {}).get(conventions.SOURCE_IMAGES) or [None]
+        return data[2] == "image" and all(source is not None and str(Path(source).resolve()) in shown
+                                          for source in sources)
+
+    return [data for data in layers if not open_already(data)]
+
 
 def image_layer_data(path: Path) -> tuple:
     """``(data, size, image layer options)`` of one image file: its pixels, or for a large
