@@ -1,0 +1,52 @@
+"""Write a real astronomy dataset of hundreds of tiny objects: scikit-image's Hubble deep field
+(872 x 1000 RGB, bundled with scikit-image, no download) cut into its four quadrants, each with
+the stars and galaxies that scikit-image's Laplacian-of-Gaussian blob detector finds as boxes
+(``blob_log``; about 550 a quadrant, median 6 x 6 px). Three quadrants go to ``FOLDER/train``,
+the fourth to ``FOLDER/test``, each image with its ``.pt`` beside it.
+
+    python benchmarks/make_hubble_stars.py /tmp/hubble
+
+The boxes are a detector's, not a person's: the figure they give (see benchmarks/README.md,
+"Tiny objects on tiles") is how well a model learns to repeat them on the held-out quadrant.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path)
+    args = parser.parse_args(argv)
+    from PIL import Image
+    from skimage import color, data, feature
+
+    from napari_faster_rcnn.core.data.annotations import Annotation, save_annotation
+
+    image = data.hubble_deep_field()
+    blobs = feature.blob_log(color.rgb2gray(image), min_sigma=1.5, max_sigma=12, threshold=0.06)
+    radius = np.maximum(blobs[:, 2] * np.sqrt(2) * 1.3, 3)  # a blob's radius is about sqrt(2) sigma
+    boxes = np.stack([blobs[:, 1] - radius, blobs[:, 0] - radius, blobs[:, 1] + radius, blobs[:, 0] + radius], 1)
+    height, width = image.shape[0] // 2, image.shape[1] // 2
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    for part, quadrants in (("train", [(0, 0), (0, 1), (1, 0)]), ("test", [(1, 1)])):
+        (args.folder / part).mkdir(parents=True, exist_ok=True)
+        for row, column in quadrants:
+            top, left = row * height, column * width
+            inside = ((centres[:, 0] >= left) & (centres[:, 0] < left + width)
+                      & (centres[:, 1] >= top) & (centres[:, 1] < top + height))
+            shifted = (boxes[inside] - [left, top, left, top]).clip(0, [width, height, width, height])
+            name = f"q{row}{column}"
+            Image.fromarray(image[top:top + height, left:left + width]).save(args.folder / part / f"{name}.png")
+            save_annotation(args.folder / part / f"{name}.pt", Annotation(shifted, ["object"] * len(shifted)))
+            print(f"{part}/{name}.png: {width} x {height}, {len(shifted)} boxes, median side "
+                  f"{np.median(shifted[:, 2] - shifted[:, 0]):.0f} px")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
