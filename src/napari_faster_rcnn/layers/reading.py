@@ -73,6 +73,7 @@ def read_annotation_file(path) -> list[tuple]:
         return read_stack_file(image_path, annotation_path=path)
     return _single_image_layers(image_path, image_layer_data(image_path), annotation, path, stamp)
 
+
 def read_annotation_into_viewer(path) -> list[tuple]:
     """:func:`read_annotation_file` for the reader: without the image layer when the viewer shows that
     image already (see :func:`without_open_images`)."""
