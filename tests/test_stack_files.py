@@ -104,3 +104,29 @@ def test_a_multichannel_time_lapse_opens_one_layer_per_channel_and_time_planes(m
     np.testing.assert_array_equal(np.asarray(images[1].data[3]), movie[3, 1])
     assert boxes.ndim == 3 and boxes.metadata[conventions.PLANE_DIMS] == 1
     assert viewer.dims.nsteps[0] == 5
+
+
+@pytest.mark.parametrize("channels, dtype", [(4, np.uint16), (3, np.float32)])
+def test_a_2d_multichannel_image_opens_one_layer_per_channel(make_napari_viewer, tmp_path, caplog, channels, dtype):
+    # A stained section unmixed into its stains (float optical densities) or a 4-colour fluorescence image:
+    # one picture whose pages are its channels, shown as napari shows channels, each with its own range,
+    # not refused for its 4 channels nor painted as one dark RGB picture, nor called a stack's first page.
+    rng = np.random.default_rng(5)
+    pixels = (rng.random((channels, 24, 32)) * (10.0 ** np.arange(1, channels + 1))[:, None, None]).astype(dtype)
+    tifffile.imwrite(tmp_path / "section.ome.tif", pixels, metadata={"axes": "CYX"})
+    viewer = make_napari_viewer()
+    with caplog.at_level("INFO"):
+        *images, shapes = viewer.open(tmp_path / "section.ome.tif", plugin=PLUGIN)
+    assert [layer.name for layer in images] == [f"section.ome [channel {c}]" for c in range(channels)]
+    for channel, layer in enumerate(images):
+        assert not layer.rgb
+        np.testing.assert_array_equal(layer.data, pixels[channel])
+        np.testing.assert_allclose(layer.contrast_limits, [pixels[channel].min(), pixels[channel].max()], rtol=1e-6)
+    assert "first page" not in caplog.text and "page 1 of" not in caplog.text
+    shapes.feature_defaults = {"label": "nucleus"}
+    shapes.add_rectangles(boxes_to_rectangles(np.array([[4.0, 5.0, 14.0, 20.0]])))
+    save_layer(viewer, shapes, tmp_path / "section.ome.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["section.ome.pt", "section.ome.tif"]
+    saved = load_annotation(tmp_path / "section.ome.pt")
+    np.testing.assert_allclose(saved.boxes, [[4, 5, 14, 20]])
+    assert saved.labels == ["nucleus"] and not saved.is_stack

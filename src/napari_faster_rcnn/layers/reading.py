@@ -28,7 +28,7 @@ from napari_faster_rcnn.core.data.image_files import is_image_file
 from napari_faster_rcnn.core.data.images import image_header, read_image
 from napari_faster_rcnn.core.data.labeling import file_stamp
 from napari_faster_rcnn.core.data.regions import is_zarr_folder, open_regions
-from napari_faster_rcnn.core.data.stack_files import stack_shape
+from napari_faster_rcnn.core.data.stack_files import open_stack_array, series_layout, stack_shape
 from napari_faster_rcnn.layers import box_window, conventions
 from napari_faster_rcnn.layers.paging_registry import hold
 from napari_faster_rcnn.layers.reader_parts import attach_held, box_layer_name, clipped, no_boxes_like
@@ -113,12 +113,34 @@ def image_layer_data(path: Path) -> tuple:
         header = image_header(path)
         report_stacks([(path, header.pages)])
         if max(header.height, header.width) <= LARGE_IMAGE_SIDE:
+            channels = microscope_channels(path)
+            if channels is not None:
+                return channels
             image = read_image(path)
             return image, image.shape[:2], {}
         regions = open_regions(path)
     levels = region_levels(regions)
     options = {"multiscale": len(levels) > 1, "contrast_limits": _contrast_limits(regions, levels)}
     return (levels if len(levels) > 1 else levels[0]), (regions.height, regions.width), options
+
+
+def microscope_channels(path: Path) -> tuple | None:
+    """A 2-D image with a microscope's channel axis (``C``: an OME-TIFF or ImageJ file of axes ``CYX``) as
+    napari shows such an image, one layer per channel with a range of its own (as a stack with channels
+    opens: :func:`.stack_reading.read_stack_file`), every channel whatever their number: ``(data, size,
+    options)`` of :func:`image_layer_data`; None for any other image. Which channels the detector sees
+    is the model's ``channels``, not the display's."""
+    layout = series_layout(path)
+    if layout is None or layout.channel_axis != "C" or layout.leading:
+        return None
+    pixels = np.asarray(open_stack_array(path))  # (height, width, channels)
+    count = int(pixels.shape[-1])
+    limits = []
+    for channel in range(count):
+        low, high = float(pixels[..., channel].min()), float(pixels[..., channel].max())
+        limits.append([low, high if high > low else low + 1])
+    names = [f"{path.stem} [channel {channel}]" for channel in range(count)]
+    return pixels, pixels.shape[:2], {"channel_axis": 2, "contrast_limits": limits, "name": names}
 
 
 def _contrast_limits(regions, levels) -> list:
@@ -158,7 +180,10 @@ def _single_image_layers(image_path: Path, image: tuple, annotation: Annotation,
     data, size, options = image
     size = tuple(int(side) for side in size)
     image_meta = {conventions.SOURCE_IMAGES: [str(image_path)], conventions.IMAGE_SIZES: [list(size)]}
-    image_layer = (data, {"name": image_path.stem, "rgb": True, "metadata": image_meta, **options}, "image")
+    layer_options = {"name": image_path.stem, "rgb": True, "metadata": image_meta, **options}
+    if "channel_axis" in options:  # napari splits the channels into layers, each with the same metadata
+        del layer_options["rgb"]
+    image_layer = (data, layer_options, "image")
     metadata = {conventions.SOURCE_IMAGES: [str(image_path)], conventions.ANNOTATION_FILES: [str(target)],
                 conventions.ANNOTATION_STAMPS: [stamp]}
     if conventions.windowed(len(annotation)):

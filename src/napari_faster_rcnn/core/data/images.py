@@ -72,11 +72,12 @@ def image_header(path: str | Path, note_pages: bool = True) -> ImageHeader:
         dtype = np.dtype(np.uint8) if layout.dtype.kind == "b" else layout.dtype.newbyteorder("=")
         return ImageHeader(*layout.size, dtype, int(np.prod(layout.leading)) if layout.leading else 1)
     tiff = _tiff_layout(path)
+    pages = 1 if tiff is None or _channel_pages(path, tiff.pages) else tiff.pages
     if tiff is not None and tiff.tifffile_reads:
-        header = ImageHeader(tiff.height, tiff.width, tiff.dtype, tiff.pages)
+        header = ImageHeader(tiff.height, tiff.width, tiff.dtype, pages)
     else:
         height, width, dtype = pillow_header(path)
-        header = ImageHeader(height, width, dtype, tiff.pages if tiff is not None else 1)
+        header = ImageHeader(height, width, dtype, pages)
     if note_pages:
         _note_pages(path, header.pages)
     return header
@@ -234,10 +235,18 @@ def _note_pages(path: Path, pages: int) -> None:
         if key in _NOTED_STACKS:
             return
         _NOTED_STACKS.add(key)
-    layout = series_layout(path)
-    if layout is not None and not layout.leading:  # the pages are a multichannel image's channels
+    if _channel_pages(path, pages):
         return
     logger.warning("%s", first_page_note(path, pages))
+
+
+def _channel_pages(path: Path, pages: int) -> bool:
+    """Whether the ``pages`` (more than one) of a TIFF are the channels of one 2-D image (an OME-TIFF or
+    ImageJ file of axes ``CYX``), not planes: the image is then one picture, not a stack."""
+    if pages <= 1:
+        return False
+    layout = series_layout(path)
+    return layout is not None and not layout.leading
 
 
 def first_page_note(path: str | Path, pages: int) -> str:
