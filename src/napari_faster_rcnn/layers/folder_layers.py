@@ -32,7 +32,7 @@ PAGES_CACHED = False
 
 
 def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dict, *, classes=None,
-                   name: str | None = None, planes=None, store=None) -> list[tuple]:
+                   name: str | None = None, planes=None, store=None, channels=None) -> list[tuple]:
     """A lazy image stack (when every image is a file) and one box layer of every image's boxes.
 
     ``images`` are the image files (None where unknown), ``sizes`` their
@@ -42,7 +42,9 @@ def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dic
     ``planes``: per image, None or the plane of the stack it is (read lazily, that plane only);
     ``store``: a :class:`~napari_faster_rcnn.core.data.folder_label_store.FolderLabelStore` of every page
     (a folder with stacks' planes): the box layer is paged from it, and saving it writes each
-    stack's one file.
+    stack's one file. ``channels``: per image, the number of its microscope's channels (2-D images of
+    axes ``CYX``; 0 for others): when all have the same, the pages show one layer per channel, as one
+    such image opens (:func:`~.reading.microscope_channels`).
     """
     has_images = all(image is not None for image in images)
     if not has_images:
@@ -69,12 +71,15 @@ def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dic
     if has_images:
         dtype = np.result_type(*dtypes)
         large = max(max(int(side) for side in size) for size in sizes) > LARGE_IMAGE_SIDE
+        counts = set(channels or [0])
+        microscope = counts.pop() if len(counts) == 1 and not counts & {0} and not large and planes is None else None
         if large:  # read by region, padded per chunk: never an image padded to the largest whole
             stack = region_stack_levels(images, sizes, dtype=dtype, on_error=warn_unreadable)
             if len(stack) == 1:
                 stack = stack[0]
         else:
-            stack = lazy_image_stack(images, sizes, dtype=dtype, on_error=warn_unreadable, planes=planes)
+            stack = lazy_image_stack(images, sizes, dtype=dtype, on_error=warn_unreadable, planes=planes,
+                                     channels=microscope)
         image_meta = {
             conventions.SOURCE_IMAGES: metadata[conventions.SOURCE_IMAGES],
             **({conventions.SOURCE_PLANES: metadata[conventions.SOURCE_PLANES]}
@@ -87,7 +92,11 @@ def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dic
             image_kwargs["multiscale"] = True
         if not large:  # pages: not kept in napari's dask cache (see PAGES_CACHED)
             image_kwargs["cache"] = PAGES_CACHED
-        if dtype == np.uint8:
+        if microscope:  # napari splits the channels into layers, each with the same metadata
+            del image_kwargs["rgb"]
+            image_kwargs.update(channel_axis=3, name=[f"{folder_name} [channel {c}]" for c in range(microscope)],
+                                contrast_limits=_first_page_channel_limits(stack))
+        elif dtype == np.uint8:
             image_kwargs["contrast_limits"] = [0, 255]  # no scan of the lazy stack
         elif planes is not None:  # (16-bit planes: a few pages' range, never a scan of every page)
             image_kwargs["contrast_limits"] = _first_pages_limits(stack, images, planes)
@@ -120,6 +129,16 @@ def _first_pages_limits(stack, images, planes, stacks: int = 3) -> list:
         highs.append(float(sample.max()))
     low, high = min(lows), max(highs)
     return [low, high if high > low else low + 1]
+
+
+def _first_page_channel_limits(stack) -> list:
+    """Each channel's range on the first page (one page read, never a scan of every page)."""
+    page = np.asarray(stack[0])
+    limits = []
+    for channel in range(page.shape[-1]):
+        low, high = float(page[..., channel].min()), float(page[..., channel].max())
+        limits.append([low, high if high > low else low + 1])
+    return limits
 
 
 def _extent(annotation: Annotation) -> tuple[int, int]:

@@ -52,11 +52,12 @@ def read_dataset_folder(path) -> list[tuple]:
     dataset = discover_dataset(path)
     skipped = list(dataset.skipped)
     images, sizes, dtypes, annotations, targets, stamps, stacks = [], [], [], [], [], [], []
-    planes, shapes, labeled, paged = [], {}, [], []
+    planes, shapes, labeled, paged, channel_counts = [], {}, [], [], []
     stack_layers, stack_names, lone = [], [], []
     for sample in dataset.samples:
         size = None
         dtype = None
+        channels = 0
         if sample.image is not None:
             try:
                 header = image_header(sample.image, note_pages=False)  # (a stack is opened whole: no note)
@@ -98,7 +99,7 @@ def read_dataset_folder(path) -> list[tuple]:
                 continue
             if header.pages > 1:
                 image_header(sample.image)  # the note (once per file) that it shows as its first page
-            size, dtype = [header.height, header.width], header.dtype
+            size, dtype, channels = [header.height, header.width], header.dtype, header.channels
             stacks.append((sample.image, header.pages))
         stamp = file_stamp(dataset.annotation_path(sample))
         try:
@@ -117,6 +118,7 @@ def read_dataset_folder(path) -> list[tuple]:
         if dtype is not None:
             dtypes.append(dtype)
         images.append(sample.image)
+        channel_counts.append(channels)
         planes.append(None)
         sizes.append(size)
         annotations.append(annotation)
@@ -156,7 +158,7 @@ def read_dataset_folder(path) -> list[tuple]:
                                  stamps=stamps, sizes=[tuple(size) if size else None for size in sizes],
                                  labeled=labeled)
     layers = dataset_layers(path, images, sizes, dtypes, annotations, metadata, planes=planes if paged else None,
-                            store=store)
+                            store=store, channels=channel_counts)
     for _, kwargs, kind in layers:
         if kind == "image":
             kwargs["metadata"][conventions.FOLDER_STACKS] = listed

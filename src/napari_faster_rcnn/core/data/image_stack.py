@@ -27,16 +27,19 @@ def read_padded(path: str | Path, height: int, width: int, dtype) -> np.ndarray:
     return _padded(read_image(path), height, width, dtype)
 
 
-def _padded(image: np.ndarray, height: int, width: int, dtype) -> np.ndarray:
-    if image.shape[:2] == (height, width) and image.dtype == np.dtype(dtype) and image.ndim == 3:
+def _padded(image: np.ndarray, height: int, width: int, dtype, channels: int = 3) -> np.ndarray:
+    if image.shape[:2] == (height, width) and image.dtype == np.dtype(dtype) and image.shape[2:] == (channels,):
         return image  # (already the canvas's size: no copy of a large plane)
-    canvas = np.zeros((height, width, 3), dtype=dtype)
+    if image.ndim != 3 or image.shape[2] != channels:
+        raise ImageReadError("image", f"{image.shape[-1] if image.ndim == 3 else 1} channels, the other images "
+                                      f"of its folder {channels}")
+    canvas = np.zeros((height, width, channels), dtype=dtype)
     rows, cols = min(height, image.shape[0]), min(width, image.shape[1])
     canvas[:rows, :cols] = image[:rows, :cols]
     return canvas
 
 
-def lazy_image_stack(paths, sizes, dtype=np.uint8, on_error=None, planes=None):
+def lazy_image_stack(paths, sizes, dtype=np.uint8, on_error=None, planes=None, channels: int | None = None):
     """A lazy dask ``(N, H, W, 3)`` stack of images padded to the largest size.
 
     Each image is one chunk, read only when napari (or anyone) asks for it.
@@ -57,6 +60,10 @@ def lazy_image_stack(paths, sizes, dtype=np.uint8, on_error=None, planes=None):
     planes : sequence, optional
         Per image: None for a 2-D image, or a plane's leading coordinates when the path is a stack
         (time, z): that plane is read (:func:`~.stack_files.read_plane`), only when its slice is shown.
+    channels : int, optional
+        For 2-D images with a microscope's channels (axes ``CYX``, all with this many): the stack is
+        ``(N, H, W, channels)``, each image with all its channels as stored, for a layer per channel.
+        The page read last is kept, so that the channels' layers of one page read its file once.
     """
     import dask.array as da
 
@@ -69,7 +76,20 @@ def lazy_image_stack(paths, sizes, dtype=np.uint8, on_error=None, planes=None):
     width = max(int(w) for _, w in sizes)
     dtype = np.dtype(dtype)
 
+    depth = 3 if channels is None else int(channels)
+    recent: list = [None]  # (index, page) read last: a page's channel layers ask for it one after another
+
     def read(index: int) -> np.ndarray:
+        if channels is not None:
+            last = recent[0]
+            if last is not None and last[0] == index:
+                return last[1]
+            try:
+                page = _padded(np.asarray(open_stack_array(paths[index])), height, width, dtype, depth)
+            except ImageReadError as error:
+                raise ImageReadError(paths[index], error.reason) from None
+            recent[0] = (index, page)
+            return page
         if planes[index] is None:
             return read_padded(paths[index], height, width, dtype)
         path = paths[index]
@@ -87,13 +107,15 @@ def lazy_image_stack(paths, sizes, dtype=np.uint8, on_error=None, planes=None):
             except ImageReadError as error:
                 if on_error is not None:
                     on_error(error)
-                image = np.zeros((height, width, 3), dtype=dtype)
+                image = np.zeros((height, width, depth), dtype=dtype)
         return image[None]
 
-    chunks = ((1,) * len(paths), (height,), (width,), (3,))
+    chunks = ((1,) * len(paths), (height,), (width,), (depth,))
     # A name from the paths saves dask hashing the closure; same files, same name.
     keys = [str(p) if plane is None else f"{p}[{','.join(map(str, plane))}]" for p, plane in zip(paths, planes)]
+    if channels is not None:
+        keys.append(f"channels {depth}")
     name = "images-" + hashlib.sha1("\n".join(keys).encode()).hexdigest()
-    ahead = PageReadAhead(read, len(paths), height * width * 3 * dtype.itemsize)
+    ahead = PageReadAhead(read, len(paths), height * width * depth * dtype.itemsize)
     register(name, ahead)
     return da.map_blocks(load, chunks=chunks, dtype=dtype, meta=np.empty((0, 0, 0, 0), dtype=dtype), name=name)

@@ -33,7 +33,7 @@ from napari_faster_rcnn.core.data.channels import select_channels
 from napari_faster_rcnn.core.data.image_files import TIFF_SUFFIXES, ImageReadError
 from napari_faster_rcnn.core.data.memory import check_decode_memory, no_memory_reason
 from napari_faster_rcnn.core.data.pillow_images import pillow_header, read_with_pillow
-from napari_faster_rcnn.core.data.stack_files import read_plane, series_layout
+from napari_faster_rcnn.core.data.stack_files import SeriesLayout, read_plane, series_layout
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +44,15 @@ class ImageHeader:
 
     ``dtype`` is the one :func:`read_image` returns for the file; ``pages`` is
     more than 1 for a stack (a multi-page TIFF), of which :func:`read_image` reads only the first
-    page (:mod:`.stack_files` reads its planes).
+    page (:mod:`.stack_files` reads its planes); ``channels`` is the number of a microscope's channels
+    of a 2-D image whose pages are its channels (axes ``CYX``, then ``pages`` is 1), else 0.
     """
 
     height: int
     width: int
     dtype: np.dtype
     pages: int = 1
+    channels: int = 0
 
 
 def image_header(path: str | Path, note_pages: bool = True) -> ImageHeader:
@@ -72,12 +74,14 @@ def image_header(path: str | Path, note_pages: bool = True) -> ImageHeader:
         dtype = np.dtype(np.uint8) if layout.dtype.kind == "b" else layout.dtype.newbyteorder("=")
         return ImageHeader(*layout.size, dtype, int(np.prod(layout.leading)) if layout.leading else 1)
     tiff = _tiff_layout(path)
-    pages = 1 if tiff is None or _channel_pages(path, tiff.pages) else tiff.pages
+    one_image = None if tiff is None else _one_image_pages(path, tiff.pages)
+    pages = 1 if tiff is None or one_image is not None else tiff.pages
+    channels = one_image.shape[one_image.axes.index("C")] if one_image is not None and "C" in one_image.axes else 0
     if tiff is not None and tiff.tifffile_reads:
-        header = ImageHeader(tiff.height, tiff.width, tiff.dtype, pages)
+        header = ImageHeader(tiff.height, tiff.width, tiff.dtype, pages, channels)
     else:
         height, width, dtype = pillow_header(path)
-        header = ImageHeader(height, width, dtype, pages)
+        header = ImageHeader(height, width, dtype, pages, channels)
     if note_pages:
         _note_pages(path, header.pages)
     return header
@@ -235,18 +239,18 @@ def _note_pages(path: Path, pages: int) -> None:
         if key in _NOTED_STACKS:
             return
         _NOTED_STACKS.add(key)
-    if _channel_pages(path, pages):
+    if _one_image_pages(path, pages) is not None:
         return
     logger.warning("%s", first_page_note(path, pages))
 
 
-def _channel_pages(path: Path, pages: int) -> bool:
-    """Whether the ``pages`` (more than one) of a TIFF are the channels of one 2-D image (an OME-TIFF or
-    ImageJ file of axes ``CYX``), not planes: the image is then one picture, not a stack."""
+def _one_image_pages(path: Path, pages: int) -> SeriesLayout | None:
+    """The layout of a TIFF whose ``pages`` (more than one) are one 2-D image's, not planes (the channels of
+    an OME-TIFF or ImageJ file of axes ``CYX``): the image is then one picture, not a stack. None otherwise."""
     if pages <= 1:
-        return False
+        return None
     layout = series_layout(path)
-    return layout is not None and not layout.leading
+    return layout if layout is not None and not layout.leading else None
 
 
 def first_page_note(path: str | Path, pages: int) -> str:
