@@ -83,7 +83,8 @@ def test_annotation_file_opens_with_its_image(make_napari_viewer, tutorial_datas
 
 
 @pytest.mark.parametrize("image_reader", [PLUGIN, "napari"])
-def test_predictions_of_an_open_image_add_their_boxes_only(make_napari_viewer, tutorial_dataset, image_reader):
+def test_predictions_of_an_open_image_add_their_boxes_only(make_napari_viewer, tutorial_dataset, image_reader,
+                                                          monkeypatch):
     """Predictions written beside the images (``predict ... --out predictions``) opened over their open
     image: one predictions layer on top, no second copy of the image hiding the labels below it.
     Opened alone, they come with their image."""
@@ -93,7 +94,11 @@ def test_predictions_of_an_open_image_add_their_boxes_only(make_napari_viewer, t
     viewer = make_napari_viewer()
     viewer.open(tutorial_dataset / "input" / "001.png", plugin=image_reader)
     before = [layer.name for layer in viewer.layers]
-    viewer.open(predictions / "001.pt", plugin=PLUGIN)
+    from napari_faster_rcnn.layers import reading
+
+    with monkeypatch.context() as patch:  # the image shown already is not read again, only its header
+        patch.setattr(reading, "read_image", lambda *args, **kwargs: pytest.fail("the open image was decoded"))
+        viewer.open(predictions / "001.pt", plugin=PLUGIN)
     assert [layer.name for layer in viewer.layers] == [*before, "001 predictions"]
     assert sum(layer.data.shape == (64, 80, 3) for layer in viewer.layers if layer.ndim == 2 and
                getattr(layer, "rgb", False)) == 1

@@ -53,8 +53,9 @@ def read_image_file(path) -> list[tuple]:
     return _single_image_layers(path, image, annotation, target, stamp)
 
 
-def read_annotation_file(path) -> list[tuple]:
-    """An annotation's boxes, with its image when one of the same stem is found."""
+def read_annotation_file(path, shown=frozenset()) -> list[tuple]:
+    """An annotation's boxes, with its image when one of the same stem is found; ``shown``: the resolved
+    paths of images the viewer shows already, whose boxes come without the image, its pixels unread."""
     path = Path(path[0] if isinstance(path, (list, tuple)) else path)
     stamp = file_stamp(path)
     annotation = load_annotation(path)
@@ -71,6 +72,10 @@ def read_annotation_file(path) -> list[tuple]:
         return [layer]
     if annotation.is_stack and stack_shape(image_path) is not None:
         return read_stack_file(image_path, annotation_path=path)
+    if str(image_path.resolve()) in shown:  # its size from its header, the image layer left out
+        header = image_header(image_path, note_pages=False)
+        return _single_image_layers(image_path, (None, (header.height, header.width), {}), annotation, path,
+                                    stamp)[1:]
     return _single_image_layers(image_path, image_layer_data(image_path), annotation, path, stamp)
 
 
@@ -79,22 +84,17 @@ def read_annotation_into_viewer(path) -> list[tuple]:
     image already (see :func:`without_open_images`)."""
     import napari
 
-    return without_open_images(read_annotation_file(path), napari.current_viewer())
+    viewer = napari.current_viewer()
+    return without_open_images(read_annotation_file(path, shown_images(viewer)), viewer)
 
 
 def without_open_images(layers: list[tuple], viewer) -> list[tuple]:
     """``layers`` less the image layers whose file ``viewer`` shows already (opened by this plugin or by
     napari's own reader): an annotation or predictions file opened beside its open image adds its
     boxes only, not a second copy of the image over the layers below it (the ground truth's boxes)."""
-    from napari.layers import Image
-
     if viewer is None:
         return layers
-    shown = set()
-    for layer in viewer.layers:
-        if isinstance(layer, Image):
-            sources = layer.metadata.get(conventions.SOURCE_IMAGES) or [layer.source.path]
-            shown.update(str(Path(source).resolve()) for source in sources if source is not None)
+    shown = shown_images(viewer)
 
     def open_already(data: tuple) -> bool:
         sources = data[1].get("metadata", {}).get(conventions.SOURCE_IMAGES) or [None]
@@ -102,6 +102,19 @@ def without_open_images(layers: list[tuple], viewer) -> list[tuple]:
                                           for source in sources)
 
     return [data for data in layers if not open_already(data)]
+
+
+def shown_images(viewer) -> set[str]:
+    """The resolved paths of the image files ``viewer``'s image layers show (opened by this plugin or by
+    napari's own reader); empty without a viewer."""
+    from napari.layers import Image
+
+    shown = set()
+    for layer in viewer.layers if viewer is not None else ():
+        if isinstance(layer, Image):
+            sources = layer.metadata.get(conventions.SOURCE_IMAGES) or [layer.source.path]
+            shown.update(str(Path(source).resolve()) for source in sources if source is not None)
+    return shown
 
 
 def image_layer_data(path: Path) -> tuple:
