@@ -266,8 +266,10 @@ def test_fit_reports_the_split_warns_of_a_small_validation_and_ends_on_a_summary
     # the split, first
     train_counts, validation_counts = counted(train), counted(validation)
     assert train_counts[1] == validation_counts[1] == 1 and validation_counts[0] == 4
-    assert lines[:3] == [f"data: all of {train} trains, {validation} validates",
-                         f"  train: {described(train_counts)}", f"  validation: {described(validation_counts)}"]
+    assert lines[:4] == [f"data: all of {train} trains, {validation} validates",
+                         f"  train: {described(train_counts)}", f"  validation: {described(validation_counts)}",
+                         "pixels: uint8; the detector sees gray and RGB images as stored; values divided by 255 "
+                         "(normalization auto)"]
     small = f"warning: validation holds only 4 images and {validation_counts[2]} boxes: its mAP can swing by about 0.2"
     assert small in err
 
@@ -369,3 +371,23 @@ def test_fit_takes_channels_and_prediction_repeats_them(shapes, tmp_path):
     records, summary = predict_images(loaded.model, [colour, gray], loaded.classes)
     assert summary.images == 1
     assert [reason for _, reason in summary.skipped] == ["has 1 channel (0 to 0), but the channels [2, 0] ask for 2"]
+
+
+def test_fit_says_what_it_does_with_float_stains(shapes, tmp_path, capsys):
+    """Stains unmixed into float optical densities (axes CYX, values far below 1), trained on one
+    channel: the run says so, and how the values are scaled, before it trains."""
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    folder = tmp_path / "stains"
+    folder.mkdir()
+    for image in sorted((shapes / "input").glob("*.png")):
+        pixels = np.asarray(Image.open(image).convert("RGB"), np.float32).transpose(2, 0, 1) / 2550
+        tifffile.imwrite(folder / f"{image.stem}.ome.tif", pixels, metadata={"axes": "CYX"})
+        (folder / f"{image.stem}.ome.pt").write_bytes((shapes / "target" / f"{image.stem}.pt").read_bytes())
+    config = write_config(tmp_path / "run.yaml", run_config(folder, tmp_path / "run"))
+    assert main(["fit", "--config", str(config), "--trainer.max_steps", "1", "--model.channels", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert ("pixels: float32, 3 channels (C); the detector sees channel 1 (as gray); values scaled per image "
+            "from its 1st to its 99.8th percentile (normalization auto)") in printed.splitlines(), printed[:1500]

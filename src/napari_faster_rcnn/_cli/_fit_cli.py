@@ -50,6 +50,7 @@ from napari_faster_rcnn.core.training.data_module import DetectionDataModule
 from napari_faster_rcnn.core.training.finetune import check_finetune_classes, finetune_config
 from napari_faster_rcnn.core.training.module import DetectorModule
 from napari_faster_rcnn.core.training.noise import quiet_lightning
+from napari_faster_rcnn.core.training.pixels_summary import dataset_pixels_line
 from napari_faster_rcnn.core.training.samples import dataset_classes
 from napari_faster_rcnn.core.training.summary import (
     WARNING_PREFIX,
@@ -156,7 +157,7 @@ class FitCLI(LightningCLI):
         if rank_zero_only.rank != 0:  # the rank from the environment: the trainer's is not set before fit
             return
         split = data_split(self.datamodule)
-        print("\n".join(split_lines(split)), flush=True)
+        print("\n".join([*split_lines(split), dataset_pixels_line(self.datamodule.train_dataset, self.model.config)]), flush=True)
         for warning in data_warnings(split, validation=self._validates()):
             print(f"{WARNING_PREFIX}{warning}", file=sys.stderr, flush=True)
 

@@ -147,6 +147,11 @@ class DetectionDataset(torch.utils.data.Dataset):
         return len(self.samples)
 
     @property
+    def image_dtypes(self) -> list[np.dtype]:
+        """Each sample's image type, from its header (as read: values keep it until normalization)."""
+        return [np.dtype(info[2]) for info in self._image_info]
+
+    @property
     def channels(self) -> tuple[int, ...] | None:
         """The image channels items take, in order (the model's ``channels``; see
         :mod:`~napari_faster_rcnn.core.data.channels`); setting others empties the cache."""

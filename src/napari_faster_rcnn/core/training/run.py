@@ -49,6 +49,7 @@ from napari_faster_rcnn.core.training.callbacks import (
     run_loggers,
 )
 from napari_faster_rcnn.core.training.noise import quiet_lightning
+from napari_faster_rcnn.core.training.pixels_summary import dataset_pixels_line
 from napari_faster_rcnn.core.training.settings import TrainingResult, TrainingSettings, is_folder
 from napari_faster_rcnn.core.training.summary import (
     WARNING_PREFIX,
@@ -209,7 +210,8 @@ def iter_training(settings: TrainingSettings, stop: StopRequest | None = None):
             report(TrainingEvent("log", message="reading the dataset"))
             trainer, module, data = build_run(settings, report, stop)
             split = data_split(data)
-            report(TrainingEvent("log", message="\n".join(split_lines(split))))
+            report(TrainingEvent("log", message="\n".join([*split_lines(split),
+                                                            dataset_pixels_line(data.train_dataset, module.config)])))
             for warning in data_warnings(split, settings.validation):
                 report(TrainingEvent("log", message=f"{WARNING_PREFIX}{warning}"))
             if module.auto_size is not None:
