@@ -391,3 +391,7 @@ def test_fit_says_what_it_does_with_float_stains(shapes, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert ("pixels: float32, 3 channels (C); the detector sees channel 1 (as gray); values scaled per image "
             "from its 1st to its 99.8th percentile (normalization auto)") in printed.splitlines(), printed[:1500]
+    # and the checkpoint says it to whoever loads it (Predict, Label boxes' suggestions)
+    described = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").description().splitlines()
+    assert described[-1] == ("sees channel 1 (as gray); 8-bit values divided by 255, others scaled per image from "
+                             "its 1st to its 99.8th percentile (normalization auto)")

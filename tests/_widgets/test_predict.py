@@ -98,6 +98,7 @@ def test_the_checkpoint_is_described_and_sets_the_starting_thresholds(make_napar
     text = widget.info.text()
     assert "3 classes: circle, square, triangle" in text and "epoch 0, step 2" in text
     assert "validation VOC mAP" in text and "resnet18_slim, heads v1, images resized to 64 px" in text
+    assert text.splitlines()[-1].startswith("sees gray and RGB images as stored; 8-bit values divided by 255")
     assert (widget.score.value(), widget.nms.value()) == (0.5, 0.5)
     assert widget.predict_button.isEnabled()
     assert widget.predict() is None and widget.status.text() == "open an image (or a dataset folder) first"

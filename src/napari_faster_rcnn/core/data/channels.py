@@ -83,6 +83,24 @@ def channels_text(channels) -> str:
     return "" if channels is None else ",".join(str(index) for index in channels)
 
 
+def channels_seen(channels, microscope=()) -> str:
+    """What the detector sees of an image by the ``channels`` rule, in words (``"channel 0 (as gray)"``);
+    ``microscope``: the channel counts of the images' ``C`` axes, where known (none: gray or RGB)."""
+    channels = check_channels(channels)
+    counts = [int(count) for count in microscope if count]
+    if channels is None:
+        if not counts:
+            return "gray and RGB images as stored"
+        if max(counts) > BACKBONE_CHANNELS:
+            return "no channels yet: more than 3 need a choice (the model's channels)"
+        channels = tuple(range(max(counts)))
+    if len(channels) == 1:
+        return f"channel {channels[0]} (as gray)"
+    if len(channels) == 2:
+        return f"channels {channels[0]} and {channels[1]} (a third of zeros)"
+    return f"channels {', '.join(map(str, channels))} in that order"
+
+
 def select_channels(array: np.ndarray, channels=None, path: str | Path = "image", axis: str = "S") -> np.ndarray:
     """``(H, W)`` or ``(H, W, C)`` pixels as ``(H, W, 3)`` by the ``channels`` rule (the module docstring).
 

@@ -106,6 +106,26 @@ class Normalization:
             return f"{self.mode}:{self.percentiles[0]:g},{self.percentiles[1]:g}"
         return self.mode
 
+    def describe(self, kinds=None) -> str:
+        """The rule in words, ending on its text: ``"values divided by 255 (normalization auto)"``.
+        ``kinds``: the images' dtype names where known, so that ``auto`` says which way it scales them."""
+        low, high = (_ordinal(value) for value in self.percentiles)
+        per_image = f"scaled per image from its {low} to its {high} percentile"
+        kinds = None if kinds is None else sorted(kinds)
+        if self.mode == "percentiles":
+            text = f"values {per_image}"
+        elif self.mode == "range":
+            text = f"values from {self.low:g} to {self.high:g} scaled to 0 to 1, clipped"
+        elif self.mode == "none":
+            text = "values on their type's own scale (8-bit / 255, 16-bit / 65535)"
+        elif kinds == ["uint8"]:
+            text = "values divided by 255"
+        elif kinds is None or "uint8" in kinds:
+            text = f"8-bit values divided by 255, others {per_image}"
+        else:
+            text = f"values {per_image}"
+        return f"{text} (normalization {self.to_text()})"
+
     def to_dict(self) -> dict:
         return {"mode": self.mode, "low": self.low, "high": self.high, "percentiles": list(self.percentiles)}
 
@@ -113,6 +133,12 @@ class Normalization:
     def from_dict(cls, values: dict) -> Normalization:
         return cls(str(values.get("mode", "auto")), values.get("low"), values.get("high"),
                    tuple(values.get("percentiles", DEFAULT_PERCENTILES)))
+
+
+def _ordinal(value: float) -> str:
+    number = f"{value:g}"
+    suffix = {"1": "st", "2": "nd", "3": "rd"}.get(number[-1], "th")
+    return f"{number}{'th' if number.endswith(('11', '12', '13')) else suffix}"
 
 
 def normalize_text(text) -> str:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from napari_faster_rcnn.core.data.channels import channels_seen
+from napari_faster_rcnn.core.data.intensity import Normalization
 from napari_faster_rcnn.core.data.safe_load import load_torch_file
 from napari_faster_rcnn.core.model.config import ModelConfig
 from napari_faster_rcnn.core.model.config_rules import ConfigError
@@ -117,6 +119,7 @@ class LoadedCheckpoint:
         size = (f"images resized to {config.min_size} px" if config.min_size == config.max_size else
                 f"images resized to a short side of {config.min_size} px, a long side of at most {config.max_size}")
         lines.append(f"{config.backbone}{' FPN' if config.fpn else ''}, heads {config.heads}, {size}")
+        lines.append(f"sees {channels_seen(config.channels)}; {Normalization.parse(config.normalization).describe()}")
         return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_faster_rcnn.core.data.channels import check_channels
+from napari_faster_rcnn.core.data.channels import channels_seen, check_channels
 from napari_faster_rcnn.core.data.intensity import Normalization
 from napari_faster_rcnn.core.data.stack_files import series_layout
 
@@ -36,7 +36,8 @@ def pixels_line(images: Sequence[Path], dtypes: Sequence, normalization, channel
     if microscope:
         stored += f", {'/'.join(map(str, microscope))} channels (C)"
     rule = Normalization.parse(normalization)
-    return f"pixels: {stored}; the detector sees {_seen(check_channels(channels), microscope)}; {_scaled(rule, kinds)}"
+    return (f"pixels: {stored}; the detector sees {channels_seen(check_channels(channels), microscope)}; "
+            f"{rule.describe(kinds)}")
 
 
 def dataset_pixels_line(dataset, config=None) -> str:
@@ -53,45 +54,3 @@ def _channel_count(path: Path) -> int:
     if layout is None or layout.channel_axis != "C":
         return 0
     return int(layout.shape[layout.axes.index("C")])
-
-
-def _seen(channels, microscope: list[int]) -> str:
-    if channels is None:
-        if not microscope:
-            return "gray and RGB images as stored"
-        if max(microscope) > 3:
-            return "no channels yet: more than 3 need a choice (the model's channels)"
-        channels = tuple(range(max(microscope)))
-    if len(channels) == 1:
-        return f"channel {channels[0]} (as gray)"
-    if len(channels) == 2:
-        return f"channels {channels[0]} and {channels[1]} (a third of zeros)"
-    return f"channels {', '.join(map(str, channels))} in that order"
-
-
-def _scaled(rule: Normalization, kinds: list[str]) -> str:
-    low, high = (f"{value:g}" for value in rule.percentiles)
-    per_image = f"scaled per image from its {_ordinal(low)} to its {_ordinal(high)} percentile"
-    if rule.mode == "percentiles":
-        text = f"values {per_image}"
-    elif rule.mode == "range":
-        text = f"values from {rule.low:g} to {rule.high:g} scaled to 0 to 1, clipped"
-    elif rule.mode == "none":
-        text = "values on their type's own scale (8-bit / 255, 16-bit / 65535)"
-    elif kinds == ["uint8"]:
-        text = "values divided by 255"
-    elif "uint8" in kinds:
-        text = f"8-bit values divided by 255, others {per_image}"
-    else:
-        text = f"values {per_image}"
-    return f"{text} (normalization {rule.to_text()})"
-
-
-def _ordinal(number: str) -> str:
-    if number.endswith("1") and not number.endswith("11"):
-        return f"{number}st"
-    if number.endswith("2") and not number.endswith("12"):
-        return f"{number}nd"
-    if number.endswith("3") and not number.endswith("13"):
-        return f"{number}rd"
-    return f"{number}th"
