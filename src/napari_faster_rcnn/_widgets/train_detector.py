@@ -322,7 +322,8 @@ class TrainDetectorWidget(DockedWidget):
     def _show_preview(self, preview, colors) -> None:
         self.last_preview = preview
         show_preview(self.viewer, preview, colors)
-        self.status.setText(f"preview: {len(preview.names)} training images augmented as in training "
+        count = len(preview.names)
+        self.status.setText(f"preview: {count} training image{'' if count == 1 else 's'} augmented as in training "
                             f"({', '.join(preview.names[:4])}{' …' if len(preview.names) > 4 else ''})")
 
     def export(self):
