@@ -192,3 +192,29 @@ def test_an_annotation_file_opens_its_large_image_as_multiscale(make_napari_view
     image, boxes = viewer.layers
     assert image.multiscale and image.data[0].shape == (20000, 20000, 3)
     np.testing.assert_allclose(rectangles_to_boxes(boxes.data)[0], [[100, 200, 140, 260]], atol=1e-3)
+
+
+def test_a_large_four_channel_image_opens_a_multiscale_layer_per_channel(make_napari_viewer, tmp_path):
+    """A whole-slide fluorescence image (4 stains, axes CYX) above the large-image side: one multiscale
+    layer per channel read by region, each with its own range, as a small one opens; its boxes save beside it."""
+    side = LARGE_IMAGE_SIDE + 200
+    rng = np.random.default_rng(4)
+    stains = np.zeros((4, 300, side), np.uint16)
+    for channel in range(4):
+        stains[channel, :, :] = rng.integers(0, 100 * (channel + 1), (300, side), dtype=np.uint16)
+    path = tmp_path / "slide.ome.tif"
+    tifffile.imwrite(path, stains, metadata={"axes": "CYX"}, tile=(256, 256), compression="zlib")
+    viewer = make_napari_viewer()
+    *channels, boxes = viewer.open(path, plugin=PLUGIN)
+    assert [layer.name for layer in channels] == [f"slide.ome [channel {c}]" for c in range(4)]
+    for channel, layer in enumerate(channels):
+        assert layer.multiscale and not layer.rgb
+        assert layer.data[0].shape == (300, side)
+        np.testing.assert_array_equal(np.asarray(layer.data[0][100:260, 3000:4200]), stains[channel, 100:260, 3000:4200])
+        np.testing.assert_array_equal(np.asarray(layer.data[1]), stains[channel, ::2, ::2])
+        low, high = layer.contrast_limits
+        assert low >= 0 and 0.8 * 100 * (channel + 1) <= high < 100 * (channel + 1)  # its own range
+    boxes.add_rectangles(boxes_to_rectangles(np.array([[4000.0, 10.0, 4030.0, 40.0]])))
+    viewer.layers.selection = {boxes}
+    viewer.layers.save(str(tmp_path / "slide.ome.pt"), selected=True, plugin=PLUGIN)
+    np.testing.assert_allclose(load_annotation(tmp_path / "slide.ome.pt").boxes, [[4000, 10, 4030, 40]])

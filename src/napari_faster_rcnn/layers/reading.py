@@ -132,8 +132,11 @@ def image_layer_data(path: Path) -> tuple:
             image = read_image(path)
             return image, image.shape[:2], {}
         regions = open_regions(path)
-    levels = region_levels(regions)
+    levels = region_levels(regions, keep_channels=True)
     options = {"multiscale": len(levels) > 1, "contrast_limits": _contrast_limits(regions, levels)}
+    if regions.microscope:  # a layer per channel, as a small image of channels opens (microscope_channels)
+        options["channel_axis"] = 2
+        options["name"] = [f"{path.stem} [channel {channel}]" for channel in range(regions.channels)]
     return (levels if len(levels) > 1 else levels[0]), (regions.height, regions.width), options
 
 
@@ -159,14 +162,20 @@ def microscope_channels(path: Path) -> tuple | None:
 def _contrast_limits(regions, levels) -> list:
     """uint8: its range; else the range of the smallest level when the file has it, or of a
     central region: never a scan of the whole image."""
-    if regions.dtype == np.uint8:
+    if regions.dtype == np.uint8 and not regions.microscope:
         return [0, 255]
     height, width = levels[-1].shape[:2]
     if len(regions.level_shapes) > 1 and max(height, width) <= 2 * LARGE_IMAGE_SIDE and height * width <= 2**22:
         sample = np.asarray(levels[-1])
     else:
         cy, cx, half = regions.height // 2, regions.width // 2, 512
-        sample = regions.read(cy - half, cy + half, cx - half, cx + half)
+        sample = regions.read(cy - half, cy + half, cx - half, cx + half, keep_channels=True)
+    if regions.microscope:  # each channel its own range
+        return [_range(sample[..., channel]) for channel in range(sample.shape[-1])]
+    return _range(sample)
+
+
+def _range(sample: np.ndarray) -> list:
     low, high = float(sample.min()), float(sample.max())
     return [low, high if high > low else low + 1]
 

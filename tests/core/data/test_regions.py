@@ -14,6 +14,7 @@ from PIL import Image
 
 from napari_faster_rcnn.core.data.display_levels import level_steps, region_levels, region_stack_levels
 from napari_faster_rcnn.core.data.image_files import ImageReadError
+from napari_faster_rcnn.core.data.images import read_image
 from napari_faster_rcnn.core.data.regions import open_regions
 
 REGIONS = [(0, 1, 0, 1), (0, 300, 0, 333), (100, 357, 250, 600), (511, 513, 255, 257), (600, 700, 0, 700),
@@ -213,3 +214,67 @@ def test_the_percentiles_of_a_large_image_come_from_a_strided_read_equal_to_the_
     np.testing.assert_array_equal(high, whole[1])
     decoded = height * width * 3 * image.itemsize  # the image as read_image gives it
     assert peak < decoded / 3, f"peak {peak / 2**20:.1f} MiB for a {decoded / 2**20:.0f} MiB image"
+
+
+def _microscope_rule(channels: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` channels as the detector's 3 by the documented rule: 1 repeated, 2 and a third of zeros."""
+    if len(channels) == 1:
+        return np.repeat(channels, 3, axis=0).transpose(1, 2, 0)
+    padded = np.concatenate([channels, np.zeros((3 - len(channels), *channels.shape[1:]), channels.dtype)])
+    return padded.transpose(1, 2, 0)
+
+
+@pytest.mark.parametrize("store", ["ome-tiff", "zarr"])
+def test_regions_of_a_two_channel_image_take_its_channels_by_the_channels_rule(tmp_path, store):
+    # A large 2-channel fluorescence image read by region (tiled training, prediction, display) gives what
+    # read_image gives: channel 0, channel 1 and zeros, not channel 0 as gray (the rule for gray and alpha).
+    rng = np.random.default_rng(8)
+    channels = rng.integers(0, 4096, (2, 300, 260), dtype=np.uint16)
+    if store == "zarr":
+        path = tmp_path / "cells.zarr"  # OME-NGFF: its axes named
+        group = zarr.open_group(str(path), mode="w")
+        group.create_array("0", shape=channels.shape, chunks=(1, 64, 64), dtype=channels.dtype)[:] = channels
+        group.attrs["multiscales"] = [{"version": "0.4", "axes": [{"name": name} for name in "cyx"],
+                                       "datasets": [{"path": "0"}]}]
+    else:
+        path = tmp_path / "cells.ome.tif"
+        tifffile.imwrite(path, channels, metadata={"axes": "CYX"}, tile=(64, 64))
+    expected = _microscope_rule(channels)
+    with open_regions(path) as regions:
+        assert regions.microscope and regions.channels == 2
+        np.testing.assert_array_equal(regions.read(10, 250, 30, 200), expected[10:250, 30:200])
+        np.testing.assert_array_equal(regions.read(0, 300, 0, 260, step=3), expected[::3, ::3])
+        np.testing.assert_array_equal(regions.read(5, 70, 7, 90, keep_channels=True),
+                                      channels[:, 5:70, 7:90].transpose(1, 2, 0))
+    np.testing.assert_array_equal(read_image(path), expected)
+
+
+def test_a_four_channel_image_is_read_by_region_for_display_and_refused_for_the_detector(tmp_path):
+    channels = np.arange(4 * 40 * 50, dtype=np.uint16).reshape(4, 40, 50)
+    path = tmp_path / "stains.ome.tif"
+    tifffile.imwrite(path, channels, metadata={"axes": "CYX"}, tile=(16, 16))
+    with open_regions(path) as regions:
+        np.testing.assert_array_equal(regions.read(0, 40, 0, 50, keep_channels=True), channels.transpose(1, 2, 0))
+        with pytest.raises(ImageReadError, match="stains.ome.tif: 4 channels, and no rule says which three"):
+            regions.read(0, 8, 0, 8)
+        levels = region_levels(regions, keep_channels=True, smallest=16)
+        assert [level.shape for level in levels] == [(40, 50, 4), (20, 25, 4), (10, 13, 4)]
+        np.testing.assert_array_equal(np.asarray(levels[1]), channels[:, ::2, ::2].transpose(1, 2, 0))
+
+
+def test_each_channel_layer_of_a_block_reads_it_once(tmp_path, monkeypatch):
+    # napari shows a multichannel level as a layer per channel, each asking for the same blocks in turn
+    from napari_faster_rcnn.core.data import regions as regions_module
+
+    path = tmp_path / "stains.ome.tif"
+    tifffile.imwrite(path, np.ones((4, 64, 64), np.uint16), metadata={"axes": "CYX"}, tile=(16, 16))
+    reads = []
+    original = regions_module.ImageRegions.read
+    monkeypatch.setattr(regions_module.ImageRegions, "read",
+                        lambda self, *args, **kwargs: reads.append(args) or original(self, *args, **kwargs))
+    with open_regions(path) as regions:
+        level = region_levels(regions, keep_channels=True, chunk=32)[0]
+        reads.clear()
+        for channel in range(4):  # as napari's channel_axis splits it
+            np.asarray(level[..., channel])
+    assert len(reads) == 4  # its four blocks, once each

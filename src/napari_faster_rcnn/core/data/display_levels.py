@@ -23,6 +23,8 @@ from napari_faster_rcnn.core.data.regions import ImageRegions, open_regions
 
 #: Side of the chunks of the lazy display levels, in pixels.
 DISPLAY_CHUNK = 1024
+#: Bytes of a multichannel level's blocks kept for its other channels' layers (see ``_RecentBlocks``).
+RECENT_BLOCK_BYTES = 64 * 2**20
 #: Downsampled display levels are added until the longest side is at most this.
 SMALLEST_LEVEL_SIDE = 1024
 
@@ -36,8 +38,9 @@ def level_steps(height: int, width: int, smallest: int = SMALLEST_LEVEL_SIDE) ->
 
 
 def region_levels(regions: ImageRegions, *, chunk: int = DISPLAY_CHUNK,
-                  smallest: int = SMALLEST_LEVEL_SIDE) -> list:
-    """Lazy dask ``(H_k, W_k, 3)`` levels of an image, for a multiscale display.
+                  smallest: int = SMALLEST_LEVEL_SIDE, keep_channels: bool = False) -> list:
+    """Lazy dask ``(H_k, W_k, 3)`` levels of an image, for a multiscale display (``keep_channels``, for
+    an image of a microscope's channels: ``(H_k, W_k, C)``, for a layer per channel).
 
     The full resolution and the file's own pyramid come first; below the last
     of those, levels halve (every other pixel) until the longest side is at
@@ -49,11 +52,11 @@ def region_levels(regions: ImageRegions, *, chunk: int = DISPLAY_CHUNK,
     for index, (height, width) in enumerate(shapes):
         if levels and max(height, width) < smallest // 2:
             break
-        levels.append(_dask_level(regions, index, 1, height, width, chunk))
+        levels.append(_dask_level(regions, index, 1, height, width, chunk, keep_channels))
     base = len(levels) - 1
     height, width = shapes[base]
     for step in level_steps(height, width, smallest)[1:]:
-        levels.append(_dask_level(regions, base, step, -(-height // step), -(-width // step), chunk))
+        levels.append(_dask_level(regions, base, step, -(-height // step), -(-width // step), chunk, keep_channels))
     return levels
 
 
@@ -74,18 +77,52 @@ def _stamp(path: Path):
         return None
 
 
-def _dask_level(regions: ImageRegions, level: int, step: int, height: int, width: int, chunk: int):
+def _dask_level(regions: ImageRegions, level: int, step: int, height: int, width: int, chunk: int,
+                keep_channels: bool = False):
     import dask.array as da
+
+    keep = keep_channels and regions.microscope
+    recent = _RecentBlocks() if keep else None  # napari's layer per channel asks for each block once per channel
 
     def load(block_info=None):
         location = block_info[None]["array-location"]
         (r0, r1), (c0, c1) = location[0], location[1]
-        return regions.read(r0 * step, r1 * step, c0 * step, c1 * step, step=step, level=level)
+        if recent is not None:
+            block = recent.get((r0, c0))
+            if block is not None:
+                return block
+        block = regions.read(r0 * step, r1 * step, c0 * step, c1 * step, step=step, level=level, keep_channels=keep)
+        if recent is not None:
+            recent.put((r0, c0), block)
+        return block
 
-    chunks = (_chunks(height, chunk), _chunks(width, chunk), (3,))
-    name = "regions-" + _token(regions.path, _stamp(regions.path), level, step, chunk)
+    chunks = (_chunks(height, chunk), _chunks(width, chunk), (regions.channels if keep else 3,))
+    name = "regions-" + _token(regions.path, _stamp(regions.path), level, step, chunk, *(["channels"] if keep else []))
     return da.map_blocks(load, chunks=chunks, dtype=regions.dtype,
                          meta=np.empty((0, 0, 0), dtype=regions.dtype), name=name)
+
+
+class _RecentBlocks:
+    """The blocks of one level read last, up to :data:`RECENT_BLOCK_BYTES`: napari splits a multichannel
+    level into a layer per channel, and each layer asks for the same blocks, one after the other."""
+
+    def __init__(self, limit: int | None = None):
+        self.limit = RECENT_BLOCK_BYTES if limit is None else int(limit)
+        self._blocks: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            block = self._blocks.get(key)
+            if block is not None:
+                self._blocks.move_to_end(key)
+            return block
+
+    def put(self, key, block: np.ndarray) -> None:
+        with self._lock:
+            self._blocks[key] = block
+            while len(self._blocks) > 1 and sum(b.nbytes for b in self._blocks.values()) > self.limit:
+                self._blocks.popitem(last=False)
 
 
 class _OpenFiles:

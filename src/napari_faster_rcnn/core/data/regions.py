@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_faster_rcnn.core.data.channels import as_rgb
+from napari_faster_rcnn.core.data.channels import as_rgb, select_channels
 from napari_faster_rcnn.core.data.image_files import TIFF_SUFFIXES, ImageReadError
 from napari_faster_rcnn.core.data.images import image_header, read_image
 from napari_faster_rcnn.core.data.region_sources import SourceLevel, axis_getter, tiff_level, tiff_pyramid, yx_chunks
@@ -71,8 +71,11 @@ class ImageRegions:
         The full resolution first, then the file's own lower resolutions (its pyramid).
     """
 
-    def __init__(self, path: Path, height: int, width: int, dtype, levels, by_region: bool, closer=None):
+    def __init__(self, path: Path, height: int, width: int, dtype, levels, by_region: bool, closer=None,
+                 microscope: bool = False):
         self.path = Path(path)
+        self.microscope = microscope  # levels give a microscope's channels (C): composed by the channels rule
+        self.channels = 0  # how many (C), for a read that keeps them all (display: a layer per channel)
         self.height = int(height)
         self.width = int(width)
         self.dtype = np.dtype(dtype)
@@ -89,8 +92,10 @@ class ImageRegions:
     def level_shapes(self) -> list[tuple[int, int]]:
         return [(level.height, level.width) for level in self._levels]
 
-    def read(self, y0: int, y1: int, x0: int, x1: int, *, step: int = 1, level: int = 0) -> np.ndarray:
-        """The region ``[y0:y1:step, x0:x1:step]`` of pyramid ``level`` as ``(h, w, 3)`` of :attr:`dtype`.
+    def read(self, y0: int, y1: int, x0: int, x1: int, *, step: int = 1, level: int = 0,
+             keep_channels: bool = False) -> np.ndarray:
+        """The region ``[y0:y1:step, x0:x1:step]`` of pyramid ``level`` as ``(h, w, 3)`` of :attr:`dtype`
+        (``keep_channels``, for an image of a microscope's channels: ``(h, w, C)``, every channel as stored).
 
         The region is clipped to the image. With ``step`` above 1 the image is
         read in blocks of at most :data:`BLOCK` pixels (whole tiles when larger)
@@ -101,13 +106,15 @@ class ImageRegions:
         x0, x1 = max(0, int(x0)), min(source.width, int(x1))
         step = max(1, int(step))
         rows, cols = max(0, -(-(y1 - y0) // step)), max(0, -(-(x1 - x0) // step))
-        out = np.empty((rows, cols, 3), dtype=self.dtype)  # every pixel is written below
+        keep = keep_channels and self.microscope
+        out = np.empty((rows, cols, self.channels if keep else 3), dtype=self.dtype)  # every pixel written below
         if rows == 0 or cols == 0:
             return out
+        fill = _keep if keep else self._fill
         try:
             with self._lock:
                 if step == 1 or not source.chunked:
-                    _fill(out, source.get(slice(y0, y1, step), slice(x0, x1, step)))
+                    fill(out, source.get(slice(y0, y1, step), slice(x0, x1, step)))
                     return out
                 row_spans = _spans(y0, y1, step, source.chunks[0])
                 col_spans = _spans(x0, x1, step, source.chunks[1])
@@ -115,7 +122,7 @@ class ImageRegions:
                     for ca, cb in col_spans:
                         block = source.get(slice(ra, rb, step), slice(ca, cb, step))
                         oy, ox = (ra - y0) // step, (ca - x0) // step
-                        _fill(out[oy:oy + block.shape[0], ox:ox + block.shape[1]], block)
+                        fill(out[oy:oy + block.shape[0], ox:ox + block.shape[1]], block)
         except ImageReadError:
             raise
         except MemoryError:
@@ -123,6 +130,12 @@ class ImageRegions:
         except Exception as error:  # noqa: BLE001 - a damaged tile, a codec missing: name the file
             raise ImageReadError(self.path, f"cannot read the region {y0}:{y1}, {x0}:{x1} ({error})") from None
         return out
+
+    def _fill(self, out: np.ndarray, array: np.ndarray) -> None:
+        if self.microscope:  # 1 to 3 channels in order, more refused: as read_image takes them
+            out[...] = select_channels(array, None, self.path, axis="C")
+        else:
+            _fill(out, array)
 
     def read_all(self) -> np.ndarray:
         """The whole image (as :func:`~napari_faster_rcnn.core.data.images.read_image` gives it)."""
@@ -194,6 +207,8 @@ def _open_tiff(path: Path) -> ImageRegions | None:
         tif = tifffile.TiffFile(path)
     except Exception:  # noqa: BLE001 - not for tifffile: decoded whole
         return None
+    if header.channels:  # a microscope's channels on pages of their own: the series read through zarr
+        return _open_tiff_channels(path, tif, header)
     try:
         page = tif.pages[0]
         if page.imagedepth != 1 or (page.imagelength, page.imagewidth) != (header.height, header.width):
@@ -209,6 +224,32 @@ def _open_tiff(path: Path) -> ImageRegions | None:
         regions.read(0, 1, 0, 1)  # a codec tifffile lacks shows here, not in the viewer
         return regions
     except Exception:  # noqa: BLE001 - a codec tifffile lacks, odd layouts: decoded whole, as read_image does
+        tif.close()
+        return None
+
+
+def _open_tiff_channels(path: Path, tif, header) -> ImageRegions | None:
+    """A TIFF whose pages are the channels of one image (OME-TIFF, ImageJ: axes ``CYX``), every
+    resolution of its first series through tifffile's zarr view, a region reading its chunks."""
+    try:
+        import zarr
+
+        series = tif.series[0]
+        levels = []
+        for index, level in enumerate(series.levels):
+            array = zarr.open(series.aszarr(level=index), mode="r")
+            axes = str(level.axes)
+            levels.append(SourceLevel(array.shape[axes.index("Y")], array.shape[axes.index("X")],
+                                      axis_getter(array, axes), yx_chunks(array.chunks, axes)))
+        regions = ImageRegions(path, header.height, header.width, header.dtype, levels, by_region=True,
+                               closer=tif.close, microscope=True)
+        regions.channels = int(header.channels)
+        regions.read(0, 1, 0, 1, keep_channels=True)  # a codec tifffile lacks shows here
+        return regions
+    except ImageReadError:
+        tif.close()
+        raise
+    except Exception:  # noqa: BLE001 - a layout tifffile's zarr view does not cover: decoded whole
         tif.close()
         return None
 
@@ -232,7 +273,14 @@ def _open_zarr(path: Path) -> ImageRegions:
     channel = next((axis for axis in "SC" if axis in axes), None)
     if channel is not None and arrays[0].shape[axes.index(channel)] > 4 and "C" != channel:
         raise ImageReadError(path, f"shape {arrays[0].shape} is not an image (axes {axes})")
-    return ImageRegions(path, levels[0].height, levels[0].width, dtype, levels, by_region=True)
+    regions = ImageRegions(path, levels[0].height, levels[0].width, dtype, levels, by_region=True,
+                           microscope=channel == "C")
+    regions.channels = int(arrays[0].shape[axes.index("C")]) if channel == "C" else 0
+    return regions
+
+
+def _keep(out: np.ndarray, array: np.ndarray) -> None:
+    out[...] = array.reshape(out.shape)  # (a microscope's channels, as stored)
 
 
 def _fill(out: np.ndarray, array: np.ndarray) -> None:
