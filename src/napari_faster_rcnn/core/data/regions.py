@@ -31,6 +31,7 @@ from these reads in :mod:`~napari_faster_rcnn.core.data.display_levels`.
 from __future__ import annotations
 
 import threading
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -93,9 +94,11 @@ class ImageRegions:
         return [(level.height, level.width) for level in self._levels]
 
     def read(self, y0: int, y1: int, x0: int, x1: int, *, step: int = 1, level: int = 0,
-             keep_channels: bool = False) -> np.ndarray:
+             keep_channels: bool = False, channels=None) -> np.ndarray:
         """The region ``[y0:y1:step, x0:x1:step]`` of pyramid ``level`` as ``(h, w, 3)`` of :attr:`dtype`
         (``keep_channels``, for an image of a microscope's channels: ``(h, w, C)``, every channel as stored).
+        ``channels``: the channels the detector sees (:mod:`~napari_faster_rcnn.core.data.channels`; None:
+        the rule for none), as :func:`~napari_faster_rcnn.core.data.images.read_image` takes them.
 
         The region is clipped to the image. With ``step`` above 1 the image is
         read in blocks of at most :data:`BLOCK` pixels (whole tiles when larger)
@@ -110,7 +113,7 @@ class ImageRegions:
         out = np.empty((rows, cols, self.channels if keep else 3), dtype=self.dtype)  # every pixel written below
         if rows == 0 or cols == 0:
             return out
-        fill = _keep if keep else self._fill
+        fill = _keep if keep else self._fill if channels is None else partial(self._fill_channels, channels)
         try:
             with self._lock:
                 if step == 1 or not source.chunked:
@@ -136,6 +139,11 @@ class ImageRegions:
             out[...] = select_channels(array, None, self.path, axis="C")
         else:
             _fill(out, array)
+
+    def _fill_channels(self, channels, out: np.ndarray, array: np.ndarray) -> None:
+        if array.dtype.kind == "b":  # 1-bit: 0 and 255, as read_image gives it
+            array = np.where(array, np.uint8(255), np.uint8(0))
+        out[...] = select_channels(array, channels, self.path, axis="C" if self.microscope else "S")
 
     def read_all(self) -> np.ndarray:
         """The whole image (as :func:`~napari_faster_rcnn.core.data.images.read_image` gives it)."""
@@ -329,13 +337,14 @@ def read_whole(path: str | Path) -> np.ndarray:
     return read_image(path)
 
 
-def sampled_percentiles(regions: ImageRegions, percentiles=None) -> tuple[np.ndarray, np.ndarray]:
+def sampled_percentiles(regions: ImageRegions, percentiles=None, channels=None) -> tuple[np.ndarray, np.ndarray]:
     """The per-channel percentiles of the whole image that :func:`~napari_faster_rcnn.core.data.intensity.normalize`
     takes (:func:`~napari_faster_rcnn.core.data.intensity.channel_percentiles`), from a strided read of
     the same subsample (every :func:`~napari_faster_rcnn.core.data.intensity.sample_stride`-th pixel):
-    the same values, with memory bounded by :data:`BLOCK`, not by the image."""
+    the same values, with memory bounded by :data:`BLOCK`, not by the image. ``channels``: those the
+    detector sees (see :meth:`ImageRegions.read`)."""
     from napari_faster_rcnn.core.data.intensity import DEFAULT_PERCENTILES, channel_percentiles, sample_stride
 
     stride = sample_stride(regions.height, regions.width)
-    sample = regions.read(0, regions.height, 0, regions.width, step=stride)
+    sample = regions.read(0, regions.height, 0, regions.width, step=stride, channels=channels)
     return channel_percentiles(sample, DEFAULT_PERCENTILES if percentiles is None else percentiles, stride=1)

@@ -101,9 +101,9 @@ def _read_one(index: int, item, tiling: Tiling | None, normalization="auto", cha
     from napari_faster_rcnn.core.data.image_tensors import image_to_tensor
 
     try:
-        regions = _tile_regions(item, tiling) if channels is None else None
+        regions = _tile_regions(item, tiling)
         if regions is not None:  # read tile by tile when the model gets to it: memory follows the tile
-            return (index, TileSource(regions, normalization), None)
+            return (index, TileSource(regions, normalization, channels), None)
         if tiling is not None:
             image = _read_as_stored(item, channels)
             if tiling.tiles_image(image.shape[:2]):  # kept as read; its tiles normalized one by one
@@ -138,11 +138,12 @@ class TileSource:
     """An image to tile: read by region (:class:`ImageRegions`) or held as read, with the percentiles
     of the whole image where the model's normalization needs them, so that every tile is scaled alike."""
 
-    def __init__(self, pixels, normalization):
+    def __init__(self, pixels, normalization, channels=None):
         from napari_faster_rcnn.core.data.intensity import Normalization, channel_percentiles, needs_image_levels
         from napari_faster_rcnn.core.data.regions import sampled_percentiles
 
         self.pixels, self.normalization = pixels, normalization
+        self.channels = channels  # (read by region: taken from each tile as it is read)
         if isinstance(pixels, ImageRegions):
             self.size = (pixels.height, pixels.width)
         else:
@@ -151,7 +152,8 @@ class TileSource:
         if needs_image_levels(normalization, pixels.dtype):
             rule = Normalization.parse(normalization)
             try:  # the same subsample either way: the same percentiles
-                self.levels = (sampled_percentiles(pixels, rule.percentiles) if isinstance(pixels, ImageRegions)
+                self.levels = (sampled_percentiles(pixels, rule.percentiles, channels)
+                               if isinstance(pixels, ImageRegions)
                                else channel_percentiles(pixels, rule.percentiles))
             except BaseException:
                 self.close()
@@ -160,7 +162,7 @@ class TileSource:
     def tile(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """The pixels ``[y0:y1, x0:x1]``, normalized as the whole image would be."""
         if isinstance(self.pixels, ImageRegions):
-            pixels = self.pixels.read(y0, y1, x0, x1)
+            pixels = self.pixels.read(y0, y1, x0, x1, channels=self.channels)
         else:
             pixels = self.pixels[y0:y1, x0:x1]
         return _normalize(pixels, self.normalization, self.levels)

@@ -55,12 +55,12 @@ def read_sample(sample: TrainingSample, size: tuple[int, int], channels=None) ->
 
 def read_sample_window(sample: TrainingSample, window, size: tuple[int, int], channels=None) -> np.ndarray | None:
     """The pixels of ``window`` ``(x0, y0, x1, y1)`` of ``sample``'s image of ``size``, read by region
-    from the file (:func:`~.tiling.read_window`); None where the image is to be read whole instead:
-    a stack's plane, chosen ``channels``, a window of the whole image, or a file not read by region."""
+    from the file (:func:`~.tiling.read_window`), taking ``channels``; None where the image is to be read
+    whole instead: a stack's plane, a window of the whole image, or a file not read by region."""
     x0, y0, x1, y1 = (int(value) for value in window)
     height, width = size
-    if sample.plane is None and channels is None and (x0, y0, x1, y1) != (0, 0, width, height):
-        return read_window(sample.image, (x0, y0, x1, y1), (height, width))
+    if sample.plane is None and (x0, y0, x1, y1) != (0, 0, width, height):
+        return read_window(sample.image, (x0, y0, x1, y1), (height, width), channels)
     return None
 
 
@@ -68,9 +68,9 @@ def region_levels(sample: TrainingSample, size: tuple[int, int], channels, perce
     """The ``percentiles`` of ``sample``'s whole image from a strided subsample, read by region and
     never whole (:func:`~napari_faster_rcnn.core.data.regions.sampled_percentiles`); None where the
     image is not read by region (then take them from the image read whole)."""
-    if sample.plane is None and channels is None and read_window(sample.image, (0, 0, 1, 1), size) is not None:
+    if sample.plane is None and read_window(sample.image, (0, 0, 1, 1), size, channels) is not None:
         with open_regions(sample.image) as regions:
-            return sampled_percentiles(regions, percentiles)
+            return sampled_percentiles(regions, percentiles, channels)
     return None
 
 

@@ -177,30 +177,19 @@ def read_tiff_window(path, window, size: tuple[int, int]) -> np.ndarray | None:
     return read_window(path, window, size)
 
 
-def _channels_on_pages(path: Path) -> bool:
-    """Whether a TIFF keeps its channels on pages of their own (read whole, with every channel)."""
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tiff:
-            return len(tiff.pages) > 1 and "C" in tiff.series[0].axes
-    except Exception:  # noqa: BLE001 - not a TIFF tifffile reads: open_regions says why
-        return False
-
-
-def read_window(path, window, size: tuple[int, int]) -> np.ndarray | None:
+def read_window(path, window, size: tuple[int, int], channels=None) -> np.ndarray | None:
     """The pixels of ``window`` ``(x0, y0, x1, y1)`` of an image that can be read by region (a tiled
     or striped TIFF, OME-TIFF, a Zarr folder: :func:`~napari_faster_rcnn.core.data.regions.open_regions`),
     as ``(h, w, 3)`` of the image's type, reading only the tiles, strips or chunks it touches; None for
     other images (PNG, JPEG, a TIFF in one strip) or when the image is not ``size`` ``(height, width)``,
-    so that the caller reads it whole."""
+    so that the caller reads it whole. ``channels``: those the detector sees, as
+    :func:`~napari_faster_rcnn.core.data.images.read_image` takes them (a microscope's channels on pages
+    of their own, axes ``CYX``, read by region too)."""
     from napari_faster_rcnn.core.data.image_files import TIFF_SUFFIXES, ImageReadError
     from napari_faster_rcnn.core.data.regions import is_zarr_folder, open_regions
 
     path = Path(path)
     if not (is_zarr_folder(path) or path.suffix.lower() in TIFF_SUFFIXES):
-        return None
-    if path.suffix.lower() in TIFF_SUFFIXES and _channels_on_pages(path):
         return None
     try:
         regions = open_regions(path)
@@ -210,4 +199,4 @@ def read_window(path, window, size: tuple[int, int]) -> np.ndarray | None:
         if not regions.by_region or (regions.height, regions.width) != tuple(size):
             return None
         x0, y0, x1, y1 = (int(value) for value in window)
-        return regions.read(y0, y1, x0, x1)
+        return regions.read(y0, y1, x0, x1, channels=channels)
