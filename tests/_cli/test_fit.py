@@ -338,19 +338,24 @@ def test_fit_warns_when_most_boxes_fall_below_the_smallest_anchor(shapes, tmp_pa
     assert "warning: " in err and "smaller than the smallest anchor (16 px)" in err and "--model.auto true" in err
 
 
-def test_fit_trains_on_tiles_given_on_the_command_line(tmp_path):
+def test_fit_trains_on_tiles_given_on_the_command_line(tmp_path, capsys):
     from napari_faster_rcnn.core.model.checkpoints import read_checkpoint
 
     data = write_synthetic_dataset(tmp_path / "large", 3, seed=4, height=256, width=256, objects=(8, 12),
                                    sizes=(10, 24))
     config = run_config(data, tmp_path / "run", model={"config": None})  # the cpu preset: 128 px
     config = write_config(tmp_path / "run.yaml", config)
-    assert main(["fit", "--config", str(config), "--trainer.max_steps", "2", "--data.tile_size", "128",
+    assert main(["fit", "--config", str(config), "--trainer.max_steps", "4", "--data.tile_size", "128",
                  "--data.min_visible", "0.6"]) == 0
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert (saved["data"]["tile_size"], saved["data"]["min_visible"]) == (128, 0.6)
     checkpoint = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert checkpoint["datamodule_hyper_parameters"]["training_tile_size"] == 128
+    # the summary says its validation figure is per tile (evaluate of merged tiles can be lower)
+    lines = capsys.readouterr().out.splitlines()
+    metrics = next(index for index, line in enumerate(lines) if line.startswith("best epoch's validation: "))
+    assert lines[metrics + 1 + len(SHAPE_CLASSES)].startswith("  (on a grid of 128 px tiles of the validation images, each tile "
+                                         "evaluated alone")
 
 
 def test_fit_takes_channels_and_prediction_repeats_them(shapes, tmp_path):

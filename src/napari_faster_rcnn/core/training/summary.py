@@ -155,6 +155,9 @@ class RunSummary:
         From :func:`data_warnings`, repeated at the end.
     problem : str or None
         Why the best checkpoint's metrics could not be read.
+    validation_tile : int
+        The side of the tiles validation was measured on (each tile evaluated alone, its cut boxes
+        clipped), when some validation image is larger than a tile; 0 when whole images validated.
     """
 
     best_checkpoint: Path | None
@@ -169,6 +172,7 @@ class RunSummary:
     split: DataSplit | None = None
     warnings: list[str] = field(default_factory=list)
     problem: str | None = None
+    validation_tile: int = 0
 
 
 def summarize_run(trainer, data_module=None, classes: Sequence[str] = (), iou_threshold: float = 0.5,
@@ -198,7 +202,17 @@ def summarize_run(trainer, data_module=None, classes: Sequence[str] = (), iou_th
         best_metrics=metrics, last_step=int(trainer.global_step), classes=list(classes),
         iou_threshold=float(iou_threshold), validation=bool(validation), split=split,
         warnings=data_warnings(split, validation) if split is not None else [], problem=problem,
+        validation_tile=_validation_tile(data_module),
     )
+
+
+def _validation_tile(data_module) -> int:
+    """The tile side validation used, when some validation image is larger (see :class:`RunSummary`)."""
+    tile = int(getattr(data_module, "used_tile_size", 0) or 0)
+    if not tile:
+        return 0
+    sizes = getattr(data_module.val_dataset, "image_sizes", ())
+    return tile if any(max(int(height), int(width)) > tile for height, width in sizes) else 0
 
 
 def summary_lines(summary: RunSummary) -> list[str]:
@@ -222,6 +236,10 @@ def summary_lines(summary: RunSummary) -> list[str]:
         lines.append(f"best epoch's validation: {_metric_pair(metrics, 'val/voc_map', 'val/coco_map', voc)}")
         for name in summary.classes:
             lines.append(f"  {name}: {_metric_pair(metrics, f'val/ap/{name}', f'val/coco_ap/{name}', voc)}")
+        if summary.validation_tile:
+            lines.append(f"  (on a grid of {summary.validation_tile} px tiles of the validation images, each tile "
+                         "evaluated alone: an object cut by a tile's border counts in every tile it is in; "
+                         "'evaluate' of the merged tiles of 'predict' on the whole images can be lower)")
     split = summary.split
     if split is not None:
         text = f"trained on {split.train.describe()}"
