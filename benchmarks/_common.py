@@ -8,6 +8,23 @@ import statistics
 import time
 import tracemalloc
 
+#: The quadrants of a real image cut into a data set: three train, the fourth is held out.
+QUADRANTS = (("train", ((0, 0), (0, 1), (1, 0))), ("test", ((1, 1),)))
+
+
+def quadrants(height: int, width: int, boxes):
+    """``(part, name, rows slice, columns slice, boxes)`` of each quadrant of an image of ``height x width``
+    (:data:`QUADRANTS`): the xyxy ``boxes`` whose centre is inside it, in its coordinates, clipped to it."""
+    height, width = height // 2, width // 2
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    for part, corners in QUADRANTS:
+        for row, column in corners:
+            top, left = row * height, column * width
+            inside = ((centres[:, 0] >= left) & (centres[:, 0] < left + width)
+                      & (centres[:, 1] >= top) & (centres[:, 1] < top + height))
+            shifted = (boxes[inside] - [left, top, left, top]).clip(0, [width, height, width, height])
+            yield part, f"q{row}{column}", slice(top, top + height), slice(left, left + width), shifted
+
 
 def measure(function, repeat: int = 3):
     """Median wall time over ``repeat`` calls, the peak traced memory of one call, and its result."""

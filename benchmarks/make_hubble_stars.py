@@ -13,9 +13,13 @@ The boxes are a detector's, not a person's: the figure they give (see benchmarks
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import quadrants  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -31,20 +35,12 @@ def main(argv=None) -> int:
     blobs = feature.blob_log(color.rgb2gray(image), min_sigma=1.5, max_sigma=12, threshold=0.06)
     radius = np.maximum(blobs[:, 2] * np.sqrt(2) * 1.3, 3)  # a blob's radius is about sqrt(2) sigma
     boxes = np.stack([blobs[:, 1] - radius, blobs[:, 0] - radius, blobs[:, 1] + radius, blobs[:, 0] + radius], 1)
-    height, width = image.shape[0] // 2, image.shape[1] // 2
-    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-    for part, quadrants in (("train", [(0, 0), (0, 1), (1, 0)]), ("test", [(1, 1)])):
+    for part, name, rows, columns, shifted in quadrants(*image.shape[:2], boxes):
         (args.folder / part).mkdir(parents=True, exist_ok=True)
-        for row, column in quadrants:
-            top, left = row * height, column * width
-            inside = ((centres[:, 0] >= left) & (centres[:, 0] < left + width)
-                      & (centres[:, 1] >= top) & (centres[:, 1] < top + height))
-            shifted = (boxes[inside] - [left, top, left, top]).clip(0, [width, height, width, height])
-            name = f"q{row}{column}"
-            Image.fromarray(image[top:top + height, left:left + width]).save(args.folder / part / f"{name}.png")
-            save_annotation(args.folder / part / f"{name}.pt", Annotation(shifted, ["object"] * len(shifted)))
-            print(f"{part}/{name}.png: {width} x {height}, {len(shifted)} boxes, median side "
-                  f"{np.median(shifted[:, 2] - shifted[:, 0]):.0f} px")
+        Image.fromarray(image[rows, columns]).save(args.folder / part / f"{name}.png")
+        save_annotation(args.folder / part / f"{name}.pt", Annotation(shifted, ["object"] * len(shifted)))
+        print(f"{part}/{name}.png: {columns.stop - columns.start} x {rows.stop - rows.start}, {len(shifted)} boxes, "
+              f"median side {np.median(shifted[:, 2] - shifted[:, 0]):.0f} px")
     return 0
 
 

@@ -23,9 +23,13 @@ section") is how well a model learns to repeat them on the held-out quadrant.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import quadrants  # noqa: E402
 
 
 def nuclei_boxes(hematoxylin: np.ndarray) -> np.ndarray:
@@ -57,26 +61,16 @@ def main(argv=None) -> int:
     image = data.immunohistochemistry()
     stains = color.rgb2hed(image).astype(np.float32)
     boxes = nuclei_boxes(stains[..., 0])
-    height, width = image.shape[0] // 2, image.shape[1] // 2
-    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-    for part, quadrants in (("train", [(0, 0), (0, 1), (1, 0)]), ("test", [(1, 1)])):
+    for part, name, rows, columns, shifted in quadrants(*image.shape[:2], boxes):
         for form in ("rgb", "hed"):
             (args.folder / form / part).mkdir(parents=True, exist_ok=True)
-        for row, column in quadrants:
-            top, left = row * height, column * width
-            inside = ((centres[:, 0] >= left) & (centres[:, 0] < left + width)
-                      & (centres[:, 1] >= top) & (centres[:, 1] < top + height))
-            shifted = (boxes[inside] - [left, top, left, top]).clip(0, [width, height, width, height])
-            name = f"q{row}{column}"
-            window = np.s_[top:top + height, left:left + width]
-            Image.fromarray(image[window]).save(args.folder / "rgb" / part / f"{name}.png")
-            tifffile.imwrite(args.folder / "hed" / part / f"{name}.ome.tif",
-                             np.ascontiguousarray(stains[window].transpose(2, 0, 1)), metadata={"axes": "CYX"})
-            for form, suffix in (("rgb", ".png"), ("hed", ".ome.tif")):
-                stem = name if form == "rgb" else f"{name}.ome"
-                save_annotation(args.folder / form / part / f"{stem}.pt", Annotation(shifted, ["nucleus"] * len(shifted)))
-            print(f"{part}/{name}: {width} x {height}, {len(shifted)} boxes, median side "
-                  f"{np.median(shifted[:, 2] - shifted[:, 0]):.0f} px")
+        Image.fromarray(image[rows, columns]).save(args.folder / "rgb" / part / f"{name}.png")
+        tifffile.imwrite(args.folder / "hed" / part / f"{name}.ome.tif",
+                         np.ascontiguousarray(stains[rows, columns].transpose(2, 0, 1)), metadata={"axes": "CYX"})
+        for stem, form in ((name, "rgb"), (f"{name}.ome", "hed")):
+            save_annotation(args.folder / form / part / f"{stem}.pt", Annotation(shifted, ["nucleus"] * len(shifted)))
+        print(f"{part}/{name}: {columns.stop - columns.start} x {rows.stop - rows.start}, {len(shifted)} boxes, "
+              f"median side {np.median(shifted[:, 2] - shifted[:, 0]):.0f} px")
     return 0
 
 
