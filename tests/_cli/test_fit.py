@@ -351,11 +351,11 @@ def test_fit_trains_on_tiles_given_on_the_command_line(tmp_path, capsys):
     assert (saved["data"]["tile_size"], saved["data"]["min_visible"]) == (128, 0.6)
     checkpoint = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert checkpoint["datamodule_hyper_parameters"]["training_tile_size"] == 128
-    # the summary says its validation figure is per tile (evaluate of merged tiles can be lower)
+    # the summary says how its validation figure was measured: whole images predicted in tiles
     lines = capsys.readouterr().out.splitlines()
     metrics = next(index for index, line in enumerate(lines) if line.startswith("best epoch's validation: "))
-    assert lines[metrics + 1 + len(SHAPE_CLASSES)].startswith("  (on a grid of 128 px tiles of the validation images, each tile "
-                                         "evaluated alone")
+    assert lines[metrics + 1 + len(SHAPE_CLASSES)] == ("  (the validation images predicted in tiles of 128 px, "
+                                                        "merged as 'predict' merges them, and measured whole)")
 
 
 def test_fit_takes_channels_and_prediction_repeats_them(shapes, tmp_path):

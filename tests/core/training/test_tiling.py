@@ -140,14 +140,20 @@ def test_training_tiles_hold_the_pixels_and_boxes_of_their_window(large_sample):
         assert (target["labels"] == 1).all()
 
 
-def test_validation_tiles_are_the_grid_every_time(large_sample):
+def test_validation_tiles_are_tiled_predictions_grid_every_time(large_sample):
+    from napari_faster_rcnn.core.prediction.tiles import DEFAULT_OVERLAP, tile_grid
+
     path, annotation = large_sample
     tiles = TileDataset(DetectionDataset([(path, annotation)], ["a"]), 128, train=False)
     first = [(where(image), target["boxes"].tolist()) for image, target in tiles]
     second = [(where(image), target["boxes"].tolist()) for image, target in tiles]
     assert first == second
-    assert [corner for corner, _ in first] == [window[:2] for window in grid_windows(300, 520, 128)]
+    grid = tile_grid(300, 520, 128, DEFAULT_OVERLAP)  # the tiles predict cuts, overlapping
+    assert [corner for corner, _ in first] == [tuple(int(v) for v in rect[:2]) for rect in grid.rects]
     assert tiles.max_boxes_per_tile() == max(len(boxes) for _, boxes in first)
+    for position, (image, target) in enumerate(tiles):  # each tile says where it is in its image
+        assert (target["source"], target["tile"], target["offset"]) == (0, position, where(image))
+        np.testing.assert_allclose(target["image_boxes"].numpy(), annotation.boxes, rtol=1e-6)
 
 
 def test_an_image_smaller_than_a_tile_is_used_whole(tmp_path):

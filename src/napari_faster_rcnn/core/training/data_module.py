@@ -22,7 +22,8 @@ The datasets are built once, when first needed, and images are decoded into
 the in-memory cache in :meth:`~DetectionDataModule.setup` (``cache``).
 
 **Tiles** (``tile_size``, see :mod:`.tiling`): images larger than a tile are
-trained on random tiles and validated on a fixed grid of tiles, so that the
+trained on random tiles and validated as tiled prediction predicts them (its
+tiles, merged, whole images measured: see :mod:`.validation`), so that the
 model sees objects at the image's own scale. The default (None) is the model's
 training scale, its ``max_size`` (known in :meth:`~DetectionDataModule.setup`
 from the trainer's model); 0 trains on whole images, resized by the model.

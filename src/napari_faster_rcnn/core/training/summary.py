@@ -156,8 +156,8 @@ class RunSummary:
     problem : str or None
         Why the best checkpoint's metrics could not be read.
     validation_tile : int
-        The side of the tiles validation was measured on (each tile evaluated alone, its cut boxes
-        clipped), when some validation image is larger than a tile; 0 when whole images validated.
+        The side of the tiles the validation images were predicted in (merged, as ``predict`` merges
+        them: see :mod:`.validation`), when some validation image is larger than a tile; 0 otherwise.
     """
 
     best_checkpoint: Path | None
@@ -237,9 +237,8 @@ def summary_lines(summary: RunSummary) -> list[str]:
         for name in summary.classes:
             lines.append(f"  {name}: {_metric_pair(metrics, f'val/ap/{name}', f'val/coco_ap/{name}', voc)}")
         if summary.validation_tile:
-            lines.append(f"  (on a grid of {summary.validation_tile} px tiles of the validation images, each tile "
-                         "evaluated alone: an object cut by a tile's border counts in every tile it is in; "
-                         "'evaluate' of the merged tiles of 'predict' on the whole images can be lower)")
+            lines.append(f"  (the validation images predicted in tiles of {summary.validation_tile} px, merged as "
+                         "'predict' merges them, and measured whole)")
     split = summary.split
     if split is not None:
         text = f"trained on {split.train.describe()}"

@@ -6,6 +6,14 @@ turns them into Pascal VOC AP at the IoU threshold (the tutorial's metric) and
 COCO mAP@[.5:.95] (faster-coco-eval), overall and per class, through
 :func:`.metrics.evaluate`, the same code ``napari-faster-rcnn evaluate`` runs.
 
+**Tiles**: validation on tiles (:class:`~.tile_dataset.TileDataset`, images larger than a tile)
+measures whole images, as ``evaluate`` measures the files of ``predict``: each tile's detections are
+shifted back to their image and the tiles of an image merged by tiled prediction's own merge
+(:func:`~napari_faster_rcnn.core.prediction.tile_merge.merge_tile_detections`: an object cut by a
+tile's border is one box), then compared with the image's own boxes. Each tile evaluated alone, with
+its cut boxes clipped, would count a cut object once in every tile it is in: on stained nuclei that
+read VOC AP@0.5 0.535 where ``evaluate`` of ``predict``'s files gave 0.351.
+
 Under DDP each process sees a part of the validation set, so the parts are
 gathered first with ``torch.distributed.all_gather_object`` (the images have
 different numbers of boxes, which ``all_gather`` of tensors cannot carry).
@@ -45,16 +53,23 @@ class ValidationCollector:
         self._images = {}
 
     def add(self, detections, targets) -> None:
-        """Keep a batch: torchvision's output dicts and the batch's target dicts."""
+        """Keep a batch: torchvision's output dicts and the batch's target dicts (a tile's with where it
+        is, see :class:`~.tile_dataset.TileDataset`)."""
         for detection, target in zip(detections, targets):
             image_id = int(target["image_id"])
-            self._images[image_id] = (
+            entry = (
                 target["boxes"].detach().cpu().numpy().astype(np.float64),
                 target["labels"].detach().cpu().numpy(),
                 detection["boxes"].detach().float().cpu().numpy().astype(np.float64),
                 detection["labels"].detach().cpu().numpy(),
                 detection["scores"].detach().float().cpu().numpy().astype(np.float64),
             )
+            if "source" in target:  # a tile: its image, its place, and the image's own boxes
+                place = {key: target[key] for key in ("source", "tile", "offset", "image_size", "tile_side")}
+                place["image_boxes"] = target["image_boxes"].detach().cpu().numpy().astype(np.float64)
+                place["image_labels"] = target["image_labels"].detach().cpu().numpy()
+                entry = (*entry, place)
+            self._images[image_id] = entry
 
     def gather(self) -> None:
         """Merge the images of every process (under ``torch.distributed``) into each process's collector."""
@@ -74,11 +89,42 @@ class ValidationCollector:
         """``(ground_truths, predictions)`` by increasing image id, labels as class names."""
         names = np.array(["__background__", *self.classes], dtype=object)
         ground_truths, predictions = [], []
-        for image_id in sorted(self._images):
-            gt_boxes, gt_labels, boxes, labels, scores = self._images[image_id]
+        for gt_boxes, gt_labels, boxes, labels, scores in self._whole_images():
             ground_truths.append(Annotation(gt_boxes, list(names[gt_labels]), classes=self.classes))
             predictions.append(Annotation(boxes, list(names[labels]), scores))
         return ground_truths, predictions
+
+    def _whole_images(self) -> list[tuple]:
+        """``(gt boxes, gt labels, boxes, labels, scores)`` per image, by increasing image id: a tiled
+        image's tiles merged as tiled prediction merges them, at the place of its first tile."""
+        from napari_faster_rcnn.core.prediction.tile_merge import merge_tile_detections
+        from napari_faster_rcnn.core.prediction.tiles import DEFAULT_OVERLAP, tile_grid
+
+        images, tiled, positions = [], {}, {}
+        for image_id in sorted(self._images):
+            entry = self._images[image_id]
+            if len(entry) == 5:
+                images.append(entry)
+                continue
+            source = entry[5]["source"]
+            if source not in tiled:
+                tiled[source], positions[source] = [], len(images)
+                images.append(None)  # (the merged image, below)
+            tiled[source].append(entry)
+        for source, tiles in tiled.items():
+            place = tiles[0][5]
+            height, width = (int(side) for side in place["image_size"])
+            grid = tile_grid(height, width, int(place["tile_side"]), DEFAULT_OVERLAP)
+            offsets = [np.tile(np.asarray(entry[5]["offset"], np.float64), 2) for entry in tiles]
+            boxes = np.concatenate([entry[2] + offset for entry, offset in zip(tiles, offsets)]).reshape(-1, 4)
+            scores = np.concatenate([entry[4] for entry in tiles])
+            labels = np.concatenate([entry[3] for entry in tiles]).astype(np.int64)
+            tile_ids = np.concatenate([np.full(len(entry[2]), int(entry[5]["tile"])) for entry in tiles])
+            merged = merge_tile_detections(grid, boxes, scores, labels, tile_ids)
+            whole = (place["image_boxes"].reshape(-1, 4), place["image_labels"], merged.boxes, merged.labels,
+                     merged.scores)
+            images[positions[source]] = whole
+        return images
 
     def compute(self, iou_threshold: float = 0.5) -> dict[str, float]:
         """The epoch's metrics: ``val/voc_map``, ``val/coco_map``, ``val/coco_map50``,

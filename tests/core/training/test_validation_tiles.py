@@ -1,0 +1,54 @@
+"""Validation on tiles measures whole images as tiled prediction and ``evaluate`` do: a run's
+"best epoch's validation" is the figure a person gets from ``predict`` then ``evaluate``."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_faster_rcnn.core.data.synthetic import make_synthetic_sample
+from napari_faster_rcnn.core.evaluation.metrics import evaluate
+from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
+from napari_faster_rcnn.core.prediction.run import predict_images
+from napari_faster_rcnn.core.prediction.settings import DetectionSettings
+from napari_faster_rcnn.core.prediction.tiles import DEFAULT_OVERLAP, Tiling
+from napari_faster_rcnn.core.training.dataset import DetectionDataset
+from napari_faster_rcnn.core.training.tile_dataset import TileDataset
+from napari_faster_rcnn.core.training.validation import ValidationCollector
+from tests.checkpoint_data import tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def mosaic(tmp_path_factory):
+    """A 200 x 330 mosaic of the synthetic shapes: objects across the borders of 96 px tiles."""
+    folder = tmp_path_factory.mktemp("mosaic")
+    image, annotation = make_synthetic_sample(7, 0, height=200, width=330, objects=(14, 18), sizes=(14, 40))
+    Image.fromarray(image).save(folder / "mosaic.png")
+    return folder / "mosaic.png", annotation
+
+
+def test_validation_on_tiles_equals_evaluate_of_tiled_prediction(tmp_path_factory, mosaic):
+    path, truth = mosaic
+    loaded = load_checkpoint(tiny_checkpoint(tmp_path_factory))
+    model, classes = loaded.model.eval(), loaded.classes
+    settings = DetectionSettings(score_thresh=0.01, nms_thresh=0.5, detections_per_img=300)
+    model.roi_heads.score_thresh, model.roi_heads.nms_thresh = settings.score_thresh, settings.nms_thresh
+    model.roi_heads.detections_per_img = settings.detections_per_img
+
+    # validation, as the training module runs it: tile by tile into the collector
+    tiles = TileDataset(DetectionDataset([(path, truth)], classes, normalization=loaded.config.normalization),
+                        96, train=False)
+    assert len(tiles) > 4
+    collector = ValidationCollector(classes)
+    for image, target in tiles:
+        collector.add(model([image]), [target])
+    ground_truths, predictions = collector.annotations()
+    assert len(ground_truths) == 1 and len(ground_truths[0]) == len(truth)
+    validation = collector.compute()
+
+    # the reference: predict's tiled prediction of the whole image (merged), then evaluate's metrics
+    records, _ = predict_images(model, [path], classes, settings=settings,
+                                tiling=Tiling(96, overlap=DEFAULT_OVERLAP))
+    result = evaluate([truth], [records[0].annotation], 0.5, classes=classes)
+    np.testing.assert_allclose(predictions[0].boxes, records[0].annotation.boxes, atol=1e-3)
+    assert validation["val/voc_map"] == pytest.approx(result.voc.map, abs=1e-6)
+    assert validation["val/coco_map"] == pytest.approx(result.coco.map, abs=1e-6)
