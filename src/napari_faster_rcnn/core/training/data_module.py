@@ -38,6 +38,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
+from napari_faster_rcnn.core.prediction.tiles import DEFAULT_OVERLAP, default_tiling
 from napari_faster_rcnn.core.training.dataset import DetectionDataset, collate_detections, split_datasets
 from napari_faster_rcnn.core.training.samples import as_training_sample, dataset_classes, folder_samples
 from napari_faster_rcnn.core.training.splits import check_ratios
@@ -273,7 +274,28 @@ class DetectionDataModule(pl.LightningDataModule):
         """``dataset`` as the loaders give it: tiles of ``used_tile_size``, or itself for whole images."""
         if not self.used_tile_size:
             return dataset
-        return TileDataset(dataset, self.used_tile_size, train=train, min_visible=self.min_visible)
+        overlap = DEFAULT_OVERLAP if train else self.validation_overlap()
+        return TileDataset(dataset, self.used_tile_size, train=train, min_visible=self.min_visible, overlap=overlap)
+
+    def validation_overlap(self) -> float:
+        """The overlap of the validation tiles: the one the model will predict large images with by default
+        (:func:`~napari_faster_rcnn.core.prediction.tiles.default_tiling` of the training images as the
+        checkpoint records them, a tile's size at most), so that validation measures what ``predict`` gives."""
+        model = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
+        record = self.training_images_record()
+        if record is None:
+            return DEFAULT_OVERLAP
+        return default_tiling(getattr(model, "config", None), record).overlap
+
+    def training_images_record(self) -> dict | None:
+        """What checkpoints record of the training images (:meth:`DetectionDataset.size_record`; a tile's
+        size at most when the run trains on tiles, so that tiled prediction defaults to the scale of
+        training); None without images."""
+        record = self.train_dataset.size_record()
+        tile = int(self.used_tile_size or 0)
+        if record is not None and tile:  # trained on tiles: what the model saw were tiles at most this size
+            record = {**record, "height": min(record["height"], tile), "width": min(record["width"], tile)}
+        return record
 
     def train_dataloader(self):
         return self._loader(self.tiles(self.train_dataset, train=True), self.batch_size, shuffle=True)

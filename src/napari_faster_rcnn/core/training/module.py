@@ -303,13 +303,9 @@ class DetectorModule(pl.LightningModule):
         trained on tiles, so that tiled prediction defaults to the scale of training), computed once."""
         if getattr(self, "_size_record", None) is None:
             try:
-                dataset = data.train_dataset if data is not None else None
+                record = data.training_images_record() if hasattr(data, "training_images_record") else None
             except (ValueError, OSError):  # no data module with data: nothing to record
-                dataset = None
-            record = dataset.size_record() if hasattr(dataset, "size_record") else None
-            tile = int(getattr(data, "used_tile_size", 0) or 0)
-            if record is not None and tile:  # trained on tiles: what the model saw were tiles at most this size
-                record = {**record, "height": min(record["height"], tile), "width": min(record["width"], tile)}
+                record = None
             self._size_record = record
         return self._size_record
 

@@ -65,7 +65,7 @@ class ValidationCollector:
                 detection["scores"].detach().float().cpu().numpy().astype(np.float64),
             )
             if "source" in target:  # a tile: its image, its place, and the image's own boxes
-                place = {key: target[key] for key in ("source", "tile", "offset", "image_size", "tile_side")}
+                place = {key: target[key] for key in ("source", "tile", "offset", "image_size", "tile_side", "overlap")}
                 place["image_boxes"] = target["image_boxes"].detach().cpu().numpy().astype(np.float64)
                 place["image_labels"] = target["image_labels"].detach().cpu().numpy()
                 entry = (*entry, place)
@@ -98,7 +98,7 @@ class ValidationCollector:
         """``(gt boxes, gt labels, boxes, labels, scores)`` per image, by increasing image id: a tiled
         image's tiles merged as tiled prediction merges them, at the place of its first tile."""
         from napari_faster_rcnn.core.prediction.tile_merge import merge_tile_detections
-        from napari_faster_rcnn.core.prediction.tiles import DEFAULT_OVERLAP, tile_grid
+        from napari_faster_rcnn.core.prediction.tiles import tile_grid
 
         images, tiled, positions = [], {}, {}
         for image_id in sorted(self._images):
@@ -114,7 +114,7 @@ class ValidationCollector:
         for source, tiles in tiled.items():
             place = tiles[0][5]
             height, width = (int(side) for side in place["image_size"])
-            grid = tile_grid(height, width, int(place["tile_side"]), DEFAULT_OVERLAP)
+            grid = tile_grid(height, width, int(place["tile_side"]), float(place["overlap"]))
             offsets = [np.tile(np.asarray(entry[5]["offset"], np.float64), 2) for entry in tiles]
             boxes = np.concatenate([entry[2] + offset for entry, offset in zip(tiles, offsets)]).reshape(-1, 4)
             scores = np.concatenate([entry[4] for entry in tiles])
