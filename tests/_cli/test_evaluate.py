@@ -41,7 +41,8 @@ def test_json_output_has_the_contract_keys(tutorial_dataset, predictions, capsys
     assert sum(c["ground_truth"] for c in result["classes"].values()) == objects
     assert 0 < result["voc_map"] < 1 and set(result["per_class"]) == set().union(*(a.labels for a in truth))
     assert sum(c["predictions"] for c in result["classes"].values()) == found + 5
-    assert "005" in captured.err and "thresholds" not in captured.err  # the note names the image without predictions
+    assert "005" in captured.err  # the note names the image without predictions, and thresholds.json is none
+    assert not any("thresholds" in line for line in captured.err.splitlines() if "per-class NMS" not in line)
 
 
 def test_table_output_and_iou(tutorial_dataset, predictions, capsys):
@@ -198,3 +199,37 @@ def test_max_dets_counts_every_detection_of_a_crowded_image_by_default(tmp_path,
     assert "at most 100 detections" in warning and "50 lower-scoring" in warning and "--max-dets" in warning
     assert main(["evaluate", "--gt", str(folder), "--pred", str(tmp_path / "pred"), "--max-dets", "0"]) == 2
     assert "--max-dets must be at least 1" in capsys.readouterr().err
+
+
+def test_raw_predictions_are_measured_after_the_nms_of_their_thresholds_file(tmp_path, capsys):
+    """``predict --raw`` keeps every overlapping box of an object; evaluate applies the per-class NMS of the
+    thresholds.json beside them (as predict and Tune predictions show them), never its score threshold."""
+    import torch
+    from torchvision.ops import batched_nms
+
+    rng = np.random.default_rng(3)
+    truths, raws = {}, {}
+    for index in range(6):
+        corners = rng.uniform(0, 200, (8, 2))
+        boxes = np.concatenate([corners, corners + rng.uniform(15, 40, (8, 2))], axis=1)
+        labels = [["cell", "debris"][k % 2] for k in range(8)]
+        truths[index] = Annotation(boxes, labels)
+        # each object found 3 times, slightly shifted, plus a few stray boxes, scores spread down to 0.02
+        copies = np.concatenate([boxes + rng.normal(0, 2.5, boxes.shape) for _ in range(3)] + [boxes[:2] + 60])
+        scores = rng.uniform(0.02, 0.99, len(copies))
+        raws[index] = Annotation(copies, labels * 3 + labels[:2], scores)
+        save_annotation(tmp_path / "gt" / f"{index}.pt", truths[index])
+        save_annotation(tmp_path / "raw" / f"{index}.pt", raws[index])
+    save_thresholds(tmp_path / "raw", Thresholds(0.5, 0.45))  # predict --raw writes where tuning starts
+    nmsed = tmp_path / "nms"
+    for index, raw in raws.items():  # the reference: torchvision's per-class NMS, every score kept
+        ids = torch.as_tensor([raw.labels.index(label) for label in raw.labels])
+        keep = batched_nms(torch.as_tensor(raw.boxes), torch.as_tensor(raw.scores), ids, 0.45).numpy()
+        save_annotation(nmsed / f"{index}.pt", raw.select(np.sort(keep)))
+    measured, errors = evaluate_json(["--gt", tmp_path / "gt", "--pred", tmp_path / "raw"], capsys)
+    reference, _ = evaluate_json(["--gt", tmp_path / "gt", "--pred", nmsed], capsys)
+    as_they_are, _ = evaluate_json(["--gt", tmp_path / "gt", "--pred", tmp_path / "raw", "--nms", "1"], capsys)
+    assert measured["voc_map"] == pytest.approx(reference["voc_map"], abs=1e-9)
+    assert measured["coco_map"] == pytest.approx(reference["coco_map"], abs=1e-9)
+    assert as_they_are["voc_map"] < measured["voc_map"] - 0.05  # the copies counted as false positives
+    assert "per-class NMS at IoU 0.45" in errors

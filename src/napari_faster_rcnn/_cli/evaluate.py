@@ -7,7 +7,11 @@ either side) are read as class ids (1 = the first class) of a class list:
 carry, else the one the prediction files carry. Ground-truth boxes follow
 training's rule (clipped to the image, dropped without area; counted in
 dropped_boxes). What the numbers may hide ends the table as "warning:" lines
-(with --json: in its "warnings", and on stderr).
+(with --json: in its "warnings", and on stderr). Predictions are measured after
+the per-class NMS of the thresholds.json beside them (--nms to choose another,
+1 for none), as predict and Tune predictions show them: raw detections
+(predict --raw) hold every overlapping box of an object, and each but one would
+count as a false positive. Scores are never cut: AP needs them all.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ def configure(parser) -> None:
     parser.add_argument("--max-dets", type=int, default=None, metavar="N",
                         help="the most detections per image and class COCO mAP counts, the highest scoring (default: the "
                         "largest number of any image, at least 100)")
+    parser.add_argument("--nms", type=float, default=None, metavar="IOU",
+                        help="per-class NMS IoU applied to the predictions first (default: that of thresholds.json "
+                        "beside them, none without one; 1: none)")
     parser.add_argument("--json", action="store_true",
                         help="print a JSON object (voc_map, coco_map, coco_map50, coco_map75, per_class, ...)")
 
@@ -47,20 +54,45 @@ def run(args) -> int:
         from napari_faster_rcnn.core.model.checkpoints import checkpoint_classes
 
         classes = checkpoint_classes(args.checkpoint)
+    if args.nms is not None and not 0.0 < args.nms <= 1.0:
+        raise ValueError(f"--nms must be in (0, 1], got {args.nms}")
     folders = load_evaluation_folders(args.gt, args.pred)
-    result = evaluate(folders.ground_truths, folders.predictions, args.iou, classes, image_sizes=folders.image_sizes,
+    predictions, nms_note = _with_nms(folders.predictions, args.pred, args.nms)
+    result = evaluate(folders.ground_truths, predictions, args.iou, classes, image_sizes=folders.image_sizes,
                       max_dets=args.max_dets, names=folders.names)
-    for note in [*folders.notes, *result.notes]:
+    notes = [*folders.notes, *([nms_note] if nms_note else [])]
+    for note in [*notes, *result.notes]:
         print(f"note: {note}", file=sys.stderr)
     if args.json:
         for warning in result.warnings:  # the table ends with them; JSON keeps stdout for itself
             print(f"warning: {warning}", file=sys.stderr)
         summary = result.to_dict()
-        summary["notes"] = [*folders.notes, *summary["notes"]]
+        summary["notes"] = [*notes, *summary["notes"]]
         print(json.dumps(summary, indent=1))
     else:
         print(format_table(result))
     return 0
+
+
+def _with_nms(predictions, folder, nms):
+    """``predictions`` after per-class NMS at ``nms`` (None: the IoU of ``folder``'s thresholds.json, none
+    without one), scores kept whatever they are; and a note saying which, or None."""
+    from pathlib import Path
+
+    from napari_faster_rcnn.core.prediction.thresholds import Thresholds, apply_thresholds, load_thresholds
+
+    note = None
+    if nms is None:
+        saved = load_thresholds(folder) if Path(folder).is_dir() else None
+        if saved is None:
+            return predictions, None
+        nms = saved.nms_threshold
+        note = (f"predictions measured after per-class NMS at IoU {nms:g}, from {Path(folder) / 'thresholds.json'} "
+                "(--nms 1 measures them as they are)")
+    if nms >= 1.0:
+        return predictions, note
+    rule = Thresholds(score_threshold=0.0, nms_threshold=nms)
+    return [apply_thresholds(annotation, rule) for annotation in predictions], note
 
 
 def format_table(result) -> str:
