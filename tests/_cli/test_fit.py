@@ -404,12 +404,12 @@ def test_fit_says_what_it_does_with_float_stains(shapes, tmp_path, capsys):
 
 def test_fits_validation_figure_on_tiles_is_what_predict_and_evaluate_give(tmp_path):
     """Trained on tiles of images larger than a tile: the best checkpoint's validation AP is the AP that
-    predicting the validation images with that checkpoint (predict's own tiling, the box head's
-    settings) and evaluating them gives."""
+    ``predict --score 0.01`` of the validation images with that checkpoint (its own tiling and NMS) then
+    ``evaluate`` give."""
     from napari_faster_rcnn.core.data.annotations import load_annotation
     from napari_faster_rcnn.core.evaluation.metrics import evaluate
     from napari_faster_rcnn.core.prediction.run import predict_images
-    from napari_faster_rcnn.core.prediction.settings import DetectionSettings
+    from napari_faster_rcnn.core.prediction.thresholds import Thresholds, apply_thresholds
     from napari_faster_rcnn.core.prediction.tiles import chosen_tiling
 
     options = {"height": 256, "width": 230, "objects": (8, 12), "sizes": (10, 30)}
@@ -421,11 +421,11 @@ def test_fits_validation_figure_on_tiles_is_what_predict_and_evaluate_give(tmp_p
     best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt")
     tiling = chosen_tiling(best.config, best.training_images)  # what predict and the Predict widget use
     assert tiling.tile == 128
-    settings = DetectionSettings(score_thresh=0.01, nms_thresh=best.config.box_nms_thresh,
-                                 detections_per_img=best.config.box_detections_per_img)
     images = sorted((validation / "input").glob("*.png"))
-    records, _ = predict_images(best.model, images, best.classes, settings=settings, tiling=tiling)
+    records, _ = predict_images(best.model, images, best.classes, tiling=tiling)  # raw, as predict runs it
+    applied = Thresholds(0.01, best.config.box_nms_thresh)  # then --score 0.01, and the default NMS
     truths = [load_annotation(validation / "target" / f"{image.stem}.pt") for image in images]
-    result = evaluate(truths, [record.annotation for record in records], 0.5, classes=best.classes)
+    result = evaluate(truths, [apply_thresholds(record.annotation, applied) for record in records], 0.5,
+                      classes=best.classes)
     assert best.metrics["val/voc_map"] == pytest.approx(result.voc.map, abs=1e-6)
     assert best.metrics["val/coco_map"] == pytest.approx(result.coco.map, abs=1e-6)

@@ -9,7 +9,8 @@ from napari_faster_rcnn.core.data.synthetic import make_synthetic_sample
 from napari_faster_rcnn.core.evaluation.metrics import evaluate
 from napari_faster_rcnn.core.model.checkpoints import load_checkpoint
 from napari_faster_rcnn.core.prediction.run import predict_images
-from napari_faster_rcnn.core.prediction.settings import DetectionSettings
+from napari_faster_rcnn.core.prediction.settings import raw_detection_settings
+from napari_faster_rcnn.core.prediction.thresholds import Thresholds, apply_thresholds
 from napari_faster_rcnn.core.prediction.tiles import DEFAULT_OVERLAP, Tiling
 from napari_faster_rcnn.core.training.dataset import DetectionDataset
 from napari_faster_rcnn.core.training.tile_dataset import TileDataset
@@ -30,25 +31,26 @@ def test_validation_on_tiles_equals_evaluate_of_tiled_prediction(tmp_path_factor
     path, truth = mosaic
     loaded = load_checkpoint(tiny_checkpoint(tmp_path_factory))
     model, classes = loaded.model.eval(), loaded.classes
-    settings = DetectionSettings(score_thresh=0.01, nms_thresh=0.5, detections_per_img=300)
-    model.roi_heads.score_thresh, model.roi_heads.nms_thresh = settings.score_thresh, settings.nms_thresh
-    model.roi_heads.detections_per_img = settings.detections_per_img
 
-    # validation, as the training module runs it: tile by tile into the collector
+    # validation, as the training module runs it on tiles: raw detections tile by tile into the collector,
+    # which merges an image's tiles and runs the model's NMS on them
     tiles = TileDataset(DetectionDataset([(path, truth)], classes, normalization=loaded.config.normalization),
                         96, train=False)
     assert len(tiles) > 4
-    collector = ValidationCollector(classes)
+    collector = ValidationCollector(classes, nms_threshold=0.5)
+    previous = raw_detection_settings(loaded.config, score_threshold=0.01).apply(model)
     for image, target in tiles:
         collector.add(model([image]), [target])
+    previous.apply(model)
     ground_truths, predictions = collector.annotations()
     assert len(ground_truths) == 1 and len(ground_truths[0]) == len(truth)
     validation = collector.compute()
 
-    # the reference: predict's tiled prediction of the whole image (merged), then evaluate's metrics
-    records, _ = predict_images(model, [path], classes, settings=settings,
-                                tiling=Tiling(96, overlap=DEFAULT_OVERLAP))
-    result = evaluate([truth], [records[0].annotation], 0.5, classes=classes)
-    np.testing.assert_allclose(predictions[0].boxes, records[0].annotation.boxes, atol=1e-3)
+    # the reference: predict's tiled prediction of the whole image (raw, merged; then --score 0.01 --nms 0.5
+    # as predict applies them), then evaluate's metrics
+    records, _ = predict_images(model, [path], classes, tiling=Tiling(96, overlap=DEFAULT_OVERLAP))
+    predicted = apply_thresholds(records[0].annotation, Thresholds(0.01, 0.5))
+    result = evaluate([truth], [predicted], 0.5, classes=classes)
+    np.testing.assert_allclose(predictions[0].boxes, predicted.boxes, atol=1e-3)
     assert validation["val/voc_map"] == pytest.approx(result.voc.map, abs=1e-6)
     assert validation["val/coco_map"] == pytest.approx(result.coco.map, abs=1e-6)

@@ -263,12 +263,24 @@ class DetectorModule(pl.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._collector.reset()
+        self._collector.nms_threshold = float(self.config.box_nms_thresh)
         self._score_threshold = self.model.roi_heads.score_thresh
         self.model.roi_heads.score_thresh = self.validation_score_threshold
 
     def validation_step(self, batch, batch_index):
         images, targets = batch
-        self._collector.add(self.model(images), targets)
+        if targets and "source" in targets[0]:  # tiles: raw detections per tile, NMS once merged, as predict does
+            from napari_faster_rcnn.core.prediction.settings import raw_detection_settings
+
+            raw = raw_detection_settings(self.config, score_threshold=self.validation_score_threshold)
+            previous = raw.apply(self.model)
+            try:
+                detections = self.model(images)
+            finally:
+                previous.apply(self.model)
+        else:
+            detections = self.model(images)
+        self._collector.add(detections, targets)
 
     def on_validation_epoch_end(self) -> None:
         self.model.roi_heads.score_thresh = self._score_threshold
