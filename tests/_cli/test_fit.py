@@ -153,9 +153,12 @@ def test_the_widgets_exported_command_repeats_the_run(shapes, tmp_path):
 
 def test_ddp_on_two_cpu_processes_validates_on_every_image_once(shapes, tmp_path):
     """Two processes, each validating half of the 5 images (the sampler pads to 6): the gathered
-    metrics equal those of one process predicting all 5 with the saved model."""
+    metrics equal those of one process predicting all 5 with the saved model, as predict does (raw
+    detections, then the model's NMS, every score from 0.01), and evaluating them."""
+    from napari_faster_rcnn.core.evaluation.metrics import evaluate
+    from napari_faster_rcnn.core.prediction.run import predict_images
+    from napari_faster_rcnn.core.prediction.thresholds import Thresholds, apply_thresholds
     from napari_faster_rcnn.core.training.data_module import DetectionDataModule
-    from napari_faster_rcnn.core.training.validation import predict_dataset
 
     config = write_config(tmp_path / "run.yaml", run_config(shapes, tmp_path / "run", data={"ratios": [0.5, 0.5]}))
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SOURCE), os.environ.get("PYTHONPATH", "")])}
@@ -172,8 +175,14 @@ def test_ddp_on_two_cpu_processes_validates_on_every_image_once(shapes, tmp_path
     loaded = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt")
     validation = DetectionDataModule(root=str(shapes), ratios=(0.5, 0.5)).val_dataset
     assert len(validation) == 5
-    expected = predict_dataset(loaded.model, validation, score_threshold=0.01).compute()
-    assert loaded.metrics == pytest.approx(expected, abs=1e-6, nan_ok=True)
+    records, _ = predict_images(loaded.model, [sample.image for sample in validation.samples], loaded.classes)
+    applied = Thresholds(0.01, loaded.config.box_nms_thresh)
+    result = evaluate([sample.load() for sample in validation.samples],
+                      [apply_thresholds(record.annotation, applied) for record in records], 0.5, classes=loaded.classes)
+    assert loaded.metrics["val/voc_map"] == pytest.approx(result.voc.map, abs=1e-6)
+    assert loaded.metrics["val/coco_map"] == pytest.approx(result.coco.map, abs=1e-6)
+    for name in loaded.classes:
+        assert loaded.metrics[f"val/ap/{name}"] == pytest.approx(result.voc.ap.get(name), abs=1e-6, nan_ok=True)
     assert loaded.global_step == 2  # 5 training images: 3 per process (padded), in batches of 2
 
 

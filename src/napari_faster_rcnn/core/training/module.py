@@ -270,9 +270,10 @@ class DetectorModule(pl.LightningModule):
     def validation_step(self, batch, batch_index):
         images, targets = batch
         if targets and "source" in targets[0]:  # tiles: raw detections per tile, NMS once merged, as predict does
-            from napari_faster_rcnn.core.prediction.settings import raw_detection_settings
+            from napari_faster_rcnn.core.prediction.settings import DetectionSettings, raw_detection_settings
 
-            raw = raw_detection_settings(self.config, score_threshold=self.validation_score_threshold)
+            raw = DetectionSettings(self.validation_score_threshold, 1.0,
+                                    raw_detection_settings(self.config).detections_per_img)
             previous = raw.apply(self.model)
             try:
                 detections = self.model(images)
