@@ -12,9 +12,9 @@ shifted back to their image and the tiles of an image merged by tiled prediction
 (:func:`~napari_faster_rcnn.core.prediction.tile_merge.merge_tile_detections`: an object cut by a
 tile's border is one box), then compared with the image's own boxes. As ``predict`` does, the tiles'
 detections are raw (the training module runs the box head without NMS on tiles) and the per-class NMS
-at the model's ``box_nms_thresh`` (:attr:`ValidationCollector.nms_threshold`) runs on the merged image. Each tile evaluated alone, with
-its cut boxes clipped, would count a cut object once in every tile it is in: on stained nuclei that
-read VOC AP@0.5 0.535 where ``evaluate`` of ``predict``'s files gave 0.351.
+at the model's ``box_nms_thresh`` (:attr:`ValidationCollector.nms_threshold`) runs on the merged
+image: the metrics are those of ``predict --score 0.01`` then ``evaluate``. Each tile evaluated
+alone, its cut boxes clipped, would count a cut object once in every tile it is in.
 
 Under DDP each process sees a part of the validation set, so the parts are
 gathered first with ``torch.distributed.all_gather_object`` (the images have
