@@ -20,7 +20,7 @@ from napari_faster_rcnn.core.data.stack_files import open_stack_array, read_plan
 from napari_faster_rcnn.layers import box_window, conventions
 from napari_faster_rcnn.layers.folder_pages import HeldFolder
 from napari_faster_rcnn.layers.paging_registry import hold
-from napari_faster_rcnn.layers.reader_parts import attach_held, clipped, no_boxes_like
+from napari_faster_rcnn.layers.reader_parts import attach_held, channel_names, channel_ranges, clipped, no_boxes_like
 from napari_faster_rcnn.layers.reader_reports import warn_unreadable
 from napari_faster_rcnn.layers.reading import LARGE_IMAGE_SIDE
 
@@ -94,8 +94,8 @@ def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dic
             image_kwargs["cache"] = PAGES_CACHED
         if microscope:  # napari splits the channels into layers, each with the same metadata
             del image_kwargs["rgb"]
-            image_kwargs.update(channel_axis=3, name=[f"{folder_name} [channel {c}]" for c in range(microscope)],
-                                contrast_limits=_first_page_channel_limits(stack))
+            image_kwargs.update(channel_axis=3, name=channel_names(folder_name, microscope),
+                                contrast_limits=channel_ranges(np.asarray(stack[0])))  # (the first page read)
         elif dtype == np.uint8:
             image_kwargs["contrast_limits"] = [0, 255]  # no scan of the lazy stack
         elif planes is not None:  # (16-bit planes: a few pages' range, never a scan of every page)
@@ -129,16 +129,6 @@ def _first_pages_limits(stack, images, planes, stacks: int = 3) -> list:
         highs.append(float(sample.max()))
     low, high = min(lows), max(highs)
     return [low, high if high > low else low + 1]
-
-
-def _first_page_channel_limits(stack) -> list:
-    """Each channel's range on the first page (one page read, never a scan of every page)."""
-    page = np.asarray(stack[0])
-    limits = []
-    for channel in range(page.shape[-1]):
-        low, high = float(page[..., channel].min()), float(page[..., channel].max())
-        limits.append([low, high if high > low else low + 1])
-    return limits
 
 
 def _extent(annotation: Annotation) -> tuple[int, int]:

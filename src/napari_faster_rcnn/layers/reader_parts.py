@@ -14,6 +14,22 @@ from napari_faster_rcnn.core.data.boxes import clip_boxes
 from napari_faster_rcnn.layers.slice_view import attach_when_added
 
 
+def value_range(sample: np.ndarray) -> list:
+    """``[low, high]`` of ``sample``, for contrast limits (``high`` above ``low`` for a flat sample)."""
+    low, high = float(sample.min()), float(sample.max())
+    return [low, high if high > low else low + 1]
+
+
+def channel_ranges(pixels: np.ndarray) -> list:
+    """:func:`value_range` of each channel of ``pixels`` (channels last)."""
+    return [value_range(pixels[..., channel]) for channel in range(pixels.shape[-1])]
+
+
+def channel_names(stem: str, count: int) -> list[str]:
+    """The names of the layers a microscope's ``count`` channels open as: ``"STEM [channel 0]"``, ..."""
+    return [f"{stem} [channel {channel}]" for channel in range(int(count))]
+
+
 def box_layer_name(stem: str, annotation: Annotation) -> str:
     """``STEM boxes``, or ``STEM predictions`` when ``annotation`` has scores."""
     return f"{stem} {'predictions' if annotation.scores is not None else 'boxes'}"

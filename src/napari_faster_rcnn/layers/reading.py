@@ -31,7 +31,15 @@ from napari_faster_rcnn.core.data.regions import is_zarr_folder, open_regions
 from napari_faster_rcnn.core.data.stack_files import open_stack_array, series_layout, stack_shape
 from napari_faster_rcnn.layers import box_window, conventions
 from napari_faster_rcnn.layers.paging_registry import hold
-from napari_faster_rcnn.layers.reader_parts import attach_held, box_layer_name, clipped, no_boxes_like
+from napari_faster_rcnn.layers.reader_parts import (
+    attach_held,
+    box_layer_name,
+    channel_names,
+    channel_ranges,
+    clipped,
+    no_boxes_like,
+    value_range,
+)
 from napari_faster_rcnn.layers.reader_reports import report_stacks
 from napari_faster_rcnn.layers.stack_reading import read_stack_file, stack_boxes_without_image
 
@@ -136,7 +144,7 @@ def image_layer_data(path: Path) -> tuple:
     options = {"multiscale": len(levels) > 1, "contrast_limits": _contrast_limits(regions, levels)}
     if regions.microscope:  # a layer per channel, as a small image of channels opens (microscope_channels)
         options["channel_axis"] = 2
-        options["name"] = [f"{path.stem} [channel {channel}]" for channel in range(regions.channels)]
+        options["name"] = channel_names(path.stem, regions.channels)
     return (levels if len(levels) > 1 else levels[0]), (regions.height, regions.width), options
 
 
@@ -150,13 +158,8 @@ def microscope_channels(path: Path) -> tuple | None:
     if layout is None or layout.channel_axis != "C" or layout.leading:
         return None
     pixels = np.asarray(open_stack_array(path))  # (height, width, channels)
-    count = int(pixels.shape[-1])
-    limits = []
-    for channel in range(count):
-        low, high = float(pixels[..., channel].min()), float(pixels[..., channel].max())
-        limits.append([low, high if high > low else low + 1])
-    names = [f"{path.stem} [channel {channel}]" for channel in range(count)]
-    return pixels, pixels.shape[:2], {"channel_axis": 2, "contrast_limits": limits, "name": names}
+    return pixels, pixels.shape[:2], {"channel_axis": 2, "contrast_limits": channel_ranges(pixels),
+                                      "name": channel_names(path.stem, pixels.shape[-1])}
 
 
 def _contrast_limits(regions, levels) -> list:
@@ -170,14 +173,7 @@ def _contrast_limits(regions, levels) -> list:
     else:
         cy, cx, half = regions.height // 2, regions.width // 2, 512
         sample = regions.read(cy - half, cy + half, cx - half, cx + half, keep_channels=True)
-    if regions.microscope:  # each channel its own range
-        return [_range(sample[..., channel]) for channel in range(sample.shape[-1])]
-    return _range(sample)
-
-
-def _range(sample: np.ndarray) -> list:
-    low, high = float(sample.min()), float(sample.max())
-    return [low, high if high > low else low + 1]
+    return channel_ranges(sample) if regions.microscope else value_range(sample)  # (each channel its own)
 
 
 def _find_image_for(annotation_path: Path) -> Path | None:

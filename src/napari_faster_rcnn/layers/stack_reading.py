@@ -26,7 +26,7 @@ from napari_faster_rcnn.core.data.stack_files import open_stack, open_stack_arra
 from napari_faster_rcnn.core.data.stack_label_store import StackLabelStore
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.paging_registry import hold
-from napari_faster_rcnn.layers.reader_parts import attach_held, box_layer_name
+from napari_faster_rcnn.layers.reader_parts import attach_held, box_layer_name, channel_names, value_range
 from napari_faster_rcnn.layers.reader_reports import report_info
 from napari_faster_rcnn.layers.stack_labeling import HeldStack
 
@@ -67,7 +67,7 @@ def read_stack_file(path: Path, annotation_path: Path | None = None, target: Pat
                    "contrast_limits": [_stack_contrast_limits(data[..., c], plane_dims) for c in range(count)]}
     image_meta = {conventions.SOURCE_IMAGES: [str(path)], conventions.IMAGE_SIZES: [list(size)],
                   conventions.PLANE_DIMS: plane_dims}
-    name = [f"{path.stem} [channel {c}]" for c in range(int(data.shape[-1]))] if microscope else path.stem
+    name = channel_names(path.stem, data.shape[-1]) if microscope else path.stem
     image_layer = (data, {"name": name, "rgb": rgb, "metadata": image_meta, **options}, "image")
     if microscope:
         del image_layer[1]["rgb"]
@@ -115,6 +115,4 @@ def _stack_contrast_limits(data, plane_dims: int) -> list:
     """uint8: its range; else the range of the first plane (one plane read, never the stack)."""
     if data.dtype == np.uint8:
         return [0, 255]
-    sample = np.asarray(data[(0,) * plane_dims])
-    low, high = float(sample.min()), float(sample.max())
-    return [low, high if high > low else low + 1]
+    return value_range(np.asarray(data[(0,) * plane_dims]))
