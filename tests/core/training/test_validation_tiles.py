@@ -54,3 +54,22 @@ def test_validation_on_tiles_equals_evaluate_of_tiled_prediction(tmp_path_factor
     np.testing.assert_allclose(predictions[0].boxes, predicted.boxes, atol=1e-3)
     assert validation["val/voc_map"] == pytest.approx(result.voc.map, abs=1e-6)
     assert validation["val/coco_map"] == pytest.approx(result.coco.map, abs=1e-6)
+
+
+def test_an_image_validated_without_its_first_tile_is_left_out_with_a_warning(tmp_path_factory, mosaic, caplog):
+    """A limit on validation batches can cut an image's tiles; its boxes ride on its first tile, so an image
+    seen without that tile is left out of the metrics (and said so), not measured against no boxes."""
+    path, truth = mosaic
+    loaded = load_checkpoint(tiny_checkpoint(tmp_path_factory))
+    model, classes = loaded.model.eval(), loaded.classes
+    base = DetectionDataset([(path, truth), (path, truth)], classes, normalization=loaded.config.normalization)
+    tiles = TileDataset(base, 96, train=False)
+    per_image = len(tiles) // 2
+    collector = ValidationCollector(classes, nms_threshold=0.5)
+    for index in [*range(per_image), *range(per_image + 1, len(tiles))]:  # image 1 without its first tile
+        image, target = tiles[index]
+        collector.add(model([image]), [target])
+    with caplog.at_level("WARNING"):
+        ground_truths, predictions = collector.annotations()
+    assert len(ground_truths) == len(predictions) == 1 and len(ground_truths[0]) == len(truth)
+    assert "image 1 but not its first" in caplog.text

@@ -36,9 +36,9 @@ class TileDataset(torch.utils.data.Dataset):
     as :func:`~.tiling.grid_windows` has tiles, each image drawn as often as its grid has tiles.
     ``train`` False: the tiles tiled prediction cuts from every image (overlapping by ``overlap``), in
     order, each target with ``source`` (the image's index), ``tile`` (the tile's index in its image's
-    grid), ``offset`` (its top-left corner, x and y), ``image_size``, ``tile_side``, ``overlap``, and the
-    image's own boxes and labels
-    (``image_boxes``, ``image_labels``), for :class:`~.validation.ValidationCollector`. Boxes cut by a
+    grid), ``offset`` (its top-left corner, x and y), ``image_size``, ``tile_side``, ``overlap``, and, on
+    an image's first tile only, the image's own boxes and labels (``image_boxes``, ``image_labels``), for
+    :class:`~.validation.ValidationCollector`. Boxes cut by a
     tile border are kept, clipped, when at least ``min_visible`` of their area is inside. Images no
     larger than a tile are used whole. Augmentation (the base dataset's ``transform``) runs on the tile.
     """
@@ -82,12 +82,14 @@ class TileDataset(torch.utils.data.Dataset):
             window = random_window(height, width, self.tile_size, boxes, self.object_probability, self.generator)
         image, target = self.base.window_item(image_index, window, self.min_visible, image_id=index % len(self))
         if not self.train:  # where the tile is: validation merges an image's tiles as prediction does
-            boxes, labels = self.base.box_arrays(image_index)
-            target.update(source=image_index, tile=index % len(self) - self._first_tile[image_index],
-                          offset=(int(window[0]), int(window[1])), image_size=tuple(self.base.image_sizes[image_index]),
-                          tile_side=self.tile_size, overlap=self.overlap,
-                          image_boxes=torch.as_tensor(boxes, dtype=torch.float32),
-                          image_labels=torch.as_tensor(labels, dtype=torch.int64))
+            tile = index % len(self) - self._first_tile[image_index]
+            target.update(source=image_index, tile=tile, offset=(int(window[0]), int(window[1])),
+                          image_size=tuple(self.base.image_sizes[image_index]), tile_side=self.tile_size,
+                          overlap=self.overlap)
+            if tile == 0:  # the image's own boxes, once an image (a slide's thousands, not once a tile)
+                boxes, labels = self.base.box_arrays(image_index)
+                target.update(image_boxes=torch.as_tensor(boxes, dtype=torch.float32),
+                              image_labels=torch.as_tensor(labels, dtype=torch.int64))
         return image, target
 
     def max_boxes_per_tile(self) -> int:

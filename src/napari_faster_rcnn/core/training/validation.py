@@ -67,10 +67,11 @@ class ValidationCollector:
                 detection["labels"].detach().cpu().numpy(),
                 detection["scores"].detach().float().cpu().numpy().astype(np.float64),
             )
-            if "source" in target:  # a tile: its image, its place, and the image's own boxes
+            if "source" in target:  # a tile: its image, its place, and (its first tile) the image's own boxes
                 place = {key: target[key] for key in ("source", "tile", "offset", "image_size", "tile_side", "overlap")}
-                place["image_boxes"] = target["image_boxes"].detach().cpu().numpy().astype(np.float64)
-                place["image_labels"] = target["image_labels"].detach().cpu().numpy()
+                if "image_boxes" in target:
+                    place["image_boxes"] = target["image_boxes"].detach().cpu().numpy().astype(np.float64)
+                    place["image_labels"] = target["image_labels"].detach().cpu().numpy()
                 entry = (*entry, place)
             self._images[image_id] = entry
 
@@ -100,6 +101,7 @@ class ValidationCollector:
     def _whole_images(self) -> list[tuple]:
         """``(gt boxes, gt labels, boxes, labels, scores)`` per image, by increasing image id: a tiled
         image's tiles merged as tiled prediction merges them, at the place of its first tile."""
+        from napari_faster_rcnn.core.prediction.thresholds import filter_detections
         from napari_faster_rcnn.core.prediction.tile_merge import merge_tile_detections
         from napari_faster_rcnn.core.prediction.tiles import tile_grid
 
@@ -116,6 +118,12 @@ class ValidationCollector:
             tiled[source].append(entry)
         for source, tiles in tiled.items():
             place = tiles[0][5]
+            truth = next((entry[5] for entry in tiles if "image_boxes" in entry[5]), None)
+            if truth is None:  # only part of the image's tiles were validated (a limit on validation batches)
+                logger.warning("validation saw %d tiles of image %s but not its first, which carries its boxes: "
+                               "the image is left out of the metrics", len(tiles), source)
+                images[positions[source]] = None
+                continue
             height, width = (int(side) for side in place["image_size"])
             grid = tile_grid(height, width, int(place["tile_side"]), float(place["overlap"]))
             offsets = [np.tile(np.asarray(entry[5]["offset"], np.float64), 2) for entry in tiles]
@@ -124,21 +132,13 @@ class ValidationCollector:
             labels = np.concatenate([entry[3] for entry in tiles]).astype(np.int64)
             tile_ids = np.concatenate([np.full(len(entry[2]), int(entry[5]["tile"])) for entry in tiles])
             merged = merge_tile_detections(grid, boxes, scores, labels, tile_ids)
-            keep = self._nms(merged.boxes, merged.scores, merged.labels)
-            whole = (place["image_boxes"].reshape(-1, 4), place["image_labels"], merged.boxes[keep],
+            # predict's own NMS (Tune predictions' and thresholds.json's), every score kept
+            keep = filter_detections(Annotation(merged.boxes, [str(label) for label in merged.labels], merged.scores),
+                                     score_threshold=-math.inf, nms_threshold=self.nms_threshold)
+            whole = (truth["image_boxes"].reshape(-1, 4), truth["image_labels"], merged.boxes[keep],
                      merged.labels[keep], merged.scores[keep])
             images[positions[source]] = whole
-        return images
-
-    def _nms(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """Indices (ascending) of the detections per-class NMS at :attr:`nms_threshold` keeps."""
-        if self.nms_threshold >= 1.0 or not len(boxes):
-            return np.arange(len(boxes))
-        from torchvision.ops import batched_nms
-
-        keep = batched_nms(torch.as_tensor(boxes, dtype=torch.float64), torch.as_tensor(scores, dtype=torch.float64),
-                           torch.as_tensor(labels), self.nms_threshold)
-        return np.sort(keep.numpy())
+        return [image for image in images if image is not None]
 
     def compute(self, iou_threshold: float = 0.5) -> dict[str, float]:
         """The epoch's metrics: ``val/voc_map``, ``val/coco_map``, ``val/coco_map50``,
