@@ -54,3 +54,24 @@ def test_label_a_folder_of_four_channel_images(make_napari_viewer, qtbot, channe
     np.testing.assert_allclose(saved.boxes, [[4, 5, 20, 18]])
     assert saved.labels == ["nucleus"]
     assert sorted(p.name for p in folder.iterdir()) == ["well_a1.ome.pt", "well_a1.ome.tif", "well_a2.ome.tif"]
+
+
+def test_a_folder_whose_images_have_different_channel_counts_opens_a_layer_per_channel(make_napari_viewer, tmp_path,
+                                                                                       caplog):
+    """Wells imaged with one stain less: the folder opens as many channel layers as its image with the most,
+    and a page shows zeros in the channels its image lacks (no blank page, no error)."""
+    rng = np.random.default_rng(5)
+    four = rng.integers(1, 4000, (4, 24, 32), dtype=np.uint16)
+    two = rng.integers(1, 4000, (2, 24, 32), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "a.ome.tif", four, metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "b.ome.tif", two, metadata={"axes": "CYX"})
+    viewer = make_napari_viewer()
+    with caplog.at_level("WARNING"):  # (an unreadable page is logged, and shows zeros)
+        *channels, boxes = viewer.open(tmp_path, plugin=PLUGIN)
+        pages = [np.asarray(layer.data[1]) for layer in channels]
+    assert "b.ome.tif" not in caplog.text
+    assert [layer.name for layer in channels] == [f"{tmp_path.name} [channel {c}]" for c in range(4)]
+    assert boxes.name == f"{tmp_path.name} boxes"
+    for channel in range(4):
+        np.testing.assert_array_equal(np.asarray(channels[channel].data[0]), four[channel])
+        np.testing.assert_array_equal(pages[channel], two[channel] if channel < 2 else np.zeros((24, 32)))

@@ -43,8 +43,9 @@ def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dic
     ``store``: a :class:`~napari_faster_rcnn.core.data.folder_label_store.FolderLabelStore` of every page
     (a folder with stacks' planes): the box layer is paged from it, and saving it writes each
     stack's one file. ``channels``: per image, the number of its microscope's channels (2-D images of
-    axes ``CYX``; 0 for others): when all have the same, the pages show one layer per channel, as one
-    such image opens (:func:`~.reading.microscope_channels`).
+    axes ``CYX``; 0 for others): when all have some, the pages show one layer per channel (as many as the
+    image with the most; zeros where an image has fewer), as one such image opens
+    (:func:`~.reading.microscope_channels`).
     """
     has_images = all(image is not None for image in images)
     if not has_images:
@@ -72,7 +73,9 @@ def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dic
         dtype = np.result_type(*dtypes)
         large = max(max(int(side) for side in size) for size in sizes) > LARGE_IMAGE_SIDE
         counts = set(channels or [0])
-        microscope = counts.pop() if len(counts) == 1 and not counts & {0} and not large and planes is None else None
+        # a layer per channel when every image has a microscope's channels (the most of them: zeros for an image
+        # with fewer, as a well imaged with one stain less)
+        microscope = max(counts) if 0 not in counts and not large and planes is None else None
         if large:  # read by region, padded per chunk: never an image padded to the largest whole
             stack = region_stack_levels(images, sizes, dtype=dtype, on_error=warn_unreadable)
             if len(stack) == 1:

@@ -61,8 +61,9 @@ def lazy_image_stack(paths, sizes, dtype=np.uint8, on_error=None, planes=None, c
         Per image: None for a 2-D image, or a plane's leading coordinates when the path is a stack
         (time, z): that plane is read (:func:`~.stack_files.read_plane`), only when its slice is shown.
     channels : int, optional
-        For 2-D images with a microscope's channels (axes ``CYX``, all with this many): the stack is
-        ``(N, H, W, channels)``, each image with all its channels as stored, for a layer per channel.
+        For 2-D images with a microscope's channels (axes ``CYX``, this many at most): the stack is
+        ``(N, H, W, channels)``, each image with all its channels as stored, for a layer per channel (an
+        image with fewer has zeros in the channels it lacks).
         The page read last is kept, so that the channels' layers of one page read its file once.
     """
     import dask.array as da
@@ -85,7 +86,11 @@ def lazy_image_stack(paths, sizes, dtype=np.uint8, on_error=None, planes=None, c
             if last is not None and last[0] == index:
                 return last[1]
             try:
-                page = _padded(np.asarray(open_stack_array(paths[index])), height, width, dtype, depth)
+                pixels = np.asarray(open_stack_array(paths[index]))
+                if pixels.ndim == 3 and pixels.shape[2] < depth:  # fewer channels than the folder's most: zeros
+                    missing = np.zeros((*pixels.shape[:2], depth - pixels.shape[2]), pixels.dtype)
+                    pixels = np.concatenate([pixels, missing], axis=2)
+                page = _padded(pixels, height, width, dtype, depth)
             except ImageReadError as error:
                 raise ImageReadError(paths[index], error.reason) from None
             recent[0] = (index, page)
