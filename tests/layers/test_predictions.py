@@ -71,6 +71,29 @@ def test_saving_tuned_predictions_writes_their_thresholds(make_napari_viewer, tu
     assert load_thresholds(out) == thresholds
 
 
+def test_raw_predictions_open_filtered_by_the_thresholds_beside_them(make_napari_viewer, tutorial_dataset):
+    """A folder of raw detections (predict --raw) with thresholds.json opens as those thresholds keep them,
+    not as every overlapping raw box; Tune predictions finds the raw detections and starts there."""
+    raw = write_predictions(tutorial_dataset)
+    thresholds = Thresholds(0.4, 0.3)
+    (tutorial_dataset / "predictions" / THRESHOLDS_FILE).write_text(json.dumps(thresholds.to_dict()))
+    viewer = make_napari_viewer()
+    viewer.open(tutorial_dataset / "predictions", plugin=PLUGIN)
+    layer = viewer.layers[-1]
+    for index in (0, 2):
+        viewer.dims.set_current_step(0, index)
+        expected = apply_thresholds(raw[index], thresholds)
+        assert 0 < len(expected) < len(raw[index])
+        boxes, labels, scores = shown(layer)
+        np.testing.assert_allclose(boxes, expected.boxes, atol=1e-4)
+        assert labels == expected.labels and np.allclose(scores, expected.scores)
+    pages = tune(viewer, layer)
+    assert pages.thresholds == thresholds and [len(a) for a in pages.raw] == [len(a) for a in raw]
+    pages.apply(Thresholds(0.0, 1.0))  # the sliders let every raw box back
+    viewer.dims.set_current_step(0, 0)
+    assert len(layer.data) == len(raw[0])
+
+
 def test_add_prediction_layer_for_a_stack_and_one_image(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((3, 40, 50, 3), np.uint8), rgb=True)
@@ -178,3 +201,15 @@ def test_a_single_image_predictions_layer_can_be_tuned(make_napari_viewer, tutor
     boxes, labels, scores = shown(layer)
     np.testing.assert_allclose(boxes, expected.boxes, atol=1e-4)
     assert labels == expected.labels and np.allclose(scores, expected.scores)
+    # with predict's thresholds.json beside the file, it opens filtered by them, the raw detections behind
+    (tmp_path / THRESHOLDS_FILE).write_text(json.dumps(Thresholds(0.6, 0.2).to_dict()))
+    viewer.layers.clear()
+    viewer.open(tmp_path / "one.png", plugin=PLUGIN)
+    layer = viewer.layers[-1]
+    expected = apply_thresholds(raw[1], Thresholds(0.6, 0.2))
+    assert 0 < len(expected) < len(raw[1])
+    boxes, labels, scores = shown(layer)
+    np.testing.assert_allclose(boxes, expected.boxes, atol=1e-4)
+    assert labels == expected.labels and np.allclose(scores, expected.scores)
+    assert list(layer.metadata[conventions.CLASS_COLORS]) == sorted(set(raw[1].labels))
+    assert len(tune(viewer, layer).raw[0]) == len(raw[1])

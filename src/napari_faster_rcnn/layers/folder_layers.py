@@ -20,7 +20,15 @@ from napari_faster_rcnn.core.data.stack_files import open_stack_array, read_plan
 from napari_faster_rcnn.layers import box_window, conventions
 from napari_faster_rcnn.layers.folder_pages import HeldFolder
 from napari_faster_rcnn.layers.paging_registry import hold
-from napari_faster_rcnn.layers.reader_parts import attach_held, channel_names, channel_ranges, clipped, no_boxes_like
+from napari_faster_rcnn.layers.reader_parts import (
+    attach_held,
+    channel_names,
+    channel_ranges,
+    clipped,
+    no_boxes_like,
+    predictions_thresholds,
+    tuned_pages,
+)
 from napari_faster_rcnn.layers.reader_reports import warn_unreadable
 from napari_faster_rcnn.layers.reading import LARGE_IMAGE_SIDE
 
@@ -53,8 +61,9 @@ def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dic
     folder_name = path.name or str(path)
     predictions = any(a.scores is not None for a in annotations)
     crowded = any(conventions.windowed(len(a)) for a in annotations)
+    saved_thresholds = predictions_thresholds(metadata) if predictions and store is None else None
     shapes = conventions.shapes_layer_data(
-        [no_boxes_like(a) for a in annotations] if crowded or store is not None else annotations,
+        [no_boxes_like(a) for a in annotations] if crowded or store is not None or saved_thresholds else annotations,
         stacked=True,
         name=name or f"{folder_name} {'predictions' if predictions else 'boxes'}",
         classes=class_list(annotations, known=classes or ()),
@@ -65,6 +74,9 @@ def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dic
     if store is not None:  # pages of stacks' planes: the boxes paged from the folder's store
         held = HeldFolder(store)
         attach_held(held, hold(shapes[1]["metadata"], held), make=held.pager)
+    elif saved_thresholds is not None:  # predictions with thresholds.json: shown as they pass (Tune's sliders)
+        held = box_window.HeldBoxes([clipped(a, size) for a, size in zip(annotations, sizes)])
+        attach_held(held, hold(shapes[1]["metadata"], held), make=tuned_pages(held, saved_thresholds))
     elif crowded:  # an image too crowded for napari's Shapes layer: the boxes are paged in by a SliceBoxes
         held = box_window.HeldBoxes([clipped(a, size) for a, size in zip(annotations, sizes)])
         attach_held(held, hold(shapes[1]["metadata"], held))

@@ -1,5 +1,6 @@
 """The parts every reader of files into layers shares: a box layer's name, an annotation's boxes cut at
-the image border or left out, and paging a box layer the reader tied to its boxes once it is in the viewer.
+the image border or left out, paging a box layer the reader tied to its boxes once it is in the viewer, and
+predictions opened as the ``thresholds.json`` beside them keeps them.
 
 Used by :mod:`.reading` (image files), :mod:`.stack_reading` (stacks) and :mod:`.folder_layers`
 (dataset folders). No Qt here.
@@ -7,11 +8,16 @@ Used by :mod:`.reading` (image files), :mod:`.stack_reading` (stacks) and :mod:`
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from napari_faster_rcnn.core.data.annotations import Annotation
 from napari_faster_rcnn.core.data.boxes import clip_boxes
+from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.slice_view import attach_when_added
+
+logger = logging.getLogger(__name__)
 
 
 def value_range(sample: np.ndarray) -> list:
@@ -60,3 +66,32 @@ def attach_held(held, key: str, make=None) -> None:
         viewer = None
     if viewer is not None:
         attach_when_added(viewer, key, held, make=make)
+
+
+def predictions_thresholds(metadata: dict):
+    """The :class:`~napari_faster_rcnn.core.prediction.thresholds.Thresholds` of ``thresholds.json`` beside
+    the prediction files the layer's ``metadata`` names (all in one folder), or None (none there, or
+    unreadable: then every box shows, as before, and the log says why)."""
+    from napari_faster_rcnn.core.prediction.thresholds import load_thresholds
+
+    folders = {file.parent for file in conventions.annotation_paths(metadata) if file is not None}
+    if len(folders) != 1:
+        return None
+    try:
+        return load_thresholds(folders.pop())
+    except ValueError as error:
+        logger.warning("%s: the predictions show unfiltered", error)
+        return None
+
+
+def tuned_pages(held, thresholds):
+    """``make(viewer, layer)`` for :func:`~.reader_parts.attach_held`: the layer paged by a
+    :class:`~.predictions.PredictionPages` over the held raw detections, filtered by ``thresholds`` (what
+    Tune predictions would start from), so that a folder of ``predict --raw`` files does not open as
+    every overlapping raw box."""
+    def make(viewer, layer):
+        from napari_faster_rcnn.layers.predictions import PredictionPages
+
+        return PredictionPages(viewer, layer, held.annotations, thresholds)
+
+    return make

@@ -38,6 +38,8 @@ from napari_faster_rcnn.layers.reader_parts import (
     channel_ranges,
     clipped,
     no_boxes_like,
+    predictions_thresholds,
+    tuned_pages,
     value_range,
 )
 from napari_faster_rcnn.layers.reader_reports import report_stacks
@@ -206,13 +208,18 @@ def _single_image_layers(image_path: Path, image: tuple, annotation: Annotation,
                 conventions.ANNOTATION_STAMPS: [stamp]}
     if conventions.windowed(len(annotation)):
         return [image_layer, *_windowed_layers(annotation, size, box_layer_name(image_path.stem, annotation), metadata)]
+    saved_thresholds = predictions_thresholds(metadata) if annotation.scores is not None else None
     shapes = conventions.shapes_layer_data(
-        [annotation],
+        [annotation if saved_thresholds is None else no_boxes_like(annotation)],
         stacked=False,
         name=box_layer_name(image_path.stem, annotation),
+        classes=class_list([annotation]),
         image_sizes=[size],
         metadata=metadata,
     )
+    if saved_thresholds is not None:  # raw detections (predict --raw): shown as the thresholds beside them keep them
+        held = box_window.HeldBoxes([clipped(annotation, size)])
+        attach_held(held, hold(shapes[1]["metadata"], held), make=tuned_pages(held, saved_thresholds))
     return [image_layer, shapes]
 
 
