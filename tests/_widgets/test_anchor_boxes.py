@@ -14,7 +14,7 @@ from napari_faster_rcnn.core.model.anchor_inputs import format_anchor_text, tran
 from napari_faster_rcnn.core.model.anchors import anchor_coverage, anchor_grids, anchors_at
 from napari_faster_rcnn.core.model.config import preset
 from napari_faster_rcnn.core.model.detector import padded_image_size, resized_image_size
-from napari_faster_rcnn.layers import anchors
+from napari_faster_rcnn.layers import anchors, box_window
 
 PLUGIN = "napari-faster-rcnn"
 CPU = preset("cpu", ["object"])
@@ -178,7 +178,7 @@ def test_the_image_follows_the_dims_slider(make_napari_viewer, tutorial_dataset)
                                np.concatenate(anchors_at(widget.config, (64, 80), ((x1 + x2) / 2, (y1 + y2) / 2))))
     unreached = layer(widget, anchors.UNREACHED)
     assert [unreached.features["box"][k] for k in unreached.selected_data] == [box]
-    np.testing.assert_allclose(anchors.camera(viewer).center[-2:], ((y1 + y2) / 2 - 0.5, (x1 + x2) / 2 - 0.5))
+    np.testing.assert_allclose(box_window.camera(viewer).center[-2:], ((y1 + y2) / 2 - 0.5, (x1 + x2) / 2 - 0.5))
 
     # closing the widget shows the source layers again
     widget.close()

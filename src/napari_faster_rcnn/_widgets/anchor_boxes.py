@@ -38,7 +38,7 @@ from napari_faster_rcnn.core.model.anchor_suggestion import suggest_anchors
 from napari_faster_rcnn.core.model.anchors import BACKGROUND_IOU, FOREGROUND_IOU, REACHED_IOU, anchor_coverage
 from napari_faster_rcnn.core.model.config_rules import ConfigError
 from napari_faster_rcnn.core.model.detector import padded_image_size, resized_image_size
-from napari_faster_rcnn.layers import anchor_sources, anchors, box_colors, conventions
+from napari_faster_rcnn.layers import anchor_sources, anchors, box_colors, box_window, conventions
 from napari_faster_rcnn.layers.conventions import is_box_layer
 
 LAYERS, FOLDER = "layers", "folder"
@@ -339,7 +339,7 @@ class AnchorBoxesWidget(DockedWidget):
         self.index.setValue(image)
         x1, y1, x2, y2 = self.coverage.boxes[position]
         self.move_point((x1 + x2) / 2, (y1 + y2) / 2)
-        anchors.camera(self.viewer).center = ((y1 + y2) / 2 - 0.5, (x1 + x2) / 2 - 0.5)  # napari's (row, col)
+        box_window.camera(self.viewer).center = ((y1 + y2) / 2 - 0.5, (x1 + x2) / 2 - 0.5)  # napari's (row, col)
         layer = self.view.layers.get(anchors.UNREACHED)
         if layer is not None:
             selected = np.flatnonzero(np.asarray(layer.features["box"]) == box)

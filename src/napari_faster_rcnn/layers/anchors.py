@@ -38,6 +38,7 @@ from napari_faster_rcnn.core.model.anchors import REACHED_IOU, AnchorGrid, Cover
 from napari_faster_rcnn.core.model.config import ModelConfig
 from napari_faster_rcnn.core.model.detector import padded_image_size, resized_image_size
 from napari_faster_rcnn.layers import box_colors, conventions
+from napari_faster_rcnn.layers.box_window import camera
 
 #: metadata key naming what an anchor layer shows ("image", "centres", "at point", ...)
 ANCHOR_ROLE = "napari_faster_rcnn_anchors"
@@ -49,12 +50,6 @@ MAP_COLORS = ("#ffd92f", "#ff7f0e", "#ff4fb8", "#17becf", "#1f9bff", "#b15cff", 
 UNREACHED_COLOR = "#e31a1c"
 #: maps with more anchor positions start hidden: a carpet of points hides the image
 VISIBLE_CENTRES = 3_000
-
-
-def camera(viewer):
-    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
-    scene = getattr(viewer, "scene", None)
-    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
 
 
 def map_color(position: int) -> str:

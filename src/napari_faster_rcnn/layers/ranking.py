@@ -22,6 +22,7 @@ import numpy as np
 from napari_faster_rcnn.core.data.stack_planes import index_plane
 from napari_faster_rcnn.core.prediction.rank_targets import RankTarget
 from napari_faster_rcnn.layers import conventions
+from napari_faster_rcnn.layers.box_window import camera
 
 __all__ = ["RankingWalk", "iter_session_ranking", "labeled_images", "show_tile", "unlabeled_images"]
 
@@ -143,5 +144,6 @@ def show_tile(viewer, image_layer, region) -> None:
     viewer.reset_view()  # everything fits the canvas: zoom in from there by the extent's ratio to the tile
     extent = np.asarray(viewer.layers.extent.world, dtype=np.float64)[:, -2:]
     ratio = (extent[1] - extent[0]) / (scale * np.array([y1 - y0, x1 - x0]))
-    viewer.camera.zoom = viewer.camera.zoom * 0.9 * float(max(1.0, ratio.min()))
-    viewer.camera.center = tuple(float(v) for v in centre)
+    view = camera(viewer)
+    view.zoom = view.zoom * 0.9 * float(max(1.0, ratio.min()))
+    view.center = tuple(float(v) for v in centre)
