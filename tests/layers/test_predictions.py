@@ -213,3 +213,29 @@ def test_a_single_image_predictions_layer_can_be_tuned(make_napari_viewer, tutor
     assert labels == expected.labels and np.allclose(scores, expected.scores)
     assert list(layer.metadata[conventions.CLASS_COLORS]) == sorted(set(raw[1].labels))
     assert len(tune(viewer, layer).raw[0]) == len(raw[1])
+
+
+def test_a_crowded_raw_predictions_file_opens_as_its_thresholds_keep_it(make_napari_viewer, tmp_path):
+    """Raw detections of a large image (more boxes than a layer edits at once) with thresholds.json beside
+    them: the layer holds what passes, with no picture of every raw box over it."""
+    from PIL import Image
+
+    from napari_faster_rcnn.core.data.annotations import save_annotation
+
+    rng = np.random.default_rng(2)
+    Image.fromarray(np.zeros((600, 600, 3), np.uint8)).save(tmp_path / "slide.png")
+    count = conventions.WINDOW_THRESHOLD + 500
+    corners = rng.uniform(0, 580, (count, 2))
+    raw = Annotation(np.hstack([corners, corners + rng.uniform(4, 12, (count, 2))]), ["cell"] * count,
+                     rng.uniform(0.01, 1.0, count))
+    save_annotation(tmp_path / "slide.pt", raw)
+    thresholds = Thresholds(0.95, 0.5)
+    (tmp_path / THRESHOLDS_FILE).write_text(json.dumps(thresholds.to_dict()))
+    viewer = make_napari_viewer()
+    viewer.open(tmp_path / "slide.png", plugin=PLUGIN)
+    assert [layer.name for layer in viewer.layers] == ["slide", "slide predictions"]
+    expected = apply_thresholds(raw, thresholds)
+    boxes, labels, scores = shown(viewer.layers[-1])
+    order = np.argsort(scores)
+    np.testing.assert_allclose(boxes[order], expected.boxes[np.argsort(expected.scores)], atol=1e-4)
+    assert len(tune(viewer, viewer.layers[-1]).raw[0]) == count

@@ -88,3 +88,31 @@ def test_accept_the_selected_predictions_of_a_stack_labels_their_planes_only(mak
 
     saved = load_annotation(tmp_path / "movie.pt")
     assert sorted(saved.planes[:, 0].tolist()) == [1, 1, 4] and saved.labeled_planes.tolist() == [[1], [4]]
+
+
+def test_a_stacks_raw_predictions_open_as_the_thresholds_beside_them_keep_them(make_napari_viewer, tmp_path):
+    import json
+
+    from napari_faster_rcnn.core.data.annotations import THRESHOLDS_FILE
+
+    tifffile.imwrite(tmp_path / "movie.tif", np.zeros((3, 40, 40), np.uint8), photometric="minisblack")
+    rng = np.random.default_rng(4)
+    per_plane = []
+    for _ in range(2):
+        corners = rng.uniform(0, 25, (30, 2))
+        per_plane.append(Annotation(np.concatenate([corners, corners + rng.uniform(6, 14, (30, 2))], axis=1),
+                                    ["cell"] * 30, rng.uniform(0, 1, 30)))
+    planes = [(0,), (2,)]
+    save_annotation(tmp_path / "movie.pt", join_planes(per_plane, planes), labeled_planes=False)
+    chosen = Thresholds(0.6, 0.4)
+    (tmp_path / THRESHOLDS_FILE).write_text(json.dumps(chosen.to_dict()))
+    viewer = make_napari_viewer()
+    _, layer = viewer.open(tmp_path / "movie.tif", plugin=PLUGIN)
+    shown = predictions.stack_layer_annotation(layer)
+    for plane, raw in zip(planes, per_plane):
+        kept = apply_thresholds(raw, chosen)
+        assert 0 < len(kept) < len(raw)
+        np.testing.assert_allclose(sorted(shown.on_plane(plane).boxes.tolist()), sorted(kept.boxes.tolist()),
+                                   atol=1e-4)
+    pages = predictions.tune(viewer, layer)
+    assert pages.thresholds == chosen and [len(a) for a in pages.raw] == [30, 30]

@@ -206,9 +206,9 @@ def _single_image_layers(image_path: Path, image: tuple, annotation: Annotation,
     image_layer = (data, layer_options, "image")
     metadata = {conventions.SOURCE_IMAGES: [str(image_path)], conventions.ANNOTATION_FILES: [str(target)],
                 conventions.ANNOTATION_STAMPS: [stamp]}
-    if conventions.windowed(len(annotation)):
-        return [image_layer, *_windowed_layers(annotation, size, box_layer_name(image_path.stem, annotation), metadata)]
     saved_thresholds = predictions_thresholds(metadata) if annotation.scores is not None else None
+    if saved_thresholds is None and conventions.windowed(len(annotation)):
+        return [image_layer, *_windowed_layers(annotation, size, box_layer_name(image_path.stem, annotation), metadata)]
     shapes = conventions.shapes_layer_data(
         [annotation if saved_thresholds is None else no_boxes_like(annotation)],
         stacked=False,

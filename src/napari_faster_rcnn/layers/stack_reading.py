@@ -26,7 +26,13 @@ from napari_faster_rcnn.core.data.stack_files import open_stack, open_stack_arra
 from napari_faster_rcnn.core.data.stack_label_store import StackLabelStore
 from napari_faster_rcnn.layers import conventions
 from napari_faster_rcnn.layers.paging_registry import hold
-from napari_faster_rcnn.layers.reader_parts import attach_held, box_layer_name, channel_names, value_range
+from napari_faster_rcnn.layers.reader_parts import (
+    attach_held,
+    box_layer_name,
+    channel_names,
+    predictions_thresholds,
+    value_range,
+)
 from napari_faster_rcnn.layers.reader_reports import report_info
 from napari_faster_rcnn.layers.stack_labeling import HeldStack
 
@@ -87,8 +93,23 @@ def read_stack_file(path: Path, annotation_path: Path | None = None, target: Pat
                   conventions.PLANES_SHAPE: list(planes_shape)},
     )
     held = HeldStack(store)
-    attach_held(held, hold(shapes[1]["metadata"], held), make=held.pager)
+    saved_thresholds = predictions_thresholds(shapes[1]["metadata"]) if annotation.scores is not None else None
+    attach_held(held, hold(shapes[1]["metadata"], held),
+                make=held.pager if saved_thresholds is None else _tuned_stack(held, saved_thresholds))
     return [image_layer, shapes]
+
+
+def _tuned_stack(held: HeldStack, thresholds):
+    """``make(viewer, layer)``: a stack's raw detections (predict --raw) shown as the ``thresholds.json``
+    beside them keeps them, plane by plane, every raw box behind Tune predictions' sliders."""
+    def make(viewer, layer):
+        from napari_faster_rcnn.layers.predictions import tune
+
+        held.pager(viewer, layer)  # (paged as any stack's boxes; tuning takes the planes' boxes from it)
+        layer.metadata[conventions.THRESHOLDS] = thresholds.to_dict()  # where tuning starts
+        return tune(viewer, layer)
+
+    return make
 
 
 def stack_boxes_without_image(path: Path, annotation: Annotation, stamp=None, report: bool = True) -> tuple:
