@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from napari_faster_rcnn._widgets.evaluate import EvaluateWidget
 from napari_faster_rcnn.core.data.boxes import rectangles_to_boxes
@@ -164,3 +165,36 @@ def test_integer_ground_truth_reads_through_the_predictions_class_list(make_napa
     run(qtbot, widget)
     assert widget.result.voc.map == 1.0 and widget.result.warnings == []
     assert "1=cat, 2=dog" in widget.summary.text()
+
+
+def test_raw_predictions_at_score_0_give_the_command_lines_figure(make_napari_viewer, qtbot, tutorial_dataset,
+                                                                 capsys):
+    """A raw folder opens at the thresholds.json beside it; with the score slider at 0 and its NMS kept, the
+    widget measures what `napari-faster-rcnn evaluate` measures from the folders."""
+    import json
+
+    from napari_faster_rcnn.cli import main
+    from napari_faster_rcnn.core.data.annotations import THRESHOLDS_FILE
+
+    write_predictions(tutorial_dataset)
+    saved = Thresholds(0.5, 0.4)
+    (tutorial_dataset / "predictions" / THRESHOLDS_FILE).write_text(json.dumps(saved.to_dict()))
+    assert main(["evaluate", "--gt", str(tutorial_dataset / "target"), "--pred",
+                 str(tutorial_dataset / "predictions"), "--json"]) == 0
+    command_line = json.loads(capsys.readouterr().out)
+    viewer = make_napari_viewer()
+    viewer.open(tutorial_dataset, plugin=PLUGIN)
+    viewer.open(tutorial_dataset / "predictions", plugin=PLUGIN)
+    predicted_layer = viewer.layers[3]
+    pages = tune(viewer, predicted_layer)
+    assert pages.thresholds == saved
+    widget = EvaluateWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    run(qtbot, widget)
+    at_saved = widget.result.voc
+    pages.apply(Thresholds(0.0, saved.nms_threshold))
+    run(qtbot, widget)
+    assert widget.result.voc.map == pytest.approx(command_line["voc_map"], abs=1e-9)
+    # the shown boxes were measured before: fewer (the score cut), never a better AP
+    assert sum(at_saved.prediction_counts.values()) < sum(widget.result.voc.prediction_counts.values())
+    assert at_saved.map <= widget.result.voc.map
