@@ -88,7 +88,7 @@ def balanced_picks(styles, labeled, order, count: int) -> list[int]:
 
 def one_seed(seed: int, pool_size: int, test_size: int, rounds: int, first_steps: int, steps: int,
              threads: int, random_share: float = 0.0, weights: tuple | None = None, known: dict | None = None,
-             orders: tuple = ("random", "rank")) -> dict:
+             orders: tuple = ("random", "rank"), from_base: bool = False) -> dict:
     """The orders for one seed (random first): AP@0.5 after each round, and the seconds it took; ``known``:
     this seed's result of an earlier run with the same settings, whose random order is taken instead of
     run again."""
@@ -140,7 +140,10 @@ def one_seed(seed: int, pool_size: int, test_size: int, rounds: int, first_steps
                 chosen += [left[int(score.image.split()[-1])] for score in ranking]
             picked_styles += [str(styles[i]) for i in chosen]
             labeled += chosen
-            model = train(model, [pool[i] for i in labeled], steps, seed * 100 + round_index)
+            # fine-tuned from the model of the round before, or (--from-base) from round 0's model, so that
+            # every round's model has had the same training and differs by its images only
+            start_from = copy.deepcopy(base) if from_base else model
+            model = train(start_from, [pool[i] for i in labeled], steps, seed * 100 + round_index)
             aps.append(ap50(model, test))
             print(f"seed {seed} {name} round {round_index}: {len(labeled)} labeled, AP@0.5 {aps[-1]:.3f}",
                   file=sys.stderr, flush=True)
@@ -209,6 +212,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps-curve", action="store_true",
                         help="instead: round 0's model fine-tuned on one fixed set of 64 random images for 100, 200, "
                              "300, 600, 900 steps, AP@0.5 after each (what the training alone adds)")
+    parser.add_argument("--from-base", action="store_true",
+                        help="each round fine-tunes round 0's model (not the round before's) on everything labeled: "
+                             "every round's model has had the same steps, so the curves follow the images alone")
     parser.add_argument("--check", action="store_true", help=f"exit 1 when rank's fraction is above {TARGET_FRACTION}")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -232,9 +238,10 @@ def main(argv=None) -> int:
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
             results = list(pool.map(one_seed, seeds, *([option] * len(seeds) for option in options),
-                                    [known.get(seed) for seed in seeds], [orders] * len(seeds)))
+                                    [known.get(seed) for seed in seeds], [orders] * len(seeds),
+                                    [args.from_base] * len(seeds)))
     else:
-        results = [one_seed(seed, *options, known.get(seed), orders) for seed in seeds]
+        results = [one_seed(seed, *options, known.get(seed), orders, args.from_base) for seed in seeds]
     if args.save:
         Path(args.save).write_text(json.dumps(results, indent=1))
 
@@ -267,7 +274,7 @@ def main(argv=None) -> int:
     report(f"Active loop: rounds of {ROUND} from a pool of {args.pool}, {len(seeds)} seeds", rows,
            {**summary, "mean_ap_after_round_0": curve, "pool": args.pool,
             "rounds": args.rounds, "first_steps": args.first_steps, "steps": args.steps, "test": args.test,
-            "random_share": args.random_share, "weights": weights,
+            "random_share": args.random_share, "weights": weights, "from_base": args.from_base,
             "seconds": round(time.perf_counter() - start, 1), "load_average": [round(v, 2) for v in os.getloadavg()]})
     if args.check and "rank" in means and means["rank"] > TARGET_FRACTION:
         print(f"FAILED: rank's order needs {means['rank']:.2f} of random order's images (target at most {TARGET_FRACTION})",

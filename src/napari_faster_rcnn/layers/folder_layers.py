@@ -63,7 +63,8 @@ def dataset_layers(path: Path, images, sizes, dtypes, annotations, metadata: dic
     crowded = any(conventions.windowed(len(a)) for a in annotations)
     saved_thresholds = predictions_thresholds(metadata) if predictions and store is None else None
     shapes = conventions.shapes_layer_data(
-        [no_boxes_like(a) for a in annotations] if crowded or store is not None or saved_thresholds else annotations,
+        [no_boxes_like(a) for a in annotations] if crowded or store is not None or saved_thresholds is not None
+        else annotations,
         stacked=True,
         name=name or f"{folder_name} {'predictions' if predictions else 'boxes'}",
         classes=class_list(annotations, known=classes or ()),
