@@ -15,7 +15,7 @@ from napari_faster_rcnn.core.prediction.tiles import DEFAULT_OVERLAP, Tiling
 from napari_faster_rcnn.core.training.dataset import DetectionDataset
 from napari_faster_rcnn.core.training.tile_dataset import TileDataset
 from napari_faster_rcnn.core.training.validation import ValidationCollector
-from tests.checkpoint_data import tiny_checkpoint
+from tests.checkpoint_data import assert_same_detections, tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +73,33 @@ def test_an_image_validated_without_its_first_tile_is_left_out_with_a_warning(tm
         ground_truths, predictions = collector.annotations()
     assert len(ground_truths) == len(predictions) == 1 and len(ground_truths[0]) == len(truth)
     assert "image 1 but not its first" in caplog.text
+
+
+def test_validation_of_whole_images_is_evaluate_of_predict_beyond_the_box_heads_cap(tmp_path_factory, mosaic):
+    """Whole images are validated as predict makes its files too: raw detections, then the NMS; the box head's
+    own cap (after its NMS) would cut an image with more objects than it keeps."""
+    from napari_faster_rcnn.core.data.annotations import Annotation
+    from napari_faster_rcnn.core.training.validation import predict_dataset
+
+    path, _ = mosaic
+    loaded = load_checkpoint(tiny_checkpoint(tmp_path_factory))
+    model, classes = loaded.model.eval(), loaded.classes
+    model.roi_heads.detections_per_img = 5  # fewer than the image's objects below
+
+    records, _ = predict_images(model, [path], classes)  # whole, raw: predict's files with --raw
+    predicted = apply_thresholds(records[0].annotation, Thresholds(0.01, 0.5))  # then --score 0.01 --nms 0.5
+    assert len(predicted) > 100
+    # objects where the (untrained) model's boxes are, at every rank of its scores: an AP a cap would change
+    order = np.argsort(-predicted.scores)[::10]
+    truth = Annotation(predicted.boxes[order], [predicted.labels[i] for i in order])
+    result = evaluate([truth], [predicted], 0.5, classes=classes)
+    assert result.voc.map > 0.05
+
+    dataset = DetectionDataset([(path, truth)], classes, normalization=loaded.config.normalization)
+    collector = predict_dataset(model, dataset, score_threshold=0.01)
+    assert model.roi_heads.detections_per_img == 5 and model.roi_heads.nms_thresh == 0.5  # (restored)
+    _, (validated,) = collector.annotations()
+    assert_same_detections(validated, predicted)
+    validation = collector.compute()
+    assert validation["val/voc_map"] == pytest.approx(result.voc.map, abs=1e-6)
+    assert validation["val/coco_map"] == pytest.approx(result.coco.map, abs=1e-6)

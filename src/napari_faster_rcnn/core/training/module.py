@@ -21,7 +21,11 @@ network or code from the file (see :mod:`.checkpoints`).
 **Validation** lowers the box head's score threshold to
 ``validation_score_threshold`` (default 0.01): AP is the area under the whole
 precision-recall curve, and the usual 0.05 (or a user's 0.5) would cut it short.
-The config's own threshold is what predictions use later.
+The config's own threshold is what predictions use later. As ``predict`` does, the
+box head gives raw detections (no NMS, predict's cap of 1,000) and the config's NMS
+runs on each whole image (:class:`~.validation.ValidationCollector`), so that the best
+validation AP is what ``predict --score 0.01`` then ``evaluate`` give, also where an
+image has more objects than the box head's ``box_detections_per_img``.
 """
 
 from __future__ import annotations
@@ -269,18 +273,16 @@ class DetectorModule(pl.LightningModule):
 
     def validation_step(self, batch, batch_index):
         images, targets = batch
-        if targets and "source" in targets[0]:  # tiles: raw detections per tile, NMS once merged, as predict does
-            from napari_faster_rcnn.core.prediction.settings import DetectionSettings, raw_detection_settings
+        # as predict does: raw detections (the box head without NMS, predict's raw cap), then the model's NMS in
+        # the collector, on a whole image or on a tiled image's merged tiles
+        from napari_faster_rcnn.core.prediction.settings import DetectionSettings, raw_detection_settings
 
-            raw = DetectionSettings(self.validation_score_threshold, 1.0,
-                                    raw_detection_settings(self.config).detections_per_img)
-            previous = raw.apply(self.model)
-            try:
-                detections = self.model(images)
-            finally:
-                previous.apply(self.model)
-        else:
+        raw = DetectionSettings(self.validation_score_threshold, 1.0, raw_detection_settings(self.config).detections_per_img)
+        previous = raw.apply(self.model)
+        try:
             detections = self.model(images)
+        finally:
+            previous.apply(self.model)
         self._collector.add(detections, targets)
 
     def on_validation_epoch_end(self) -> None:

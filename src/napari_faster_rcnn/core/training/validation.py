@@ -6,6 +6,12 @@ turns them into Pascal VOC AP at the IoU threshold (the tutorial's metric) and
 COCO mAP@[.5:.95] (faster-coco-eval), overall and per class, through
 :func:`.metrics.evaluate`, the same code ``napari-faster-rcnn evaluate`` runs.
 
+**As predict**: the detections come raw (the box head without NMS, predict's raw cap; the training module and
+:func:`predict_dataset` run it so) and the per-class NMS at the model's ``box_nms_thresh``
+(:attr:`ValidationCollector.nms_threshold`) runs here, on each whole image: the metrics are those of
+``predict --score 0.01`` then ``evaluate``, also where an image has more objects than the box head's
+``box_detections_per_img`` (its cap comes after its NMS; predict's raw cap of 1,000 before it).
+
 **Tiles**: validation on tiles (:class:`~.tile_dataset.TileDataset`, images larger than a tile)
 measures whole images, as ``evaluate`` measures the files of ``predict``: each tile's detections are
 shifted back to their image and the tiles of an image merged by tiled prediction's own merge
@@ -101,15 +107,15 @@ class ValidationCollector:
     def _whole_images(self) -> list[tuple]:
         """``(gt boxes, gt labels, boxes, labels, scores)`` per image, by increasing image id: a tiled
         image's tiles merged as tiled prediction merges them, at the place of its first tile."""
-        from napari_faster_rcnn.core.prediction.thresholds import filter_detections
         from napari_faster_rcnn.core.prediction.tile_merge import merge_tile_detections
         from napari_faster_rcnn.core.prediction.tiles import tile_grid
 
         images, tiled, positions = [], {}, {}
         for image_id in sorted(self._images):
             entry = self._images[image_id]
-            if len(entry) == 5:
-                images.append(entry)
+            if len(entry) == 5:  # a whole image: its detections after the NMS
+                keep = self._kept(*entry[2:])
+                images.append((entry[0], entry[1], entry[2][keep], entry[3][keep], entry[4][keep]))
                 continue
             source = entry[5]["source"]
             if source not in tiled:
@@ -132,13 +138,19 @@ class ValidationCollector:
             labels = np.concatenate([entry[3] for entry in tiles]).astype(np.int64)
             tile_ids = np.concatenate([np.full(len(entry[2]), int(entry[5]["tile"])) for entry in tiles])
             merged = merge_tile_detections(grid, boxes, scores, labels, tile_ids)
-            # predict's own NMS (Tune predictions' and thresholds.json's), every score kept
-            keep = filter_detections(Annotation(merged.boxes, [str(label) for label in merged.labels], merged.scores),
-                                     score_threshold=-math.inf, nms_threshold=self.nms_threshold)
+            keep = self._kept(merged.boxes, merged.labels, merged.scores)
             whole = (truth["image_boxes"].reshape(-1, 4), truth["image_labels"], merged.boxes[keep],
                      merged.labels[keep], merged.scores[keep])
             images[positions[source]] = whole
         return [image for image in images if image is not None]
+
+    def _kept(self, boxes: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Indices of the detections predict's own NMS (Tune predictions' and thresholds.json's) keeps at
+        :attr:`nms_threshold`, every score kept."""
+        from napari_faster_rcnn.core.prediction.thresholds import filter_detections
+
+        annotation = Annotation(boxes.reshape(-1, 4), [str(label) for label in labels], scores)
+        return filter_detections(annotation, score_threshold=-math.inf, nms_threshold=self.nms_threshold)
 
     def compute(self, iou_threshold: float = 0.5) -> dict[str, float]:
         """The epoch's metrics: ``val/voc_map``, ``val/coco_map``, ``val/coco_map50``,
@@ -163,22 +175,26 @@ class ValidationCollector:
 
 
 def predict_dataset(model, dataset, score_threshold: float | None = 0.01, batch_size: int = 8, progress=None):
-    """A :class:`ValidationCollector` of ``model``'s detections on every item of ``dataset``.
+    """A :class:`ValidationCollector` of ``model``'s detections on every item of ``dataset``, as ``predict``
+    with ``--score score_threshold`` makes them: raw detections (no NMS, predict's raw cap), then the model's
+    NMS (in the collector).
 
     Runs in eval mode without gradients, on the model's device, with the box
     head's score threshold set to ``score_threshold`` for the run (None: the
     model's own). ``progress(done, total)`` is called after each batch.
     """
+    from napari_faster_rcnn.core.prediction.settings import DetectionSettings, raw_detection_settings
     from napari_faster_rcnn.core.training.dataset import collate_detections
 
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_detections)
     device = next(model.parameters()).device
-    collector = ValidationCollector(dataset.classes)
-    saved = model.roi_heads.score_thresh
+    own = DetectionSettings.of_model(model)
+    collector = ValidationCollector(dataset.classes, nms_threshold=own.nms_thresh)
+    score = own.score_thresh if score_threshold is None else float(score_threshold)
+    cap = max(raw_detection_settings().detections_per_img, own.detections_per_img)  # (predict's raw cap)
+    previous = DetectionSettings(score, 1.0, cap).apply(model)
     was_training = model.training
     model.eval()
-    if score_threshold is not None:
-        model.roi_heads.score_thresh = score_threshold
     try:
         with torch.inference_mode():
             for images, targets in loader:
@@ -186,6 +202,6 @@ def predict_dataset(model, dataset, score_threshold: float | None = 0.01, batch_
                 if progress is not None:
                     progress(len(collector), len(dataset))
     finally:
-        model.roi_heads.score_thresh = saved
+        previous.apply(model)
         model.train(was_training)
     return collector
