@@ -73,7 +73,10 @@ class ValidationCollector:
                 detection["labels"].detach().cpu().numpy(),
                 detection["scores"].detach().float().cpu().numpy().astype(np.float64),
             )
-            if "source" in target:  # a tile: its image, its place, and (its first tile) the image's own boxes
+            if "source" not in target:  # a whole image: its detections after the NMS, now (the raw ones can be 1,000)
+                keep = self._kept(*entry[2:])
+                entry = (entry[0], entry[1], entry[2][keep], entry[3][keep], entry[4][keep])
+            else:  # a tile: its image, its place, and (its first tile) the image's own boxes
                 place = {key: target[key] for key in ("source", "tile", "offset", "image_size", "tile_side", "overlap")}
                 if "image_boxes" in target:
                     place["image_boxes"] = target["image_boxes"].detach().cpu().numpy().astype(np.float64)
@@ -113,9 +116,8 @@ class ValidationCollector:
         images, tiled, positions = [], {}, {}
         for image_id in sorted(self._images):
             entry = self._images[image_id]
-            if len(entry) == 5:  # a whole image: its detections after the NMS
-                keep = self._kept(*entry[2:])
-                images.append((entry[0], entry[1], entry[2][keep], entry[3][keep], entry[4][keep]))
+            if len(entry) == 5:  # a whole image (its NMS done as it was added)
+                images.append(entry)
                 continue
             source = entry[5]["source"]
             if source not in tiled:
