@@ -70,10 +70,8 @@ def matching_pairs(grid: TileGrid, rects, boxes, labels, tile_ids, tolerance: fl
         return empty, empty
     grown = boxes[candidates] + np.array([-tolerance, -tolerance, tolerance, tolerance])
     _, kinds = np.unique(labels[candidates], return_inverse=True)
-    one, other = _sharing_cells(grown, kinds.reshape(-1))
+    one, other = _sharing_cells(grown, kinds.reshape(-1), tile_ids[candidates])
     first, second = candidates[one], candidates[other]
-    across = tile_ids[first] != tile_ids[second]
-    first, second = first[across], second[across]
     agreement = shared_view_iou(boxes[first], boxes[second], rects[tile_ids[first]], rects[tile_ids[second]],
                                 tolerance)
     matched = agreement >= threshold
@@ -84,14 +82,17 @@ def matching_pairs(grid: TileGrid, rects, boxes, labels, tile_ids, tolerance: fl
     return first[order], second[order]
 
 
-def _sharing_cells(boxes: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs ``(i, j)``, ``i < j``, of boxes of one kind that intersect (touching counts), each once.
+def _sharing_cells(boxes: np.ndarray, kinds: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``(i, j)``, ``i < j``, of boxes of one kind and of different ``groups`` (their tiles) that
+    intersect (touching counts), each once.
 
     The boxes are bucketed into the cells of a grid (a box into every cell it
-    covers) and sorted by kind and cell; pairs are formed inside each bucket,
-    and a pair is kept only in the cell holding the corner of its intersection
-    (``max x0``, ``max y0``), so that a pair sharing several cells counts once
-    and boxes that share a cell but do not meet are left out.
+    covers) and sorted by kind, cell and group; pairs are formed inside each bucket
+    between boxes of different groups only (raw boxes of one tile crowd the same
+    cells: pairing them too, to drop them later, was half the work or more), and a
+    pair is kept only in the cell holding the corner of its intersection (``max x0``,
+    ``max y0``), so that a pair sharing several cells counts once and boxes that
+    share a cell but do not meet are left out.
     """
     sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     cell = max(8.0, float(np.percentile(sides, 90)))
@@ -107,12 +108,16 @@ def _sharing_cells(boxes: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, np
     rows = int(cells_high[:, 1].max()) + 1
     cell_x, cell_y = cells_low[box, 0] + column, cells_low[box, 1] + row
     key = (kinds[box] * rows + cell_y) * columns + cell_x
-    order = np.argsort(key, kind="stable")
+    order = np.lexsort((groups[box], key))  # by bucket, then group
     key, box, cell_x, cell_y = key[order], box[order], cell_x[order], cell_y[order]
-    group_end = np.searchsorted(key, key, side="right")
-    after = group_end - np.arange(len(key)) - 1
+    group = groups[box]
+    bucket_end = np.searchsorted(key, key, side="right")
+    # where each box's run of its own group ends within its bucket: its partners are the boxes after the run
+    starts = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]) | (group[1:] != group[:-1])])
+    run_end = np.repeat(np.r_[starts[1:], len(key)], np.diff(np.r_[starts, len(key)]))
+    after = bucket_end - run_end
     left = np.repeat(np.arange(len(key)), after)
-    right = left + 1 + np.arange(len(left)) - np.repeat(np.cumsum(after) - after, after)
+    right = np.repeat(run_end, after) + np.arange(len(left)) - np.repeat(np.cumsum(after) - after, after)
     one, other = box[left], box[right]
     corner = np.maximum(boxes[one, :2], boxes[other, :2])
     meets = (corner <= np.minimum(boxes[one, 2:], boxes[other, 2:])).all(axis=1)
