@@ -6,8 +6,9 @@ and 4 of the merge's rule, told in :mod:`.tile_merge`, which uses them).
 the part of the image both tiles see (each box clipped to the tiles' intersection), or along the
 line where the tiles only touch. :func:`matching_pairs` finds the pairs of boxes of one class from
 different tiles that agree by at least the match threshold. Candidate pairs come from bucketing the
-boxes near tile borders by class and into a grid of cells (sorting by cell), never from comparing
-every box with every other; the rest is numpy over the candidate pairs.
+boxes near tile borders by class and into a grid of cells (sorting by cell, then tile), pairing only
+boxes of different tiles in a bucket, never from comparing every box with every other; the rest is
+numpy over the candidate pairs.
 
 :func:`greedy_groups` is step 4's greedy merge of the partial boxes left: in order of score, a box
 takes from each other tile the matching box still free with the highest score, and so on through
